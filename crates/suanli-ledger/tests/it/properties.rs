@@ -1,0 +1,153 @@
+//! Property tests: random command sequences, invalid ones and retries included, never break an
+//! invariant, and replaying the journal into a fresh ledger reproduces the same state hash.
+
+use proptest::prelude::*;
+use suanli_ledger::{
+    AccountFlags, Event, Expiry, FailedId, Ledger, NewAccount, Outcome, Transfer, TransferFlags, state_hash,
+};
+
+use crate::*;
+
+const ACCOUNTS: u128 = 6;
+
+fn account_flags(index: u128) -> AccountFlags {
+    match index % 3 {
+        0 => AccountFlags::empty(),
+        1 => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+        _ => AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+    }
+}
+
+/// One random event over a small id space, so that collisions, retries, unknown ids and
+/// resolutions of earlier holds happen often.
+fn event() -> impl Strategy<Value = Event> {
+    let id = 1u128..40;
+    // Mostly real accounts; sometimes 0 (invalid) or ACCOUNTS + 1 (unknown until created).
+    let account_id = prop_oneof![8 => 1u128..=ACCOUNTS, 1 => Just(0u128), 1 => Just(ACCOUNTS + 1)];
+    let amount = prop_oneof![12 => 1i64..2_000, 1 => Just(0), 1 => Just(-1), 1 => Just(i64::MAX)];
+    let linked = prop_oneof![5 => Just(false), 1 => Just(true)];
+    let code = prop_oneof![10 => Just(CODE), 1 => Just(0u16)];
+    (0u8..10, id, account_id.clone(), account_id, amount, 0u32..3, linked, code).prop_map(
+        |(kind, id, debit, credit, amount, timeout_s, linked, code)| {
+            let linked_flag = if linked { TransferFlags::LINKED } else { TransferFlags::empty() };
+            let base = Transfer {
+                id,
+                debit_account_id: debit,
+                credit_account_id: credit,
+                amount,
+                ledger: LEDGER,
+                code,
+                ..Transfer::default()
+            };
+            match kind {
+                0 => Event::CreateAccount(NewAccount {
+                    id: debit,
+                    ledger: LEDGER,
+                    code: CODE,
+                    flags: account_flags(debit),
+                    user_data: u128::from(code == 0),
+                }),
+                1..=3 => Event::CreateTransfer(Transfer { flags: linked_flag, ..base }),
+                4..=6 => Event::CreateTransfer(Transfer {
+                    flags: TransferFlags::PENDING.union(linked_flag),
+                    timeout_s,
+                    ..base
+                }),
+                7 | 8 => Event::CreateTransfer(Transfer {
+                    id: id + 100,
+                    pending_id: id,
+                    flags: TransferFlags::POST_PENDING.union(linked_flag),
+                    amount: if amount > 0 { amount % 700 } else { 0 },
+                    ..Transfer::default()
+                }),
+                _ => Event::CreateTransfer(Transfer {
+                    id: id + 200,
+                    pending_id: id,
+                    flags: TransferFlags::VOID_PENDING.union(linked_flag),
+                    ..Transfer::default()
+                }),
+            }
+        },
+    )
+}
+
+/// Batches with clock readings that mostly advance by a second, sometimes by minutes (so holds
+/// expire) and sometimes step back.
+fn batches() -> impl Strategy<Value = Vec<(u64, Vec<Event>)>> {
+    let step = prop_oneof![Just(1_000_000_000u64), Just(0), Just(200_000_000_000)];
+    prop::collection::vec((step, prop::collection::vec(event(), 0..12)), 1..25).prop_map(|steps| {
+        let mut now = 0;
+        steps
+            .into_iter()
+            .map(|(step, events)| {
+                now += step;
+                (now, events)
+            })
+            .collect()
+    })
+}
+
+fn genesis() -> Vec<Event> {
+    let mut events: Vec<Event> = (1..=ACCOUNTS)
+        .map(|id| {
+            Event::CreateAccount(NewAccount { id, ledger: LEDGER, code: CODE, flags: account_flags(id), user_data: 0 })
+        })
+        .collect();
+    // Fund the limited accounts from the unlimited ones so that transfers can succeed.
+    events.push(Event::CreateTransfer(transfer(1_000, 3, 1, 5_000)));
+    events.push(Event::CreateTransfer(transfer(1_001, 6, 4, 5_000)));
+    events.push(Event::CreateTransfer(transfer(1_002, 2, 3, 3_000)));
+    events
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn random_batches_keep_every_invariant_and_replay_to_the_same_hash(batches in batches()) {
+        let mut ledger = Ledger::new();
+        ledger.apply(1, &genesis()).unwrap();
+        let mut journal = vec![(1, genesis())];
+        let (mut transfers, mut expired, mut failed): (Vec<Transfer>, Vec<Expiry>, Vec<FailedId>) = Default::default();
+        let mut accounts_created = Vec::new();
+        // Keep what storage would keep, starting with the genesis batch.
+        {
+            let mut replay = Ledger::new();
+            let changes = replay.apply(1, &genesis()).unwrap().changes;
+            accounts_created.extend(changes.accounts_created);
+            transfers.extend(changes.transfers_created);
+        }
+        for (now, events) in &batches {
+            let before = money(&ledger);
+            let result = ledger.apply(*now, events).unwrap();
+            prop_assert_eq!(result.outcomes.len(), events.len());
+            ledger.check_invariants().map_err(|v| TestCaseError::fail(v.to_string()))?;
+            // Nothing changed unless some event succeeded or a hold expired.
+            let applied = result.outcomes.iter().any(|o| matches!(o, Outcome::Ok(_)));
+            if !applied && result.changes.expired.is_empty() {
+                prop_assert_eq!(money(&ledger), before);
+            }
+            // Every successful transfer is in the changes exactly once, and nothing else is.
+            let ok_transfers = events.iter().zip(&result.outcomes)
+                .filter(|(e, o)| matches!(e, Event::CreateTransfer(_)) && matches!(o, Outcome::Ok(_))).count();
+            prop_assert_eq!(ok_transfers, result.changes.transfers_created.len());
+            accounts_created.extend(result.changes.accounts_created.iter().copied());
+            transfers.extend(result.changes.transfers_created.iter().copied());
+            expired.extend(result.changes.expired.iter().copied());
+            failed.extend(result.changes.failed.iter().copied());
+            journal.push((*now, events.clone()));
+        }
+        // Replaying the journal gives the same state, byte for byte.
+        let mut replayed = Ledger::new();
+        for (now, events) in &journal {
+            replayed.apply(*now, events).unwrap();
+        }
+        prop_assert_eq!(state_hash(&replayed), state_hash(&ledger));
+        // Restoring from what storage keeps gives the same state too.
+        let accounts: Vec<_> = ledger.accounts().copied().collect();
+        let restored = Ledger::restore(accounts, transfers, expired, failed, ledger.last_timestamp())
+            .map_err(|v| TestCaseError::fail(v.to_string()))?;
+        prop_assert_eq!(state_hash(&restored), state_hash(&ledger));
+        prop_assert_eq!(accounts_created.len(), ledger.account_count());
+    }
+}
