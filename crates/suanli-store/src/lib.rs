@@ -1,1 +1,68 @@
-//! placeholder
+//! Suanli storage: the [`Storage`] trait, its SQLite backend, the [`Durable`] ledger that commits
+//! each batch in one storage transaction before answering, and the audit that checks a database
+//! from its rows alone.
+//!
+//! The ledger decides; storage only records. A backend persists the [`Changes`] of one batch
+//! atomically, chained into the journal by hash, and hands everything back on open so the ledger
+//! can be rebuilt. Adding a backend (PostgreSQL is next) means implementing [`Storage`]; the
+//! ledger does not change.
+
+mod audit;
+mod durable;
+mod sqlite;
+
+pub use audit::{AuditReport, audit};
+pub use durable::{Durable, DurableError};
+pub use sqlite::{FsyncMode, SqliteStore};
+
+use suanli_ledger::{Account, Changes, Expiry, FailedId, Hash, Transfer};
+
+/// One journal entry: a committed batch and its place in the hash chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub batch_id: u64,
+    pub timestamp_first: u64,
+    pub timestamp_last: u64,
+    pub previous_hash: Hash,
+    pub hash: Hash,
+}
+
+/// Everything a store holds, as rows.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub accounts: Vec<Account>,
+    pub transfers: Vec<Transfer>,
+    pub expired: Vec<Expiry>,
+    pub failed: Vec<FailedId>,
+    /// The journal in order.
+    pub batches: Vec<BatchRecord>,
+    /// For every transfer, expiry, failure and created account: the batch it was recorded in, by
+    /// timestamp (timestamps are unique across all records).
+    pub batch_of_timestamp: Vec<(u64, u64)>,
+}
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("database {path} has schema version {found}, newer than this program's {supported}; upgrade suanli")]
+    SchemaTooNew { path: String, found: i64, supported: i64 },
+    #[error("database {path} is not a suanli database (it has tables but no suanli schema)")]
+    NotSuanli { path: String },
+    #[error("storage error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored data is malformed: {0}")]
+    Malformed(String),
+}
+
+/// A place that keeps the ledger durably.
+pub trait Storage {
+    /// Reads every row back, in timestamp order.
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
+
+    /// Records one batch in one transaction: the journal entry with its hash, every record it
+    /// created and the final balances of every account it changed. When this returns `Ok` the
+    /// batch is durable (within the backend's fsync mode); when it returns `Err` nothing of it is.
+    fn commit(&mut self, changes: &Changes, previous_hash: &Hash, hash: &Hash) -> Result<u64, StoreError>;
+}

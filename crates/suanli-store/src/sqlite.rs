@@ -1,0 +1,367 @@
+//! The SQLite backend: one file in WAL mode, one transaction per batch.
+//!
+//! 128-bit ids are 16-byte big-endian blobs (so SQL orders them numerically); amounts and
+//! balances are `INTEGER` fen with `CHECK` constraints that repeat the ledger's non-negativity
+//! rules, so even a bug above could not store a negative balance. Timestamps are nanoseconds
+//! stored in `INTEGER` (bit-cast from `u64`; real clocks stay far below `i64::MAX`).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
+
+use crate::{BatchRecord, Snapshot, Storage, StoreError};
+
+/// Append-only: never edit a migration that has landed; add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the ledger journal.
+    r"
+    CREATE TABLE ledger_batches (
+        batch_id        INTEGER PRIMARY KEY,
+        timestamp_first INTEGER NOT NULL,
+        timestamp_last  INTEGER NOT NULL,
+        previous_hash   BLOB NOT NULL CHECK (length(previous_hash) = 32),
+        hash            BLOB NOT NULL CHECK (length(hash) = 32)
+    ) STRICT;
+    CREATE TABLE ledger_accounts (
+        id              BLOB PRIMARY KEY CHECK (length(id) = 16),
+        ledger          INTEGER NOT NULL,
+        code            INTEGER NOT NULL,
+        flags           INTEGER NOT NULL,
+        user_data       BLOB NOT NULL,
+        debits_pending  INTEGER NOT NULL CHECK (debits_pending >= 0),
+        debits_posted   INTEGER NOT NULL CHECK (debits_posted >= 0),
+        credits_pending INTEGER NOT NULL CHECK (credits_pending >= 0),
+        credits_posted  INTEGER NOT NULL CHECK (credits_posted >= 0),
+        timestamp       INTEGER NOT NULL,
+        batch_id        INTEGER NOT NULL REFERENCES ledger_batches (batch_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE ledger_transfers (
+        id                BLOB PRIMARY KEY CHECK (length(id) = 16),
+        debit_account_id  BLOB NOT NULL,
+        credit_account_id BLOB NOT NULL,
+        amount            INTEGER NOT NULL CHECK (amount >= 0),
+        pending_id        BLOB NOT NULL,
+        timeout_s         INTEGER NOT NULL,
+        ledger            INTEGER NOT NULL,
+        code              INTEGER NOT NULL,
+        flags             INTEGER NOT NULL,
+        user_data         BLOB NOT NULL,
+        timestamp         INTEGER NOT NULL,
+        batch_id          INTEGER NOT NULL REFERENCES ledger_batches (batch_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE ledger_expiries (
+        pending_id BLOB PRIMARY KEY CHECK (length(pending_id) = 16),
+        timestamp  INTEGER NOT NULL,
+        batch_id   INTEGER NOT NULL REFERENCES ledger_batches (batch_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE ledger_failed_ids (
+        id        BLOB PRIMARY KEY CHECK (length(id) = 16),
+        reason    TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        batch_id  INTEGER NOT NULL REFERENCES ledger_batches (batch_id)
+    ) STRICT, WITHOUT ROWID;
+    ",
+];
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// `synchronous=FULL`: a committed batch survives power loss. The default.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the process, not of the machine. For benchmarks
+    /// that compare, never the default.
+    Normal,
+}
+
+impl FsyncMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncMode::Full => "synchronous=FULL",
+            FsyncMode::Normal => "synchronous=NORMAL",
+        }
+    }
+}
+
+pub struct SqliteStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, fsync: FsyncMode) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
+        let open_error = |source| StoreError::Open { path: shown.clone(), source };
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        let synchronous = match fsync {
+            FsyncMode::Full => "FULL",
+            FsyncMode::Normal => "NORMAL",
+        };
+        connection
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+                 PRAGMA busy_timeout = 5000;"
+            ))
+            .map_err(open_error)?;
+        migrate(&mut connection, &shown)?;
+        Ok(SqliteStore { connection, path: path.to_owned() })
+    }
+
+    /// Opens an existing database without creating one, for read-only tools such as the audit.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                source: rusqlite::Error::InvalidPath(path.to_owned()),
+            });
+        }
+        SqliteStore::open(path, FsyncMode::Full)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw connection, for tests that tamper with rows to prove the audit notices.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew { path: path.to_owned(), found: version, supported });
+    }
+    if version == 0 {
+        let tables: i64 =
+            connection.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(StoreError::NotSuanli { path: path.to_owned() });
+        }
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+fn id_bytes(id: u128) -> [u8; 16] {
+    id.to_be_bytes()
+}
+
+fn id_from(bytes: Vec<u8>) -> Result<u128, rusqlite::Error> {
+    let array: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))?;
+    Ok(u128::from_be_bytes(array))
+}
+
+fn hash_from(bytes: Vec<u8>) -> Result<Hash, rusqlite::Error> {
+    bytes.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
+}
+
+impl Storage for SqliteStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let c = &self.connection;
+        let mut snapshot = Snapshot::default();
+        let mut statement = c.prepare(
+            "SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id",
+        )?;
+        for row in statement.query_map([], |r| {
+            Ok(BatchRecord {
+                batch_id: r.get::<_, i64>(0)? as u64,
+                timestamp_first: r.get::<_, i64>(1)? as u64,
+                timestamp_last: r.get::<_, i64>(2)? as u64,
+                previous_hash: hash_from(r.get(3)?)?,
+                hash: hash_from(r.get(4)?)?,
+            })
+        })? {
+            snapshot.batches.push(row?);
+        }
+        let mut statement = c.prepare(
+            "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
+             credits_posted, timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
+        )?;
+        for row in statement.query_map([], |r| {
+            Ok((
+                Account {
+                    id: id_from(r.get(0)?)?,
+                    ledger: r.get(1)?,
+                    code: r.get(2)?,
+                    flags: AccountFlags::from_bits(r.get(3)?),
+                    user_data: id_from(r.get(4)?)?,
+                    debits_pending: r.get(5)?,
+                    debits_posted: r.get(6)?,
+                    credits_pending: r.get(7)?,
+                    credits_posted: r.get(8)?,
+                    timestamp: r.get::<_, i64>(9)? as u64,
+                },
+                r.get::<_, i64>(10)? as u64,
+            ))
+        })? {
+            let (account, batch) = row?;
+            snapshot.batch_of_timestamp.push((account.timestamp, batch));
+            snapshot.accounts.push(account);
+        }
+        let mut statement = c.prepare(
+            "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, code, flags, \
+             user_data, timestamp, batch_id FROM ledger_transfers ORDER BY timestamp",
+        )?;
+        for row in statement.query_map([], |r| {
+            Ok((
+                Transfer {
+                    id: id_from(r.get(0)?)?,
+                    debit_account_id: id_from(r.get(1)?)?,
+                    credit_account_id: id_from(r.get(2)?)?,
+                    amount: r.get(3)?,
+                    pending_id: id_from(r.get(4)?)?,
+                    timeout_s: r.get(5)?,
+                    ledger: r.get(6)?,
+                    code: r.get(7)?,
+                    flags: TransferFlags::from_bits(r.get(8)?),
+                    user_data: id_from(r.get(9)?)?,
+                    timestamp: r.get::<_, i64>(10)? as u64,
+                },
+                r.get::<_, i64>(11)? as u64,
+            ))
+        })? {
+            let (transfer, batch) = row?;
+            snapshot.batch_of_timestamp.push((transfer.timestamp, batch));
+            snapshot.transfers.push(transfer);
+        }
+        let mut statement =
+            c.prepare("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp")?;
+        for row in statement.query_map([], |r| {
+            Ok((
+                Expiry { pending_id: id_from(r.get(0)?)?, timestamp: r.get::<_, i64>(1)? as u64 },
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })? {
+            let (expiry, batch) = row?;
+            snapshot.batch_of_timestamp.push((expiry.timestamp, batch));
+            snapshot.expired.push(expiry);
+        }
+        let mut statement =
+            c.prepare("SELECT id, reason, timestamp, batch_id FROM ledger_failed_ids ORDER BY timestamp")?;
+        let rows: Vec<(u128, String, u64, u64)> = statement
+            .query_map([], |r| {
+                Ok((id_from(r.get(0)?)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (id, reason, timestamp, batch) in rows {
+            let reason = Reject::from_code(&reason)
+                .ok_or_else(|| StoreError::Malformed(format!("failed id {id:#x} has unknown reason {reason:?}")))?;
+            snapshot.batch_of_timestamp.push((timestamp, batch));
+            snapshot.failed.push(FailedId { id, reason, timestamp });
+        }
+        snapshot.batch_of_timestamp.sort_unstable();
+        Ok(snapshot)
+    }
+
+    fn commit(&mut self, changes: &Changes, previous_hash: &Hash, hash: &Hash) -> Result<u64, StoreError> {
+        let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let batch_id: i64 = {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO ledger_batches (timestamp_first, timestamp_last, previous_hash, hash) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            insert.execute(params![
+                changes.timestamp_first as i64,
+                changes.timestamp_last as i64,
+                &previous_hash[..],
+                &hash[..]
+            ])?;
+            transaction.last_insert_rowid()
+        };
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO ledger_accounts (id, ledger, code, flags, user_data, debits_pending, debits_posted, \
+                 credits_pending, credits_posted, timestamp, batch_id) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, ?6, ?7)",
+            )?;
+            for a in &changes.accounts_created {
+                insert.execute(params![
+                    &id_bytes(a.id)[..],
+                    a.ledger,
+                    a.code,
+                    a.flags.bits(),
+                    &id_bytes(a.user_data)[..],
+                    a.timestamp as i64,
+                    batch_id
+                ])?;
+            }
+        }
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, \
+                 ledger, code, flags, user_data, timestamp, batch_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for t in &changes.transfers_created {
+                insert.execute(params![
+                    &id_bytes(t.id)[..],
+                    &id_bytes(t.debit_account_id)[..],
+                    &id_bytes(t.credit_account_id)[..],
+                    t.amount,
+                    &id_bytes(t.pending_id)[..],
+                    t.timeout_s,
+                    t.ledger,
+                    t.code,
+                    t.flags.bits(),
+                    &id_bytes(t.user_data)[..],
+                    t.timestamp as i64,
+                    batch_id
+                ])?;
+            }
+        }
+        {
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO ledger_expiries (pending_id, timestamp, batch_id) VALUES (?1, ?2, ?3)")?;
+            for e in &changes.expired {
+                insert.execute(params![&id_bytes(e.pending_id)[..], e.timestamp as i64, batch_id])?;
+            }
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO ledger_failed_ids (id, reason, timestamp, batch_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for f in &changes.failed {
+                insert.execute(params![&id_bytes(f.id)[..], f.reason.code(), f.timestamp as i64, batch_id])?;
+            }
+        }
+        {
+            let mut update = transaction.prepare_cached(
+                "UPDATE ledger_accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, \
+                 credits_posted = ?5 WHERE id = ?1",
+            )?;
+            for a in &changes.accounts_after {
+                let updated = update.execute(params![
+                    &id_bytes(a.id)[..],
+                    a.debits_pending,
+                    a.debits_posted,
+                    a.credits_pending,
+                    a.credits_posted
+                ])?;
+                if updated != 1 {
+                    return Err(StoreError::Malformed(format!("account {:#x} is missing from the database", a.id)));
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(batch_id as u64)
+    }
+}
+
+impl SqliteStore {
+    /// The number of committed batches, cheaply.
+    pub fn batch_count(&self) -> Result<u64, StoreError> {
+        let count: Option<i64> = self
+            .connection
+            .query_row("SELECT max(batch_id) FROM ledger_batches", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(count.unwrap_or(0) as u64)
+    }
+}
