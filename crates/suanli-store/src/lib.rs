@@ -44,6 +44,8 @@ pub struct Snapshot {
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("database {path} does not exist")]
+    Missing { path: String },
     #[error("cannot open database {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
     #[error("database {path} has schema version {found}, newer than this program's {supported}; upgrade suanli")]

@@ -111,10 +111,7 @@ impl SqliteStore {
     /// Opens an existing database without creating one, for read-only tools such as the audit.
     pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Open {
-                path: path.display().to_string(),
-                source: rusqlite::Error::InvalidPath(path.to_owned()),
-            });
+            return Err(StoreError::Missing { path: path.display().to_string() });
         }
         SqliteStore::open(path, FsyncMode::Full)
     }

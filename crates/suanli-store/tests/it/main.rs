@@ -177,6 +177,6 @@ fn a_newer_schema_or_a_foreign_database_is_refused() {
     assert!(matches!(SqliteStore::open(&foreign, FsyncMode::Full), Err(StoreError::NotSuanli { .. })));
 
     let missing = dir.path().join("missing.db");
-    assert!(matches!(SqliteStore::open_existing(&missing), Err(StoreError::Open { .. })));
+    assert!(matches!(SqliteStore::open_existing(&missing), Err(StoreError::Missing { .. })));
     assert!(!missing.exists(), "opening for audit must not create a database");
 }

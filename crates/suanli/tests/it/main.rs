@@ -1,0 +1,81 @@
+//! Tests of the `suanli` binary, run as a newcomer would run it.
+
+mod crash;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn suanli(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_suanli")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn demo_runs_twice_and_its_database_passes_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = suanli(&["demo"], dir.path());
+        assert!(output.status.success(), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+        let text = stdout(&output);
+        assert!(text.contains("exceeds_credits"), "the demo shows an overspend being refused:\n{text}");
+        assert!(text.contains("voucher paid   ¥92,160.00"), "{text}");
+        assert!(text.contains("audit passed"), "{text}");
+    }
+    let output = suanli(&["audit", "verify", "--database", "sqlite://suanli-demo.db"], dir.path());
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("transfers      17"), "{}", stdout(&output));
+}
+
+#[test]
+fn demo_refuses_to_replace_a_file_that_is_not_a_suanli_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.db"), "my notes").unwrap();
+    let output = suanli(&["demo", "--database", "notes.db"], dir.path());
+    assert!(!output.status.success());
+    assert_eq!(std::fs::read_to_string(dir.path().join("notes.db")).unwrap(), "my notes");
+}
+
+#[test]
+fn audit_verify_fails_with_the_violation_on_a_tampered_database() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(suanli(&["demo"], dir.path()).status.success());
+    rusqlite::Connection::open(dir.path().join("suanli-demo.db"))
+        .unwrap()
+        .execute("UPDATE ledger_accounts SET credits_posted = credits_posted + 100 WHERE id = x'0000000000000000000000000000000a'", [])
+        .unwrap();
+    let output = suanli(&["audit", "verify", "--database", "suanli-demo.db"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("VIOLATION") && text.contains("account 0xa holds"), "{text}");
+    assert!(text.contains("audit FAILED"), "{text}");
+}
+
+#[test]
+fn audit_verify_explains_a_missing_database_and_an_unsupported_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = suanli(&["audit", "verify", "--database", "absent.db"], dir.path());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("absent.db does not exist"));
+    assert!(!dir.path().join("absent.db").exists());
+    let output = suanli(&["audit", "verify", "--database", "postgres://localhost/x"], dir.path());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--database"));
+}
+
+#[test]
+fn bench_ledger_prints_both_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = suanli(
+        &["bench", "ledger", "--records-in-memory", "20000", "--records-sqlite", "4000", "--batch-sizes", "1000"],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = stdout(&output);
+    assert!(text.contains("ledger_apply_in_memory: ") && text.contains("records/s"), "{text}");
+    assert!(text.contains("ledger_apply_sqlite: ") && text.contains("batch 1000, synchronous=FULL"), "{text}");
+    let output = suanli(&["bench", "ledger", "--batch-sizes", "9000"], dir.path());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-sizes: 9000"));
+}
