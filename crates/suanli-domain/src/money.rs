@@ -201,7 +201,7 @@ impl fmt::Display for Fen {
         let yuan = (magnitude / 100).to_string();
         let mut grouped = String::with_capacity(yuan.len() + yuan.len() / 3);
         for (index, digit) in yuan.chars().enumerate() {
-            if index > 0 && (yuan.len() - index) % 3 == 0 {
+            if index > 0 && (yuan.len() - index).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(digit);
@@ -320,13 +320,13 @@ mod tests {
         check(10_000, "壹佰元整");
         check(123_456, "壹仟贰佰叁拾肆元伍角陆分");
         check(100_007, "壹仟元零柒分");
-        check(1_001_00, "壹仟零壹元整");
+        check(100_100, "壹仟零壹元整");
         check(10_010_000, "壹拾万零壹佰元整");
         check(10_001_000, "壹拾万零壹拾元整");
         check(60_000_000_000, "陆亿元整");
         check(100_000_000_100, "壹拾亿零壹元整");
         check(1_000_100_000_000, "壹佰亿零壹佰万元整");
-        check(1_234_567_890_12, "壹拾贰亿叁仟肆佰伍拾陆万柒仟捌佰玖拾元壹角贰分");
+        check(123_456_789_012, "壹拾贰亿叁仟肆佰伍拾陆万柒仟捌佰玖拾元壹角贰分");
         check(-250, "负贰元伍角整");
     }
 

@@ -118,7 +118,7 @@ impl RegionCode {
         if province == 100_000 && code != 100_000 {
             return Err(RegionError::UnknownProvince(text.to_owned()));
         }
-        if code / 100 % 100 == 0 && code % 100 != 0 {
+        if (code / 100).is_multiple_of(100) && !code.is_multiple_of(100) {
             return Err(RegionError::CountyWithoutPrefecture(text.to_owned()));
         }
         Ok(RegionCode(code))

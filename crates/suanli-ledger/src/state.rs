@@ -190,24 +190,24 @@ impl Ledger {
                 }
                 outcome
             };
-            if let Outcome::Rejected(reject) = outcome {
-                if !chain_failed {
-                    chain_failed = true;
-                    let start = chain_start.expect("set above");
-                    // Earlier events of the chain are undone and answer that a linked event failed.
-                    for earlier in &mut outcomes[start..] {
-                        *earlier = Outcome::Rejected(Reject::LinkedEventFailed);
-                    }
-                    self.roll_back(&mut scratch, totals_saved, lengths_saved);
-                    // Only an unused id becomes failed: a used one keeps its first outcome.
-                    let id = event.id();
-                    let unused = !self.transfers.contains_key(&id) && !self.failed.contains_key(&id);
-                    if reject.marks_id_failed() && unused && matches!(event, Event::CreateTransfer(_)) {
-                        let failed = FailedId { id, reason: reject, timestamp };
-                        self.failed.insert(failed.id, failed);
-                        scratch.changes.failed.push(failed);
-                        timestamp += 1;
-                    }
+            if let Outcome::Rejected(reject) = outcome
+                && !chain_failed
+            {
+                chain_failed = true;
+                let start = chain_start.expect("set above");
+                // Earlier events of the chain are undone and answer that a linked event failed.
+                for earlier in &mut outcomes[start..] {
+                    *earlier = Outcome::Rejected(Reject::LinkedEventFailed);
+                }
+                self.roll_back(&mut scratch, totals_saved, lengths_saved);
+                // Only an unused id becomes failed: a used one keeps its first outcome.
+                let id = event.id();
+                let unused = !self.transfers.contains_key(&id) && !self.failed.contains_key(&id);
+                if reject.marks_id_failed() && unused && matches!(event, Event::CreateTransfer(_)) {
+                    let failed = FailedId { id, reason: reject, timestamp };
+                    self.failed.insert(failed.id, failed);
+                    scratch.changes.failed.push(failed);
+                    timestamp += 1;
                 }
             }
             outcomes.push(outcome);
