@@ -10,7 +10,11 @@
 //! changes (balance limits of every account touched) and after every batch (total debits equal
 //! total credits, pending and posted alike).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// Hash maps keyed by client-chosen ids use foldhash, seeded at random per process: several times
+/// faster than SipHash on 128-bit keys while still resisting chosen-key collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::types::{
     Account, AccountFlags, Event, Expiry, FailedId, NewAccount, Outcome, PendingStatus, Receipt, Reject, Transfer,
@@ -103,6 +107,17 @@ struct BatchScratch {
 impl Ledger {
     pub fn new() -> Ledger {
         Ledger::default()
+    }
+
+    /// A ledger with room for this many accounts and transfers before any map grows. Growing a
+    /// map of millions of transfers rehashes it in one go and faults in fresh pages, a pause in
+    /// the middle of a batch; sizing up front, as TigerBeetle does, keeps batch latency even.
+    pub fn with_capacity(accounts: usize, transfers: usize) -> Ledger {
+        Ledger {
+            accounts: HashMap::with_capacity_and_hasher(accounts, Default::default()),
+            transfers: HashMap::with_capacity_and_hasher(transfers, Default::default()),
+            ..Ledger::default()
+        }
     }
 
     pub fn account(&self, id: u128) -> Option<&Account> {
@@ -617,7 +632,7 @@ impl Ledger {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let fail = |message: String| Err(InvariantViolation(message));
         let mut derived: HashMap<u128, [i128; 4]> = self.accounts.keys().map(|&id| (id, [0; 4])).collect();
-        let mut resolved: HashMap<u128, PendingStatus> = HashMap::new();
+        let mut resolved: HashMap<u128, PendingStatus> = HashMap::default();
         for t in self.transfers.values() {
             if !derived.contains_key(&t.debit_account_id) || !derived.contains_key(&t.credit_account_id) {
                 return fail(format!("transfer {:#x} names an account that does not exist", t.id));
@@ -721,7 +736,7 @@ impl Ledger {
         failed: Vec<FailedId>,
         last_timestamp: u64,
     ) -> Result<Ledger, InvariantViolation> {
-        let mut ledger = Ledger { last_timestamp, ..Ledger::default() };
+        let mut ledger = Ledger { last_timestamp, ..Ledger::with_capacity(accounts.len(), transfers.len()) };
         for account in accounts {
             ledger.totals.debits_pending += i128::from(account.debits_pending);
             ledger.totals.debits_posted += i128::from(account.debits_posted);
