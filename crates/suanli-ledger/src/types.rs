@@ -316,19 +316,38 @@ rejects! {
 }
 
 impl Reject {
-    /// Whether a first attempt that failed this way makes its id failed for good. Failures that
-    /// depend on the ledger's state (a balance, a pending transfer's status) do: a retry must not
-    /// succeed later under the same id, or a client could not know which attempt took effect.
-    /// Refusals of the id itself or of a whole chain do not.
+    /// Whether a first attempt that failed this way makes its id failed for good. Only failures
+    /// that depend on the ledger's state (an account, a balance, a pending transfer's status) do:
+    /// such a retry could succeed later, and then a client could not tell which attempt took
+    /// effect. A malformed event changed nothing and depends on nothing, so its id stays free and
+    /// the corrected event may use it (TigerBeetle draws the same line).
     pub(crate) const fn marks_id_failed(self) -> bool {
-        !matches!(
+        matches!(
             self,
-            Reject::LinkedEventFailed
-                | Reject::LinkedEventChainOpen
-                | Reject::IdMustNotBeZero
-                | Reject::IdMustNotBeIntMax
-                | Reject::ExistsWithDifferentFields
-                | Reject::IdAlreadyFailed
+            Reject::DebitAccountNotFound
+                | Reject::CreditAccountNotFound
+                | Reject::AccountsMustHaveTheSameLedger
+                | Reject::TransferMustHaveTheSameLedgerAsAccounts
+                | Reject::PendingTransferNotFound
+                | Reject::PendingTransferNotPending
+                | Reject::PendingTransferHasDifferentDebitAccountId
+                | Reject::PendingTransferHasDifferentCreditAccountId
+                | Reject::PendingTransferHasDifferentLedger
+                | Reject::PendingTransferHasDifferentCode
+                | Reject::PendingTransferHasDifferentAmount
+                | Reject::ExceedsPendingTransferAmount
+                | Reject::PendingTransferAlreadyPosted
+                | Reject::PendingTransferAlreadyVoided
+                | Reject::PendingTransferExpired
+                | Reject::OverflowsDebitsPending
+                | Reject::OverflowsCreditsPending
+                | Reject::OverflowsDebitsPosted
+                | Reject::OverflowsCreditsPosted
+                | Reject::OverflowsDebits
+                | Reject::OverflowsCredits
+                | Reject::OverflowsTimeout
+                | Reject::ExceedsCredits
+                | Reject::ExceedsDebits
         )
     }
 }

@@ -136,6 +136,35 @@ proptest! {
             expired.extend(result.changes.expired.iter().copied());
             failed.extend(result.changes.failed.iter().copied());
             journal.push((*now, events.clone()));
+
+            // Retry the whole batch, as a client that lost the answer would: every event that
+            // succeeded answers `exists` with its first receipt, and every transfer id the batch
+            // marked failed answers `id_already_failed`.
+            let retry = ledger.apply(*now, events).unwrap();
+            ledger.check_invariants().map_err(|v| TestCaseError::fail(v.to_string()))?;
+            for ((event, first), again) in events.iter().zip(&result.outcomes).zip(&retry.outcomes) {
+                if let Outcome::Ok(receipt) = first {
+                    // A later event of the same batch may have reused the id; only the first use counts.
+                    let first_use = events.iter().position(|e| e.id() == event.id() && std::mem::discriminant(e) == std::mem::discriminant(event));
+                    let is_first_use = first_use.map(|i| std::ptr::eq(&events[i], event)).unwrap_or(false);
+                    if is_first_use && !retry_is_chain_member(events, event) {
+                        prop_assert_eq!(*again, Outcome::Exists(*receipt), "retry of {:?}", event);
+                    }
+                }
+            }
+            for failed in &result.changes.failed {
+                let position = events.iter().zip(&result.outcomes).position(|(e, o)| {
+                    e.id() == failed.id && matches!(e, Event::CreateTransfer(_)) && *o == Outcome::Rejected(failed.reason)
+                });
+                if let Some(index) = position && !retry_is_chain_member(events, &events[index]) {
+                    prop_assert_eq!(retry.outcomes[index], Outcome::Rejected(suanli_ledger::Reject::IdAlreadyFailed));
+                }
+            }
+            accounts_created.extend(retry.changes.accounts_created.iter().copied());
+            transfers.extend(retry.changes.transfers_created.iter().copied());
+            expired.extend(retry.changes.expired.iter().copied());
+            failed.extend(retry.changes.failed.iter().copied());
+            journal.push((*now, events.clone()));
         }
         // Replaying the journal gives the same state, byte for byte.
         let mut replayed = Ledger::new();
@@ -149,5 +178,20 @@ proptest! {
             .map_err(|v| TestCaseError::fail(v.to_string()))?;
         prop_assert_eq!(state_hash(&restored), state_hash(&ledger));
         prop_assert_eq!(accounts_created.len(), ledger.account_count());
+    }
+}
+
+/// Whether `event` is part of a linked chain of more than one event in `events`. In a retried
+/// chain another member may now fail (an id that was free is now used), which fails the whole
+/// chain with `linked_event_failed`, so chain members are checked only through the invariants.
+fn retry_is_chain_member(events: &[Event], event: &Event) -> bool {
+    let index = events.iter().position(|e| std::ptr::eq(e, event)).expect("event is in the batch");
+    event_is_linked(event) || (index > 0 && event_is_linked(&events[index - 1]))
+}
+
+fn event_is_linked(event: &Event) -> bool {
+    match event {
+        Event::CreateAccount(account) => account.flags.contains(AccountFlags::LINKED),
+        Event::CreateTransfer(transfer) => transfer.flags.contains(TransferFlags::LINKED),
     }
 }

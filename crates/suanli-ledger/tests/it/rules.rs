@@ -260,6 +260,10 @@ fn retries_answer_the_first_outcome() {
     assert_eq!(rejected(apply_one(&mut ledger, 3_000, transfer(201, 2, 3, 5_000))), Reject::ExceedsCredits);
     assert_eq!(rejected(apply_one(&mut ledger, 3_000, transfer(201, 2, 3, 1))), Reject::IdAlreadyFailed);
     assert!(ledger.transfer(201).is_none());
+    // A malformed event changed nothing and depended on nothing: its id stays free.
+    assert_eq!(rejected(apply_one(&mut ledger, 3_000, transfer(204, 2, 2, 1))), Reject::AccountsMustBeDifferent);
+    assert!(ledger.failed(204).is_none());
+    assert!(matches!(apply_one(&mut ledger, 3_000, transfer(204, 2, 3, 1)), Outcome::Ok(_)));
     // A post that named no amount is the same as one that names the amount it posted.
     apply_one(&mut ledger, 3_000, pending(202, 2, 3, 30, 0));
     let Outcome::Ok(posted) = apply_one(&mut ledger, 3_000, post(203, 202, 0)) else { panic!() };
