@@ -178,7 +178,8 @@ impl Event {
         }
     }
 
-    pub(crate) fn is_linked(&self) -> bool {
+    /// Whether this event is linked to the next one.
+    pub fn is_linked(&self) -> bool {
         match self {
             Event::CreateAccount(account) => account.flags.contains(AccountFlags::LINKED),
             Event::CreateTransfer(transfer) => transfer.flags.contains(TransferFlags::LINKED),

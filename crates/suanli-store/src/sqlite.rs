@@ -5,9 +5,9 @@
 //! rules, so even a bug above could not store a negative balance. Timestamps are nanoseconds
 //! stored in `INTEGER` (bit-cast from `u64`; real clocks stay far below `i64::MAX`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
 use crate::{BatchRecord, Snapshot, Storage, StoreError};
@@ -85,7 +85,6 @@ impl FsyncMode {
 
 pub struct SqliteStore {
     connection: Connection,
-    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -105,7 +104,7 @@ impl SqliteStore {
             ))
             .map_err(open_error)?;
         migrate(&mut connection, &shown)?;
-        Ok(SqliteStore { connection, path: path.to_owned() })
+        Ok(SqliteStore { connection })
     }
 
     /// Opens an existing database without creating one, for read-only tools such as the audit.
@@ -114,10 +113,6 @@ impl SqliteStore {
             return Err(StoreError::Missing { path: path.display().to_string() });
         }
         SqliteStore::open(path, FsyncMode::Full)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The raw connection, for tests that tamper with rows to prove the audit notices.
@@ -348,17 +343,5 @@ impl Storage for SqliteStore {
         }
         transaction.commit()?;
         Ok(batch_id as u64)
-    }
-}
-
-impl SqliteStore {
-    /// The number of committed batches, cheaply.
-    pub fn batch_count(&self) -> Result<u64, StoreError> {
-        let count: Option<i64> = self
-            .connection
-            .query_row("SELECT max(batch_id) FROM ledger_batches", [], |r| r.get(0))
-            .optional()?
-            .flatten();
-        Ok(count.unwrap_or(0) as u64)
     }
 }

@@ -186,12 +186,5 @@ proptest! {
 /// chain with `linked_event_failed`, so chain members are checked only through the invariants.
 fn retry_is_chain_member(events: &[Event], event: &Event) -> bool {
     let index = events.iter().position(|e| std::ptr::eq(e, event)).expect("event is in the batch");
-    event_is_linked(event) || (index > 0 && event_is_linked(&events[index - 1]))
-}
-
-fn event_is_linked(event: &Event) -> bool {
-    match event {
-        Event::CreateAccount(account) => account.flags.contains(AccountFlags::LINKED),
-        Event::CreateTransfer(transfer) => transfer.flags.contains(TransferFlags::LINKED),
-    }
+    event.is_linked() || (index > 0 && events[index - 1].is_linked())
 }

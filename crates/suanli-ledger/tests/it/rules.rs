@@ -77,16 +77,7 @@ fn each_transfer_rejection_changes_nothing() {
         R::FlagsAreMutuallyExclusive,
     );
     // Re-using an id with different fields.
-    check_rejected(t(2).clone_with_id(100), R::ExistsWithDifferentFields);
-}
-
-trait WithId {
-    fn clone_with_id(self, id: u128) -> Transfer;
-}
-impl WithId for Transfer {
-    fn clone_with_id(self, id: u128) -> Transfer {
-        Transfer { id, ..self }
-    }
+    check_rejected(Transfer { id: 100, ..t(2) }, R::ExistsWithDifferentFields);
 }
 
 #[test]
