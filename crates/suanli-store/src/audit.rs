@@ -26,6 +26,9 @@ pub struct AuditReport {
     /// Sum of pending debits over all accounts.
     pub pending_total: i128,
     pub journal_head: Hash,
+    /// Entries in the audit log and the hash of the newest.
+    pub log_entries: u64,
+    pub log_head: Hash,
     /// The state hash of the rebuilt ledger, when it could be rebuilt.
     pub state_hash: Option<Hash>,
     pub violations: Vec<String>,
@@ -48,6 +51,11 @@ pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
         ..AuditReport::default()
     };
     check_journal(&snapshot, &mut report);
+    report.log_entries = snapshot.log.len() as u64;
+    match crate::check_log(&snapshot.log, &snapshot.batches) {
+        Ok(head) => report.log_head = head,
+        Err(problems) => report.violations.extend(problems),
+    }
     let Snapshot { accounts, transfers, expired, failed, batches, .. } = snapshot;
     report.posted_total = accounts.iter().map(|a| i128::from(a.debits_posted)).sum();
     report.pending_total = accounts.iter().map(|a| i128::from(a.debits_pending)).sum();

@@ -1,13 +1,15 @@
 //! A ledger whose every batch is durable before it is answered.
 //!
-//! [`Durable::apply`] runs the batch through the in-memory state machine, chains its hash onto
-//! the journal and commits it in one storage transaction; only then are the outcomes returned.
-//! If the commit fails, memory is ahead of disk, so the ledger is rebuilt from storage before
-//! anything else happens: what was not acknowledged did not happen.
+//! [`Durable::commit`] runs a batch through the in-memory state machine, chains its hash onto the
+//! journal, chains the audit-log entries that describe the change onto the log, and commits both
+//! in one storage transaction; only then are the outcomes returned. If the commit fails, memory is
+//! ahead of disk, so the ledger is rebuilt from storage before anything else happens: what was not
+//! acknowledged did not happen.
 
 use suanli_ledger::{BatchError, BatchResult, Event, GENESIS, Hash, InvariantViolation, Ledger, batch_hash};
 
-use crate::{Snapshot, Storage, StoreError};
+use crate::log::{check_log, log_entry_hash};
+use crate::{LedgerBatch, LogEntry, NewLogEntry, Snapshot, Storage, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DurableError {
@@ -28,38 +30,124 @@ pub struct Durable<S: Storage> {
     storage: S,
     head: Hash,
     batches: u64,
+    log_head: Hash,
+    log_entries: u64,
     poisoned: bool,
+}
+
+/// What one commit wrote.
+#[derive(Debug)]
+pub struct Committed {
+    /// The ledger's answer, when the commit carried ledger events.
+    pub batch: Option<BatchResult>,
+    /// The log entries as stored, chained.
+    pub log: Vec<LogEntry>,
 }
 
 impl<S: Storage> Durable<S> {
     /// Loads the ledger from storage and checks every invariant before serving it.
-    pub fn open(mut storage: S) -> Result<Durable<S>, DurableError> {
-        let (ledger, head, batches) = rebuild(&mut storage)?;
-        Ok(Durable { ledger, storage, head, batches, poisoned: false })
+    pub fn open(storage: S) -> Result<Durable<S>, DurableError> {
+        Ok(Durable::open_with_log(storage)?.0)
+    }
+
+    /// Like [`Durable::open`], and hands back the audit log (checked link by link) so the service
+    /// can replay it.
+    pub fn open_with_log(mut storage: S) -> Result<(Durable<S>, Vec<LogEntry>), DurableError> {
+        let loaded = rebuild(&mut storage)?;
+        let durable = Durable {
+            ledger: loaded.ledger,
+            storage,
+            head: loaded.head,
+            batches: loaded.batches,
+            log_head: loaded.log_head,
+            log_entries: loaded.log.len() as u64,
+            poisoned: false,
+        };
+        Ok((durable, loaded.log))
     }
 
     /// Applies one batch and makes it durable; returns the outcomes only after the commit.
     pub fn apply(&mut self, now_ns: u64, events: &[Event]) -> Result<BatchResult, DurableError> {
+        let committed = self.commit(now_ns, events, |_| Vec::new())?;
+        Ok(committed.batch.expect("a commit with events has a batch"))
+    }
+
+    /// Applies `events` (if any) to the ledger, asks `describe` for the log entries given the
+    /// ledger's answer, and commits both in one transaction.
+    pub fn commit(
+        &mut self,
+        now_ns: u64,
+        events: &[Event],
+        describe: impl FnOnce(Option<&BatchResult>) -> Vec<NewLogEntry>,
+    ) -> Result<Committed, DurableError> {
         if self.poisoned {
             return Err(DurableError::Poisoned);
         }
-        let result = self.ledger.apply(now_ns, events)?;
-        let hash = batch_hash(&self.head, &result.changes);
-        match self.storage.commit(&result.changes, &self.head, &hash) {
-            Ok(batch_id) => {
-                assert_eq!(batch_id, self.batches + 1, "batch ids are consecutive");
-                self.head = hash;
-                self.batches = batch_id;
-                Ok(result)
+        let batch = if events.is_empty() { None } else { Some(self.ledger.apply(now_ns, events)?) };
+        let batch_hash = batch.as_ref().map(|result| batch_hash(&self.head, &result.changes));
+        let entries = describe(batch.as_ref());
+        let batch_id = batch.as_ref().map(|_| self.batches + 1);
+        let mut log_head = self.log_head;
+        let log: Vec<LogEntry> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let sequence = self.log_entries + 1 + index as u64;
+                let hash = log_entry_hash(&log_head, &entry, sequence, batch_hash.as_ref());
+                let stored = LogEntry {
+                    sequence,
+                    time_s: entry.time_s,
+                    actor: entry.actor,
+                    action: entry.action,
+                    object: entry.object,
+                    body: entry.body,
+                    ledger_batch_id: batch_id,
+                    previous_hash: log_head,
+                    hash,
+                };
+                log_head = hash;
+                stored
+            })
+            .collect();
+        if batch.is_none() && log.is_empty() {
+            return Ok(Committed { batch, log });
+        }
+        let ledger_batch = batch.as_ref().zip(batch_hash.as_ref()).map(|(result, hash)| LedgerBatch {
+            changes: &result.changes,
+            previous_hash: &self.head,
+            hash,
+        });
+        match self.storage.commit(ledger_batch, &log) {
+            Ok(stored_batch_id) => {
+                assert_eq!(stored_batch_id, batch_id, "batch ids are consecutive");
+                if let (Some(id), Some(hash)) = (stored_batch_id, batch_hash) {
+                    self.head = hash;
+                    self.batches = id;
+                }
+                self.log_head = log_head;
+                self.log_entries += log.len() as u64;
+                Ok(Committed { batch, log })
             }
             Err(error) => {
                 match rebuild(&mut self.storage) {
-                    Ok((ledger, head, batches)) => (self.ledger, self.head, self.batches) = (ledger, head, batches),
+                    Ok(loaded) => {
+                        self.ledger = loaded.ledger;
+                        self.head = loaded.head;
+                        self.batches = loaded.batches;
+                        self.log_head = loaded.log_head;
+                        self.log_entries = loaded.log.len() as u64;
+                    }
                     Err(_) => self.poisoned = true,
                 }
                 Err(error.into())
             }
         }
+    }
+
+    /// Reads the audit log back from storage, for a caller whose own state must be rebuilt after
+    /// a failed commit.
+    pub fn reload_log(&mut self) -> Result<Vec<LogEntry>, DurableError> {
+        Ok(rebuild(&mut self.storage)?.log)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -75,13 +163,30 @@ impl<S: Storage> Durable<S> {
         self.batches
     }
 
+    /// The hash of the newest audit-log entry.
+    pub fn log_head(&self) -> Hash {
+        self.log_head
+    }
+
+    pub fn log_count(&self) -> u64 {
+        self.log_entries
+    }
+
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
     }
 }
 
-fn rebuild<S: Storage>(storage: &mut S) -> Result<(Ledger, Hash, u64), DurableError> {
-    let Snapshot { accounts, transfers, expired, failed, batches, .. } = storage.load()?;
+struct Loaded {
+    ledger: Ledger,
+    head: Hash,
+    batches: u64,
+    log: Vec<LogEntry>,
+    log_head: Hash,
+}
+
+fn rebuild<S: Storage>(storage: &mut S) -> Result<Loaded, DurableError> {
+    let Snapshot { accounts, transfers, expired, failed, batches, log, .. } = storage.load()?;
     let mut head = GENESIS;
     for (index, batch) in batches.iter().enumerate() {
         if batch.batch_id != index as u64 + 1 || batch.previous_hash != head {
@@ -89,7 +194,8 @@ fn rebuild<S: Storage>(storage: &mut S) -> Result<(Ledger, Hash, u64), DurableEr
         }
         head = batch.hash;
     }
+    let log_head = check_log(&log, &batches).map_err(|problems| DurableError::Journal(problems.join("; ")))?;
     let last_timestamp = batches.last().map_or(0, |b| b.timestamp_last);
     let ledger = Ledger::restore(accounts, transfers, expired, failed, last_timestamp)?;
-    Ok((ledger, head, batches.len() as u64))
+    Ok(Loaded { ledger, head, batches: batches.len() as u64, log, log_head })
 }

@@ -9,10 +9,12 @@
 
 mod audit;
 mod durable;
+mod log;
 mod sqlite;
 
 pub use audit::{AuditReport, audit};
-pub use durable::{Durable, DurableError};
+pub use durable::{Committed, Durable, DurableError};
+pub use log::{LogEntry, NewLogEntry, check_log, log_entry_hash};
 pub use sqlite::{FsyncMode, SqliteStore};
 
 use suanli_ledger::{Account, Changes, Expiry, FailedId, Hash, Transfer};
@@ -39,6 +41,8 @@ pub struct Snapshot {
     /// For every transfer, expiry, failure and created account: the batch it was recorded in, by
     /// timestamp (timestamps are unique across all records).
     pub batch_of_timestamp: Vec<(u64, u64)>,
+    /// The audit log in order.
+    pub log: Vec<LogEntry>,
 }
 
 /// Why storage failed.
@@ -63,8 +67,18 @@ pub trait Storage {
     /// Reads every row back, in timestamp order.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
 
-    /// Records one batch in one transaction: the journal entry with its hash, every record it
-    /// created and the final balances of every account it changed. When this returns `Ok` the
-    /// batch is durable (within the backend's fsync mode); when it returns `Err` nothing of it is.
-    fn commit(&mut self, changes: &Changes, previous_hash: &Hash, hash: &Hash) -> Result<u64, StoreError>;
+    /// Records one command in one transaction: the ledger batch if it has one (the journal entry
+    /// with its hash, every record it created and the final balances of every account it
+    /// changed) and the audit-log entries that describe it. When this returns `Ok` all of it is
+    /// durable (within the backend's fsync mode); when it returns `Err` none of it is. Returns the
+    /// ledger batch id, if a batch was written.
+    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError>;
+}
+
+/// A ledger batch to commit, chained into the journal.
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerBatch<'a> {
+    pub changes: &'a Changes,
+    pub previous_hash: &'a Hash,
+    pub hash: &'a Hash,
 }

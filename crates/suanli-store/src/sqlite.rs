@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, Snapshot, Storage, StoreError};
+use crate::{BatchRecord, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
 
 /// Append-only: never edit a migration that has landed; add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -61,6 +61,20 @@ const MIGRATIONS: &[&str] = &[
         timestamp INTEGER NOT NULL,
         batch_id  INTEGER NOT NULL REFERENCES ledger_batches (batch_id)
     ) STRICT, WITHOUT ROWID;
+    ",
+    // 2: the service's audit log, which is also its event log.
+    r"
+    CREATE TABLE audit_log (
+        sequence        INTEGER PRIMARY KEY,
+        time_s          INTEGER NOT NULL,
+        actor           TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        object          TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        ledger_batch_id INTEGER REFERENCES ledger_batches (batch_id),
+        previous_hash   BLOB NOT NULL CHECK (length(previous_hash) = 32),
+        hash            BLOB NOT NULL CHECK (length(hash) = 32)
+    ) STRICT;
     ",
 ];
 
@@ -253,95 +267,148 @@ impl Storage for SqliteStore {
             snapshot.failed.push(FailedId { id, reason, timestamp });
         }
         snapshot.batch_of_timestamp.sort_unstable();
+        let mut statement = c.prepare(
+            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
+             FROM audit_log ORDER BY sequence",
+        )?;
+        for row in statement.query_map([], |r| {
+            Ok(LogEntry {
+                sequence: r.get::<_, i64>(0)? as u64,
+                time_s: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                object: r.get(4)?,
+                body: r.get(5)?,
+                ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+                previous_hash: hash_from(r.get(7)?)?,
+                hash: hash_from(r.get(8)?)?,
+            })
+        })? {
+            snapshot.log.push(row?);
+        }
         Ok(snapshot)
     }
 
-    fn commit(&mut self, changes: &Changes, previous_hash: &Hash, hash: &Hash) -> Result<u64, StoreError> {
+    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let batch_id: i64 = {
-            let mut insert = transaction.prepare_cached(
-                "INSERT INTO ledger_batches (timestamp_first, timestamp_last, previous_hash, hash) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            insert.execute(params![
-                changes.timestamp_first as i64,
-                changes.timestamp_last as i64,
-                &previous_hash[..],
-                &hash[..]
-            ])?;
-            transaction.last_insert_rowid()
+        let batch_id = match batch {
+            Some(LedgerBatch { changes, previous_hash, hash }) => {
+                Some(commit_batch(&transaction, changes, previous_hash, hash)? as u64)
+            }
+            None => None,
         };
         {
             let mut insert = transaction.prepare_cached(
-                "INSERT INTO ledger_accounts (id, ledger, code, flags, user_data, debits_pending, debits_posted, \
-                 credits_pending, credits_posted, timestamp, batch_id) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, ?6, ?7)",
+                "INSERT INTO audit_log (sequence, time_s, actor, action, object, body, ledger_batch_id, \
+                 previous_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            for a in &changes.accounts_created {
+            for entry in log {
                 insert.execute(params![
-                    &id_bytes(a.id)[..],
-                    a.ledger,
-                    a.code,
-                    a.flags.bits(),
-                    &id_bytes(a.user_data)[..],
-                    a.timestamp as i64,
-                    batch_id
+                    entry.sequence as i64,
+                    entry.time_s,
+                    entry.actor,
+                    entry.action,
+                    entry.object,
+                    entry.body,
+                    entry.ledger_batch_id.map(|b| b as i64),
+                    &entry.previous_hash[..],
+                    &entry.hash[..]
                 ])?;
-            }
-        }
-        {
-            let mut insert = transaction.prepare_cached(
-                "INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, \
-                 ledger, code, flags, user_data, timestamp, batch_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for t in &changes.transfers_created {
-                insert.execute(params![
-                    &id_bytes(t.id)[..],
-                    &id_bytes(t.debit_account_id)[..],
-                    &id_bytes(t.credit_account_id)[..],
-                    t.amount,
-                    &id_bytes(t.pending_id)[..],
-                    t.timeout_s,
-                    t.ledger,
-                    t.code,
-                    t.flags.bits(),
-                    &id_bytes(t.user_data)[..],
-                    t.timestamp as i64,
-                    batch_id
-                ])?;
-            }
-        }
-        {
-            let mut insert = transaction
-                .prepare_cached("INSERT INTO ledger_expiries (pending_id, timestamp, batch_id) VALUES (?1, ?2, ?3)")?;
-            for e in &changes.expired {
-                insert.execute(params![&id_bytes(e.pending_id)[..], e.timestamp as i64, batch_id])?;
-            }
-            let mut insert = transaction.prepare_cached(
-                "INSERT INTO ledger_failed_ids (id, reason, timestamp, batch_id) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for f in &changes.failed {
-                insert.execute(params![&id_bytes(f.id)[..], f.reason.code(), f.timestamp as i64, batch_id])?;
-            }
-        }
-        {
-            let mut update = transaction.prepare_cached(
-                "UPDATE ledger_accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, \
-                 credits_posted = ?5 WHERE id = ?1",
-            )?;
-            for a in &changes.accounts_after {
-                let updated = update.execute(params![
-                    &id_bytes(a.id)[..],
-                    a.debits_pending,
-                    a.debits_posted,
-                    a.credits_pending,
-                    a.credits_posted
-                ])?;
-                if updated != 1 {
-                    return Err(StoreError::Malformed(format!("account {:#x} is missing from the database", a.id)));
-                }
             }
         }
         transaction.commit()?;
-        Ok(batch_id as u64)
+        Ok(batch_id)
     }
+}
+
+fn commit_batch(
+    transaction: &rusqlite::Transaction<'_>,
+    changes: &Changes,
+    previous_hash: &Hash,
+    hash: &Hash,
+) -> Result<i64, StoreError> {
+    let batch_id: i64 = {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO ledger_batches (timestamp_first, timestamp_last, previous_hash, hash) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        insert.execute(params![
+            changes.timestamp_first as i64,
+            changes.timestamp_last as i64,
+            &previous_hash[..],
+            &hash[..]
+        ])?;
+        transaction.last_insert_rowid()
+    };
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO ledger_accounts (id, ledger, code, flags, user_data, debits_pending, debits_posted, \
+                 credits_pending, credits_posted, timestamp, batch_id) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, ?6, ?7)",
+        )?;
+        for a in &changes.accounts_created {
+            insert.execute(params![
+                &id_bytes(a.id)[..],
+                a.ledger,
+                a.code,
+                a.flags.bits(),
+                &id_bytes(a.user_data)[..],
+                a.timestamp as i64,
+                batch_id
+            ])?;
+        }
+    }
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, \
+                 ledger, code, flags, user_data, timestamp, batch_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for t in &changes.transfers_created {
+            insert.execute(params![
+                &id_bytes(t.id)[..],
+                &id_bytes(t.debit_account_id)[..],
+                &id_bytes(t.credit_account_id)[..],
+                t.amount,
+                &id_bytes(t.pending_id)[..],
+                t.timeout_s,
+                t.ledger,
+                t.code,
+                t.flags.bits(),
+                &id_bytes(t.user_data)[..],
+                t.timestamp as i64,
+                batch_id
+            ])?;
+        }
+    }
+    {
+        let mut insert = transaction
+            .prepare_cached("INSERT INTO ledger_expiries (pending_id, timestamp, batch_id) VALUES (?1, ?2, ?3)")?;
+        for e in &changes.expired {
+            insert.execute(params![&id_bytes(e.pending_id)[..], e.timestamp as i64, batch_id])?;
+        }
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO ledger_failed_ids (id, reason, timestamp, batch_id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for f in &changes.failed {
+            insert.execute(params![&id_bytes(f.id)[..], f.reason.code(), f.timestamp as i64, batch_id])?;
+        }
+    }
+    {
+        let mut update = transaction.prepare_cached(
+            "UPDATE ledger_accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, \
+                 credits_posted = ?5 WHERE id = ?1",
+        )?;
+        for a in &changes.accounts_after {
+            let updated = update.execute(params![
+                &id_bytes(a.id)[..],
+                a.debits_pending,
+                a.debits_posted,
+                a.credits_pending,
+                a.credits_posted
+            ])?;
+            if updated != 1 {
+                return Err(StoreError::Malformed(format!("account {:#x} is missing from the database", a.id)));
+            }
+        }
+    }
+    Ok(batch_id)
 }

@@ -169,7 +169,7 @@ fn a_newer_schema_or_a_foreign_database_is_refused() {
     drop(SqliteStore::open(&newer, FsyncMode::Full).unwrap());
     rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
     let error = SqliteStore::open(&newer, FsyncMode::Full).err().unwrap();
-    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, supported: 1, .. }), "{error}");
+    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, supported, .. } if supported < 99), "{error}");
     assert!(error.to_string().contains("newer than this program's"));
 
     let foreign = dir.path().join("foreign.db");
