@@ -1,1 +1,27 @@
-//! x
+//! Suanli's use cases: voucher programmes run end to end on the ledger.
+//!
+//! An authority loads a programme file and opens it (its budget moves from the appropriation);
+//! enterprises register and apply; approval issues a voucher and takes its face value from the
+//! budget; orders lock a price and hold the voucher's share; providers report metered usage,
+//! which is priced, split between voucher and enterprise and posted; an expiry sweep returns
+//! unspent balances; monthly statements settle with providers.
+//!
+//! [`Service`] is the single writer. Its state is rebuilt at start-up by replaying the
+//! hash-chained audit log, and every change is committed with its ledger batch in one
+//! transaction. Time comes from an injected [`Clock`].
+
+pub mod books;
+pub mod calendar;
+pub mod check;
+pub mod clock;
+pub mod error;
+pub mod event;
+pub mod model;
+pub mod program_file;
+pub mod service;
+pub mod state;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ErrorCode, ServiceError};
+pub use service::{Actor, EnterpriseInput, OrderInput, PoolInput, Service, SiteInput, SweepReport, cost_of};
+pub use state::State;

@@ -23,6 +23,8 @@ pub enum DurableError {
     Journal(String),
     #[error("the ledger could not be rebuilt after a failed commit and refuses further writes")]
     Poisoned,
+    #[error("the change was abandoned before it was written")]
+    Abandoned,
 }
 
 pub struct Durable<S: Storage> {
@@ -68,7 +70,7 @@ impl<S: Storage> Durable<S> {
 
     /// Applies one batch and makes it durable; returns the outcomes only after the commit.
     pub fn apply(&mut self, now_ns: u64, events: &[Event]) -> Result<BatchResult, DurableError> {
-        let committed = self.commit(now_ns, events, |_| Vec::new())?;
+        let committed = self.commit(now_ns, events, |_| Some(Vec::new()))?;
         Ok(committed.batch.expect("a commit with events has a batch"))
     }
 
@@ -78,14 +80,19 @@ impl<S: Storage> Durable<S> {
         &mut self,
         now_ns: u64,
         events: &[Event],
-        describe: impl FnOnce(Option<&BatchResult>) -> Vec<NewLogEntry>,
+        describe: impl FnOnce(Option<&BatchResult>) -> Option<Vec<NewLogEntry>>,
     ) -> Result<Committed, DurableError> {
         if self.poisoned {
             return Err(DurableError::Poisoned);
         }
         let batch = if events.is_empty() { None } else { Some(self.ledger.apply(now_ns, events)?) };
         let batch_hash = batch.as_ref().map(|result| batch_hash(&self.head, &result.changes));
-        let entries = describe(batch.as_ref());
+        let Some(entries) = describe(batch.as_ref()) else {
+            // The caller refuses what the ledger answered: forget the batch by rebuilding memory
+            // from storage, where it was never written.
+            self.restore_from_storage();
+            return Err(DurableError::Abandoned);
+        };
         let batch_id = batch.as_ref().map(|_| self.batches + 1);
         let mut log_head = self.log_head;
         let log: Vec<LogEntry> = entries
@@ -129,18 +136,22 @@ impl<S: Storage> Durable<S> {
                 Ok(Committed { batch, log })
             }
             Err(error) => {
-                match rebuild(&mut self.storage) {
-                    Ok(loaded) => {
-                        self.ledger = loaded.ledger;
-                        self.head = loaded.head;
-                        self.batches = loaded.batches;
-                        self.log_head = loaded.log_head;
-                        self.log_entries = loaded.log.len() as u64;
-                    }
-                    Err(_) => self.poisoned = true,
-                }
+                self.restore_from_storage();
                 Err(error.into())
             }
+        }
+    }
+
+    fn restore_from_storage(&mut self) {
+        match rebuild(&mut self.storage) {
+            Ok(loaded) => {
+                self.ledger = loaded.ledger;
+                self.head = loaded.head;
+                self.batches = loaded.batches;
+                self.log_head = loaded.log_head;
+                self.log_entries = loaded.log.len() as u64;
+            }
+            Err(_) => self.poisoned = true,
         }
     }
 

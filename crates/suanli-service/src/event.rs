@@ -1,0 +1,107 @@
+//! The closed set of state changes. Each is one audit-log entry: the entry's `action` and `object`
+//! come from the event, its `body` is the event as JSON, and replaying the bodies in order
+//! rebuilds the service's state exactly.
+
+use serde::{Deserialize, Serialize};
+use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, StatementId, VoucherId};
+
+use crate::model::{
+    Anomaly, Application, Authority, Enterprise, Order, OrderState, Pool, Program, Provider, Site, Statement,
+    UsageInput, UsageRecord, Voucher,
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    AuthorityCreated { authority: Authority },
+    ProgramLoaded { program: Box<Program> },
+    ProgramOpened { program: ProgramId, funded_fen: Fen },
+    ProgramClosed { program: ProgramId },
+    ProgramFinished { program: ProgramId, returned_fen: Fen },
+    EnterpriseRegistered { enterprise: Box<Enterprise> },
+    ApplicationCreated { application: Box<Application> },
+    ApplicationSubmitted { application: ApplicationId },
+    ApplicationApproved { application: ApplicationId, voucher: Box<Voucher> },
+    ApplicationRejected { application: ApplicationId, reason: String },
+    ApplicationWithdrawn { application: ApplicationId },
+    ProviderRegistered { provider: Provider },
+    SiteAdded { site: Box<Site> },
+    PoolAdded { pool: Pool },
+    OrderPlaced { order: Box<Order> },
+    OrderStarted { order: OrderId },
+    OrderEnded { order: OrderId, state: OrderState, released_fen: Fen, returned_fen: Fen },
+    UsageRecorded { record: Box<UsageRecord> },
+    UsageRefused { provider: ProviderId, input: UsageInput, code: String, message: String },
+    VoucherSuspended { voucher: VoucherId, reason: String },
+    VoucherReinstated { voucher: VoucherId },
+    VoucherRevoked { voucher: VoucherId, reason: String, released: Vec<(OrderId, Fen)>, returned_fen: Fen },
+    VoucherExpired { voucher: VoucherId, returned_fen: Fen },
+    StatementIssued { statement: Box<Statement> },
+    StatementApproved { statement: StatementId },
+    AnomalyFlagged { anomaly: Anomaly },
+}
+
+impl Event {
+    /// The audit log's `action`: `noun.verb`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Event::AuthorityCreated { .. } => "authority.created",
+            Event::ProgramLoaded { .. } => "program.loaded",
+            Event::ProgramOpened { .. } => "program.opened",
+            Event::ProgramClosed { .. } => "program.closed",
+            Event::ProgramFinished { .. } => "program.finished",
+            Event::EnterpriseRegistered { .. } => "enterprise.registered",
+            Event::ApplicationCreated { .. } => "application.created",
+            Event::ApplicationSubmitted { .. } => "application.submitted",
+            Event::ApplicationApproved { .. } => "application.approved",
+            Event::ApplicationRejected { .. } => "application.rejected",
+            Event::ApplicationWithdrawn { .. } => "application.withdrawn",
+            Event::ProviderRegistered { .. } => "provider.registered",
+            Event::SiteAdded { .. } => "site.added",
+            Event::PoolAdded { .. } => "pool.added",
+            Event::OrderPlaced { .. } => "order.placed",
+            Event::OrderStarted { .. } => "order.started",
+            Event::OrderEnded { .. } => "order.ended",
+            Event::UsageRecorded { .. } => "usage.recorded",
+            Event::UsageRefused { .. } => "usage.refused",
+            Event::VoucherSuspended { .. } => "voucher.suspended",
+            Event::VoucherReinstated { .. } => "voucher.reinstated",
+            Event::VoucherRevoked { .. } => "voucher.revoked",
+            Event::VoucherExpired { .. } => "voucher.expired",
+            Event::StatementIssued { .. } => "statement.issued",
+            Event::StatementApproved { .. } => "statement.approved",
+            Event::AnomalyFlagged { .. } => "anomaly.flagged",
+        }
+    }
+
+    /// The audit log's `object`: the id of what changed.
+    pub fn object(&self) -> String {
+        match self {
+            Event::AuthorityCreated { authority } => authority.id.to_string(),
+            Event::ProgramLoaded { program } => program.id.to_string(),
+            Event::ProgramOpened { program, .. }
+            | Event::ProgramClosed { program }
+            | Event::ProgramFinished { program, .. } => program.to_string(),
+            Event::EnterpriseRegistered { enterprise } => enterprise.id.to_string(),
+            Event::ApplicationCreated { application } => application.id.to_string(),
+            Event::ApplicationSubmitted { application }
+            | Event::ApplicationApproved { application, .. }
+            | Event::ApplicationRejected { application, .. }
+            | Event::ApplicationWithdrawn { application } => application.to_string(),
+            Event::ProviderRegistered { provider } => provider.id.to_string(),
+            Event::SiteAdded { site } => site.id.to_string(),
+            Event::PoolAdded { pool } => pool.id.to_string(),
+            Event::OrderPlaced { order } => order.id.to_string(),
+            Event::OrderStarted { order } | Event::OrderEnded { order, .. } => order.to_string(),
+            Event::UsageRecorded { record } => format!("usage:{}:{}", record.provider, record.input.id),
+            Event::UsageRefused { provider, input, .. } => format!("usage:{provider}:{}", input.id),
+            Event::VoucherSuspended { voucher, .. }
+            | Event::VoucherReinstated { voucher }
+            | Event::VoucherRevoked { voucher, .. }
+            | Event::VoucherExpired { voucher, .. } => voucher.to_string(),
+            Event::StatementIssued { statement } => statement.id.to_string(),
+            Event::StatementApproved { statement } => statement.to_string(),
+            Event::AnomalyFlagged { anomaly } => anomaly.object.clone(),
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The service's nouns as it holds them (DESIGN.md §3).
+//!
+//! These records are what the audit log carries in its bodies and what `--json` prints, so they
+//! derive `Serialize`/`Deserialize`; their domain fields (money, codes, ids) are the checked
+//! domain types, read back through the same parsers. Balances kept here (`available`, `held`,
+//! `hold_remaining`, …) mirror the ledger for fast decisions; the audit compares them with the
+//! ledger's own balances.
+
+use serde::{Deserialize, Serialize};
+use suanli_domain::{
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
+    RegionCode, SiteId, StatementId, Uscc, VoucherId,
+};
+
+/// What the subsidised compute is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Training,
+    Inference,
+    FineTuning,
+    Data,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 4] = [Purpose::Training, Purpose::Inference, Purpose::FineTuning, Purpose::Data];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Training => "training",
+            Purpose::Inference => "inference",
+            Purpose::FineTuning => "fine_tuning",
+            Purpose::Data => "data",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// Who runs a data centre.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    Government,
+    StateOwned,
+    Commercial,
+}
+
+impl OperatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorKind::Government => "government",
+            OperatorKind::StateOwned => "state_owned",
+            OperatorKind::Commercial => "commercial",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OperatorKind> {
+        [OperatorKind::Government, OperatorKind::StateOwned, OperatorKind::Commercial]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// Which providers a programme's vouchers may be spent at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderRule {
+    Any,
+    /// Government-run data centres only (operator kind government).
+    GovernmentRun,
+    /// Only the providers listed by USCC.
+    Listed {
+        providers: Vec<Uscc>,
+    },
+    /// Only sites inside the authority's region.
+    WithinRegion,
+}
+
+/// May an enterprise hold this programme's voucher alongside vouchers of other programmes, and
+/// up to what total face value across all of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stacking {
+    pub allowed: bool,
+    pub cap_fen: Option<Fen>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedRule {
+    pub name: String,
+    pub rule: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramState {
+    Draft,
+    Open,
+    Closed,
+    Finished,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authority {
+    pub id: AuthorityId,
+    pub region: RegionCode,
+    pub name: String,
+}
+
+/// The terms of a programme, as its file states them (checked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramTerms {
+    pub key: String,
+    pub name: String,
+    pub authority_region: RegionCode,
+    pub authority_name: String,
+    pub budget_fen: Fen,
+    pub subsidy_rate_bp: RateBp,
+    pub domestic_chip_rate_bp: Option<RateBp>,
+    pub enterprise_cap_fen: Fen,
+    pub annual_cap_fen: Option<Fen>,
+    pub voucher_validity_days: u32,
+    /// First second applications are accepted (Asia/Shanghai midnight of the opening date).
+    pub applications_open_s: i64,
+    /// First second applications are no longer accepted (midnight after the closing date).
+    pub applications_close_s: i64,
+    pub applicant_kinds: Vec<ApplicantKind>,
+    pub purposes: Vec<Purpose>,
+    pub providers: ProviderRule,
+    pub stacking: Stacking,
+    pub eligibility: Vec<NamedRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub id: ProgramId,
+    pub authority: AuthorityId,
+    pub terms: ProgramTerms,
+    pub state: ProgramState,
+    /// Money in the budget account now: funded, less issued, plus returned.
+    pub budget_remaining_fen: Fen,
+    pub issued_fen: Fen,
+    pub returned_fen: Fen,
+    /// Voucher parts of usage: the subsidy actually spent.
+    pub spent_fen: Fen,
+    pub settled_fen: Fen,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enterprise {
+    pub id: EnterpriseId,
+    pub uscc: Uscc,
+    pub name: String,
+    pub region: RegionCode,
+    pub kind: ApplicantKind,
+    pub headcount: u32,
+    pub revenue_fen: Fen,
+    pub research_projects: Vec<String>,
+    pub related_parties: Vec<Uscc>,
+    pub registered_at_s: i64,
+    /// Enterprise shares of usage paid so far.
+    pub paid_fen: Fen,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationState {
+    Draft,
+    Submitted,
+    Approved,
+    Rejected,
+    Withdrawn,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    pub id: ApplicationId,
+    pub enterprise: EnterpriseId,
+    pub program: ProgramId,
+    pub requested_fen: Fen,
+    pub note: String,
+    pub state: ApplicationState,
+    pub created_at_s: i64,
+    pub submitted_at_s: Option<i64>,
+    pub decided_at_s: Option<i64>,
+    pub approved_fen: Option<Fen>,
+    pub reason: Option<String>,
+    pub voucher: Option<VoucherId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoucherState {
+    Active,
+    Suspended,
+    Revoked,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voucher {
+    pub id: VoucherId,
+    pub enterprise: EnterpriseId,
+    pub program: ProgramId,
+    pub application: ApplicationId,
+    pub face_value_fen: Fen,
+    pub issued_at_s: i64,
+    pub expires_at_s: i64,
+    pub state: VoucherState,
+    /// In the voucher account: neither held for an order nor spent nor returned.
+    pub available_fen: Fen,
+    /// Held for open orders.
+    pub held_fen: Fen,
+    pub spent_fen: Fen,
+    pub returned_fen: Fen,
+    pub reason: Option<String>,
+}
+
+impl Voucher {
+    /// Active with nothing left to spend and nothing held: shown as exhausted.
+    pub fn is_exhausted(&self) -> bool {
+        self.state == VoucherState::Active && self.available_fen == Fen::ZERO && self.held_fen == Fen::ZERO
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            VoucherState::Active if self.is_exhausted() => "exhausted",
+            VoucherState::Active => "active",
+            VoucherState::Suspended => "suspended",
+            VoucherState::Revoked => "revoked",
+            VoucherState::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    pub id: ProviderId,
+    pub uscc: Uscc,
+    pub name: String,
+    pub operator: OperatorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub id: SiteId,
+    pub provider: ProviderId,
+    pub name: String,
+    pub hub: String,
+    pub region: RegionCode,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub operator: OperatorKind,
+    pub power_price_fen_per_kwh: Option<Fen>,
+    pub pue: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub id: PoolId,
+    pub site: SiteId,
+    pub chip: String,
+    pub gpu_count: u32,
+    pub domestic: bool,
+    pub price_fen_per_gpu_hour: Fen,
+    /// GPUs promised to placed or running orders.
+    pub gpus_reserved: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    Placed,
+    Running,
+    Completed,
+    Cancelled,
+}
+
+/// A price for an order before it is placed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub pool: PoolId,
+    pub gpu_count: u32,
+    pub hours: u32,
+    pub price_fen_per_gpu_hour: Fen,
+    pub rate_bp: RateBp,
+    pub list_cost_fen: Fen,
+    pub voucher_share_fen: Fen,
+    pub enterprise_share_fen: Fen,
+    /// What bounded the voucher share, when it is less than the rate would give.
+    pub limited_by: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub enterprise: EnterpriseId,
+    pub voucher: VoucherId,
+    pub program: ProgramId,
+    pub pool: PoolId,
+    pub provider: ProviderId,
+    pub purpose: Purpose,
+    pub quote: Quote,
+    pub state: OrderState,
+    pub placed_at_s: i64,
+    pub started_at_s: Option<i64>,
+    pub ended_at_s: Option<i64>,
+    pub hold_fen: Fen,
+    pub hold_remaining_fen: Fen,
+    pub gpu_seconds: i64,
+    /// The latest end of any usage period reported for this order.
+    pub usage_until_s: Option<i64>,
+    pub cost_fen: Fen,
+    pub voucher_paid_fen: Fen,
+    pub enterprise_paid_fen: Fen,
+    pub usage_records: u32,
+    /// Anomalies noticed when it was placed (for example a related party).
+    pub flags: Vec<String>,
+}
+
+/// A usage record as a provider reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageInput {
+    /// The provider's id for this record; a retry carries the same id.
+    pub id: String,
+    pub order: OrderId,
+    pub gpu_seconds: i64,
+    pub period_start_s: i64,
+    pub period_end_s: i64,
+}
+
+/// A usage record as priced and posted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub provider: ProviderId,
+    pub input: UsageInput,
+    pub program: ProgramId,
+    pub cost_fen: Fen,
+    pub voucher_part_fen: Fen,
+    pub enterprise_part_fen: Fen,
+    pub recorded_at_s: i64,
+}
+
+/// The answer to one usage record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum UsageOutcome {
+    /// Priced and posted now.
+    Recorded {
+        id: String,
+        cost_fen: Fen,
+        voucher_part_fen: Fen,
+        enterprise_part_fen: Fen,
+    },
+    /// The same record was already posted; this is its first result.
+    Duplicate {
+        id: String,
+        cost_fen: Fen,
+        voucher_part_fen: Fen,
+        enterprise_part_fen: Fen,
+    },
+    Refused {
+        id: String,
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementState {
+    Issued,
+    Approved,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub order: OrderId,
+    pub enterprise: EnterpriseId,
+    pub pool: PoolId,
+    pub usage_records: u32,
+    pub gpu_seconds: i64,
+    pub cost_fen: Fen,
+    pub voucher_part_fen: Fen,
+    pub enterprise_part_fen: Fen,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub id: StatementId,
+    pub provider: ProviderId,
+    pub program: ProgramId,
+    /// `2026-10`: usage recorded in this Asia/Shanghai month.
+    pub month: String,
+    pub lines: Vec<StatementLine>,
+    pub cost_fen: Fen,
+    pub voucher_total_fen: Fen,
+    pub enterprise_total_fen: Fen,
+    /// The voucher total in words, as the statement is paid (人民币大写).
+    pub voucher_total_uppercase: String,
+    pub state: StatementState,
+    pub issued_at_s: i64,
+    pub approved_at_s: Option<i64>,
+}
+
+/// Something a reviewer or auditor should look at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub time_s: i64,
+    pub kind: String,
+    pub object: String,
+    pub detail: String,
+}

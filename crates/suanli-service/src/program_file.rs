@@ -1,0 +1,198 @@
+//! Programme files: the TOML an authority writes to define a programme.
+//!
+//! Amounts are integer fen (`budget_fen = 600_000_000_00` is CNY 600 million; TOML allows the
+//! underscores), rates integer basis points, dates Asia/Shanghai calendar dates. Unknown keys are
+//! refused, so a misspelt cap cannot silently fall back to no cap. See `programs/` for the seven
+//! shipped programmes.
+
+use serde::Deserialize;
+use suanli_domain::{ApplicantKind, Fen, RateBp, RegionCode, Rule, Uscc};
+
+use crate::calendar::shanghai_midnight;
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::model::{NamedRule, ProgramTerms, ProviderRule, Purpose, Stacking};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgramFile {
+    key: String,
+    name: String,
+    authority: AuthorityFile,
+    budget_fen: i64,
+    subsidy_rate_bp: i64,
+    domestic_chip_rate_bp: Option<i64>,
+    enterprise_cap_fen: i64,
+    annual_cap_fen: Option<i64>,
+    voucher_validity_days: i64,
+    applications_open: toml::value::Datetime,
+    applications_close: toml::value::Datetime,
+    applicant_kinds: Vec<String>,
+    purposes: Vec<String>,
+    providers: ProvidersFile,
+    stacking: StackingFile,
+    #[serde(default)]
+    eligibility: Vec<NamedRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorityFile {
+    region: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvidersFile {
+    rule: String,
+    #[serde(default)]
+    providers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StackingFile {
+    allowed: bool,
+    cap_fen: Option<i64>,
+}
+
+/// The largest programme file read, so a mistaken path to a huge file fails fast.
+pub const PROGRAM_FILE_BYTES_MAX: usize = 64 * 1024;
+
+fn invalid(field: &str, problem: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new(ErrorCode::ProgramFileInvalid, format!("{field}: {problem}"))
+}
+
+fn positive(field: &str, fen: i64) -> Result<Fen> {
+    Fen::positive(fen).map_err(|e| invalid(field, e))
+}
+
+fn rate(field: &str, bp: i64) -> Result<RateBp> {
+    RateBp::new(bp).map_err(|e| invalid(field, e))
+}
+
+fn date(field: &str, value: &toml::value::Datetime) -> Result<i64> {
+    match (value.date, value.time, value.offset) {
+        (Some(date), None, None) => shanghai_midnight(i32::from(date.year), date.month, date.day)
+            .ok_or_else(|| invalid(field, format!("{value} is not a calendar date"))),
+        _ => Err(invalid(field, format!("expected a date such as 2026-01-31, got {value}"))),
+    }
+}
+
+/// Parses and checks a programme file.
+pub fn parse_program(source: &str) -> Result<ProgramTerms> {
+    if source.len() > PROGRAM_FILE_BYTES_MAX {
+        return Err(invalid("file", format!("is larger than {PROGRAM_FILE_BYTES_MAX} bytes")));
+    }
+    let file: ProgramFile = toml::from_str(source)
+        .map_err(|e| ServiceError::new(ErrorCode::ProgramFileInvalid, e.to_string().trim_end().to_owned()))?;
+    let key_ok = !file.key.is_empty()
+        && file.key.len() <= 64
+        && file.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !key_ok {
+        return Err(invalid("key", "must be 1-64 characters of a-z, 0-9 and '-'"));
+    }
+    if file.name.trim().is_empty() || file.name.len() > 200 {
+        return Err(invalid("name", "must be 1-200 bytes"));
+    }
+    if file.authority.name.trim().is_empty() || file.authority.name.len() > 200 {
+        return Err(invalid("authority.name", "must be 1-200 bytes"));
+    }
+    let authority_region = RegionCode::parse(&file.authority.region).map_err(|e| invalid("authority.region", e))?;
+    let budget_fen = positive("budget_fen", file.budget_fen)?;
+    let subsidy_rate_bp = rate("subsidy_rate_bp", file.subsidy_rate_bp)?;
+    let domestic_chip_rate_bp = file.domestic_chip_rate_bp.map(|bp| rate("domestic_chip_rate_bp", bp)).transpose()?;
+    if let Some(domestic) = domestic_chip_rate_bp
+        && domestic < subsidy_rate_bp
+    {
+        return Err(invalid("domestic_chip_rate_bp", format!("{domestic} is below subsidy_rate_bp {subsidy_rate_bp}")));
+    }
+    let enterprise_cap_fen = positive("enterprise_cap_fen", file.enterprise_cap_fen)?;
+    if enterprise_cap_fen > budget_fen {
+        return Err(invalid("enterprise_cap_fen", "is larger than budget_fen"));
+    }
+    let annual_cap_fen = file.annual_cap_fen.map(|fen| positive("annual_cap_fen", fen)).transpose()?;
+    let voucher_validity_days = u32::try_from(file.voucher_validity_days)
+        .ok()
+        .filter(|days| (1..=3_650).contains(days))
+        .ok_or_else(|| invalid("voucher_validity_days", "must be between 1 and 3650"))?;
+    let applications_open_s = date("applications_open", &file.applications_open)?;
+    let applications_close_s = date("applications_close", &file.applications_close)? + 86_400;
+    if applications_close_s <= applications_open_s {
+        return Err(invalid("applications_close", "is before applications_open"));
+    }
+    let mut applicant_kinds = Vec::new();
+    for (index, kind) in file.applicant_kinds.iter().enumerate() {
+        applicant_kinds.push(ApplicantKind::parse(kind).map_err(|e| invalid(&format!("applicant_kinds[{index}]"), e))?);
+    }
+    if applicant_kinds.is_empty() {
+        return Err(invalid("applicant_kinds", "must name at least one kind"));
+    }
+    let mut purposes = Vec::new();
+    for (index, purpose) in file.purposes.iter().enumerate() {
+        purposes.push(Purpose::parse(purpose).ok_or_else(|| {
+            invalid(
+                &format!("purposes[{index}]"),
+                format!("must be training, inference, fine_tuning or data, got {purpose:?}"),
+            )
+        })?);
+    }
+    if purposes.is_empty() {
+        return Err(invalid("purposes", "must name at least one purpose"));
+    }
+    let providers = match (file.providers.rule.as_str(), file.providers.providers.is_empty()) {
+        ("any", true) => ProviderRule::Any,
+        ("government_run", true) => ProviderRule::GovernmentRun,
+        ("within_region", true) => ProviderRule::WithinRegion,
+        ("listed", false) => {
+            let mut listed = Vec::new();
+            for (index, uscc) in file.providers.providers.iter().enumerate() {
+                listed.push(Uscc::parse(uscc).map_err(|e| invalid(&format!("providers.providers[{index}]"), e))?);
+            }
+            ProviderRule::Listed { providers: listed }
+        }
+        ("listed", true) => {
+            return Err(invalid("providers.providers", "rule 'listed' needs at least one provider USCC"));
+        }
+        ("any" | "government_run" | "within_region", false) => {
+            return Err(invalid("providers.providers", "is only allowed with rule 'listed'"));
+        }
+        (other, _) => {
+            return Err(invalid(
+                "providers.rule",
+                format!("must be any, government_run, listed or within_region, got {other:?}"),
+            ));
+        }
+    };
+    let stacking = Stacking {
+        allowed: file.stacking.allowed,
+        cap_fen: file.stacking.cap_fen.map(|fen| positive("stacking.cap_fen", fen)).transpose()?,
+    };
+    for (index, rule) in file.eligibility.iter().enumerate() {
+        if rule.name.trim().is_empty() {
+            return Err(invalid(&format!("eligibility[{index}].name"), "must not be empty"));
+        }
+        Rule::parse(&rule.rule).map_err(|e| {
+            invalid(&format!("eligibility[{index}].rule ({})", rule.name), format!("{e}\n{}", e.pointer(&rule.rule)))
+        })?;
+    }
+    Ok(ProgramTerms {
+        key: file.key,
+        name: file.name,
+        authority_region,
+        authority_name: file.authority.name,
+        budget_fen,
+        subsidy_rate_bp,
+        domestic_chip_rate_bp,
+        enterprise_cap_fen,
+        annual_cap_fen,
+        voucher_validity_days,
+        applications_open_s,
+        applications_close_s,
+        applicant_kinds,
+        purposes,
+        providers,
+        stacking,
+        eligibility: file.eligibility,
+    })
+}

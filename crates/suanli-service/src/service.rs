@@ -1,0 +1,1628 @@
+//! The single writer: every command checks its input against the state, turns into events and
+//! ledger transfers, and commits both in one transaction before it answers.
+//!
+//! A command runs in three steps. **Check**: every rule that could refuse it is checked first,
+//! against the state and the clock, so a refusal changes nothing. **Record**: the events are
+//! applied to the in-memory state one by one (a batch of usage records needs each record to see
+//! the ones before it), and the ledger transfers they imply are collected. **Commit**: the ledger
+//! applies the transfers (its own limits re-check every balance), and the ledger batch and the
+//! audit-log entries are written in one storage transaction. If the ledger refuses anything or
+//! the commit fails, the state is rebuilt from storage, so memory never holds what disk does not.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use suanli_domain::{
+    ApplicantKind, ApplicationId, EnterpriseId, Fen, OrderId, PoolId, Profile, ProgramId, ProviderId, RateBp,
+    RegionCode, Rule, SiteId, StatementId, Uscc, Verdict, VoucherId,
+};
+use suanli_ledger::{Event as LedgerEvent, Outcome};
+use suanli_store::{Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, SqliteStore};
+
+use crate::books::{AccountKind, TransferKind, account_id, create_account, link, transfer};
+use crate::calendar::{YearMonth, format_timestamp, shanghai_year};
+use crate::clock::Clock;
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::event::Event;
+use crate::model::{
+    Anomaly, Application, ApplicationState, Authority, Enterprise, OperatorKind, Order, OrderState, Pool, Program,
+    ProgramState, Provider, ProviderRule, Purpose, Quote, Site, Statement, StatementState, UsageInput, UsageOutcome,
+    UsageRecord, Voucher, VoucherState,
+};
+use crate::program_file::parse_program;
+use crate::state::{State, UsageEntry};
+
+/// Who asks for a change; recorded on every audit-log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    pub fn operator() -> Actor {
+        Actor("operator".to_owned())
+    }
+
+    /// `operator`, `auditor`, `authority:ath-1`, `enterprise:ent-3`, `provider:prv-2`, or
+    /// `operator:NAME` for a named operator.
+    pub fn parse(text: &str) -> Result<Actor> {
+        let valid = match text.split_once(':') {
+            None => matches!(text, "operator" | "auditor"),
+            Some(("authority", id)) => suanli_domain::AuthorityId::parse(id).is_ok(),
+            Some(("enterprise", id)) => EnterpriseId::parse(id).is_ok(),
+            Some(("provider", id)) => ProviderId::parse(id).is_ok(),
+            Some(("operator", name)) => {
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }
+            Some(_) => false,
+        };
+        if valid {
+            Ok(Actor(text.to_owned()))
+        } else {
+            Err(ServiceError::field(
+                "actor",
+                format!(
+                    "must be operator, auditor, operator:NAME, authority:ath-N, enterprise:ent-N or provider:prv-N, got {text:?}"
+                ),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An enterprise's profile as submitted.
+#[derive(Clone, Debug)]
+pub struct EnterpriseInput {
+    pub uscc: Uscc,
+    pub name: String,
+    pub region: RegionCode,
+    pub kind: ApplicantKind,
+    pub headcount: u32,
+    pub revenue_fen: Fen,
+    pub research_projects: Vec<String>,
+    pub related_parties: Vec<Uscc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SiteInput {
+    pub provider: ProviderId,
+    pub name: String,
+    pub hub: String,
+    pub region: RegionCode,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub operator: OperatorKind,
+    pub power_price_fen_per_kwh: Option<Fen>,
+    pub pue: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolInput {
+    pub site: SiteId,
+    pub chip: String,
+    pub gpu_count: u32,
+    pub domestic: bool,
+    pub price_fen_per_gpu_hour: Fen,
+}
+
+/// A compute order as an enterprise asks for it.
+#[derive(Clone, Debug)]
+pub struct OrderInput {
+    pub enterprise: EnterpriseId,
+    pub voucher: VoucherId,
+    pub pool: PoolId,
+    /// The chip the enterprise expects, checked against the pool when given.
+    pub chip: Option<String>,
+    pub gpu_count: u32,
+    pub hours: u32,
+    pub purpose: Purpose,
+}
+
+/// What an expiry sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    pub expired: Vec<VoucherId>,
+    pub returned_fen: Fen,
+}
+
+/// Limits on one command, so no request can hold the writer for long.
+pub const USAGE_BATCH_RECORDS_MAX: usize = 8_000;
+pub const ORDER_HOURS_MAX: u32 = 24 * 366;
+pub const TEXT_BYTES_MAX: usize = 500;
+
+/// A set of changes being recorded.
+struct Change {
+    first_sequence: u64,
+    events: Vec<Event>,
+    ledger: Vec<LedgerEvent>,
+}
+
+impl Change {
+    /// The log sequence the next recorded event will get; ledger transfers derive their ids
+    /// from it.
+    fn next_sequence(&self) -> u64 {
+        self.first_sequence + self.events.len() as u64
+    }
+}
+
+pub struct Service {
+    durable: Durable<SqliteStore>,
+    state: State,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    /// Opens (creating if needed) the SQLite database at `path` and rebuilds the state by
+    /// replaying the audit log.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Service> {
+        Service::open_with(path, FsyncMode::Full, clock)
+    }
+
+    pub fn open_with(path: &Path, fsync: FsyncMode, clock: Arc<dyn Clock>) -> Result<Service> {
+        let store = SqliteStore::open(path, fsync).map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))?;
+        let (durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
+        let state = replay(&log)?;
+        Ok(Service { durable, state, clock })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn durable(&self) -> &Durable<SqliteStore> {
+        &self.durable
+    }
+
+    pub fn now_s(&self) -> i64 {
+        self.clock.now_s()
+    }
+
+    fn begin(&self) -> Change {
+        Change { first_sequence: self.durable.log_count() + 1, events: Vec::new(), ledger: Vec::new() }
+    }
+
+    /// Applies `event` to the state now and keeps it for the commit.
+    fn record(&mut self, change: &mut Change, event: Event, now_s: i64) {
+        self.state.apply(&event, now_s);
+        change.events.push(event);
+    }
+
+    fn commit(&mut self, actor: &Actor, now_s: i64, change: Change) -> Result<()> {
+        let now_ns = u64::try_from(now_s).unwrap_or(0).saturating_mul(1_000_000_000);
+        let events = &change.events;
+        let mut refused = None;
+        let result = self.durable.commit(now_ns, &change.ledger, |batch| {
+            if let Some(batch) = batch
+                && let Some((index, outcome)) =
+                    batch.outcomes.iter().enumerate().find(|(_, o)| !matches!(o, Outcome::Ok(_)))
+            {
+                refused = Some(format!("ledger refused event {index} of the change: {outcome:?}"));
+                return None;
+            }
+            Some(
+                events
+                    .iter()
+                    .map(|event| NewLogEntry {
+                        time_s: now_s,
+                        actor: actor.to_string(),
+                        action: event.action().to_owned(),
+                        object: event.object(),
+                        body: serde_json::to_string(event).expect("events serialize"),
+                    })
+                    .collect(),
+            )
+        });
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                // Memory ran ahead of disk: rebuild the state from what was stored.
+                let log = self.durable.reload_log().map_err(storage_error)?;
+                self.state = replay(&log)?;
+                match refused {
+                    Some(message) => Err(ServiceError::new(ErrorCode::Internal, message)),
+                    None => Err(storage_error(error)),
+                }
+            }
+        }
+    }
+
+    fn ensure_account(&self, change: &mut Change, kind: AccountKind, a: u64, b: u64) {
+        let id = account_id(kind, a, b);
+        let pending = change.ledger.iter().any(|e| matches!(e, LedgerEvent::CreateAccount(n) if n.id == id));
+        if self.durable.ledger().account(id).is_none() && !pending {
+            change.ledger.push(create_account(kind, a, b));
+        }
+    }
+
+    // ---------------------------------------------------------------- programmes
+
+    /// Loads a programme file as a draft. Loading the same file again is a no-op that returns the
+    /// same id; a different file with the same key is refused.
+    pub fn load_program(&mut self, actor: &Actor, source: &str) -> Result<ProgramId> {
+        let terms = parse_program(source)?;
+        if let Some(id) = self.state.program_by_key.get(&terms.key) {
+            if self.state.programs[id].terms == terms {
+                return Ok(*id);
+            }
+            return Err(ServiceError::new(
+                ErrorCode::ProgramExists,
+                format!("key: programme {:?} is already loaded as {id} with different terms", terms.key),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let authority = match self.state.authority_by_region.get(&terms.authority_region) {
+            Some(id) => *id,
+            None => {
+                let id = self.state.next_authority();
+                self.ensure_account(&mut change, AccountKind::Appropriation, id.get(), 0);
+                let authority = Authority { id, region: terms.authority_region, name: terms.authority_name.clone() };
+                self.record(&mut change, Event::AuthorityCreated { authority }, now);
+                id
+            }
+        };
+        let id = self.state.next_program();
+        self.ensure_account(&mut change, AccountKind::Budget, id.get(), 0);
+        self.ensure_account(&mut change, AccountKind::Settlement, id.get(), 0);
+        let program = Program {
+            id,
+            authority,
+            terms,
+            state: ProgramState::Draft,
+            budget_remaining_fen: Fen::ZERO,
+            issued_fen: Fen::ZERO,
+            returned_fen: Fen::ZERO,
+            spent_fen: Fen::ZERO,
+            settled_fen: Fen::ZERO,
+        };
+        self.record(&mut change, Event::ProgramLoaded { program: Box::new(program) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn program(&self, id: ProgramId) -> Result<&Program> {
+        self.state.programs.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+
+    /// Finds a programme by id (`prg-1`) or key (`shanghai-compute`).
+    pub fn find_program(&self, text: &str) -> Result<ProgramId> {
+        if let Ok(id) = ProgramId::parse(text) {
+            return self.program(id).map(|p| p.id);
+        }
+        self.state
+            .program_by_key
+            .get(text)
+            .copied()
+            .ok_or_else(|| ServiceError::not_found(format!("programme {text:?}")))
+    }
+
+    /// Draft → open: the budget moves from the authority's appropriation to the programme.
+    pub fn open_program(&mut self, actor: &Actor, id: ProgramId) -> Result<()> {
+        let program = self.program(id)?;
+        require_program_state(program, ProgramState::Draft, "open")?;
+        let (authority, budget) = (program.authority, program.terms.budget_fen);
+        let now = self.now_s();
+        let mut change = self.begin();
+        change.ledger.push(transfer(
+            change.next_sequence(),
+            0,
+            TransferKind::Fund,
+            account_id(AccountKind::Appropriation, authority.get(), 0),
+            account_id(AccountKind::Budget, id.get(), 0),
+            budget.fen(),
+        ));
+        self.record(&mut change, Event::ProgramOpened { program: id, funded_fen: budget }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Open → closed: no new applications; reviews, orders and usage go on.
+    pub fn close_program(&mut self, actor: &Actor, id: ProgramId) -> Result<()> {
+        require_program_state(self.program(id)?, ProgramState::Open, "close")?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::ProgramClosed { program: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Closed → finished: once no voucher is active or suspended and no order holds money, the
+    /// unissued budget returns to the authority's appropriation.
+    pub fn finish_program(&mut self, actor: &Actor, id: ProgramId) -> Result<Fen> {
+        let program = self.program(id)?;
+        require_program_state(program, ProgramState::Closed, "finish")?;
+        let open: Vec<String> = self
+            .state
+            .vouchers
+            .values()
+            .filter(|v| v.program == id && matches!(v.state, VoucherState::Active | VoucherState::Suspended))
+            .map(|v| v.id.to_string())
+            .chain(
+                self.state
+                    .orders
+                    .values()
+                    .filter(|o| o.program == id && o.hold_remaining_fen > Fen::ZERO)
+                    .map(|o| o.id.to_string()),
+            )
+            .collect();
+        if !open.is_empty() {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramHasOpenVouchers,
+                format!("program: {id} still has open vouchers or held orders: {}", open.join(", ")),
+            ));
+        }
+        let (authority, returned) = (program.authority, program.budget_remaining_fen);
+        let now = self.now_s();
+        let mut change = self.begin();
+        if returned > Fen::ZERO {
+            change.ledger.push(transfer(
+                change.next_sequence(),
+                0,
+                TransferKind::ReturnToAppropriation,
+                account_id(AccountKind::Budget, id.get(), 0),
+                account_id(AccountKind::Appropriation, authority.get(), 0),
+                returned.fen(),
+            ));
+        }
+        self.record(&mut change, Event::ProgramFinished { program: id, returned_fen: returned }, now);
+        self.commit(actor, now, change)?;
+        Ok(returned)
+    }
+
+    // ---------------------------------------------------------------- enterprises and applications
+
+    pub fn register_enterprise(&mut self, actor: &Actor, input: EnterpriseInput) -> Result<EnterpriseId> {
+        check_text("name", &input.name)?;
+        for (index, project) in input.research_projects.iter().enumerate() {
+            check_text(&format!("research_projects[{index}]"), project)?;
+        }
+        if input.related_parties.contains(&input.uscc) {
+            return Err(ServiceError::field("related_parties", "an enterprise is not its own related party"));
+        }
+        if let Some(existing) = self.state.enterprise_by_uscc.get(&input.uscc) {
+            return Err(ServiceError::new(
+                ErrorCode::AlreadyExists,
+                format!("uscc: {} is already registered as {existing}", input.uscc),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_enterprise();
+        self.ensure_account(&mut change, AccountKind::Enterprise, id.get(), 0);
+        let enterprise = Enterprise {
+            id,
+            uscc: input.uscc,
+            name: input.name,
+            region: input.region,
+            kind: input.kind,
+            headcount: input.headcount,
+            revenue_fen: input.revenue_fen,
+            research_projects: input.research_projects,
+            related_parties: input.related_parties,
+            registered_at_s: now,
+            paid_fen: Fen::ZERO,
+        };
+        self.record(&mut change, Event::EnterpriseRegistered { enterprise: Box::new(enterprise) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn enterprise(&self, id: EnterpriseId) -> Result<&Enterprise> {
+        self.state.enterprises.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+
+    /// Every eligibility verdict of `enterprise` for `program`, the applicant-kind rule first.
+    pub fn eligibility(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Vec<(String, Verdict)>> {
+        let enterprise = self.enterprise(enterprise)?;
+        let program = self.program(program)?;
+        let profile = Profile {
+            kind: enterprise.kind,
+            region: enterprise.region,
+            headcount: enterprise.headcount,
+            revenue: enterprise.revenue_fen,
+            research_projects: u32::try_from(enterprise.research_projects.len()).unwrap_or(u32::MAX),
+        };
+        let kinds = &program.terms.applicant_kinds;
+        let kind_names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let kind_verdict = Verdict {
+            passed: kinds.contains(&enterprise.kind),
+            reason: format!(
+                "kind {} is {}one of {}",
+                enterprise.kind,
+                if kinds.contains(&enterprise.kind) { "" } else { "not " },
+                kind_names.join(", ")
+            ),
+        };
+        let mut verdicts = vec![("applicant_kind".to_owned(), kind_verdict)];
+        for named in &program.terms.eligibility {
+            let rule = Rule::parse(&named.rule).map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+            verdicts.push((named.name.clone(), rule.evaluate(&profile)));
+        }
+        Ok(verdicts)
+    }
+
+    pub fn create_application(
+        &mut self,
+        actor: &Actor,
+        enterprise: EnterpriseId,
+        program: ProgramId,
+        requested: Fen,
+        note: &str,
+    ) -> Result<ApplicationId> {
+        self.enterprise(enterprise)?;
+        let terms = &self.program(program)?.terms;
+        if requested <= Fen::ZERO {
+            return Err(ServiceError::field("amount", "must be positive"));
+        }
+        if requested > terms.enterprise_cap_fen {
+            return Err(ServiceError::new(
+                ErrorCode::EnterpriseCapExceeded,
+                format!("amount: {requested} is above the programme's per-enterprise cap {}", terms.enterprise_cap_fen),
+            ));
+        }
+        check_text_allow_empty("note", note)?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_application();
+        let application = Application {
+            id,
+            enterprise,
+            program,
+            requested_fen: requested,
+            note: note.to_owned(),
+            state: ApplicationState::Draft,
+            created_at_s: now,
+            submitted_at_s: None,
+            decided_at_s: None,
+            approved_fen: None,
+            reason: None,
+            voucher: None,
+        };
+        self.record(&mut change, Event::ApplicationCreated { application: Box::new(application) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn application(&self, id: ApplicationId) -> Result<&Application> {
+        self.state.applications.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+
+    /// Draft → submitted, inside the programme's application window while it is open.
+    pub fn submit_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {
+        let application = self.application(id)?;
+        require_application_state(application, ApplicationState::Draft, "submit")?;
+        let program = self.program(application.program)?;
+        let now = self.now_s();
+        if program.state != ProgramState::Open {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramState,
+                format!("program: {} is {:?}, not open, so it takes no applications", program.id, program.state),
+            ));
+        }
+        let terms = &program.terms;
+        if now < terms.applications_open_s || now >= terms.applications_close_s {
+            return Err(ServiceError::new(
+                ErrorCode::ApplicationWindowClosed,
+                format!(
+                    "submitted_at: {} is outside the application window {} to {}",
+                    format_timestamp(now),
+                    format_timestamp(terms.applications_open_s),
+                    format_timestamp(terms.applications_close_s)
+                ),
+            ));
+        }
+        let mut change = self.begin();
+        self.record(&mut change, Event::ApplicationSubmitted { application: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    pub fn withdraw_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {
+        let application = self.application(id)?;
+        if !matches!(application.state, ApplicationState::Draft | ApplicationState::Submitted) {
+            return Err(ServiceError::new(
+                ErrorCode::ApplicationState,
+                format!("application: {id} is {:?} and can no longer be withdrawn", application.state),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::ApplicationWithdrawn { application: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    pub fn reject_application(&mut self, actor: &Actor, id: ApplicationId, reason: &str) -> Result<()> {
+        require_application_state(self.application(id)?, ApplicationState::Submitted, "reject")?;
+        check_text("reason", reason)?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::ApplicationRejected { application: id, reason: reason.to_owned() }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Submitted → approved with `amount`: a voucher is issued and its face value taken from the
+    /// budget now. Refused, with the reason, for an ineligible applicant, beyond the request, the
+    /// per-enterprise cap, the stacking rule or the remaining budget, and when money still free
+    /// is owed to applications submitted earlier.
+    pub fn approve_application(&mut self, actor: &Actor, id: ApplicationId, amount: Fen) -> Result<VoucherId> {
+        let application = self.application(id)?.clone();
+        require_application_state(&application, ApplicationState::Submitted, "approve")?;
+        let program = self.program(application.program)?.clone();
+        if !matches!(program.state, ProgramState::Open | ProgramState::Closed) {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramState,
+                format!("program: {} is {:?}; approvals need it open or closed", program.id, program.state),
+            ));
+        }
+        if amount <= Fen::ZERO {
+            return Err(ServiceError::field("amount", "must be positive"));
+        }
+        if amount > application.requested_fen {
+            return Err(ServiceError::new(
+                ErrorCode::AmountAboveRequest,
+                format!("amount: {amount} is more than the {} requested", application.requested_fen),
+            ));
+        }
+        let failed: Vec<String> = self
+            .eligibility(application.enterprise, program.id)?
+            .into_iter()
+            .filter(|(_, verdict)| !verdict.passed)
+            .map(|(name, verdict)| format!("{name}: {}", verdict.reason))
+            .collect();
+        if !failed.is_empty() {
+            return Err(ServiceError::new(
+                ErrorCode::NotEligible,
+                format!("enterprise: {} is not eligible: {}", application.enterprise, failed.join("; ")),
+            ));
+        }
+        self.check_caps(&application, &program, amount)?;
+        // First come, first served: money still free is owed first to applications submitted
+        // earlier and not yet decided.
+        let submitted_at = application.submitted_at_s.unwrap_or(i64::MAX);
+        let earlier: Vec<&Application> = self
+            .state
+            .applications
+            .values()
+            .filter(|a| {
+                a.program == program.id
+                    && a.state == ApplicationState::Submitted
+                    && a.id != id
+                    && (a.submitted_at_s, a.id) < (Some(submitted_at), id)
+            })
+            .collect();
+        let owed_earlier = earlier.iter().map(|a| a.requested_fen).try_fold(Fen::ZERO, |sum, r| sum.checked_add(r))?;
+        if amount > program.budget_remaining_fen {
+            return Err(ServiceError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "amount: {amount} is more than the {} left in {}'s budget",
+                    program.budget_remaining_fen, program.id
+                ),
+            ));
+        }
+        let free = program.budget_remaining_fen.checked_sub(owed_earlier)?;
+        if amount > free {
+            let names: Vec<String> = earlier.iter().map(|a| a.id.to_string()).collect();
+            return Err(ServiceError::new(
+                ErrorCode::BudgetReservedForEarlierApplications,
+                format!(
+                    "amount: {amount} is more than the {} not owed to earlier applications ({}, asking {owed_earlier}); \
+                     decide those first",
+                    Fen::new(free.fen().max(0)),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let voucher_id = self.state.next_voucher();
+        self.ensure_account(&mut change, AccountKind::Voucher, voucher_id.get(), 0);
+        change.ledger.push(transfer(
+            change.next_sequence(),
+            0,
+            TransferKind::Issue,
+            account_id(AccountKind::Budget, program.id.get(), 0),
+            account_id(AccountKind::Voucher, voucher_id.get(), 0),
+            amount.fen(),
+        ));
+        let voucher = Voucher {
+            id: voucher_id,
+            enterprise: application.enterprise,
+            program: program.id,
+            application: id,
+            face_value_fen: amount,
+            issued_at_s: now,
+            expires_at_s: now + i64::from(program.terms.voucher_validity_days) * 86_400,
+            state: VoucherState::Active,
+            available_fen: amount,
+            held_fen: Fen::ZERO,
+            spent_fen: Fen::ZERO,
+            returned_fen: Fen::ZERO,
+            reason: None,
+        };
+        self.record(&mut change, Event::ApplicationApproved { application: id, voucher: Box::new(voucher) }, now);
+        self.commit(actor, now, change)?;
+        Ok(voucher_id)
+    }
+
+    fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
+        let enterprise = application.enterprise;
+        let issued_here = self
+            .state
+            .vouchers
+            .values()
+            .filter(|v| v.enterprise == enterprise && v.program == program.id && v.state != VoucherState::Revoked)
+            .map(|v| v.face_value_fen)
+            .try_fold(Fen::ZERO, |sum, f| sum.checked_add(f))?;
+        if issued_here.checked_add(amount)? > program.terms.enterprise_cap_fen {
+            return Err(ServiceError::new(
+                ErrorCode::EnterpriseCapExceeded,
+                format!(
+                    "amount: {amount} on top of {issued_here} already issued to {enterprise} exceeds the per-enterprise cap {}",
+                    program.terms.enterprise_cap_fen
+                ),
+            ));
+        }
+        let others: Vec<&Voucher> = self
+            .state
+            .vouchers
+            .values()
+            .filter(|v| {
+                v.enterprise == enterprise
+                    && v.program != program.id
+                    && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
+            })
+            .collect();
+        for other in &others {
+            let other_program = self.program(other.program)?;
+            for (rules, name) in [(program, program.id), (other_program, other_program.id)] {
+                if !rules.terms.stacking.allowed {
+                    return Err(ServiceError::new(
+                        ErrorCode::StackingNotAllowed,
+                        format!(
+                            "enterprise: {enterprise} holds {} of {} and {name} does not allow holding vouchers of several programmes",
+                            other.id, other.program
+                        ),
+                    ));
+                }
+            }
+        }
+        let held_everywhere = others
+            .iter()
+            .map(|v| v.face_value_fen)
+            .chain(
+                self.state
+                    .vouchers
+                    .values()
+                    .filter(|v| {
+                        v.enterprise == enterprise
+                            && v.program == program.id
+                            && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
+                    })
+                    .map(|v| v.face_value_fen),
+            )
+            .try_fold(amount, |sum, f| sum.checked_add(f))?;
+        let caps = std::iter::once(program)
+            .chain(others.iter().filter_map(|v| self.state.programs.get(&v.program)))
+            .filter_map(|p| p.terms.stacking.cap_fen.map(|cap| (p.id, cap)));
+        for (capped_by, cap) in caps {
+            if held_everywhere > cap {
+                return Err(ServiceError::new(
+                    ErrorCode::StackingCapExceeded,
+                    format!(
+                        "amount: vouchers held by {enterprise} across programmes would total {held_everywhere}, above {capped_by}'s cap of {cap}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn voucher(&self, id: VoucherId) -> Result<&Voucher> {
+        self.state.vouchers.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+
+    // ---------------------------------------------------------------- providers
+
+    pub fn register_provider(
+        &mut self,
+        actor: &Actor,
+        uscc: Uscc,
+        name: &str,
+        operator: OperatorKind,
+    ) -> Result<ProviderId> {
+        check_text("name", name)?;
+        if let Some(existing) = self.state.provider_by_uscc.get(&uscc) {
+            return Err(ServiceError::new(
+                ErrorCode::AlreadyExists,
+                format!("uscc: {uscc} is already registered as {existing}"),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_provider();
+        self.ensure_account(&mut change, AccountKind::ProviderDirect, id.get(), 0);
+        let provider = Provider { id, uscc, name: name.to_owned(), operator };
+        self.record(&mut change, Event::ProviderRegistered { provider }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn add_site(&mut self, actor: &Actor, input: SiteInput) -> Result<SiteId> {
+        if !self.state.providers.contains_key(&input.provider) {
+            return Err(ServiceError::not_found(input.provider));
+        }
+        check_text("name", &input.name)?;
+        check_text("hub", &input.hub)?;
+        if !(-90.0..=90.0).contains(&input.latitude) {
+            return Err(ServiceError::field("latitude", "must be between -90 and 90"));
+        }
+        if !(-180.0..=180.0).contains(&input.longitude) {
+            return Err(ServiceError::field("longitude", "must be between -180 and 180"));
+        }
+        if input.pue.is_some_and(|pue| !(1.0..=3.0).contains(&pue)) {
+            return Err(ServiceError::field("pue", "must be between 1.0 and 3.0"));
+        }
+        if input.power_price_fen_per_kwh.is_some_and(|p| p <= Fen::ZERO) {
+            return Err(ServiceError::field("power_price", "must be positive"));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_site();
+        let site = Site {
+            id,
+            provider: input.provider,
+            name: input.name,
+            hub: input.hub,
+            region: input.region,
+            latitude: input.latitude,
+            longitude: input.longitude,
+            operator: input.operator,
+            power_price_fen_per_kwh: input.power_price_fen_per_kwh,
+            pue: input.pue,
+        };
+        self.record(&mut change, Event::SiteAdded { site: Box::new(site) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn add_pool(&mut self, actor: &Actor, input: PoolInput) -> Result<PoolId> {
+        if !self.state.sites.contains_key(&input.site) {
+            return Err(ServiceError::not_found(input.site));
+        }
+        check_text("chip", &input.chip)?;
+        if input.gpu_count == 0 || input.gpu_count > 1_000_000 {
+            return Err(ServiceError::field("gpus", "must be between 1 and 1000000"));
+        }
+        if input.price_fen_per_gpu_hour <= Fen::ZERO {
+            return Err(ServiceError::field("price", "must be positive"));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_pool();
+        let pool = Pool {
+            id,
+            site: input.site,
+            chip: input.chip,
+            gpu_count: input.gpu_count,
+            domestic: input.domestic,
+            price_fen_per_gpu_hour: input.price_fen_per_gpu_hour,
+            gpus_reserved: 0,
+        };
+        self.record(&mut change, Event::PoolAdded { pool }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    fn provider_of_pool(&self, pool: &Pool) -> (&Site, &Provider) {
+        let site = &self.state.sites[&pool.site];
+        (site, &self.state.providers[&site.provider])
+    }
+
+    /// Whether `program`'s provider rule allows `pool`, and if not, why.
+    fn provider_allowed(&self, program: &Program, pool: &Pool) -> Result<()> {
+        let (site, provider) = self.provider_of_pool(pool);
+        let refusal = match &program.terms.providers {
+            ProviderRule::Any => None,
+            ProviderRule::GovernmentRun => (site.operator != OperatorKind::Government).then(|| {
+                format!(
+                    "{} is run by a {} operator; {} allows government-run sites only",
+                    site.id,
+                    site.operator.as_str(),
+                    program.id
+                )
+            }),
+            ProviderRule::Listed { providers } => (!providers.contains(&provider.uscc))
+                .then(|| format!("{} ({}) is not among {}'s listed providers", provider.id, provider.uscc, program.id)),
+            ProviderRule::WithinRegion => (!site.region.within(program.terms.authority_region)).then(|| {
+                format!(
+                    "{} is in region {}, outside {}'s region {}",
+                    site.id, site.region, program.id, program.terms.authority_region
+                )
+            }),
+        };
+        match refusal {
+            None => Ok(()),
+            Some(message) => Err(ServiceError::new(ErrorCode::ProviderNotAllowed, format!("pool: {message}"))),
+        }
+    }
+
+    // ---------------------------------------------------------------- orders
+
+    /// Prices an order without placing it: list cost, the voucher's share and the enterprise's.
+    pub fn quote(&self, input: &OrderInput) -> Result<Quote> {
+        let now = self.now_s();
+        let (voucher, program, pool) = self.check_order(input, now)?;
+        self.price(voucher, program, pool, input.gpu_count, input.hours, now)
+    }
+
+    fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
+        self.enterprise(input.enterprise)?;
+        let voucher = self.voucher(input.voucher)?;
+        if voucher.enterprise != input.enterprise {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherOfAnotherEnterprise,
+                format!("voucher: {} belongs to another enterprise; vouchers cannot be transferred", voucher.id),
+            ));
+        }
+        if voucher.state != VoucherState::Active {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherState,
+                format!("voucher: {} is {}", voucher.id, voucher.state_name()),
+            ));
+        }
+        if now >= voucher.expires_at_s {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherExpired,
+                format!("voucher: {} expired at {}", voucher.id, format_timestamp(voucher.expires_at_s)),
+            ));
+        }
+        let program = self.program(voucher.program)?;
+        if !program.terms.purposes.contains(&input.purpose) {
+            let allowed: Vec<&str> = program.terms.purposes.iter().map(|p| p.as_str()).collect();
+            return Err(ServiceError::new(
+                ErrorCode::PurposeNotAllowed,
+                format!(
+                    "purpose: {} is not funded by {}; it funds {}",
+                    input.purpose.as_str(),
+                    program.id,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
+        if let Some(chip) = &input.chip
+            && chip != &pool.chip
+        {
+            return Err(ServiceError::new(
+                ErrorCode::ChipNotInPool,
+                format!("chip: {} has {} GPUs, not {chip}", pool.id, pool.chip),
+            ));
+        }
+        if input.gpu_count == 0 {
+            return Err(ServiceError::field("gpus", "must be at least 1"));
+        }
+        if input.hours == 0 || input.hours > ORDER_HOURS_MAX {
+            return Err(ServiceError::field("hours", format!("must be between 1 and {ORDER_HOURS_MAX}")));
+        }
+        let free = pool.gpu_count - pool.gpus_reserved;
+        if input.gpu_count > free {
+            return Err(ServiceError::new(
+                ErrorCode::PoolCapacityExceeded,
+                format!(
+                    "gpus: {} asks for {} GPUs and only {free} of {} are free",
+                    pool.id, input.gpu_count, pool.gpu_count
+                ),
+            ));
+        }
+        self.provider_allowed(program, pool)?;
+        Ok((voucher, program, pool))
+    }
+
+    fn price(
+        &self,
+        voucher: &Voucher,
+        program: &Program,
+        pool: &Pool,
+        gpus: u32,
+        hours: u32,
+        now: i64,
+    ) -> Result<Quote> {
+        let list_cost = pool.price_fen_per_gpu_hour.checked_mul(i64::from(gpus))?.checked_mul(i64::from(hours))?;
+        let rate = rate_for(program, pool);
+        let by_rate = rate.share_floor(list_cost);
+        let mut share = by_rate;
+        let mut limited_by = None;
+        if voucher.available_fen < share {
+            share = voucher.available_fen;
+            limited_by = Some(format!("the voucher's available balance {}", voucher.available_fen));
+        }
+        if let Some(cap) = program.terms.annual_cap_fen {
+            let left =
+                Fen::new(cap.checked_sub(self.state.annual_used(voucher.enterprise, program.id, now))?.fen().max(0));
+            if left < share {
+                share = left;
+                limited_by = Some(format!("the annual cap: {left} left of {cap} in {}", shanghai_year(now)));
+            }
+        }
+        Ok(Quote {
+            pool: pool.id,
+            gpu_count: gpus,
+            hours,
+            price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour,
+            rate_bp: rate,
+            list_cost_fen: list_cost,
+            voucher_share_fen: share,
+            enterprise_share_fen: list_cost.checked_sub(share)?,
+            limited_by,
+        })
+    }
+
+    /// Places an order: the price is locked and the voucher's share is held for it.
+    pub fn place_order(&mut self, actor: &Actor, input: OrderInput) -> Result<OrderId> {
+        let now = self.now_s();
+        let (voucher, program, pool) = self.check_order(&input, now)?;
+        let quote = self.price(voucher, program, pool, input.gpu_count, input.hours, now)?;
+        let (_, provider) = self.provider_of_pool(pool);
+        let enterprise = &self.state.enterprises[&input.enterprise];
+        let mut flags = Vec::new();
+        if enterprise.related_parties.contains(&provider.uscc) {
+            flags.push(format!(
+                "related_party: {} lists provider {} ({}) as a related party",
+                enterprise.id, provider.id, provider.uscc
+            ));
+        }
+        let (program_id, provider_id) = (program.id, provider.id);
+        let mut change = self.begin();
+        let id = self.state.next_order();
+        let hold = quote.voucher_share_fen;
+        let sequence = change.next_sequence();
+        self.ensure_account(&mut change, AccountKind::Hold, id.get(), 0);
+        self.ensure_account(&mut change, AccountKind::ProviderReceivable, provider_id.get(), program_id.get());
+        if hold > Fen::ZERO {
+            change.ledger.push(transfer(
+                sequence,
+                0,
+                TransferKind::Hold,
+                account_id(AccountKind::Voucher, input.voucher.get(), 0),
+                account_id(AccountKind::Hold, id.get(), 0),
+                hold.fen(),
+            ));
+        }
+        let order = Order {
+            id,
+            enterprise: input.enterprise,
+            voucher: input.voucher,
+            program: program_id,
+            pool: input.pool,
+            provider: provider_id,
+            purpose: input.purpose,
+            quote,
+            state: OrderState::Placed,
+            placed_at_s: now,
+            started_at_s: None,
+            ended_at_s: None,
+            hold_fen: hold,
+            hold_remaining_fen: hold,
+            gpu_seconds: 0,
+            usage_until_s: None,
+            cost_fen: Fen::ZERO,
+            voucher_paid_fen: Fen::ZERO,
+            enterprise_paid_fen: Fen::ZERO,
+            usage_records: 0,
+            flags: flags.clone(),
+        };
+        self.record(&mut change, Event::OrderPlaced { order: Box::new(order) }, now);
+        for flag in flags {
+            let anomaly =
+                Anomaly { time_s: now, kind: "related_party".to_owned(), object: id.to_string(), detail: flag };
+            self.record(&mut change, Event::AnomalyFlagged { anomaly }, now);
+        }
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn order(&self, id: OrderId) -> Result<&Order> {
+        self.state.orders.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+
+    /// Placed → running: the provider starts the job.
+    pub fn start_order(&mut self, actor: &Actor, id: OrderId) -> Result<()> {
+        let order = self.order(id)?;
+        if order.state != OrderState::Placed {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}, not placed", order.state),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::OrderStarted { order: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Running → completed: what is left of the hold goes back to the voucher (and on to the
+    /// budget if the voucher is no longer active).
+    pub fn complete_order(&mut self, actor: &Actor, id: OrderId) -> Result<Fen> {
+        let order = self.order(id)?;
+        if order.state != OrderState::Running {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}, not running", order.state),
+            ));
+        }
+        self.end_order(actor, id, OrderState::Completed)
+    }
+
+    /// Placed → cancelled, before it starts: the whole hold is released.
+    pub fn cancel_order(&mut self, actor: &Actor, id: OrderId) -> Result<Fen> {
+        let order = self.order(id)?;
+        if order.state != OrderState::Placed {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}; only a placed order that has not started can be cancelled", order.state),
+            ));
+        }
+        self.end_order(actor, id, OrderState::Cancelled)
+    }
+
+    fn end_order(&mut self, actor: &Actor, id: OrderId, state: OrderState) -> Result<Fen> {
+        let order = &self.state.orders[&id];
+        let voucher = &self.state.vouchers[&order.voucher];
+        let released = order.hold_remaining_fen;
+        let voucher_closed = matches!(voucher.state, VoucherState::Expired | VoucherState::Revoked);
+        let returned = if voucher_closed { released } else { Fen::ZERO };
+        let (voucher_id, program) = (voucher.id, voucher.program);
+        let now = self.now_s();
+        let mut change = self.begin();
+        let sequence = change.next_sequence();
+        let mut legs = Vec::new();
+        if released > Fen::ZERO {
+            legs.push(transfer(
+                sequence,
+                0,
+                TransferKind::Release,
+                account_id(AccountKind::Hold, id.get(), 0),
+                account_id(AccountKind::Voucher, voucher_id.get(), 0),
+                released.fen(),
+            ));
+        }
+        if returned > Fen::ZERO {
+            legs.push(transfer(
+                sequence,
+                1,
+                TransferKind::ReturnToBudget,
+                account_id(AccountKind::Voucher, voucher_id.get(), 0),
+                account_id(AccountKind::Budget, program.get(), 0),
+                returned.fen(),
+            ));
+        }
+        link(&mut legs);
+        change.ledger.extend(legs);
+        self.record(
+            &mut change,
+            Event::OrderEnded { order: id, state, released_fen: released, returned_fen: returned },
+            now,
+        );
+        self.commit(actor, now, change)?;
+        Ok(released)
+    }
+
+    // ---------------------------------------------------------------- usage
+
+    /// Records a batch of usage records from `provider` in one commit. Each record gets its own
+    /// answer: recorded, a duplicate of one recorded before (same id, same body: the first result
+    /// again), or refused. A refusal that depends on the state (physics, the order's run) is
+    /// kept, so that id stays failed; a record with the same id and a different body is refused
+    /// without being kept.
+    pub fn record_usage(
+        &mut self,
+        actor: &Actor,
+        provider: ProviderId,
+        records: &[UsageInput],
+    ) -> Result<Vec<UsageOutcome>> {
+        if !self.state.providers.contains_key(&provider) {
+            return Err(ServiceError::not_found(provider));
+        }
+        if records.len() > USAGE_BATCH_RECORDS_MAX {
+            return Err(ServiceError::field(
+                "records",
+                format!("a batch holds at most {USAGE_BATCH_RECORDS_MAX} records, got {}", records.len()),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let mut outcomes = Vec::with_capacity(records.len());
+        for input in records {
+            outcomes.push(self.record_one(&mut change, provider, input, now));
+        }
+        self.commit(actor, now, change)?;
+        Ok(outcomes)
+    }
+
+    fn record_one(&mut self, change: &mut Change, provider: ProviderId, input: &UsageInput, now: i64) -> UsageOutcome {
+        let refused = |error: ServiceError| UsageOutcome::Refused {
+            id: input.id.clone(),
+            code: error.code.as_str().to_owned(),
+            message: error.message,
+        };
+        if input.id.is_empty() || input.id.len() > 128 || input.id.chars().any(char::is_control) {
+            return refused(ServiceError::field("id", "must be 1-128 bytes without control characters"));
+        }
+        match self.state.usage.get(&(provider, input.id.clone())) {
+            Some(UsageEntry::Recorded(record)) if record.input == *input => {
+                return UsageOutcome::Duplicate {
+                    id: input.id.clone(),
+                    cost_fen: record.cost_fen,
+                    voucher_part_fen: record.voucher_part_fen,
+                    enterprise_part_fen: record.enterprise_part_fen,
+                };
+            }
+            Some(UsageEntry::Recorded(_)) => {
+                return refused(ServiceError::new(
+                    ErrorCode::UsageRecordConflict,
+                    format!("id: usage record {:?} was already recorded with a different body", input.id),
+                ));
+            }
+            Some(UsageEntry::Refused { code, message, .. }) => {
+                return refused(ServiceError::new(
+                    ErrorCode::UsageIdAlreadyFailed,
+                    format!("id: usage record {:?} already failed ({code}: {message})", input.id),
+                ));
+            }
+            None => {}
+        }
+        match self.check_usage(provider, input, now) {
+            Ok(record) => {
+                let outcome = UsageOutcome::Recorded {
+                    id: input.id.clone(),
+                    cost_fen: record.cost_fen,
+                    voucher_part_fen: record.voucher_part_fen,
+                    enterprise_part_fen: record.enterprise_part_fen,
+                };
+                let sequence = change.next_sequence();
+                let order = &self.state.orders[&input.order];
+                let mut legs = Vec::with_capacity(2);
+                if record.voucher_part_fen > Fen::ZERO {
+                    legs.push(transfer(
+                        sequence,
+                        0,
+                        TransferKind::UsageVoucherPart,
+                        account_id(AccountKind::Hold, order.id.get(), 0),
+                        account_id(AccountKind::ProviderReceivable, provider.get(), order.program.get()),
+                        record.voucher_part_fen.fen(),
+                    ));
+                }
+                if record.enterprise_part_fen > Fen::ZERO {
+                    legs.push(transfer(
+                        sequence,
+                        1,
+                        TransferKind::UsageEnterprisePart,
+                        account_id(AccountKind::Enterprise, order.enterprise.get(), 0),
+                        account_id(AccountKind::ProviderDirect, provider.get(), 0),
+                        record.enterprise_part_fen.fen(),
+                    ));
+                }
+                link(&mut legs);
+                change.ledger.extend(legs);
+                self.record(change, Event::UsageRecorded { record: Box::new(record) }, now);
+                outcome
+            }
+            Err(error) if error.code == ErrorCode::InvalidField || error.code == ErrorCode::NotFound => refused(error),
+            Err(error) => {
+                let event = Event::UsageRefused {
+                    provider,
+                    input: input.clone(),
+                    code: error.code.as_str().to_owned(),
+                    message: error.message.clone(),
+                };
+                self.record(change, event, now);
+                refused(error)
+            }
+        }
+    }
+
+    fn check_usage(&self, provider: ProviderId, input: &UsageInput, now: i64) -> Result<UsageRecord> {
+        let order = self.order(input.order)?;
+        if order.provider != provider {
+            return Err(ServiceError::new(
+                ErrorCode::OrderOfAnotherProvider,
+                format!("order: {} runs at another provider", order.id),
+            ));
+        }
+        if input.gpu_seconds <= 0 {
+            return Err(ServiceError::field("gpu_seconds", "must be positive"));
+        }
+        if input.period_end_s <= input.period_start_s {
+            return Err(ServiceError::field("period_end", "must be after period_start"));
+        }
+        let Some(started) = order.started_at_s else {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {} is {:?}; usage needs a started order", order.id, order.state),
+            ));
+        };
+        if input.period_end_s > now {
+            return Err(ServiceError::new(
+                ErrorCode::UsageInFuture,
+                format!(
+                    "period_end: {} is after now ({})",
+                    format_timestamp(input.period_end_s),
+                    format_timestamp(now)
+                ),
+            ));
+        }
+        let run_end = order.ended_at_s.unwrap_or(now);
+        if input.period_start_s < started || input.period_end_s > run_end {
+            return Err(ServiceError::new(
+                ErrorCode::UsageOutsideOrderRun,
+                format!(
+                    "period: {} to {} is outside the order's run {} to {}",
+                    format_timestamp(input.period_start_s),
+                    format_timestamp(input.period_end_s),
+                    format_timestamp(started),
+                    format_timestamp(run_end)
+                ),
+            ));
+        }
+        let gpus = i64::from(order.quote.gpu_count);
+        let period = input.period_end_s - input.period_start_s;
+        if input.gpu_seconds > gpus.saturating_mul(period) {
+            return Err(ServiceError::new(
+                ErrorCode::UsageExceedsPhysics,
+                format!("gpu_seconds: {} is more than {gpus} GPUs can run in {period} s", input.gpu_seconds),
+            ));
+        }
+        // All records of the order together cannot exceed its GPUs over the time it has run.
+        let until = order.usage_until_s.map_or(input.period_end_s, |u| u.max(input.period_end_s));
+        let total = order.gpu_seconds.saturating_add(input.gpu_seconds);
+        if total > gpus.saturating_mul(until - started) {
+            return Err(ServiceError::new(
+                ErrorCode::UsageExceedsPhysics,
+                format!(
+                    "gpu_seconds: the order's records would total {total} GPU-seconds, more than {gpus} GPUs can run in the {} s since it started",
+                    until - started
+                ),
+            ));
+        }
+        let cost = cost_of(input.gpu_seconds, order.quote.price_fen_per_gpu_hour)?;
+        let program = self.program(order.program)?;
+        let voucher = self.voucher(order.voucher)?;
+        let mut voucher_part = order.quote.rate_bp.share_floor(cost).min(order.hold_remaining_fen);
+        if voucher.state != VoucherState::Active {
+            // A suspended or revoked voucher pays nothing; expired vouchers still honour the
+            // holds of orders placed while they were valid.
+            if voucher.state != VoucherState::Expired {
+                voucher_part = Fen::ZERO;
+            }
+        }
+        if let Some(cap) = program.terms.annual_cap_fen {
+            let left = cap.checked_sub(self.state.annual_used(order.enterprise, program.id, now))?;
+            voucher_part = voucher_part.min(Fen::new(left.fen().max(0)));
+        }
+        Ok(UsageRecord {
+            provider,
+            input: input.clone(),
+            program: program.id,
+            cost_fen: cost,
+            voucher_part_fen: voucher_part,
+            enterprise_part_fen: cost.checked_sub(voucher_part)?,
+            recorded_at_s: now,
+        })
+    }
+
+    // ---------------------------------------------------------------- vouchers
+
+    /// Expires every active or suspended voucher whose validity has ended; its unspent balance
+    /// returns to the budget. Holds of running orders stay until those orders end.
+    pub fn sweep(&mut self, actor: &Actor) -> Result<SweepReport> {
+        let now = self.now_s();
+        let due: Vec<(VoucherId, ProgramId, Fen)> = self
+            .state
+            .vouchers
+            .values()
+            .filter(|v| matches!(v.state, VoucherState::Active | VoucherState::Suspended) && v.expires_at_s <= now)
+            .map(|v| (v.id, v.program, v.available_fen))
+            .collect();
+        let mut report = SweepReport::default();
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let mut change = self.begin();
+        for (voucher, program, returned) in due {
+            if returned > Fen::ZERO {
+                change.ledger.push(transfer(
+                    change.next_sequence(),
+                    0,
+                    TransferKind::ReturnToBudget,
+                    account_id(AccountKind::Voucher, voucher.get(), 0),
+                    account_id(AccountKind::Budget, program.get(), 0),
+                    returned.fen(),
+                ));
+            }
+            self.record(&mut change, Event::VoucherExpired { voucher, returned_fen: returned }, now);
+            report.expired.push(voucher);
+            report.returned_fen = report.returned_fen.checked_add(returned)?;
+        }
+        self.commit(actor, now, change)?;
+        Ok(report)
+    }
+
+    pub fn suspend_voucher(&mut self, actor: &Actor, id: VoucherId, reason: &str) -> Result<()> {
+        let voucher = self.voucher(id)?;
+        if voucher.state != VoucherState::Active {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherState,
+                format!("voucher: {id} is {}", voucher.state_name()),
+            ));
+        }
+        check_text("reason", reason)?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::VoucherSuspended { voucher: id, reason: reason.to_owned() }, now);
+        self.commit(actor, now, change)
+    }
+
+    pub fn reinstate_voucher(&mut self, actor: &Actor, id: VoucherId) -> Result<()> {
+        let voucher = self.voucher(id)?;
+        if voucher.state != VoucherState::Suspended {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherState,
+                format!("voucher: {id} is {}, not suspended", voucher.state_name()),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::VoucherReinstated { voucher: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Revokes a voucher: every hold of its orders is released and its whole balance returns to
+    /// the budget. Its orders may go on running; the enterprise pays for them in full.
+    pub fn revoke_voucher(&mut self, actor: &Actor, id: VoucherId, reason: &str) -> Result<Fen> {
+        let voucher = self.voucher(id)?;
+        if !matches!(voucher.state, VoucherState::Active | VoucherState::Suspended) {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherState,
+                format!("voucher: {id} is {}", voucher.state_name()),
+            ));
+        }
+        check_text("reason", reason)?;
+        let program = voucher.program;
+        let released: Vec<(OrderId, Fen)> = self
+            .state
+            .orders
+            .values()
+            .filter(|o| o.voucher == id && o.hold_remaining_fen > Fen::ZERO)
+            .map(|o| (o.id, o.hold_remaining_fen))
+            .collect();
+        let returned = released.iter().try_fold(voucher.available_fen, |sum, (_, amount)| sum.checked_add(*amount))?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        let sequence = change.next_sequence();
+        let mut legs = Vec::new();
+        for (leg, (order, amount)) in released.iter().enumerate() {
+            let leg =
+                u8::try_from(leg + 1).map_err(|_| ServiceError::new(ErrorCode::Internal, "too many open orders"))?;
+            legs.push(transfer(
+                sequence,
+                leg,
+                TransferKind::Release,
+                account_id(AccountKind::Hold, order.get(), 0),
+                account_id(AccountKind::Voucher, id.get(), 0),
+                amount.fen(),
+            ));
+        }
+        if returned > Fen::ZERO {
+            legs.push(transfer(
+                sequence,
+                0,
+                TransferKind::ReturnToBudget,
+                account_id(AccountKind::Voucher, id.get(), 0),
+                account_id(AccountKind::Budget, program.get(), 0),
+                returned.fen(),
+            ));
+        }
+        link(&mut legs);
+        change.ledger.extend(legs);
+        let event = Event::VoucherRevoked { voucher: id, reason: reason.to_owned(), released, returned_fen: returned };
+        self.record(&mut change, event, now);
+        self.commit(actor, now, change)?;
+        Ok(returned)
+    }
+
+    // ---------------------------------------------------------------- settlement
+
+    /// Issues the statement of `provider` and `program` for a month that has ended: one line per
+    /// order, the totals and the voucher total in words.
+    pub fn issue_statement(
+        &mut self,
+        actor: &Actor,
+        provider: ProviderId,
+        program: ProgramId,
+        month: YearMonth,
+    ) -> Result<StatementId> {
+        if !self.state.providers.contains_key(&provider) {
+            return Err(ServiceError::not_found(provider));
+        }
+        self.program(program)?;
+        let now = self.now_s();
+        if month >= YearMonth::of(now) {
+            return Err(ServiceError::new(
+                ErrorCode::MonthNotEnded,
+                format!("month: {month} has not ended (it is {} in Asia/Shanghai)", YearMonth::of(now)),
+            ));
+        }
+        let month_text = month.to_string();
+        if let Some(existing) = self
+            .state
+            .statements
+            .values()
+            .find(|s| s.provider == provider && s.program == program && s.month == month_text)
+        {
+            return Err(ServiceError::new(
+                ErrorCode::StatementExists,
+                format!("month: {} already has statement {} for {provider} and {program}", month_text, existing.id),
+            ));
+        }
+        let Some(lines) = self.state.unsettled.get(&(provider, program, month)) else {
+            return Err(ServiceError::new(
+                ErrorCode::StatementEmpty,
+                format!("month: {provider} recorded no usage for {program} in {month_text}"),
+            ));
+        };
+        let lines: Vec<_> = lines.values().cloned().collect();
+        let sum = |f: fn(&crate::model::StatementLine) -> Fen| {
+            lines.iter().map(f).try_fold(Fen::ZERO, |a, b| a.checked_add(b))
+        };
+        let (cost, voucher_total, enterprise_total) =
+            (sum(|l| l.cost_fen)?, sum(|l| l.voucher_part_fen)?, sum(|l| l.enterprise_part_fen)?);
+        let id = self.state.next_statement();
+        let statement = Statement {
+            id,
+            provider,
+            program,
+            month: month_text,
+            lines,
+            cost_fen: cost,
+            voucher_total_fen: voucher_total,
+            enterprise_total_fen: enterprise_total,
+            voucher_total_uppercase: voucher_total.to_chinese_uppercase(),
+            state: StatementState::Issued,
+            issued_at_s: now,
+            approved_at_s: None,
+        };
+        let mut change = self.begin();
+        self.record(&mut change, Event::StatementIssued { statement: Box::new(statement) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    /// The authority approves a statement: its voucher total moves from the provider's receivable
+    /// to the programme's settlement account, and the statement can never change again.
+    pub fn approve_statement(&mut self, actor: &Actor, id: StatementId) -> Result<()> {
+        let statement = self.state.statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
+        if statement.state != StatementState::Issued {
+            return Err(ServiceError::new(ErrorCode::StatementState, format!("statement: {id} is already approved")));
+        }
+        let (provider, program, total) = (statement.provider, statement.program, statement.voucher_total_fen);
+        let now = self.now_s();
+        let mut change = self.begin();
+        if total > Fen::ZERO {
+            change.ledger.push(transfer(
+                change.next_sequence(),
+                0,
+                TransferKind::Settle,
+                account_id(AccountKind::ProviderReceivable, provider.get(), program.get()),
+                account_id(AccountKind::Settlement, program.get(), 0),
+                total.fen(),
+            ));
+        }
+        self.record(&mut change, Event::StatementApproved { statement: id }, now);
+        self.commit(actor, now, change)
+    }
+}
+
+/// The one rounding rule for usage: `gpu_seconds × price_fen_per_gpu_hour / 3600`, rounded half
+/// up to the fen, once per record, in `i128`.
+pub fn cost_of(gpu_seconds: i64, price_fen_per_gpu_hour: Fen) -> Result<Fen> {
+    let numerator = i128::from(gpu_seconds) * i128::from(price_fen_per_gpu_hour.fen());
+    let fen = (numerator + 1_800).div_euclid(3_600);
+    i64::try_from(fen)
+        .map(Fen::new)
+        .map_err(|_| ServiceError::new(ErrorCode::AmountOverflow, "gpu_seconds: the cost does not fit in 64-bit fen"))
+}
+
+fn rate_for(program: &Program, pool: &Pool) -> RateBp {
+    match (pool.domestic, program.terms.domestic_chip_rate_bp) {
+        (true, Some(rate)) => rate,
+        _ => program.terms.subsidy_rate_bp,
+    }
+}
+
+fn require_program_state(program: &Program, expected: ProgramState, verb: &str) -> Result<()> {
+    if program.state == expected {
+        Ok(())
+    } else {
+        Err(ServiceError::new(
+            ErrorCode::ProgramState,
+            format!(
+                "program: {} is {:?}; only a {:?} programme can be told to {verb}",
+                program.id, program.state, expected
+            ),
+        ))
+    }
+}
+
+fn require_application_state(application: &Application, expected: ApplicationState, verb: &str) -> Result<()> {
+    if application.state == expected {
+        Ok(())
+    } else {
+        Err(ServiceError::new(
+            ErrorCode::ApplicationState,
+            format!(
+                "application: {} is {:?}; only a {:?} application can be told to {verb}",
+                application.id, application.state, expected
+            ),
+        ))
+    }
+}
+
+fn check_text(field: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(ServiceError::field(field, "must not be empty"));
+    }
+    check_text_allow_empty(field, text)
+}
+
+fn check_text_allow_empty(field: &str, text: &str) -> Result<()> {
+    if text.len() > TEXT_BYTES_MAX {
+        return Err(ServiceError::field(field, format!("must be at most {TEXT_BYTES_MAX} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ServiceError::field(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn storage_error(error: DurableError) -> ServiceError {
+    ServiceError::new(ErrorCode::Storage, error.to_string())
+}
+
+/// Rebuilds the state from the audit log.
+pub(crate) fn replay(log: &[LogEntry]) -> Result<State> {
+    let mut state = State::default();
+    for entry in log {
+        let event: Event = serde_json::from_str(&entry.body).map_err(|e| {
+            ServiceError::new(ErrorCode::Internal, format!("audit log entry {} cannot be read: {e}", entry.sequence))
+        })?;
+        if event.action() != entry.action || event.object() != entry.object {
+            return Err(ServiceError::new(
+                ErrorCode::Internal,
+                format!(
+                    "audit log entry {} says {} {} but its body is {} {}",
+                    entry.sequence,
+                    entry.action,
+                    entry.object,
+                    event.action(),
+                    event.object()
+                ),
+            ));
+        }
+        state.apply(&event, entry.time_s);
+    }
+    Ok(state)
+}
+
+impl Service {
+    /// Compares the replayed state with the ledger; see [`crate::check::check_books`].
+    pub fn check_books(&self) -> Vec<String> {
+        crate::check::check_books(&self.state, self.durable.ledger())
+    }
+}

@@ -1,0 +1,331 @@
+//! The service's state in memory, changed only by applying [`Event`]s.
+//!
+//! `apply` is the one place state changes, used both when a command commits and when the audit
+//! log is replayed at start-up, so what was decided and what is rebuilt cannot differ. It never
+//! fails: every check happened before the event was made. The asserts guard that promise.
+
+use std::collections::{BTreeMap, HashMap};
+
+use suanli_domain::{
+    ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode, SiteId,
+    StatementId, Uscc, VoucherId,
+};
+
+use crate::calendar::{YearMonth, shanghai_year};
+use crate::event::Event;
+use crate::model::{
+    Anomaly, Application, ApplicationState, Authority, Enterprise, Order, OrderState, Pool, Program, ProgramState,
+    Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher, VoucherState,
+};
+
+/// What happened to a usage record id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsageEntry {
+    Recorded(Box<UsageRecord>),
+    Refused { input: UsageInput, code: String, message: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub authorities: BTreeMap<AuthorityId, Authority>,
+    pub programs: BTreeMap<ProgramId, Program>,
+    pub enterprises: BTreeMap<EnterpriseId, Enterprise>,
+    pub applications: BTreeMap<ApplicationId, Application>,
+    pub vouchers: BTreeMap<VoucherId, Voucher>,
+    pub providers: BTreeMap<ProviderId, Provider>,
+    pub sites: BTreeMap<SiteId, Site>,
+    pub pools: BTreeMap<PoolId, Pool>,
+    pub orders: BTreeMap<OrderId, Order>,
+    pub statements: BTreeMap<StatementId, Statement>,
+    pub anomalies: Vec<Anomaly>,
+    pub usage: HashMap<(ProviderId, String), UsageEntry, foldhash::fast::RandomState>,
+    /// Voucher parts received per enterprise, programme and Asia/Shanghai calendar year.
+    pub annual_used: HashMap<(EnterpriseId, ProgramId, i32), Fen>,
+    /// Usage not yet on a statement, per provider, programme and month of recording, per order.
+    pub unsettled: BTreeMap<(ProviderId, ProgramId, YearMonth), BTreeMap<OrderId, StatementLine>>,
+    pub authority_by_region: HashMap<RegionCode, AuthorityId>,
+    pub program_by_key: HashMap<String, ProgramId>,
+    pub enterprise_by_uscc: HashMap<Uscc, EnterpriseId>,
+    pub provider_by_uscc: HashMap<Uscc, ProviderId>,
+    pub usage_recorded: u64,
+    pub usage_refused: u64,
+}
+
+fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
+    map.len() as u64 + 1
+}
+
+impl State {
+    pub fn next_authority(&self) -> AuthorityId {
+        AuthorityId::new(next(&self.authorities)).expect("positive")
+    }
+    pub fn next_program(&self) -> ProgramId {
+        ProgramId::new(next(&self.programs)).expect("positive")
+    }
+    pub fn next_enterprise(&self) -> EnterpriseId {
+        EnterpriseId::new(next(&self.enterprises)).expect("positive")
+    }
+    pub fn next_application(&self) -> ApplicationId {
+        ApplicationId::new(next(&self.applications)).expect("positive")
+    }
+    pub fn next_voucher(&self) -> VoucherId {
+        VoucherId::new(next(&self.vouchers)).expect("positive")
+    }
+    pub fn next_provider(&self) -> ProviderId {
+        ProviderId::new(next(&self.providers)).expect("positive")
+    }
+    pub fn next_site(&self) -> SiteId {
+        SiteId::new(next(&self.sites)).expect("positive")
+    }
+    pub fn next_pool(&self) -> PoolId {
+        PoolId::new(next(&self.pools)).expect("positive")
+    }
+    pub fn next_order(&self) -> OrderId {
+        OrderId::new(next(&self.orders)).expect("positive")
+    }
+    pub fn next_statement(&self) -> StatementId {
+        StatementId::new(next(&self.statements)).expect("positive")
+    }
+
+    pub fn annual_used(&self, enterprise: EnterpriseId, program: ProgramId, time_s: i64) -> Fen {
+        self.annual_used.get(&(enterprise, program, shanghai_year(time_s))).copied().unwrap_or(Fen::ZERO)
+    }
+
+    /// Applies one event at `time_s`. Never fails; panics only if the event contradicts the state,
+    /// which would mean a bug in the checks that made it.
+    pub fn apply(&mut self, event: &Event, time_s: i64) {
+        match event {
+            Event::AuthorityCreated { authority } => {
+                self.authority_by_region.insert(authority.region, authority.id);
+                insert_new(&mut self.authorities, authority.id, authority.clone());
+            }
+            Event::ProgramLoaded { program } => {
+                self.program_by_key.insert(program.terms.key.clone(), program.id);
+                insert_new(&mut self.programs, program.id, (**program).clone());
+            }
+            Event::ProgramOpened { program, funded_fen } => {
+                let program = self.programs.get_mut(program).expect("program exists");
+                assert_eq!(program.state, ProgramState::Draft);
+                program.state = ProgramState::Open;
+                program.budget_remaining_fen = add(program.budget_remaining_fen, *funded_fen);
+            }
+            Event::ProgramClosed { program } => {
+                let program = self.programs.get_mut(program).expect("program exists");
+                assert_eq!(program.state, ProgramState::Open);
+                program.state = ProgramState::Closed;
+            }
+            Event::ProgramFinished { program, returned_fen } => {
+                let program = self.programs.get_mut(program).expect("program exists");
+                program.state = ProgramState::Finished;
+                program.budget_remaining_fen = sub(program.budget_remaining_fen, *returned_fen);
+            }
+            Event::EnterpriseRegistered { enterprise } => {
+                self.enterprise_by_uscc.insert(enterprise.uscc, enterprise.id);
+                insert_new(&mut self.enterprises, enterprise.id, (**enterprise).clone());
+            }
+            Event::ApplicationCreated { application } => {
+                insert_new(&mut self.applications, application.id, (**application).clone());
+            }
+            Event::ApplicationSubmitted { application } => {
+                let application = self.applications.get_mut(application).expect("application exists");
+                assert_eq!(application.state, ApplicationState::Draft);
+                application.state = ApplicationState::Submitted;
+                application.submitted_at_s = Some(time_s);
+            }
+            Event::ApplicationApproved { application, voucher } => {
+                let application = self.applications.get_mut(application).expect("application exists");
+                assert_eq!(application.state, ApplicationState::Submitted);
+                application.state = ApplicationState::Approved;
+                application.decided_at_s = Some(time_s);
+                application.approved_fen = Some(voucher.face_value_fen);
+                application.voucher = Some(voucher.id);
+                let program = self.programs.get_mut(&voucher.program).expect("program exists");
+                program.budget_remaining_fen = sub(program.budget_remaining_fen, voucher.face_value_fen);
+                program.issued_fen = add(program.issued_fen, voucher.face_value_fen);
+                insert_new(&mut self.vouchers, voucher.id, (**voucher).clone());
+            }
+            Event::ApplicationRejected { application, reason } => {
+                let application = self.applications.get_mut(application).expect("application exists");
+                assert_eq!(application.state, ApplicationState::Submitted);
+                application.state = ApplicationState::Rejected;
+                application.decided_at_s = Some(time_s);
+                application.reason = Some(reason.clone());
+            }
+            Event::ApplicationWithdrawn { application } => {
+                let application = self.applications.get_mut(application).expect("application exists");
+                application.state = ApplicationState::Withdrawn;
+                application.decided_at_s = Some(time_s);
+            }
+            Event::ProviderRegistered { provider } => {
+                self.provider_by_uscc.insert(provider.uscc, provider.id);
+                insert_new(&mut self.providers, provider.id, provider.clone());
+            }
+            Event::SiteAdded { site } => insert_new(&mut self.sites, site.id, (**site).clone()),
+            Event::PoolAdded { pool } => insert_new(&mut self.pools, pool.id, pool.clone()),
+            Event::OrderPlaced { order } => {
+                let pool = self.pools.get_mut(&order.pool).expect("pool exists");
+                pool.gpus_reserved += order.quote.gpu_count;
+                assert!(pool.gpus_reserved <= pool.gpu_count, "placement checked capacity");
+                let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");
+                voucher.available_fen = sub(voucher.available_fen, order.hold_fen);
+                voucher.held_fen = add(voucher.held_fen, order.hold_fen);
+                insert_new(&mut self.orders, order.id, (**order).clone());
+            }
+            Event::OrderStarted { order } => {
+                let order = self.orders.get_mut(order).expect("order exists");
+                assert_eq!(order.state, OrderState::Placed);
+                order.state = OrderState::Running;
+                order.started_at_s = Some(time_s);
+            }
+            Event::OrderEnded { order, state, released_fen, returned_fen } => {
+                let order = self.orders.get_mut(order).expect("order exists");
+                assert!(matches!(order.state, OrderState::Placed | OrderState::Running));
+                assert_eq!(*released_fen, order.hold_remaining_fen);
+                order.state = *state;
+                order.ended_at_s = Some(time_s);
+                order.hold_remaining_fen = Fen::ZERO;
+                let pool = self.pools.get_mut(&order.pool).expect("pool exists");
+                pool.gpus_reserved -= order.quote.gpu_count;
+                let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");
+                voucher.held_fen = sub(voucher.held_fen, *released_fen);
+                voucher.available_fen = sub(add(voucher.available_fen, *released_fen), *returned_fen);
+                voucher.returned_fen = add(voucher.returned_fen, *returned_fen);
+                let program = self.programs.get_mut(&voucher.program).expect("program exists");
+                program.budget_remaining_fen = add(program.budget_remaining_fen, *returned_fen);
+                program.returned_fen = add(program.returned_fen, *returned_fen);
+            }
+            Event::UsageRecorded { record } => self.apply_usage(record, time_s),
+            Event::UsageRefused { provider, input, code, message } => {
+                self.usage_refused += 1;
+                let entry = UsageEntry::Refused { input: input.clone(), code: code.clone(), message: message.clone() };
+                let previous = self.usage.insert((*provider, input.id.clone()), entry);
+                assert!(previous.is_none(), "a usage id is decided once");
+                self.anomalies.push(Anomaly {
+                    time_s,
+                    kind: code.clone(),
+                    object: format!("usage:{provider}:{}", input.id),
+                    detail: message.clone(),
+                });
+            }
+            Event::VoucherSuspended { voucher, reason } => {
+                let voucher = self.vouchers.get_mut(voucher).expect("voucher exists");
+                assert_eq!(voucher.state, VoucherState::Active);
+                voucher.state = VoucherState::Suspended;
+                voucher.reason = Some(reason.clone());
+            }
+            Event::VoucherReinstated { voucher } => {
+                let voucher = self.vouchers.get_mut(voucher).expect("voucher exists");
+                assert_eq!(voucher.state, VoucherState::Suspended);
+                voucher.state = VoucherState::Active;
+                voucher.reason = None;
+            }
+            Event::VoucherRevoked { voucher, reason, released, returned_fen } => {
+                for (order, amount) in released {
+                    let order = self.orders.get_mut(order).expect("order exists");
+                    assert_eq!(order.hold_remaining_fen, *amount);
+                    order.hold_remaining_fen = Fen::ZERO;
+                }
+                let released_total = released.iter().map(|(_, amount)| *amount).fold(Fen::ZERO, add);
+                let record = self.vouchers.get_mut(voucher).expect("voucher exists");
+                record.state = VoucherState::Revoked;
+                record.reason = Some(reason.clone());
+                self.return_voucher_balance(*voucher, released_total, *returned_fen);
+            }
+            Event::VoucherExpired { voucher, returned_fen } => {
+                self.vouchers.get_mut(voucher).expect("voucher exists").state = VoucherState::Expired;
+                self.return_voucher_balance(*voucher, Fen::ZERO, *returned_fen);
+            }
+            Event::StatementIssued { statement } => {
+                let month = YearMonth::parse(&statement.month).expect("statements carry a valid month");
+                self.unsettled.remove(&(statement.provider, statement.program, month));
+                insert_new(&mut self.statements, statement.id, (**statement).clone());
+            }
+            Event::StatementApproved { statement } => {
+                let statement = self.statements.get_mut(statement).expect("statement exists");
+                assert_eq!(statement.state, StatementState::Issued);
+                statement.state = StatementState::Approved;
+                statement.approved_at_s = Some(time_s);
+                let program = self.programs.get_mut(&statement.program).expect("program exists");
+                program.settled_fen = add(program.settled_fen, statement.voucher_total_fen);
+            }
+            Event::AnomalyFlagged { anomaly } => self.anomalies.push(anomaly.clone()),
+        }
+    }
+
+    /// Adds holds released by a revocation back to the voucher, then moves its whole available
+    /// balance to its programme's budget.
+    fn return_voucher_balance(&mut self, voucher: VoucherId, released: Fen, returned: Fen) {
+        let voucher = self.vouchers.get_mut(&voucher).expect("voucher exists");
+        voucher.held_fen = sub(voucher.held_fen, released);
+        voucher.available_fen = add(voucher.available_fen, released);
+        assert_eq!(voucher.available_fen, returned, "the whole available balance returns to the budget");
+        voucher.available_fen = Fen::ZERO;
+        voucher.returned_fen = add(voucher.returned_fen, returned);
+        let program = self.programs.get_mut(&voucher.program).expect("program exists");
+        program.budget_remaining_fen = add(program.budget_remaining_fen, returned);
+        program.returned_fen = add(program.returned_fen, returned);
+    }
+
+    fn apply_usage(&mut self, record: &UsageRecord, time_s: i64) {
+        let order = self.orders.get_mut(&record.input.order).expect("order exists");
+        order.gpu_seconds += record.input.gpu_seconds;
+        order.usage_until_s =
+            Some(order.usage_until_s.map_or(record.input.period_end_s, |u| u.max(record.input.period_end_s)));
+        order.cost_fen = add(order.cost_fen, record.cost_fen);
+        order.voucher_paid_fen = add(order.voucher_paid_fen, record.voucher_part_fen);
+        order.enterprise_paid_fen = add(order.enterprise_paid_fen, record.enterprise_part_fen);
+        order.hold_remaining_fen = sub(order.hold_remaining_fen, record.voucher_part_fen);
+        assert!(order.hold_remaining_fen >= Fen::ZERO, "a voucher part never exceeds the hold");
+        order.usage_records += 1;
+        let (enterprise, voucher_id, pool) = (order.enterprise, order.voucher, order.pool);
+        let voucher = self.vouchers.get_mut(&voucher_id).expect("voucher exists");
+        voucher.held_fen = sub(voucher.held_fen, record.voucher_part_fen);
+        voucher.spent_fen = add(voucher.spent_fen, record.voucher_part_fen);
+        assert!(voucher.spent_fen <= voucher.face_value_fen, "voucher parts never exceed the face value");
+        let program = self.programs.get_mut(&record.program).expect("program exists");
+        program.spent_fen = add(program.spent_fen, record.voucher_part_fen);
+        let enterprise_record = self.enterprises.get_mut(&enterprise).expect("enterprise exists");
+        enterprise_record.paid_fen = add(enterprise_record.paid_fen, record.enterprise_part_fen);
+        let used = self.annual_used.entry((enterprise, record.program, shanghai_year(time_s))).or_default();
+        *used = add(*used, record.voucher_part_fen);
+        let line = self
+            .unsettled
+            .entry((record.provider, record.program, YearMonth::of(time_s)))
+            .or_default()
+            .entry(record.input.order)
+            .or_insert(StatementLine {
+                order: record.input.order,
+                enterprise,
+                pool,
+                usage_records: 0,
+                gpu_seconds: 0,
+                cost_fen: Fen::ZERO,
+                voucher_part_fen: Fen::ZERO,
+                enterprise_part_fen: Fen::ZERO,
+            });
+        line.usage_records += 1;
+        line.gpu_seconds += record.input.gpu_seconds;
+        line.cost_fen = add(line.cost_fen, record.cost_fen);
+        line.voucher_part_fen = add(line.voucher_part_fen, record.voucher_part_fen);
+        line.enterprise_part_fen = add(line.enterprise_part_fen, record.enterprise_part_fen);
+        self.usage_recorded += 1;
+        let previous = self
+            .usage
+            .insert((record.provider, record.input.id.clone()), UsageEntry::Recorded(Box::new(record.clone())));
+        assert!(previous.is_none(), "a usage id is decided once");
+    }
+}
+
+fn insert_new<K: Ord + std::fmt::Debug, V>(map: &mut BTreeMap<K, V>, key: K, value: V) {
+    let previous = map.insert(key, value);
+    assert!(previous.is_none(), "ids are assigned once");
+}
+
+/// Sums that the checks already bounded; an overflow here is a bug, not an input error.
+pub(crate) fn add(a: Fen, b: Fen) -> Fen {
+    a.checked_add(b).expect("checked before the event was made")
+}
+
+pub(crate) fn sub(a: Fen, b: Fen) -> Fen {
+    a.checked_sub(b).expect("checked before the event was made")
+}
