@@ -1,1 +1,410 @@
-//! Placeholder, filled below.
+//! Every refusal path: the stable code, a message naming the field, and nothing changed.
+
+use suanli_domain::{
+    ApplicantKind, ApplicationId, EnterpriseId, Fen, PoolId, ProgramId, ProviderId, RegionCode, VoucherId,
+};
+use suanli_service::calendar::YearMonth;
+use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
+use suanli_service::{EnterpriseInput, ErrorCode, OrderInput};
+
+use crate::{SHANGHAI_LIKE, World, at, op, uscc};
+
+fn yuan(amount: i64) -> Fen {
+    Fen::from_yuan(amount).unwrap()
+}
+
+/// A world with the Shanghai-like programme open, one eligible enterprise holding a ¥1M voucher,
+/// and a government-run Shanghai pool.
+struct Setup {
+    w: World,
+    program: ProgramId,
+    enterprise: EnterpriseId,
+    voucher: VoucherId,
+    provider: ProviderId,
+    pool: PoolId,
+}
+
+fn setup() -> Setup {
+    let mut w = World::new();
+    let program = w.program(SHANGHAI_LIKE);
+    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let app = submitted(&mut w, enterprise, program, 1_000_000);
+    let voucher = w.service.approve_application(&op(), app, yuan(1_000_000)).unwrap();
+    let (provider, pool) = w.provider(1, "310000", OperatorKind::Government, "H100", false, 1_800);
+    Setup { w, program, enterprise, voucher, provider, pool }
+}
+
+fn submitted(w: &mut World, enterprise: EnterpriseId, program: ProgramId, amount: i64) -> ApplicationId {
+    let app = w.service.create_application(&op(), enterprise, program, yuan(amount), "").unwrap();
+    w.service.submit_application(&op(), app).unwrap();
+    app
+}
+
+impl Setup {
+    /// A maker of orders on the setup's voucher and pool, owning copies of the ids.
+    fn orders(&self) -> impl Fn(u32) -> OrderInput + use<> {
+        let (enterprise, voucher, pool) = (self.enterprise, self.voucher, self.pool);
+        move |gpus| OrderInput {
+            enterprise,
+            voucher,
+            pool,
+            chip: None,
+            gpu_count: gpus,
+            hours: 10,
+            purpose: Purpose::Training,
+        }
+    }
+}
+
+#[test]
+fn bad_programme_files_are_refused_with_the_field() {
+    let mut w = World::new();
+    let cases: &[(&str, &str, &str)] = &[
+        ("subsidy_rate_bp = 8000", "subsidy_rate_bp = 12000", "subsidy_rate_bp: rate must be between 0 and 10000"),
+        ("budget_fen = 5_000_000_00", "budget_fen = -5", "budget_fen: amount must be positive"),
+        ("budget_fen = 5_000_000_00", "budget_fen = 99999999999999999999", "budget_fen"),
+        ("region = \"310000\"", "region = \"990000\"", "authority.region"),
+        ("applicant_kinds = [\"sme\", \"startup\"]", "applicant_kinds = [\"giant\"]", "applicant_kinds[0]"),
+        ("purposes = [\"training\", \"inference\", \"fine_tuning\"]", "purposes = [\"mining\"]", "purposes[0]"),
+        ("providers = { rule = \"any\" }", "providers = { rule = \"listed\" }", "providers.providers"),
+        ("providers = { rule = \"any\" }", "providers = { rule = \"some\" }", "providers.rule"),
+        ("domestic_chip_rate_bp = 9000", "domestic_chip_rate_bp = 7000", "domestic_chip_rate_bp"),
+        ("applications_close = 2026-12-31", "applications_close = 2025-12-31", "applications_close"),
+        ("applications_close = 2026-12-31", "applications_close = 2026-12-31T10:00:00", "applications_close"),
+        ("enterprise_cap_fen = 2_000_000_00", "enterprise_cap_fen = 9_000_000_00", "enterprise_cap_fen"),
+        ("voucher_validity_days = 180", "voucher_validity_days = 0", "voucher_validity_days"),
+        ("key = \"shanghai-like\"", "key = \"Shanghai Like\"", "key"),
+        ("rule = \"headcount <= 500\"", "rule = \"headcount <= \"", "eligibility[1].rule (small-enough): at column 14"),
+        (
+            "voucher_validity_days = 180",
+            "voucher_validity_days = 180\nvoucher_colour = \"red\"",
+            "unknown field `voucher_colour`",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(SHANGHAI_LIKE.contains(from), "{from}");
+        let source = SHANGHAI_LIKE.replace(from, to);
+        let message = w.refused(ErrorCode::ProgramFileInvalid, |s| s.load_program(&op(), &source));
+        assert!(message.contains(expected), "{to}: {message}");
+    }
+    let program = w.service.load_program(&op(), SHANGHAI_LIKE).unwrap();
+    assert_eq!(
+        w.service.load_program(&op(), SHANGHAI_LIKE).unwrap(),
+        program,
+        "loading the same file again is a no-op"
+    );
+    let changed = SHANGHAI_LIKE.replace("subsidy_rate_bp = 8000", "subsidy_rate_bp = 7000");
+    w.refused(ErrorCode::ProgramExists, |s| s.load_program(&op(), &changed));
+    w.service.open_program(&op(), program).unwrap();
+    w.refused(ErrorCode::ProgramState, |s| s.open_program(&op(), program));
+    w.refused(ErrorCode::ProgramState, |s| s.finish_program(&op(), program));
+}
+
+#[test]
+fn applications_outside_the_window_or_the_programme_state_are_refused() {
+    let mut w = World::new();
+    let draft = w.service.load_program(&op(), SHANGHAI_LIKE).unwrap();
+    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let app = w.service.create_application(&op(), enterprise, draft, yuan(100), "").unwrap();
+    w.refused(ErrorCode::ProgramState, |s| s.submit_application(&op(), app));
+    w.service.open_program(&op(), draft).unwrap();
+    w.clock.set(at(2027, 1, 1));
+    let message = w.refused(ErrorCode::ApplicationWindowClosed, |s| s.submit_application(&op(), app));
+    assert!(message.starts_with("submitted_at: 2027-01-01T00:00:00+08:00 is outside"), "{message}");
+    w.clock.set(at(2027, 1, 1) - 1);
+    w.service.submit_application(&op(), app).unwrap();
+    w.refused(ErrorCode::ApplicationState, |s| s.submit_application(&op(), app));
+    w.refused(ErrorCode::AmountAboveRequest, |s| s.approve_application(&op(), app, yuan(101)));
+    w.refused(ErrorCode::InvalidField, |s| s.approve_application(&op(), app, Fen::ZERO));
+    w.refused(ErrorCode::InvalidField, |s| s.reject_application(&op(), app, " "));
+    w.refused(ErrorCode::EnterpriseCapExceeded, |s| {
+        s.create_application(&op(), enterprise, draft, yuan(3_000_000), "")
+    });
+    w.refused(ErrorCode::NotFound, |s| s.create_application(&op(), EnterpriseId::new(99).unwrap(), draft, yuan(1), ""));
+    w.service.withdraw_application(&op(), app).unwrap();
+    w.refused(ErrorCode::ApplicationState, |s| s.withdraw_application(&op(), app));
+    w.refused(ErrorCode::ApplicationState, |s| s.approve_application(&op(), app, yuan(1)));
+}
+
+#[test]
+fn approvals_beyond_budget_follow_submission_order() {
+    let mut w = World::new();
+    let source = SHANGHAI_LIKE.replace("budget_fen = 5_000_000_00", "budget_fen = 3_000_000_00");
+    let program = w.program(&source);
+    let first = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let second = w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]);
+    let app_first = submitted(&mut w, first, program, 2_000_000);
+    w.clock.advance(60);
+    let app_second = submitted(&mut w, second, program, 2_000_000);
+    // ¥3M left, ¥2M owed to the earlier application: the later one may take only ¥1M now.
+    let message = w.refused(ErrorCode::BudgetReservedForEarlierApplications, |s| {
+        s.approve_application(&op(), app_second, yuan(1_500_000))
+    });
+    assert!(message.contains(&app_first.to_string()), "{message}");
+    w.service.approve_application(&op(), app_first, yuan(2_000_000)).unwrap();
+    let message = w.refused(ErrorCode::BudgetExceeded, |s| s.approve_application(&op(), app_second, yuan(1_500_000)));
+    assert!(message.contains("¥1,000,000.00 left"), "{message}");
+    w.service.approve_application(&op(), app_second, yuan(1_000_000)).unwrap();
+    assert_eq!(w.service.program(program).unwrap().budget_remaining_fen, Fen::ZERO);
+    assert_eq!(w.service.check_books(), Vec::<String>::new());
+}
+
+#[test]
+fn the_stacking_rule_and_its_cap_hold_across_programmes() {
+    let mut w = World::new();
+    let open = w.program(SHANGHAI_LIKE);
+    let exclusive = w.program(
+        &SHANGHAI_LIKE
+            .replace("key = \"shanghai-like\"", "key = \"exclusive\"")
+            .replace("stacking = { allowed = true, cap_fen = 3_000_000_00 }", "stacking = { allowed = false }"),
+    );
+    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let a = submitted(&mut w, enterprise, open, 2_000_000);
+    w.service.approve_application(&op(), a, yuan(2_000_000)).unwrap();
+    let b = submitted(&mut w, enterprise, exclusive, 500_000);
+    w.refused(ErrorCode::StackingNotAllowed, |s| s.approve_application(&op(), b, yuan(500_000)));
+
+    let third = w.program(&SHANGHAI_LIKE.replace("key = \"shanghai-like\"", "key = \"third\""));
+    let c = submitted(&mut w, enterprise, third, 1_500_000);
+    // ¥2M held plus ¥1.5M would pass the ¥3M cap across programmes.
+    let message = w.refused(ErrorCode::StackingCapExceeded, |s| s.approve_application(&op(), c, yuan(1_500_000)));
+    assert!(message.contains("¥3,500,000.00"), "{message}");
+    w.service.approve_application(&op(), c, yuan(1_000_000)).unwrap();
+}
+
+#[test]
+fn orders_that_break_a_rule_are_refused() {
+    let mut s = setup();
+    let order = s.orders();
+    let other = s.w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]);
+    let foreign = OrderInput { enterprise: other, ..order(8) };
+    s.w.refused(ErrorCode::VoucherOfAnotherEnterprise, |svc| svc.place_order(&op(), foreign.clone()));
+    s.w.refused(ErrorCode::VoucherOfAnotherEnterprise, |svc| svc.quote(&foreign));
+    let data = OrderInput { purpose: Purpose::Data, ..order(8) };
+    let message = s.w.refused(ErrorCode::PurposeNotAllowed, |svc| svc.place_order(&op(), data.clone()));
+    assert!(message.starts_with("purpose: data"), "{message}");
+    let chip = OrderInput { chip: Some("A100".into()), ..order(8) };
+    s.w.refused(ErrorCode::ChipNotInPool, |svc| svc.place_order(&op(), chip.clone()));
+    s.w.refused(ErrorCode::PoolCapacityExceeded, |svc| svc.place_order(&op(), order(257)));
+    s.w.refused(ErrorCode::InvalidField, |svc| svc.place_order(&op(), order(0)));
+    let long = OrderInput { hours: 100_000, ..order(8) };
+    s.w.refused(ErrorCode::InvalidField, |svc| svc.place_order(&op(), long.clone()));
+    let missing = OrderInput { pool: PoolId::new(99).unwrap(), ..order(8) };
+    s.w.refused(ErrorCode::NotFound, |svc| svc.place_order(&op(), missing.clone()));
+
+    // Capacity counts GPUs already promised.
+    s.w.service.place_order(&op(), order(200)).unwrap();
+    let message = s.w.refused(ErrorCode::PoolCapacityExceeded, |svc| svc.place_order(&op(), order(100)));
+    assert!(message.contains("only 56 of 256 are free"), "{message}");
+
+    s.w.service.suspend_voucher(&op(), s.voucher, "suspected resale").unwrap();
+    s.w.refused(ErrorCode::VoucherState, |svc| svc.place_order(&op(), order(8)));
+    s.w.refused(ErrorCode::VoucherState, |svc| svc.suspend_voucher(&op(), s.voucher, "again"));
+    s.w.service.reinstate_voucher(&op(), s.voucher).unwrap();
+    s.w.clock.set(at(2026, 9, 1));
+    s.w.refused(ErrorCode::VoucherExpired, |svc| svc.place_order(&op(), order(8)));
+}
+
+#[test]
+fn provider_rules_restrict_where_vouchers_are_spent() {
+    for (rule, allowed_pool, message) in [
+        ("providers = { rule = \"government_run\" }", 0, "allows government-run sites only"),
+        ("providers = { rule = \"within_region\" }", 0, "outside prg-1's region 310000"),
+        ("providers = { rule = \"listed\", providers = [\"PROVIDER\"] }", 1, "is not among prg-1's listed providers"),
+    ] {
+        let mut w = World::new();
+        let listed = uscc("640500", 902).to_string();
+        let program =
+            w.program(&SHANGHAI_LIKE.replace("providers = { rule = \"any\" }", &rule.replace("PROVIDER", &listed)));
+        let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+        let app = submitted(&mut w, enterprise, program, 1_000_000);
+        let voucher = w.service.approve_application(&op(), app, yuan(1_000_000)).unwrap();
+        let (_, shanghai_government) = w.provider(1, "310000", OperatorKind::Government, "H100", false, 1_800);
+        let (_, western_state_owned) = w.provider(2, "640500", OperatorKind::StateOwned, "H100", false, 1_200);
+        let pools = [shanghai_government, western_state_owned];
+        let input = |pool| OrderInput {
+            enterprise,
+            voucher,
+            pool,
+            chip: None,
+            gpu_count: 1,
+            hours: 1,
+            purpose: Purpose::Training,
+        };
+        let refused =
+            w.refused(ErrorCode::ProviderNotAllowed, |svc| svc.place_order(&op(), input(pools[1 - allowed_pool])));
+        assert!(refused.contains(message), "{rule}: {refused}");
+        w.service.place_order(&op(), input(pools[allowed_pool])).unwrap();
+    }
+}
+
+#[test]
+fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
+    let mut s = setup();
+    let order = s.orders();
+    let provider = s.provider;
+    let placed = s.w.service.place_order(&op(), order(8)).unwrap();
+    let start = s.w.service.now_s();
+    let record = |id: &str, gpu_seconds, from: i64, to: i64| UsageInput {
+        id: id.to_owned(),
+        order: placed,
+        gpu_seconds,
+        period_start_s: start + from,
+        period_end_s: start + to,
+    };
+    let refused_with = |s: &mut Setup, provider, input: UsageInput, code: &str| {
+        let outcomes = s.w.service.record_usage(&op(), provider, &[input]).unwrap();
+        match &outcomes[0] {
+            UsageOutcome::Refused { code: got, message, .. } => {
+                assert_eq!(got, code, "{message}");
+                message.clone()
+            }
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    };
+    // Not started yet.
+    s.w.clock.advance(3600);
+    refused_with(&mut s, provider, record("early", 100, 0, 60), "order_state");
+    s.w.service.start_order(&op(), placed).unwrap();
+    s.w.refused(ErrorCode::OrderState, |svc| svc.start_order(&op(), placed));
+    let started = s.w.service.now_s();
+    let record = |id: &str, gpu_seconds, from: i64, to: i64| UsageInput {
+        id: id.to_owned(),
+        order: placed,
+        gpu_seconds,
+        period_start_s: started + from,
+        period_end_s: started + to,
+    };
+    s.w.clock.advance(600);
+    let message = refused_with(&mut s, provider, record("future", 100, 0, 601), "usage_in_future");
+    assert!(message.starts_with("period_end:"), "{message}");
+    refused_with(&mut s, provider, record("before", 100, -60, 60), "usage_outside_order_run");
+    let message = refused_with(&mut s, provider, record("physics", 8 * 60 + 1, 0, 60), "usage_exceeds_physics");
+    assert!(message.contains("more than 8 GPUs can run in 60 s"), "{message}");
+    refused_with(&mut s, provider, record("negative", -5, 0, 60), "invalid_field");
+    refused_with(&mut s, provider, record("backwards", 5, 60, 0), "invalid_field");
+    // Two records for the same minute at full load are more than the order's GPUs could run.
+    let outcomes = s.w.service.record_usage(&op(), provider, &[record("full", 480, 0, 60)]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }));
+    refused_with(&mut s, provider, record("overlap", 480, 0, 60), "usage_exceeds_physics");
+    let (other_provider, _) = s.w.provider(2, "310000", OperatorKind::Commercial, "H100", false, 1_800);
+    refused_with(&mut s, other_provider, record("elsewhere", 10, 60, 120), "order_of_another_provider");
+
+    // A refusal that depends on the state is kept: the id stays failed even with a good body.
+    let message = refused_with(&mut s, provider, record("physics", 10, 60, 120), "usage_id_already_failed");
+    assert!(message.contains("usage_exceeds_physics"), "{message}");
+    // Bad input is not kept: the same id with a good body is then recorded.
+    let outcomes = s.w.service.record_usage(&op(), provider, &[record("negative", 10, 60, 120)]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }), "{outcomes:?}");
+    assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "usage_exceeds_physics"));
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+    s.w.refused(ErrorCode::InvalidField, |svc| {
+        let many: Vec<UsageInput> = (0..8_001).map(|i| record(&format!("m{i}"), 1, 0, 1)).collect();
+        svc.record_usage(&op(), provider, &many)
+    });
+}
+
+#[test]
+fn revocation_releases_holds_and_returns_the_balance() {
+    let mut s = setup();
+    let order = s.orders();
+    let provider = s.provider;
+    let placed = s.w.service.place_order(&op(), order(8)).unwrap();
+    s.w.service.start_order(&op(), placed).unwrap();
+    let hold = s.w.service.order(placed).unwrap().hold_fen;
+    assert!(hold > Fen::ZERO);
+    let returned = s.w.service.revoke_voucher(&op(), s.voucher, "voucher resold on a grey market").unwrap();
+    assert_eq!(returned, yuan(1_000_000));
+    assert_eq!(s.w.service.order(placed).unwrap().hold_remaining_fen, Fen::ZERO);
+    s.w.refused(ErrorCode::VoucherState, |svc| svc.revoke_voucher(&op(), s.voucher, "again"));
+    s.w.refused(ErrorCode::VoucherState, |svc| svc.place_order(&op(), order(1)));
+    // The order runs on at the enterprise's full cost.
+    s.w.clock.advance(3600);
+    let started = s.w.service.order(placed).unwrap().started_at_s.unwrap();
+    let input = UsageInput {
+        id: "after".into(),
+        order: placed,
+        gpu_seconds: 8 * 3600,
+        period_start_s: started,
+        period_end_s: started + 3600,
+    };
+    let outcomes = s.w.service.record_usage(&op(), provider, &[input]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { voucher_part_fen: Fen::ZERO, .. }), "{outcomes:?}");
+    s.w.service.complete_order(&op(), placed).unwrap();
+    s.w.refused(ErrorCode::OrderState, |svc| svc.complete_order(&op(), placed));
+    s.w.refused(ErrorCode::OrderState, |svc| svc.cancel_order(&op(), placed));
+    assert_eq!(s.w.service.program(s.program).unwrap().budget_remaining_fen, yuan(5_000_000));
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+}
+
+#[test]
+fn statements_need_an_ended_month_with_usage_and_are_approved_once() {
+    let mut s = setup();
+    let march = YearMonth { year: 2026, month: 3 };
+    s.w.refused(ErrorCode::MonthNotEnded, |svc| svc.issue_statement(&op(), s.provider, s.program, march));
+    s.w.clock.set(at(2026, 4, 1));
+    s.w.refused(ErrorCode::StatementEmpty, |svc| svc.issue_statement(&op(), s.provider, s.program, march));
+    s.w.refused(ErrorCode::NotFound, |svc| svc.issue_statement(&op(), ProviderId::new(9).unwrap(), s.program, march));
+}
+
+#[test]
+fn registrations_refuse_duplicates_and_bad_fields() {
+    let mut w = World::new();
+    let input = EnterpriseInput {
+        uscc: uscc("310115", 1),
+        name: "Enterprise".into(),
+        region: RegionCode::parse("310115").unwrap(),
+        kind: ApplicantKind::Sme,
+        headcount: 10,
+        revenue_fen: yuan(1),
+        research_projects: vec![],
+        related_parties: vec![],
+    };
+    w.service.register_enterprise(&op(), input.clone()).unwrap();
+    let message = w.refused(ErrorCode::AlreadyExists, |s| s.register_enterprise(&op(), input.clone()));
+    assert!(message.starts_with("uscc:"), "{message}");
+    let unnamed = EnterpriseInput { uscc: uscc("310115", 2), name: "".into(), ..input.clone() };
+    w.refused(ErrorCode::InvalidField, |s| s.register_enterprise(&op(), unnamed.clone()));
+    let own = EnterpriseInput { uscc: uscc("310115", 3), related_parties: vec![uscc("310115", 3)], ..input.clone() };
+    w.refused(ErrorCode::InvalidField, |s| s.register_enterprise(&op(), own.clone()));
+    let provider = w.service.register_provider(&op(), uscc("310000", 901), "P", OperatorKind::Commercial).unwrap();
+    w.refused(ErrorCode::AlreadyExists, |s| {
+        s.register_provider(&op(), uscc("310000", 901), "P", OperatorKind::Commercial)
+    });
+    let site = |latitude: f64| suanli_service::SiteInput {
+        provider,
+        name: "S".into(),
+        hub: "H".into(),
+        region: RegionCode::parse("310000").unwrap(),
+        latitude,
+        longitude: 121.0,
+        operator: OperatorKind::Commercial,
+        power_price_fen_per_kwh: None,
+        pue: None,
+    };
+    w.refused(ErrorCode::InvalidField, |s| s.add_site(&op(), site(91.0)));
+    w.refused(ErrorCode::InvalidField, |s| s.add_site(&op(), site(f64::NAN)));
+}
+
+#[test]
+fn related_parties_are_flagged_when_an_order_is_placed() {
+    let mut s = setup();
+    let order = s.orders();
+    let provider_uscc = s.w.service.state().providers[&s.provider].uscc;
+    let input = EnterpriseInput {
+        uscc: uscc("310115", 7),
+        name: "Sister company".into(),
+        region: RegionCode::parse("310115").unwrap(),
+        kind: ApplicantKind::Sme,
+        headcount: 10,
+        revenue_fen: yuan(9_000_000),
+        research_projects: vec![],
+        related_parties: vec![provider_uscc],
+    };
+    let enterprise = s.w.service.register_enterprise(&op(), input).unwrap();
+    let app = submitted(&mut s.w, enterprise, s.program, 100_000);
+    let voucher = s.w.service.approve_application(&op(), app, yuan(100_000)).unwrap();
+    let placed = s.w.service.place_order(&op(), OrderInput { enterprise, voucher, ..order(1) }).unwrap();
+    assert_eq!(s.w.service.order(placed).unwrap().flags.len(), 1);
+    assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "related_party" && a.object == placed.to_string()));
+}
