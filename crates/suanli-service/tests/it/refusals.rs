@@ -408,3 +408,35 @@ fn related_parties_are_flagged_when_an_order_is_placed() {
     assert_eq!(s.w.service.order(placed).unwrap().flags.len(), 1);
     assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "related_party" && a.object == placed.to_string()));
 }
+
+#[test]
+fn the_shipped_programmes_load_and_mark_what_is_assumed() {
+    let mut w = World::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../programs");
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let id = w.service.load_program(&op(), &source).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        keys.push(w.service.program(id).unwrap().terms.key.clone());
+        assert!(source.contains("# assumed") || source.contains("# reported"), "{}", path.display());
+    }
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "beijing-compute",
+            "chengdu-compute",
+            "ningbo-compute",
+            "shandong-compute",
+            "shanghai-compute",
+            "shanghai-data",
+            "shenzhen-compute"
+        ]
+    );
+    let shanghai = w.service.find_program("shanghai-compute").unwrap();
+    let terms = &w.service.program(shanghai).unwrap().terms;
+    assert_eq!((terms.budget_fen, terms.subsidy_rate_bp.basis_points()), (Fen::from_yuan(600_000_000).unwrap(), 8000));
+    // Seven programmes of six authorities: Shanghai runs two.
+    assert_eq!(w.service.state().authorities.len(), 6);
+}
