@@ -1626,3 +1626,10 @@ impl Service {
         crate::check::check_books(&self.state, self.durable.ledger())
     }
 }
+
+impl Service {
+    /// The audit log as stored, read back from the database.
+    pub fn log_entries(&mut self) -> Result<Vec<LogEntry>> {
+        self.durable.reload_log().map_err(storage_error)
+    }
+}

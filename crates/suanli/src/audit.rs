@@ -6,11 +6,29 @@ use std::process::ExitCode;
 use anyhow::Context;
 use suanli_domain::Fen;
 use suanli_ledger::to_hex;
+use suanli_service::{Service, SystemClock};
 use suanli_store::{SqliteStore, audit};
 
 pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
     let mut store = SqliteStore::open_existing(path).with_context(|| format!("audit of {}", path.display()))?;
-    let report = audit(&mut store)?;
+    let mut report = audit(&mut store)?;
+    drop(store);
+    // The service's own state, replayed from the log, must agree with the ledger everywhere.
+    let books = if report.passed() {
+        match Service::open(path, std::sync::Arc::new(SystemClock)) {
+            Ok(service) => {
+                let problems = service.check_books();
+                report.violations.extend(problems.iter().map(|p| format!("books: {p}")));
+                Some(service.state().usage_recorded)
+            }
+            Err(error) => {
+                report.violations.push(format!("the service state cannot be rebuilt from the audit log: {error}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let money = |total: i128| i64::try_from(total).map_or_else(|_| format!("{total} fen"), |f| Fen::new(f).to_string());
     println!("database       {}", path.display());
     println!("journal        {} batches, head {}", report.batches, to_hex(&report.journal_head));
@@ -18,6 +36,10 @@ pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
     println!("transfers      {}", report.transfers);
     println!("holds          {} open, {} expired", report.holds_open, report.holds_expired);
     println!("failed ids     {}", report.failed_ids);
+    println!("audit log      {} entries, head {}", report.log_entries, to_hex(&report.log_head));
+    if let Some(usage) = books {
+        println!("usage records  {usage}");
+    }
     println!("posted         {} debits = credits", money(report.posted_total));
     println!("pending        {} debits = credits", money(report.pending_total));
     match report.state_hash {
@@ -26,7 +48,8 @@ pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if report.passed() {
         println!(
-            "audit passed: every balance re-derived from its transfers, every invariant holds, the hash chain is intact"
+            "audit passed: every balance re-derived from its transfers, every invariant holds, both hash chains are \
+             intact, and the service's state replayed from the log agrees with the ledger"
         );
         Ok(ExitCode::SUCCESS)
     } else {

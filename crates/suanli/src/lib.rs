@@ -5,11 +5,14 @@ mod bench;
 mod crash;
 mod database;
 mod demo;
+mod service_cli;
+mod usage_import;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use service_cli::Common;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +32,74 @@ enum Command {
         /// The database to create; an earlier demo database at this path is replaced.
         #[arg(long, default_value = "suanli-demo.db")]
         database: String,
+    },
+    /// Voucher programmes: load files, list, open, close, finish.
+    Program {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::ProgramCommand,
+    },
+    /// Enterprises that apply for vouchers.
+    Enterprise {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::EnterpriseCommand,
+    },
+    /// Applications: create, submit, approve, reject, withdraw; eligibility verdicts.
+    Application {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::ApplicationCommand,
+    },
+    /// Vouchers: balances, suspension, revocation and the expiry sweep.
+    Voucher {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::VoucherCommand,
+    },
+    /// Providers, their data-centre sites and GPU pools.
+    Provider {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::ProviderCommand,
+    },
+    /// Compute orders: quote, place, start, complete, cancel.
+    Order {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::OrderCommand,
+    },
+    /// Metered usage from providers.
+    Usage {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::UsageCommand,
+    },
+    /// Monthly settlement statements.
+    Statement {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::StatementCommand,
+    },
+    /// The hash-chained audit log of every change.
+    Log {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: service_cli::LogCommand,
+    },
+    /// Flagged anomalies: refused usage, related parties.
+    Anomalies {
+        #[command(flatten)]
+        common: Common,
     },
     /// Check a database.
     Audit {
@@ -87,6 +158,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { database } => demo::run(&database::sqlite_path(&database)?),
+        Command::Program { common, command } => service_cli::program(&common, command),
+        Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
+        Command::Application { common, command } => service_cli::application(&common, command),
+        Command::Voucher { common, command } => service_cli::voucher(&common, command),
+        Command::Provider { common, command } => service_cli::provider(&common, command),
+        Command::Order { common, command } => service_cli::order(&common, command),
+        Command::Usage { common, command } => service_cli::usage(&common, command),
+        Command::Statement { common, command } => service_cli::statement(&common, command),
+        Command::Log { common, command } => service_cli::log(&common, command),
+        Command::Anomalies { common } => service_cli::anomalies(&common),
         Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify(&database::sqlite_path(&arg.database)?),
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {

@@ -1,0 +1,1082 @@
+//! The service commands: programmes, enterprises, applications, vouchers, providers, orders,
+//! usage, expiry and statements, each a thin layer over one `Service` call.
+//!
+//! Every command takes `--database` (default `suanli.db`, or `SUANLI_DATABASE`), `--actor` (who
+//! the audit log records; `SUANLI_ACTOR`), `--json` for scripts, and `--now` to run as if at
+//! another time (drills and tests; `SUANLI_NOW`). Tables go to stdout; with `--json`, one JSON
+//! document does, errors included (`{"error": {"code", "message"}}`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+use suanli_domain::{
+    ApplicantKind, ApplicationId, EnterpriseId, Fen, OrderId, PoolId, ProviderId, RegionCode, SiteId, StatementId,
+    Uscc, VoucherId,
+};
+use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
+use suanli_service::model::{OperatorKind, Purpose};
+use suanli_service::{
+    Actor, Clock, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, ServiceError, SiteInput, SystemClock,
+};
+
+use crate::database::sqlite_path;
+use crate::usage_import;
+
+/// Options every service command takes.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// The database: `PATH` or `sqlite://PATH`; created on first use.
+    #[arg(long, global = true, env = "SUANLI_DATABASE", default_value = "suanli.db")]
+    pub database: String,
+    /// Print one JSON document instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Who acts, as recorded in the audit log: operator, auditor, operator:NAME,
+    /// authority:ath-N, enterprise:ent-N or provider:prv-N.
+    #[arg(long, global = true, env = "SUANLI_ACTOR", default_value = "operator")]
+    pub actor: String,
+    /// Run as if the time were this RFC 3339 instant (for drills and tests).
+    #[arg(long, global = true, env = "SUANLI_NOW")]
+    pub now: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ProgramCommand {
+    /// Load programme files (TOML) as drafts; loading the same file again changes nothing.
+    Load { files: Vec<PathBuf> },
+    /// List programmes with their budgets.
+    List,
+    /// Show one programme's terms and money.
+    Show { program: String },
+    /// Draft → open: fund the budget from the authority's appropriation.
+    Open { program: String },
+    /// Open → closed: no new applications.
+    Close { program: String },
+    /// Closed → finished: return the unissued budget to the appropriation.
+    Finish { program: String },
+}
+
+#[derive(Subcommand)]
+pub enum EnterpriseCommand {
+    /// Register an enterprise by its unified social credit code.
+    Register(RegisterEnterprise),
+    List,
+    Show {
+        enterprise: String,
+    },
+}
+
+#[derive(Args)]
+pub struct RegisterEnterprise {
+    #[arg(long)]
+    uscc: String,
+    #[arg(long)]
+    name: String,
+    /// GB/T 2260 code; defaults to the region in the USCC.
+    #[arg(long)]
+    region: Option<String>,
+    /// sme, startup or research_institute.
+    #[arg(long)]
+    kind: String,
+    #[arg(long)]
+    headcount: u32,
+    /// Annual revenue in yuan, for example 8000000.00.
+    #[arg(long)]
+    revenue: String,
+    /// A government-sponsored research project it takes part in (repeatable).
+    #[arg(long = "research-project")]
+    research_projects: Vec<String>,
+    /// The USCC of a related party, such as a provider under common control (repeatable).
+    #[arg(long = "related-party")]
+    related_parties: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ApplicationCommand {
+    /// Draft an application for an amount in yuan.
+    Create {
+        #[arg(long)]
+        enterprise: String,
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Submit {
+        application: String,
+    },
+    /// Approve with an amount in yuan: issues the voucher.
+    Approve {
+        application: String,
+        #[arg(long)]
+        amount: String,
+    },
+    Reject {
+        application: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Withdraw {
+        application: String,
+    },
+    /// List applications, in submission order within each programme.
+    List {
+        #[arg(long)]
+        program: Option<String>,
+    },
+    /// Show an application and every eligibility verdict with its reason.
+    Show {
+        application: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VoucherCommand {
+    List,
+    Show {
+        voucher: String,
+    },
+    Suspend {
+        voucher: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Reinstate {
+        voucher: String,
+    },
+    /// Revoke: holds are released and the balance returns to the budget.
+    Revoke {
+        voucher: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Expire every voucher whose validity has ended, returning balances to budgets.
+    Sweep,
+}
+
+#[derive(Subcommand)]
+pub enum ProviderCommand {
+    Register {
+        #[arg(long)]
+        uscc: String,
+        #[arg(long)]
+        name: String,
+        /// government, state_owned or commercial.
+        #[arg(long)]
+        operator: String,
+    },
+    /// Providers with their sites and pools.
+    List,
+    /// Add a data-centre site.
+    AddSite {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        hub: String,
+        #[arg(long)]
+        region: String,
+        #[arg(long, allow_hyphen_values = true)]
+        latitude: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        longitude: f64,
+        /// government, state_owned or commercial; defaults to the provider's.
+        #[arg(long)]
+        operator: Option<String>,
+        /// Power price in yuan per kWh, for example 0.38.
+        #[arg(long)]
+        power_price: Option<String>,
+        #[arg(long)]
+        pue: Option<f64>,
+    },
+    /// Add a pool of identical GPUs to a site.
+    AddPool {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        chip: String,
+        #[arg(long)]
+        gpus: u32,
+        /// List price in yuan per GPU-hour, for example 18.00.
+        #[arg(long)]
+        price: String,
+        #[arg(long)]
+        domestic: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct OrderArgs {
+    #[arg(long)]
+    enterprise: String,
+    #[arg(long)]
+    voucher: String,
+    #[arg(long)]
+    pool: String,
+    /// The chip expected; refused if the pool has another.
+    #[arg(long)]
+    chip: Option<String>,
+    #[arg(long)]
+    gpus: u32,
+    #[arg(long)]
+    hours: u32,
+    /// training, inference, fine_tuning or data.
+    #[arg(long)]
+    purpose: String,
+}
+
+#[derive(Subcommand)]
+pub enum OrderCommand {
+    /// Price an order without placing it.
+    Quote(OrderArgs),
+    /// Place an order: the price is locked and the voucher's share held.
+    Place(OrderArgs),
+    Start {
+        order: String,
+    },
+    Complete {
+        order: String,
+    },
+    Cancel {
+        order: String,
+    },
+    List,
+    Show {
+        order: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsageCommand {
+    /// Import usage records from a CSV (id,order,gpu_seconds,period_start,period_end) or JSON
+    /// lines file; the file is checked whole before anything is recorded.
+    Import {
+        #[arg(long)]
+        provider: String,
+        file: PathBuf,
+        /// Records per commit.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StatementCommand {
+    /// Issue the monthly statement of a provider and programme for an ended month (YYYY-MM).
+    Issue {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        month: String,
+    },
+    /// Approve a statement: its voucher total moves to settlement; it never changes again.
+    Approve {
+        statement: String,
+    },
+    List,
+    Show {
+        statement: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Show audit-log entries, newest last.
+    Show {
+        /// Only entries about this object (for example vch-1).
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// A command's answer: JSON for `--json`, text otherwise.
+pub struct Reply {
+    json: Value,
+    text: String,
+}
+
+impl Reply {
+    fn new(json: Value, text: impl Into<String>) -> Reply {
+        Reply { json, text: text.into() }
+    }
+}
+
+pub fn open(common: &Common) -> anyhow::Result<Service> {
+    let path = sqlite_path(&common.database)?;
+    let clock: Arc<dyn Clock> = match &common.now {
+        Some(text) => {
+            let now = parse_timestamp(text).with_context(|| {
+                format!("--now: {text:?} is not an RFC 3339 time such as 2026-10-01T09:00:00+08:00")
+            })?;
+            Arc::new(ManualClock::new(now))
+        }
+        None => Arc::new(SystemClock),
+    };
+    Ok(Service::open(&path, clock)?)
+}
+
+/// Runs `command` against the service and prints its reply (or its error) as asked.
+pub fn run(
+    common: &Common,
+    command: impl FnOnce(&mut Service, &Actor) -> Result<Reply, anyhow::Error>,
+) -> anyhow::Result<ExitCode> {
+    let outcome = Actor::parse(&common.actor).map_err(anyhow::Error::from).and_then(|actor| {
+        let mut service = open(common)?;
+        command(&mut service, &actor)
+    });
+    match outcome {
+        Ok(reply) => {
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&reply.json)?);
+            } else if !reply.text.is_empty() {
+                println!("{}", reply.text.trim_end());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            let (code, message) = match error.downcast_ref::<ServiceError>() {
+                Some(service_error) => (service_error.code.as_str().to_owned(), service_error.message.clone()),
+                None => ("invalid_input".to_owned(), format!("{error:#}")),
+            };
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&json!({"error": {"code": code, "message": message}}))?);
+            } else {
+                eprintln!("error[{code}]: {message}");
+            }
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header.iter().copied());
+    table
+}
+
+fn yuan(field: &str, text: &str) -> anyhow::Result<Fen> {
+    Fen::parse_positive(text).with_context(|| format!("--{field}"))
+}
+
+fn parse_id<T>(field: &str, text: &str, parse: fn(&str) -> Result<T, suanli_domain::IdError>) -> anyhow::Result<T> {
+    parse(text).with_context(|| field.to_owned())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("service records serialize")
+}
+
+fn purpose(text: &str) -> anyhow::Result<Purpose> {
+    Purpose::parse(text)
+        .with_context(|| format!("--purpose: must be training, inference, fine_tuning or data, got {text:?}"))
+}
+
+fn operator(text: &str) -> anyhow::Result<OperatorKind> {
+    OperatorKind::parse(text)
+        .with_context(|| format!("--operator: must be government, state_owned or commercial, got {text:?}"))
+}
+
+pub fn program(common: &Common, command: ProgramCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        ProgramCommand::Load { files } => {
+            anyhow::ensure!(!files.is_empty(), "name at least one programme file");
+            let mut loaded = Vec::new();
+            for file in &files {
+                let source = read_limited(file, suanli_service::program_file::PROGRAM_FILE_BYTES_MAX)?;
+                let id = service.load_program(actor, &source).with_context(|| file.display().to_string())?;
+                loaded.push((file.display().to_string(), id, service.program(id)?.terms.key.clone()));
+            }
+            let text = loaded
+                .iter()
+                .map(|(file, id, key)| format!("loaded {id} {key} from {file}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let json = json!(
+                loaded.iter().map(|(file, id, key)| json!({"file": file, "id": id, "key": key})).collect::<Vec<_>>()
+            );
+            Ok(Reply::new(json, text))
+        }
+        ProgramCommand::List => {
+            let programs: Vec<_> = service.state().programs.values().collect();
+            let mut t =
+                table(&["id", "key", "authority", "state", "budget", "rate", "issued", "spent", "left in budget"]);
+            for p in &programs {
+                t.add_row(vec![
+                    p.id.to_string(),
+                    p.terms.key.clone(),
+                    p.terms.authority_region.to_string(),
+                    format!("{:?}", p.state).to_lowercase(),
+                    p.terms.budget_fen.to_string(),
+                    p.terms.subsidy_rate_bp.to_string(),
+                    p.issued_fen.to_string(),
+                    p.spent_fen.to_string(),
+                    p.budget_remaining_fen.to_string(),
+                ]);
+            }
+            Ok(Reply::new(to_json(&programs), t.to_string()))
+        }
+        ProgramCommand::Show { program } => {
+            let p = service.program(service.find_program(&program)?)?;
+            let terms = &p.terms;
+            let mut text = format!(
+                "{} {} ({:?})\nauthority       {} {}\nbudget          {} (left {}, issued {}, spent {}, returned {}, settled {})\n\
+                 subsidy rate    {}{}\ncaps            {} per enterprise{}\nvalidity        {} days\n\
+                 applications    {} to {}\napplicants      {}\npurposes        {}\nproviders       {:?}\nstacking        {:?}\n",
+                p.id,
+                terms.name,
+                p.state,
+                terms.authority_region,
+                terms.authority_name,
+                terms.budget_fen,
+                p.budget_remaining_fen,
+                p.issued_fen,
+                p.spent_fen,
+                p.returned_fen,
+                p.settled_fen,
+                terms.subsidy_rate_bp,
+                terms.domestic_chip_rate_bp.map(|r| format!(", {r} on domestic chips")).unwrap_or_default(),
+                terms.enterprise_cap_fen,
+                terms.annual_cap_fen.map(|c| format!(", {c} a year")).unwrap_or_default(),
+                terms.voucher_validity_days,
+                format_timestamp(terms.applications_open_s),
+                format_timestamp(terms.applications_close_s),
+                terms.applicant_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                terms.purposes.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                terms.providers,
+                terms.stacking,
+            );
+            for rule in &terms.eligibility {
+                text.push_str(&format!("rule            {}: {}\n", rule.name, rule.rule));
+            }
+            Ok(Reply::new(to_json(p), text))
+        }
+        ProgramCommand::Open { program } => {
+            let id = service.find_program(&program)?;
+            service.open_program(actor, id)?;
+            let p = service.program(id)?;
+            Ok(Reply::new(to_json(p), format!("{id} is open; budget {} funded", p.budget_remaining_fen)))
+        }
+        ProgramCommand::Close { program } => {
+            let id = service.find_program(&program)?;
+            service.close_program(actor, id)?;
+            Ok(Reply::new(json!({"id": id}), format!("{id} is closed to new applications")))
+        }
+        ProgramCommand::Finish { program } => {
+            let id = service.find_program(&program)?;
+            let returned = service.finish_program(actor, id)?;
+            Ok(Reply::new(
+                json!({"id": id, "returned_fen": returned}),
+                format!("{id} is finished; {returned} returned to the appropriation"),
+            ))
+        }
+    })
+}
+
+fn read_limited(path: &Path, bytes_max: usize) -> anyhow::Result<String> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    anyhow::ensure!(metadata.len() <= bytes_max as u64, "{} is larger than {bytes_max} bytes", path.display());
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub fn enterprise(common: &Common, command: EnterpriseCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        EnterpriseCommand::Register(args) => {
+            let uscc = Uscc::parse(&args.uscc).context("--uscc")?;
+            let region = match &args.region {
+                Some(text) => RegionCode::parse(text).context("--region")?,
+                None => uscc.region(),
+            };
+            let kind = ApplicantKind::parse(&args.kind).context("--kind")?;
+            let revenue_fen = Fen::parse(&args.revenue).context("--revenue")?;
+            anyhow::ensure!(revenue_fen >= Fen::ZERO, "--revenue: must not be negative");
+            let related_parties = args
+                .related_parties
+                .iter()
+                .map(|text| Uscc::parse(text).context("--related-party"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let input = EnterpriseInput {
+                uscc,
+                name: args.name,
+                region,
+                kind,
+                headcount: args.headcount,
+                revenue_fen,
+                research_projects: args.research_projects,
+                related_parties,
+            };
+            let id = service.register_enterprise(actor, input)?;
+            Ok(Reply::new(to_json(service.enterprise(id)?), format!("registered {id} ({uscc})")))
+        }
+        EnterpriseCommand::List => {
+            let all: Vec<_> = service.state().enterprises.values().collect();
+            let mut t =
+                table(&["id", "uscc", "name", "region", "kind", "headcount", "revenue", "research", "paid itself"]);
+            for e in &all {
+                t.add_row(vec![
+                    e.id.to_string(),
+                    e.uscc.to_string(),
+                    e.name.clone(),
+                    e.region.to_string(),
+                    e.kind.to_string(),
+                    e.headcount.to_string(),
+                    e.revenue_fen.to_string(),
+                    e.research_projects.len().to_string(),
+                    e.paid_fen.to_string(),
+                ]);
+            }
+            Ok(Reply::new(to_json(&all), t.to_string()))
+        }
+        EnterpriseCommand::Show { enterprise } => {
+            let e = service.enterprise(parse_id("enterprise", &enterprise, EnterpriseId::parse)?)?;
+            let text = format!(
+                "{} {} ({})\nregion {}  kind {}  headcount {}  revenue {}\nresearch projects: {}\nrelated parties: {}",
+                e.id,
+                e.name,
+                e.uscc,
+                e.region,
+                e.kind,
+                e.headcount,
+                e.revenue_fen,
+                e.research_projects.join("; "),
+                e.related_parties.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ")
+            );
+            Ok(Reply::new(to_json(e), text))
+        }
+    })
+}
+
+pub fn application(common: &Common, command: ApplicationCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        ApplicationCommand::Create { enterprise, program, amount, note } => {
+            let enterprise = parse_id("--enterprise", &enterprise, EnterpriseId::parse)?;
+            let program = service.find_program(&program)?;
+            let id = service.create_application(actor, enterprise, program, yuan("amount", &amount)?, &note)?;
+            Ok(Reply::new(to_json(service.application(id)?), format!("created {id} (draft)")))
+        }
+        ApplicationCommand::Submit { application } => {
+            let id = parse_id("application", &application, ApplicationId::parse)?;
+            service.submit_application(actor, id)?;
+            let a = service.application(id)?;
+            let verdicts = service.eligibility(a.enterprise, a.program)?;
+            let text = format!("{id} submitted\n{}", verdict_lines(&verdicts));
+            Ok(Reply::new(json!({"application": to_json(a), "eligibility": verdicts_json(&verdicts)}), text))
+        }
+        ApplicationCommand::Approve { application, amount } => {
+            let id = parse_id("application", &application, ApplicationId::parse)?;
+            let voucher = service.approve_application(actor, id, yuan("amount", &amount)?)?;
+            let v = service.voucher(voucher)?;
+            Ok(Reply::new(
+                to_json(v),
+                format!(
+                    "{id} approved: issued {voucher} of {} to {}, valid until {}",
+                    v.face_value_fen,
+                    v.enterprise,
+                    format_timestamp(v.expires_at_s)
+                ),
+            ))
+        }
+        ApplicationCommand::Reject { application, reason } => {
+            let id = parse_id("application", &application, ApplicationId::parse)?;
+            service.reject_application(actor, id, &reason)?;
+            Ok(Reply::new(to_json(service.application(id)?), format!("{id} rejected: {reason}")))
+        }
+        ApplicationCommand::Withdraw { application } => {
+            let id = parse_id("application", &application, ApplicationId::parse)?;
+            service.withdraw_application(actor, id)?;
+            Ok(Reply::new(to_json(service.application(id)?), format!("{id} withdrawn")))
+        }
+        ApplicationCommand::List { program } => {
+            let program = program.map(|p| service.find_program(&p)).transpose()?;
+            let mut all: Vec<_> =
+                service.state().applications.values().filter(|a| program.is_none_or(|p| a.program == p)).collect();
+            all.sort_by_key(|a| (a.program, a.submitted_at_s.unwrap_or(i64::MAX), a.id));
+            let mut t = table(&[
+                "id",
+                "programme",
+                "enterprise",
+                "requested",
+                "state",
+                "submitted",
+                "approved",
+                "voucher",
+                "reason",
+            ]);
+            for a in &all {
+                t.add_row(vec![
+                    a.id.to_string(),
+                    a.program.to_string(),
+                    a.enterprise.to_string(),
+                    a.requested_fen.to_string(),
+                    format!("{:?}", a.state).to_lowercase(),
+                    a.submitted_at_s.map(format_timestamp).unwrap_or_default(),
+                    a.approved_fen.map(|f| f.to_string()).unwrap_or_default(),
+                    a.voucher.map(|v| v.to_string()).unwrap_or_default(),
+                    a.reason.clone().unwrap_or_default(),
+                ]);
+            }
+            Ok(Reply::new(to_json(&all), t.to_string()))
+        }
+        ApplicationCommand::Show { application } => {
+            let a = service.application(parse_id("application", &application, ApplicationId::parse)?)?;
+            let verdicts = service.eligibility(a.enterprise, a.program)?;
+            let text = format!(
+                "{} by {} to {}: {} requested, {:?}{}\n{}",
+                a.id,
+                a.enterprise,
+                a.program,
+                a.requested_fen,
+                a.state,
+                a.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                verdict_lines(&verdicts)
+            );
+            Ok(Reply::new(json!({"application": to_json(a), "eligibility": verdicts_json(&verdicts)}), text))
+        }
+    })
+}
+
+fn verdict_lines(verdicts: &[(String, suanli_domain::Verdict)]) -> String {
+    verdicts
+        .iter()
+        .map(|(name, v)| format!("  {} {name}: {}", if v.passed { "pass" } else { "FAIL" }, v.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn verdicts_json(verdicts: &[(String, suanli_domain::Verdict)]) -> Value {
+    json!(
+        verdicts
+            .iter()
+            .map(|(name, v)| json!({"rule": name, "passed": v.passed, "reason": v.reason}))
+            .collect::<Vec<_>>()
+    )
+}
+
+pub fn voucher(common: &Common, command: VoucherCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        VoucherCommand::List => {
+            let all: Vec<_> = service.state().vouchers.values().collect();
+            let mut t = table(&[
+                "id",
+                "enterprise",
+                "programme",
+                "face value",
+                "available",
+                "held",
+                "spent",
+                "returned",
+                "state",
+                "expires",
+            ]);
+            for v in &all {
+                t.add_row(vec![
+                    v.id.to_string(),
+                    v.enterprise.to_string(),
+                    v.program.to_string(),
+                    v.face_value_fen.to_string(),
+                    v.available_fen.to_string(),
+                    v.held_fen.to_string(),
+                    v.spent_fen.to_string(),
+                    v.returned_fen.to_string(),
+                    v.state_name().to_owned(),
+                    format_timestamp(v.expires_at_s),
+                ]);
+            }
+            Ok(Reply::new(to_json(&all), t.to_string()))
+        }
+        VoucherCommand::Show { voucher } => {
+            let v = service.voucher(parse_id("voucher", &voucher, VoucherId::parse)?)?;
+            let text = format!(
+                "{} of {} in {} ({})\nface value {}  available {}  held {}  spent {}  returned {}\nissued {}  expires {}",
+                v.id,
+                v.enterprise,
+                v.program,
+                v.state_name(),
+                v.face_value_fen,
+                v.available_fen,
+                v.held_fen,
+                v.spent_fen,
+                v.returned_fen,
+                format_timestamp(v.issued_at_s),
+                format_timestamp(v.expires_at_s)
+            );
+            Ok(Reply::new(to_json(v), text))
+        }
+        VoucherCommand::Suspend { voucher, reason } => {
+            let id = parse_id("voucher", &voucher, VoucherId::parse)?;
+            service.suspend_voucher(actor, id, &reason)?;
+            Ok(Reply::new(to_json(service.voucher(id)?), format!("{id} suspended: {reason}")))
+        }
+        VoucherCommand::Reinstate { voucher } => {
+            let id = parse_id("voucher", &voucher, VoucherId::parse)?;
+            service.reinstate_voucher(actor, id)?;
+            Ok(Reply::new(to_json(service.voucher(id)?), format!("{id} reinstated")))
+        }
+        VoucherCommand::Revoke { voucher, reason } => {
+            let id = parse_id("voucher", &voucher, VoucherId::parse)?;
+            let returned = service.revoke_voucher(actor, id, &reason)?;
+            Ok(Reply::new(to_json(service.voucher(id)?), format!("{id} revoked; {returned} returned to the budget")))
+        }
+        VoucherCommand::Sweep => {
+            let report = service.sweep(actor)?;
+            let text =
+                format!("{} voucher(s) expired; {} returned to budgets", report.expired.len(), report.returned_fen);
+            Ok(Reply::new(to_json(&report), text))
+        }
+    })
+}
+
+pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        ProviderCommand::Register { uscc, name, operator: kind } => {
+            let uscc = Uscc::parse(&uscc).context("--uscc")?;
+            let id = service.register_provider(actor, uscc, &name, operator(&kind)?)?;
+            Ok(Reply::new(to_json(&service.state().providers[&id]), format!("registered {id} ({uscc})")))
+        }
+        ProviderCommand::AddSite {
+            provider,
+            name,
+            hub,
+            region,
+            latitude,
+            longitude,
+            operator: kind,
+            power_price,
+            pue,
+        } => {
+            let provider = parse_id("--provider", &provider, ProviderId::parse)?;
+            let default_operator = service.state().providers.get(&provider).map(|p| p.operator);
+            let operator = match kind {
+                Some(text) => operator(&text)?,
+                None => default_operator.ok_or_else(|| ServiceError::not_found(provider))?,
+            };
+            let power_price =
+                power_price.map(|text| Fen::parse_positive(&text).context("--power-price")).transpose()?;
+            let input = SiteInput {
+                provider,
+                name,
+                hub,
+                region: RegionCode::parse(&region).context("--region")?,
+                latitude,
+                longitude,
+                operator,
+                power_price_fen_per_kwh: power_price,
+                pue,
+            };
+            let id = service.add_site(actor, input)?;
+            Ok(Reply::new(to_json(&service.state().sites[&id]), format!("added {id}")))
+        }
+        ProviderCommand::AddPool { site, chip, gpus, price, domestic } => {
+            let input = PoolInput {
+                site: parse_id("--site", &site, SiteId::parse)?,
+                chip,
+                gpu_count: gpus,
+                domestic,
+                price_fen_per_gpu_hour: yuan("price", &price)?,
+            };
+            let id = service.add_pool(actor, input)?;
+            Ok(Reply::new(to_json(&service.state().pools[&id]), format!("added {id}")))
+        }
+        ProviderCommand::List => {
+            let state = service.state();
+            let mut t = table(&[
+                "provider",
+                "operator",
+                "site",
+                "hub",
+                "region",
+                "pool",
+                "chip",
+                "GPUs (reserved)",
+                "domestic",
+                "price / GPU-hour",
+            ]);
+            for pool in state.pools.values() {
+                let site = &state.sites[&pool.site];
+                let provider = &state.providers[&site.provider];
+                t.add_row(vec![
+                    format!("{} {}", provider.id, provider.name),
+                    site.operator.as_str().to_owned(),
+                    format!("{} {}", site.id, site.name),
+                    site.hub.clone(),
+                    site.region.to_string(),
+                    pool.id.to_string(),
+                    pool.chip.clone(),
+                    format!("{} ({})", pool.gpu_count, pool.gpus_reserved),
+                    if pool.domestic { "yes" } else { "no" }.to_owned(),
+                    pool.price_fen_per_gpu_hour.to_string(),
+                ]);
+            }
+            let json = json!({"providers": to_json(&state.providers.values().collect::<Vec<_>>()),
+                "sites": to_json(&state.sites.values().collect::<Vec<_>>()),
+                "pools": to_json(&state.pools.values().collect::<Vec<_>>())});
+            Ok(Reply::new(json, t.to_string()))
+        }
+    })
+}
+
+fn order_input(args: &OrderArgs) -> anyhow::Result<OrderInput> {
+    Ok(OrderInput {
+        enterprise: parse_id("--enterprise", &args.enterprise, EnterpriseId::parse)?,
+        voucher: parse_id("--voucher", &args.voucher, VoucherId::parse)?,
+        pool: parse_id("--pool", &args.pool, PoolId::parse)?,
+        chip: args.chip.clone(),
+        gpu_count: args.gpus,
+        hours: args.hours,
+        purpose: purpose(&args.purpose)?,
+    })
+}
+
+fn quote_text(q: &suanli_service::model::Quote) -> String {
+    format!(
+        "{} × GPU for {} h on {} at {}/GPU-hour\nlist price       {}\nvoucher pays     {} ({}){}\nenterprise pays  {}",
+        q.gpu_count,
+        q.hours,
+        q.pool,
+        q.price_fen_per_gpu_hour,
+        q.list_cost_fen,
+        q.voucher_share_fen,
+        q.rate_bp,
+        q.limited_by.as_ref().map(|l| format!(", limited by {l}")).unwrap_or_default(),
+        q.enterprise_share_fen
+    )
+}
+
+pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        OrderCommand::Quote(args) => {
+            let quote = service.quote(&order_input(&args)?)?;
+            Ok(Reply::new(to_json(&quote), quote_text(&quote)))
+        }
+        OrderCommand::Place(args) => {
+            let id = service.place_order(actor, order_input(&args)?)?;
+            let o = service.order(id)?;
+            let mut text =
+                format!("placed {id}: price locked, {} held on {}\n{}", o.hold_fen, o.voucher, quote_text(&o.quote));
+            for flag in &o.flags {
+                text.push_str(&format!("\nFLAG {flag}"));
+            }
+            Ok(Reply::new(to_json(o), text))
+        }
+        OrderCommand::Start { order } => {
+            let id = parse_id("order", &order, OrderId::parse)?;
+            service.start_order(actor, id)?;
+            Ok(Reply::new(to_json(service.order(id)?), format!("{id} running")))
+        }
+        OrderCommand::Complete { order } => {
+            let id = parse_id("order", &order, OrderId::parse)?;
+            let released = service.complete_order(actor, id)?;
+            Ok(Reply::new(to_json(service.order(id)?), format!("{id} completed; {released} of its hold released")))
+        }
+        OrderCommand::Cancel { order } => {
+            let id = parse_id("order", &order, OrderId::parse)?;
+            let released = service.cancel_order(actor, id)?;
+            Ok(Reply::new(to_json(service.order(id)?), format!("{id} cancelled; {released} released")))
+        }
+        OrderCommand::List => {
+            let all: Vec<_> = service.state().orders.values().collect();
+            let mut t = table(&[
+                "id",
+                "enterprise",
+                "voucher",
+                "pool",
+                "GPUs × h",
+                "state",
+                "hold left",
+                "records",
+                "cost",
+                "voucher paid",
+                "enterprise paid",
+            ]);
+            for o in &all {
+                t.add_row(vec![
+                    o.id.to_string(),
+                    o.enterprise.to_string(),
+                    o.voucher.to_string(),
+                    o.pool.to_string(),
+                    format!("{} × {}", o.quote.gpu_count, o.quote.hours),
+                    format!("{:?}", o.state).to_lowercase(),
+                    o.hold_remaining_fen.to_string(),
+                    o.usage_records.to_string(),
+                    o.cost_fen.to_string(),
+                    o.voucher_paid_fen.to_string(),
+                    o.enterprise_paid_fen.to_string(),
+                ]);
+            }
+            Ok(Reply::new(to_json(&all), t.to_string()))
+        }
+        OrderCommand::Show { order } => {
+            let o = service.order(parse_id("order", &order, OrderId::parse)?)?;
+            let text = format!(
+                "{} ({:?}) by {} with {}\n{}\nhold {} (left {})\nusage: {} records, {} GPU-seconds, cost {}, voucher paid {}, enterprise paid {}",
+                o.id,
+                o.state,
+                o.enterprise,
+                o.voucher,
+                quote_text(&o.quote),
+                o.hold_fen,
+                o.hold_remaining_fen,
+                o.usage_records,
+                o.gpu_seconds,
+                o.cost_fen,
+                o.voucher_paid_fen,
+                o.enterprise_paid_fen
+            );
+            Ok(Reply::new(to_json(o), text))
+        }
+    })
+}
+
+pub fn usage(common: &Common, command: UsageCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        UsageCommand::Import { provider, file, batch } => {
+            let provider = parse_id("--provider", &provider, ProviderId::parse)?;
+            let summary = usage_import::import(service, actor, provider, &file, batch, !common.json)?;
+            let mut text = format!(
+                "{} records: {} recorded, {} duplicates, {} refused\ncost {}  voucher parts {}  enterprise parts {}",
+                summary.records,
+                summary.recorded,
+                summary.duplicates,
+                summary.refused.len(),
+                summary.cost_fen,
+                summary.voucher_fen,
+                summary.enterprise_fen
+            );
+            for (id, code, message) in summary.refused.iter().take(20) {
+                text.push_str(&format!("\nrefused {id}: {code}: {message}"));
+            }
+            Ok(Reply::new(to_json(&summary), text))
+        }
+    })
+}
+
+pub fn statement(common: &Common, command: StatementCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        StatementCommand::Issue { provider, program, month } => {
+            let provider = parse_id("--provider", &provider, ProviderId::parse)?;
+            let program = service.find_program(&program)?;
+            let month =
+                YearMonth::parse(&month).with_context(|| format!("--month: expected YYYY-MM, got {month:?}"))?;
+            let id = service.issue_statement(actor, provider, program, month)?;
+            let s = &service.state().statements[&id];
+            Ok(Reply::new(to_json(s), statement_text(s)))
+        }
+        StatementCommand::Approve { statement } => {
+            let id = parse_id("statement", &statement, StatementId::parse)?;
+            service.approve_statement(actor, id)?;
+            let s = &service.state().statements[&id];
+            Ok(Reply::new(to_json(s), format!("{id} approved: {} moved to settlement", s.voucher_total_fen)))
+        }
+        StatementCommand::List => {
+            let all: Vec<_> = service.state().statements.values().collect();
+            let mut t = table(&[
+                "id",
+                "provider",
+                "programme",
+                "month",
+                "orders",
+                "cost",
+                "voucher total",
+                "enterprise total",
+                "state",
+            ]);
+            for s in &all {
+                t.add_row(vec![
+                    s.id.to_string(),
+                    s.provider.to_string(),
+                    s.program.to_string(),
+                    s.month.clone(),
+                    s.lines.len().to_string(),
+                    s.cost_fen.to_string(),
+                    s.voucher_total_fen.to_string(),
+                    s.enterprise_total_fen.to_string(),
+                    format!("{:?}", s.state).to_lowercase(),
+                ]);
+            }
+            Ok(Reply::new(to_json(&all), t.to_string()))
+        }
+        StatementCommand::Show { statement } => {
+            let id = parse_id("statement", &statement, StatementId::parse)?;
+            let s = service.state().statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
+            Ok(Reply::new(to_json(s), statement_text(s)))
+        }
+    })
+}
+
+fn statement_text(s: &suanli_service::model::Statement) -> String {
+    let mut t =
+        table(&["order", "enterprise", "pool", "records", "GPU-hours", "cost", "voucher part", "enterprise part"]);
+    for line in &s.lines {
+        t.add_row(vec![
+            line.order.to_string(),
+            line.enterprise.to_string(),
+            line.pool.to_string(),
+            line.usage_records.to_string(),
+            format!("{:.2}", line.gpu_seconds as f64 / 3600.0),
+            line.cost_fen.to_string(),
+            line.voucher_part_fen.to_string(),
+            line.enterprise_part_fen.to_string(),
+        ]);
+    }
+    format!(
+        "Settlement statement {} ({:?})\nprovider {}  programme {}  month {}\n{t}\ncost {}  enterprise shares {}\nvoucher total {}\n大写 {}",
+        s.id,
+        s.state,
+        s.provider,
+        s.program,
+        s.month,
+        s.cost_fen,
+        s.enterprise_total_fen,
+        s.voucher_total_fen,
+        s.voucher_total_uppercase
+    )
+}
+
+pub fn log(common: &Common, command: LogCommand) -> anyhow::Result<ExitCode> {
+    let LogCommand::Show { object, limit } = command;
+    run(common, |service, _| {
+        let entries = service.log_entries()?;
+        let selected: Vec<_> = entries.iter().filter(|e| object.as_ref().is_none_or(|o| &e.object == o)).collect();
+        let shown = &selected[selected.len().saturating_sub(limit)..];
+        let mut t = table(&["#", "time", "actor", "action", "object", "hash"]);
+        for e in shown {
+            t.add_row(vec![
+                e.sequence.to_string(),
+                format_timestamp(e.time_s),
+                e.actor.clone(),
+                e.action.clone(),
+                e.object.clone(),
+                suanli_ledger::to_hex(&e.hash)[..16].to_owned(),
+            ]);
+        }
+        let json = json!(shown
+            .iter()
+            .map(|e| json!({"sequence": e.sequence, "time": format_timestamp(e.time_s), "actor": e.actor, "action": e.action,
+                "object": e.object, "body": serde_json::from_str::<Value>(&e.body).unwrap_or(Value::Null),
+                "ledger_batch": e.ledger_batch_id, "hash": suanli_ledger::to_hex(&e.hash)}))
+            .collect::<Vec<_>>());
+        Ok(Reply::new(json, t.to_string()))
+    })
+}
+
+pub fn anomalies(common: &Common) -> anyhow::Result<ExitCode> {
+    run(common, |service, _| {
+        let all = &service.state().anomalies;
+        let mut t = table(&["time", "kind", "object", "detail"]);
+        for a in all {
+            t.add_row(vec![format_timestamp(a.time_s), a.kind.clone(), a.object.clone(), a.detail.clone()]);
+        }
+        Ok(Reply::new(to_json(all), t.to_string()))
+    })
+}
