@@ -1,6 +1,7 @@
 //! The service through its public surface: a whole programme end to end, and every refusal path
 //! with proof that it changed nothing.
 
+mod properties;
 mod refusals;
 mod shanghai;
 
@@ -11,6 +12,7 @@ use suanli_domain::{ApplicantKind, EnterpriseId, Fen, PoolId, ProgramId, Provide
 use suanli_service::calendar::shanghai_midnight;
 use suanli_service::model::OperatorKind;
 use suanli_service::{Actor, EnterpriseInput, ErrorCode, ManualClock, PoolInput, Service, ServiceError, SiteInput};
+use suanli_store::FsyncMode;
 
 /// A fresh database, a clock that moves only when told, and the service over both.
 pub struct World {
@@ -22,11 +24,15 @@ pub struct World {
 
 impl World {
     /// Starts at `2026-03-01 09:00` Asia/Shanghai.
-    pub fn new() -> World {
+    pub fn start() -> World {
+        World::start_with(FsyncMode::Full)
+    }
+
+    pub fn start_with(fsync: FsyncMode) -> World {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("suanli.db");
         let clock = ManualClock::new(at(2026, 3, 1) + 9 * 3600);
-        let service = Service::open(&path, Arc::new(clock.clone())).unwrap();
+        let service = Service::open_with(&path, fsync, Arc::new(clock.clone())).unwrap();
         World { service, clock, path, _dir: dir }
     }
 

@@ -25,7 +25,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let mut w = World::new();
+    let mut w = World::start();
     let program = w.program(SHANGHAI_LIKE);
     let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
     let app = submitted(&mut w, enterprise, program, 1_000_000);
@@ -58,7 +58,7 @@ impl Setup {
 
 #[test]
 fn bad_programme_files_are_refused_with_the_field() {
-    let mut w = World::new();
+    let mut w = World::start();
     let cases: &[(&str, &str, &str)] = &[
         ("subsidy_rate_bp = 8000", "subsidy_rate_bp = 12000", "subsidy_rate_bp: rate must be between 0 and 10000"),
         ("budget_fen = 5_000_000_00", "budget_fen = -5", "budget_fen: amount must be positive"),
@@ -102,7 +102,7 @@ fn bad_programme_files_are_refused_with_the_field() {
 
 #[test]
 fn applications_outside_the_window_or_the_programme_state_are_refused() {
-    let mut w = World::new();
+    let mut w = World::start();
     let draft = w.service.load_program(&op(), SHANGHAI_LIKE).unwrap();
     let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
     let app = w.service.create_application(&op(), enterprise, draft, yuan(100), "").unwrap();
@@ -128,7 +128,7 @@ fn applications_outside_the_window_or_the_programme_state_are_refused() {
 
 #[test]
 fn approvals_beyond_budget_follow_submission_order() {
-    let mut w = World::new();
+    let mut w = World::start();
     let source = SHANGHAI_LIKE.replace("budget_fen = 5_000_000_00", "budget_fen = 3_000_000_00");
     let program = w.program(&source);
     let first = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
@@ -151,7 +151,7 @@ fn approvals_beyond_budget_follow_submission_order() {
 
 #[test]
 fn the_stacking_rule_and_its_cap_hold_across_programmes() {
-    let mut w = World::new();
+    let mut w = World::start();
     let open = w.program(SHANGHAI_LIKE);
     let exclusive = w.program(
         &SHANGHAI_LIKE
@@ -212,7 +212,7 @@ fn provider_rules_restrict_where_vouchers_are_spent() {
         ("providers = { rule = \"within_region\" }", 0, "outside prg-1's region 310000"),
         ("providers = { rule = \"listed\", providers = [\"PROVIDER\"] }", 1, "is not among prg-1's listed providers"),
     ] {
-        let mut w = World::new();
+        let mut w = World::start();
         let listed = uscc("640500", 902).to_string();
         let program =
             w.program(&SHANGHAI_LIKE.replace("providers = { rule = \"any\" }", &rule.replace("PROVIDER", &listed)));
@@ -349,7 +349,7 @@ fn statements_need_an_ended_month_with_usage_and_are_approved_once() {
 
 #[test]
 fn registrations_refuse_duplicates_and_bad_fields() {
-    let mut w = World::new();
+    let mut w = World::start();
     let input = EnterpriseInput {
         uscc: uscc("310115", 1),
         name: "Enterprise".into(),
@@ -411,7 +411,7 @@ fn related_parties_are_flagged_when_an_order_is_placed() {
 
 #[test]
 fn the_shipped_programmes_load_and_mark_what_is_assumed() {
-    let mut w = World::new();
+    let mut w = World::start();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../programs");
     let mut keys = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {

@@ -44,7 +44,7 @@ fn readings(seed: u64, gpus: i64, period_s: i64) -> impl Iterator<Item = i64> {
 
 #[test]
 fn a_shanghai_like_programme_end_to_end() {
-    let mut w = World::new();
+    let mut w = World::start();
     let program = w.program(SHANGHAI_LIKE);
     let budget = 5_000_000_00;
     assert_eq!(w.service.program(program).unwrap().budget_remaining_fen, Fen::new(budget));
@@ -253,7 +253,7 @@ fn a_shanghai_like_programme_end_to_end() {
 
 #[test]
 fn the_annual_cap_stops_the_subsidy_until_the_new_year() {
-    let mut w = World::new();
+    let mut w = World::start();
     let source = SHANGHAI_LIKE
         .replace("annual_cap_fen = 1_500_000_00", "annual_cap_fen = 100_00")
         .replace("applications_close = 2026-12-31", "applications_close = 2027-12-31")
