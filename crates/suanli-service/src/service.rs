@@ -135,7 +135,11 @@ pub struct SweepReport {
 }
 
 /// Limits on one command, so no request can hold the writer for long.
-pub const USAGE_BATCH_RECORDS_MAX: usize = 8_000;
+/// At most two ledger transfers per usage record, so a full batch stays within the ledger's
+/// `BATCH_EVENTS_MAX` of 8,190 events and commits as one transaction.
+pub const USAGE_BATCH_RECORDS_MAX: usize = 4_000;
+/// Vouchers expired per commit by a sweep (one transfer each).
+pub const SWEEP_VOUCHERS_PER_COMMIT_MAX: usize = 4_000;
 pub const ORDER_HOURS_MAX: u32 = 24 * 366;
 pub const TEXT_BYTES_MAX: usize = 500;
 
@@ -1331,26 +1335,29 @@ impl Service {
             .map(|v| (v.id, v.program, v.available_fen))
             .collect();
         let mut report = SweepReport::default();
-        if due.is_empty() {
-            return Ok(report);
-        }
-        let mut change = self.begin();
-        for (voucher, program, returned) in due {
-            if returned > Fen::ZERO {
-                change.ledger.push(transfer(
-                    change.next_sequence(),
-                    0,
-                    TransferKind::ReturnToBudget,
-                    account_id(AccountKind::Voucher, voucher.get(), 0),
-                    account_id(AccountKind::Budget, program.get(), 0),
-                    returned.fen(),
-                ));
+        // Each commit stays within one ledger batch; a sweep that stops half-way leaves every
+        // voucher either expired with its balance returned or untouched, and the next sweep goes on.
+        for chunk in due.chunks(SWEEP_VOUCHERS_PER_COMMIT_MAX) {
+            let mut change = self.begin();
+            for &(voucher, program, returned) in chunk {
+                if returned > Fen::ZERO {
+                    change.ledger.push(transfer(
+                        change.next_sequence(),
+                        0,
+                        TransferKind::ReturnToBudget,
+                        account_id(AccountKind::Voucher, voucher.get(), 0),
+                        account_id(AccountKind::Budget, program.get(), 0),
+                        returned.fen(),
+                    ));
+                }
+                self.record(&mut change, Event::VoucherExpired { voucher, returned_fen: returned }, now);
             }
-            self.record(&mut change, Event::VoucherExpired { voucher, returned_fen: returned }, now);
-            report.expired.push(voucher);
-            report.returned_fen = report.returned_fen.checked_add(returned)?;
+            self.commit(actor, now, change)?;
+            for &(voucher, _, returned) in chunk {
+                report.expired.push(voucher);
+                report.returned_fen = report.returned_fen.checked_add(returned)?;
+            }
         }
-        self.commit(actor, now, change)?;
         Ok(report)
     }
 

@@ -148,3 +148,160 @@ fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into())
 }
+
+#[derive(clap::Args)]
+pub struct UsageOptions {
+    /// Usage records recorded for each batch size.
+    #[arg(long, default_value_t = 200_000)]
+    records: usize,
+    /// Records per `record_usage` call (one commit each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,4000")]
+    batch_sizes: Vec<usize>,
+}
+
+/// `suanli bench usage`: usage records through the service, each priced, split into voucher and
+/// enterprise parts, posted to the ledger and logged, committed in SQLite with
+/// `synchronous=FULL`. 100 orders on two providers share the records; building them is not timed.
+/// After the run the database is reopened and the time to replay its audit log is printed too.
+pub fn usage(options: &UsageOptions) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+
+    use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
+    use suanli_service::calendar::shanghai_midnight;
+    use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
+    use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteInput};
+
+    let limit = suanli_service::service::USAGE_BATCH_RECORDS_MAX;
+    if let Some(size) = options.batch_sizes.iter().find(|&&s| s == 0 || s > limit) {
+        anyhow::bail!("--batch-sizes: {size} is not between 1 and {limit}");
+    }
+    println!("machine: {} logical cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    const ORDERS: usize = 100;
+    for &batch_size in &options.batch_sizes {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bench.db");
+        let start = shanghai_midnight(2026, 3, 2).expect("a valid date");
+        let clock = ManualClock::new(start);
+        let mut service = Service::open(&path, Arc::new(clock.clone()))?;
+        let operator = Actor::operator();
+        let program = service.load_program(&operator, include_str!("../../../programs/shanghai-compute.toml"))?;
+        service.open_program(&operator, program)?;
+        let mut pools = Vec::new();
+        for n in 0..2u32 {
+            let region = if n == 0 { "310000" } else { "640500" };
+            let provider = service.register_provider(
+                &operator,
+                Uscc::with_check_characters(&format!("91{region}{:08}", 900 + n))?,
+                &format!("provider {n}"),
+                OperatorKind::Government,
+            )?;
+            let site = service.add_site(
+                &operator,
+                SiteInput {
+                    provider,
+                    name: format!("site {n}"),
+                    hub: "bench".into(),
+                    region: RegionCode::parse(region)?,
+                    latitude: 31.0,
+                    longitude: 121.0,
+                    operator: OperatorKind::Government,
+                    power_price_fen_per_kwh: None,
+                    pue: None,
+                },
+            )?;
+            let pool = service.add_pool(
+                &operator,
+                PoolInput {
+                    site,
+                    chip: "H100".into(),
+                    gpu_count: 100_000,
+                    domestic: n == 1,
+                    price_fen_per_gpu_hour: Fen::new(18_00),
+                },
+            )?;
+            pools.push((provider, pool));
+        }
+        let mut orders = Vec::new();
+        for n in 0..ORDERS {
+            let enterprise = service.register_enterprise(
+                &operator,
+                EnterpriseInput {
+                    uscc: Uscc::with_check_characters(&format!("91310115{:08}", n + 1))?,
+                    name: format!("enterprise {n}"),
+                    region: RegionCode::parse("310115")?,
+                    kind: ApplicantKind::Sme,
+                    headcount: 100,
+                    revenue_fen: Fen::from_yuan(10_000_000)?,
+                    research_projects: Vec::new(),
+                    related_parties: Vec::new(),
+                },
+            )?;
+            let application =
+                service.create_application(&operator, enterprise, program, Fen::from_yuan(1_000_000)?, "")?;
+            service.submit_application(&operator, application)?;
+            let voucher = service.approve_application(&operator, application, Fen::from_yuan(1_000_000)?)?;
+            let (provider, pool) = pools[n % 2];
+            let order = service.place_order(
+                &operator,
+                OrderInput {
+                    enterprise,
+                    voucher,
+                    pool,
+                    chip: None,
+                    gpu_count: 8,
+                    hours: 1_000,
+                    purpose: Purpose::Training,
+                },
+            )?;
+            service.start_order(&operator, order)?;
+            orders.push((provider, order));
+        }
+        let started_at = service.now_s();
+        let per_order = options.records.div_ceil(ORDERS);
+        // Group records by provider so each call carries one provider's records, as a provider
+        // would send them.
+        let mut by_provider: Vec<(suanli_domain::ProviderId, Vec<UsageInput>)> =
+            pools.iter().map(|&(provider, _)| (provider, Vec::new())).collect();
+        for minute in 0..per_order {
+            for (n, &(_, order)) in orders.iter().enumerate() {
+                by_provider[n % 2].1.push(UsageInput {
+                    id: format!("{n}-{minute}"),
+                    order,
+                    gpu_seconds: 8 * 60 - (minute % 60) as i64,
+                    period_start_s: started_at + minute as i64 * 60,
+                    period_end_s: started_at + (minute as i64 + 1) * 60,
+                });
+            }
+        }
+        clock.set(started_at + per_order as i64 * 60 + 1);
+        let total: usize = by_provider.iter().map(|(_, r)| r.len()).sum();
+        let timer = Instant::now();
+        for (provider, records) in &by_provider {
+            for chunk in records.chunks(batch_size) {
+                let outcomes = service.record_usage(&operator, *provider, chunk)?;
+                anyhow::ensure!(
+                    outcomes.iter().all(|o| matches!(o, UsageOutcome::Recorded { .. })),
+                    "the benchmark workload must record cleanly"
+                );
+            }
+        }
+        let seconds = timer.elapsed().as_secs_f64();
+        println!(
+            "service_usage_sqlite: {:.0} records/s ({total} records, batch {batch_size}, {}, WAL; priced, split, posted, logged)",
+            total as f64 / seconds,
+            FsyncMode::Full.as_str()
+        );
+        anyhow::ensure!(service.check_books().is_empty(), "the books must agree after the benchmark");
+        let entries = service.durable().log_count();
+        drop(service);
+        let timer = Instant::now();
+        let reopened = Service::open(&path, Arc::new(clock.clone()))?;
+        let seconds = timer.elapsed().as_secs_f64();
+        println!(
+            "service_replay: {:.0} log entries/s ({entries} entries, open + replay + ledger restore)",
+            entries as f64 / seconds
+        );
+        drop(reopened);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -137,6 +137,8 @@ struct DatabaseArg {
 enum BenchCommand {
     /// The ledger apply loop in memory and durable in SQLite.
     Ledger(bench::LedgerOptions),
+    /// Usage records through the service: priced, split, posted and logged in SQLite.
+    Usage(bench::UsageOptions),
 }
 
 #[derive(Subcommand)]
@@ -170,6 +172,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Anomalies { common } => service_cli::anomalies(&common),
         Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify(&database::sqlite_path(&arg.database)?),
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
+        Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)
         }

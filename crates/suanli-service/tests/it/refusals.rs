@@ -299,7 +299,7 @@ fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
     assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "usage_exceeds_physics"));
     assert_eq!(s.w.service.check_books(), Vec::<String>::new());
     s.w.refused(ErrorCode::InvalidField, |svc| {
-        let many: Vec<UsageInput> = (0..8_001).map(|i| record(&format!("m{i}"), 1, 0, 1)).collect();
+        let many: Vec<UsageInput> = (0..4_001).map(|i| record(&format!("m{i}"), 1, 0, 1)).collect();
         svc.record_usage(&op(), provider, &many)
     });
 }
