@@ -440,3 +440,21 @@ fn the_shipped_programmes_load_and_mark_what_is_assumed() {
     // Seven programmes of six authorities: Shanghai runs two.
     assert_eq!(w.service.state().authorities.len(), 6);
 }
+
+#[test]
+fn a_programme_closes_to_applications_and_finishes_once_nothing_is_open() {
+    let mut s = setup();
+    let other = s.w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]);
+    let late = s.w.service.create_application(&op(), other, s.program, yuan(1_000), "").unwrap();
+    s.w.service.close_program(&op(), s.program).unwrap();
+    s.w.refused(ErrorCode::ProgramState, |svc| svc.submit_application(&op(), late));
+    s.w.refused(ErrorCode::ProgramState, |svc| svc.close_program(&op(), s.program));
+    let message = s.w.refused(ErrorCode::ProgramHasOpenVouchers, |svc| svc.finish_program(&op(), s.program));
+    assert!(message.contains(&s.voucher.to_string()), "{message}");
+    s.w.clock.set(at(2026, 12, 1));
+    s.w.service.sweep(&op()).unwrap();
+    let returned = s.w.service.finish_program(&op(), s.program).unwrap();
+    assert_eq!(returned, yuan(5_000_000), "the whole budget goes back once the voucher expired unspent");
+    assert_eq!(s.w.service.program(s.program).unwrap().budget_remaining_fen, Fen::ZERO);
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+}
