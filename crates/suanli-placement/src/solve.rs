@@ -1,0 +1,519 @@
+//! The solver: a Lagrangian lower bound, a regret-ordered greedy guided by the bound's pool
+//! prices, local search, and exact branch and bound for small batches.
+//!
+//! The problem is a generalized assignment: each order goes whole to one pool or stays unplaced
+//! (at a penalty), and the GPUs placed on a pool may not exceed its free GPUs. Relaxing the
+//! capacity constraints with a price `λ_p ≥ 0` per GPU of pool `p` gives, for every `λ`,
+//!
+//! ```text
+//! L(λ) = Σ_o min(penalty_o, min_p cost_op + λ_p · gpus_o) − Σ_p λ_p · gpus_free_p  ≤  optimum
+//! ```
+//!
+//! so every `L(λ)` is a valid lower bound; subgradient steps raise it toward the LP relaxation's
+//! value (the relaxed subproblem is integral, so the best `L` equals the LP bound). The same
+//! prices steer the greedy: an order sees `cost + λ · gpus`, so congested pools look as dear as
+//! they are. Every stage has a deadline; when it passes, the best answer so far stands.
+
+use std::time::{Duration, Instant};
+
+use crate::model::{Exclusion, Problem};
+
+/// Limits on one solve.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock budget for the whole solve.
+    pub solve_ms_max: u64,
+    /// Batches with at most this many orders are solved exactly by branch and bound (within
+    /// the time budget).
+    pub exact_orders_max: usize,
+    /// Subgradient iterations for the lower bound.
+    pub bound_iterations_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { solve_ms_max: 2_000, exact_orders_max: 16, bound_iterations_max: 300 }
+    }
+}
+
+/// How the answer was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Branch and bound finished: the answer is optimal.
+    Exact,
+    /// The heuristic's answer, with the Lagrangian bound.
+    Heuristic,
+}
+
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// The pool of each order, by index, or `None` when unplaced.
+    pub pool_of: Vec<Option<usize>>,
+    /// Each order's share of the objective: its cost where placed, its penalty where not.
+    pub cost_of: Vec<i64>,
+    pub objective_fen: i64,
+    pub lower_bound_fen: i64,
+    pub method: Method,
+    pub solve_ms: u64,
+}
+
+impl Solution {
+    /// `(objective − bound) / max(1, bound)`.
+    pub fn gap(&self) -> f64 {
+        (self.objective_fen - self.lower_bound_fen) as f64 / (self.lower_bound_fen.max(1)) as f64
+    }
+}
+
+/// Every order's feasible pools with their costs, cheapest first; only pools cheaper than the
+/// order's penalty are kept, since leaving it unplaced would be no worse.
+pub(crate) struct Candidates {
+    start: Vec<usize>,
+    pool: Vec<u32>,
+    cost: Vec<i64>,
+    pub(crate) penalty: Vec<i64>,
+    pub(crate) gpus: Vec<i64>,
+    pub(crate) capacity: Vec<i64>,
+}
+
+impl Candidates {
+    pub(crate) fn build(problem: &Problem) -> Candidates {
+        // Speeds per class and pool, looked up once per class rather than once per pair.
+        let mut speed_by_class: std::collections::HashMap<&str, Vec<Option<f64>>> = std::collections::HashMap::new();
+        let mut candidates = Candidates {
+            start: Vec::with_capacity(problem.orders.len() + 1),
+            pool: Vec::new(),
+            cost: Vec::new(),
+            penalty: Vec::with_capacity(problem.orders.len()),
+            gpus: Vec::with_capacity(problem.orders.len()),
+            capacity: problem.pools.iter().map(|p| i64::from(p.gpus_free)).collect(),
+        };
+        let mut row: Vec<(i64, u32)> = Vec::new();
+        for order in &problem.orders {
+            let speeds = speed_by_class.entry(order.class.as_str()).or_insert_with(|| {
+                problem.pools.iter().map(|pool| problem.speed_of(&order.class, &pool.chip)).collect()
+            });
+            let penalty = problem.penalty(order);
+            row.clear();
+            for (index, pool) in problem.pools.iter().enumerate() {
+                let Some(speed) = speeds[index] else { continue };
+                if problem.exclusion(order, index).is_none() {
+                    let cost = problem.cost(order, pool, speed);
+                    if cost < penalty {
+                        row.push((cost, index as u32));
+                    }
+                }
+            }
+            row.sort_unstable();
+            candidates.start.push(candidates.pool.len());
+            candidates.pool.extend(row.iter().map(|&(_, p)| p));
+            candidates.cost.extend(row.iter().map(|&(c, _)| c));
+            candidates.penalty.push(penalty);
+            candidates.gpus.push(i64::from(order.gpus));
+        }
+        candidates.start.push(candidates.pool.len());
+        candidates
+    }
+
+    pub(crate) fn orders(&self) -> usize {
+        self.penalty.len()
+    }
+
+    fn of(&self, order: usize) -> impl Iterator<Item = (usize, i64)> + '_ {
+        let range = self.start[order]..self.start[order + 1];
+        self.pool[range.clone()].iter().map(|&p| p as usize).zip(self.cost[range].iter().copied())
+    }
+
+    fn cost(&self, order: usize, pool: Option<usize>) -> i64 {
+        match pool {
+            None => self.penalty[order],
+            Some(pool) => self.of(order).find(|&(p, _)| p == pool).map(|(_, c)| c).expect("placed on a candidate"),
+        }
+    }
+}
+
+pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(limits.solve_ms_max);
+    let candidates = Candidates::build(problem);
+    let n = candidates.orders();
+
+    // A first answer at zero prices, so the bound's step size has an upper bound to aim at.
+    let zero = vec![0.0; problem.pools.len()];
+    let mut best = greedy(&candidates, &zero);
+    improve(&candidates, &mut best, deadline);
+    let mut best_objective = objective(&candidates, &best);
+
+    let bound_deadline = started + Duration::from_millis(limits.solve_ms_max * 2 / 5);
+    let (lower, prices) = lagrangian(&candidates, best_objective, limits.bound_iterations_max, bound_deadline);
+    let mut lower_bound = lower;
+
+    if Instant::now() < deadline {
+        let mut guided = greedy(&candidates, &prices);
+        improve(&candidates, &mut guided, deadline);
+        let guided_objective = objective(&candidates, &guided);
+        if guided_objective < best_objective {
+            best = guided;
+            best_objective = guided_objective;
+        }
+    }
+
+    let mut method = Method::Heuristic;
+    if n <= limits.exact_orders_max && best_objective > lower_bound {
+        if let Some((exact, exact_objective)) = branch_and_bound(&candidates, &best, best_objective, deadline) {
+            best = exact;
+            best_objective = exact_objective;
+            lower_bound = exact_objective;
+            method = Method::Exact;
+        }
+    } else if best_objective == lower_bound {
+        method = Method::Exact;
+    }
+    assert!(lower_bound <= best_objective, "a lower bound above a feasible answer is a bug");
+    let cost_of = (0..n).map(|o| candidates.cost(o, best[o])).collect();
+    Solution {
+        pool_of: best,
+        cost_of,
+        objective_fen: best_objective,
+        lower_bound_fen: lower_bound,
+        method,
+        solve_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+fn objective(c: &Candidates, assignment: &[Option<usize>]) -> i64 {
+    (0..c.orders()).map(|o| c.cost(o, assignment[o])).sum()
+}
+
+/// The Lagrangian bound by subgradient ascent; returns the best bound (rounded up to whole fen,
+/// less a margin for floating-point error) and the prices that gave it.
+fn lagrangian(c: &Candidates, upper: i64, iterations: usize, deadline: Instant) -> (i64, Vec<f64>) {
+    let pools = c.capacity.len();
+    let mut prices = vec![0.0f64; pools];
+    let mut best_prices = prices.clone();
+    let mut best = f64::NEG_INFINITY;
+    let mut load = vec![0i64; pools];
+    let mut step_scale = 2.0;
+    let mut since_improved = 0;
+    for _ in 0..iterations.max(1) {
+        load.iter_mut().for_each(|l| *l = 0);
+        let mut value = 0.0f64;
+        for o in 0..c.orders() {
+            let g = c.gpus[o] as f64;
+            let mut chosen = None;
+            let mut least = c.penalty[o] as f64;
+            for (p, cost) in c.of(o) {
+                let adjusted = cost as f64 + prices[p] * g;
+                if adjusted < least {
+                    least = adjusted;
+                    chosen = Some(p);
+                }
+            }
+            value += least;
+            if let Some(p) = chosen {
+                load[p] += c.gpus[o];
+            }
+        }
+        value -= prices.iter().zip(&c.capacity).map(|(price, cap)| price * *cap as f64).sum::<f64>();
+        if value > best {
+            best = value;
+            best_prices.clone_from(&prices);
+            since_improved = 0;
+        } else {
+            since_improved += 1;
+            if since_improved >= 10 {
+                step_scale /= 2.0;
+                since_improved = 0;
+            }
+        }
+        let gradient: Vec<f64> = (0..pools)
+            .map(|p| {
+                let g = (load[p] - c.capacity[p]) as f64;
+                if prices[p] <= 0.0 && g < 0.0 { 0.0 } else { g }
+            })
+            .collect();
+        let norm: f64 = gradient.iter().map(|g| g * g).sum();
+        if norm == 0.0 || step_scale < 1e-6 || Instant::now() >= deadline {
+            break;
+        }
+        let step = step_scale * ((upper as f64 - value).max(1.0)) / norm;
+        for p in 0..pools {
+            prices[p] = (prices[p] + step * gradient[p]).max(0.0);
+        }
+    }
+    // Floating-point sums of up to millions of terms drift by far less than this margin.
+    let margin = 1e-9 * best.abs() + 1e-6;
+    ((best - margin).ceil() as i64, best_prices)
+}
+
+/// Orders by regret (how much an order loses if it misses its best option, at `prices`), then
+/// each to its best pool that still has room.
+fn greedy(c: &Candidates, prices: &[f64]) -> Vec<Option<usize>> {
+    let n = c.orders();
+    let mut regret: Vec<(f64, usize)> = (0..n)
+        .map(|o| {
+            let g = c.gpus[o] as f64;
+            let (mut first, mut second) = (c.penalty[o] as f64, f64::INFINITY);
+            for (p, cost) in c.of(o) {
+                let adjusted = cost as f64 + prices[p] * g;
+                if adjusted < first {
+                    second = first;
+                    first = adjusted;
+                } else if adjusted < second {
+                    second = adjusted;
+                }
+            }
+            let second = second.min(c.penalty[o] as f64);
+            // Per GPU, so one big order does not outrank many small ones that save more together.
+            ((second - first) / g, o)
+        })
+        .collect();
+    regret.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut remaining = c.capacity.clone();
+    let mut assignment = vec![None; n];
+    for &(_, o) in &regret {
+        let g = c.gpus[o];
+        let mut chosen = None;
+        let mut least = f64::INFINITY;
+        for (p, cost) in c.of(o) {
+            if remaining[p] >= g {
+                let adjusted = cost as f64 + prices[p] * g as f64;
+                if adjusted < least {
+                    least = adjusted;
+                    chosen = Some(p);
+                }
+            }
+        }
+        if let Some(p) = chosen {
+            remaining[p] -= g;
+            assignment[o] = Some(p);
+        }
+    }
+    assignment
+}
+
+/// Local search until no move helps or time runs out: move an order (or place an unplaced one)
+/// to a cheaper pool with room; and make room for an order by moving one order out of a full
+/// pool to another pool, when the pair saves money.
+fn improve(c: &Candidates, assignment: &mut [Option<usize>], deadline: Instant) {
+    let n = c.orders();
+    let mut remaining = c.capacity.clone();
+    let mut on_pool: Vec<Vec<usize>> = vec![Vec::new(); c.capacity.len()];
+    for (o, pool) in assignment.iter().enumerate() {
+        if let Some(p) = *pool {
+            remaining[p] -= c.gpus[o];
+            on_pool[p].push(o);
+        }
+    }
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let mut improved = false;
+        for o in 0..n {
+            if o % 1024 == 0 && Instant::now() >= deadline {
+                return;
+            }
+            let g = c.gpus[o];
+            let current = assignment[o];
+            let current_cost = c.cost(o, current);
+            // A simple move to a cheaper pool with room (candidates are sorted by cost).
+            let mut moved = false;
+            for (p, cost) in c.of(o) {
+                if cost >= current_cost || Some(p) == current {
+                    break;
+                }
+                if remaining[p] >= g {
+                    relocate(assignment, &mut remaining, &mut on_pool, c, o, Some(p));
+                    improved = true;
+                    moved = true;
+                    break;
+                }
+            }
+            if moved || rounds > 3 {
+                continue;
+            }
+            // An ejection: make room on a cheaper pool by moving one of its orders elsewhere.
+            'pools: for (p, cost) in c.of(o) {
+                if cost >= current_cost || Some(p) == current {
+                    break;
+                }
+                let gain = current_cost - cost;
+                let short = g - remaining[p];
+                for index in 0..on_pool[p].len() {
+                    let v = on_pool[p][index];
+                    if c.gpus[v] < short {
+                        continue;
+                    }
+                    let v_cost = c.cost(v, Some(p));
+                    // Where v can go instead: another pool with room (or unplaced).
+                    let mut target = None;
+                    let mut loss = c.penalty[v] - v_cost;
+                    for (q, q_cost) in c.of(v) {
+                        if q_cost - v_cost >= loss {
+                            break;
+                        }
+                        let room = if Some(q) == current { remaining[q] + g } else { remaining[q] };
+                        if q != p && room >= c.gpus[v] {
+                            target = Some(q);
+                            loss = q_cost - v_cost;
+                            break;
+                        }
+                    }
+                    if loss < gain {
+                        relocate(assignment, &mut remaining, &mut on_pool, c, o, None);
+                        relocate(assignment, &mut remaining, &mut on_pool, c, v, target);
+                        relocate(assignment, &mut remaining, &mut on_pool, c, o, Some(p));
+                        improved = true;
+                        break 'pools;
+                    }
+                }
+            }
+        }
+        if !improved || Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+fn relocate(
+    assignment: &mut [Option<usize>],
+    remaining: &mut [i64],
+    on_pool: &mut [Vec<usize>],
+    c: &Candidates,
+    order: usize,
+    to: Option<usize>,
+) {
+    if let Some(from) = assignment[order] {
+        remaining[from] += c.gpus[order];
+        let list = &mut on_pool[from];
+        let index = list.iter().position(|&x| x == order).expect("the order is listed on its pool");
+        list.swap_remove(index);
+    }
+    if let Some(to) = to {
+        remaining[to] -= c.gpus[order];
+        assert!(remaining[to] >= 0, "moves keep every pool within its free GPUs");
+        on_pool[to].push(order);
+    }
+    assignment[order] = to;
+}
+
+/// Exact search over every assignment, pruned by a bound that lets each remaining order take its
+/// cheapest pool with room. Returns `None` if the deadline passes before the search ends.
+fn branch_and_bound(
+    c: &Candidates,
+    incumbent: &[Option<usize>],
+    incumbent_objective: i64,
+    deadline: Instant,
+) -> Option<(Vec<Option<usize>>, i64)> {
+    struct Search<'a> {
+        c: &'a Candidates,
+        sequence: Vec<usize>,
+        remaining: Vec<i64>,
+        current: Vec<Option<usize>>,
+        best: Vec<Option<usize>>,
+        best_objective: i64,
+        deadline: Instant,
+        nodes: u64,
+        timed_out: bool,
+    }
+    impl Search<'_> {
+        fn bound(&self, depth: usize) -> i64 {
+            self.sequence[depth..]
+                .iter()
+                .map(|&o| {
+                    self.c
+                        .of(o)
+                        .find(|&(p, _)| self.remaining[p] >= self.c.gpus[o])
+                        .map_or(self.c.penalty[o], |(_, cost)| cost)
+                })
+                .sum()
+        }
+        fn go(&mut self, depth: usize, so_far: i64) {
+            self.nodes += 1;
+            if self.nodes % 4096 == 0 && Instant::now() >= self.deadline {
+                self.timed_out = true;
+            }
+            if self.timed_out {
+                return;
+            }
+            if depth == self.sequence.len() {
+                if so_far < self.best_objective {
+                    self.best_objective = so_far;
+                    self.best.clone_from(&self.current);
+                }
+                return;
+            }
+            if so_far + self.bound(depth) >= self.best_objective {
+                return;
+            }
+            let o = self.sequence[depth];
+            let g = self.c.gpus[o];
+            let options: Vec<(usize, i64)> = self.c.of(o).filter(|&(p, _)| self.remaining[p] >= g).collect();
+            for (p, cost) in options {
+                self.remaining[p] -= g;
+                self.current[o] = Some(p);
+                self.go(depth + 1, so_far + cost);
+                self.remaining[p] += g;
+                self.current[o] = None;
+            }
+            self.go(depth + 1, so_far + self.c.penalty[o]);
+        }
+    }
+    // Hardest orders first: those with the most to lose.
+    let mut sequence: Vec<usize> = (0..c.orders()).collect();
+    sequence.sort_by_key(|&o| std::cmp::Reverse(c.penalty[o] - c.of(o).next().map_or(c.penalty[o], |(_, cost)| cost)));
+    let mut search = Search {
+        c,
+        sequence,
+        remaining: c.capacity.clone(),
+        current: vec![None; c.orders()],
+        best: incumbent.to_vec(),
+        best_objective: incumbent_objective,
+        deadline,
+        nodes: 0,
+        timed_out: false,
+    };
+    search.go(0, 0);
+    if search.timed_out { None } else { Some((search.best, search.best_objective)) }
+}
+
+/// Why an order ended unplaced, in words.
+pub fn unplaced_reason(problem: &Problem, order_index: usize, solution: &Solution) -> String {
+    let order = &problem.orders[order_index];
+    let exclusions: Vec<Option<Exclusion>> = (0..problem.pools.len()).map(|p| problem.exclusion(order, p)).collect();
+    let feasible: Vec<usize> = exclusions.iter().enumerate().filter(|(_, e)| e.is_none()).map(|(p, _)| p).collect();
+    if feasible.is_empty() {
+        let accepted_chip = exclusions
+            .iter()
+            .any(|e| !matches!(e, Some(Exclusion::ChipNotAccepted { .. }) | Some(Exclusion::NoSpeed { .. })));
+        if !accepted_chip {
+            return "no pool has an accepted chip that can run its class".to_owned();
+        }
+        if exclusions.iter().all(|e| {
+            matches!(e, Some(Exclusion::ChipNotAccepted { .. } | Exclusion::NoSpeed { .. } | Exclusion::TooBig { .. }))
+        }) {
+            return format!("no pool with {} free GPUs of an accepted chip", order.gpus);
+        }
+        let first = exclusions
+            .iter()
+            .flatten()
+            .find(|e| !matches!(e, Exclusion::ChipNotAccepted { .. } | Exclusion::NoSpeed { .. }))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return format!("no pool can run it; for example: {first}");
+    }
+    let penalty = problem.penalty(order);
+    let cheapest = feasible
+        .iter()
+        .filter_map(|&p| {
+            problem.speed_of(&order.class, &problem.pools[p].chip).map(|s| problem.cost(order, &problem.pools[p], s))
+        })
+        .min()
+        .unwrap_or(i64::MAX);
+    if cheapest >= penalty {
+        return format!(
+            "every pool that can run it costs at least {cheapest} fen, not less than its unplaced penalty of {penalty} fen"
+        );
+    }
+    let _ = solution;
+    "the pools that can run it are full: their GPUs went to orders that save more".to_owned()
+}
