@@ -137,19 +137,36 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
     let candidates = Candidates::build(problem);
     let n = candidates.orders();
 
-    // A first answer at zero prices, so the bound's step size has an upper bound to aim at.
+    // Stages share the budget: the bound gets up to half of it, local search the rest.
+    let stage = |share: u64| started + Duration::from_millis(limits.solve_ms_max * share / 100);
+    // A first answer at zero prices, so the bound's subgradient steps have a target.
     let zero = vec![0.0; problem.pools.len()];
-    let mut best = greedy(&candidates, &zero);
-    improve(&candidates, &mut best, deadline);
+    let mut best = greedy_by(&candidates, &zero, Priority::Density);
+    improve(&candidates, &mut best, stage(15));
     let mut best_objective = objective(&candidates, &best);
+    let other = greedy_by(&candidates, &zero, Priority::Regret);
+    let other_objective = objective(&candidates, &other);
+    if other_objective < best_objective {
+        (best, best_objective) = (other, other_objective);
+    }
 
-    let bound_deadline = started + Duration::from_millis(limits.solve_ms_max * 2 / 5);
-    let (lower, prices) = lagrangian(&candidates, best_objective, limits.bound_iterations_max, bound_deadline);
+    let bound_deadline = stage(50);
+    // Start the prices where the first answer says they are: a full pool is worth what its
+    // least valuable order saves per GPU.
+    // Two starts, each with half of the bound's time: from zero prices and from the marginal ones.
+    let start = marginal_prices(&candidates, &best);
+    let halfway = Instant::now() + (bound_deadline.saturating_duration_since(Instant::now())) / 2;
+    let from_zero = lagrangian(&candidates, zero.clone(), best_objective, limits.bound_iterations_max, halfway);
+    let from_marginal = lagrangian(&candidates, start, best_objective, limits.bound_iterations_max, bound_deadline);
+    let (lower, prices) = if from_zero.0 >= from_marginal.0 { from_zero } else { from_marginal };
     let mut lower_bound = lower;
 
-    if Instant::now() < deadline {
-        let mut guided = greedy(&candidates, &prices);
-        improve(&candidates, &mut guided, deadline);
+    for priority in [Priority::Regret, Priority::Density] {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let mut guided = greedy_by(&candidates, &prices, priority);
+        improve(&candidates, &mut guided, stage(if priority == Priority::Regret { 70 } else { 90 }));
         let guided_objective = objective(&candidates, &guided);
         if guided_objective < best_objective {
             best = guided;
@@ -184,44 +201,151 @@ fn objective(c: &Candidates, assignment: &[Option<usize>]) -> i64 {
     (0..c.orders()).map(|o| c.cost(o, assignment[o])).sum()
 }
 
-/// The Lagrangian bound by subgradient ascent; returns the best bound (rounded up to whole fen,
-/// less a margin for floating-point error) and the prices that gave it.
-fn lagrangian(c: &Candidates, upper: i64, iterations: usize, deadline: Instant) -> (i64, Vec<f64>) {
-    let pools = c.capacity.len();
-    let mut prices = vec![0.0f64; pools];
-    let mut best_prices = prices.clone();
-    let mut best = f64::NEG_INFINITY;
-    let mut load = vec![0i64; pools];
-    let mut step_scale = 2.0;
-    let mut since_improved = 0;
-    for _ in 0..iterations.max(1) {
-        load.iter_mut().for_each(|l| *l = 0);
-        let mut value = 0.0f64;
-        for o in 0..c.orders() {
-            let g = c.gpus[o] as f64;
-            let mut chosen = None;
-            let mut least = c.penalty[o] as f64;
-            for (p, cost) in c.of(o) {
-                let adjusted = cost as f64 + prices[p] * g;
-                if adjusted < least {
-                    least = adjusted;
-                    chosen = Some(p);
-                }
-            }
-            value += least;
-            if let Some(p) = chosen {
-                load[p] += c.gpus[o];
+/// `L(λ)` and, per pool, the GPUs its relaxed choices ask for.
+fn dual_value(c: &Candidates, prices: &[f64], load: &mut [i64]) -> f64 {
+    load.iter_mut().for_each(|l| *l = 0);
+    let mut value = 0.0f64;
+    for o in 0..c.orders() {
+        let g = c.gpus[o] as f64;
+        let mut chosen = None;
+        let mut least = c.penalty[o] as f64;
+        for (p, cost) in c.of(o) {
+            let adjusted = cost as f64 + prices[p] * g;
+            if adjusted < least {
+                least = adjusted;
+                chosen = Some(p);
             }
         }
-        value -= prices.iter().zip(&c.capacity).map(|(price, cap)| price * *cap as f64).sum::<f64>();
+        value += least;
+        if let Some(p) = chosen {
+            load[p] += c.gpus[o];
+        }
+    }
+    value - prices.iter().zip(&c.capacity).map(|(price, cap)| price * *cap as f64).sum::<f64>()
+}
+
+/// The Lagrangian bound, raised by exact coordinate ascent on the pool prices and then by
+/// subgradient steps; returns the best bound (rounded up to whole fen, less a margin for
+/// floating-point error) and the prices that gave it.
+///
+/// Coordinate ascent sets one pool's price at a time to the value that maximizes `L` with the
+/// others fixed: each order that can use the pool would leave it at price
+/// `(best alternative − cost here) / gpus`, so the pool is filled by the orders with the highest
+/// such thresholds and priced at the threshold of the first order that does not fit.
+fn lagrangian(c: &Candidates, start: Vec<f64>, upper: i64, iterations: usize, deadline: Instant) -> (i64, Vec<f64>) {
+    let pools = c.capacity.len();
+    let mut prices = start;
+    let mut load = vec![0i64; pools];
+    let mut best = dual_value(c, &prices, &mut load);
+    let mut best_prices = prices.clone();
+    // Orders that can use each pool, with their cost there.
+    let mut users: Vec<Vec<(usize, i64)>> = vec![Vec::new(); pools];
+    for o in 0..c.orders() {
+        for (p, cost) in c.of(o) {
+            users[p].push((o, cost));
+        }
+    }
+    let mut thresholds: Vec<(f64, i64)> = Vec::new();
+    // The largest price any pool could need: the highest penalty per GPU.
+    let price_max = (0..c.orders()).map(|o| c.penalty[o] as f64 / c.gpus[o] as f64).fold(0.0, f64::max);
+    let mut trial = prices.clone();
+    for _sweep in 0..iterations.max(1) {
+        if Instant::now() >= deadline {
+            break;
+        }
+        // Pools are substitutes, so one price alone rises slowly; first move all prices together
+        // by the shift that maximizes L (golden-section search: L is concave along a line).
+        let mut evaluate = |shift: f64, load: &mut [i64]| {
+            for p in 0..pools {
+                trial[p] = (prices[p] + shift).max(0.0);
+            }
+            dual_value(c, &trial, load)
+        };
+        let (mut low, mut high) = (-price_max, price_max);
+        let ratio = (5f64.sqrt() - 1.0) / 2.0;
+        let (mut a, mut b) = (high - ratio * (high - low), low + ratio * (high - low));
+        let (mut value_a, mut value_b) = (evaluate(a, &mut load), evaluate(b, &mut load));
+        for _ in 0..48 {
+            if value_a < value_b {
+                low = a;
+                a = b;
+                value_a = value_b;
+                b = low + ratio * (high - low);
+                value_b = evaluate(b, &mut load);
+            } else {
+                high = b;
+                b = a;
+                value_b = value_a;
+                a = high - ratio * (high - low);
+                value_a = evaluate(a, &mut load);
+            }
+        }
+        let shift = if value_a >= value_b { a } else { b };
+        if value_a.max(value_b) > dual_value(c, &prices, &mut load) {
+            for price in prices.iter_mut() {
+                *price = (*price + shift).max(0.0);
+            }
+        }
+        for p in 0..pools {
+            thresholds.clear();
+            for &(o, cost) in &users[p] {
+                let g = c.gpus[o] as f64;
+                let mut alternative = c.penalty[o] as f64;
+                for (q, q_cost) in c.of(o) {
+                    if q != p {
+                        alternative = alternative.min(q_cost as f64 + prices[q] * g);
+                    }
+                }
+                let threshold = (alternative - cost as f64) / g;
+                if threshold > 0.0 {
+                    thresholds.push((threshold, c.gpus[o]));
+                }
+            }
+            let demand: i64 = thresholds.iter().map(|&(_, g)| g).sum();
+            if demand <= c.capacity[p] {
+                prices[p] = 0.0;
+                continue;
+            }
+            thresholds.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            let mut filled = 0;
+            let mut price = 0.0;
+            for &(threshold, g) in &thresholds {
+                if filled + g > c.capacity[p] {
+                    price = threshold;
+                    break;
+                }
+                filled += g;
+            }
+            prices[p] = price;
+        }
+        let value = dual_value(c, &prices, &mut load);
+        let gained = value - best;
+        if value > best {
+            best = value;
+            best_prices.clone_from(&prices);
+        }
+        if gained <= 1e-7 * best.abs().max(1.0) {
+            break;
+        }
+    }
+    // Subgradient polish from the best prices: coordinate ascent can stall at a kink.
+    prices.clone_from(&best_prices);
+    let mut step_scale = 0.5;
+    let mut since_improved = 0;
+    for _ in 0..iterations {
+        if Instant::now() >= deadline || step_scale < 1e-4 {
+            break;
+        }
+        let value = dual_value(c, &prices, &mut load);
         if value > best {
             best = value;
             best_prices.clone_from(&prices);
             since_improved = 0;
         } else {
             since_improved += 1;
-            if since_improved >= 10 {
+            if since_improved >= 5 {
                 step_scale /= 2.0;
+                prices.clone_from(&best_prices);
                 since_improved = 0;
             }
         }
@@ -232,7 +356,7 @@ fn lagrangian(c: &Candidates, upper: i64, iterations: usize, deadline: Instant) 
             })
             .collect();
         let norm: f64 = gradient.iter().map(|g| g * g).sum();
-        if norm == 0.0 || step_scale < 1e-6 || Instant::now() >= deadline {
+        if norm == 0.0 {
             break;
         }
         let step = step_scale * ((upper as f64 - value).max(1.0)) / norm;
@@ -245,10 +369,46 @@ fn lagrangian(c: &Candidates, upper: i64, iterations: usize, deadline: Instant) 
     ((best - margin).ceil() as i64, best_prices)
 }
 
-/// Orders by regret (how much an order loses if it misses its best option, at `prices`), then
-/// each to its best pool that still has room.
-fn greedy(c: &Candidates, prices: &[f64]) -> Vec<Option<usize>> {
+/// Prices read off an answer: for each pool with too little room left for another order, the
+/// smallest saving per GPU among the orders on it; zero elsewhere.
+fn marginal_prices(c: &Candidates, assignment: &[Option<usize>]) -> Vec<f64> {
+    let mut used = vec![0i64; c.capacity.len()];
+    let mut least = vec![f64::INFINITY; c.capacity.len()];
+    for (o, pool) in assignment.iter().enumerate() {
+        if let Some(p) = *pool {
+            used[p] += c.gpus[o];
+            least[p] = least[p].min((c.penalty[o] - c.cost(o, Some(p))) as f64 / c.gpus[o] as f64);
+        }
+    }
+    let smallest_order = c.gpus.iter().copied().min().unwrap_or(1);
+    (0..c.capacity.len())
+        .map(|p| if c.capacity[p] - used[p] < smallest_order && least[p].is_finite() { least[p] } else { 0.0 })
+        .collect()
+}
+
+/// Which orders the greedy serves first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Priority {
+    /// By regret at the prices: what an order loses if it misses its best option.
+    Regret,
+    /// By savings per GPU: penalty less cheapest cost, over GPUs. When demand exceeds capacity,
+    /// this is what decides which orders are worth placing.
+    Density,
+}
+
+/// Orders by `priority`, then each to its cheapest pool at `prices` that still has room.
+fn greedy_by(c: &Candidates, prices: &[f64], priority: Priority) -> Vec<Option<usize>> {
     let n = c.orders();
+    if priority == Priority::Density {
+        let mut density: Vec<(f64, usize)> = (0..n)
+            .map(|o| {
+                let cheapest = c.of(o).next().map_or(c.penalty[o], |(_, cost)| cost);
+                ((c.penalty[o] - cheapest) as f64 / c.gpus[o] as f64, o)
+            })
+            .collect();
+        density.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        return fill(c, prices, density.into_iter().map(|(_, o)| o));
+    }
     let mut regret: Vec<(f64, usize)> = (0..n)
         .map(|o| {
             let g = c.gpus[o] as f64;
@@ -268,9 +428,14 @@ fn greedy(c: &Candidates, prices: &[f64]) -> Vec<Option<usize>> {
         })
         .collect();
     regret.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    fill(c, prices, regret.into_iter().map(|(_, o)| o))
+}
+
+/// Each order in turn to its cheapest pool at `prices` that still has room.
+fn fill(c: &Candidates, prices: &[f64], sequence: impl Iterator<Item = usize>) -> Vec<Option<usize>> {
     let mut remaining = c.capacity.clone();
-    let mut assignment = vec![None; n];
-    for &(_, o) in &regret {
+    let mut assignment = vec![None; c.orders()];
+    for o in sequence {
         let g = c.gpus[o];
         let mut chosen = None;
         let mut least = f64::INFINITY;
@@ -309,7 +474,7 @@ fn improve(c: &Candidates, assignment: &mut [Option<usize>], deadline: Instant) 
         rounds += 1;
         let mut improved = false;
         for o in 0..n {
-            if o % 1024 == 0 && Instant::now() >= deadline {
+            if o.is_multiple_of(1024) && Instant::now() >= deadline {
                 return;
             }
             let g = c.gpus[o];
@@ -338,7 +503,8 @@ fn improve(c: &Candidates, assignment: &mut [Option<usize>], deadline: Instant) 
                 }
                 let gain = current_cost - cost;
                 let short = g - remaining[p];
-                for index in 0..on_pool[p].len() {
+                // Look at a few of the pool's orders only, so a full pool of thousands stays cheap.
+                for index in 0..on_pool[p].len().min(EJECTION_CANDIDATES_MAX) {
                     let v = on_pool[p][index];
                     if c.gpus[v] < short {
                         continue;
@@ -373,6 +539,9 @@ fn improve(c: &Candidates, assignment: &mut [Option<usize>], deadline: Instant) 
         }
     }
 }
+
+/// How many orders of a full pool an ejection move considers moving out.
+const EJECTION_CANDIDATES_MAX: usize = 16;
 
 fn relocate(
     assignment: &mut [Option<usize>],
@@ -429,7 +598,7 @@ fn branch_and_bound(
         }
         fn go(&mut self, depth: usize, so_far: i64) {
             self.nodes += 1;
-            if self.nodes % 4096 == 0 && Instant::now() >= self.deadline {
+            if self.nodes.is_multiple_of(4096) && Instant::now() >= self.deadline {
                 self.timed_out = true;
             }
             if self.timed_out {

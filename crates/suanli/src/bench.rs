@@ -305,3 +305,44 @@ pub fn usage(options: &UsageOptions) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct PlaceBenchOptions {
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    orders: Vec<usize>,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Wall-clock budget per solve.
+    #[arg(long, default_value_t = 1_000)]
+    solve_ms_max: u64,
+}
+
+/// `suanli bench place`: seeded batches on the default 10-cluster network, solved within the
+/// budget; prints orders/s, solve time, gap to the lower bound and how many orders were placed.
+pub fn place(options: &PlaceBenchOptions) -> anyhow::Result<ExitCode> {
+    use suanli_placement::network::seeded_batch;
+    use suanli_placement::{Limits, solve};
+
+    println!("machine: {} logical cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    for &count in &options.orders {
+        let problem = seeded_batch(options.seed, count);
+        let free: u64 = problem.pools.iter().map(|p| u64::from(p.gpus_free)).sum();
+        let asked: u64 = problem.orders.iter().map(|o| u64::from(o.gpus)).sum();
+        let timer = Instant::now();
+        let solution = solve(&problem, &Limits { solve_ms_max: options.solve_ms_max, ..Limits::default() });
+        let seconds = timer.elapsed().as_secs_f64();
+        let placed = solution.pool_of.iter().filter(|p| p.is_some()).count();
+        println!(
+            "place: {count} orders in {:.0} ms ({:.0} orders/s), gap {:.4}% (objective {} fen, bound {} fen), \
+             {placed} placed, {asked} GPUs asked of {free} free, seed {}",
+            seconds * 1e3,
+            count as f64 / seconds,
+            solution.gap() * 100.0,
+            solution.objective_fen,
+            solution.lower_bound_fen,
+            options.seed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,6 +5,7 @@ mod bench;
 mod crash;
 mod database;
 mod demo;
+mod place;
 mod service_cli;
 mod usage_import;
 
@@ -101,6 +102,8 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Place a batch of orders onto GPU pools (formats/placement.md v1), or explain one order.
+    Place(place::PlaceOptions),
     /// Check a database.
     Audit {
         #[command(subcommand)]
@@ -139,6 +142,8 @@ enum BenchCommand {
     Ledger(bench::LedgerOptions),
     /// Usage records through the service: priced, split, posted and logged in SQLite.
     Usage(bench::UsageOptions),
+    /// Placement of seeded batches on the default 10-cluster network.
+    Place(bench::PlaceBenchOptions),
 }
 
 #[derive(Subcommand)]
@@ -173,6 +178,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify(&database::sqlite_path(&arg.database)?),
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
+        Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
+        Command::Place(options) => place::run(&options),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)
         }

@@ -82,3 +82,40 @@ fn bench_ledger_prints_both_figures() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-sizes: 9000"));
 }
+
+#[test]
+fn place_answers_a_batch_and_explains_an_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = r#"{ "version": 1, "egress_fen_per_gb": 30, "unplaced_penalty_fen_per_ref_gpu_hour": 100000,
+      "speed": { "llm-train": { "h100": 3.0, "ascend-910b": 0.9 } },
+      "sites": [ { "id": "ga", "hub": "guizhou", "lat": 26.50, "lon": 106.45, "operator": "state" } ],
+      "pools": [ { "id": "ga/910b", "site": "ga", "chip": "ascend-910b", "domestic": true, "gpus_free": 512, "price_fen_per_gpu_hour": 900 },
+                 { "id": "ga/h100", "site": "ga", "chip": "h100", "domestic": false, "gpus_free": 4, "price_fen_per_gpu_hour": 1500 } ],
+      "orders": [ { "id": "o1", "class": "llm-train", "gpus": 8, "work_ref_gpu_hours": 64.0, "chips": ["h100", "ascend-910b"],
+                    "origin": { "hub": "yrd", "lat": 31.23, "lon": 121.47 }, "data_gb": 500, "deadline_hours": 72.0,
+                    "rtt_ms_max": null, "sites_allowed": null },
+                  { "id": "o2", "class": "llm-train", "gpus": 1024, "work_ref_gpu_hours": 10.0, "chips": ["h100"],
+                    "origin": { "hub": "yrd", "lat": 31.23, "lon": 121.47 }, "data_gb": 0, "deadline_hours": 72.0,
+                    "rtt_ms_max": null, "sites_allowed": null } ] }"#;
+    std::fs::write(dir.path().join("batch.json"), batch).unwrap();
+    let output = suanli(&["place", "--input", "batch.json"], dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["assignments"][0]["cost_fen"], 79_000);
+    assert_eq!(answer["unplaced"][0]["order"], "o2");
+    assert_eq!(answer["unplaced"][0]["reason"], "no pool with 1024 free GPUs of an accepted chip");
+    assert_eq!(answer["objective_fen"], 79_000 + 1_000_000);
+    assert_eq!(answer["gap"], 0.0);
+    let output = suanli(&["place", "--input", "batch.json", "--explain", "o1"], dir.path());
+    let text = stdout(&output);
+    assert!(text.contains("order o1 → ga/910b at 79000 fen"), "{text}");
+    assert!(text.contains("ga/h100: excluded, the order needs 8 GPUs and the pool has 4 free"), "{text}");
+    std::fs::write(dir.path().join("bad.json"), batch.replace("\"gpus\": 8", "\"gpus\": 0")).unwrap();
+    let output = suanli(&["place", "--input", "bad.json"], dir.path());
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("orders[0].gpus"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
