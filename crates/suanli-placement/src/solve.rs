@@ -142,7 +142,6 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
     // A first answer at zero prices, so the bound's subgradient steps have a target.
     let zero = vec![0.0; problem.pools.len()];
     let mut best = greedy_by(&candidates, &zero, Priority::Density);
-    improve(&candidates, &mut best, stage(15));
     let mut best_objective = objective(&candidates, &best);
     let other = greedy_by(&candidates, &zero, Priority::Regret);
     let other_objective = objective(&candidates, &other);
@@ -150,15 +149,11 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
         (best, best_objective) = (other, other_objective);
     }
 
-    let bound_deadline = stage(50);
+    let bound_deadline = stage(60);
     // Start the prices where the first answer says they are: a full pool is worth what its
     // least valuable order saves per GPU.
-    // Two starts, each with half of the bound's time: from zero prices and from the marginal ones.
     let start = marginal_prices(&candidates, &best);
-    let halfway = Instant::now() + (bound_deadline.saturating_duration_since(Instant::now())) / 2;
-    let from_zero = lagrangian(&candidates, zero.clone(), best_objective, limits.bound_iterations_max, halfway);
-    let from_marginal = lagrangian(&candidates, start, best_objective, limits.bound_iterations_max, bound_deadline);
-    let (lower, prices) = if from_zero.0 >= from_marginal.0 { from_zero } else { from_marginal };
+    let (lower, prices) = lagrangian(&candidates, start, best_objective, limits.bound_iterations_max, bound_deadline);
     let mut lower_bound = lower;
 
     for priority in [Priority::Regret, Priority::Density] {
@@ -166,7 +161,7 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
             break;
         }
         let mut guided = greedy_by(&candidates, &prices, priority);
-        improve(&candidates, &mut guided, stage(if priority == Priority::Regret { 70 } else { 90 }));
+        improve(&candidates, &mut guided, stage(if priority == Priority::Regret { 78 } else { 95 }));
         let guided_objective = objective(&candidates, &guided);
         if guided_objective < best_objective {
             best = guided;
@@ -199,6 +194,184 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
 
 fn objective(c: &Candidates, assignment: &[Option<usize>]) -> i64 {
     (0..c.orders()).map(|o| c.cost(o, assignment[o])).sum()
+}
+
+/// Minimizes an entropy-smoothed dual by Newton's method while the smoothing shrinks, and returns
+/// the prices with the best exact `L` seen (any prices give a valid bound).
+///
+/// In per-GPU terms the dual is `D(λ) = Σ_o g_o · max(0, max_p (s_op − λ_p)) + Σ_p cap_p λ_p` with
+/// `s_op = (penalty_o − cost_op) / g_o`, and `L(λ) = Σ_o penalty_o − D(λ)`. The smoothed form replaces
+/// each max by `τ_o · log(1 + Σ_p exp((s_op − λ_p) / τ_o))`, with `τ_o` a shrinking fraction of the
+/// order's penalty per GPU. There are only as many prices as pools, so the full Hessian is cheap
+/// and a Newton step moves substitute pools together, where coordinate steps crawl.
+fn smoothed_prices(c: &Candidates, mut prices: Vec<f64>, deadline: Instant) -> (Vec<f64>, f64) {
+    let pools = c.capacity.len();
+    let mut load = vec![0i64; pools];
+    let mut best_prices = prices.clone();
+    let mut best = dual_value(c, &prices, &mut load);
+    let mut gradient = vec![0.0f64; pools];
+    let mut hessian = vec![0.0f64; pools * pools];
+    let price_max = (0..c.orders()).map(|o| c.penalty[o] as f64 / c.gpus[o] as f64).fold(1.0, f64::max);
+    let levels = 10;
+    for level in 0..levels {
+        let relative = 0.05 * 0.001f64.powf(level as f64 / (levels - 1) as f64);
+        for _newton in 0..4 {
+            if Instant::now() >= deadline {
+                return (best_prices, best);
+            }
+            let current = smoothed_dual(c, &prices, relative, Some((&mut gradient, &mut hessian)));
+            // Pools at price zero that the step would push below zero stay fixed at zero (their
+            // clipped moves would spoil the direction); solve again without them.
+            let mut free: Vec<usize> = (0..pools).filter(|&p| prices[p] > 0.0 || gradient[p] < 0.0).collect();
+            let mut direction = Vec::new();
+            for _ in 0..8 {
+                direction = newton_direction(&hessian, &gradient, &free, pools).unwrap_or_else(|| {
+                    free.iter().map(|&p| -gradient[p] / hessian[p * pools + p].max(1e-12)).collect()
+                });
+                let blocked: Vec<usize> = free
+                    .iter()
+                    .zip(&direction)
+                    .filter(|&(&p, &d)| prices[p] <= 0.0 && d < 0.0)
+                    .map(|(&p, _)| p)
+                    .collect();
+                if blocked.is_empty() {
+                    break;
+                }
+                free.retain(|p| !blocked.contains(p));
+            }
+            if free.is_empty() {
+                break;
+            }
+            // No price moves by more than the largest penalty per GPU in one step.
+            let longest = direction.iter().fold(0.0f64, |a, d| a.max(d.abs()));
+            let mut step = if longest > price_max { price_max / longest } else { 1.0 };
+            let mut moved = false;
+            for _ in 0..40 {
+                let mut trial = prices.clone();
+                for (index, &p) in free.iter().enumerate() {
+                    trial[p] = (prices[p] + step * direction[index]).max(0.0);
+                }
+                if smoothed_dual(c, &trial, relative, None) < current {
+                    prices = trial;
+                    moved = true;
+                    break;
+                }
+                step /= 2.0;
+            }
+            let value = dual_value(c, &prices, &mut load);
+            if value > best {
+                best = value;
+                best_prices.clone_from(&prices);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    (best_prices, best)
+}
+
+/// The Newton direction `−H⁻¹ g` restricted to the `free` pools, or `None` if that part of the
+/// Hessian is not positive definite.
+fn newton_direction(hessian: &[f64], gradient: &[f64], free: &[usize], pools: usize) -> Option<Vec<f64>> {
+    let k = free.len();
+    let mut matrix: Vec<f64> = Vec::with_capacity(k * k);
+    for &i in free {
+        for &j in free {
+            matrix.push(hessian[i * pools + j]);
+        }
+    }
+    // Levenberg–Marquardt damping: a pool with few orders has a nearly flat row, and an undamped
+    // step would fling its price far away.
+    let trace: f64 = (0..k).map(|i| matrix[i * k + i]).sum::<f64>() / k.max(1) as f64;
+    for i in 0..k {
+        matrix[i * k + i] += 1e-3 * matrix[i * k + i] + 1e-6 * trace.max(1e-12);
+    }
+    let mut direction: Vec<f64> = free.iter().map(|&p| -gradient[p]).collect();
+    cholesky_solve(&mut matrix, &mut direction, k).then_some(direction)
+}
+
+/// The smoothed dual at `prices`; with `derivatives`, also its gradient and Hessian.
+fn smoothed_dual(c: &Candidates, prices: &[f64], relative: f64, derivatives: Option<(&mut [f64], &mut [f64])>) -> f64 {
+    let pools = c.capacity.len();
+    let mut value: f64 = prices.iter().zip(&c.capacity).map(|(price, cap)| price * *cap as f64).sum();
+    let mut derivatives = derivatives;
+    if let Some((gradient, hessian)) = derivatives.as_mut() {
+        gradient.iter_mut().zip(&c.capacity).for_each(|(g, cap)| *g = *cap as f64);
+        hessian.iter_mut().for_each(|h| *h = 0.0);
+    }
+    let mut shares: Vec<(usize, f64)> = Vec::new();
+    for o in 0..c.orders() {
+        let g = c.gpus[o] as f64;
+        let scale = c.penalty[o] as f64 / g;
+        if scale <= 0.0 {
+            continue;
+        }
+        let tau = relative * scale;
+        shares.clear();
+        let mut top = 0.0f64;
+        for (p, cost) in c.of(o) {
+            let net = (c.penalty[o] - cost) as f64 / g - prices[p];
+            shares.push((p, net));
+            top = top.max(net);
+        }
+        let mut total = (-top / tau).exp();
+        for (_, w) in shares.iter_mut() {
+            *w = ((*w - top) / tau).exp();
+            total += *w;
+        }
+        value += g * (top + tau * total.ln());
+        if let Some((gradient, hessian)) = derivatives.as_mut() {
+            let factor = g / tau;
+            for &(p, w) in shares.iter() {
+                let share = w / total;
+                gradient[p] -= g * share;
+                hessian[p * pools + p] += factor * share;
+                for &(q, v) in shares.iter() {
+                    hessian[p * pools + q] -= factor * share * (v / total);
+                }
+            }
+        }
+    }
+    value
+}
+
+/// Solves `A x = b` in place for a symmetric positive definite `A` (n × n, row-major); returns
+/// false if `A` is not positive definite.
+fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> bool {
+    for j in 0..n {
+        let mut diagonal = a[j * n + j];
+        for k in 0..j {
+            diagonal -= a[j * n + k] * a[j * n + k];
+        }
+        if diagonal <= 0.0 || !diagonal.is_finite() {
+            return false;
+        }
+        let root = diagonal.sqrt();
+        a[j * n + j] = root;
+        for i in j + 1..n {
+            let mut sum = a[i * n + j];
+            for k in 0..j {
+                sum -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = sum / root;
+        }
+    }
+    for i in 0..n {
+        let mut sum = b[i];
+        for k in 0..i {
+            sum -= a[i * n + k] * b[k];
+        }
+        b[i] = sum / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let mut sum = b[i];
+        for k in i + 1..n {
+            sum -= a[k * n + i] * b[k];
+        }
+        b[i] = sum / a[i * n + i];
+    }
+    true
 }
 
 /// `L(λ)` and, per pool, the GPUs its relaxed choices ask for.
@@ -234,8 +407,13 @@ fn dual_value(c: &Candidates, prices: &[f64], load: &mut [i64]) -> f64 {
 /// such thresholds and priced at the threshold of the first order that does not fit.
 fn lagrangian(c: &Candidates, start: Vec<f64>, upper: i64, iterations: usize, deadline: Instant) -> (i64, Vec<f64>) {
     let pools = c.capacity.len();
-    let mut prices = start;
     let mut load = vec![0i64; pools];
+    // A smoothed version of the dual first: it moves all prices at once toward the optimum, where
+    // coordinate steps on the exact, kinked function crawl.
+    let smooth_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()) * 3 / 5;
+    let (smoothed, smoothed_value) = smoothed_prices(c, start.clone(), smooth_deadline);
+    let start_value = dual_value(c, &start, &mut load);
+    let mut prices = if smoothed_value > start_value { smoothed } else { start };
     let mut best = dual_value(c, &prices, &mut load);
     let mut best_prices = prices.clone();
     // Orders that can use each pool, with their cost there.

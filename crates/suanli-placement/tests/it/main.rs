@@ -1,6 +1,8 @@
 //! The placement engine against the format's example, brute force on thousands of small random
 //! instances, and the feasibility rules on larger seeded batches.
 
+mod lp;
+
 use std::collections::HashMap;
 
 use suanli_placement::format::{InputV1, check, output};
