@@ -17,15 +17,14 @@ fn lp_value(problem: &Problem) -> f64 {
         let penalty = problem.penalty(order) as f64;
         penalties += penalty;
         let mut row = Expression::from(0.0);
-        for p in 0..problem.pools.len() {
+        for (p, (pool, load)) in problem.pools.iter().zip(per_pool.iter_mut()).enumerate() {
             if problem.exclusion(order, p).is_none() {
-                let pool = &problem.pools[p];
                 let cost = problem.cost(order, pool, problem.speed_of(&order.class, &pool.chip).unwrap()) as f64;
                 if cost < penalty {
                     let x = variables.add(variable().min(0.0).max(1.0));
                     objective += (cost - penalty) * x;
                     row += x;
-                    per_pool[p] += f64::from(order.gpus) * x;
+                    *load += f64::from(order.gpus) * x;
                 }
             }
         }
@@ -47,7 +46,7 @@ fn the_bound_reaches_the_lp_relaxation_and_never_passes_it() {
         // Shrink the network so the batch asks for about 1.5 times the free GPUs, the hard case.
         let mut problem = seeded_batch(seed, 400);
         for pool in &mut problem.pools {
-            pool.gpus_free = pool.gpus_free / 16;
+            pool.gpus_free /= 16;
         }
         let lp = lp_value(&problem);
         let solution = solve(&problem, &Limits { solve_ms_max: 5_000, exact_orders_max: 0, ..Limits::default() });
