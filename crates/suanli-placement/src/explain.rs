@@ -55,7 +55,7 @@ pub fn explain(problem: &Problem, solution: &Solution, order_index: usize) -> Ex
                 let left = i64::from(pool.gpus_free) - used[p];
                 let speed =
                     problem.speed_of(&order.class, &pool.chip).expect("not excluded, so the chip runs the class");
-                let cost = problem.cost(order, pool, speed);
+                let cost = problem.weighted_cost(order, pool, speed);
                 if left < i64::from(order.gpus) {
                     PoolVerdict::Full { gpus_left: left, gpus: order.gpus }
                 } else {

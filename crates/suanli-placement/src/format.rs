@@ -164,6 +164,7 @@ pub fn check(input: InputV1) -> Result<Problem, FormatError> {
             lat: finite_in(&at("lat"), site.lat, -90.0, 90.0)?,
             lon: finite_in(&at("lon"), site.lon, -180.0, 180.0)?,
             operator,
+            utilization: 0.0,
         });
     }
     let mut pool_ids = HashSet::new();
@@ -233,6 +234,7 @@ pub fn check(input: InputV1) -> Result<Problem, FormatError> {
             deadline_hours: finite_in(&at("deadline_hours"), order.deadline_hours, 1e-6, 1e7)?,
             rtt_ms_max: order.rtt_ms_max.map(|r| finite_in(&at("rtt_ms_max"), r, 0.0, 1e6)).transpose()?,
             sites_allowed,
+            domestic_extra_bp: 0,
         });
     }
     Ok(Problem {
@@ -242,6 +244,7 @@ pub fn check(input: InputV1) -> Result<Problem, FormatError> {
         sites,
         pools,
         orders,
+        policy: crate::model::Policy::default(),
     })
 }
 
@@ -258,11 +261,12 @@ pub fn output(problem: &Problem, solution: &Solution) -> OutputV1 {
             Some(p) => {
                 let pool = &problem.pools[p];
                 let hours = problem.hours(order, pool).expect("placed orders run on their chip");
+                let speed = problem.speed_of(&order.class, &pool.chip).expect("placed orders run on their chip");
                 assignments.push(AssignmentV1 {
                     order: order.id.clone(),
                     pool: pool.id.clone(),
                     hours: six_decimals(hours),
-                    cost_fen: solution.cost_of[index],
+                    cost_fen: problem.cost(order, pool, speed),
                 });
             }
             None => {

@@ -14,5 +14,5 @@ pub mod network;
 pub mod solve;
 
 pub use explain::{Explanation, PoolVerdict, explain};
-pub use model::{Exclusion, Operator, Order, Origin, Pool, Problem, Site, rtt_ms};
-pub use solve::{Limits, Method, Solution, solve};
+pub use model::{Exclusion, Operator, Order, Origin, Policy, Pool, Problem, Site, Terms, rtt_ms};
+pub use solve::{Breakdown, Limits, Method, PolicyCost, Solution, breakdown, policy_cost, solve};

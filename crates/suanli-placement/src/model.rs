@@ -37,6 +37,8 @@ pub struct Site {
     pub lat: f64,
     pub lon: f64,
     pub operator: Operator,
+    /// The share of the site's GPUs already busy, 0 to 1; read by the under-used-site policy term.
+    pub utilization: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +72,9 @@ pub struct Order {
     pub rtt_ms_max: Option<f64>,
     /// Indices into `Problem::sites`; `None` allows every site.
     pub sites_allowed: Option<Vec<usize>>,
+    /// How much more the order's programme subsidizes domestic chips, in basis points of cost
+    /// (domestic rate less the ordinary rate); read by the domestic-chip policy term.
+    pub domestic_extra_bp: u32,
 }
 
 /// A checked problem. Build it with [`crate::format::parse_input`] or directly in code; the solver
@@ -83,6 +88,35 @@ pub struct Problem {
     pub sites: Vec<Site>,
     pub pools: Vec<Pool>,
     pub orders: Vec<Order>,
+    pub policy: Policy,
+}
+
+/// Policy terms: explicit, weighted parts of the objective beyond cost (not in the v1 batch
+/// format, where they are zero). Each is a credit (a negative cost) on an order–pool pair, so the
+/// solver and its bound treat them like cost; what each term cost in real money is reported by
+/// [`crate::policy_report`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Policy {
+    /// Sites busier than this share of their GPUs earn nothing from the next term.
+    pub utilization_target: f64,
+    /// Credit per GPU-hour placed on a site below the target: raises the load of under-used sites.
+    pub underused_credit_fen_per_gpu_hour: i64,
+    /// Weight, in basis points, on the extra subsidy an order's programme pays on domestic chips:
+    /// the credit on a domestic pool is `cost × domestic_extra_bp / 10,000 × weight / 10,000`.
+    pub domestic_weight_bp: i64,
+}
+
+/// The policy credits of one order on one pool, in fen (zero or negative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Terms {
+    pub underused_fen: i64,
+    pub domestic_fen: i64,
+}
+
+impl Terms {
+    pub fn total(self) -> i64 {
+        self.underused_fen + self.domestic_fen
+    }
 }
 
 /// Why an order cannot go to a pool: the first rule that excludes it, in the order the format
@@ -182,6 +216,33 @@ impl Problem {
             0
         };
         compute.saturating_add(egress)
+    }
+
+    /// What the solver minimizes for `order` on `pool`: the cost plus the policy credits.
+    pub fn weighted_cost(&self, order: &Order, pool: &Pool, speed: f64) -> i64 {
+        let cost = self.cost(order, pool, speed);
+        cost + self.terms(order, pool, speed, cost).total()
+    }
+
+    /// The policy credits of `order` on `pool` (zero when the policy is off).
+    pub fn terms(&self, order: &Order, pool: &Pool, speed: f64, cost: i64) -> Terms {
+        let policy = &self.policy;
+        let site = &self.sites[pool.site];
+        let hours = order.work_ref_gpu_hours / (f64::from(order.gpus) * speed);
+        let underused_fen =
+            if policy.underused_credit_fen_per_gpu_hour > 0 && site.utilization < policy.utilization_target {
+                -((policy.underused_credit_fen_per_gpu_hour as f64 * f64::from(order.gpus) * hours).round() as i64)
+            } else {
+                0
+            };
+        let domestic_fen = if pool.domestic && order.domestic_extra_bp > 0 && policy.domestic_weight_bp > 0 {
+            -((cost as f64 * f64::from(order.domestic_extra_bp) / 10_000.0 * policy.domestic_weight_bp as f64
+                / 10_000.0)
+                .round() as i64)
+        } else {
+            0
+        };
+        Terms { underused_fen, domestic_fen }
     }
 
     /// What leaving `order` unplaced costs.

@@ -110,6 +110,7 @@ pub fn default_problem() -> Problem {
             lat: cluster.lat,
             lon: cluster.lon,
             operator: cluster.operator,
+            utilization: cluster.base_utilization,
         });
     }
     Problem {
@@ -119,6 +120,7 @@ pub fn default_problem() -> Problem {
         sites,
         pools,
         orders: Vec::new(),
+        policy: crate::model::Policy::default(),
     }
 }
 
@@ -187,6 +189,7 @@ pub fn seeded_batch(seed: u64, count: usize) -> Problem {
             deadline_hours: 24.0 + rng.unit() * 96.0,
             rtt_ms_max,
             sites_allowed,
+            domestic_extra_bp: 0,
         });
     }
     problem

@@ -49,7 +49,8 @@ pub enum Method {
 pub struct Solution {
     /// The pool of each order, by index, or `None` when unplaced.
     pub pool_of: Vec<Option<usize>>,
-    /// Each order's share of the objective: its cost where placed, its penalty where not.
+    /// Each order's share of the objective: its cost (with policy credits, if any) where placed,
+    /// its penalty where not.
     pub cost_of: Vec<i64>,
     pub objective_fen: i64,
     pub lower_bound_fen: i64,
@@ -97,7 +98,7 @@ impl Candidates {
             for (index, pool) in problem.pools.iter().enumerate() {
                 let Some(speed) = speeds[index] else { continue };
                 if problem.exclusion(order, index).is_none() {
-                    let cost = problem.cost(order, pool, speed);
+                    let cost = problem.weighted_cost(order, pool, speed);
                     if cost < penalty {
                         row.push((cost, index as u32));
                     }
@@ -863,4 +864,64 @@ pub fn unplaced_reason(problem: &Problem, order_index: usize, solution: &Solutio
     }
     let _ = solution;
     "the pools that can run it are full: their GPUs went to orders that save more".to_owned()
+}
+
+/// What an answer is made of: real cost, penalties and each policy credit, so an authority sees
+/// them apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    pub cost_fen: i64,
+    pub penalties_fen: i64,
+    pub underused_credit_fen: i64,
+    pub domestic_credit_fen: i64,
+}
+
+pub fn breakdown(problem: &Problem, solution: &Solution) -> Breakdown {
+    let mut total = Breakdown::default();
+    for (o, order) in problem.orders.iter().enumerate() {
+        match solution.pool_of[o] {
+            Some(p) => {
+                let pool = &problem.pools[p];
+                let speed = problem.speed_of(&order.class, &pool.chip).expect("placed orders run on their chip");
+                let cost = problem.cost(order, pool, speed);
+                let terms = problem.terms(order, pool, speed, cost);
+                total.cost_fen += cost;
+                total.underused_credit_fen += terms.underused_fen;
+                total.domestic_credit_fen += terms.domestic_fen;
+            }
+            None => total.penalties_fen += problem.penalty(order),
+        }
+    }
+    total
+}
+
+/// What each policy term cost in real money: the batch solved with every term, and again with
+/// each term switched off; the difference in real cost plus penalties is that term's price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyCost {
+    pub with_policy: Breakdown,
+    pub without_policy: Breakdown,
+    /// Real cost and penalties added by the under-used-site term.
+    pub underused_term_fen: i64,
+    /// Real cost and penalties added by the domestic-chip term.
+    pub domestic_term_fen: i64,
+}
+
+pub fn policy_cost(problem: &Problem, limits: &Limits) -> PolicyCost {
+    let real = |b: Breakdown| b.cost_fen + b.penalties_fen;
+    let answer = |policy: crate::model::Policy| {
+        let variant = Problem { policy, ..problem.clone() };
+        let solution = solve(&variant, limits);
+        breakdown(&variant, &solution)
+    };
+    let with_policy = answer(problem.policy);
+    let without_policy = answer(crate::model::Policy::default());
+    let without_underused = answer(crate::model::Policy { underused_credit_fen_per_gpu_hour: 0, ..problem.policy });
+    let without_domestic = answer(crate::model::Policy { domestic_weight_bp: 0, ..problem.policy });
+    PolicyCost {
+        with_policy,
+        without_policy,
+        underused_term_fen: real(with_policy) - real(without_underused),
+        domestic_term_fen: real(with_policy) - real(without_domestic),
+    }
 }

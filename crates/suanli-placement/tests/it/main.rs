@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use suanli_placement::format::{InputV1, check, output};
 use suanli_placement::network::{Rng, default_problem, seeded_batch};
 use suanli_placement::{
-    Limits, Method, Operator, Order, Origin, Pool, PoolVerdict, Problem, Site, explain, rtt_ms, solve,
+    Limits, Method, Operator, Order, Origin, Policy, Pool, PoolVerdict, Problem, Site, explain, rtt_ms, solve,
 };
 
 const EXAMPLE: &str = r#"{
@@ -90,6 +90,7 @@ fn small_instance(rng: &mut Rng) -> Problem {
             lat: 20.0 + rng.unit() * 20.0,
             lon: 100.0 + rng.unit() * 20.0,
             operator: [Operator::Government, Operator::State, Operator::Commercial][rng.below(3) as usize],
+            utilization: rng.unit(),
         })
         .collect();
     let pools: Vec<Pool> = (0..1 + rng.below(4) as usize)
@@ -123,6 +124,7 @@ fn small_instance(rng: &mut Rng) -> Problem {
                 deadline_hours: 1.0 + rng.unit() * 30.0,
                 rtt_ms_max: (rng.below(3) == 0).then(|| rng.unit() * 30.0),
                 sites_allowed: (rng.below(3) == 0).then(|| vec![rng.below(sites.len() as u64) as usize]),
+                domestic_extra_bp: [0, 1000][rng.below(2) as usize],
             }
         })
         .collect();
@@ -133,6 +135,12 @@ fn small_instance(rng: &mut Rng) -> Problem {
         sites,
         pools,
         orders,
+        // Half the instances carry policy terms, so brute force checks the solver with them too.
+        policy: if rng.below(2) == 0 {
+            Policy::default()
+        } else {
+            Policy { utilization_target: 0.5, underused_credit_fen_per_gpu_hour: 20, domestic_weight_bp: 10_000 }
+        },
     }
 }
 
@@ -148,7 +156,7 @@ fn brute_force(problem: &Problem) -> i64 {
             for p in 0..m {
                 if problem.exclusion(order, p).is_none() {
                     let speed = problem.speed_of(&order.class, &problem.pools[p].chip).unwrap();
-                    list.push((Some(p), problem.cost(order, &problem.pools[p], speed)));
+                    list.push((Some(p), problem.weighted_cost(order, &problem.pools[p], speed)));
                 }
             }
             list
@@ -206,7 +214,7 @@ fn check_feasible(problem: &Problem, solution: &suanli_placement::Solution) {
                 }
                 used[p] += order.gpus;
                 let speed = problem.speed_of(&order.class, &pool.chip).unwrap();
-                assert_eq!(solution.cost_of[o], problem.cost(order, pool, speed));
+                assert_eq!(solution.cost_of[o], problem.weighted_cost(order, pool, speed));
             }
             None => assert_eq!(solution.cost_of[o], problem.penalty(order)),
         }
@@ -306,4 +314,72 @@ fn explain_names_the_first_rule_or_the_extra_cost() {
     // 64 / 3.0 × 5000 = 106,667 fen + 15,000 egress, against 79,000.
     assert_eq!(verdict("ga/h100"), PoolVerdict::Costlier { cost_fen: 121_667, extra_fen: 42_667 });
     assert!(explanation.to_string().contains("ga/h100: 42667 fen more"));
+}
+
+#[test]
+fn policy_terms_steer_placement_and_report_what_they_cost() {
+    let site = |id: &str, utilization: f64| Site {
+        id: id.into(),
+        hub: "h".into(),
+        lat: 30.0,
+        lon: 110.0,
+        operator: Operator::State,
+        utilization,
+    };
+    let pool = |id: &str, site: usize, chip: &str, domestic: bool, price: i64| Pool {
+        id: id.into(),
+        site,
+        chip: chip.into(),
+        domestic,
+        gpus_free: 64,
+        price_fen_per_gpu_hour: price,
+    };
+    let mut problem = Problem {
+        egress_fen_per_gb: 0,
+        unplaced_penalty_fen_per_ref_gpu_hour: 100_000,
+        speed: HashMap::from([("t".to_owned(), HashMap::from([("a800".to_owned(), 1.0), ("910b".to_owned(), 1.0)]))]),
+        sites: vec![site("busy", 0.8), site("idle", 0.2)],
+        pools: vec![
+            pool("busy/a800", 0, "a800", false, 1_000),
+            pool("idle/a800", 1, "a800", false, 1_010),
+            pool("idle/910b", 1, "910b", true, 1_080),
+        ],
+        orders: vec![Order {
+            id: "o".into(),
+            class: "t".into(),
+            gpus: 8,
+            work_ref_gpu_hours: 80.0,
+            chips: vec!["a800".into(), "910b".into()],
+            origin: Origin { hub: "h".into(), lat: 30.0, lon: 110.0 },
+            data_gb: 0.0,
+            deadline_hours: 100.0,
+            rtt_ms_max: None,
+            sites_allowed: None,
+            domestic_extra_bp: 1_000,
+        }],
+        policy: Policy::default(),
+    };
+    let chosen = |problem: &Problem| {
+        let solution = solve(problem, &Limits::default());
+        problem.pools[solution.pool_of[0].unwrap()].id.clone()
+    };
+    assert_eq!(chosen(&problem), "busy/a800", "without policy the cheapest pool wins");
+
+    // 20 fen per GPU-hour for a site under 50% load outweighs the 10 fen price difference.
+    problem.policy = Policy { utilization_target: 0.5, underused_credit_fen_per_gpu_hour: 20, domestic_weight_bp: 0 };
+    assert_eq!(chosen(&problem), "idle/a800");
+    let cost = suanli_placement::policy_cost(&problem, &Limits::default());
+    assert_eq!(cost.with_policy.underused_credit_fen, -20 * 80);
+    assert_eq!(cost.underused_term_fen, 10 * 80, "the term cost 10 fen per GPU-hour over 80 GPU-hours");
+    assert_eq!(cost.domestic_term_fen, 0);
+
+    // A programme paying 10 points more on domestic chips, fully weighted: 1,080 × 80 × 10% = 8,640
+    // fen of credit beats the 70 fen per GPU-hour (5,600 fen) price difference.
+    problem.policy =
+        Policy { utilization_target: 0.0, underused_credit_fen_per_gpu_hour: 0, domestic_weight_bp: 10_000 };
+    assert_eq!(chosen(&problem), "idle/910b");
+    let cost = suanli_placement::policy_cost(&problem, &Limits::default());
+    assert_eq!(cost.with_policy.domestic_credit_fen, -8_640);
+    assert_eq!(cost.domestic_term_fen, 80 * 80);
+    assert_eq!(cost.without_policy.cost_fen, 80_000);
 }
