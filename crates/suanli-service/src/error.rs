@@ -58,6 +58,7 @@ error_codes! {
     PurposeNotAllowed => "purpose_not_allowed",
     ChipNotInPool => "chip_not_in_pool",
     PoolCapacityExceeded => "pool_capacity_exceeded",
+    NoPoolAvailable => "no_pool_available",
     OrderState => "order_state",
     OrderOfAnotherProvider => "order_of_another_provider",
     UsageRecordConflict => "usage_record_conflict",

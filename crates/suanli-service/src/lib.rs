@@ -23,5 +23,7 @@ pub mod state;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
-pub use service::{Actor, EnterpriseInput, OrderInput, PoolInput, Service, SiteInput, SweepReport, cost_of};
+pub use service::{
+    Actor, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SiteInput, SweepReport, cost_of,
+};
 pub use state::State;

@@ -32,6 +32,9 @@ use crate::model::{
 use crate::program_file::parse_program;
 use crate::state::{State, UsageEntry};
 
+mod choose;
+pub use choose::{PoolChoice, PoolRequest};
+
 /// Who asks for a change; recorded on every audit-log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor(String);
@@ -830,7 +833,7 @@ impl Service {
     }
 
     /// Whether `program`'s provider rule allows `pool`, and if not, why.
-    fn provider_allowed(&self, program: &Program, pool: &Pool) -> Result<()> {
+    pub(crate) fn provider_allowed(&self, program: &Program, pool: &Pool) -> Result<()> {
         let (site, provider) = self.provider_of_pool(pool);
         let refusal = match &program.terms.providers {
             ProviderRule::Any => None,
@@ -866,10 +869,18 @@ impl Service {
         self.price(voucher, program, pool, input.gpu_count, input.hours, now)
     }
 
-    fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
-        self.enterprise(input.enterprise)?;
-        let voucher = self.voucher(input.voucher)?;
-        if voucher.enterprise != input.enterprise {
+    /// The checks an order makes before any pool is considered: the voucher is the enterprise's,
+    /// active, unexpired, and its programme funds the purpose.
+    pub(crate) fn check_voucher_use(
+        &self,
+        enterprise: EnterpriseId,
+        voucher: VoucherId,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<(&Voucher, &Program)> {
+        self.enterprise(enterprise)?;
+        let voucher = self.voucher(voucher)?;
+        if voucher.enterprise != enterprise {
             return Err(ServiceError::new(
                 ErrorCode::VoucherOfAnotherEnterprise,
                 format!("voucher: {} belongs to another enterprise; vouchers cannot be transferred", voucher.id),
@@ -888,18 +899,23 @@ impl Service {
             ));
         }
         let program = self.program(voucher.program)?;
-        if !program.terms.purposes.contains(&input.purpose) {
+        if !program.terms.purposes.contains(&purpose) {
             let allowed: Vec<&str> = program.terms.purposes.iter().map(|p| p.as_str()).collect();
             return Err(ServiceError::new(
                 ErrorCode::PurposeNotAllowed,
                 format!(
                     "purpose: {} is not funded by {}; it funds {}",
-                    input.purpose.as_str(),
+                    purpose.as_str(),
                     program.id,
                     allowed.join(", ")
                 ),
             ));
         }
+        Ok((voucher, program))
+    }
+
+    fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
+        let (voucher, program) = self.check_voucher_use(input.enterprise, input.voucher, input.purpose, now)?;
         let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
         if let Some(chip) = &input.chip
             && chip != &pool.chip
@@ -929,7 +945,7 @@ impl Service {
         Ok((voucher, program, pool))
     }
 
-    fn price(
+    pub(crate) fn price(
         &self,
         voucher: &Voucher,
         program: &Program,

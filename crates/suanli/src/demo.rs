@@ -15,7 +15,7 @@ use anyhow::Context;
 use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
 use suanli_service::calendar::{YearMonth, format_timestamp, shanghai_midnight};
 use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
-use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteInput};
+use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, SiteInput};
 use suanli_store::{SqliteStore, StoreError};
 
 /// The shipped programme files, built into the binary so the demo runs from any directory.
@@ -211,18 +211,24 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let lab_actor = Actor::parse(&format!("enterprise:{model_lab}"))?;
     let order_lab = service.place_order(&lab_actor, lab_order)?;
     let institute_actor = Actor::parse(&format!("enterprise:{institute}"))?;
-    let order_institute = service.place_order(
-        &institute_actor,
-        OrderInput {
-            enterprise: institute,
-            voucher: voucher_institute,
-            pool: west_pool,
-            chip: None,
-            gpu_count: 32,
-            hours: 200,
-            purpose: Purpose::FineTuning,
-        },
-    )?;
+    // The institute names no pool: the placement engine chooses among those its programme allows.
+    let request = PoolRequest {
+        enterprise: institute,
+        voucher: voucher_institute,
+        chip: None,
+        gpu_count: 32,
+        hours: 200,
+        purpose: Purpose::FineTuning,
+    };
+    let choice = service.choose_pool(&request)?;
+    println!(
+        "   engine's choice for {institute}: {} (list {}, under-used-site credit {} fen); alternatives: {}",
+        choice.chosen.pool,
+        choice.chosen.list_cost_fen,
+        choice.underused_credit_fen,
+        choice.alternatives.iter().map(|q| format!("{} at {}", q.pool, q.list_cost_fen)).collect::<Vec<_>>().join(", ")
+    );
+    let order_institute = service.place_order_anywhere(&institute_actor, &request)?;
     let east_actor = Actor::parse(&format!("provider:{east}"))?;
     let west_actor = Actor::parse(&format!("provider:{west}"))?;
     service.start_order(&east_actor, order_lab)?;

@@ -21,7 +21,8 @@ use suanli_domain::{
 use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, Clock, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, ServiceError, SiteInput, SystemClock,
+    Actor, Clock, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, ServiceError, SiteInput,
+    SystemClock,
 };
 
 use crate::database::sqlite_path;
@@ -219,8 +220,9 @@ pub struct OrderArgs {
     enterprise: String,
     #[arg(long)]
     voucher: String,
+    /// Pin a pool; without it the placement engine chooses one (and the quote lists alternatives).
     #[arg(long)]
-    pool: String,
+    pool: Option<String>,
     /// The chip expected; refused if the pool has another.
     #[arg(long)]
     chip: Option<String>,
@@ -826,16 +828,30 @@ pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<Exi
     })
 }
 
-fn order_input(args: &OrderArgs) -> anyhow::Result<OrderInput> {
-    Ok(OrderInput {
+/// The order as asked, and the pool if one was pinned.
+fn order_request(args: &OrderArgs) -> anyhow::Result<(PoolRequest, Option<PoolId>)> {
+    let request = PoolRequest {
         enterprise: parse_id("--enterprise", &args.enterprise, EnterpriseId::parse)?,
         voucher: parse_id("--voucher", &args.voucher, VoucherId::parse)?,
-        pool: parse_id("--pool", &args.pool, PoolId::parse)?,
         chip: args.chip.clone(),
         gpu_count: args.gpus,
         hours: args.hours,
         purpose: purpose(&args.purpose)?,
-    })
+    };
+    let pool = args.pool.as_deref().map(|text| parse_id("--pool", text, PoolId::parse)).transpose()?;
+    Ok((request, pool))
+}
+
+fn pinned(request: &PoolRequest, pool: PoolId) -> OrderInput {
+    OrderInput {
+        enterprise: request.enterprise,
+        voucher: request.voucher,
+        pool,
+        chip: request.chip.clone(),
+        gpu_count: request.gpu_count,
+        hours: request.hours,
+        purpose: request.purpose,
+    }
 }
 
 fn quote_text(q: &suanli_service::model::Quote) -> String {
@@ -855,12 +871,40 @@ fn quote_text(q: &suanli_service::model::Quote) -> String {
 
 pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode> {
     run(common, |service, actor| match command {
-        OrderCommand::Quote(args) => {
-            let quote = service.quote(&order_input(&args)?)?;
-            Ok(Reply::new(to_json(&quote), quote_text(&quote)))
-        }
+        OrderCommand::Quote(args) => match order_request(&args)? {
+            (request, Some(pool)) => {
+                let quote = service.quote(&pinned(&request, pool))?;
+                Ok(Reply::new(to_json(&quote), quote_text(&quote)))
+            }
+            (request, None) => {
+                let choice = service.choose_pool(&request)?;
+                let mut text = format!("best: {}\n", quote_text(&choice.chosen));
+                if choice.underused_credit_fen != 0 || choice.domestic_credit_fen != 0 {
+                    text.push_str(&format!(
+                        "policy credits behind the choice: under-used site {} fen, domestic chip {} fen\n",
+                        choice.underused_credit_fen, choice.domestic_credit_fen
+                    ));
+                }
+                for alternative in &choice.alternatives {
+                    text.push_str(&format!(
+                        "alternative {}: list {}, voucher {}, enterprise {}\n",
+                        alternative.pool,
+                        alternative.list_cost_fen,
+                        alternative.voucher_share_fen,
+                        alternative.enterprise_share_fen
+                    ));
+                }
+                for (pool, why) in &choice.excluded {
+                    text.push_str(&format!("not {pool}: {why}\n"));
+                }
+                Ok(Reply::new(to_json(&choice), text))
+            }
+        },
         OrderCommand::Place(args) => {
-            let id = service.place_order(actor, order_input(&args)?)?;
+            let id = match order_request(&args)? {
+                (request, Some(pool)) => service.place_order(actor, pinned(&request, pool))?,
+                (request, None) => service.place_order_anywhere(actor, &request)?,
+            };
             let o = service.order(id)?;
             let mut text =
                 format!("placed {id}: price locked, {} held on {}\n{}", o.hold_fen, o.voucher, quote_text(&o.quote));

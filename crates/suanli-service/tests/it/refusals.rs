@@ -458,3 +458,56 @@ fn a_programme_closes_to_applications_and_finishes_once_nothing_is_open() {
     assert_eq!(s.w.service.program(s.program).unwrap().budget_remaining_fen, Fen::ZERO);
     assert_eq!(s.w.service.check_books(), Vec::<String>::new());
 }
+
+#[test]
+fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules() {
+    use suanli_service::PoolRequest;
+    // A programme that pays 10 points more on domestic chips, government-run sites only.
+    let mut w = World::start();
+    let program = w
+        .program(&SHANGHAI_LIKE.replace("providers = { rule = \"any\" }", "providers = { rule = \"government_run\" }"));
+    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let app = submitted(&mut w, enterprise, program, 1_000_000);
+    let voucher = w.service.approve_application(&op(), app, yuan(1_000_000)).unwrap();
+    let (_, cheap_commercial) = w.provider(1, "310000", OperatorKind::Commercial, "H100", false, 1_000);
+    let (_, imported) = w.provider(2, "310000", OperatorKind::Government, "H100", false, 1_800);
+    let (_, domestic) = w.provider(3, "640500", OperatorKind::Government, "Ascend-910B", true, 1_850);
+    let request = PoolRequest { enterprise, voucher, chip: None, gpu_count: 8, hours: 10, purpose: Purpose::Training };
+    let choice = w.service.choose_pool(&request).unwrap();
+    // The commercial pool is cheapest but the provider rule excludes it. The domestic pool costs
+    // ¥0.50 more per GPU-hour, and half of the 10-point extra subsidy (5% of ¥1,480) outweighs that.
+    assert_eq!(choice.chosen.pool, domestic);
+    assert_eq!(choice.chosen.rate_bp.basis_points(), 9000);
+    assert!(choice.domestic_credit_fen < 0);
+    assert_eq!(choice.alternatives.len(), 1);
+    assert_eq!(choice.alternatives[0].pool, imported);
+    assert_eq!(choice.alternatives[0].list_cost_fen, Fen::new(8 * 10 * 1_800));
+    assert!(
+        choice
+            .excluded
+            .iter()
+            .any(|(pool, why)| pool == &cheap_commercial.to_string() && why.contains("provider rule"))
+    );
+    // Only H100: the imported pool.
+    let h100 = PoolRequest { chip: Some("H100".into()), ..request.clone() };
+    assert_eq!(w.service.choose_pool(&h100).unwrap().chosen.pool, imported);
+    // Placement through the engine, and pinning a pool, both work; capacity is respected.
+    let placed = w.service.place_order_anywhere(&op(), &request).unwrap();
+    assert_eq!(w.service.order(placed).unwrap().pool, domestic);
+    let pinned = OrderInput {
+        enterprise,
+        voucher,
+        pool: imported,
+        chip: None,
+        gpu_count: 8,
+        hours: 10,
+        purpose: Purpose::Training,
+    };
+    let pinned = w.service.place_order(&op(), pinned).unwrap();
+    assert_eq!(w.service.order(pinned).unwrap().pool, imported);
+    let too_big = PoolRequest { gpu_count: 255, ..request.clone() };
+    let message = w.refused(ErrorCode::NoPoolAvailable, |s| s.choose_pool(&too_big));
+    assert!(message.contains("GPUs free"), "{message}");
+    let foreign = PoolRequest { enterprise: w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]), ..request };
+    w.refused(ErrorCode::VoucherOfAnotherEnterprise, |s| s.choose_pool(&foreign));
+}

@@ -174,6 +174,11 @@ fn a_programme_runs_from_the_command_line() {
     assert_eq!(quote["list_cost_fen"], 8 * 10 * 1800);
     assert_eq!(quote["voucher_share_fen"], 8 * 10 * 1800 * 8 / 10);
     refused(d, MARCH, &[&["order", "place"][..], &order_args, &["--chip", "A100"]].concat(), "chip_not_in_pool");
+    // Without --pool the placement engine chooses, and says why the others were left out.
+    let unpinned = &order_args[..4].iter().chain(&order_args[6..]).copied().collect::<Vec<_>>();
+    let choice = json(d, MARCH, &[&["order", "quote"][..], unpinned].concat());
+    assert_eq!(choice["chosen"]["pool"], pool.as_str());
+    assert_eq!(choice["chosen"]["list_cost_fen"], 8 * 10 * 1800);
     let order = json(d, MARCH, &[&["order", "place"][..], &order_args].concat());
     let order = text(&order["id"]).to_owned();
     json(d, MARCH, &["order", "start", &order]);

@@ -1,0 +1,241 @@
+//! Choosing a pool for an order through the placement engine.
+//!
+//! An enterprise can pin a pool; otherwise the service asks `suanli-placement` where the order
+//! should run. The engine sees every pool the order may use: the chip it accepts, free GPUs, and
+//! the programme's provider rule, resolved to sites. It weighs list cost against two policy terms:
+//! - a credit per GPU-hour on sites below the target load, so subsidized work fills idle centres;
+//! - a credit on domestic chips where the programme pays more for them.
+//!
+//! The answer is the chosen pool's quote, the next best alternatives with their quotes, and why
+//! every other pool was left out.
+
+use std::collections::HashMap;
+
+use suanli_domain::{EnterpriseId, VoucherId};
+use suanli_placement::{
+    Exclusion, Limits, Operator, Order, Origin, Policy, PoolVerdict, Problem, Site, explain, solve,
+};
+
+use super::Service;
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::model::{OperatorKind, Purpose, Quote};
+
+/// An order before its pool is chosen.
+#[derive(Clone, Debug)]
+pub struct PoolRequest {
+    pub enterprise: EnterpriseId,
+    pub voucher: VoucherId,
+    /// Only pools of this chip, when given.
+    pub chip: Option<String>,
+    pub gpu_count: u32,
+    pub hours: u32,
+    pub purpose: Purpose,
+}
+
+/// The engine's answer for one order.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PoolChoice {
+    pub chosen: Quote,
+    /// The policy credits behind the choice, in fen (zero or negative).
+    pub underused_credit_fen: i64,
+    pub domestic_credit_fen: i64,
+    /// The next best pools, best first, each with its quote.
+    pub alternatives: Vec<Quote>,
+    /// Every other pool and the first rule that excluded it.
+    pub excluded: Vec<(String, String)>,
+}
+
+/// The service's policy weights (DESIGN.md §5): sites under 60% load earn ¥0.50 per GPU-hour;
+/// half of a programme's extra domestic-chip subsidy counts toward choosing a domestic pool.
+pub const PLACEMENT_POLICY: Policy =
+    Policy { utilization_target: 0.6, underused_credit_fen_per_gpu_hour: 50, domestic_weight_bp: 5_000 };
+
+/// How many alternatives a quote lists.
+pub const ALTERNATIVES_MAX: usize = 3;
+
+impl Service {
+    /// Chooses the pool for an order through the placement engine and quotes it, with the best
+    /// alternatives and the reason each other pool was left out.
+    pub fn choose_pool(&self, request: &PoolRequest) -> Result<PoolChoice> {
+        let now = self.now_s();
+        let (voucher, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
+        if request.gpu_count == 0 {
+            return Err(ServiceError::field("gpus", "must be at least 1"));
+        }
+        if request.hours == 0 || request.hours > super::ORDER_HOURS_MAX {
+            return Err(ServiceError::field("hours", format!("must be between 1 and {}", super::ORDER_HOURS_MAX)));
+        }
+        let state = &self.state;
+        let site_ids: Vec<_> = state.sites.keys().copied().collect();
+        let site_index: HashMap<_, _> = site_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pool_ids: Vec<_> = state.pools.keys().copied().collect();
+        let mut busy: HashMap<_, (u64, u64)> = HashMap::new();
+        for pool in state.pools.values() {
+            let entry = busy.entry(pool.site).or_insert((0, 0));
+            entry.0 += u64::from(pool.gpus_reserved);
+            entry.1 += u64::from(pool.gpu_count);
+        }
+        let sites: Vec<Site> = site_ids
+            .iter()
+            .map(|id| {
+                let site = &state.sites[id];
+                let (reserved, total) = busy.get(id).copied().unwrap_or((0, 0));
+                Site {
+                    id: id.to_string(),
+                    hub: site.hub.clone(),
+                    lat: site.latitude,
+                    lon: site.longitude,
+                    operator: match site.operator {
+                        OperatorKind::Government => Operator::Government,
+                        OperatorKind::StateOwned => Operator::State,
+                        OperatorKind::Commercial => Operator::Commercial,
+                    },
+                    utilization: if total == 0 { 1.0 } else { reserved as f64 / total as f64 },
+                }
+            })
+            .collect();
+        let pools: Vec<suanli_placement::Pool> = pool_ids
+            .iter()
+            .map(|id| {
+                let pool = &state.pools[id];
+                suanli_placement::Pool {
+                    id: id.to_string(),
+                    site: site_index[&pool.site],
+                    chip: pool.chip.clone(),
+                    domestic: pool.domestic,
+                    gpus_free: pool.gpu_count - pool.gpus_reserved,
+                    price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour.fen(),
+                }
+            })
+            .collect();
+        // The programme's provider rule, resolved to the sites it allows.
+        let sites_allowed: Vec<usize> = pool_ids
+            .iter()
+            .filter(|id| self.provider_allowed(program, &state.pools[id]).is_ok())
+            .map(|id| site_index[&state.pools[id].site])
+            .collect();
+        // Service orders are bought in GPU-hours of the chip they run on, so every chip counts one.
+        let chips: Vec<String> = match &request.chip {
+            Some(chip) => vec![chip.clone()],
+            None => {
+                let mut all: Vec<String> = state.pools.values().map(|p| p.chip.clone()).collect();
+                all.sort();
+                all.dedup();
+                all
+            }
+        };
+        let class = request.purpose.as_str().to_owned();
+        let speed = HashMap::from([(class.clone(), chips.iter().map(|c| (c.clone(), 1.0)).collect())]);
+        let domestic_extra_bp = program.terms.domestic_chip_rate_bp.map_or(0, |rate| {
+            u32::from(rate.basis_points().saturating_sub(program.terms.subsidy_rate_bp.basis_points()))
+        });
+        let work = f64::from(request.gpu_count) * f64::from(request.hours);
+        let order = Order {
+            id: "order".to_owned(),
+            class,
+            gpus: request.gpu_count,
+            work_ref_gpu_hours: work,
+            chips,
+            origin: Origin { hub: String::new(), lat: 0.0, lon: 0.0 },
+            data_gb: 0.0,
+            deadline_hours: f64::from(request.hours),
+            rtt_ms_max: None,
+            sites_allowed: Some(sites_allowed),
+            domestic_extra_bp,
+        };
+        let problem = Problem {
+            egress_fen_per_gb: 0,
+            // Placing is always better than not: the penalty dwarfs any price.
+            unplaced_penalty_fen_per_ref_gpu_hour: 1_000_000_000,
+            speed,
+            sites,
+            pools,
+            orders: vec![order],
+            policy: PLACEMENT_POLICY,
+        };
+        let solution = solve(&problem, &Limits { solve_ms_max: 200, ..Limits::default() });
+        let explanation = explain(&problem, &solution, 0);
+        let quote_of = |index: usize| {
+            let pool = &state.pools[&pool_ids[index]];
+            self.price(voucher, program, pool, request.gpu_count, request.hours, now)
+        };
+        let Some(chosen_index) = solution.pool_of[0] else {
+            let reasons: Vec<String> = explanation
+                .pools
+                .iter()
+                .map(|(pool, verdict)| match verdict {
+                    PoolVerdict::Excluded(why) => format!("{pool}: {}", describe(why)),
+                    PoolVerdict::Full { gpus_left, .. } => format!("{pool}: only {gpus_left} GPUs free"),
+                    other => format!("{pool}: {other:?}"),
+                })
+                .collect();
+            return Err(ServiceError::new(
+                ErrorCode::NoPoolAvailable,
+                format!("pool: no pool can take {} GPUs for this order: {}", request.gpu_count, reasons.join("; ")),
+            ));
+        };
+        let chosen_pool = &problem.pools[chosen_index];
+        let chosen_cost = problem.cost(&problem.orders[0], chosen_pool, 1.0);
+        let terms = problem.terms(&problem.orders[0], chosen_pool, 1.0, chosen_cost);
+        let mut ranked: Vec<(i64, usize)> = explanation
+            .pools
+            .iter()
+            .enumerate()
+            .filter_map(|(index, (_, verdict))| match verdict {
+                PoolVerdict::Costlier { extra_fen, .. } => Some((*extra_fen, index)),
+                _ => None,
+            })
+            .collect();
+        ranked.sort_unstable();
+        let alternatives =
+            ranked.iter().take(ALTERNATIVES_MAX).map(|&(_, index)| quote_of(index)).collect::<Result<Vec<_>>>()?;
+        let excluded = explanation
+            .pools
+            .iter()
+            .filter_map(|(pool, verdict)| match verdict {
+                PoolVerdict::Excluded(why) => Some((pool.clone(), describe(why))),
+                PoolVerdict::Full { gpus_left, gpus } => {
+                    Some((pool.clone(), format!("only {gpus_left} GPUs free, {gpus} needed")))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(PoolChoice {
+            chosen: quote_of(chosen_index)?,
+            underused_credit_fen: terms.underused_fen,
+            domestic_credit_fen: terms.domestic_fen,
+            alternatives,
+            excluded,
+        })
+    }
+
+    /// Quotes through the engine, then places the order on the chosen pool.
+    pub fn place_order_anywhere(
+        &mut self,
+        actor: &super::Actor,
+        request: &PoolRequest,
+    ) -> Result<suanli_domain::OrderId> {
+        let choice = self.choose_pool(request)?;
+        let input = super::OrderInput {
+            enterprise: request.enterprise,
+            voucher: request.voucher,
+            pool: choice.chosen.pool,
+            chip: request.chip.clone(),
+            gpu_count: request.gpu_count,
+            hours: request.hours,
+            purpose: request.purpose,
+        };
+        self.place_order(actor, input)
+    }
+}
+
+/// An exclusion in the service's words (the engine's speed and deadline rules cannot exclude a
+/// service order, whose hours are the same on every chip).
+fn describe(why: &Exclusion) -> String {
+    match why {
+        Exclusion::ChipNotAccepted { chip } => format!("its chip is {chip}"),
+        Exclusion::SiteNotAllowed { .. } => "the programme's provider rule does not allow this site".to_owned(),
+        Exclusion::TooBig { gpus, gpus_free } => format!("only {gpus_free} GPUs free, {gpus} needed"),
+        other => other.to_string(),
+    }
+}
