@@ -258,15 +258,30 @@ fn on_small_instances_exact_is_optimal_the_heuristic_feasible_and_the_bound_belo
     assert!(bound_tight > 0);
 }
 
-#[test]
-fn seeded_batches_on_the_default_network_respect_every_rule() {
-    for seed in 0..12 {
-        let problem = seeded_batch(seed, 300 + seed as usize * 50);
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Random seeded batches on the default network, with and without policy terms: every
+    /// assignment respects chip, capacity, latency, provider rule and deadline, costs add up, the
+    /// bound stays below the answer, and every order is answered once.
+    #[test]
+    fn seeded_batches_on_the_default_network_respect_every_rule(
+        seed in 0u64..1_000_000,
+        orders in 20usize..600,
+        with_policy in proptest::bool::ANY,
+    ) {
+        let mut problem = seeded_batch(seed, orders);
+        if with_policy {
+            problem.policy = Policy { utilization_target: 0.5, underused_credit_fen_per_gpu_hour: 50, domestic_weight_bp: 5_000 };
+            for order in &mut problem.orders {
+                order.domestic_extra_bp = 1_000;
+            }
+        }
         let solution = solve(&problem, &Limits { solve_ms_max: 10_000, ..Limits::default() });
         check_feasible(&problem, &solution);
-        assert!(solution.gap() < 0.05, "seed {seed}: gap {}", solution.gap());
+        proptest::prop_assert!(solution.gap() < 0.02, "gap {}", solution.gap());
         let out = output(&problem, &solution);
-        assert_eq!(out.assignments.len() + out.unplaced.len(), problem.orders.len());
+        proptest::prop_assert_eq!(out.assignments.len() + out.unplaced.len(), problem.orders.len());
     }
 }
 
