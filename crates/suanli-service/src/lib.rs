@@ -23,7 +23,8 @@ pub mod state;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
+pub use model::SiteSpec;
 pub use service::{
-    Actor, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SiteInput, SweepReport, cost_of,
+    Actor, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SweepReport, cost_of,
 };
 pub use state::State;

@@ -245,9 +245,9 @@ pub struct Provider {
     pub operator: OperatorKind,
 }
 
+/// A data-centre site as its provider describes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Site {
-    pub id: SiteId,
+pub struct SiteSpec {
     pub provider: ProviderId,
     pub name: String,
     pub hub: String,
@@ -257,6 +257,13 @@ pub struct Site {
     pub operator: OperatorKind,
     pub power_price_fen_per_kwh: Option<Fen>,
     pub pue: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub id: SiteId,
+    #[serde(flatten)]
+    pub spec: SiteSpec,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

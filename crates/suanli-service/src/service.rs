@@ -26,8 +26,8 @@ use crate::error::{ErrorCode, Result, ServiceError};
 use crate::event::Event;
 use crate::model::{
     Anomaly, Application, ApplicationState, Authority, Enterprise, OperatorKind, Order, OrderState, Pool, Program,
-    ProgramState, Provider, ProviderRule, Purpose, Quote, Site, Statement, StatementState, UsageInput, UsageOutcome,
-    UsageRecord, Voucher, VoucherState,
+    ProgramState, Provider, ProviderRule, Purpose, Quote, Site, SiteSpec, Statement, StatementState, UsageInput,
+    UsageOutcome, UsageRecord, Voucher, VoucherState,
 };
 use crate::program_file::parse_program;
 use crate::state::{State, UsageEntry};
@@ -93,19 +93,6 @@ pub struct EnterpriseInput {
     pub revenue_fen: Fen,
     pub research_projects: Vec<String>,
     pub related_parties: Vec<Uscc>,
-}
-
-#[derive(Clone, Debug)]
-pub struct SiteInput {
-    pub provider: ProviderId,
-    pub name: String,
-    pub hub: String,
-    pub region: RegionCode,
-    pub latitude: f64,
-    pub longitude: f64,
-    pub operator: OperatorKind,
-    pub power_price_fen_per_kwh: Option<Fen>,
-    pub pue: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -761,7 +748,7 @@ impl Service {
         Ok(id)
     }
 
-    pub fn add_site(&mut self, actor: &Actor, input: SiteInput) -> Result<SiteId> {
+    pub fn add_site(&mut self, actor: &Actor, input: SiteSpec) -> Result<SiteId> {
         if !self.state.providers.contains_key(&input.provider) {
             return Err(ServiceError::not_found(input.provider));
         }
@@ -782,18 +769,7 @@ impl Service {
         let now = self.now_s();
         let mut change = self.begin();
         let id = self.state.next_site();
-        let site = Site {
-            id,
-            provider: input.provider,
-            name: input.name,
-            hub: input.hub,
-            region: input.region,
-            latitude: input.latitude,
-            longitude: input.longitude,
-            operator: input.operator,
-            power_price_fen_per_kwh: input.power_price_fen_per_kwh,
-            pue: input.pue,
-        };
+        let site = Site { id, spec: input };
         self.record(&mut change, Event::SiteAdded { site: Box::new(site) }, now);
         self.commit(actor, now, change)?;
         Ok(id)
@@ -829,7 +805,7 @@ impl Service {
 
     fn provider_of_pool(&self, pool: &Pool) -> (&Site, &Provider) {
         let site = &self.state.sites[&pool.site];
-        (site, &self.state.providers[&site.provider])
+        (site, &self.state.providers[&site.spec.provider])
     }
 
     /// Whether `program`'s provider rule allows `pool`, and if not, why.
@@ -837,20 +813,20 @@ impl Service {
         let (site, provider) = self.provider_of_pool(pool);
         let refusal = match &program.terms.providers {
             ProviderRule::Any => None,
-            ProviderRule::GovernmentRun => (site.operator != OperatorKind::Government).then(|| {
+            ProviderRule::GovernmentRun => (site.spec.operator != OperatorKind::Government).then(|| {
                 format!(
                     "{} is run by a {} operator; {} allows government-run sites only",
                     site.id,
-                    site.operator.as_str(),
+                    site.spec.operator.as_str(),
                     program.id
                 )
             }),
             ProviderRule::Listed { providers } => (!providers.contains(&provider.uscc))
                 .then(|| format!("{} ({}) is not among {}'s listed providers", provider.id, provider.uscc, program.id)),
-            ProviderRule::WithinRegion => (!site.region.within(program.terms.authority_region)).then(|| {
+            ProviderRule::WithinRegion => (!site.spec.region.within(program.terms.authority_region)).then(|| {
                 format!(
                     "{} is in region {}, outside {}'s region {}",
-                    site.id, site.region, program.id, program.terms.authority_region
+                    site.id, site.spec.region, program.id, program.terms.authority_region
                 )
             }),
         };

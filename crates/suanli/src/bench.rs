@@ -169,7 +169,7 @@ pub fn usage(options: &UsageOptions) -> anyhow::Result<ExitCode> {
     use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
     use suanli_service::calendar::shanghai_midnight;
     use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
-    use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteInput};
+    use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteSpec};
 
     let limit = suanli_service::service::USAGE_BATCH_RECORDS_MAX;
     if let Some(size) = options.batch_sizes.iter().find(|&&s| s == 0 || s > limit) {
@@ -197,7 +197,7 @@ pub fn usage(options: &UsageOptions) -> anyhow::Result<ExitCode> {
             )?;
             let site = service.add_site(
                 &operator,
-                SiteInput {
+                SiteSpec {
                     provider,
                     name: format!("site {n}"),
                     hub: "bench".into(),

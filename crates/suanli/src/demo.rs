@@ -15,7 +15,7 @@ use anyhow::Context;
 use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
 use suanli_service::calendar::{YearMonth, format_timestamp, shanghai_midnight};
 use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
-use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, SiteInput};
+use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, SiteSpec};
 use suanli_store::{SqliteStore, StoreError};
 
 /// The shipped programme files, built into the binary so the demo runs from any directory.
@@ -145,7 +145,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     )?;
     let east_site = service.add_site(
         &operator,
-        SiteInput {
+        SiteSpec {
             provider: east,
             name: "Lingang AI campus".into(),
             hub: "Yangtze River Delta".into(),
@@ -159,7 +159,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     )?;
     let west_site = service.add_site(
         &operator,
-        SiteInput {
+        SiteSpec {
             provider: west,
             name: "Zhongwei data centre cluster".into(),
             hub: "Ningxia".into(),

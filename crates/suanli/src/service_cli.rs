@@ -21,7 +21,7 @@ use suanli_domain::{
 use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, Clock, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, ServiceError, SiteInput,
+    Actor, Clock, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, ServiceError, SiteSpec,
     SystemClock,
 };
 
@@ -765,7 +765,7 @@ pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<Exi
             };
             let power_price =
                 power_price.map(|text| Fen::parse_positive(&text).context("--power-price")).transpose()?;
-            let input = SiteInput {
+            let input = SiteSpec {
                 provider,
                 name,
                 hub,
@@ -806,13 +806,13 @@ pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<Exi
             ]);
             for pool in state.pools.values() {
                 let site = &state.sites[&pool.site];
-                let provider = &state.providers[&site.provider];
+                let provider = &state.providers[&site.spec.provider];
                 t.add_row(vec![
                     format!("{} {}", provider.id, provider.name),
-                    site.operator.as_str().to_owned(),
-                    format!("{} {}", site.id, site.name),
-                    site.hub.clone(),
-                    site.region.to_string(),
+                    site.spec.operator.as_str().to_owned(),
+                    format!("{} {}", site.id, site.spec.name),
+                    site.spec.hub.clone(),
+                    site.spec.region.to_string(),
                     pool.id.to_string(),
                     pool.chip.clone(),
                     format!("{} ({})", pool.gpu_count, pool.gpus_reserved),

@@ -82,10 +82,10 @@ impl Service {
                 let (reserved, total) = busy.get(id).copied().unwrap_or((0, 0));
                 Site {
                     id: id.to_string(),
-                    hub: site.hub.clone(),
-                    lat: site.latitude,
-                    lon: site.longitude,
-                    operator: match site.operator {
+                    hub: site.spec.hub.clone(),
+                    lat: site.spec.latitude,
+                    lon: site.spec.longitude,
+                    operator: match site.spec.operator {
                         OperatorKind::Government => Operator::Government,
                         OperatorKind::StateOwned => Operator::State,
                         OperatorKind::Commercial => Operator::Commercial,

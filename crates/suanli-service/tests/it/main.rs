@@ -11,7 +11,7 @@ use std::sync::Arc;
 use suanli_domain::{ApplicantKind, EnterpriseId, Fen, PoolId, ProgramId, ProviderId, RegionCode, Uscc};
 use suanli_service::calendar::shanghai_midnight;
 use suanli_service::model::OperatorKind;
-use suanli_service::{Actor, EnterpriseInput, ErrorCode, ManualClock, PoolInput, Service, ServiceError, SiteInput};
+use suanli_service::{Actor, EnterpriseInput, ErrorCode, ManualClock, PoolInput, Service, ServiceError, SiteSpec};
 use suanli_store::FsyncMode;
 
 /// A fresh database, a clock that moves only when told, and the service over both.
@@ -72,7 +72,7 @@ impl World {
             .service
             .add_site(
                 &op(),
-                SiteInput {
+                SiteSpec {
                     provider,
                     name: format!("Site {n}"),
                     hub: "test hub".to_owned(),

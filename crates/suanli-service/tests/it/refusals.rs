@@ -371,7 +371,7 @@ fn registrations_refuse_duplicates_and_bad_fields() {
     w.refused(ErrorCode::AlreadyExists, |s| {
         s.register_provider(&op(), uscc("310000", 901), "P", OperatorKind::Commercial)
     });
-    let site = |latitude: f64| suanli_service::SiteInput {
+    let site = |latitude: f64| suanli_service::SiteSpec {
         provider,
         name: "S".into(),
         hub: "H".into(),
