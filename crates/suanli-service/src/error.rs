@@ -70,6 +70,7 @@ error_codes! {
     StatementExists => "statement_exists",
     StatementEmpty => "statement_empty",
     StatementState => "statement_state",
+    SignatureInvalid => "signature_invalid",
     AmountOverflow => "amount_overflow",
     Storage => "storage_error",
     Internal => "internal_error",

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, StatementId, VoucherId};
 
+use crate::access::Token;
 use crate::model::{
     Anomaly, Application, Authority, Enterprise, Order, OrderState, Pool, Program, Provider, Site, Statement,
     UsageInput, UsageRecord, Voucher,
@@ -39,6 +40,9 @@ pub enum Event {
     StatementIssued { statement: Box<Statement> },
     StatementApproved { statement: StatementId },
     AnomalyFlagged { anomaly: Anomaly },
+    ProviderKeyRegistered { provider: ProviderId, public_key_hex: String },
+    TokenIssued { token: Token },
+    TokenRevoked { token: u64 },
 }
 
 impl Event {
@@ -71,6 +75,9 @@ impl Event {
             Event::StatementIssued { .. } => "statement.issued",
             Event::StatementApproved { .. } => "statement.approved",
             Event::AnomalyFlagged { .. } => "anomaly.flagged",
+            Event::ProviderKeyRegistered { .. } => "provider.key_registered",
+            Event::TokenIssued { .. } => "token.issued",
+            Event::TokenRevoked { .. } => "token.revoked",
         }
     }
 
@@ -102,6 +109,9 @@ impl Event {
             Event::StatementIssued { statement } => statement.id.to_string(),
             Event::StatementApproved { statement } => statement.to_string(),
             Event::AnomalyFlagged { anomaly } => anomaly.object.clone(),
+            Event::ProviderKeyRegistered { provider, .. } => provider.to_string(),
+            Event::TokenIssued { token } => format!("token-{}", token.id),
+            Event::TokenRevoked { token } => format!("token-{token}"),
         }
     }
 }

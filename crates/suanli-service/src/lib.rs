@@ -10,6 +10,7 @@
 //! hash-chained audit log, and every change is committed with its ledger batch in one
 //! transaction. Time comes from an injected [`Clock`].
 
+pub mod access;
 pub mod books;
 pub mod calendar;
 pub mod check;
@@ -21,10 +22,11 @@ pub mod program_file;
 pub mod service;
 pub mod state;
 
+pub use access::Role;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
-    Actor, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SweepReport, cost_of,
+    Actor, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SweepReport, UsageGroup, cost_of,
 };
 pub use state::State;

@@ -243,6 +243,9 @@ pub struct Provider {
     pub uscc: Uscc,
     pub name: String,
     pub operator: OperatorKind,
+    /// The Ed25519 key its usage batches are signed with, in hex.
+    #[serde(default)]
+    pub public_key_hex: Option<String>,
 }
 
 /// A data-centre site as its provider describes it.

@@ -19,6 +19,7 @@ use suanli_domain::{
 use suanli_ledger::{Event as LedgerEvent, Outcome};
 use suanli_store::{Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, SqliteStore};
 
+use crate::access::{Role, Token};
 use crate::books::{AccountKind, TransferKind, account_id, create_account, link, transfer};
 use crate::calendar::{YearMonth, format_timestamp, shanghai_year};
 use crate::clock::Clock;
@@ -48,7 +49,8 @@ impl Actor {
     /// `operator:NAME` for a named operator.
     pub fn parse(text: &str) -> Result<Actor> {
         let valid = match text.split_once(':') {
-            None => matches!(text, "operator" | "auditor"),
+            None => matches!(text, "operator" | "auditor" | "admin"),
+            Some(("authority-admin" | "authority-reviewer", id)) => suanli_domain::AuthorityId::parse(id).is_ok(),
             Some(("authority", id)) => suanli_domain::AuthorityId::parse(id).is_ok(),
             Some(("enterprise", id)) => EnterpriseId::parse(id).is_ok(),
             Some(("provider", id)) => ProviderId::parse(id).is_ok(),
@@ -73,6 +75,11 @@ impl Actor {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The actor a role acts as.
+    pub fn of(role: Role) -> Actor {
+        Actor(role.to_string())
     }
 }
 
@@ -117,6 +124,14 @@ pub struct OrderInput {
     pub purpose: Purpose,
 }
 
+/// One provider's usage records, as one request sent them.
+#[derive(Clone, Debug)]
+pub struct UsageGroup {
+    pub actor: Actor,
+    pub provider: ProviderId,
+    pub records: Vec<UsageInput>,
+}
+
 /// What an expiry sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
@@ -138,6 +153,9 @@ struct Change {
     first_sequence: u64,
     events: Vec<Event>,
     ledger: Vec<LedgerEvent>,
+    /// Who recorded the events from each index on, when a commit groups several requests;
+    /// events before the first entry belong to the commit's actor.
+    actors: Vec<(usize, Actor)>,
 }
 
 impl Change {
@@ -181,7 +199,12 @@ impl Service {
     }
 
     fn begin(&self) -> Change {
-        Change { first_sequence: self.durable.log_count() + 1, events: Vec::new(), ledger: Vec::new() }
+        Change {
+            first_sequence: self.durable.log_count() + 1,
+            events: Vec::new(),
+            ledger: Vec::new(),
+            actors: Vec::new(),
+        }
     }
 
     /// Applies `event` to the state now and keeps it for the commit.
@@ -193,6 +216,10 @@ impl Service {
     fn commit(&mut self, actor: &Actor, now_s: i64, change: Change) -> Result<()> {
         let now_ns = u64::try_from(now_s).unwrap_or(0).saturating_mul(1_000_000_000);
         let events = &change.events;
+        let actors = &change.actors;
+        let actor_of = |index: usize| {
+            actors.iter().rev().find(|(start, _)| *start <= index).map_or(actor, |(_, actor)| actor).to_string()
+        };
         let mut refused = None;
         let result = self.durable.commit(now_ns, &change.ledger, |batch| {
             if let Some(batch) = batch
@@ -205,9 +232,10 @@ impl Service {
             Some(
                 events
                     .iter()
-                    .map(|event| NewLogEntry {
+                    .enumerate()
+                    .map(|(index, event)| NewLogEntry {
                         time_s: now_s,
-                        actor: actor.to_string(),
+                        actor: actor_of(index),
                         action: event.action().to_owned(),
                         object: event.object(),
                         body: serde_json::to_string(event).expect("events serialize"),
@@ -742,7 +770,7 @@ impl Service {
         let mut change = self.begin();
         let id = self.state.next_provider();
         self.ensure_account(&mut change, AccountKind::ProviderDirect, id.get(), 0);
-        let provider = Provider { id, uscc, name: name.to_owned(), operator };
+        let provider = Provider { id, uscc, name: name.to_owned(), operator, public_key_hex: None };
         self.record(&mut change, Event::ProviderRegistered { provider }, now);
         self.commit(actor, now, change)?;
         Ok(id)
@@ -1123,23 +1151,36 @@ impl Service {
         provider: ProviderId,
         records: &[UsageInput],
     ) -> Result<Vec<UsageOutcome>> {
-        if !self.state.providers.contains_key(&provider) {
-            return Err(ServiceError::not_found(provider));
+        let group = UsageGroup { actor: actor.clone(), provider, records: records.to_vec() };
+        Ok(self.record_usage_groups(actor, std::slice::from_ref(&group))?.pop().expect("one group in, one out"))
+    }
+
+    /// Records several providers' batches in **one commit** (group commit): the HTTP writer
+    /// gathers the batches waiting in its queue and commits them together, each record still
+    /// answered on its own and each log entry naming the actor that sent it. At most
+    /// [`USAGE_BATCH_RECORDS_MAX`] records in all.
+    pub fn record_usage_groups(&mut self, actor: &Actor, groups: &[UsageGroup]) -> Result<Vec<Vec<UsageOutcome>>> {
+        if let Some(group) = groups.iter().find(|g| !self.state.providers.contains_key(&g.provider)) {
+            return Err(ServiceError::not_found(group.provider));
         }
-        if records.len() > USAGE_BATCH_RECORDS_MAX {
+        let total: usize = groups.iter().map(|g| g.records.len()).sum();
+        if total > USAGE_BATCH_RECORDS_MAX {
             return Err(ServiceError::field(
                 "records",
-                format!("a batch holds at most {USAGE_BATCH_RECORDS_MAX} records, got {}", records.len()),
+                format!("a batch holds at most {USAGE_BATCH_RECORDS_MAX} records, got {total}"),
             ));
         }
         let now = self.now_s();
         let mut change = self.begin();
-        let mut outcomes = Vec::with_capacity(records.len());
-        for input in records {
-            outcomes.push(self.record_one(&mut change, provider, input, now));
+        let mut answers = Vec::with_capacity(groups.len());
+        for group in groups {
+            change.actors.push((change.events.len(), group.actor.clone()));
+            let outcomes: Vec<UsageOutcome> =
+                group.records.iter().map(|input| self.record_one(&mut change, group.provider, input, now)).collect();
+            answers.push(outcomes);
         }
         self.commit(actor, now, change)?;
-        Ok(outcomes)
+        Ok(answers)
     }
 
     fn record_one(&mut self, change: &mut Change, provider: ProviderId, input: &UsageInput, now: i64) -> UsageOutcome {
@@ -1630,5 +1671,82 @@ impl Service {
     /// The audit log as stored, read back from the database.
     pub fn log_entries(&mut self) -> Result<Vec<LogEntry>> {
         self.durable.reload_log().map_err(storage_error)
+    }
+}
+
+impl Service {
+    /// Registers a token for `role` by the SHA-256 of its secret (the caller made the secret and
+    /// shows it once). The role's scope must exist.
+    pub fn issue_token(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str) -> Result<u64> {
+        let exists = match role {
+            Role::PlatformAdmin | Role::Auditor => true,
+            Role::AuthorityAdmin(id) | Role::AuthorityReviewer(id) => self.state.authorities.contains_key(&id),
+            Role::Enterprise(id) => self.state.enterprises.contains_key(&id),
+            Role::Provider(id) => self.state.providers.contains_key(&id),
+        };
+        if !exists {
+            return Err(ServiceError::new(ErrorCode::NotFound, format!("role: the scope of {role} does not exist")));
+        }
+        if crate::access::unhex::<32>(secret_sha256_hex).is_none() {
+            return Err(ServiceError::field("secret_sha256_hex", "must be 64 hex characters"));
+        }
+        if self.state.token_by_hash.contains_key(secret_sha256_hex) {
+            return Err(ServiceError::new(ErrorCode::AlreadyExists, "token: this secret is already registered"));
+        }
+        let now = self.now_s();
+        let id = self.state.tokens.len() as u64 + 1;
+        let token = Token {
+            id,
+            secret_sha256_hex: secret_sha256_hex.to_owned(),
+            role: role.to_string(),
+            issued_at_s: now,
+            revoked: false,
+        };
+        let mut change = self.begin();
+        self.record(&mut change, Event::TokenIssued { token }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn revoke_token(&mut self, actor: &Actor, id: u64) -> Result<()> {
+        match self.state.tokens.get(&id) {
+            None => return Err(ServiceError::not_found(format!("token-{id}"))),
+            Some(token) if token.revoked => {
+                return Err(ServiceError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("token: token-{id} is already revoked"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::TokenRevoked { token: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// The role of a live token's secret, if any.
+    pub fn authenticate(&self, secret: &str) -> Option<Role> {
+        let id = self.state.token_by_hash.get(&crate::access::sha256_hex(secret))?;
+        Role::parse(&self.state.tokens[id].role).ok()
+    }
+
+    /// Registers (or replaces) the Ed25519 key a provider signs its usage with.
+    pub fn register_provider_key(&mut self, actor: &Actor, provider: ProviderId, public_key_hex: &str) -> Result<()> {
+        if !self.state.providers.contains_key(&provider) {
+            return Err(ServiceError::not_found(provider));
+        }
+        crate::access::check_public_key(public_key_hex)?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        let event = Event::ProviderKeyRegistered { provider, public_key_hex: public_key_hex.to_ascii_lowercase() };
+        self.record(&mut change, event, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Checks a usage batch's signature against the provider's key; nothing is recorded.
+    pub fn verify_usage(&self, provider: ProviderId, records: &[UsageInput], signature_hex: &str) -> Result<()> {
+        let provider_record = self.state.providers.get(&provider).ok_or_else(|| ServiceError::not_found(provider))?;
+        crate::access::verify_usage(provider_record.public_key_hex.as_deref(), provider, records, signature_hex)
     }
 }

@@ -11,6 +11,7 @@ use suanli_domain::{
     StatementId, Uscc, VoucherId,
 };
 
+use crate::access::Token;
 use crate::calendar::{YearMonth, shanghai_year};
 use crate::event::Event;
 use crate::model::{
@@ -49,6 +50,9 @@ pub struct State {
     pub provider_by_uscc: HashMap<Uscc, ProviderId>,
     pub usage_recorded: u64,
     pub usage_refused: u64,
+    pub tokens: BTreeMap<u64, Token>,
+    /// Live (unrevoked) tokens by the SHA-256 of their secret, in hex.
+    pub token_by_hash: HashMap<String, u64>,
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -249,6 +253,20 @@ impl State {
                 program.settled_fen = add(program.settled_fen, statement.voucher_total_fen);
             }
             Event::AnomalyFlagged { anomaly } => self.anomalies.push(anomaly.clone()),
+            Event::ProviderKeyRegistered { provider, public_key_hex } => {
+                self.providers.get_mut(provider).expect("provider exists").public_key_hex =
+                    Some(public_key_hex.clone());
+            }
+            Event::TokenIssued { token } => {
+                self.token_by_hash.insert(token.secret_sha256_hex.clone(), token.id);
+                let previous = self.tokens.insert(token.id, token.clone());
+                assert!(previous.is_none(), "token ids are assigned once");
+            }
+            Event::TokenRevoked { token } => {
+                let token = self.tokens.get_mut(token).expect("token exists");
+                token.revoked = true;
+                self.token_by_hash.remove(&token.secret_sha256_hex);
+            }
         }
     }
 

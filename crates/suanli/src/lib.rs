@@ -6,6 +6,7 @@ mod crash;
 mod database;
 mod demo;
 mod place;
+mod serve;
 mod service_cli;
 mod usage_import;
 
@@ -102,6 +103,20 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Serve the HTTP API (JSON under /api/v1, /healthz, /metrics).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        options: serve::ServeOptions,
+    },
+    /// API tokens: issue (the secret is shown once) and revoke.
+    Token {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: serve::TokenCommand,
+    },
     /// Place a batch of orders onto GPU pools (formats/placement.md v1), or explain one order.
     Place(place::PlaceOptions),
     /// Check a database.
@@ -180,6 +195,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
         Command::Place(options) => place::run(&options),
+        Command::Serve { common, options } => serve::serve(&common, &options),
+        Command::Token { common, command } => serve::token(&common, command),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)
         }

@@ -198,6 +198,13 @@ pub enum ProviderCommand {
         #[arg(long)]
         pue: Option<f64>,
     },
+    /// Register the Ed25519 public key (64 hex characters) the provider signs usage batches with.
+    SetKey {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        public_key: String,
+    },
     /// Add a pool of identical GPUs to a site.
     AddPool {
         #[arg(long)]
@@ -310,7 +317,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn new(json: Value, text: impl Into<String>) -> Reply {
+    pub fn new(json: Value, text: impl Into<String>) -> Reply {
         Reply { json, text: text.into() }
     }
 }
@@ -741,6 +748,14 @@ pub fn voucher(common: &Common, command: VoucherCommand) -> anyhow::Result<ExitC
 
 pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<ExitCode> {
     run(common, |service, actor| match command {
+        ProviderCommand::SetKey { provider, public_key } => {
+            let provider = parse_id("--provider", &provider, ProviderId::parse)?;
+            service.register_provider_key(actor, provider, &public_key)?;
+            Ok(Reply::new(
+                json!({ "provider": provider, "public_key": public_key }),
+                format!("{provider} signs with {public_key}"),
+            ))
+        }
         ProviderCommand::Register { uscc, name, operator: kind } => {
             let uscc = Uscc::parse(&uscc).context("--uscc")?;
             let id = service.register_provider(actor, uscc, &name, operator(&kind)?)?;

@@ -1,0 +1,104 @@
+//! One error shape for every answer that is not a success: an HTTP status, a stable code and a
+//! message that names the field. Internal failures are logged and answered without details.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use suanli_service::{ErrorCode, ServiceError};
+
+use crate::writer::Refused;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds to wait before retrying, for 503.
+    pub retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after_s: None }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "authorization: a valid bearer token is required")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn field(field: &str, problem: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", format!("{field}: {problem}"))
+    }
+
+    /// A body that is not the JSON expected: malformed, an unknown field, a wrong type, too large.
+    pub fn from_json(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::BytesRejection(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("body: larger than {} bytes", crate::BODY_BYTES_MAX),
+            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_json",
+                "content-type: must be application/json",
+            ),
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", other.body_text()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> ApiError {
+        let status = match error.code {
+            ErrorCode::InvalidField | ErrorCode::ProgramFileInvalid | ErrorCode::AmountOverflow => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::SignatureInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::AlreadyExists | ErrorCode::ProgramExists | ErrorCode::UsageRecordConflict => {
+                StatusCode::CONFLICT
+            }
+            ErrorCode::Storage | ErrorCode::Internal => {
+                eprintln!("internal error: {error}");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the server failed; it was logged",
+                );
+            }
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError { status, code: error.code.as_str(), message: error.message, retry_after_s: None }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> ApiError {
+        let message = match refused {
+            Refused::Overloaded => "the writer's queue is full; retry shortly",
+            Refused::Stopped => "the server is shutting down; retry shortly",
+        };
+        ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut response = (self.status, body).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert("retry-after", seconds.into());
+        }
+        response
+    }
+}

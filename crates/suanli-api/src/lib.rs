@@ -1,0 +1,255 @@
+//! Suanli's HTTP API: JSON under `/api/v1`, `/healthz` and `/metrics`, in front of the single
+//! writer.
+//!
+//! Requests authenticate with `Authorization: Bearer <token>`. Tokens are checked against a
+//! snapshot of the live tokens that the writer refreshes, so authentication does not queue. Every
+//! state change goes through the [`writer::Writer`] queue. Usage batches also carry a
+//! `Suanli-Signature` header: the Ed25519 signature of the provider over the batch's canonical
+//! bytes. It is verified in the handler, in parallel, before the batch is queued.
+//!
+//! Errors are one JSON shape, `{"error": {"code", "message"}}`, with a stable code. Bodies are
+//! limited, unknown fields are refused, and no panic reaches a client (the writer answers every
+//! job; a handler that cannot reach it answers 503).
+
+pub mod error;
+pub mod metrics;
+pub mod writer;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use suanli_domain::{OrderId, ProviderId, VoucherId};
+use suanli_service::access::{sha256_hex, verify_usage};
+use suanli_service::calendar::parse_timestamp;
+use suanli_service::model::{UsageInput, UsageOutcome};
+use suanli_service::service::USAGE_BATCH_RECORDS_MAX;
+use suanli_service::{Actor, Role};
+
+pub use error::ApiError;
+use metrics::Metrics;
+pub use writer::Writer;
+
+/// The largest request body accepted: a full usage batch of 4,000 records fits with room.
+pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The API's routes. `ROUTES` lists them for the documentation and the authorization tests.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/programs", get(list_programs))
+        .route("/api/v1/vouchers/{voucher}", get(show_voucher))
+        .route("/api/v1/providers/{provider}/usage", post(post_usage))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// Every API route: method, path, and the roles allowed (scoped where the path names an object).
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/programs", "any authenticated role"),
+    ("GET", "/api/v1/vouchers/{voucher}", "admin, auditor, the voucher's enterprise, its programme's authority"),
+    ("POST", "/api/v1/providers/{provider}/usage", "that provider, with a signed batch"),
+];
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(&state.writer.stats)).into_response()
+}
+
+/// The role behind the request's bearer token.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Role, ApiError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthenticated)?;
+    let snapshot = state.writer.snapshot.read().expect("the snapshot lock is never poisoned");
+    snapshot.token_roles.get(&sha256_hex(token)).copied().ok_or_else(ApiError::unauthenticated)
+}
+
+async fn list_programs(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authenticate(&state, &headers)?;
+    let programs = state
+        .writer
+        .call(|service| {
+            Ok(serde_json::to_value(service.state().programs.values().collect::<Vec<_>>()).expect("serializes"))
+        })
+        .await??;
+    Ok(Json(serde_json::json!({ "programs": programs })).into_response())
+}
+
+async fn show_voucher(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(voucher): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = authenticate(&state, &headers)?;
+    let id = VoucherId::parse(&voucher).map_err(|e| ApiError::field("voucher", e))?;
+    let voucher = state
+        .writer
+        .call(move |service| {
+            let voucher = service.voucher(id)?.clone();
+            let authority = service.program(voucher.program)?.authority;
+            Ok((voucher, authority))
+        })
+        .await??;
+    let (voucher, authority) = voucher;
+    let allowed = match role {
+        Role::PlatformAdmin | Role::Auditor => true,
+        Role::Enterprise(id) => id == voucher.enterprise,
+        Role::AuthorityAdmin(id) | Role::AuthorityReviewer(id) => id == authority,
+        Role::Provider(_) => false,
+    };
+    if !allowed {
+        // Outside its scope a caller learns nothing, not even that the voucher exists.
+        return Err(ApiError::not_found(format!("{id} does not exist")));
+    }
+    Ok(Json(voucher).into_response())
+}
+
+/// A usage batch as a provider sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBatch {
+    pub records: Vec<UsageRecordJson>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecordJson {
+    pub id: String,
+    pub order: String,
+    pub gpu_seconds: i64,
+    /// RFC 3339.
+    pub period_start: String,
+    pub period_end: String,
+}
+
+impl UsageRecordJson {
+    pub fn to_input(&self, index: usize) -> Result<UsageInput, ApiError> {
+        let at = |field: &str| format!("records[{index}].{field}");
+        Ok(UsageInput {
+            id: self.id.clone(),
+            order: OrderId::parse(&self.order).map_err(|e| ApiError::field(&at("order"), e))?,
+            gpu_seconds: self.gpu_seconds,
+            period_start_s: parse_timestamp(&self.period_start)
+                .ok_or_else(|| ApiError::field(&at("period_start"), "must be an RFC 3339 time"))?,
+            period_end_s: parse_timestamp(&self.period_end)
+                .ok_or_else(|| ApiError::field(&at("period_end"), "must be an RFC 3339 time"))?,
+        })
+    }
+}
+
+/// One record's answer: `ok` (recorded now), `exists` (recorded before with the same body; the
+/// first result again), or `error` with a code.
+#[derive(Serialize)]
+struct RecordResult {
+    id: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    voucher_part_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enterprise_part_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+async fn post_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(provider): Path<String>,
+    body: Result<Json<UsageBatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let role = authenticate(&state, &headers)?;
+    let provider = ProviderId::parse(&provider).map_err(|e| ApiError::field("provider", e))?;
+    if role != Role::Provider(provider) {
+        return Err(ApiError::forbidden(format!("{role} may not send usage for {provider}")));
+    }
+    let Json(batch) = body.map_err(ApiError::from_json)?;
+    if batch.records.is_empty() || batch.records.len() > USAGE_BATCH_RECORDS_MAX {
+        return Err(ApiError::field("records", format!("must hold 1 to {USAGE_BATCH_RECORDS_MAX} records")));
+    }
+    let records: Vec<UsageInput> =
+        batch.records.iter().enumerate().map(|(i, r)| r.to_input(i)).collect::<Result<_, _>>()?;
+    let signature = headers
+        .get("suanli-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::from(suanli_service::ServiceError::new(
+                suanli_service::ErrorCode::SignatureInvalid,
+                "signature: the Suanli-Signature header is missing",
+            ))
+        })?
+        .to_owned();
+    let key = state
+        .writer
+        .snapshot
+        .read()
+        .expect("the snapshot lock is never poisoned")
+        .provider_keys
+        .get(&provider)
+        .cloned();
+    verify_usage(key.as_deref(), provider, &records, &signature)?;
+    let outcomes = state.writer.usage(Actor::of(role), provider, records).await??;
+    let results: Vec<RecordResult> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            UsageOutcome::Recorded { id, cost_fen, voucher_part_fen, enterprise_part_fen } => RecordResult {
+                id,
+                status: "ok",
+                cost_fen: Some(cost_fen.fen()),
+                voucher_part_fen: Some(voucher_part_fen.fen()),
+                enterprise_part_fen: Some(enterprise_part_fen.fen()),
+                code: None,
+                message: None,
+            },
+            UsageOutcome::Duplicate { id, cost_fen, voucher_part_fen, enterprise_part_fen } => RecordResult {
+                id,
+                status: "exists",
+                cost_fen: Some(cost_fen.fen()),
+                voucher_part_fen: Some(voucher_part_fen.fen()),
+                enterprise_part_fen: Some(enterprise_part_fen.fen()),
+                code: None,
+                message: None,
+            },
+            UsageOutcome::Refused { id, code, message } => RecordResult {
+                id,
+                status: "error",
+                cost_fen: None,
+                voucher_part_fen: None,
+                enterprise_part_fen: None,
+                code: Some(code),
+                message: Some(message),
+            },
+        })
+        .collect();
+    Ok((StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response())
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; then waits for requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,330 @@
+//! The API over real HTTP on port 0: signed usage ingestion, its refusals, scopes, health and
+//! metrics.
+
+use std::sync::Arc;
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use suanli_api::{AppState, UsageRecordJson, Writer};
+use suanli_domain::{ApplicantKind, Fen, OrderId, ProviderId, RegionCode, Uscc, VoucherId};
+use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
+use suanli_service::calendar::{format_timestamp, shanghai_midnight};
+use suanli_service::model::{OperatorKind, Purpose};
+use suanli_service::{
+    Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Role, Service, ServiceError, SiteSpec,
+};
+
+const PROGRAM: &str = include_str!("../../../../programs/shanghai-compute.toml");
+
+struct TestApp {
+    base: String,
+    writer: Writer,
+    runtime: tokio::runtime::Runtime,
+    agent: ureq::Agent,
+    keys: Vec<SigningKey>,
+    providers: Vec<ProviderId>,
+    orders: Vec<OrderId>,
+    voucher: VoucherId,
+    started_s: i64,
+    tokens: std::collections::HashMap<&'static str, String>,
+    _dir: tempfile::TempDir,
+}
+
+fn uscc(region: &str, n: u32) -> Uscc {
+    Uscc::with_check_characters(&format!("91{region}{n:08}")).unwrap()
+}
+
+impl TestApp {
+    /// A programme, two enterprises (one with a voucher), two providers each with a key, a pool
+    /// and a running order; tokens for each role; the server on 127.0.0.1:0.
+    fn start() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let start = shanghai_midnight(2026, 3, 2).unwrap() + 9 * 3600;
+        let clock = ManualClock::new(start);
+        let mut s = Service::open(&dir.path().join("api.db"), Arc::new(clock.clone())).unwrap();
+        let op = Actor::operator();
+        let program = s.load_program(&op, PROGRAM).unwrap();
+        s.open_program(&op, program).unwrap();
+        let mut enterprises = Vec::new();
+        for n in 1..=2 {
+            enterprises.push(
+                s.register_enterprise(
+                    &op,
+                    EnterpriseInput {
+                        uscc: uscc("310115", n),
+                        name: format!("E{n}"),
+                        region: RegionCode::parse("310115").unwrap(),
+                        kind: ApplicantKind::Sme,
+                        headcount: 10,
+                        revenue_fen: Fen::from_yuan(9_000_000).unwrap(),
+                        research_projects: vec![],
+                        related_parties: vec![],
+                    },
+                )
+                .unwrap(),
+            );
+        }
+        let app = s.create_application(&op, enterprises[0], program, Fen::from_yuan(1_000_000).unwrap(), "").unwrap();
+        s.submit_application(&op, app).unwrap();
+        let voucher = s.approve_application(&op, app, Fen::from_yuan(1_000_000).unwrap()).unwrap();
+        let mut keys = Vec::new();
+        let mut providers = Vec::new();
+        let mut orders = Vec::new();
+        for n in 1..=2u8 {
+            let provider =
+                s.register_provider(&op, uscc("310000", 900 + u32::from(n)), "P", OperatorKind::Government).unwrap();
+            let key = SigningKey::from_bytes(&[n; 32]);
+            s.register_provider_key(&op, provider, &hex(key.verifying_key().as_bytes())).unwrap();
+            let site = s
+                .add_site(
+                    &op,
+                    SiteSpec {
+                        provider,
+                        name: "S".into(),
+                        hub: "H".into(),
+                        region: RegionCode::parse("310000").unwrap(),
+                        latitude: 31.0,
+                        longitude: 121.0,
+                        operator: OperatorKind::Government,
+                        power_price_fen_per_kwh: None,
+                        pue: None,
+                    },
+                )
+                .unwrap();
+            let pool = s
+                .add_pool(
+                    &op,
+                    PoolInput {
+                        site,
+                        chip: "H100".into(),
+                        gpu_count: 64,
+                        domestic: false,
+                        price_fen_per_gpu_hour: Fen::new(1_800),
+                    },
+                )
+                .unwrap();
+            let order = s
+                .place_order(
+                    &op,
+                    OrderInput {
+                        enterprise: enterprises[0],
+                        voucher,
+                        pool,
+                        chip: None,
+                        gpu_count: 8,
+                        hours: 10,
+                        purpose: Purpose::Training,
+                    },
+                )
+                .unwrap();
+            s.start_order(&op, order).unwrap();
+            keys.push(key);
+            providers.push(provider);
+            orders.push(order);
+        }
+        let mut tokens = std::collections::HashMap::new();
+        let authority = s.program(program).unwrap().authority;
+        for (name, role) in [
+            ("admin", Role::PlatformAdmin),
+            ("auditor", Role::Auditor),
+            ("authority", Role::AuthorityAdmin(authority)),
+            ("enterprise", Role::Enterprise(enterprises[0])),
+            ("other_enterprise", Role::Enterprise(enterprises[1])),
+            ("provider", Role::Provider(providers[0])),
+            ("other_provider", Role::Provider(providers[1])),
+        ] {
+            let secret = format!("secret-{name}");
+            s.issue_token(&op, role, &sha256_hex(&secret)).unwrap();
+            tokens.insert(name, secret);
+        }
+        clock.set(start + 3600);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (writer, _thread) = Writer::start(s);
+        let state = AppState { writer: writer.clone(), metrics: Default::default() };
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(suanli_api::serve(listener, state, std::future::pending()));
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        TestApp { base, writer, runtime, agent, keys, providers, orders, voucher, started_s: start, tokens, _dir: dir }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let response = match method {
+            "GET" => {
+                let mut request = self.agent.get(&url);
+                if let Some(token) = token {
+                    request = request.header("authorization", &format!("Bearer {}", self.tokens[token]));
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = self.agent.post(&url).header("content-type", "application/json");
+                if let Some(token) = token {
+                    request = request.header("authorization", &format!("Bearer {}", self.tokens[token]));
+                }
+                for (name, value) in headers {
+                    request = request.header(*name, value);
+                }
+                request.send(body.unwrap_or_default())
+            }
+        };
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn record(&self, id: &str, order: usize, minute: i64, gpu_seconds: i64) -> UsageRecordJson {
+        UsageRecordJson {
+            id: id.into(),
+            order: self.orders[order].to_string(),
+            gpu_seconds,
+            period_start: format_timestamp(self.started_s + minute * 60),
+            period_end: format_timestamp(self.started_s + (minute + 1) * 60),
+        }
+    }
+
+    /// Sends records as provider `sender` (signed with `signer`'s key) for `provider`'s path.
+    fn send_usage(&self, token: &str, provider: usize, signer: usize, records: &[UsageRecordJson]) -> (u16, Value) {
+        let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
+        let signature =
+            hex(&self.keys[signer].sign(&usage_signing_bytes(self.providers[provider], &inputs)).to_bytes());
+        let body = json!({ "records": records }).to_string();
+        self.request(
+            "POST",
+            &format!("/api/v1/providers/{}/usage", self.providers[provider]),
+            Some(token),
+            &[("suanli-signature", signature)],
+            Some(body),
+        )
+    }
+
+    fn usage_records(&self, order: usize) -> u32 {
+        let id = self.orders[order];
+        self.runtime
+            .block_on(self.writer.call(move |s| Ok::<_, ServiceError>(s.order(id)?.usage_records)))
+            .unwrap()
+            .unwrap()
+    }
+}
+
+#[test]
+fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
+    let app = TestApp::start();
+    let batch: Vec<_> = (0..20).map(|i| app.record(&format!("r{i}"), 0, i, 8 * 60)).collect();
+    let (status, answer) = app.send_usage("provider", 0, 0, &batch);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["results"].as_array().unwrap().iter().all(|r| r["status"] == "ok"), "{answer}");
+    assert_eq!(answer["results"][0]["cost_fen"], 8 * 60 * 1800 / 3600);
+    // The same batch again: every record answers `exists` with its first result.
+    let (_, again) = app.send_usage("provider", 0, 0, &batch);
+    assert!(again["results"].as_array().unwrap().iter().all(|r| r["status"] == "exists"), "{again}");
+    assert_eq!(app.usage_records(0), 20);
+
+    // A replayed id with a different body.
+    let (_, replay) = app.send_usage("provider", 0, 0, &[app.record("r3", 0, 3, 60)]);
+    assert_eq!(replay["results"][0]["code"], "usage_record_conflict");
+    // Another provider's order, signed properly by the other provider.
+    let (_, foreign) = app.send_usage("other_provider", 1, 1, &[app.record("x1", 0, 30, 60)]);
+    assert_eq!(foreign["results"][0]["code"], "order_of_another_provider");
+    assert_eq!(app.usage_records(0), 20);
+
+    // A forged signature: signed with the other provider's key.
+    let (status, forged) = app.send_usage("provider", 0, 1, &[app.record("f1", 0, 40, 60)]);
+    assert_eq!((status, forged["error"]["code"].as_str()), (401, Some("signature_invalid")));
+    // Another provider's token on this provider's path.
+    let (status, other) = app.send_usage("other_provider", 0, 1, &[app.record("f2", 0, 41, 60)]);
+    assert_eq!((status, other["error"]["code"].as_str()), (403, Some("forbidden")));
+    // No token at all.
+    let (status, _) =
+        app.request("POST", &format!("/api/v1/providers/{}/usage", app.providers[0]), None, &[], Some("{}".into()));
+    assert_eq!(status, 401);
+    assert_eq!(app.usage_records(0), 20, "no refusal recorded anything");
+}
+
+#[test]
+fn bad_bodies_get_a_code_that_names_the_problem() {
+    let app = TestApp::start();
+    let path = format!("/api/v1/providers/{}/usage", app.providers[0]);
+    let signature = ("suanli-signature", "00".repeat(64));
+    let cases = [
+        ("{\"records\": [", 400, "invalid_json"),
+        ("{\"records\": [], \"colour\": 1}", 400, "invalid_json"),
+        (
+            "{\"records\": [{\"id\": 1, \"order\": \"ord-1\", \"gpu_seconds\": 1, \"period_start\": \"x\", \"period_end\": \"y\"}]}",
+            400,
+            "invalid_json",
+        ),
+        (
+            "{\"records\": [{\"id\": \"a\", \"order\": \"order-1\", \"gpu_seconds\": 1, \"period_start\": \"x\", \"period_end\": \"y\"}]}",
+            400,
+            "invalid_field",
+        ),
+        ("{\"records\": []}", 400, "invalid_field"),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) =
+            app.request("POST", &path, Some("provider"), std::slice::from_ref(&signature), Some(body.into()));
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body}: {answer}");
+    }
+    let (_, unknown) = app.request(
+        "POST",
+        &path,
+        Some("provider"),
+        std::slice::from_ref(&signature),
+        Some("{\"records\": [], \"colour\": 1}".into()),
+    );
+    assert!(unknown["error"]["message"].as_str().unwrap().contains("colour"), "{unknown}");
+    let huge = format!("{{\"records\": [\"{}\"]}}", "x".repeat(suanli_api::BODY_BYTES_MAX));
+    let (status, answer) = app.request("POST", &path, Some("provider"), &[signature], Some(huge));
+    assert_eq!((status, answer["error"]["code"].as_str()), (413, Some("body_too_large")), "{answer}");
+    assert_eq!(app.usage_records(0), 0);
+}
+
+#[test]
+fn a_voucher_is_visible_only_within_scope() {
+    let app = TestApp::start();
+    let path = format!("/api/v1/vouchers/{}", app.voucher);
+    for (token, expected) in [
+        ("admin", 200),
+        ("auditor", 200),
+        ("authority", 200),
+        ("enterprise", 200),
+        ("other_enterprise", 404),
+        ("provider", 404),
+    ] {
+        let (status, body) = app.request("GET", &path, Some(token), &[], None);
+        assert_eq!(status, expected, "{token}: {body}");
+        if status == 200 {
+            assert_eq!(body["face_value_fen"], 1_000_000_00);
+        }
+    }
+    assert_eq!(app.request("GET", &path, None, &[], None).0, 401);
+    let (status, programs) = app.request("GET", "/api/v1/programs", Some("provider"), &[], None);
+    assert_eq!((status, programs["programs"].as_array().unwrap().len()), (200, 1));
+}
+
+#[test]
+fn health_and_metrics_answer() {
+    let app = TestApp::start();
+    let (status, body) = app.request("GET", "/healthz", None, &[], None);
+    assert_eq!((status, body), (200, Value::String("ok".into())));
+    let batch: Vec<_> = (0..5).map(|i| app.record(&format!("m{i}"), 0, i, 60)).collect();
+    app.send_usage("provider", 0, 0, &batch);
+    let (_, metrics) = app.request("GET", "/metrics", None, &[], None);
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("suanli_usage_records_applied_total 5"), "{text}");
+    assert!(
+        text.contains("suanli_http_requests_total{route=\"/api/v1/providers/{provider}/usage\",status=\"2xx\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("suanli_writer_queue_depth 0"), "{text}");
+}

@@ -1,0 +1,149 @@
+//! Who may do what: roles with their scopes, API tokens stored hashed, provider signing keys and
+//! the canonical bytes a usage batch is signed over.
+//!
+//! A token's secret is made by the caller (the CLI or the API, from the operating system's random
+//! source) and shown once; the service keeps only its SHA-256, so a stolen database yields no
+//! usable token. Tokens are revocable. A provider registers an Ed25519 public key; each usage
+//! batch it sends carries a signature over [`usage_signing_bytes`], checked before any record is
+//! looked at.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use suanli_domain::{AuthorityId, EnterpriseId, ProviderId};
+
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::model::UsageInput;
+
+/// A role and the one object it is scoped to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    PlatformAdmin,
+    AuthorityAdmin(AuthorityId),
+    AuthorityReviewer(AuthorityId),
+    Enterprise(EnterpriseId),
+    Provider(ProviderId),
+    /// Reads everything, changes nothing.
+    Auditor,
+}
+
+impl Role {
+    /// `admin`, `authority-admin:ath-1`, `authority-reviewer:ath-1`, `enterprise:ent-1`,
+    /// `provider:prv-1`, `auditor`.
+    pub fn parse(text: &str) -> Result<Role> {
+        let role = match text.split_once(':') {
+            None if text == "admin" => Some(Role::PlatformAdmin),
+            None if text == "auditor" => Some(Role::Auditor),
+            Some(("authority-admin", id)) => AuthorityId::parse(id).ok().map(Role::AuthorityAdmin),
+            Some(("authority-reviewer", id)) => AuthorityId::parse(id).ok().map(Role::AuthorityReviewer),
+            Some(("enterprise", id)) => EnterpriseId::parse(id).ok().map(Role::Enterprise),
+            Some(("provider", id)) => ProviderId::parse(id).ok().map(Role::Provider),
+            _ => None,
+        };
+        role.ok_or_else(|| {
+            ServiceError::field(
+                "role",
+                format!(
+                    "must be admin, auditor, authority-admin:ath-N, authority-reviewer:ath-N, enterprise:ent-N or \
+                     provider:prv-N, got {text:?}"
+                ),
+            )
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::PlatformAdmin => f.write_str("admin"),
+            Role::AuthorityAdmin(id) => write!(f, "authority-admin:{id}"),
+            Role::AuthorityReviewer(id) => write!(f, "authority-reviewer:{id}"),
+            Role::Enterprise(id) => write!(f, "enterprise:{id}"),
+            Role::Provider(id) => write!(f, "provider:{id}"),
+            Role::Auditor => f.write_str("auditor"),
+        }
+    }
+}
+
+/// An API token as the service keeps it: never the secret, only its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: u64,
+    pub secret_sha256_hex: String,
+    pub role: String,
+    pub issued_at_s: i64,
+    pub revoked: bool,
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lowercase or uppercase hex into bytes; `None` if the text is not hex of the expected length.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+        let digits = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The bytes a provider signs for a usage batch: a fixed prefix and the provider, then each
+/// record length-prefixed or fixed-width (little-endian), so no two batches share an encoding.
+pub fn usage_signing_bytes(provider: ProviderId, records: &[UsageInput]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + records.len() * 56);
+    out.extend_from_slice(b"suanli-usage-v1\0");
+    out.extend_from_slice(&provider.get().to_le_bytes());
+    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    for record in records {
+        out.extend_from_slice(&(record.id.len() as u64).to_le_bytes());
+        out.extend_from_slice(record.id.as_bytes());
+        out.extend_from_slice(&record.order.get().to_le_bytes());
+        out.extend_from_slice(&record.gpu_seconds.to_le_bytes());
+        out.extend_from_slice(&record.period_start_s.to_le_bytes());
+        out.extend_from_slice(&record.period_end_s.to_le_bytes());
+    }
+    out
+}
+
+/// Checks a batch's signature against the provider's registered key.
+pub fn verify_usage(
+    public_key_hex: Option<&str>,
+    provider: ProviderId,
+    records: &[UsageInput],
+    signature_hex: &str,
+) -> Result<()> {
+    let Some(public_key_hex) = public_key_hex else {
+        return Err(ServiceError::new(
+            ErrorCode::SignatureInvalid,
+            format!("signature: {provider} has registered no public key, so its usage cannot be verified"),
+        ));
+    };
+    let key = unhex::<32>(public_key_hex).and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok()).ok_or_else(|| {
+        ServiceError::new(ErrorCode::Internal, format!("{provider}'s stored public key is malformed"))
+    })?;
+    let signature = unhex::<64>(signature_hex).map(|bytes| Signature::from_bytes(&bytes)).ok_or_else(|| {
+        ServiceError::new(ErrorCode::SignatureInvalid, "signature: must be 128 hex characters (an Ed25519 signature)")
+    })?;
+    key.verify_strict(&usage_signing_bytes(provider, records), &signature).map_err(|_| {
+        ServiceError::new(ErrorCode::SignatureInvalid, "signature: does not match the batch and the provider's key")
+    })
+}
+
+/// Checks that text is an Ed25519 public key in hex.
+pub fn check_public_key(public_key_hex: &str) -> Result<()> {
+    unhex::<32>(public_key_hex)
+        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+        .map(|_| ())
+        .ok_or_else(|| ServiceError::field("public_key", "must be 64 hex characters of an Ed25519 public key"))
+}
