@@ -50,11 +50,13 @@ pub struct WriterStats {
 pub const BATCH_BUCKETS: [u64; 6] = [1, 10, 100, 1_000, 4_000, u64::MAX];
 
 /// Why a job was not queued.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Refused {
     /// The queue is full: try again shortly.
+    #[error("the writer's queue is full")]
     Overloaded,
     /// The writer has stopped (shutting down or failed).
+    #[error("the writer has stopped")]
     Stopped,
 }
 

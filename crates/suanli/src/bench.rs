@@ -166,102 +166,25 @@ pub struct UsageOptions {
 pub fn usage(options: &UsageOptions) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
 
-    use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
-    use suanli_service::calendar::shanghai_midnight;
-    use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
-    use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteSpec};
+    use suanli_service::model::{UsageInput, UsageOutcome};
+    use suanli_service::{Actor, Service};
 
     let limit = suanli_service::service::USAGE_BATCH_RECORDS_MAX;
     if let Some(size) = options.batch_sizes.iter().find(|&&s| s == 0 || s > limit) {
         anyhow::bail!("--batch-sizes: {size} is not between 1 and {limit}");
     }
     println!("machine: {} logical cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
-    const ORDERS: usize = 100;
     for &batch_size in &options.batch_sizes {
         let dir = tempfile::tempdir()?;
+        let (mut service, clock, orders) = usage_world(dir.path())?;
         let path = dir.path().join("bench.db");
-        let start = shanghai_midnight(2026, 3, 2).expect("a valid date");
-        let clock = ManualClock::new(start);
-        let mut service = Service::open(&path, Arc::new(clock.clone()))?;
         let operator = Actor::operator();
-        let program = service.load_program(&operator, include_str!("../../../programs/shanghai-compute.toml"))?;
-        service.open_program(&operator, program)?;
-        let mut pools = Vec::new();
-        for n in 0..2u32 {
-            let region = if n == 0 { "310000" } else { "640500" };
-            let provider = service.register_provider(
-                &operator,
-                Uscc::with_check_characters(&format!("91{region}{:08}", 900 + n))?,
-                &format!("provider {n}"),
-                OperatorKind::Government,
-            )?;
-            let site = service.add_site(
-                &operator,
-                SiteSpec {
-                    provider,
-                    name: format!("site {n}"),
-                    hub: "bench".into(),
-                    region: RegionCode::parse(region)?,
-                    latitude: 31.0,
-                    longitude: 121.0,
-                    operator: OperatorKind::Government,
-                    power_price_fen_per_kwh: None,
-                    pue: None,
-                },
-            )?;
-            let pool = service.add_pool(
-                &operator,
-                PoolInput {
-                    site,
-                    chip: "H100".into(),
-                    gpu_count: 100_000,
-                    domestic: n == 1,
-                    price_fen_per_gpu_hour: Fen::new(18_00),
-                },
-            )?;
-            pools.push((provider, pool));
-        }
-        let mut orders = Vec::new();
-        for n in 0..ORDERS {
-            let enterprise = service.register_enterprise(
-                &operator,
-                EnterpriseInput {
-                    uscc: Uscc::with_check_characters(&format!("91310115{:08}", n + 1))?,
-                    name: format!("enterprise {n}"),
-                    region: RegionCode::parse("310115")?,
-                    kind: ApplicantKind::Sme,
-                    headcount: 100,
-                    revenue_fen: Fen::from_yuan(10_000_000)?,
-                    research_projects: Vec::new(),
-                    related_parties: Vec::new(),
-                },
-            )?;
-            let application =
-                service.create_application(&operator, enterprise, program, Fen::from_yuan(1_000_000)?, "")?;
-            service.submit_application(&operator, application)?;
-            let voucher = service.approve_application(&operator, application, Fen::from_yuan(1_000_000)?)?;
-            let (provider, pool) = pools[n % 2];
-            let order = service.place_order(
-                &operator,
-                OrderInput {
-                    enterprise,
-                    voucher,
-                    pool,
-                    chip: None,
-                    gpu_count: 8,
-                    hours: 1_000,
-                    purpose: Purpose::Training,
-                },
-            )?;
-            service.start_order(&operator, order)?;
-            orders.push((provider, order));
-        }
         let started_at = service.now_s();
-        let per_order = options.records.div_ceil(ORDERS);
+        let per_order = options.records.div_ceil(BENCH_ORDERS);
         // Group records by provider so each call carries one provider's records, as a provider
         // would send them.
         let mut by_provider: Vec<(suanli_domain::ProviderId, Vec<UsageInput>)> =
-            pools.iter().map(|&(provider, _)| (provider, Vec::new())).collect();
+            orders.iter().take(2).map(|&(provider, _)| (provider, Vec::new())).collect();
         for minute in 0..per_order {
             for (n, &(_, order)) in orders.iter().enumerate() {
                 by_provider[n % 2].1.push(UsageInput {
@@ -344,5 +267,255 @@ pub fn place(options: &PlaceBenchOptions) -> anyhow::Result<ExitCode> {
             options.seed
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Orders in the usage benchmarks' world.
+const BENCH_ORDERS: usize = 100;
+
+/// The usage benchmarks' world in a fresh database at `dir`: the shipped Shanghai programme, two
+/// providers (each with a pool), and 100 enterprises each with a ¥1,000,000 voucher and one
+/// running order of 8 GPUs, alternating between the providers.
+fn usage_world(
+    dir: &std::path::Path,
+) -> anyhow::Result<(
+    suanli_service::Service,
+    suanli_service::ManualClock,
+    Vec<(suanli_domain::ProviderId, suanli_domain::OrderId)>,
+)> {
+    use std::sync::Arc;
+
+    use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
+    use suanli_service::calendar::shanghai_midnight;
+    use suanli_service::model::{OperatorKind, Purpose};
+    use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteSpec};
+
+    const ORDERS: usize = BENCH_ORDERS;
+    let path = dir.join("bench.db");
+    let start = shanghai_midnight(2026, 3, 2).expect("a valid date");
+    let clock = ManualClock::new(start);
+    let mut service = Service::open(&path, Arc::new(clock.clone()))?;
+    let operator = Actor::operator();
+    let program = service.load_program(&operator, include_str!("../../../programs/shanghai-compute.toml"))?;
+    service.open_program(&operator, program)?;
+    let mut pools = Vec::new();
+    for n in 0..2u32 {
+        let region = if n == 0 { "310000" } else { "640500" };
+        let provider = service.register_provider(
+            &operator,
+            Uscc::with_check_characters(&format!("91{region}{:08}", 900 + n))?,
+            &format!("provider {n}"),
+            OperatorKind::Government,
+        )?;
+        let site = service.add_site(
+            &operator,
+            SiteSpec {
+                provider,
+                name: format!("site {n}"),
+                hub: "bench".into(),
+                region: RegionCode::parse(region)?,
+                latitude: 31.0,
+                longitude: 121.0,
+                operator: OperatorKind::Government,
+                power_price_fen_per_kwh: None,
+                pue: None,
+            },
+        )?;
+        let pool = service.add_pool(
+            &operator,
+            PoolInput {
+                site,
+                chip: "H100".into(),
+                gpu_count: 100_000,
+                domestic: n == 1,
+                price_fen_per_gpu_hour: Fen::new(18_00),
+            },
+        )?;
+        pools.push((provider, pool));
+    }
+    let mut orders = Vec::new();
+    for n in 0..ORDERS {
+        let enterprise = service.register_enterprise(
+            &operator,
+            EnterpriseInput {
+                uscc: Uscc::with_check_characters(&format!("91310115{:08}", n + 1))?,
+                name: format!("enterprise {n}"),
+                region: RegionCode::parse("310115")?,
+                kind: ApplicantKind::Sme,
+                headcount: 100,
+                revenue_fen: Fen::from_yuan(10_000_000)?,
+                research_projects: Vec::new(),
+                related_parties: Vec::new(),
+            },
+        )?;
+        let application = service.create_application(&operator, enterprise, program, Fen::from_yuan(1_000_000)?, "")?;
+        service.submit_application(&operator, application)?;
+        let voucher = service.approve_application(&operator, application, Fen::from_yuan(1_000_000)?)?;
+        let (provider, pool) = pools[n % 2];
+        let order = service.place_order(
+            &operator,
+            OrderInput {
+                enterprise,
+                voucher,
+                pool,
+                chip: None,
+                gpu_count: 8,
+                hours: 1_000,
+                purpose: Purpose::Training,
+            },
+        )?;
+        service.start_order(&operator, order)?;
+        orders.push((provider, order));
+    }
+    Ok((service, clock, orders))
+}
+
+#[derive(clap::Args)]
+pub struct IngestOptions {
+    /// Usage records sent in all.
+    #[arg(long, default_value_t = 200_000)]
+    records: usize,
+    /// Records per request.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+}
+
+/// `suanli bench ingest`: a server on loopback over a fresh database (`synchronous=FULL`), driven
+/// by concurrent clients sending Ed25519-signed usage batches over HTTP. Bodies and signatures
+/// are built before the clock starts; what is timed is HTTP, authentication, signature checks,
+/// the queue, group commit, and every answer coming back.
+pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
+    use ed25519_dalek::{Signer, SigningKey};
+    use suanli_api::{AppState, UsageRecordJson, Writer};
+    use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
+    use suanli_service::calendar::format_timestamp;
+    use suanli_service::{Actor, Role};
+
+    anyhow::ensure!(options.clients > 0, "--clients: must be at least 1");
+    anyhow::ensure!(
+        (1..=suanli_service::service::USAGE_BATCH_RECORDS_MAX).contains(&options.batch),
+        "--batch: must be between 1 and {}",
+        suanli_service::service::USAGE_BATCH_RECORDS_MAX
+    );
+    println!("machine: {} logical cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    let dir = tempfile::tempdir()?;
+    let (mut service, clock, orders) = usage_world(dir.path())?;
+    let operator = Actor::operator();
+    let providers = [orders[0].0, orders[1].0];
+    let keys: Vec<SigningKey> = (0..2u8).map(|i| SigningKey::from_bytes(&[7 + i; 32])).collect();
+    for (provider, key) in providers.iter().zip(&keys) {
+        service.register_provider_key(&operator, *provider, &hex(key.verifying_key().as_bytes()))?;
+        service.issue_token(&operator, Role::Provider(*provider), &sha256_hex(&format!("bench-{provider}")))?;
+    }
+    let started_at = service.now_s();
+    let per_order = options.records.div_ceil(BENCH_ORDERS);
+    clock.set(started_at + per_order as i64 * 60 + 1);
+
+    // Each client sends the records of its orders, one provider per request, signed.
+    let mut work: Vec<Vec<(usize, String, String)>> = vec![Vec::new(); options.clients];
+    for (client, requests) in work.iter_mut().enumerate() {
+        for (p, provider) in providers.iter().enumerate() {
+            let mine: Vec<(usize, suanli_domain::OrderId)> = orders
+                .iter()
+                .enumerate()
+                .filter(|(n, (owner, _))| n % options.clients == client && owner == provider)
+                .map(|(n, (_, order))| (n, *order))
+                .collect();
+            let records: Vec<UsageRecordJson> = (0..per_order)
+                .flat_map(|minute| {
+                    mine.iter().map(move |&(n, order)| UsageRecordJson {
+                        id: format!("{n}-{minute}"),
+                        order: order.to_string(),
+                        gpu_seconds: 8 * 60 - (minute % 60) as i64,
+                        period_start: format_timestamp(started_at + minute as i64 * 60),
+                        period_end: format_timestamp(started_at + (minute as i64 + 1) * 60),
+                    })
+                })
+                .collect();
+            for chunk in records.chunks(options.batch) {
+                let inputs: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| r.to_input(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                let signature = hex(&keys[p].sign(&usage_signing_bytes(*provider, &inputs)).to_bytes());
+                requests.push((p, serde_json::json!({ "records": chunk }).to_string(), signature));
+            }
+        }
+    }
+    let total: usize = orders.len() * per_order;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (writer, writer_thread) = Writer::start(service);
+    let state = AppState { writer: writer.clone(), metrics: Default::default() };
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(suanli_api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+
+    let timer = Instant::now();
+    let threads: Vec<_> = work
+        .into_iter()
+        .map(|requests| {
+            let base = base.clone();
+            let providers = providers;
+            std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, usize)> {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut latencies = Vec::with_capacity(requests.len());
+                let mut ok = 0;
+                for (p, body, signature) in requests {
+                    let sent = Instant::now();
+                    let mut response = agent
+                        .post(&format!("{base}/api/v1/providers/{}/usage", providers[p]))
+                        .header("authorization", &format!("Bearer bench-{}", providers[p]))
+                        .header("content-type", "application/json")
+                        .header("suanli-signature", &signature)
+                        .send(body)?;
+                    let text = response.body_mut().read_to_string()?;
+                    latencies.push(sent.elapsed().as_secs_f64());
+                    anyhow::ensure!(response.status().as_u16() == 200, "status {}: {text}", response.status());
+                    ok += text.matches("\"status\":\"ok\"").count();
+                }
+                Ok((latencies, ok))
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut ok = 0;
+    for thread in threads {
+        let (mine, recorded) = thread.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        latencies.extend(mine);
+        ok += recorded;
+    }
+    let seconds = timer.elapsed().as_secs_f64();
+    anyhow::ensure!(ok == total, "{ok} of {total} records answered ok");
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] * 1e3;
+    let commits = writer.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "usage_records_per_s: {:.0} ({total} records, {} clients, batch {} per request, {} requests; \
+         p50 {:.1} ms, p99 {:.1} ms per request; {commits} group commits, {:.0} records per commit; {}, WAL)",
+        total as f64 / seconds,
+        options.clients,
+        options.batch,
+        latencies.len(),
+        percentile(0.5),
+        percentile(0.99),
+        total as f64 / commits.max(1) as f64,
+        suanli_store::FsyncMode::Full.as_str()
+    );
+    let problems = runtime.block_on(writer.call(|service| Ok(service.check_books())))??;
+    anyhow::ensure!(problems.is_empty(), "the books disagree after the benchmark: {problems:?}");
+    let _ = stop.send(());
+    runtime.block_on(server)??;
+    drop(writer);
+    drop(runtime);
+    writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     Ok(ExitCode::SUCCESS)
 }

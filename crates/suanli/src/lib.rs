@@ -159,6 +159,8 @@ enum BenchCommand {
     Usage(bench::UsageOptions),
     /// Placement of seeded batches on the default 10-cluster network.
     Place(bench::PlaceBenchOptions),
+    /// Signed usage batches over HTTP from concurrent clients into a server on loopback.
+    Ingest(bench::IngestOptions),
 }
 
 #[derive(Subcommand)]
@@ -194,6 +196,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
+        Command::Bench { command: BenchCommand::Ingest(options) } => bench::ingest(&options),
         Command::Place(options) => place::run(&options),
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),

@@ -119,3 +119,37 @@ fn place_answers_a_batch_and_explains_an_order() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", "served.db"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.split_whitespace().last().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    let mut response = ureq::get(&format!("{url}/healthz")).call().unwrap();
+    assert_eq!(response.body_mut().read_to_string().unwrap(), "ok");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    assert!(lines.any(|l| l.unwrap().contains("every accepted batch is committed")));
+}
+
+#[test]
+fn bench_ingest_prints_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = suanli(&["bench", "ingest", "--records", "2000", "--clients", "2", "--batch", "250"], dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = stdout(&output);
+    assert!(
+        text.contains("usage_records_per_s: ") && text.contains("p99") && text.contains("synchronous=FULL"),
+        "{text}"
+    );
+}
