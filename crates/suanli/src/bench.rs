@@ -276,13 +276,11 @@ const BENCH_ORDERS: usize = 100;
 /// The usage benchmarks' world in a fresh database at `dir`: the shipped Shanghai programme, two
 /// providers (each with a pool), and 100 enterprises each with a ¥1,000,000 voucher and one
 /// running order of 8 GPUs, alternating between the providers.
-fn usage_world(
-    dir: &std::path::Path,
-) -> anyhow::Result<(
-    suanli_service::Service,
-    suanli_service::ManualClock,
-    Vec<(suanli_domain::ProviderId, suanli_domain::OrderId)>,
-)> {
+/// The service, its clock, and each order with its provider.
+type UsageWorld =
+    (suanli_service::Service, suanli_service::ManualClock, Vec<(suanli_domain::ProviderId, suanli_domain::OrderId)>);
+
+fn usage_world(dir: &std::path::Path) -> anyhow::Result<UsageWorld> {
     use std::sync::Arc;
 
     use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
@@ -464,7 +462,6 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|requests| {
             let base = base.clone();
-            let providers = providers;
             std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, usize)> {
                 let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                 let mut latencies = Vec::with_capacity(requests.len());
