@@ -64,6 +64,7 @@ impl From<ServiceError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::SignatureInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::AlreadyExists | ErrorCode::ProgramExists | ErrorCode::UsageRecordConflict => {
                 StatusCode::CONFLICT

@@ -14,26 +14,43 @@ use crate::writer::{BATCH_BUCKETS, WriterStats};
 
 /// Latency bucket bounds in seconds.
 const LATENCY_BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, f64::INFINITY];
-const ROUTES: [&str; 6] = [
-    "/healthz",
-    "/metrics",
-    "/api/v1/programs",
-    "/api/v1/vouchers/{voucher}",
-    "/api/v1/providers/{provider}/usage",
-    "other",
-];
 const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 
-#[derive(Default)]
+/// The route labels: every API path (methods share a label), the two service routes, "other".
+fn route_labels() -> Vec<&'static str> {
+    let mut labels: Vec<&'static str> = vec!["/healthz", "/metrics"];
+    for (_, path) in crate::ROUTES {
+        if !labels.contains(path) {
+            labels.push(path);
+        }
+    }
+    labels.push("other");
+    labels
+}
+
 pub struct Metrics {
-    requests: [[AtomicU64; 4]; 6],
-    latency: [[AtomicU64; 10]; 6],
-    latency_sum_us: [AtomicU64; 6],
+    routes: Vec<&'static str>,
+    requests: Vec<[AtomicU64; 4]>,
+    latency: Vec<[AtomicU64; 10]>,
+    latency_sum_us: Vec<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let routes = route_labels();
+        let n = routes.len();
+        Metrics {
+            routes,
+            requests: (0..n).map(|_| Default::default()).collect(),
+            latency: (0..n).map(|_| Default::default()).collect(),
+            latency_sum_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 impl Metrics {
     fn observe(&self, route: &str, status: u16, seconds: f64) {
-        let r = ROUTES.iter().position(|&x| x == route).unwrap_or(ROUTES.len() - 1);
+        let r = self.routes.iter().position(|&x| x == route).unwrap_or(self.routes.len() - 1);
         let class = match status {
             200..=299 => 0,
             400..=499 => 1,
@@ -50,7 +67,7 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP suanli_http_requests_total Requests answered, by route and status class.\n");
         out.push_str("# TYPE suanli_http_requests_total counter\n");
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in self.routes.iter().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
                 let n = self.requests[r][c].load(Ordering::Relaxed);
                 if n > 0 {
@@ -61,7 +78,7 @@ impl Metrics {
         out.push_str(
             "# HELP suanli_http_request_seconds Request latency.\n# TYPE suanli_http_request_seconds histogram\n",
         );
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in self.routes.iter().enumerate() {
             let mut cumulative = 0;
             for (b, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
                 cumulative += self.latency[r][b].load(Ordering::Relaxed);

@@ -71,6 +71,7 @@ error_codes! {
     StatementEmpty => "statement_empty",
     StatementState => "statement_state",
     SignatureInvalid => "signature_invalid",
+    Forbidden => "forbidden",
     AmountOverflow => "amount_overflow",
     Storage => "storage_error",
     Internal => "internal_error",

@@ -1,0 +1,849 @@
+//! The voucher lifecycle over HTTP: programmes, enterprises, applications, vouchers, providers,
+//! sites, pools, orders, statements and the audit log.
+//!
+//! Every handler authenticates and then runs one closure on the writer thread. The closure
+//! resolves who owns the object (its enterprise, provider or authority), checks the caller's role
+//! against the grants of that endpoint, and only then acts, so a refused call changes nothing.
+//! A caller whose kind of role could own such an object, but does not own this one, is told
+//! `not_found`: it learns nothing about other tenants. A role that can never use the endpoint is
+//! told `forbidden`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use suanli_domain::{
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProviderId, RegionCode, SiteId,
+    StatementId, Uscc, VoucherId,
+};
+use suanli_service::calendar::YearMonth;
+use suanli_service::model::{OperatorKind, Purpose};
+use suanli_service::{
+    Actor, EnterpriseInput, ErrorCode, OrderInput, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec,
+};
+
+use crate::{ApiError, AppState, authenticate};
+
+/// Who may use an endpoint on a given object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    Anyone,
+    Admin,
+    /// Read-only endpoints.
+    Auditor,
+    /// The authority's admin or reviewer.
+    Authority(AuthorityId),
+    /// The authority's admin only.
+    AuthorityAdmin(AuthorityId),
+    Enterprise(EnterpriseId),
+    Provider(ProviderId),
+}
+
+/// Checks `role` against `grants`; see the module comment for `not_found` against `forbidden`.
+pub fn permit(role: Role, grants: &[Grant], what: &str) -> Result<(), ServiceError> {
+    let allowed = grants.iter().any(|grant| match (*grant, role) {
+        (Grant::Anyone, _) | (Grant::Admin, Role::PlatformAdmin) | (Grant::Auditor, Role::Auditor) => true,
+        (Grant::Authority(a), Role::AuthorityAdmin(b) | Role::AuthorityReviewer(b)) => a == b,
+        (Grant::AuthorityAdmin(a), Role::AuthorityAdmin(b)) => a == b,
+        (Grant::Enterprise(a), Role::Enterprise(b)) => a == b,
+        (Grant::Provider(a), Role::Provider(b)) => a == b,
+        _ => false,
+    });
+    if allowed {
+        return Ok(());
+    }
+    let same_kind = grants.iter().any(|grant| {
+        matches!(
+            (*grant, role),
+            (Grant::Authority(_), Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_))
+                | (Grant::AuthorityAdmin(_), Role::AuthorityAdmin(_))
+                | (Grant::Enterprise(_), Role::Enterprise(_))
+                | (Grant::Provider(_), Role::Provider(_))
+        )
+    });
+    if same_kind {
+        Err(ServiceError::new(ErrorCode::NotFound, format!("{what} does not exist")))
+    } else {
+        Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not do this to {what}")))
+    }
+}
+
+/// Authenticates, then runs `work` on the writer with the caller's role and answers its JSON.
+async fn run<T: Serialize + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    work: impl FnOnce(&mut Service, Role) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let role = authenticate(state, headers)?;
+    let value = state.writer.call(move |service| work(service, role)).await??;
+    Ok(Json(value).into_response())
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(value)| value).map_err(ApiError::from_json)
+}
+
+fn id<T>(field: &str, text: &str, parse: fn(&str) -> Result<T, suanli_domain::IdError>) -> Result<T, ApiError> {
+    parse(text).map_err(|e| ApiError::field(field, e))
+}
+
+fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
+    Fen::positive(amount).map_err(|e| ApiError::field(field, e))
+}
+
+fn actor(role: Role) -> Actor {
+    Actor::of(role)
+}
+
+/// Paging on lists: `limit` (at most 500, default 100) and `offset`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default)]
+    pub offset: usize,
+    pub limit: Option<usize>,
+    /// Filters some lists by programme.
+    pub program: Option<String>,
+    /// Filters some lists by state (`open`, `submitted`, ...).
+    pub state: Option<String>,
+}
+
+pub const PAGE_LIMIT_MAX: usize = 500;
+
+impl Page {
+    fn window<T: Clone>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError>
+    where
+        T: Serialize,
+    {
+        let limit = self.limit.unwrap_or(100);
+        if limit == 0 || limit > PAGE_LIMIT_MAX {
+            return Err(ServiceError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
+        }
+        let total = items.len();
+        let page: Vec<T> = items.into_iter().skip(self.offset).take(limit).collect();
+        Ok(serde_json::json!({ "total": total, "offset": self.offset, "limit": limit, "items": page }))
+    }
+}
+
+fn state_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+pub fn routes() -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/api/v1/programs", get(list_programs).post(load_program))
+        .route("/api/v1/programs/{program}", get(show_program))
+        .route("/api/v1/programs/{program}/{action}", post(program_action))
+        .route("/api/v1/enterprises", post(register_enterprise))
+        .route("/api/v1/enterprises/{enterprise}", get(show_enterprise))
+        .route("/api/v1/applications", get(list_applications).post(create_application))
+        .route("/api/v1/applications/{application}", get(show_application))
+        .route("/api/v1/applications/{application}/{action}", post(application_action))
+        .route("/api/v1/vouchers/{voucher}/{action}", post(voucher_action))
+        .route("/api/v1/providers", post(register_provider))
+        .route("/api/v1/providers/{provider}/sites", post(add_site))
+        .route("/api/v1/providers/{provider}/key", post(set_key))
+        .route("/api/v1/sites/{site}/pools", post(add_pool))
+        .route("/api/v1/pools", get(list_pools))
+        .route("/api/v1/orders", post(place_order))
+        .route("/api/v1/orders/quote", post(quote_order))
+        .route("/api/v1/orders/{order}", get(show_order))
+        .route("/api/v1/orders/{order}/{action}", post(order_action))
+        .route("/api/v1/statements", post(issue_statement))
+        .route("/api/v1/statements/{statement}", get(show_statement))
+        .route("/api/v1/statements/{statement}/approve", post(approve_statement))
+        .route("/api/v1/sweep", post(sweep))
+        .route("/api/v1/audit/log", get(audit_log))
+}
+
+// ------------------------------------------------------------------ programmes
+
+async fn list_programs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, _| {
+        let items: Vec<_> = s
+            .state()
+            .programs
+            .values()
+            .filter(|p| page.state.as_ref().is_none_or(|wanted| &state_name(&p.state) == wanted))
+            .cloned()
+            .collect();
+        page.window(items)
+    })
+    .await
+}
+
+async fn show_program(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(program): Path<String>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, _| s.find_program(&program).and_then(|id| s.program(id).cloned())).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgramFileJson {
+    /// The programme file's TOML text.
+    toml: String,
+}
+
+async fn load_program(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<ProgramFileJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin], "programmes")?;
+        let id = s.load_program(&actor(role), &input.toml)?;
+        s.program(id).cloned()
+    })
+    .await
+}
+
+async fn program_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((program, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, role| {
+        let id = s.find_program(&program)?;
+        let authority = s.program(id)?.authority;
+        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &id.to_string())?;
+        match action.as_str() {
+            "open" => s.open_program(&actor(role), id)?,
+            "close" => s.close_program(&actor(role), id)?,
+            "finish" => {
+                s.finish_program(&actor(role), id)?;
+            }
+            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+        }
+        s.program(id).cloned()
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ enterprises
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnterpriseJson {
+    uscc: String,
+    name: String,
+    region: Option<String>,
+    kind: String,
+    headcount: u32,
+    revenue_fen: i64,
+    #[serde(default)]
+    research_projects: Vec<String>,
+    #[serde(default)]
+    related_parties: Vec<String>,
+}
+
+async fn register_enterprise(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<EnterpriseJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let uscc = Uscc::parse(&input.uscc).map_err(|e| ApiError::field("uscc", e))?;
+    let region = match &input.region {
+        Some(text) => RegionCode::parse(text).map_err(|e| ApiError::field("region", e))?,
+        None => uscc.region(),
+    };
+    let kind = ApplicantKind::parse(&input.kind).map_err(|e| ApiError::field("kind", e))?;
+    let revenue_fen = Fen::non_negative(input.revenue_fen).map_err(|e| ApiError::field("revenue_fen", e))?;
+    let related_parties = input
+        .related_parties
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Uscc::parse(text).map_err(|e| ApiError::field(&format!("related_parties[{i}]"), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let enterprise = EnterpriseInput {
+        uscc,
+        name: input.name,
+        region,
+        kind,
+        headcount: input.headcount,
+        revenue_fen,
+        research_projects: input.research_projects,
+        related_parties,
+    };
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin], "enterprises")?;
+        let id = s.register_enterprise(&actor(role), enterprise)?;
+        s.enterprise(id).cloned()
+    })
+    .await
+}
+
+async fn show_enterprise(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(enterprise): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id("enterprise", &enterprise, EnterpriseId::parse)?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Auditor, Grant::Enterprise(id)], &id.to_string())?;
+        s.enterprise(id).cloned()
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ applications
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplicationJson {
+    enterprise: String,
+    program: String,
+    amount_fen: i64,
+    #[serde(default)]
+    note: String,
+}
+
+async fn create_application(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<ApplicationJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let enterprise = id("enterprise", &input.enterprise, EnterpriseId::parse)?;
+    let amount = fen("amount_fen", input.amount_fen)?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &enterprise.to_string())?;
+        let program = s.find_program(&input.program)?;
+        let id = s.create_application(&actor(role), enterprise, program, amount, &input.note)?;
+        s.application(id).cloned()
+    })
+    .await
+}
+
+/// An application's enterprise and its programme's authority.
+fn application_scope(s: &Service, id: ApplicationId) -> Result<(EnterpriseId, AuthorityId), ServiceError> {
+    let application = s.application(id)?;
+    Ok((application.enterprise, s.program(application.program)?.authority))
+}
+
+async fn list_applications(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, role| {
+        let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
+        let mut items: Vec<_> = s
+            .state()
+            .applications
+            .values()
+            .filter(|a| program.is_none_or(|p| a.program == p))
+            .filter(|a| page.state.as_ref().is_none_or(|wanted| &state_name(&a.state) == wanted))
+            .filter(|a| {
+                let authority = s.state().programs[&a.program].authority;
+                permit(
+                    role,
+                    &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(a.enterprise)],
+                    "",
+                )
+                .is_ok()
+            })
+            .cloned()
+            .collect();
+        items.sort_by_key(|a| (a.program, a.submitted_at_s.unwrap_or(i64::MAX), a.id));
+        page.window(items)
+    })
+    .await
+}
+
+async fn show_application(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(application): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id("application", &application, ApplicationId::parse)?;
+    run(&state, &headers, move |s, role| {
+        let (enterprise, authority) = application_scope(s, id)?;
+        permit(
+            role,
+            &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)],
+            &id.to_string(),
+        )?;
+        let application = s.application(id)?.clone();
+        let verdicts: Vec<_> = s
+            .eligibility(application.enterprise, application.program)?
+            .into_iter()
+            .map(|(rule, v)| serde_json::json!({ "rule": rule, "passed": v.passed, "reason": v.reason }))
+            .collect();
+        Ok(serde_json::json!({ "application": application, "eligibility": verdicts }))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DecisionJson {
+    amount_fen: Option<i64>,
+    reason: Option<String>,
+}
+
+async fn application_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((application, action)): Path<(String, String)>,
+    input: Result<Json<DecisionJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = id("application", &application, ApplicationId::parse)?;
+    let input = body(input)?;
+    let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
+    run(&state, &headers, move |s, role| {
+        let (enterprise, authority) = application_scope(s, id)?;
+        let who = actor(role);
+        match action.as_str() {
+            "submit" | "withdraw" => {
+                permit(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &id.to_string())?;
+                if action == "submit" { s.submit_application(&who, id)? } else { s.withdraw_application(&who, id)? }
+            }
+            "approve" => {
+                permit(role, &[Grant::Admin, Grant::Authority(authority)], &id.to_string())?;
+                let amount = amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
+                s.approve_application(&who, id, amount)?;
+            }
+            "reject" => {
+                permit(role, &[Grant::Admin, Grant::Authority(authority)], &id.to_string())?;
+                let reason = input.reason.clone().unwrap_or_default();
+                s.reject_application(&who, id, &reason)?;
+            }
+            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+        }
+        s.application(id).cloned()
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ vouchers
+
+/// A voucher's enterprise and its programme's authority.
+pub fn voucher_scope(s: &Service, id: VoucherId) -> Result<(EnterpriseId, AuthorityId), ServiceError> {
+    let voucher = s.voucher(id)?;
+    Ok((voucher.enterprise, s.program(voucher.program)?.authority))
+}
+
+async fn voucher_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((voucher, action)): Path<(String, String)>,
+    input: Result<Json<DecisionJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = id("voucher", &voucher, VoucherId::parse)?;
+    let input = body(input)?;
+    run(&state, &headers, move |s, role| {
+        let (_, authority) = voucher_scope(s, id)?;
+        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &id.to_string())?;
+        let reason = input.reason.clone().unwrap_or_default();
+        match action.as_str() {
+            "suspend" => s.suspend_voucher(&actor(role), id, &reason)?,
+            "reinstate" => s.reinstate_voucher(&actor(role), id)?,
+            "revoke" => {
+                s.revoke_voucher(&actor(role), id, &reason)?;
+            }
+            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+        }
+        s.voucher(id).cloned()
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ providers
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderJson {
+    uscc: String,
+    name: String,
+    operator: String,
+}
+
+fn operator(text: &str) -> Result<OperatorKind, ApiError> {
+    OperatorKind::parse(text)
+        .ok_or_else(|| ApiError::field("operator", "must be government, state_owned or commercial"))
+}
+
+async fn register_provider(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<ProviderJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let uscc = Uscc::parse(&input.uscc).map_err(|e| ApiError::field("uscc", e))?;
+    let kind = operator(&input.operator)?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin], "providers")?;
+        let id = s.register_provider(&actor(role), uscc, &input.name, kind)?;
+        Ok(s.state().providers[&id].clone())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteJson {
+    name: String,
+    hub: String,
+    region: String,
+    latitude: f64,
+    longitude: f64,
+    operator: Option<String>,
+    power_price_fen_per_kwh: Option<i64>,
+    pue: Option<f64>,
+}
+
+async fn add_site(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(provider): Path<String>,
+    input: Result<Json<SiteJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let provider = id("provider", &provider, ProviderId::parse)?;
+    let input = body(input)?;
+    let region = RegionCode::parse(&input.region).map_err(|e| ApiError::field("region", e))?;
+    let kind = input.operator.as_deref().map(operator).transpose()?;
+    let power = input.power_price_fen_per_kwh.map(|p| fen("power_price_fen_per_kwh", p)).transpose()?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Provider(provider)], &provider.to_string())?;
+        let operator_kind = match kind {
+            Some(kind) => kind,
+            None => s.state().providers.get(&provider).ok_or_else(|| ServiceError::not_found(provider))?.operator,
+        };
+        let spec = SiteSpec {
+            provider,
+            name: input.name,
+            hub: input.hub,
+            region,
+            latitude: input.latitude,
+            longitude: input.longitude,
+            operator: operator_kind,
+            power_price_fen_per_kwh: power,
+            pue: input.pue,
+        };
+        let id = s.add_site(&actor(role), spec)?;
+        Ok(s.state().sites[&id].clone())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyJson {
+    public_key_hex: String,
+}
+
+async fn set_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(provider): Path<String>,
+    input: Result<Json<KeyJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let provider = id("provider", &provider, ProviderId::parse)?;
+    let input = body(input)?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Provider(provider)], &provider.to_string())?;
+        s.register_provider_key(&actor(role), provider, &input.public_key_hex)?;
+        Ok(s.state().providers[&provider].clone())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolJson {
+    chip: String,
+    gpus: u32,
+    domestic: bool,
+    price_fen_per_gpu_hour: i64,
+}
+
+async fn add_pool(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+    input: Result<Json<PoolJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let site = id("site", &site, SiteId::parse)?;
+    let input = body(input)?;
+    let price = fen("price_fen_per_gpu_hour", input.price_fen_per_gpu_hour)?;
+    run(&state, &headers, move |s, role| {
+        let provider = s.state().sites.get(&site).ok_or_else(|| ServiceError::not_found(site))?.spec.provider;
+        permit(role, &[Grant::Admin, Grant::Provider(provider)], &site.to_string())?;
+        let pool = PoolInput {
+            site,
+            chip: input.chip,
+            gpu_count: input.gpus,
+            domestic: input.domestic,
+            price_fen_per_gpu_hour: price,
+        };
+        let id = s.add_pool(&actor(role), pool)?;
+        Ok(s.state().pools[&id].clone())
+    })
+    .await
+}
+
+async fn list_pools(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, _| page.window(s.state().pools.values().cloned().collect())).await
+}
+
+// ------------------------------------------------------------------ orders
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderJson {
+    enterprise: String,
+    voucher: String,
+    /// Pins a pool; without it the placement engine chooses.
+    pool: Option<String>,
+    chip: Option<String>,
+    gpus: u32,
+    hours: u32,
+    purpose: String,
+}
+
+impl OrderJson {
+    fn request(&self) -> Result<(PoolRequest, Option<PoolId>), ApiError> {
+        let request = PoolRequest {
+            enterprise: id("enterprise", &self.enterprise, EnterpriseId::parse)?,
+            voucher: id("voucher", &self.voucher, VoucherId::parse)?,
+            chip: self.chip.clone(),
+            gpu_count: self.gpus,
+            hours: self.hours,
+            purpose: Purpose::parse(&self.purpose)
+                .ok_or_else(|| ApiError::field("purpose", "must be training, inference, fine_tuning or data"))?,
+        };
+        let pool = self.pool.as_deref().map(|p| id("pool", p, PoolId::parse)).transpose()?;
+        Ok((request, pool))
+    }
+}
+
+fn pinned(request: &PoolRequest, pool: PoolId) -> OrderInput {
+    OrderInput {
+        enterprise: request.enterprise,
+        voucher: request.voucher,
+        pool,
+        chip: request.chip.clone(),
+        gpu_count: request.gpu_count,
+        hours: request.hours,
+        purpose: request.purpose,
+    }
+}
+
+async fn quote_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<OrderJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let (request, pool) = body(input)?.request()?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
+        match pool {
+            Some(pool) => Ok(
+                serde_json::json!({ "chosen": s.quote(&pinned(&request, pool))?, "alternatives": [], "excluded": [] }),
+            ),
+            None => Ok(serde_json::to_value(s.choose_pool(&request)?).expect("serializes")),
+        }
+    })
+    .await
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<OrderJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let (request, pool) = body(input)?.request()?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
+        let id = match pool {
+            Some(pool) => s.place_order(&actor(role), pinned(&request, pool))?,
+            None => s.place_order_anywhere(&actor(role), &request)?,
+        };
+        s.order(id).cloned()
+    })
+    .await
+}
+
+/// An order's enterprise, provider and programme authority.
+fn order_scope(s: &Service, id: OrderId) -> Result<(EnterpriseId, ProviderId, AuthorityId), ServiceError> {
+    let order = s.order(id)?;
+    Ok((order.enterprise, order.provider, s.program(order.program)?.authority))
+}
+
+async fn show_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(order): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id("order", &order, OrderId::parse)?;
+    run(&state, &headers, move |s, role| {
+        let (enterprise, provider, authority) = order_scope(s, id)?;
+        let grants = [
+            Grant::Admin,
+            Grant::Auditor,
+            Grant::Authority(authority),
+            Grant::Enterprise(enterprise),
+            Grant::Provider(provider),
+        ];
+        permit(role, &grants, &id.to_string())?;
+        s.order(id).cloned()
+    })
+    .await
+}
+
+async fn order_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((order, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = id("order", &order, OrderId::parse)?;
+    run(&state, &headers, move |s, role| {
+        let (enterprise, provider, _) = order_scope(s, id)?;
+        let who = actor(role);
+        match action.as_str() {
+            "start" => {
+                permit(role, &[Grant::Admin, Grant::Provider(provider)], &id.to_string())?;
+                s.start_order(&who, id)?;
+            }
+            "complete" => {
+                permit(
+                    role,
+                    &[Grant::Admin, Grant::Provider(provider), Grant::Enterprise(enterprise)],
+                    &id.to_string(),
+                )?;
+                s.complete_order(&who, id)?;
+            }
+            "cancel" => {
+                permit(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &id.to_string())?;
+                s.cancel_order(&who, id)?;
+            }
+            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+        }
+        s.order(id).cloned()
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ statements, sweep, audit
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementJson {
+    provider: String,
+    program: String,
+    month: String,
+}
+
+async fn issue_statement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<StatementJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let provider = id("provider", &input.provider, ProviderId::parse)?;
+    let month = YearMonth::parse(&input.month).ok_or_else(|| ApiError::field("month", "must look like 2026-03"))?;
+    run(&state, &headers, move |s, role| {
+        let program = s.find_program(&input.program)?;
+        let authority = s.program(program)?.authority;
+        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &program.to_string())?;
+        let id = s.issue_statement(&actor(role), provider, program, month)?;
+        Ok(s.state().statements[&id].clone())
+    })
+    .await
+}
+
+fn statement_scope(s: &Service, id: StatementId) -> Result<(ProviderId, AuthorityId), ServiceError> {
+    let statement = s.state().statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
+    Ok((statement.provider, s.program(statement.program)?.authority))
+}
+
+async fn show_statement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(statement): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id("statement", &statement, StatementId::parse)?;
+    run(&state, &headers, move |s, role| {
+        let (provider, authority) = statement_scope(s, id)?;
+        permit(
+            role,
+            &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)],
+            &id.to_string(),
+        )?;
+        Ok(s.state().statements[&id].clone())
+    })
+    .await
+}
+
+async fn approve_statement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(statement): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id("statement", &statement, StatementId::parse)?;
+    run(&state, &headers, move |s, role| {
+        let (_, authority) = statement_scope(s, id)?;
+        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &id.to_string())?;
+        s.approve_statement(&actor(role), id)?;
+        Ok(s.state().statements[&id].clone())
+    })
+    .await
+}
+
+async fn sweep(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin], "the expiry sweep")?;
+        s.sweep(&actor(role))
+    })
+    .await
+}
+
+#[derive(Serialize, Clone)]
+struct LogEntryJson {
+    sequence: u64,
+    time_s: i64,
+    actor: String,
+    action: String,
+    object: String,
+    hash: String,
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin, Grant::Auditor], "the audit log")?;
+        let entries: Vec<LogEntryJson> = s
+            .log_entries()?
+            .into_iter()
+            .map(|e| LogEntryJson {
+                sequence: e.sequence,
+                time_s: e.time_s,
+                actor: e.actor,
+                action: e.action,
+                object: e.object,
+                hash: suanli_service::access::hex(&e.hash),
+            })
+            .collect();
+        page.window(entries)
+    })
+    .await
+}
