@@ -1,5 +1,7 @@
 //! The API over real HTTP on port 0: signed usage ingestion, its refusals, scopes, health and
-//! metrics.
+//! metrics, and the authorization matrix.
+
+mod authz;
 
 use std::sync::Arc;
 
@@ -16,17 +18,17 @@ use suanli_service::{
 
 const PROGRAM: &str = include_str!("../../../../programs/shanghai-compute.toml");
 
-struct TestApp {
-    base: String,
+pub struct TestApp {
+    pub base: String,
     writer: Writer,
     runtime: tokio::runtime::Runtime,
     agent: ureq::Agent,
     keys: Vec<SigningKey>,
-    providers: Vec<ProviderId>,
-    orders: Vec<OrderId>,
-    voucher: VoucherId,
+    pub providers: Vec<ProviderId>,
+    pub orders: Vec<OrderId>,
+    pub voucher: VoucherId,
     started_s: i64,
-    tokens: std::collections::HashMap<&'static str, String>,
+    pub tokens: std::collections::HashMap<&'static str, String>,
     _dir: tempfile::TempDir,
 }
 
@@ -37,7 +39,7 @@ fn uscc(region: &str, n: u32) -> Uscc {
 impl TestApp {
     /// A programme, two enterprises (one with a voucher), two providers each with a key, a pool
     /// and a running order; tokens for each role; the server on 127.0.0.1:0.
-    fn start() -> TestApp {
+    pub fn start() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let start = shanghai_midnight(2026, 3, 2).unwrap() + 9 * 3600;
         let clock = ManualClock::new(start);
@@ -122,12 +124,30 @@ impl TestApp {
             providers.push(provider);
             orders.push(order);
         }
+        // A second authority with its own programme, for foreign-scope checks.
+        let other_program = s.load_program(&op, include_str!("../../../../programs/beijing.toml")).unwrap();
+        let other_authority = s.program(other_program).unwrap().authority;
+        // One usage record in March and its statement, issued in April.
+        clock.set(start + 600);
+        let fixture = suanli_service::model::UsageInput {
+            id: "fixture".into(),
+            order: orders[0],
+            gpu_seconds: 60,
+            period_start_s: start,
+            period_end_s: start + 60,
+        };
+        s.record_usage(&op, providers[0], &[fixture]).unwrap();
+        clock.set(shanghai_midnight(2026, 4, 2).unwrap());
+        s.issue_statement(&op, providers[0], program, suanli_service::calendar::YearMonth { year: 2026, month: 3 })
+            .unwrap();
         let mut tokens = std::collections::HashMap::new();
         let authority = s.program(program).unwrap().authority;
         for (name, role) in [
             ("admin", Role::PlatformAdmin),
             ("auditor", Role::Auditor),
             ("authority", Role::AuthorityAdmin(authority)),
+            ("reviewer", Role::AuthorityReviewer(authority)),
+            ("other_authority", Role::AuthorityAdmin(other_authority)),
             ("enterprise", Role::Enterprise(enterprises[0])),
             ("other_enterprise", Role::Enterprise(enterprises[1])),
             ("provider", Role::Provider(providers[0])),
@@ -137,7 +157,6 @@ impl TestApp {
             s.issue_token(&op, role, &sha256_hex(&secret)).unwrap();
             tokens.insert(name, secret);
         }
-        clock.set(start + 3600);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (writer, _thread) = Writer::start(s);
         let state = AppState { writer: writer.clone(), metrics: Default::default() };
@@ -219,7 +238,7 @@ impl TestApp {
 #[test]
 fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     let app = TestApp::start();
-    let batch: Vec<_> = (0..20).map(|i| app.record(&format!("r{i}"), 0, i, 8 * 60)).collect();
+    let batch: Vec<_> = (1..21).map(|i| app.record(&format!("r{i}"), 0, i, 8 * 60)).collect();
     let (status, answer) = app.send_usage("provider", 0, 0, &batch);
     assert_eq!(status, 200, "{answer}");
     assert!(answer["results"].as_array().unwrap().iter().all(|r| r["status"] == "ok"), "{answer}");
@@ -227,7 +246,7 @@ fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     // The same batch again: every record answers `exists` with its first result.
     let (_, again) = app.send_usage("provider", 0, 0, &batch);
     assert!(again["results"].as_array().unwrap().iter().all(|r| r["status"] == "exists"), "{again}");
-    assert_eq!(app.usage_records(0), 20);
+    assert_eq!(app.usage_records(0), 21);
 
     // A replayed id with a different body.
     let (_, replay) = app.send_usage("provider", 0, 0, &[app.record("r3", 0, 3, 60)]);
@@ -235,7 +254,7 @@ fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     // Another provider's order, signed properly by the other provider.
     let (_, foreign) = app.send_usage("other_provider", 1, 1, &[app.record("x1", 0, 30, 60)]);
     assert_eq!(foreign["results"][0]["code"], "order_of_another_provider");
-    assert_eq!(app.usage_records(0), 20);
+    assert_eq!(app.usage_records(0), 21);
 
     // A forged signature: signed with the other provider's key.
     let (status, forged) = app.send_usage("provider", 0, 1, &[app.record("f1", 0, 40, 60)]);
@@ -247,7 +266,7 @@ fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     let (status, _) =
         app.request("POST", &format!("/api/v1/providers/{}/usage", app.providers[0]), None, &[], Some("{}".into()));
     assert_eq!(status, 401);
-    assert_eq!(app.usage_records(0), 20, "no refusal recorded anything");
+    assert_eq!(app.usage_records(0), 21, "no refusal recorded anything");
 }
 
 #[test]
@@ -286,7 +305,7 @@ fn bad_bodies_get_a_code_that_names_the_problem() {
     let huge = format!("{{\"records\": [\"{}\"]}}", "x".repeat(suanli_api::BODY_BYTES_MAX));
     let (status, answer) = app.request("POST", &path, Some("provider"), &[signature], Some(huge));
     assert_eq!((status, answer["error"]["code"].as_str()), (413, Some("body_too_large")), "{answer}");
-    assert_eq!(app.usage_records(0), 0);
+    assert_eq!(app.usage_records(0), 1, "only the fixture's record");
 }
 
 #[test]
@@ -309,7 +328,7 @@ fn a_voucher_is_visible_only_within_scope() {
     }
     assert_eq!(app.request("GET", &path, None, &[], None).0, 401);
     let (status, programs) = app.request("GET", "/api/v1/programs", Some("provider"), &[], None);
-    assert_eq!((status, programs["items"].as_array().unwrap().len(), programs["total"].as_u64()), (200, 1, Some(1)));
+    assert_eq!((status, programs["items"].as_array().unwrap().len(), programs["total"].as_u64()), (200, 2, Some(2)));
 }
 
 #[test]
@@ -317,7 +336,7 @@ fn health_and_metrics_answer() {
     let app = TestApp::start();
     let (status, body) = app.request("GET", "/healthz", None, &[], None);
     assert_eq!((status, body), (200, Value::String("ok".into())));
-    let batch: Vec<_> = (0..5).map(|i| app.record(&format!("m{i}"), 0, i, 60)).collect();
+    let batch: Vec<_> = (1..6).map(|i| app.record(&format!("m{i}"), 0, i, 60)).collect();
     app.send_usage("provider", 0, 0, &batch);
     let (_, metrics) = app.request("GET", "/metrics", None, &[], None);
     let text = metrics.as_str().unwrap();

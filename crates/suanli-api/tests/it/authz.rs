@@ -1,0 +1,273 @@
+//! The authorization matrix: every route of `suanli_api::ROUTES` × every role, on objects owned
+//! by the first authority, enterprise and provider. A role of the owning scope must get through
+//! (any answer but 401, 403 or 404); a role of the same kind but another scope gets 404, learning
+//! nothing; any other role gets 403; no token gets 401. A route without a case here fails the test.
+
+use serde_json::{Value, json};
+
+use crate::TestApp;
+
+const ROLES: [&str; 9] = [
+    "admin",
+    "auditor",
+    "authority",
+    "reviewer",
+    "other_authority",
+    "enterprise",
+    "other_enterprise",
+    "provider",
+    "other_provider",
+];
+
+struct Case {
+    method: &'static str,
+    route: &'static str,
+    path: String,
+    body: Option<Value>,
+    allowed: &'static [&'static str],
+    hidden: &'static [&'static str],
+}
+
+fn cases(app: &TestApp) -> Vec<Case> {
+    let (prv, other_prv) = (app.providers[0].to_string(), app.providers[1].to_string());
+    let order = app.orders[0].to_string();
+    let voucher = app.voucher.to_string();
+    let all: &[&str] = &ROLES;
+    let case = |method, route, path: String, body: Option<Value>, allowed, hidden| Case {
+        method,
+        route,
+        path,
+        body,
+        allowed,
+        hidden,
+    };
+    let order_body = json!({ "enterprise": "ent-1", "voucher": voucher, "gpus": 1, "hours": 1, "purpose": "training" });
+    let _ = other_prv;
+    vec![
+        case("GET", "/api/v1/programs", "/api/v1/programs".into(), None, all, &[]),
+        case(
+            "POST",
+            "/api/v1/programs",
+            "/api/v1/programs".into(),
+            Some(json!({ "toml": include_str!("../../../../programs/ningbo.toml") })),
+            &["admin"],
+            &[],
+        ),
+        case("GET", "/api/v1/programs/{program}", "/api/v1/programs/prg-1".into(), None, all, &[]),
+        case(
+            "POST",
+            "/api/v1/programs/{program}/{action}",
+            "/api/v1/programs/prg-1/close".into(),
+            None,
+            &["admin", "authority"],
+            &["other_authority"],
+        ),
+        case(
+            "POST",
+            "/api/v1/enterprises",
+            "/api/v1/enterprises".into(),
+            Some(json!({ "uscc": "91310115MA1FL00154", "name": "N", "kind": "sme", "headcount": 1, "revenue_fen": 1 })),
+            &["admin"],
+            &[],
+        ),
+        case(
+            "GET",
+            "/api/v1/enterprises/{enterprise}",
+            "/api/v1/enterprises/ent-1".into(),
+            None,
+            &["admin", "auditor", "enterprise"],
+            &["other_enterprise"],
+        ),
+        case("GET", "/api/v1/applications", "/api/v1/applications".into(), None, all, &[]),
+        case(
+            "POST",
+            "/api/v1/applications",
+            "/api/v1/applications".into(),
+            Some(json!({ "enterprise": "ent-1", "program": "prg-1", "amount_fen": 100 })),
+            &["admin", "enterprise"],
+            &["other_enterprise"],
+        ),
+        case(
+            "GET",
+            "/api/v1/applications/{application}",
+            "/api/v1/applications/app-1".into(),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "enterprise"],
+            &["other_authority", "other_enterprise"],
+        ),
+        case(
+            "POST",
+            "/api/v1/applications/{application}/{action}",
+            "/api/v1/applications/app-1/reject".into(),
+            Some(json!({ "reason": "matrix" })),
+            &["admin", "authority", "reviewer"],
+            &["other_authority"],
+        ),
+        case(
+            "GET",
+            "/api/v1/vouchers/{voucher}",
+            format!("/api/v1/vouchers/{voucher}"),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "enterprise"],
+            &["other_authority", "other_enterprise"],
+        ),
+        case(
+            "POST",
+            "/api/v1/vouchers/{voucher}/{action}",
+            format!("/api/v1/vouchers/{voucher}/reinstate"),
+            Some(json!({})),
+            &["admin", "authority"],
+            &["other_authority"],
+        ),
+        case(
+            "POST",
+            "/api/v1/providers",
+            "/api/v1/providers".into(),
+            Some(json!({ "uscc": "91310000MA1GW0016T", "name": "N", "operator": "commercial" })),
+            &["admin"],
+            &[],
+        ),
+        case(
+            "POST",
+            "/api/v1/providers/{provider}/sites",
+            format!("/api/v1/providers/{prv}/sites"),
+            Some(json!({ "name": "S", "hub": "H", "region": "310000", "latitude": 31.0, "longitude": 121.0 })),
+            &["admin", "provider"],
+            &["other_provider"],
+        ),
+        case(
+            "POST",
+            "/api/v1/providers/{provider}/key",
+            format!("/api/v1/providers/{prv}/key"),
+            Some(json!({ "public_key_hex": "zz" })),
+            &["admin", "provider"],
+            &["other_provider"],
+        ),
+        // Usage is the provider's own: any other role is refused before the body is read.
+        case(
+            "POST",
+            "/api/v1/providers/{provider}/usage",
+            format!("/api/v1/providers/{prv}/usage"),
+            Some(json!({ "records": [] })),
+            &["provider"],
+            &[],
+        ),
+        case(
+            "POST",
+            "/api/v1/sites/{site}/pools",
+            "/api/v1/sites/sit-1/pools".into(),
+            Some(json!({ "chip": "H20", "gpus": 8, "domestic": false, "price_fen_per_gpu_hour": 500 })),
+            &["admin", "provider"],
+            &["other_provider"],
+        ),
+        case("GET", "/api/v1/pools", "/api/v1/pools".into(), None, all, &[]),
+        case(
+            "POST",
+            "/api/v1/orders",
+            "/api/v1/orders".into(),
+            Some(order_body.clone()),
+            &["admin", "enterprise"],
+            &["other_enterprise"],
+        ),
+        case(
+            "POST",
+            "/api/v1/orders/quote",
+            "/api/v1/orders/quote".into(),
+            Some(order_body),
+            &["admin", "enterprise"],
+            &["other_enterprise"],
+        ),
+        case(
+            "GET",
+            "/api/v1/orders/{order}",
+            format!("/api/v1/orders/{order}"),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "enterprise", "provider"],
+            &["other_authority", "other_enterprise", "other_provider"],
+        ),
+        case(
+            "POST",
+            "/api/v1/orders/{order}/{action}",
+            format!("/api/v1/orders/{order}/complete"),
+            None,
+            &["admin", "provider", "enterprise"],
+            &["other_provider", "other_enterprise"],
+        ),
+        case(
+            "POST",
+            "/api/v1/statements",
+            "/api/v1/statements".into(),
+            Some(json!({ "provider": prv, "program": "prg-1", "month": "2026-03" })),
+            &["admin", "authority"],
+            &["other_authority"],
+        ),
+        case(
+            "GET",
+            "/api/v1/statements/{statement}",
+            "/api/v1/statements/stm-1".into(),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "provider"],
+            &["other_authority", "other_provider"],
+        ),
+        case(
+            "POST",
+            "/api/v1/statements/{statement}/approve",
+            "/api/v1/statements/stm-1/approve".into(),
+            None,
+            &["admin", "authority"],
+            &["other_authority"],
+        ),
+        case("POST", "/api/v1/sweep", "/api/v1/sweep".into(), None, &["admin"], &[]),
+        case("GET", "/api/v1/audit/log", "/api/v1/audit/log".into(), None, &["admin", "auditor"], &[]),
+    ]
+}
+
+#[test]
+fn every_route_checks_every_role_and_scope() {
+    let app = TestApp::start();
+    let cases = cases(&app);
+    for (method, route) in suanli_api::ROUTES {
+        assert!(
+            cases.iter().any(|c| c.method == *method && c.route == *route),
+            "{method} {route} has no case in the authorization matrix"
+        );
+    }
+    let mut checked = 0;
+    for case in &cases {
+        assert!(
+            suanli_api::ROUTES.contains(&(case.method, case.route)),
+            "{} {} is not in ROUTES",
+            case.method,
+            case.route
+        );
+        let body = case.body.as_ref().map(Value::to_string);
+        let (status, answer) = app.request(case.method, &case.path, None, &[], body.clone().or(Some("{}".into())));
+        assert_eq!(status, 401, "{} {} without a token: {answer}", case.method, case.path);
+        // Denied roles first, then allowed ones, so an allowed write cannot change what a denied
+        // role would have seen.
+        let mut order: Vec<&str> = ROLES.iter().copied().filter(|r| !case.allowed.contains(r)).collect();
+        order.extend(case.allowed.iter().copied());
+        for role in order {
+            let (status, answer) =
+                app.request(case.method, &case.path, Some(role), &[], body.clone().or(Some("{}".into())));
+            let expected = if case.allowed.contains(&role) {
+                None
+            } else if case.hidden.contains(&role) {
+                Some(404)
+            } else {
+                Some(403)
+            };
+            match expected {
+                None => assert!(
+                    ![401, 403, 404].contains(&status),
+                    "{} {} as {role}: allowed, but answered {status} {answer}",
+                    case.method,
+                    case.path
+                ),
+                Some(code) => assert_eq!(status, code, "{} {} as {role}: {answer}", case.method, case.path),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, suanli_api::ROUTES.len() * ROLES.len());
+}
