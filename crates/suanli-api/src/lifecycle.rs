@@ -113,10 +113,7 @@ pub struct Page {
 pub const PAGE_LIMIT_MAX: usize = 500;
 
 impl Page {
-    fn window<T: Clone>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError>
-    where
-        T: Serialize,
-    {
+    fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
         let limit = self.limit.unwrap_or(100);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
             return Err(ServiceError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
