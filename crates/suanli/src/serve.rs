@@ -1,6 +1,7 @@
 //! `suanli serve`: the HTTP API over the embedded database, and the token and key commands that
 //! give machines access to it.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -28,13 +29,15 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
             .with_context(|| format!("--listen: cannot listen on {}", options.listen))?;
-        println!("suanli serving {} on http://{}", common.database, listener.local_addr()?);
+        let _ = writeln!(std::io::stdout(), "suanli serving {} on http://{}", common.database, listener.local_addr()?);
+        let _ = std::io::stdout().flush();
         suanli_api::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     drop(runtime);
     thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    println!("suanli stopped; every accepted batch is committed");
+    // The terminal may be gone by now (a closed pipe must not turn a clean stop into a panic).
+    let _ = writeln!(std::io::stdout(), "suanli stopped; every accepted batch is committed");
     Ok(ExitCode::SUCCESS)
 }
 

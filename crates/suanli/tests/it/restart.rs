@@ -1,0 +1,215 @@
+//! SIGKILL the server during ingestion, restart it, resend everything: every record is applied
+//! exactly once and the audit passes.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use ed25519_dalek::{Signer, SigningKey};
+use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
+use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
+use suanli_service::calendar::{format_timestamp, shanghai_midnight};
+use suanli_service::model::{OperatorKind, Purpose, UsageInput};
+use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Role, Service, SiteSpec};
+
+const BATCHES: usize = 40;
+const PER_BATCH: usize = 100;
+
+/// Starts `suanli serve` on a free port and returns it with its base URL (its stdout stays open
+/// while the child lives).
+fn start_server(dir: &Path, now: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", "restart.db", "--now", now])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    let url = first.split_whitespace().last().unwrap().to_owned();
+    // Keep draining the server's output so it never writes into a closed pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (child, url)
+}
+
+#[test]
+fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = shanghai_midnight(2026, 3, 2).unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (provider, order) = {
+        let clock = ManualClock::new(start);
+        let mut s = Service::open(&dir.path().join("restart.db"), Arc::new(clock)).unwrap();
+        let op = Actor::operator();
+        let program = s.load_program(&op, include_str!("../../../../programs/shanghai-compute.toml")).unwrap();
+        s.open_program(&op, program).unwrap();
+        let enterprise = s
+            .register_enterprise(
+                &op,
+                EnterpriseInput {
+                    uscc: Uscc::with_check_characters("9131011500000001").unwrap(),
+                    name: "E".into(),
+                    region: RegionCode::parse("310115").unwrap(),
+                    kind: ApplicantKind::Sme,
+                    headcount: 10,
+                    revenue_fen: Fen::from_yuan(9_000_000).unwrap(),
+                    research_projects: vec![],
+                    related_parties: vec![],
+                },
+            )
+            .unwrap();
+        let app = s.create_application(&op, enterprise, program, Fen::from_yuan(1_000_000).unwrap(), "").unwrap();
+        s.submit_application(&op, app).unwrap();
+        let voucher = s.approve_application(&op, app, Fen::from_yuan(1_000_000).unwrap()).unwrap();
+        let provider = s
+            .register_provider(
+                &op,
+                Uscc::with_check_characters("9131000000000901").unwrap(),
+                "P",
+                OperatorKind::Government,
+            )
+            .unwrap();
+        s.register_provider_key(&op, provider, &hex(key.verifying_key().as_bytes())).unwrap();
+        s.issue_token(&op, Role::Provider(provider), &sha256_hex("restart-secret")).unwrap();
+        let site = s
+            .add_site(
+                &op,
+                SiteSpec {
+                    provider,
+                    name: "S".into(),
+                    hub: "H".into(),
+                    region: RegionCode::parse("310000").unwrap(),
+                    latitude: 31.0,
+                    longitude: 121.0,
+                    operator: OperatorKind::Government,
+                    power_price_fen_per_kwh: None,
+                    pue: None,
+                },
+            )
+            .unwrap();
+        let pool = s
+            .add_pool(
+                &op,
+                PoolInput {
+                    site,
+                    chip: "H100".into(),
+                    gpu_count: 8,
+                    domestic: false,
+                    price_fen_per_gpu_hour: Fen::new(1_800),
+                },
+            )
+            .unwrap();
+        let order = s
+            .place_order(
+                &op,
+                OrderInput {
+                    enterprise,
+                    voucher,
+                    pool,
+                    chip: None,
+                    gpu_count: 8,
+                    hours: 100,
+                    purpose: Purpose::Training,
+                },
+            )
+            .unwrap();
+        s.start_order(&op, order).unwrap();
+        (provider, order)
+    };
+    // Every batch, signed, built once and sent the same way both times.
+    let batches: Vec<(String, String)> = (0..BATCHES)
+        .map(|b| {
+            let records: Vec<UsageInput> = (0..PER_BATCH)
+                .map(|i| {
+                    let minute = (b * PER_BATCH + i) as i64;
+                    UsageInput {
+                        id: format!("u{minute}"),
+                        order,
+                        gpu_seconds: 8 * 60,
+                        period_start_s: start + minute * 60,
+                        period_end_s: start + (minute + 1) * 60,
+                    }
+                })
+                .collect();
+            let signature = hex(&key.sign(&usage_signing_bytes(provider, &records)).to_bytes());
+            let json: Vec<_> = records
+                .iter()
+                .map(|r| {
+                    serde_json::json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
+                        "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
+                })
+                .collect();
+            (serde_json::json!({ "records": json }).to_string(), signature)
+        })
+        .collect();
+    let now = format_timestamp(start + 30 * 86_400);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let send = |url: &str, (body, signature): &(String, String)| -> Result<(usize, usize), ureq::Error> {
+        let mut response = agent
+            .post(&format!("{url}/api/v1/providers/{provider}/usage"))
+            .header("authorization", "Bearer restart-secret")
+            .header("content-type", "application/json")
+            .header("suanli-signature", signature)
+            .send(body.clone())?;
+        let text = response.body_mut().read_to_string()?;
+        assert_eq!(response.status().as_u16(), 200, "{text}");
+        Ok((text.matches("\"status\":\"ok\"").count(), text.matches("\"status\":\"exists\"").count()))
+    };
+
+    // First run: two clients stream batches while the server is SIGKILLed mid-stream, after the
+    // first acknowledgements; requests in flight at that moment get no answer.
+    let (mut server, url) = start_server(dir.path(), &now);
+    let acknowledged = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for half in [0, 1] {
+            let (url, send, acknowledged, batches) = (&url, &send, &acknowledged, &batches);
+            scope.spawn(move || {
+                for batch in batches.iter().skip(half).step_by(2) {
+                    match send(url, batch) {
+                        Ok((ok, _)) => {
+                            acknowledged.fetch_add(ok, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Err(_) => return, // the server is gone
+                    }
+                }
+            });
+        }
+        while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < 8 * PER_BATCH {
+            std::thread::yield_now();
+        }
+        server.kill().unwrap();
+    });
+    server.wait().unwrap();
+    let applied_first = acknowledged.into_inner();
+    assert!(applied_first >= 8 * PER_BATCH && applied_first < BATCHES * PER_BATCH, "{applied_first}");
+
+    // Second run: resend everything. What was committed answers `exists` (the acknowledged records,
+    // and any that were committed as the server died); the rest is applied now.
+    let (mut server, url) = start_server(dir.path(), &now);
+    let (mut ok, mut exists) = (0, 0);
+    for batch in &batches {
+        let (o, e) = send(&url, batch).unwrap();
+        ok += o;
+        exists += e;
+    }
+    assert!(exists >= applied_first, "every acknowledged record is there: {exists} < {applied_first}");
+    assert_eq!(ok + exists, BATCHES * PER_BATCH);
+    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(server.wait().unwrap().success());
+
+    let show = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["order", "show", &order.to_string(), "--database", "restart.db", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["usage_records"], BATCHES * PER_BATCH);
+    let audit = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["audit", "verify", "--database", "restart.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
+}
