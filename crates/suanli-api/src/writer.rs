@@ -70,7 +70,12 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread over `service`.
     pub fn start(service: Service) -> (Writer, JoinHandle<()>) {
-        let (sender, receiver) = sync_channel(QUEUE_JOBS_MAX);
+        Writer::start_with(service, QUEUE_JOBS_MAX)
+    }
+
+    /// Like [`Writer::start`] with a queue of `queue_jobs_max` jobs (tests use a short one).
+    pub fn start_with(service: Service, queue_jobs_max: usize) -> (Writer, JoinHandle<()>) {
+        let (sender, receiver) = sync_channel(queue_jobs_max);
         let snapshot = Arc::new(RwLock::new(snapshot_of(&service)));
         let stats = Arc::new(WriterStats::default());
         let thread = {

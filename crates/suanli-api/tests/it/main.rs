@@ -40,6 +40,10 @@ impl TestApp {
     /// A programme, two enterprises (one with a voucher), two providers each with a key, a pool
     /// and a running order; tokens for each role; the server on 127.0.0.1:0.
     pub fn start() -> TestApp {
+        TestApp::start_with(suanli_api::writer::QUEUE_JOBS_MAX)
+    }
+
+    pub fn start_with(queue_jobs_max: usize) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let start = shanghai_midnight(2026, 3, 2).unwrap() + 9 * 3600;
         let clock = ManualClock::new(start);
@@ -158,7 +162,7 @@ impl TestApp {
             tokens.insert(name, secret);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (writer, _thread) = Writer::start(s);
+        let (writer, _thread) = Writer::start_with(s, queue_jobs_max);
         let state = AppState { writer: writer.clone(), metrics: Default::default() };
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -346,4 +350,84 @@ fn health_and_metrics_answer() {
         "{text}"
     );
     assert!(text.contains("suanli_writer_queue_depth 0"), "{text}");
+}
+
+#[test]
+fn more_bad_inputs_each_with_its_code_and_no_change() {
+    let app = TestApp::start();
+    let before =
+        app.runtime.block_on(app.writer.call(|s| Ok::<_, ServiceError>(s.durable().log_count()))).unwrap().unwrap();
+    let post =
+        |path: &str, token: &str, body: Value| app.request("POST", path, Some(token), &[], Some(body.to_string()));
+    // A malformed USCC, named by its field.
+    let (status, answer) = post(
+        "/api/v1/enterprises",
+        "admin",
+        json!({ "uscc": "91310115MA1FL0012X", "name": "X", "kind": "sme", "headcount": 1, "revenue_fen": 1 }),
+    );
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("uscc:"), "{answer}");
+    // Negative and overflowing amounts.
+    let (status, answer) = post(
+        "/api/v1/applications",
+        "enterprise",
+        json!({ "enterprise": "ent-1", "program": "prg-1", "amount_fen": -5 }),
+    );
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{answer}");
+    let (status, answer) = app.request(
+        "POST",
+        "/api/v1/applications",
+        Some("enterprise"),
+        &[],
+        Some(r#"{"enterprise": "ent-1", "program": "prg-1", "amount_fen": 99999999999999999999}"#.into()),
+    );
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_json")), "{answer}");
+    // Another enterprise's voucher.
+    let (status, answer) = post(
+        "/api/v1/orders",
+        "other_enterprise",
+        json!({ "enterprise": "ent-2", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 1, "purpose": "training" }),
+    );
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("voucher_of_another_enterprise")), "{answer}");
+    let after =
+        app.runtime.block_on(app.writer.call(|s| Ok::<_, ServiceError>(s.durable().log_count()))).unwrap().unwrap();
+    assert_eq!(after, before, "no refusal wrote anything");
+}
+
+#[test]
+fn a_full_queue_is_answered_503_with_retry_after_and_loses_nothing() {
+    let app = TestApp::start_with(2);
+    // Hold the writer busy so the queue fills.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let busy = app.writer.clone();
+    app.runtime.spawn(async move {
+        let _ = busy
+            .call(move |_| {
+                let _ = wait.recv();
+                Ok::<_, ServiceError>(())
+            })
+            .await;
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut answers = Vec::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let app = &app;
+                scope.spawn(move || app.send_usage("provider", 0, 0, &[app.record(&format!("q{i}"), 0, 60 + i, 60)]))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        release.send(()).unwrap();
+        for handle in handles {
+            answers.push(handle.join().unwrap());
+        }
+    });
+    let refused: Vec<_> = answers.iter().filter(|(status, _)| *status == 503).collect();
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert!(!refused.is_empty(), "the short queue must overflow: {answers:?}");
+    assert!(refused.iter().all(|(_, body)| body["error"]["code"] == "overloaded"));
+    assert_eq!(accepted + refused.len(), 6);
+    // What was accepted was applied; what was refused was not.
+    assert_eq!(app.usage_records(0) as usize, 1 + accepted);
 }
