@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod lifecycle;
+pub mod login;
 pub mod metrics;
 pub mod writer;
 
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/api/v1/login", post(login::login))
         .route("/api/v1/vouchers/{voucher}", get(show_voucher))
         .route("/api/v1/providers/{provider}/usage", post(post_usage))
         .merge(lifecycle::routes())
@@ -57,7 +59,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every API route under `/api/v1`: method and path. The authorization tests walk this list, so
+/// The routes that need no token: health, metrics, and logging in.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/metrics"), ("POST", "/api/v1/login")];
+
+/// Every API route under `/api/v1` that needs a token: method and path. The authorization tests walk this list, so
 /// a route added here without a case in the matrix fails them; the `router_serves_every_route`
 /// test fails if a route here is not served.
 pub const ROUTES: &[(&str, &str)] = &[

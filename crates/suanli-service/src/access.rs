@@ -77,6 +77,15 @@ pub struct Token {
     pub revoked: bool,
 }
 
+/// A person who logs in with a password; the service keeps only the argon2 PHC string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub password_phc: String,
+    pub role: String,
+    pub created_at_s: i64,
+}
+
 pub fn sha256_hex(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, StatementId, VoucherId};
 
-use crate::access::Token;
+use crate::access::{Token, User};
 use crate::model::{
     Anomaly, Application, Authority, Enterprise, Order, OrderState, Pool, Program, Provider, Site, Statement,
     UsageInput, UsageRecord, Voucher,
@@ -43,6 +43,7 @@ pub enum Event {
     ProviderKeyRegistered { provider: ProviderId, public_key_hex: String },
     TokenIssued { token: Token },
     TokenRevoked { token: u64 },
+    UserCreated { user: User },
 }
 
 impl Event {
@@ -78,6 +79,7 @@ impl Event {
             Event::ProviderKeyRegistered { .. } => "provider.key_registered",
             Event::TokenIssued { .. } => "token.issued",
             Event::TokenRevoked { .. } => "token.revoked",
+            Event::UserCreated { .. } => "user.created",
         }
     }
 
@@ -112,6 +114,7 @@ impl Event {
             Event::ProviderKeyRegistered { provider, .. } => provider.to_string(),
             Event::TokenIssued { token } => format!("token-{}", token.id),
             Event::TokenRevoked { token } => format!("token-{token}"),
+            Event::UserCreated { user } => format!("user:{}", user.name),
         }
     }
 }

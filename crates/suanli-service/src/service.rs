@@ -19,7 +19,7 @@ use suanli_domain::{
 use suanli_ledger::{Event as LedgerEvent, Outcome};
 use suanli_store::{Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, SqliteStore};
 
-use crate::access::{Role, Token};
+use crate::access::{Role, Token, User};
 use crate::books::{AccountKind, TransferKind, account_id, create_account, link, transfer};
 use crate::calendar::{YearMonth, format_timestamp, shanghai_year};
 use crate::clock::Clock;
@@ -1722,6 +1722,42 @@ impl Service {
         let now = self.now_s();
         let mut change = self.begin();
         self.record(&mut change, Event::TokenRevoked { token: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Adds a person who logs in with a password; `password_phc` is the argon2 hash (PHC string)
+    /// the caller computed. Names are 1-64 characters of a-z, 0-9, '.', '_' and '-'.
+    pub fn add_user(&mut self, actor: &Actor, name: &str, role: Role, password_phc: &str) -> Result<()> {
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(ServiceError::field("name", "must be 1-64 characters of a-z, 0-9, '.', '_' and '-'"));
+        }
+        if !password_phc.starts_with("$argon2") {
+            return Err(ServiceError::field("password", "must be stored as an argon2 hash"));
+        }
+        if self.state.users.contains_key(name) {
+            return Err(ServiceError::new(ErrorCode::AlreadyExists, format!("name: user {name:?} exists")));
+        }
+        let exists = match role {
+            Role::PlatformAdmin | Role::Auditor => true,
+            Role::AuthorityAdmin(id) | Role::AuthorityReviewer(id) => self.state.authorities.contains_key(&id),
+            Role::Enterprise(id) => self.state.enterprises.contains_key(&id),
+            Role::Provider(id) => self.state.providers.contains_key(&id),
+        };
+        if !exists {
+            return Err(ServiceError::new(ErrorCode::NotFound, format!("role: the scope of {role} does not exist")));
+        }
+        let now = self.now_s();
+        let user = User {
+            name: name.to_owned(),
+            password_phc: password_phc.to_owned(),
+            role: role.to_string(),
+            created_at_s: now,
+        };
+        let mut change = self.begin();
+        self.record(&mut change, Event::UserCreated { user }, now);
         self.commit(actor, now, change)
     }
 

@@ -11,7 +11,7 @@ use suanli_domain::{
     StatementId, Uscc, VoucherId,
 };
 
-use crate::access::Token;
+use crate::access::{Token, User};
 use crate::calendar::{YearMonth, shanghai_year};
 use crate::event::Event;
 use crate::model::{
@@ -53,6 +53,7 @@ pub struct State {
     pub tokens: BTreeMap<u64, Token>,
     /// Live (unrevoked) tokens by the SHA-256 of their secret, in hex.
     pub token_by_hash: HashMap<String, u64>,
+    pub users: BTreeMap<String, User>,
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -261,6 +262,10 @@ impl State {
                 self.token_by_hash.insert(token.secret_sha256_hex.clone(), token.id);
                 let previous = self.tokens.insert(token.id, token.clone());
                 assert!(previous.is_none(), "token ids are assigned once");
+            }
+            Event::UserCreated { user } => {
+                let previous = self.users.insert(user.name.clone(), user.clone());
+                assert!(previous.is_none(), "user names are unique");
             }
             Event::TokenRevoked { token } => {
                 let token = self.tokens.get_mut(token).expect("token exists");

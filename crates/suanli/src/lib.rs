@@ -117,6 +117,13 @@ enum Command {
         #[command(subcommand)]
         command: serve::TokenCommand,
     },
+    /// People who log in to the API with a password.
+    User {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: serve::UserCommand,
+    },
     /// Place a batch of orders onto GPU pools (formats/placement.md v1), or explain one order.
     Place(place::PlaceOptions),
     /// Check a database.
@@ -200,6 +207,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Place(options) => place::run(&options),
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),
+        Command::User { common, command } => serve::user(&common, command),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use suanli_api::{AppState, Writer};
 use suanli_service::Role;
-use suanli_service::access::{hex, sha256_hex};
+use suanli_service::access::sha256_hex;
 
 use crate::service_cli::{Common, Reply, open, run};
 
@@ -56,11 +56,44 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// A new random token secret: 32 bytes from the operating system, in hex.
+/// A new random token secret.
 pub fn new_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the operating system: {e}"))?;
-    Ok(format!("sl_{}", hex(&bytes)))
+    suanli_api::login::new_secret().map_err(|e| anyhow::anyhow!(e))
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a person who logs in with a password (read from SUANLI_PASSWORD or the first line of
+    /// standard input; stored only as an argon2 hash).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// admin, auditor, authority-admin:ath-N, authority-reviewer:ath-N, enterprise:ent-N or provider:prv-N.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+pub fn user(common: &Common, command: UserCommand) -> anyhow::Result<ExitCode> {
+    let UserCommand::Add { name, role } = command;
+    let password = match std::env::var("SUANLI_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(password.chars().count() >= 10, "password: must be at least 10 characters");
+    let phc = suanli_api::login::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+    run(common, |service, actor| {
+        let role = Role::parse(&role)?;
+        service.add_user(actor, &name, role, &phc)?;
+        Ok(Reply::new(
+            serde_json::json!({ "name": name, "role": role.to_string() }),
+            format!("user {name} added as {role}"),
+        ))
+    })
 }
 
 #[derive(clap::Subcommand)]

@@ -22,7 +22,7 @@ pub struct TestApp {
     pub base: String,
     writer: Writer,
     runtime: tokio::runtime::Runtime,
-    agent: ureq::Agent,
+    pub agent: ureq::Agent,
     keys: Vec<SigningKey>,
     pub providers: Vec<ProviderId>,
     pub orders: Vec<OrderId>,
@@ -161,6 +161,8 @@ impl TestApp {
             s.issue_token(&op, role, &sha256_hex(&secret)).unwrap();
             tokens.insert(name, secret);
         }
+        let phc = suanli_api::login::hash_password("correct horse").unwrap();
+        s.add_user(&op, "lab", Role::Enterprise(enterprises[0]), &phc).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (writer, _thread) = Writer::start_with(s, queue_jobs_max);
         let state = AppState { writer: writer.clone(), metrics: Default::default() };
@@ -430,4 +432,29 @@ fn a_full_queue_is_answered_503_with_retry_after_and_loses_nothing() {
     assert_eq!(accepted + refused.len(), 6);
     // What was accepted was applied; what was refused was not.
     assert_eq!(app.usage_records(0) as usize, 1 + accepted);
+}
+
+#[test]
+fn people_log_in_with_a_password_and_get_a_token() {
+    let app = TestApp::start();
+    let login = |name: &str, password: &str| {
+        app.request("POST", "/api/v1/login", None, &[], Some(json!({ "name": name, "password": password }).to_string()))
+    };
+    let (status, answer) = login("lab", "correct horse");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["role"], "enterprise:ent-1");
+    let token = answer["token"].as_str().unwrap().to_owned();
+    let mut response = app
+        .agent
+        .get(&format!("{}/api/v1/enterprises/ent-1", app.base))
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{}", response.body_mut().read_to_string().unwrap());
+    for (name, password) in [("lab", "wrong"), ("nobody", "correct horse")] {
+        let (status, answer) = login(name, password);
+        assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("unauthenticated")), "{answer}");
+    }
+    // The dummy hash used for unknown names is a real argon2 hash, so both failures cost the same.
+    assert!(argon2::password_hash::PasswordHash::new(suanli_api::login::DUMMY_PHC).is_ok());
 }
