@@ -93,6 +93,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/statements/{statement}/approve"),
     ("POST", "/api/v1/sweep"),
     ("GET", "/api/v1/audit/log"),
+    ("POST", "/api/v1/tokens"),
 ];
 
 async fn healthz() -> &'static str {

@@ -154,6 +154,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/statements/{statement}/approve", post(approve_statement))
         .route("/api/v1/sweep", post(sweep))
         .route("/api/v1/audit/log", get(audit_log))
+        .route("/api/v1/tokens", post(issue_token))
 }
 
 // ------------------------------------------------------------------ programmes
@@ -841,6 +842,31 @@ async fn audit_log(
             })
             .collect();
         page.window(entries)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenJson {
+    role: String,
+}
+
+/// `POST /api/v1/tokens`: the platform admin issues a machine token for a role; the secret is
+/// answered once and kept only hashed.
+async fn issue_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<TokenJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let role_for = Role::parse(&input.role)?;
+    let secret = crate::login::new_secret().map_err(|e| ApiError::from(ServiceError::new(ErrorCode::Internal, e)))?;
+    let hash = suanli_service::access::sha256_hex(&secret);
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin], "tokens")?;
+        let id = s.issue_token(&actor(role), role_for, &hash)?;
+        Ok(serde_json::json!({ "token": secret, "token_id": id, "role": role_for.to_string() }))
     })
     .await
 }

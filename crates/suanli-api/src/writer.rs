@@ -25,8 +25,15 @@ pub const QUEUE_JOBS_MAX: usize = 512;
 type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
 
 enum Job {
-    Usage { actor: Actor, provider: ProviderId, records: Vec<UsageInput>, reply: Reply<Vec<UsageOutcome>> },
-    Call(Box<dyn FnOnce(&mut Service) + Send>),
+    Usage {
+        actor: Actor,
+        provider: ProviderId,
+        records: Vec<UsageInput>,
+        reply: Reply<Vec<UsageOutcome>>,
+    },
+    /// Work on the service; it returns the delivery of its answer, which the writer runs only
+    /// after refreshing the snapshot, so a caller that gets a new token can use it at once.
+    Call(Box<dyn FnOnce(&mut Service) -> Box<dyn FnOnce() + Send> + Send>),
 }
 
 /// What handlers read without queueing: live tokens and provider keys, refreshed by the writer
@@ -118,7 +125,10 @@ impl Writer {
     ) -> Result<Result<T, ServiceError>, Refused> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Call(Box::new(move |service| {
-            let _ = reply.send(work(service));
+            let answer = work(service);
+            Box::new(move || {
+                let _ = reply.send(answer);
+            })
         })))?;
         answer.await.map_err(|_| Refused::Stopped)
     }
@@ -151,8 +161,9 @@ fn run(mut service: Service, receiver: Receiver<Job>, snapshot: Arc<RwLock<Snaps
         };
         match job {
             Job::Call(work) => {
-                work(&mut service);
+                let deliver = work(&mut service);
                 *snapshot.write().expect("the snapshot lock is never poisoned") = snapshot_of(&service);
+                deliver();
             }
             Job::Usage { actor, provider, records, reply } => {
                 let mut groups = vec![UsageGroup { actor, provider, records }];

@@ -1,21 +1,32 @@
-//! `suanli demo`: a Shanghai voucher programme from funding to settlement, on a fresh embedded
-//! database, through the same service calls the CLI makes, ending with the audit.
+//! `suanli demo`: the whole system on a fresh embedded database, driven through the HTTP API.
 //!
-//! The demo loads the seven shipped programme files, opens Shanghai's, registers three
-//! enterprises and two providers, reviews the applications (one refused as ineligible, one over
-//! its cap), places orders in the east and the west, records 10,000 metered usage records
-//! (with retries and a forged replay), settles the month and expires the vouchers. Its clock is
-//! simulated and starts on 2 March 2026, so the output is the same on every run.
+//! The demo starts the server on `--listen`, then acts as every user over HTTP:
+//! - the platform admin loads the seven shipped programmes and registers the national network:
+//!   one provider, site and pools per cluster of `data/network.csv`, each provider with its
+//!   Ed25519 key;
+//! - six enterprises apply; the authorities review (one applicant is refused as ineligible, with
+//!   the reason); enterprises order through the placement engine; providers start the orders and
+//!   report signed hourly usage for a simulated month (with retries and a forged replay);
+//! - the next month's statements are issued and approved.
+//!
+//! It then prints a summary per programme, the URLs and demo logins, checks the database with
+//! `audit verify`, and keeps serving (unless `--no-serve`). The clock is simulated from
+//! 2 March 2026, so the figures are the same on every run.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
-use suanli_service::calendar::{YearMonth, format_timestamp, shanghai_midnight};
-use suanli_service::model::{OperatorKind, Purpose, UsageInput, UsageOutcome};
-use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, SiteSpec};
+use anyhow::{Context, bail};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use suanli_api::{AppState, Writer};
+use suanli_domain::{OrderId, ProviderId, Uscc};
+use suanli_placement::network::clusters;
+use suanli_service::access::{hex, usage_signing_bytes};
+use suanli_service::calendar::{format_timestamp, shanghai_midnight};
+use suanli_service::model::UsageInput;
+use suanli_service::{Actor, ManualClock, Role, Service};
 use suanli_store::{SqliteStore, StoreError};
 
 /// The shipped programme files, built into the binary so the demo runs from any directory.
@@ -29,313 +40,455 @@ const PROGRAMS: [&str; 7] = [
     include_str!("../../../programs/ningbo.toml"),
 ];
 
-const USAGE_RECORDS_PER_ORDER: usize = 5_000;
+/// Demo logins: (name, password, role). Printed at the end; only their hashes are stored.
+const LOGINS: [(&str, &str, &str); 3] = [
+    ("admin", "suanli-demo-admin", "admin"),
+    ("shanghai", "suanli-demo-authority", "authority-admin:ath-1"),
+    ("auditor", "suanli-demo-auditor", "auditor"),
+];
 
-fn uscc(region: &str, serial: &str) -> anyhow::Result<Uscc> {
-    Ok(Uscc::with_check_characters(&format!("91{region}{serial}"))?)
+/// A small JSON client over HTTP that turns any error answer into an error naming its code.
+struct Api {
+    base: String,
+    agent: ureq::Agent,
 }
 
-fn enterprise_input(
-    serial: &str,
-    name: &str,
-    kind: ApplicantKind,
-    revenue_yuan: i64,
-    research: &[&str],
-) -> anyhow::Result<EnterpriseInput> {
-    Ok(EnterpriseInput {
-        uscc: uscc("310115", serial)?,
-        name: name.to_owned(),
-        region: RegionCode::parse("310115")?,
-        kind,
-        headcount: 120,
-        revenue_fen: Fen::from_yuan(revenue_yuan)?,
-        research_projects: research.iter().map(|r| r.to_string()).collect(),
-        related_parties: Vec::new(),
-    })
+impl Api {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {token}");
+        let mut response = if method == "GET" {
+            self.agent.get(&url).header("authorization", &auth).call()?
+        } else {
+            let mut request =
+                self.agent.post(&url).header("authorization", &auth).header("content-type", "application/json");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.send(body.unwrap_or(json!({})).to_string())?
+        };
+        let status = response.status().as_u16();
+        let value: Value = serde_json::from_str(&response.body_mut().read_to_string()?).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            bail!("{method} {path}: {status} {}: {}", value["error"]["code"], value["error"]["message"]);
+        }
+        Ok(value)
+    }
+
+    fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, token, None, &[])
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Value> {
+        self.call("POST", path, token, Some(body), &[])
+    }
+
+    /// A machine token for `role`, issued by the admin.
+    fn token(&self, admin: &str, role: &str) -> anyhow::Result<String> {
+        Ok(self.post("/api/v1/tokens", admin, json!({ "role": role }))?["token"]
+            .as_str()
+            .context("a token")?
+            .to_owned())
+    }
 }
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+fn text(value: &Value) -> anyhow::Result<String> {
+    value.as_str().map(str::to_owned).context("a string in the answer")
+}
+
+/// The demo's enterprises: (serial, name, region, kind, headcount, revenue ¥, research project,
+/// programme key, amount ¥ asked).
+const ENTERPRISES: [(&str, &str, &str, &str, u32, i64, &str, &str, i64); 6] = [
+    ("MA1FL001", "Pudong Model Lab", "310115", "sme", 120, 12_000_000, "", "shanghai-compute", 2_000_000),
+    ("MA1FL002", "Tiny Start-up", "310115", "startup", 8, 800_000, "", "shanghai-compute", 1_000_000),
+    (
+        "MA1FL003",
+        "Zhangjiang Vision",
+        "310115",
+        "startup",
+        40,
+        3_000_000,
+        "STCSM multimodal project",
+        "shanghai-compute",
+        1_500_000,
+    ),
+    ("MA1FL004", "Haidian Speech", "110108", "sme", 200, 30_000_000, "", "beijing-compute", 2_000_000),
+    (
+        "MA1FL005",
+        "Chengdu AI Institute",
+        "510100",
+        "research_institute",
+        300,
+        5_000_000,
+        "Sichuan LLM project",
+        "chengdu-compute",
+        3_000_000,
+    ),
+    ("MA1FL006", "Nanshan Robotics", "440300", "sme", 150, 20_000_000, "", "shenzhen-compute", 1_500_000),
+];
+
+pub fn run(path: &Path, listen: &str, serve: bool) -> anyhow::Result<ExitCode> {
     replace_earlier_demo(path)?;
     let start = shanghai_midnight(2026, 3, 2).expect("a valid date") + 9 * 3600;
     let clock = ManualClock::new(start);
     let mut service = Service::open(path, Arc::new(clock.clone()))?;
-    let operator = Actor::parse("operator:demo")?;
-    println!("Suanli demo on {} (simulated clock from {})\n", path.display(), format_timestamp(start));
+    // Bootstrap: the admin's login exists before the server does; everything else goes over HTTP.
+    let bootstrap = Actor::parse("operator:demo")?;
+    let (admin_name, admin_password, _) = LOGINS[0];
+    service.add_user(
+        &bootstrap,
+        admin_name,
+        Role::PlatformAdmin,
+        &suanli_api::login::hash_password(admin_password).map_err(anyhow::Error::msg)?,
+    )?;
 
-    println!("1. Load the seven shipped programmes and open Shanghai's compute vouchers");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (writer, writer_thread) = Writer::start(service);
+    let state = AppState { writer: writer.clone(), metrics: Default::default() };
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("--listen: cannot listen on {listen}"))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(suanli_api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let api =
+        Api { base: base.clone(), agent: ureq::Agent::config_builder().http_status_as_error(false).build().into() };
+    println!("Suanli demo on {} at {base} (simulated clock from {})\n", path.display(), format_timestamp(start));
+
+    let login =
+        api.call("POST", "/api/v1/login", "", Some(json!({ "name": admin_name, "password": admin_password })), &[])?;
+    let admin = text(&login["token"])?;
+
+    println!("1. The admin loads the seven programmes and opens them");
     for source in PROGRAMS {
-        service.load_program(&operator, source)?;
+        let program = api.post("/api/v1/programs", &admin, json!({ "toml": source }))?;
+        api.post(&format!("/api/v1/programs/{}/open", text(&program["id"])?), &admin, json!({}))?;
     }
-    let program = service.find_program("shanghai-compute")?;
-    let authority = Actor::parse(&format!("authority:{}", service.program(program)?.authority))?;
-    service.open_program(&authority, program)?;
-    let terms = &service.program(program)?.terms;
-    println!(
-        "   {} loaded; {program} {} funded with {} at {} of rental fees\n",
-        service.state().programs.len(),
-        terms.name,
-        service.program(program)?.budget_remaining_fen,
-        terms.subsidy_rate_bp
-    );
-
-    println!("2. Three enterprises register and apply");
-    let model_lab = service.register_enterprise(
-        &operator,
-        enterprise_input("MA1FL001", "Pudong Model Lab", ApplicantKind::Sme, 12_000_000, &[])?,
-    )?;
-    let tiny = service.register_enterprise(
-        &operator,
-        enterprise_input("MA1FL002", "Tiny Start-up", ApplicantKind::Startup, 800_000, &[])?,
-    )?;
-    let institute = service.register_enterprise(
-        &operator,
-        enterprise_input(
-            "MA1FL003",
-            "Zhangjiang Vision Institute",
-            ApplicantKind::ResearchInstitute,
-            2_000_000,
-            &["STCSM 2026 multimodal model project"],
-        )?,
-    )?;
-    let apply = |service: &mut Service, enterprise, yuan: i64| -> anyhow::Result<_> {
-        let actor = Actor::parse(&format!("enterprise:{enterprise}"))?;
-        let application = service.create_application(&actor, enterprise, program, Fen::from_yuan(yuan)?, "")?;
-        clock.advance(600);
-        service.submit_application(&actor, application)?;
-        Ok(application)
+    let programs = api.get("/api/v1/programs", &admin)?;
+    println!("   {} programmes open, {} authorities\n", programs["total"], 6);
+    let program_key = |id: &str| -> String {
+        programs["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"] == id)
+            .map(|p| p["terms"]["key"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
     };
-    let app_lab = apply(&mut service, model_lab, 2_000_000)?;
-    let app_tiny = apply(&mut service, tiny, 1_000_000)?;
-    let app_institute = apply(&mut service, institute, 1_500_000)?;
-    for (name, verdict) in service.eligibility(tiny, program)? {
-        println!("   {tiny} {name}: {} — {}", if verdict.passed { "pass" } else { "FAIL" }, verdict.reason);
+    for (name, password, role) in &LOGINS[1..] {
+        // The authority and auditor logins are made by the admin over the service's user list.
+        let phc = suanli_api::login::hash_password(password).map_err(anyhow::Error::msg)?;
+        let (name, role) = (name.to_string(), Role::parse(role)?);
+        runtime.block_on(writer.call(move |s| s.add_user(&Actor::of(Role::PlatformAdmin), &name, role, &phc)))??;
     }
-    println!();
 
-    println!("3. The authority reviews");
-    match service.approve_application(&authority, app_tiny, Fen::from_yuan(1_000_000)?) {
-        Ok(_) => anyhow::bail!("the demo expects the ineligible application to be refused"),
-        Err(error) => println!("   approve {app_tiny}: refused, {error}"),
-    }
-    service.reject_application(&authority, app_tiny, "below the revenue threshold and no research project")?;
-    let voucher_lab = service.approve_application(&authority, app_lab, Fen::from_yuan(2_000_000)?)?;
-    let voucher_institute = service.approve_application(&authority, app_institute, Fen::from_yuan(1_500_000)?)?;
-    println!("   approve {app_lab}: issued {voucher_lab} of ¥2,000,000.00");
-    println!("   approve {app_institute}: issued {voucher_institute} of ¥1,500,000.00");
-    let again = apply(&mut service, institute, 1_000_000)?;
-    match service.approve_application(&authority, again, Fen::from_yuan(1_000_000)?) {
-        Ok(_) => anyhow::bail!("the demo expects the over-cap application to be refused"),
-        Err(error) => println!("   approve {again}: refused, {error}"),
-    }
-    service.reject_application(&authority, again, "over the per-enterprise cap")?;
-    println!("   budget left {}\n", service.program(program)?.budget_remaining_fen);
-
-    println!("4. Two providers: a government-run site in Shanghai, a state-owned one in the Ningxia hub");
-    let east = service.register_provider(
-        &operator,
-        uscc("310000", "MA1GW001")?,
-        "Shanghai Lingang Compute",
-        OperatorKind::Government,
-    )?;
-    let west = service.register_provider(
-        &operator,
-        uscc("640500", "MA1GW002")?,
-        "Zhongwei Cloud Valley",
-        OperatorKind::StateOwned,
-    )?;
-    let east_site = service.add_site(
-        &operator,
-        SiteSpec {
-            provider: east,
-            name: "Lingang AI campus".into(),
-            hub: "Yangtze River Delta".into(),
-            region: RegionCode::parse("310000")?,
-            latitude: 30.9,
-            longitude: 121.9,
-            operator: OperatorKind::Government,
-            power_price_fen_per_kwh: Some(Fen::new(65)),
-            pue: Some(1.25),
-        },
-    )?;
-    let west_site = service.add_site(
-        &operator,
-        SiteSpec {
-            provider: west,
-            name: "Zhongwei data centre cluster".into(),
-            hub: "Ningxia".into(),
-            region: RegionCode::parse("640500")?,
-            latitude: 37.5,
-            longitude: 105.2,
-            operator: OperatorKind::StateOwned,
-            power_price_fen_per_kwh: Some(Fen::new(38)),
-            pue: Some(1.2),
-        },
-    )?;
-    let east_pool = service.add_pool(
-        &operator,
-        PoolInput {
-            site: east_site,
-            chip: "H100".into(),
-            gpu_count: 512,
-            domestic: false,
-            price_fen_per_gpu_hour: Fen::new(18_00),
-        },
-    )?;
-    let west_pool = service.add_pool(
-        &operator,
-        PoolInput {
-            site: west_site,
-            chip: "Ascend-910B".into(),
-            gpu_count: 1024,
-            domestic: true,
-            price_fen_per_gpu_hour: Fen::new(12_00),
-        },
-    )?;
-    println!("   {east_pool}: 512 × H100 at ¥18.00/GPU-hour; {west_pool}: 1024 × Ascend-910B (domestic) at ¥12.00\n");
-
-    println!("5. Quotes and orders (the price is locked and the voucher's share held)");
-    let lab_order = OrderInput {
-        enterprise: model_lab,
-        voucher: voucher_lab,
-        pool: east_pool,
-        chip: Some("H100".into()),
-        gpu_count: 64,
-        hours: 60,
-        purpose: Purpose::Training,
-    };
-    let quote = service.quote(&lab_order)?;
-    println!(
-        "   quote for {model_lab}: 64 × H100 for 60 h, list {}, voucher {}, enterprise {}",
-        quote.list_cost_fen, quote.voucher_share_fen, quote.enterprise_share_fen
-    );
-    let lab_actor = Actor::parse(&format!("enterprise:{model_lab}"))?;
-    let order_lab = service.place_order(&lab_actor, lab_order)?;
-    let institute_actor = Actor::parse(&format!("enterprise:{institute}"))?;
-    // The institute names no pool: the placement engine chooses among those its programme allows.
-    let request = PoolRequest {
-        enterprise: institute,
-        voucher: voucher_institute,
-        chip: None,
-        gpu_count: 32,
-        hours: 200,
-        purpose: Purpose::FineTuning,
-    };
-    let choice = service.choose_pool(&request)?;
-    println!(
-        "   engine's choice for {institute}: {} (list {}, under-used-site credit {} fen); alternatives: {}",
-        choice.chosen.pool,
-        choice.chosen.list_cost_fen,
-        choice.underused_credit_fen,
-        choice.alternatives.iter().map(|q| format!("{} at {}", q.pool, q.list_cost_fen)).collect::<Vec<_>>().join(", ")
-    );
-    let order_institute = service.place_order_anywhere(&institute_actor, &request)?;
-    let east_actor = Actor::parse(&format!("provider:{east}"))?;
-    let west_actor = Actor::parse(&format!("provider:{west}"))?;
-    service.start_order(&east_actor, order_lab)?;
-    service.start_order(&west_actor, order_institute)?;
-    let started = service.now_s();
-    for id in [order_lab, order_institute] {
-        let order = service.order(id)?;
-        println!("   {id} on {} running: hold {} at {}", order.pool, order.hold_fen, order.quote.rate_bp);
-    }
-    println!();
-
-    println!("6. Providers report {} one-minute usage records", 2 * USAGE_RECORDS_PER_ORDER);
-    let records = |order, prefix: &str, gpus: i64, seed: u64| -> Vec<UsageInput> {
-        let mut state = seed;
-        (0..USAGE_RECORDS_PER_ORDER)
-            .map(|i| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                let capacity = gpus * 60;
-                UsageInput {
-                    id: format!("{prefix}-{i:05}"),
-                    order,
-                    gpu_seconds: capacity * 7 / 10 + (state >> 33) as i64 % (capacity * 3 / 10 + 1),
-                    period_start_s: started + i as i64 * 60,
-                    period_end_s: started + (i as i64 + 1) * 60,
-                }
-            })
-            .collect()
-    };
-    let east_records = records(order_lab, "lingang", 64, 1);
-    let west_records = records(order_institute, "zhongwei", 32, 2);
-    clock.set(started + USAGE_RECORDS_PER_ORDER as i64 * 60 + 1);
-    let mut tally = [0usize; 3];
-    let mut count = |outcomes: Vec<UsageOutcome>| {
-        for outcome in outcomes {
-            tally[match outcome {
-                UsageOutcome::Recorded { .. } => 0,
-                UsageOutcome::Duplicate { .. } => 1,
-                UsageOutcome::Refused { .. } => 2,
-            }] += 1;
+    println!("2. The national network: one provider, site and pools per cluster of data/network.csv");
+    let mut providers: Vec<(ProviderId, String, SigningKey)> = Vec::new();
+    for (index, cluster) in clusters().iter().enumerate() {
+        let uscc = Uscc::with_check_characters(&format!("91{}MA2NW{:03}", cluster_region(&cluster.id), index + 1))?;
+        let operator = match cluster.operator {
+            suanli_placement::Operator::Government => "government",
+            suanli_placement::Operator::State => "state_owned",
+            suanli_placement::Operator::Commercial => "commercial",
+        };
+        let provider = api.post(
+            "/api/v1/providers",
+            &admin,
+            json!({ "uscc": uscc.to_string(), "name": format!("{} operator", cluster.name), "operator": operator }),
+        )?;
+        let id = ProviderId::parse(&text(&provider["id"])?)?;
+        let token = api.token(&admin, &format!("provider:{id}"))?;
+        let key = SigningKey::from_bytes(&[index as u8 + 1; 32]);
+        api.post(
+            &format!("/api/v1/providers/{id}/key"),
+            &token,
+            json!({ "public_key_hex": hex(key.verifying_key().as_bytes()) }),
+        )?;
+        let site = api.post(
+            &format!("/api/v1/providers/{id}/sites"),
+            &token,
+            json!({ "name": cluster.name, "hub": cluster.hub, "region": cluster_region(&cluster.id), "latitude": cluster.lat, "longitude": cluster.lon,
+                    "power_price_fen_per_kwh": (cluster.power_price_cny_kwh * 100.0).round() as i64, "pue": cluster.pue_cap }),
+        )?;
+        let site_id = text(&site["id"])?;
+        let network = suanli_placement::network::default_problem();
+        for pool in network.pools.iter().filter(|p| network.sites[p.site].id == cluster.id) {
+            api.post(
+                &format!("/api/v1/sites/{site_id}/pools"),
+                &token,
+                json!({ "chip": pool.chip, "gpus": pool.gpus_free, "domestic": pool.domestic, "price_fen_per_gpu_hour": pool.price_fen_per_gpu_hour }),
+            )?;
         }
-    };
-    for chunk in east_records.chunks(1_000) {
-        count(service.record_usage(&east_actor, east, chunk)?);
+        providers.push((id, token, key));
     }
-    for chunk in west_records.chunks(1_000) {
-        count(service.record_usage(&west_actor, west, chunk)?);
-    }
-    count(service.record_usage(&east_actor, east, &east_records[..100])?);
-    let mut forged = east_records[42].clone();
-    forged.gpu_seconds /= 2;
-    let forged_outcome = service.record_usage(&east_actor, east, &[forged])?;
-    count(forged_outcome.clone());
-    println!("   recorded {}, duplicates of retries {}, refused {}", tally[0], tally[1], tally[2]);
-    if let Some(UsageOutcome::Refused { code, message, .. }) = forged_outcome.first() {
-        println!("   a replay of lingang-00042 with another body: {code}: {message}");
-    }
-    for id in [order_lab, order_institute] {
-        let order = service.order(id)?;
-        println!(
-            "   {id}: {:.1} GPU-hours, cost {}, voucher paid {}, enterprise paid {}",
-            order.gpu_seconds as f64 / 3600.0,
-            order.cost_fen,
-            order.voucher_paid_fen,
-            order.enterprise_paid_fen
-        );
-    }
-    service.complete_order(&east_actor, order_lab)?;
-    let released = service.complete_order(&west_actor, order_institute)?;
-    println!("   orders completed; {released} of the western hold released to {voucher_institute}\n");
+    let pools = api.get("/api/v1/pools?limit=500", &admin)?;
+    println!("   {} providers, {} pools\n", providers.len(), pools["total"]);
 
-    println!("7. April: March's statements are issued and approved");
-    clock.set(shanghai_midnight(2026, 4, 1).expect("a valid date") + 10 * 3600);
-    let march = YearMonth { year: 2026, month: 3 };
-    for provider in [east, west] {
-        let statement = service.issue_statement(&operator, provider, program, march)?;
-        service.approve_statement(&authority, statement)?;
-        let s = &service.state().statements[&statement];
-        println!(
-            "   {statement} {provider} {}: voucher total {} ({})",
-            s.month, s.voucher_total_fen, s.voucher_total_uppercase
-        );
+    println!("3. Six enterprises apply; the authorities review");
+    let mut holders: Vec<(String, String, String)> = Vec::new(); // (enterprise, token, voucher)
+    for (serial, name, region, kind, headcount, revenue, research, program, amount) in ENTERPRISES {
+        let uscc = Uscc::with_check_characters(&format!("91{region}{serial}"))?;
+        let research: Vec<&str> = if research.is_empty() { vec![] } else { vec![research] };
+        let enterprise = api.post(
+            "/api/v1/enterprises",
+            &admin,
+            json!({ "uscc": uscc.to_string(), "name": name, "region": region, "kind": kind, "headcount": headcount,
+                    "revenue_fen": revenue * 100, "research_projects": research }),
+        )?;
+        let id = text(&enterprise["id"])?;
+        let token = api.token(&admin, &format!("enterprise:{id}"))?;
+        let application = api.post(
+            "/api/v1/applications",
+            &token,
+            json!({ "enterprise": id, "program": program, "amount_fen": amount * 100 }),
+        )?;
+        let app = text(&application["id"])?;
+        clock.advance(600);
+        api.post(&format!("/api/v1/applications/{app}/submit"), &token, json!({}))?;
+        let shown = api.get(&format!("/api/v1/applications/{app}"), &admin)?;
+        let failed: Vec<String> = shown["eligibility"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["passed"] == false)
+            .map(|v| format!("{}: {}", v["rule"].as_str().unwrap_or(""), v["reason"].as_str().unwrap_or("")))
+            .collect();
+        let authority = text(&shown["application"]["program"]).map(|p| program_authority(&programs, &p))?;
+        let reviewer = api.token(&admin, &format!("authority-reviewer:{authority}"))?;
+        if failed.is_empty() {
+            let approved = api.post(
+                &format!("/api/v1/applications/{app}/approve"),
+                &reviewer,
+                json!({ "amount_fen": amount * 100 }),
+            )?;
+            let voucher = text(&approved["voucher"])?;
+            println!("   {name} ({id}) → {program}: approved {}, {voucher}", money(&json!(amount * 100)));
+            holders.push((id, token, voucher));
+        } else {
+            api.post(&format!("/api/v1/applications/{app}/reject"), &reviewer, json!({ "reason": failed.join("; ") }))?;
+            println!("   {name} ({id}) → {program}: rejected, {}", failed.join("; "));
+        }
     }
     println!();
 
-    println!("8. September: the vouchers' 365 days have not run out; the sweep waits. Next March it expires them");
-    clock.set(shanghai_midnight(2026, 9, 1).expect("a valid date"));
-    let early = service.sweep(&operator)?;
-    clock.set(shanghai_midnight(2027, 3, 10).expect("a valid date"));
-    let report = service.sweep(&operator)?;
-    println!(
-        "   {} then {} voucher(s) expired; {} returned to the budget",
-        early.expired.len(),
-        report.expired.len(),
-        report.returned_fen
-    );
-    let p = service.program(program)?;
-    println!(
-        "   {program}: issued {}, spent {}, returned {}, settled {}, budget left {}\n",
-        p.issued_fen, p.spent_fen, p.returned_fen, p.settled_fen, p.budget_remaining_fen
-    );
-    let entries = service.durable().log_count();
-    drop(service);
+    println!("4. Orders through the placement engine; providers start them");
+    let mut orders: Vec<(OrderId, String, usize, u32, u32)> = Vec::new(); // (order, enterprise token, provider index, gpus, hours)
+    let started = clock_now(&clock);
+    for (n, (enterprise, token, voucher)) in holders.iter().enumerate() {
+        for (gpus, hours, purpose) in [(32u32, 200u32, "training"), (8, 120, "fine_tuning")] {
+            let quote = api.post(
+                "/api/v1/orders/quote",
+                token,
+                json!({ "enterprise": enterprise, "voucher": voucher, "gpus": gpus, "hours": hours, "purpose": purpose }),
+            );
+            let Ok(quote) = quote else { continue };
+            let order = api.post("/api/v1/orders", token, json!({ "enterprise": enterprise, "voucher": voucher, "gpus": gpus, "hours": hours, "purpose": purpose }))?;
+            let id = OrderId::parse(&text(&order["id"])?)?;
+            let provider = ProviderId::parse(&text(&order["provider"])?)?;
+            let p = providers.iter().position(|(pid, _, _)| *pid == provider).context("the order's provider")?;
+            api.post(&format!("/api/v1/orders/{id}/start"), &providers[p].1, json!({}))?;
+            if n < 2 {
+                println!(
+                    "   {id}: {gpus} GPUs × {hours} h on {} (list {}, voucher share {})",
+                    quote["chosen"]["pool"].as_str().unwrap_or(""),
+                    money(&quote["chosen"]["list_cost_fen"]),
+                    money(&quote["chosen"]["voucher_share_fen"])
+                );
+            }
+            orders.push((id, token.clone(), p, gpus, hours));
+        }
+    }
+    println!("   {} orders running\n", orders.len());
 
-    println!("suanli audit verify --database {}", path.display());
+    println!("5. A month of signed hourly usage from the providers");
+    let hours_max = orders.iter().map(|o| o.4).max().unwrap_or(0);
+    clock.set(started + i64::from(hours_max) * 3600 + 60);
+    let mut recorded = 0;
+    let mut duplicates = 0;
+    for (order, _, p, gpus, hours) in &orders {
+        let (provider, token, key) = &providers[*p];
+        let records: Vec<UsageInput> = (0..i64::from(*hours))
+            .map(|h| UsageInput {
+                id: format!("{order}-h{h}"),
+                order: *order,
+                gpu_seconds: i64::from(*gpus) * 3600 * (85 + (h * 7) % 15) / 100,
+                period_start_s: started + h * 3600,
+                period_end_s: started + (h + 1) * 3600,
+            })
+            .collect();
+        for send in [records.as_slice(), &records[..records.len().min(5)]] {
+            let answer = signed_usage(&api, token, key, *provider, send)?;
+            for result in answer["results"].as_array().into_iter().flatten() {
+                match result["status"].as_str() {
+                    Some("ok") => recorded += 1,
+                    Some("exists") => duplicates += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    // A replay of a recorded id with another body, and a batch with a forged signature.
+    let (order, _, p, gpus, _) = &orders[0];
+    let (provider, token, key) = &providers[*p];
+    let forged = UsageInput {
+        id: format!("{order}-h0"),
+        order: *order,
+        gpu_seconds: i64::from(*gpus),
+        period_start_s: started,
+        period_end_s: started + 3600,
+    };
+    let replay = signed_usage(&api, token, key, *provider, std::slice::from_ref(&forged))?;
+    let wrong_key = SigningKey::from_bytes(&[99; 32]);
+    let forgery = signed_usage(&api, token, &wrong_key, *provider, std::slice::from_ref(&forged)).err();
+    println!("   recorded {recorded}, retries answered `exists` {duplicates}");
+    println!("   a replay with another body: {}", replay["results"][0]["code"].as_str().unwrap_or("?"));
+    println!("   a forged signature: {}\n", forgery.map(|e| e.to_string()).unwrap_or_else(|| "accepted?!".into()));
+    for (order, token, p, _, _) in &orders {
+        let _ = token;
+        api.post(&format!("/api/v1/orders/{order}/complete"), &providers[*p].1, json!({}))?;
+    }
+
+    println!("6. April: statements per provider and programme, approved by the authorities");
+    clock.set(shanghai_midnight(2026, 4, 2).expect("a valid date") + 10 * 3600);
+    let mut statements = 0;
+    for (provider, _, _) in &providers {
+        for program in programs["items"].as_array().into_iter().flatten() {
+            let program_id = text(&program["id"])?;
+            let issued = api.post(
+                "/api/v1/statements",
+                &admin,
+                json!({ "provider": provider.to_string(), "program": program_id, "month": "2026-03" }),
+            );
+            if let Ok(statement) = issued {
+                let authority = program_authority(&programs, &program_id);
+                let authority_token = api.token(&admin, &format!("authority-admin:{authority}"))?;
+                api.post(
+                    &format!("/api/v1/statements/{}/approve", text(&statement["id"])?),
+                    &authority_token,
+                    json!({}),
+                )?;
+                statements += 1;
+            }
+        }
+    }
+    println!("   {statements} statements approved\n");
+
+    println!("Summary");
+    let programs = api.get("/api/v1/programs", &admin)?;
+    println!("   {:<18} {:>18} {:>16} {:>16} {:>16}", "programme", "budget", "issued", "spent", "settled");
+    for program in programs["items"].as_array().into_iter().flatten() {
+        println!(
+            "   {:<18} {:>18} {:>16} {:>16} {:>16}",
+            program_key(program["id"].as_str().unwrap_or("")),
+            money(&program["terms"]["budget_fen"]),
+            money(&program["issued_fen"]),
+            money(&program["spent_fen"]),
+            money(&program["settled_fen"])
+        );
+    }
+    let (mut gpu_seconds, mut voucher, mut enterprise) = (0i64, 0i64, 0i64);
+    for (order, token, _, _, _) in &orders {
+        let shown = api.get(&format!("/api/v1/orders/{order}"), token)?;
+        gpu_seconds += shown["gpu_seconds"].as_i64().unwrap_or(0);
+        voucher += shown["voucher_paid_fen"].as_i64().unwrap_or(0);
+        enterprise += shown["enterprise_paid_fen"].as_i64().unwrap_or(0);
+    }
+    println!(
+        "   {} orders, {:.0} GPU-hours; voucher share {}, enterprise share {}",
+        orders.len(),
+        gpu_seconds as f64 / 3600.0,
+        money(&json!(voucher)),
+        money(&json!(enterprise))
+    );
+    println!("\nURLs: {base}/healthz  {base}/metrics  {base}/api/v1/programs  {base}/api/v1/audit/log");
+    println!("Logins (POST {base}/api/v1/login with name and password):");
+    for (name, password, role) in LOGINS {
+        println!("   {name:<9} {password:<24} {role}");
+    }
+    println!("\nsuanli audit verify --database {}", path.display());
     let code = crate::audit::verify(path)?;
-    println!("\n{entries} audit-log entries");
+    if serve && code == ExitCode::SUCCESS {
+        println!("\nserving at {base}; Ctrl-C to stop");
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
+    let _ = stop.send(());
+    runtime.block_on(server)??;
+    drop(writer);
+    drop(runtime);
+    writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     Ok(code)
+}
+
+fn clock_now(clock: &ManualClock) -> i64 {
+    use suanli_service::Clock;
+    clock.now_s()
+}
+
+fn money(value: &Value) -> String {
+    suanli_domain::Fen::new(value.as_i64().unwrap_or(0)).to_string()
+}
+
+/// The authority of a programme, from the programme list.
+fn program_authority(programs: &Value, program: &str) -> String {
+    programs["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["id"] == program)
+        .and_then(|p| p["authority"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The GB/T 2260 code of a cluster's province (the data file names provinces in English).
+fn cluster_region(cluster: &str) -> &'static str {
+    match cluster {
+        "zjk" => "130700",
+        "yrd" => "310000",
+        "wuhu" => "340200",
+        "sg" => "440200",
+        "tf" => "510100",
+        "cq" => "500000",
+        "ga" => "520100",
+        "hlge" => "150100",
+        "qy" => "621000",
+        _ => "640500",
+    }
+}
+
+fn signed_usage(
+    api: &Api,
+    token: &str,
+    key: &SigningKey,
+    provider: ProviderId,
+    records: &[UsageInput],
+) -> anyhow::Result<Value> {
+    let signature = hex(&key.sign(&usage_signing_bytes(provider, records)).to_bytes());
+    let json: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
+                    "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
+        })
+        .collect();
+    api.call(
+        "POST",
+        &format!("/api/v1/providers/{provider}/usage"),
+        token,
+        Some(json!({ "records": json })),
+        &[("suanli-signature", &signature)],
+    )
 }
 
 /// Removes the database at `path` if it is an earlier demo (a suanli database), so the demo can

@@ -29,11 +29,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Walk through the money flows of a voucher programme on a fresh embedded database.
+    /// The whole system on a fresh embedded database, driven through the HTTP API: programmes,
+    /// the national network, a simulated month of applications, orders and signed usage; then a
+    /// summary, and it keeps serving.
     Demo {
         /// The database to create; an earlier demo database at this path is replaced.
         #[arg(long, default_value = "suanli-demo.db")]
         database: String,
+        /// The address to serve on.
+        #[arg(long, default_value = "127.0.0.1:8640")]
+        listen: String,
+        /// Exit after the summary instead of serving.
+        #[arg(long)]
+        no_serve: bool,
     },
     /// Voucher programmes: load files, list, open, close, finish.
     Program {
@@ -188,7 +196,9 @@ enum DebugCommand {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { database } => demo::run(&database::sqlite_path(&database)?),
+        Command::Demo { database, listen, no_serve } => {
+            demo::run(&database::sqlite_path(&database)?, &listen, !no_serve)
+        }
         Command::Program { common, command } => service_cli::program(&common, command),
         Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
         Command::Application { common, command } => service_cli::application(&common, command),

@@ -219,6 +219,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
         ),
         case("POST", "/api/v1/sweep", "/api/v1/sweep".into(), None, &["admin"], &[]),
         case("GET", "/api/v1/audit/log", "/api/v1/audit/log".into(), None, &["admin", "auditor"], &[]),
+        case("POST", "/api/v1/tokens", "/api/v1/tokens".into(), Some(json!({ "role": "auditor" })), &["admin"], &[]),
     ]
 }
 

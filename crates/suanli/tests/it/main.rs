@@ -16,28 +16,30 @@ fn stdout(output: &Output) -> String {
 }
 
 #[test]
-fn demo_runs_twice_and_its_database_passes_the_audit() {
+fn demo_runs_twice_through_the_api_and_its_database_passes_the_audit() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let output = suanli(&["demo"], dir.path());
+        let output = suanli(&["demo", "--no-serve", "--listen", "127.0.0.1:0"], dir.path());
         assert!(output.status.success(), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
         let text = stdout(&output);
-        assert!(text.contains("refused, not_eligible"), "the demo shows an ineligible applicant refused:\n{text}");
-        assert!(text.contains("refused, enterprise_cap_exceeded"), "{text}");
-        assert!(text.contains("recorded 10000, duplicates of retries 100, refused 1"), "{text}");
-        assert!(text.contains("usage_record_conflict"), "{text}");
+        assert!(text.contains("10 providers, 34 pools"), "the national network is registered over HTTP:\n{text}");
+        assert!(text.contains("Tiny Start-up (ent-2) → shanghai-compute: rejected, revenue-or-research"), "{text}");
+        assert!(text.contains("a replay with another body: usage_record_conflict"), "{text}");
+        assert!(text.contains("a forged signature: POST") && text.contains("signature_invalid"), "{text}");
+        assert!(text.contains("10 orders, "), "{text}");
+        assert!(text.contains("Logins (POST"), "{text}");
         assert!(text.contains("audit passed"), "{text}");
     }
     let output = suanli(&["audit", "verify", "--database", "sqlite://suanli-demo.db"], dir.path());
     assert!(output.status.success());
-    assert!(stdout(&output).contains("usage records  10000"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("usage records  1600"), "{}", stdout(&output));
 }
 
 #[test]
 fn demo_refuses_to_replace_a_file_that_is_not_a_suanli_database() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.db"), "my notes").unwrap();
-    let output = suanli(&["demo", "--database", "notes.db"], dir.path());
+    let output = suanli(&["demo", "--no-serve", "--database", "notes.db"], dir.path());
     assert!(!output.status.success());
     assert_eq!(std::fs::read_to_string(dir.path().join("notes.db")).unwrap(), "my notes");
 }
@@ -45,7 +47,7 @@ fn demo_refuses_to_replace_a_file_that_is_not_a_suanli_database() {
 #[test]
 fn audit_verify_fails_with_the_violation_on_a_tampered_database() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(suanli(&["demo"], dir.path()).status.success());
+    assert!(suanli(&["demo", "--no-serve", "--listen", "127.0.0.1:0"], dir.path()).status.success());
     rusqlite::Connection::open(dir.path().join("suanli-demo.db"))
         .unwrap()
         .execute("UPDATE ledger_accounts SET credits_posted = credits_posted + 100 WHERE code = 30", [])
