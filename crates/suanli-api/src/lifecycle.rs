@@ -8,6 +8,9 @@
 //! `not_found`: it learns nothing about other tenants. A role that can never use the endpoint is
 //! told `forbidden`.
 
+// Endpoints that take no body still read it (`_unused_body: Bytes`, bounded by the body limit),
+// so a client that sent one can reuse the connection.
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -210,6 +213,7 @@ async fn program_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((program, action)): Path<(String, String)>,
+    _unused_body: Bytes,
 ) -> Result<Response, ApiError> {
     run(&state, &headers, move |s, role| {
         let id = s.find_program(&program)?;
@@ -709,6 +713,7 @@ async fn order_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((order, action)): Path<(String, String)>,
+    _unused_body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = id("order", &order, OrderId::parse)?;
     run(&state, &headers, move |s, role| {
@@ -804,7 +809,7 @@ async fn approve_statement(
     .await
 }
 
-async fn sweep(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: Bytes) -> Result<Response, ApiError> {
     run(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin], "the expiry sweep")?;
         s.sweep(&actor(role))

@@ -33,8 +33,11 @@ enum Job {
     },
     /// Work on the service; it returns the delivery of its answer, which the writer runs only
     /// after refreshing the snapshot, so a caller that gets a new token can use it at once.
-    Call(Box<dyn FnOnce(&mut Service) -> Box<dyn FnOnce() + Send> + Send>),
+    Call(Box<dyn FnOnce(&mut Service) -> Delivery + Send>),
 }
+
+/// Sends a job's answer back to its caller.
+type Delivery = Box<dyn FnOnce() + Send>;
 
 /// What handlers read without queueing: live tokens and provider keys, refreshed by the writer
 /// after any change that could touch them.

@@ -103,9 +103,12 @@ fn text(value: &Value) -> anyhow::Result<String> {
     value.as_str().map(str::to_owned).context("a string in the answer")
 }
 
-/// The demo's enterprises: (serial, name, region, kind, headcount, revenue ¥, research project,
-/// programme key, amount ¥ asked).
-const ENTERPRISES: [(&str, &str, &str, &str, u32, i64, &str, &str, i64); 6] = [
+/// A demo enterprise: serial, name, region, kind, headcount, revenue ¥, research project,
+/// programme key, amount ¥ asked.
+type DemoEnterprise =
+    (&'static str, &'static str, &'static str, &'static str, u32, i64, &'static str, &'static str, i64);
+
+const ENTERPRISES: [DemoEnterprise; 6] = [
     ("MA1FL001", "Pudong Model Lab", "310115", "sme", 120, 12_000_000, "", "shanghai-compute", 2_000_000),
     ("MA1FL002", "Tiny Start-up", "310115", "startup", 8, 800_000, "", "shanghai-compute", 1_000_000),
     (
