@@ -15,6 +15,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;
+pub mod openapi;
 pub mod writer;
 
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/login", post(login::login))
+        .route("/api/openapi.json", get(openapi::document_json))
+        .route("/api/docs", get(openapi::page))
         .route("/api/v1/vouchers/{voucher}", get(show_voucher))
         .route("/api/v1/providers/{provider}/usage", post(post_usage))
         .merge(lifecycle::routes())
@@ -60,40 +63,118 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes that need no token: health, metrics, and logging in.
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/metrics"), ("POST", "/api/v1/login")];
+pub const PUBLIC_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/healthz", "Liveness: answers ok."),
+    ("GET", "/metrics", "Prometheus text: requests, latency, queue depth, commits, batch sizes, records applied."),
+    ("POST", "/api/v1/login", "Log in with name and password (argon2); answers a bearer token for the user's role."),
+    ("GET", "/api/openapi.json", "This document."),
+    ("GET", "/api/docs", "A browsable page of this document."),
+];
 
-/// Every API route under `/api/v1` that needs a token: method and path. The authorization tests walk this list, so
-/// a route added here without a case in the matrix fails them; the `router_serves_every_route`
-/// test fails if a route here is not served.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/programs"),
-    ("POST", "/api/v1/programs"),
-    ("GET", "/api/v1/programs/{program}"),
-    ("POST", "/api/v1/programs/{program}/{action}"),
-    ("POST", "/api/v1/enterprises"),
-    ("GET", "/api/v1/enterprises/{enterprise}"),
-    ("GET", "/api/v1/applications"),
-    ("POST", "/api/v1/applications"),
-    ("GET", "/api/v1/applications/{application}"),
-    ("POST", "/api/v1/applications/{application}/{action}"),
-    ("GET", "/api/v1/vouchers/{voucher}"),
-    ("POST", "/api/v1/vouchers/{voucher}/{action}"),
-    ("POST", "/api/v1/providers"),
-    ("POST", "/api/v1/providers/{provider}/sites"),
-    ("POST", "/api/v1/providers/{provider}/key"),
-    ("POST", "/api/v1/providers/{provider}/usage"),
-    ("POST", "/api/v1/sites/{site}/pools"),
-    ("GET", "/api/v1/pools"),
-    ("POST", "/api/v1/orders"),
-    ("POST", "/api/v1/orders/quote"),
-    ("GET", "/api/v1/orders/{order}"),
-    ("POST", "/api/v1/orders/{order}/{action}"),
-    ("POST", "/api/v1/statements"),
-    ("GET", "/api/v1/statements/{statement}"),
-    ("POST", "/api/v1/statements/{statement}/approve"),
-    ("POST", "/api/v1/sweep"),
-    ("GET", "/api/v1/audit/log"),
-    ("POST", "/api/v1/tokens"),
+/// Every API route under `/api/v1` that needs a token: method, path and what it does. The
+/// authorization tests walk this list, so a route added here without a case in the matrix fails
+/// them; the OpenAPI document is generated from it.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/programs", "List programmes (paged; filter by state). Any role."),
+    ("POST", "/api/v1/programs", "Load a programme file {toml} as a draft. Admin."),
+    ("GET", "/api/v1/programs/{program}", "One programme by id or key. Any role."),
+    ("POST", "/api/v1/programs/{program}/{action}", "open | close | finish. Admin or the authority's admin."),
+    (
+        "POST",
+        "/api/v1/enterprises",
+        "Register an enterprise {uscc, name, region?, kind, headcount, revenue_fen, research_projects, related_parties}. Admin.",
+    ),
+    ("GET", "/api/v1/enterprises/{enterprise}", "One enterprise. Admin, auditor, the enterprise."),
+    (
+        "GET",
+        "/api/v1/applications",
+        "List applications in submission order (paged; filter by program, state), within the caller's scope.",
+    ),
+    (
+        "POST",
+        "/api/v1/applications",
+        "Draft an application {enterprise, program, amount_fen, note}. Admin or the enterprise.",
+    ),
+    (
+        "GET",
+        "/api/v1/applications/{application}",
+        "One application with every eligibility verdict. Admin, auditor, the authority, the enterprise.",
+    ),
+    (
+        "POST",
+        "/api/v1/applications/{application}/{action}",
+        "submit | withdraw (the enterprise); approve {amount_fen} | reject {reason} (the authority).",
+    ),
+    (
+        "GET",
+        "/api/v1/vouchers/{voucher}",
+        "One voucher with its balances. Admin, auditor, the authority, the enterprise.",
+    ),
+    (
+        "POST",
+        "/api/v1/vouchers/{voucher}/{action}",
+        "suspend {reason} | reinstate | revoke {reason}. Admin or the authority's admin.",
+    ),
+    ("POST", "/api/v1/providers", "Register a provider {uscc, name, operator}. Admin."),
+    (
+        "POST",
+        "/api/v1/providers/{provider}/sites",
+        "Add a site {name, hub, region, latitude, longitude, operator?, power_price_fen_per_kwh?, pue?}. Admin or the provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/providers/{provider}/key",
+        "Register the Ed25519 key {public_key_hex} usage is signed with. Admin or the provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/providers/{provider}/usage",
+        "A signed usage batch {records: [{id, order, gpu_seconds, period_start, period_end}]} (at most 4,000 records, 2 MiB; header Suanli-Signature). The provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/sites/{site}/pools",
+        "Add a pool {chip, gpus, domestic, price_fen_per_gpu_hour}. Admin or the site's provider.",
+    ),
+    ("GET", "/api/v1/pools", "List pools (paged). Any role."),
+    (
+        "POST",
+        "/api/v1/orders",
+        "Place an order {enterprise, voucher, pool?, chip?, gpus, hours, purpose}; without a pool the placement engine chooses. Admin or the enterprise.",
+    ),
+    (
+        "POST",
+        "/api/v1/orders/quote",
+        "Quote an order: the engine's choice, alternatives and exclusions (or the pinned pool). Admin or the enterprise.",
+    ),
+    (
+        "GET",
+        "/api/v1/orders/{order}",
+        "One order with its usage totals. Admin, auditor, the authority, the enterprise, the provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/orders/{order}/{action}",
+        "start (the provider) | complete (the provider or the enterprise) | cancel (the enterprise).",
+    ),
+    (
+        "POST",
+        "/api/v1/statements",
+        "Issue a monthly statement {provider, program, month}. Admin or the authority's admin.",
+    ),
+    (
+        "GET",
+        "/api/v1/statements/{statement}",
+        "One statement with its lines and the amount in words. Admin, auditor, the authority, the provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/statements/{statement}/approve",
+        "Approve a statement; it never changes again. Admin or the authority's admin.",
+    ),
+    ("POST", "/api/v1/sweep", "Expire vouchers past their validity. Admin."),
+    ("GET", "/api/v1/audit/log", "The hash-chained audit log (paged). Admin or auditor."),
+    ("POST", "/api/v1/tokens", "Issue a machine token {role}; the secret is answered once. Admin."),
 ];
 
 async fn healthz() -> &'static str {

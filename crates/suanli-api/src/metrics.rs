@@ -18,8 +18,8 @@ const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 
 /// The route labels: every API path (methods share a label), the two service routes, "other".
 fn route_labels() -> Vec<&'static str> {
-    let mut labels: Vec<&'static str> = vec!["/healthz", "/metrics"];
-    for (_, path) in crate::ROUTES {
+    let mut labels: Vec<&'static str> = Vec::new();
+    for (_, path, _) in crate::PUBLIC_ROUTES.iter().chain(crate::ROUTES) {
         if !labels.contains(path) {
             labels.push(path);
         }

@@ -458,3 +458,20 @@ fn people_log_in_with_a_password_and_get_a_token() {
     // The dummy hash used for unknown names is a real argon2 hash, so both failures cost the same.
     assert!(argon2::password_hash::PasswordHash::new(suanli_api::login::DUMMY_PHC).is_ok());
 }
+
+#[test]
+fn the_openapi_document_and_page_cover_every_route() {
+    let app = TestApp::start();
+    let (status, document) = app.request("GET", "/api/openapi.json", None, &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.0.3");
+    for (method, path, _) in suanli_api::ROUTES {
+        let operation = &document["paths"][*path][method.to_lowercase()];
+        assert!(operation.is_object(), "{method} {path} is missing from the document");
+        assert_eq!(operation["security"][0]["bearer"], json!([]));
+    }
+    assert!(document["paths"]["/api/v1/login"]["post"]["security"].is_null());
+    let (status, page) = app.request("GET", "/api/docs", None, &[], None);
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("/api/v1/providers/{provider}/usage"));
+}
