@@ -74,7 +74,11 @@ impl From<ServiceError> for ApiError {
                 StatusCode::CONFLICT
             }
             ErrorCode::Storage | ErrorCode::Internal => {
-                eprintln!("internal error: {error}");
+                crate::log::event(
+                    "error",
+                    "internal error",
+                    serde_json::json!({ "code": error.code.as_str(), "error": error.message }),
+                );
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",

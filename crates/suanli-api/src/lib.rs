@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod lifecycle;
+pub mod log;
 pub mod login;
 pub mod metrics;
 pub mod openapi;

@@ -131,8 +131,14 @@ impl Metrics {
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.observe(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    state.metrics.observe(&route, response.status().as_u16(), seconds);
+    if crate::log::requests_logged() {
+        let fields = serde_json::json!({ "method": method, "route": route, "status": response.status().as_u16(), "ms": seconds * 1e3 });
+        crate::log::event("info", "request", fields);
+    }
     response
 }

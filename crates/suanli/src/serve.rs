@@ -13,29 +13,97 @@ use crate::service_cli::{Common, Reply, open, run};
 
 #[derive(clap::Args)]
 pub struct ServeOptions {
-    /// The address to listen on.
-    #[arg(long, env = "SUANLI_LISTEN", default_value = "127.0.0.1:8640")]
+    /// The address to listen on [default: 127.0.0.1:8640].
+    #[arg(long, env = "SUANLI_LISTEN")]
+    listen: Option<String>,
+    /// A configuration file (see suanli.example.toml); by default ./suanli.toml if it exists.
+    #[arg(long, env = "SUANLI_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+/// The configuration file's keys; every one optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    database: Option<String>,
+    listen: Option<String>,
+    queue_jobs_max: Option<usize>,
+    log_format: Option<String>,
+    log_requests: Option<bool>,
+}
+
+/// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
+struct Settings {
+    database: String,
     listen: String,
+    queue_jobs_max: usize,
+    log_format: suanli_api::log::Format,
+    log_requests: bool,
+}
+
+fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
+    let path =
+        options.config.clone().or_else(|| Some("suanli.toml".into()).filter(|p: &std::path::PathBuf| p.exists()));
+    let file: ConfigFile = match &path {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("--config: {}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let queue_jobs_max = match env("SUANLI_QUEUE_JOBS_MAX") {
+        Some(text) => text.parse().context("SUANLI_QUEUE_JOBS_MAX: must be a whole number")?,
+        None => file.queue_jobs_max.unwrap_or(suanli_api::writer::QUEUE_JOBS_MAX),
+    };
+    anyhow::ensure!((1..=100_000).contains(&queue_jobs_max), "queue_jobs_max: must be between 1 and 100000");
+    let log_format = match env("SUANLI_LOG_FORMAT").or(file.log_format).as_deref().unwrap_or("json") {
+        "json" => suanli_api::log::Format::Json,
+        "text" => suanli_api::log::Format::Text,
+        other => anyhow::bail!("log_format: must be json or text, got {other:?}"),
+    };
+    let log_requests = match env("SUANLI_LOG_REQUESTS") {
+        Some(text) => text.parse().context("SUANLI_LOG_REQUESTS: must be true or false")?,
+        None => file.log_requests.unwrap_or(false),
+    };
+    Ok(Settings {
+        database: common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into()),
+        listen: options.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8640".into()),
+        queue_jobs_max,
+        log_format,
+        log_requests,
+    })
 }
 
 /// Serves until Ctrl-C or SIGTERM; then answers the requests in flight, commits what the writer
 /// accepted, and exits.
 pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode> {
-    let service = open(common)?;
+    let settings = settings(common, options)?;
+    suanli_api::log::configure(settings.log_format, settings.log_requests);
+    let resolved = Common { database: Some(settings.database.clone()), ..common.clone() };
+    let service = open(&resolved)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (writer, thread) = Writer::start(service);
+    let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
     let state = AppState { writer, metrics: Default::default() };
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&options.listen)
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
-            .with_context(|| format!("--listen: cannot listen on {}", options.listen))?;
-        let _ = writeln!(std::io::stdout(), "suanli serving {} on http://{}", common.database, listener.local_addr()?);
+            .with_context(|| format!("listen: cannot listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let _ = writeln!(std::io::stdout(), "suanli serving {} on http://{address}", settings.database);
         let _ = std::io::stdout().flush();
+        suanli_api::log::event(
+            "info",
+            "serving",
+            serde_json::json!({ "database": settings.database, "address": address.to_string(), "queue_jobs_max": settings.queue_jobs_max }),
+        );
         suanli_api::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     drop(runtime);
     thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    suanli_api::log::event("info", "stopped", serde_json::json!({ "committed": "every accepted batch" }));
     // The terminal may be gone by now (a closed pipe must not turn a clean stop into a panic).
     let _ = writeln!(std::io::stdout(), "suanli stopped; every accepted batch is committed");
     Ok(ExitCode::SUCCESS)

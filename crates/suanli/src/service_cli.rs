@@ -31,9 +31,9 @@ use crate::usage_import;
 /// Options every service command takes.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// The database: `PATH` or `sqlite://PATH`; created on first use.
-    #[arg(long, global = true, env = "SUANLI_DATABASE", default_value = "suanli.db")]
-    pub database: String,
+    /// The database: `PATH` or `sqlite://PATH`; created on first use [default: suanli.db].
+    #[arg(long, global = true, env = "SUANLI_DATABASE")]
+    pub database: Option<String>,
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -322,8 +322,15 @@ impl Reply {
     }
 }
 
+impl Common {
+    /// The database named by flag or environment, else the default `suanli.db`.
+    pub fn database(&self) -> &str {
+        self.database.as_deref().unwrap_or("suanli.db")
+    }
+}
+
 pub fn open(common: &Common) -> anyhow::Result<Service> {
-    let path = sqlite_path(&common.database)?;
+    let path = sqlite_path(common.database())?;
     let clock: Arc<dyn Clock> = match &common.now {
         Some(text) => {
             let now = parse_timestamp(text).with_context(|| {

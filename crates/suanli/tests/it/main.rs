@@ -156,3 +156,45 @@ fn bench_ingest_prints_its_figures() {
         "{text}"
     );
 }
+
+#[test]
+fn serve_reads_its_configuration_file_and_the_environment_wins() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("suanli.toml"),
+        "database = \"from-file.db\"\nlisten = \"127.0.0.1:0\"\nlog_requests = true\n",
+    )
+    .unwrap();
+    let start = |envs: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_suanli"));
+        command
+            .arg("serve")
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let url = first.split_whitespace().last().unwrap().to_owned();
+        ureq::get(&format!("{url}/healthz")).call().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let output = child.wait_with_output().unwrap();
+        (first, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (first, logs) = start(&[]);
+    assert!(first.starts_with("suanli serving from-file.db on http://127.0.0.1:"), "{first}");
+    let lines: Vec<serde_json::Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|l| l["msg"] == "serving" && l["database"] == "from-file.db"), "{logs}");
+    assert!(lines.iter().any(|l| l["msg"] == "request" && l["route"] == "/healthz" && l["status"] == 200), "{logs}");
+    assert!(lines.iter().any(|l| l["msg"] == "stopped"), "{logs}");
+    let (first, _) = start(&[("SUANLI_DATABASE", "from-env.db")]);
+    assert!(first.starts_with("suanli serving from-env.db"), "{first}");
+    std::fs::write(dir.path().join("suanli.toml"), "colour = \"red\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_suanli")).arg("serve").current_dir(dir.path()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `colour`"));
+}
