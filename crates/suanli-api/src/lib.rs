@@ -176,6 +176,13 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/sweep", "Expire vouchers past their validity. Admin."),
     ("GET", "/api/v1/audit/log", "The hash-chained audit log (paged). Admin or auditor."),
     ("POST", "/api/v1/tokens", "Issue a machine token {role}; the secret is answered once. Admin."),
+    ("POST", "/api/v1/tokens/{token}/revoke", "Revoke a token (token-N). Admin."),
+    (
+        "GET",
+        "/api/v1/vouchers",
+        "List vouchers within the caller's scope (paged; filter by program, state). Not providers.",
+    ),
+    ("GET", "/api/v1/orders", "List orders within the caller's scope (paged; filter by program, state)."),
 ];
 
 async fn healthz() -> &'static str {

@@ -148,7 +148,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/providers/{provider}/key", post(set_key))
         .route("/api/v1/sites/{site}/pools", post(add_pool))
         .route("/api/v1/pools", get(list_pools))
-        .route("/api/v1/orders", post(place_order))
         .route("/api/v1/orders/quote", post(quote_order))
         .route("/api/v1/orders/{order}", get(show_order))
         .route("/api/v1/orders/{order}/{action}", post(order_action))
@@ -158,6 +157,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/sweep", post(sweep))
         .route("/api/v1/audit/log", get(audit_log))
         .route("/api/v1/tokens", post(issue_token))
+        .route("/api/v1/tokens/{token}/revoke", post(revoke_token))
+        .route("/api/v1/vouchers", get(list_vouchers))
+        .route("/api/v1/orders", get(list_orders).post(place_order))
 }
 
 // ------------------------------------------------------------------ programmes
@@ -872,6 +874,90 @@ async fn issue_token(
         permit(role, &[Grant::Admin], "tokens")?;
         let id = s.issue_token(&actor(role), role_for, &hash)?;
         Ok(serde_json::json!({ "token": secret, "token_id": id, "role": role_for.to_string() }))
+    })
+    .await
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    _unused_body: Bytes,
+) -> Result<Response, ApiError> {
+    let id: u64 = token
+        .strip_prefix("token-")
+        .unwrap_or(&token)
+        .parse()
+        .map_err(|_| ApiError::field("token", "must be token-N"))?;
+    run(&state, &headers, move |s, role| {
+        permit(role, &[Grant::Admin], "tokens")?;
+        s.revoke_token(&actor(role), id)?;
+        Ok(serde_json::json!({ "token_id": id, "revoked": true }))
+    })
+    .await
+}
+
+/// Vouchers within the caller's scope (paged; filter by program and state).
+async fn list_vouchers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, role| {
+        if matches!(role, Role::Provider(_)) {
+            return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not list vouchers")));
+        }
+        let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
+        let items: Vec<_> = s
+            .state()
+            .vouchers
+            .values()
+            .filter(|v| program.is_none_or(|p| v.program == p))
+            .filter(|v| page.state.as_ref().is_none_or(|wanted| v.state_name() == wanted))
+            .filter(|v| {
+                let authority = s.state().programs[&v.program].authority;
+                permit(
+                    role,
+                    &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(v.enterprise)],
+                    "",
+                )
+                .is_ok()
+            })
+            .cloned()
+            .collect();
+        page.window(items)
+    })
+    .await
+}
+
+/// Orders within the caller's scope (paged; filter by program and state).
+async fn list_orders(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    run(&state, &headers, move |s, role| {
+        let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
+        let items: Vec<_> = s
+            .state()
+            .orders
+            .values()
+            .filter(|o| program.is_none_or(|p| o.program == p))
+            .filter(|o| page.state.as_ref().is_none_or(|wanted| &state_name(&o.state) == wanted))
+            .filter(|o| {
+                let authority = s.state().programs[&o.program].authority;
+                let grants = [
+                    Grant::Admin,
+                    Grant::Auditor,
+                    Grant::Authority(authority),
+                    Grant::Enterprise(o.enterprise),
+                    Grant::Provider(o.provider),
+                ];
+                permit(role, &grants, "").is_ok()
+            })
+            .cloned()
+            .collect();
+        page.window(items)
     })
     .await
 }

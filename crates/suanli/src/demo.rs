@@ -164,7 +164,9 @@ pub fn run(path: &Path, listen: &str, serve: bool) -> anyhow::Result<ExitCode> {
         let _ = stopped.await;
     }));
     let api =
-        Api { base: base.clone(), agent: ureq::Agent::config_builder().http_status_as_error(false).build().into() };
+        // A fresh connection per request: the demo is small, and it never meets a pooled connection
+        // the server has just closed.
+        Api { base: base.clone(), agent: ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into() };
     println!("Suanli demo on {} at {base} (simulated clock from {})\n", path.display(), format_timestamp(start));
 
     let login =

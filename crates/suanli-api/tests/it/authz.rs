@@ -220,6 +220,17 @@ fn cases(app: &TestApp) -> Vec<Case> {
         case("POST", "/api/v1/sweep", "/api/v1/sweep".into(), None, &["admin"], &[]),
         case("GET", "/api/v1/audit/log", "/api/v1/audit/log".into(), None, &["admin", "auditor"], &[]),
         case("POST", "/api/v1/tokens", "/api/v1/tokens".into(), Some(json!({ "role": "auditor" })), &["admin"], &[]),
+        // Revokes token-10, the one the admin case above just issued (the fixture issued nine).
+        case("POST", "/api/v1/tokens/{token}/revoke", "/api/v1/tokens/token-10/revoke".into(), None, &["admin"], &[]),
+        case(
+            "GET",
+            "/api/v1/vouchers",
+            "/api/v1/vouchers".into(),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "other_authority", "enterprise", "other_enterprise"],
+            &[],
+        ),
+        case("GET", "/api/v1/orders", "/api/v1/orders".into(), None, all, &[]),
     ]
 }
 

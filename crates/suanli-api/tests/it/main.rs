@@ -169,7 +169,8 @@ impl TestApp {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         runtime.spawn(suanli_api::serve(listener, state, std::future::pending()));
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
         TestApp { base, writer, runtime, agent, keys, providers, orders, voucher, started_s: start, tokens, _dir: dir }
     }
 
@@ -201,7 +202,7 @@ impl TestApp {
                 request.send(body.unwrap_or_default())
             }
         };
-        let mut response = response.unwrap();
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
