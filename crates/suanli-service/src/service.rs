@@ -17,7 +17,7 @@ use suanli_domain::{
     RegionCode, Rule, SiteId, StatementId, Uscc, Verdict, VoucherId,
 };
 use suanli_ledger::{Event as LedgerEvent, Outcome};
-use suanli_store::{Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, SqliteStore};
+use suanli_store::{AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, SqliteStore};
 
 use crate::access::{Role, Token, User};
 use crate::books::{AccountKind, TransferKind, account_id, create_account, link, transfer};
@@ -167,7 +167,7 @@ impl Change {
 }
 
 pub struct Service {
-    durable: Durable<SqliteStore>,
+    durable: Durable<AnyStore>,
     state: State,
     clock: Arc<dyn Clock>,
 }
@@ -181,6 +181,28 @@ impl Service {
 
     pub fn open_with(path: &Path, fsync: FsyncMode, clock: Arc<dyn Clock>) -> Result<Service> {
         let store = SqliteStore::open(path, fsync).map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))?;
+        Service::open_store(AnyStore::Sqlite(store), clock)
+    }
+
+    /// Opens the database a URL names: `postgres://…` (or `postgresql://…`) for PostgreSQL,
+    /// `sqlite://PATH` or a plain path for the embedded file.
+    pub fn open_database(database: &str, clock: Arc<dyn Clock>) -> Result<Service> {
+        let storage = |e: suanli_store::StoreError| ServiceError::new(ErrorCode::Storage, e.to_string());
+        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+            let store = PostgresStore::open(database).map_err(storage)?;
+            return Service::open_store(AnyStore::Postgres(Box::new(store)), clock);
+        }
+        let path = database.strip_prefix("sqlite://").unwrap_or(database);
+        if path.contains("://") {
+            return Err(ServiceError::field(
+                "database",
+                format!("{database:?} is neither a path, sqlite://PATH nor postgres://…"),
+            ));
+        }
+        Service::open_with(Path::new(path), FsyncMode::Full, clock)
+    }
+
+    fn open_store(store: AnyStore, clock: Arc<dyn Clock>) -> Result<Service> {
         let (durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
         let state = replay(&log)?;
         Ok(Service { durable, state, clock })
@@ -190,7 +212,7 @@ impl Service {
         &self.state
     }
 
-    pub fn durable(&self) -> &Durable<SqliteStore> {
+    pub fn durable(&self) -> &Durable<AnyStore> {
         &self.durable
     }
 

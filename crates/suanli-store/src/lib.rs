@@ -10,11 +10,13 @@
 mod audit;
 mod durable;
 mod log;
+mod postgres;
 mod sqlite;
 
 pub use audit::{AuditReport, audit};
 pub use durable::{Committed, Durable, DurableError};
 pub use log::{LogEntry, NewLogEntry, check_log, log_entry_hash};
+pub use postgres::{PostgresStore, redact};
 pub use sqlite::{FsyncMode, SqliteStore};
 
 use suanli_ledger::{Account, Changes, Expiry, FailedId, Hash, Transfer};
@@ -60,6 +62,38 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("stored data is malformed: {0}")]
     Malformed(String),
+    #[error("PostgreSQL at {url}: {message}")]
+    Postgres { url: String, message: String },
+    #[error("another suanli writer holds the database at {url}; stop it first (one writer per database)")]
+    Locked { url: String },
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(error: ::postgres::Error) -> StoreError {
+        StoreError::Postgres { url: "the database".into(), message: error.to_string() }
+    }
+}
+
+/// Either backend, chosen from the database URL at start-up.
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(Box<PostgresStore>),
+}
+
+impl Storage for AnyStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.load(),
+            AnyStore::Postgres(store) => store.load(),
+        }
+    }
+
+    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.commit(batch, log),
+            AnyStore::Postgres(store) => store.commit(batch, log),
+        }
+    }
 }
 
 /// A place that keeps the ledger durably.

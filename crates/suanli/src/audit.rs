@@ -7,15 +7,32 @@ use anyhow::Context;
 use suanli_domain::Fen;
 use suanli_ledger::to_hex;
 use suanli_service::{Service, SystemClock};
-use suanli_store::{SqliteStore, audit};
+use suanli_store::{PostgresStore, SqliteStore, audit};
+
+/// Audits the database a URL names (a path, `sqlite://PATH` or `postgres://…`). On PostgreSQL
+/// the audit takes the writer's lock, so run it while no server writes to that database.
+pub fn verify_database(database: &str) -> anyhow::Result<ExitCode> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        let mut store = PostgresStore::open(database)?;
+        let report = audit(&mut store)?;
+        drop(store);
+        return finish(&suanli_store::redact(database), database, report);
+    }
+    verify(&crate::database::sqlite_path(database)?)
+}
 
 pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
     let mut store = SqliteStore::open_existing(path).with_context(|| format!("audit of {}", path.display()))?;
-    let mut report = audit(&mut store)?;
+    let report = audit(&mut store)?;
     drop(store);
+    finish(&path.display().to_string(), &path.display().to_string(), report)
+}
+
+fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) -> anyhow::Result<ExitCode> {
+    let path = shown;
     // The service's own state, replayed from the log, must agree with the ledger everywhere.
     let books = if report.passed() {
-        match Service::open(path, std::sync::Arc::new(SystemClock)) {
+        match Service::open_database(database, std::sync::Arc::new(SystemClock)) {
             Ok(service) => {
                 let problems = service.check_books();
                 report.violations.extend(problems.iter().map(|p| format!("books: {p}")));
@@ -30,7 +47,7 @@ pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
         None
     };
     let money = |total: i128| i64::try_from(total).map_or_else(|_| format!("{total} fen"), |f| Fen::new(f).to_string());
-    println!("database       {}", path.display());
+    println!("database       {path}");
     println!("journal        {} batches, head {}", report.batches, to_hex(&report.journal_head));
     println!("accounts       {}", report.accounts);
     println!("transfers      {}", report.transfers);

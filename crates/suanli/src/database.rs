@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-/// Reads `PATH` or `sqlite://PATH`. PostgreSQL is the next backend; until it lands a
-/// `postgres://` URL is refused with a clear message rather than misread as a file name.
+/// Reads `PATH` or `sqlite://PATH`, for the commands that work on the embedded file only (the
+/// demo, which replaces its file); a `postgres://` URL is refused with a clear message rather
+/// than misread as a file name.
 pub fn sqlite_path(database: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = database.strip_prefix("sqlite://") {
         return Ok(PathBuf::from(path));
     }
     if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-        anyhow::bail!("--database: the PostgreSQL backend is not built yet; use a file path or sqlite://PATH");
+        anyhow::bail!("--database: this command works on the embedded file; use a file path or sqlite://PATH");
     }
     if database.contains("://") {
         anyhow::bail!("--database: {database:?} is neither a file path nor a sqlite:// URL");

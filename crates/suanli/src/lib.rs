@@ -134,6 +134,15 @@ enum Command {
     },
     /// Place a batch of orders onto GPU pools (formats/placement.md v1), or explain one order.
     Place(place::PlaceOptions),
+    /// Copy a whole deployment from the embedded file to PostgreSQL, then audit both.
+    Migrate {
+        /// The source: a path or sqlite://PATH.
+        #[arg(long)]
+        from: String,
+        /// The target: an empty postgres:// database.
+        #[arg(long)]
+        to: String,
+    },
     /// Check a database.
     Audit {
         #[command(subcommand)]
@@ -161,7 +170,7 @@ enum AuditCommand {
 
 #[derive(Args)]
 struct DatabaseArg {
-    /// `PATH` or `sqlite://PATH`.
+    /// `PATH`, `sqlite://PATH` or `postgres://…`.
     #[arg(long, env = "SUANLI_DATABASE", default_value = "suanli.db")]
     database: String,
 }
@@ -209,7 +218,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Statement { common, command } => service_cli::statement(&common, command),
         Command::Log { common, command } => service_cli::log(&common, command),
         Command::Anomalies { common } => service_cli::anomalies(&common),
-        Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify(&database::sqlite_path(&arg.database)?),
+        Command::Migrate { from, to } => serve::migrate(&from, &to),
+        Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify_database(&arg.database),
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),

@@ -25,7 +25,6 @@ use suanli_service::{
     SystemClock,
 };
 
-use crate::database::sqlite_path;
 use crate::usage_import;
 
 /// Options every service command takes.
@@ -330,7 +329,7 @@ impl Common {
 }
 
 pub fn open(common: &Common) -> anyhow::Result<Service> {
-    let path = sqlite_path(common.database())?;
+    let database = common.database();
     let clock: Arc<dyn Clock> = match &common.now {
         Some(text) => {
             let now = parse_timestamp(text).with_context(|| {
@@ -340,7 +339,7 @@ pub fn open(common: &Common) -> anyhow::Result<Service> {
         }
         None => Arc::new(SystemClock),
     };
-    Ok(Service::open(&path, clock)?)
+    Ok(Service::open_database(database, clock)?)
 }
 
 /// Runs `command` against the service and prints its reply (or its error) as asked.

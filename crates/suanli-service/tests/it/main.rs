@@ -19,7 +19,40 @@ pub struct World {
     pub service: Service,
     pub clock: ManualClock,
     pub path: PathBuf,
+    /// The database URL when the world runs on PostgreSQL; dropped after the service.
+    pub postgres: Option<PostgresDatabase>,
     _dir: tempfile::TempDir,
+}
+
+/// A uniquely named PostgreSQL database for one test, dropped with it.
+pub struct PostgresDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// A fresh database on the server `SUANLI_TEST_POSTGRES` names, or `None` when it is unset.
+    pub fn create() -> Option<PostgresDatabase> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin_url = std::env::var("SUANLI_TEST_POSTGRES").ok()?;
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("suanli_test_{}_{n}", std::process::id());
+        let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("SUANLI_TEST_POSTGRES is set but PostgreSQL cannot be reached: {e}"));
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        Some(PostgresDatabase { url: format!("{base}/{name}"), admin_url, name })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
 }
 
 impl World {
@@ -33,12 +66,32 @@ impl World {
         let path = dir.path().join("suanli.db");
         let clock = ManualClock::new(at(2026, 3, 1) + 9 * 3600);
         let service = Service::open_with(&path, fsync, Arc::new(clock.clone())).unwrap();
-        World { service, clock, path, _dir: dir }
+        World { service, clock, path, postgres: None, _dir: dir }
+    }
+
+    /// The same world on a fresh PostgreSQL database, or `None` when `SUANLI_TEST_POSTGRES` is
+    /// unset (the conformance tests then run on SQLite only).
+    pub fn start_postgres() -> Option<World> {
+        let database = PostgresDatabase::create()?;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(at(2026, 3, 1) + 9 * 3600);
+        let service = Service::open_database(&database.url, Arc::new(clock.clone())).unwrap();
+        Some(World { service, clock, path: dir.path().join("unused"), postgres: Some(database), _dir: dir })
     }
 
     /// Closes and reopens the database, as a restart would.
     pub fn restart(&mut self) {
-        let reopened = Service::open(&self.path, Arc::new(self.clock.clone())).unwrap();
+        let clock = Arc::new(self.clock.clone());
+        let reopened = match &self.postgres {
+            // The writer's lock is per connection: release the old one before reopening.
+            Some(database) => {
+                let url = database.url.clone();
+                let placeholder = Service::open_with(&self.path, FsyncMode::Normal, clock.clone()).unwrap();
+                drop(std::mem::replace(&mut self.service, placeholder));
+                Service::open_database(&url, clock).unwrap()
+            }
+            None => Service::open(&self.path, clock).unwrap(),
+        };
         self.service = reopened;
     }
 

@@ -44,7 +44,21 @@ fn readings(seed: u64, gpus: i64, period_s: i64) -> impl Iterator<Item = i64> {
 
 #[test]
 fn a_shanghai_like_programme_end_to_end() {
-    let mut w = World::start();
+    shanghai_like(&mut World::start());
+}
+
+/// The same programme on PostgreSQL: the conformance run of the backend (skipped, with a
+/// message, when `SUANLI_TEST_POSTGRES` is unset; `.ci/run` sets it).
+#[test]
+fn a_shanghai_like_programme_end_to_end_on_postgres() {
+    match World::start_postgres() {
+        Some(mut w) => shanghai_like(&mut w),
+        None => eprintln!("SUANLI_TEST_POSTGRES is unset: the PostgreSQL conformance run is skipped"),
+    }
+}
+
+fn shanghai_like(world: &mut World) {
+    let mut w = world;
     let program = w.program(SHANGHAI_LIKE);
     let budget = 5_000_000_00;
     assert_eq!(w.service.program(program).unwrap().budget_remaining_fen, Fen::new(budget));
@@ -245,10 +259,12 @@ fn a_shanghai_like_programme_end_to_end() {
     w.restart();
     assert_eq!(w.fingerprint(), before_restart);
     assert_eq!(w.service.check_books(), Vec::<String>::new());
-    let mut store = suanli_store::SqliteStore::open_existing(&w.path).unwrap();
-    let report = suanli_store::audit(&mut store).unwrap();
-    assert!(report.passed(), "{:?}", report.violations);
-    assert!(report.log_entries > 10_000);
+    if w.postgres.is_none() {
+        let mut store = suanli_store::SqliteStore::open_existing(&w.path).unwrap();
+        let report = suanli_store::audit(&mut store).unwrap();
+        assert!(report.passed(), "{:?}", report.violations);
+        assert!(report.log_entries > 10_000);
+    }
 }
 
 #[test]
@@ -305,4 +321,28 @@ fn the_annual_cap_stops_the_subsidy_until_the_new_year() {
     let parts = voucher_parts(w.service.record_usage(&op(), provider, &[hour(second, "e", 4)]).unwrap());
     assert_eq!(parts, vec![Fen::new(28_80)]);
     assert_eq!(w.service.check_books(), Vec::<String>::new());
+}
+
+/// PostgreSQL's refusals: a second writer, a newer schema, an unreachable server.
+#[test]
+fn postgres_refuses_a_second_writer_a_newer_schema_and_an_unreachable_server() {
+    let Some(w) = World::start_postgres() else {
+        eprintln!("SUANLI_TEST_POSTGRES is unset: the PostgreSQL refusal checks are skipped");
+        return;
+    };
+    let url = w.postgres.as_ref().unwrap().url.clone();
+    let clock = std::sync::Arc::new(w.clock.clone());
+    let second = suanli_service::Service::open_database(&url, clock.clone()).err().expect("a second writer is refused");
+    assert!(second.message.contains("another suanli writer holds the database"), "{second}");
+    assert!(!second.message.contains("password"), "no secret in the message");
+    drop(w.service);
+    // A database of a newer schema is refused, and not touched.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.batch_execute("UPDATE suanli_schema SET version = 99").unwrap();
+    drop(client);
+    let newer = suanli_service::Service::open_database(&url, clock.clone()).err().expect("a newer schema is refused");
+    assert!(newer.message.contains("newer than this program's"), "{newer}");
+    let unreachable =
+        suanli_service::Service::open_database("postgres://postgres@127.0.0.1:1/none", clock).err().unwrap();
+    assert!(unreachable.message.contains("PostgreSQL at postgres://postgres@127.0.0.1:1/none"), "{unreachable}");
 }

@@ -1,0 +1,477 @@
+//! The PostgreSQL backend: the same tables and semantics as SQLite, for deployments that outgrow
+//! one machine's file.
+//!
+//! A batch commits in one transaction with **set-based statements**: one `INSERT … SELECT FROM
+//! unnest(…)` per table and one aggregated `UPDATE … FROM unnest(…)` for the balances, never a
+//! statement per record and never a row lock per record. **Exactly one writer** holds a
+//! database: the connection takes a session advisory lock when it opens, and a second writer is
+//! refused with a clear message until the first goes away.
+
+use postgres::{Client, NoTls};
+use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
+
+use crate::{BatchRecord, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
+
+/// The advisory lock key every suanli writer takes ("SUANLI" in ASCII, as a number).
+const WRITER_LOCK_KEY: i64 = 0x5355_414e_4c49;
+
+/// Append-only, like SQLite's list; the same tables in PostgreSQL's types.
+const MIGRATIONS: &[&str] = &[
+    r"
+    CREATE TABLE ledger_batches (
+        batch_id        BIGINT PRIMARY KEY,
+        timestamp_first BIGINT NOT NULL,
+        timestamp_last  BIGINT NOT NULL,
+        previous_hash   BYTEA NOT NULL CHECK (length(previous_hash) = 32),
+        hash            BYTEA NOT NULL CHECK (length(hash) = 32)
+    );
+    CREATE TABLE ledger_accounts (
+        id              BYTEA PRIMARY KEY CHECK (length(id) = 16),
+        ledger          BIGINT NOT NULL,
+        code            INTEGER NOT NULL,
+        flags           INTEGER NOT NULL,
+        user_data       BYTEA NOT NULL,
+        debits_pending  BIGINT NOT NULL CHECK (debits_pending >= 0),
+        debits_posted   BIGINT NOT NULL CHECK (debits_posted >= 0),
+        credits_pending BIGINT NOT NULL CHECK (credits_pending >= 0),
+        credits_posted  BIGINT NOT NULL CHECK (credits_posted >= 0),
+        timestamp       BIGINT NOT NULL,
+        batch_id        BIGINT NOT NULL REFERENCES ledger_batches (batch_id)
+    );
+    CREATE TABLE ledger_transfers (
+        id                BYTEA PRIMARY KEY CHECK (length(id) = 16),
+        debit_account_id  BYTEA NOT NULL,
+        credit_account_id BYTEA NOT NULL,
+        amount            BIGINT NOT NULL CHECK (amount >= 0),
+        pending_id        BYTEA NOT NULL,
+        timeout_s         BIGINT NOT NULL,
+        ledger            BIGINT NOT NULL,
+        code              INTEGER NOT NULL,
+        flags             INTEGER NOT NULL,
+        user_data         BYTEA NOT NULL,
+        timestamp         BIGINT NOT NULL,
+        batch_id          BIGINT NOT NULL REFERENCES ledger_batches (batch_id)
+    );
+    CREATE TABLE ledger_expiries (
+        pending_id BYTEA PRIMARY KEY CHECK (length(pending_id) = 16),
+        timestamp  BIGINT NOT NULL,
+        batch_id   BIGINT NOT NULL REFERENCES ledger_batches (batch_id)
+    );
+    CREATE TABLE ledger_failed_ids (
+        id        BYTEA PRIMARY KEY CHECK (length(id) = 16),
+        reason    TEXT NOT NULL,
+        timestamp BIGINT NOT NULL,
+        batch_id  BIGINT NOT NULL REFERENCES ledger_batches (batch_id)
+    );
+    ",
+    r"
+    CREATE TABLE audit_log (
+        sequence        BIGINT PRIMARY KEY,
+        time_s          BIGINT NOT NULL,
+        actor           TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        object          TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        ledger_batch_id BIGINT REFERENCES ledger_batches (batch_id),
+        previous_hash   BYTEA NOT NULL CHECK (length(previous_hash) = 32),
+        hash            BYTEA NOT NULL CHECK (length(hash) = 32)
+    );
+    ",
+];
+
+pub struct PostgresStore {
+    client: Client,
+}
+
+fn pg(url: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+    move |error| StoreError::Postgres { url: redact(url), message: error.to_string() }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects, takes the single-writer lock, and brings the schema up to date.
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut client = Client::connect(url, NoTls).map_err(pg(url))?;
+        let locked: bool =
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY]).map_err(pg(url))?.get(0);
+        if !locked {
+            return Err(StoreError::Locked { url: redact(url) });
+        }
+        client.batch_execute("CREATE TABLE IF NOT EXISTS suanli_schema (version INTEGER NOT NULL)").map_err(pg(url))?;
+        let version: i32 =
+            client.query_opt("SELECT version FROM suanli_schema", &[]).map_err(pg(url))?.map_or(0, |row| row.get(0));
+        let supported = MIGRATIONS.len() as i32;
+        if version > supported {
+            return Err(StoreError::SchemaTooNew {
+                path: redact(url),
+                found: i64::from(version),
+                supported: i64::from(supported),
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let mut transaction = client.transaction().map_err(pg(url))?;
+            transaction.batch_execute(migration).map_err(pg(url))?;
+            transaction.execute("DELETE FROM suanli_schema", &[]).map_err(pg(url))?;
+            transaction
+                .execute("INSERT INTO suanli_schema (version) VALUES ($1)", &[&(index as i32 + 1)])
+                .map_err(pg(url))?;
+            transaction.commit().map_err(pg(url))?;
+        }
+        Ok(PostgresStore { client })
+    }
+
+    /// The raw client, for tests that tamper with rows or check the schema.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Copies a whole snapshot (from another backend) into this empty database, keeping every
+    /// batch id, timestamp and hash, so the audit of both prints the same state hash.
+    pub fn import(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let count: i64 = self.client.query_one("SELECT count(*) FROM ledger_batches", &[])?.get(0);
+        if count > 0 {
+            return Err(StoreError::Malformed("the target database is not empty".into()));
+        }
+        let mut transaction = self.client.transaction()?;
+        for batch in &snapshot.batches {
+            transaction.execute(
+                "INSERT INTO ledger_batches VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &(batch.batch_id as i64),
+                    &(batch.timestamp_first as i64),
+                    &(batch.timestamp_last as i64),
+                    &&batch.previous_hash[..],
+                    &&batch.hash[..],
+                ],
+            )?;
+        }
+        let batch_of = |timestamp: u64| {
+            snapshot
+                .batch_of_timestamp
+                .binary_search_by_key(&timestamp, |&(t, _)| t)
+                .map(|i| snapshot.batch_of_timestamp[i].1 as i64)
+        };
+        for a in &snapshot.accounts {
+            let batch = batch_of(a.timestamp)
+                .map_err(|_| StoreError::Malformed(format!("account {:#x} has no batch", a.id)))?;
+            transaction.execute(
+                "INSERT INTO ledger_accounts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &&a.id.to_be_bytes()[..],
+                    &i64::from(a.ledger),
+                    &i32::from(a.code),
+                    &i32::from(a.flags.bits()),
+                    &&a.user_data.to_be_bytes()[..],
+                    &a.debits_pending,
+                    &a.debits_posted,
+                    &a.credits_pending,
+                    &a.credits_posted,
+                    &(a.timestamp as i64),
+                    &batch,
+                ],
+            )?;
+        }
+        for t in &snapshot.transfers {
+            let batch = batch_of(t.timestamp)
+                .map_err(|_| StoreError::Malformed(format!("transfer {:#x} has no batch", t.id)))?;
+            transaction.execute(
+                "INSERT INTO ledger_transfers VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &[
+                    &&t.id.to_be_bytes()[..],
+                    &&t.debit_account_id.to_be_bytes()[..],
+                    &&t.credit_account_id.to_be_bytes()[..],
+                    &t.amount,
+                    &&t.pending_id.to_be_bytes()[..],
+                    &i64::from(t.timeout_s),
+                    &i64::from(t.ledger),
+                    &i32::from(t.code),
+                    &i32::from(t.flags.bits()),
+                    &&t.user_data.to_be_bytes()[..],
+                    &(t.timestamp as i64),
+                    &batch,
+                ],
+            )?;
+        }
+        for e in &snapshot.expired {
+            let batch = batch_of(e.timestamp).map_err(|_| StoreError::Malformed("an expiry has no batch".into()))?;
+            transaction.execute(
+                "INSERT INTO ledger_expiries VALUES ($1, $2, $3)",
+                &[&&e.pending_id.to_be_bytes()[..], &(e.timestamp as i64), &batch],
+            )?;
+        }
+        for f in &snapshot.failed {
+            let batch = batch_of(f.timestamp).map_err(|_| StoreError::Malformed("a failed id has no batch".into()))?;
+            transaction.execute(
+                "INSERT INTO ledger_failed_ids VALUES ($1, $2, $3, $4)",
+                &[&&f.id.to_be_bytes()[..], &f.reason.code(), &(f.timestamp as i64), &batch],
+            )?;
+        }
+        for entry in &snapshot.log {
+            insert_log(&mut transaction, entry)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+}
+
+fn insert_log(transaction: &mut postgres::Transaction<'_>, entry: &LogEntry) -> Result<(), postgres::Error> {
+    transaction.execute(
+        "INSERT INTO audit_log VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &(entry.sequence as i64),
+            &entry.time_s,
+            &entry.actor,
+            &entry.action,
+            &entry.object,
+            &entry.body,
+            &entry.ledger_batch_id.map(|b| b as i64),
+            &&entry.previous_hash[..],
+            &&entry.hash[..],
+        ],
+    )?;
+    Ok(())
+}
+
+fn id_from(bytes: &[u8]) -> Result<u128, StoreError> {
+    let array: [u8; 16] = bytes.try_into().map_err(|_| StoreError::Malformed("an id is not 16 bytes".into()))?;
+    Ok(u128::from_be_bytes(array))
+}
+
+fn hash_from(bytes: &[u8]) -> Result<Hash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Malformed("a hash is not 32 bytes".into()))
+}
+
+impl Storage for PostgresStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let c = &mut self.client;
+        let mut snapshot = Snapshot::default();
+        for row in c.query("SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id", &[])? {
+            snapshot.batches.push(BatchRecord {
+                batch_id: row.get::<_, i64>(0) as u64,
+                timestamp_first: row.get::<_, i64>(1) as u64,
+                timestamp_last: row.get::<_, i64>(2) as u64,
+                previous_hash: hash_from(row.get(3))?,
+                hash: hash_from(row.get(4))?,
+            });
+        }
+        for row in c.query(
+            "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, credits_posted, \
+             timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
+            &[],
+        )? {
+            let account = Account {
+                id: id_from(row.get(0))?,
+                ledger: row.get::<_, i64>(1) as u32,
+                code: row.get::<_, i32>(2) as u16,
+                flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
+                user_data: id_from(row.get(4))?,
+                debits_pending: row.get(5),
+                debits_posted: row.get(6),
+                credits_pending: row.get(7),
+                credits_posted: row.get(8),
+                timestamp: row.get::<_, i64>(9) as u64,
+            };
+            snapshot.batch_of_timestamp.push((account.timestamp, row.get::<_, i64>(10) as u64));
+            snapshot.accounts.push(account);
+        }
+        for row in c.query(
+            "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, code, flags, user_data, \
+             timestamp, batch_id FROM ledger_transfers ORDER BY timestamp",
+            &[],
+        )? {
+            let transfer = Transfer {
+                id: id_from(row.get(0))?,
+                debit_account_id: id_from(row.get(1))?,
+                credit_account_id: id_from(row.get(2))?,
+                amount: row.get(3),
+                pending_id: id_from(row.get(4))?,
+                timeout_s: row.get::<_, i64>(5) as u32,
+                ledger: row.get::<_, i64>(6) as u32,
+                code: row.get::<_, i32>(7) as u16,
+                flags: TransferFlags::from_bits(row.get::<_, i32>(8) as u16),
+                user_data: id_from(row.get(9))?,
+                timestamp: row.get::<_, i64>(10) as u64,
+            };
+            snapshot.batch_of_timestamp.push((transfer.timestamp, row.get::<_, i64>(11) as u64));
+            snapshot.transfers.push(transfer);
+        }
+        for row in c.query("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp", &[])? {
+            let expiry = Expiry { pending_id: id_from(row.get(0))?, timestamp: row.get::<_, i64>(1) as u64 };
+            snapshot.batch_of_timestamp.push((expiry.timestamp, row.get::<_, i64>(2) as u64));
+            snapshot.expired.push(expiry);
+        }
+        for row in c.query("SELECT id, reason, timestamp, batch_id FROM ledger_failed_ids ORDER BY timestamp", &[])? {
+            let reason: String = row.get(1);
+            let id = id_from(row.get(0))?;
+            let reason = Reject::from_code(&reason)
+                .ok_or_else(|| StoreError::Malformed(format!("failed id {id:#x} has unknown reason {reason:?}")))?;
+            let timestamp = row.get::<_, i64>(2) as u64;
+            snapshot.batch_of_timestamp.push((timestamp, row.get::<_, i64>(3) as u64));
+            snapshot.failed.push(FailedId { id, reason, timestamp });
+        }
+        snapshot.batch_of_timestamp.sort_unstable();
+        for row in c.query(
+            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log ORDER BY sequence",
+            &[],
+        )? {
+            snapshot.log.push(LogEntry {
+                sequence: row.get::<_, i64>(0) as u64,
+                time_s: row.get(1),
+                actor: row.get(2),
+                action: row.get(3),
+                object: row.get(4),
+                body: row.get(5),
+                ledger_batch_id: row.get::<_, Option<i64>>(6).map(|b| b as u64),
+                previous_hash: hash_from(row.get(7))?,
+                hash: hash_from(row.get(8))?,
+            });
+        }
+        Ok(snapshot)
+    }
+
+    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+        let mut transaction = self.client.transaction()?;
+        let batch_id = match batch {
+            Some(LedgerBatch { changes, previous_hash, hash }) => {
+                Some(commit_batch(&mut transaction, changes, previous_hash, hash)?)
+            }
+            None => None,
+        };
+        if !log.is_empty() {
+            let column = |f: fn(&LogEntry) -> i64| log.iter().map(f).collect::<Vec<i64>>();
+            let text = |f: fn(&LogEntry) -> &str| log.iter().map(|e| f(e).to_owned()).collect::<Vec<String>>();
+            let batches: Vec<Option<i64>> = log.iter().map(|e| e.ledger_batch_id.map(|b| b as i64)).collect();
+            let previous: Vec<Vec<u8>> = log.iter().map(|e| e.previous_hash.to_vec()).collect();
+            let hashes: Vec<Vec<u8>> = log.iter().map(|e| e.hash.to_vec()).collect();
+            transaction.execute(
+                "INSERT INTO audit_log SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::int8[], $8::bytea[], $9::bytea[])",
+                &[
+                    &column(|e| e.sequence as i64),
+                    &column(|e| e.time_s),
+                    &text(|e| &e.actor),
+                    &text(|e| &e.action),
+                    &text(|e| &e.object),
+                    &text(|e| &e.body),
+                    &batches,
+                    &previous,
+                    &hashes,
+                ],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(batch_id)
+    }
+}
+
+fn bytes(id: u128) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
+}
+
+/// One batch as five set-based statements and one aggregated update.
+fn commit_batch(
+    transaction: &mut postgres::Transaction<'_>,
+    changes: &Changes,
+    previous_hash: &Hash,
+    hash: &Hash,
+) -> Result<u64, StoreError> {
+    let batch_id: i64 = transaction
+        .query_one(
+            "INSERT INTO ledger_batches SELECT COALESCE(MAX(batch_id), 0) + 1, $1, $2, $3, $4 FROM ledger_batches RETURNING batch_id",
+            &[&(changes.timestamp_first as i64), &(changes.timestamp_last as i64), &&previous_hash[..], &&hash[..]],
+        )?
+        .get(0);
+    let accounts = &changes.accounts_created;
+    if !accounts.is_empty() {
+        transaction.execute(
+            "INSERT INTO ledger_accounts SELECT id, ledger, code, flags, user_data, 0, 0, 0, 0, timestamp, $7 \
+             FROM unnest($1::bytea[], $2::int8[], $3::int4[], $4::int4[], $5::bytea[], $6::int8[]) \
+             AS a(id, ledger, code, flags, user_data, timestamp)",
+            &[
+                &accounts.iter().map(|a| bytes(a.id)).collect::<Vec<_>>(),
+                &accounts.iter().map(|a| i64::from(a.ledger)).collect::<Vec<_>>(),
+                &accounts.iter().map(|a| i32::from(a.code)).collect::<Vec<_>>(),
+                &accounts.iter().map(|a| i32::from(a.flags.bits())).collect::<Vec<_>>(),
+                &accounts.iter().map(|a| bytes(a.user_data)).collect::<Vec<_>>(),
+                &accounts.iter().map(|a| a.timestamp as i64).collect::<Vec<_>>(),
+                &batch_id,
+            ],
+        )?;
+    }
+    let transfers = &changes.transfers_created;
+    if !transfers.is_empty() {
+        transaction.execute(
+            "INSERT INTO ledger_transfers SELECT *, $12 FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[], \
+             $5::bytea[], $6::int8[], $7::int8[], $8::int4[], $9::int4[], $10::bytea[], $11::int8[])",
+            &[
+                &transfers.iter().map(|t| bytes(t.id)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| bytes(t.debit_account_id)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| bytes(t.credit_account_id)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| t.amount).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| bytes(t.pending_id)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| i64::from(t.timeout_s)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| i64::from(t.ledger)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| i32::from(t.code)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| i32::from(t.flags.bits())).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| bytes(t.user_data)).collect::<Vec<_>>(),
+                &transfers.iter().map(|t| t.timestamp as i64).collect::<Vec<_>>(),
+                &batch_id,
+            ],
+        )?;
+    }
+    if !changes.expired.is_empty() {
+        transaction.execute(
+            "INSERT INTO ledger_expiries SELECT *, $3 FROM unnest($1::bytea[], $2::int8[])",
+            &[
+                &changes.expired.iter().map(|e| bytes(e.pending_id)).collect::<Vec<_>>(),
+                &changes.expired.iter().map(|e| e.timestamp as i64).collect::<Vec<_>>(),
+                &batch_id,
+            ],
+        )?;
+    }
+    if !changes.failed.is_empty() {
+        transaction.execute(
+            "INSERT INTO ledger_failed_ids SELECT *, $4 FROM unnest($1::bytea[], $2::text[], $3::int8[])",
+            &[
+                &changes.failed.iter().map(|f| bytes(f.id)).collect::<Vec<_>>(),
+                &changes.failed.iter().map(|f| f.reason.code().to_owned()).collect::<Vec<_>>(),
+                &changes.failed.iter().map(|f| f.timestamp as i64).collect::<Vec<_>>(),
+                &batch_id,
+            ],
+        )?;
+    }
+    let after = &changes.accounts_after;
+    if !after.is_empty() {
+        let updated = transaction.execute(
+            "UPDATE ledger_accounts AS a SET debits_pending = u.dp, debits_posted = u.dpo, credits_pending = u.cp, \
+             credits_posted = u.cpo FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) \
+             AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id",
+            &[
+                &after.iter().map(|a| bytes(a.id)).collect::<Vec<_>>(),
+                &after.iter().map(|a| a.debits_pending).collect::<Vec<_>>(),
+                &after.iter().map(|a| a.debits_posted).collect::<Vec<_>>(),
+                &after.iter().map(|a| a.credits_pending).collect::<Vec<_>>(),
+                &after.iter().map(|a| a.credits_posted).collect::<Vec<_>>(),
+            ],
+        )?;
+        if updated as usize != after.len() {
+            return Err(StoreError::Malformed(format!(
+                "{} of {} changed accounts are missing",
+                after.len() - updated as usize,
+                after.len()
+            )));
+        }
+    }
+    Ok(batch_id as u64)
+}
