@@ -58,7 +58,7 @@ fn a_shanghai_like_programme_end_to_end_on_postgres() {
 }
 
 fn shanghai_like(world: &mut World) {
-    let mut w = world;
+    let w = world;
     let program = w.program(SHANGHAI_LIKE);
     let budget = 5_000_000_00;
     assert_eq!(w.service.program(program).unwrap().budget_remaining_fen, Fen::new(budget));
@@ -73,9 +73,9 @@ fn shanghai_like(world: &mut World) {
         w.service.submit_application(&op(), app).unwrap();
         app
     };
-    let app_revenue = apply(&mut w, by_revenue, 2_000_000);
-    let app_ineligible = apply(&mut w, ineligible, 1_000_000);
-    let app_research = apply(&mut w, by_research, 1_500_000);
+    let app_revenue = apply(w, by_revenue, 2_000_000);
+    let app_ineligible = apply(w, ineligible, 1_000_000);
+    let app_research = apply(w, by_research, 1_500_000);
 
     let verdicts = w.service.eligibility(ineligible, program).unwrap();
     let failed: Vec<_> = verdicts.iter().filter(|(_, v)| !v.passed).collect();
@@ -91,7 +91,7 @@ fn shanghai_like(world: &mut World) {
 
     let voucher_a = w.service.approve_application(&op(), app_revenue, Fen::from_yuan(2_000_000).unwrap()).unwrap();
     let voucher_c = w.service.approve_application(&op(), app_research, Fen::from_yuan(1_500_000).unwrap()).unwrap();
-    let second = apply(&mut w, by_research, 1_000_000);
+    let second = apply(w, by_research, 1_000_000);
     let message = w.refused(ErrorCode::EnterpriseCapExceeded, |s| {
         s.approve_application(&op(), second, Fen::from_yuan(1_000_000).unwrap())
     });
