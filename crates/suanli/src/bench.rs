@@ -281,6 +281,11 @@ type UsageWorld =
     (suanli_service::Service, suanli_service::ManualClock, Vec<(suanli_domain::ProviderId, suanli_domain::OrderId)>);
 
 fn usage_world(dir: &std::path::Path) -> anyhow::Result<UsageWorld> {
+    usage_world_at(&dir.join("bench.db").display().to_string())
+}
+
+/// The same world in the (empty) database a URL names: a path or `postgres://…`.
+fn usage_world_at(database: &str) -> anyhow::Result<UsageWorld> {
     use std::sync::Arc;
 
     use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
@@ -289,10 +294,10 @@ fn usage_world(dir: &std::path::Path) -> anyhow::Result<UsageWorld> {
     use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteSpec};
 
     const ORDERS: usize = BENCH_ORDERS;
-    let path = dir.join("bench.db");
     let start = shanghai_midnight(2026, 3, 2).expect("a valid date");
     let clock = ManualClock::new(start);
-    let mut service = Service::open(&path, Arc::new(clock.clone()))?;
+    let mut service = Service::open_database(database, Arc::new(clock.clone()))?;
+    anyhow::ensure!(service.durable().log_count() == 0, "the benchmark needs an empty database");
     let operator = Actor::operator();
     let program = service.load_program(&operator, include_str!("../../../programs/shanghai-compute.toml"))?;
     service.open_program(&operator, program)?;
@@ -379,6 +384,9 @@ pub struct IngestOptions {
     /// Concurrent clients.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// An empty database to run on (`postgres://…`); by default a fresh SQLite file.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 /// `suanli bench ingest`: a server on loopback over a fresh database (`synchronous=FULL`), driven
@@ -400,7 +408,14 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
     );
     println!("machine: {} logical cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
     let dir = tempfile::tempdir()?;
-    let (mut service, clock, orders) = usage_world(dir.path())?;
+    let (mut service, clock, orders) = match &options.database {
+        Some(database) => usage_world_at(database)?,
+        None => usage_world(dir.path())?,
+    };
+    let backend = match &options.database {
+        Some(database) if database.starts_with("postgres") => "PostgreSQL".to_owned(),
+        _ => format!("SQLite {}, WAL", suanli_store::FsyncMode::Full.as_str()),
+    };
     let operator = Actor::operator();
     let providers = [orders[0].0, orders[1].0];
     let keys: Vec<SigningKey> = (0..2u8).map(|i| SigningKey::from_bytes(&[7 + i; 32])).collect();
@@ -497,7 +512,7 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
     let commits = writer.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "usage_records_per_s: {:.0} ({total} records, {} clients, batch {} per request, {} requests; \
-         p50 {:.1} ms, p99 {:.1} ms per request; {commits} group commits, {:.0} records per commit; {}, WAL)",
+         p50 {:.1} ms, p99 {:.1} ms per request; {commits} group commits, {:.0} records per commit; {backend})",
         total as f64 / seconds,
         options.clients,
         options.batch,
@@ -505,7 +520,6 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
         percentile(0.5),
         percentile(0.99),
         total as f64 / commits.max(1) as f64,
-        suanli_store::FsyncMode::Full.as_str()
     );
     let problems = runtime.block_on(writer.call(|service| Ok(service.check_books())))??;
     anyhow::ensure!(problems.is_empty(), "the books disagree after the benchmark: {problems:?}");
