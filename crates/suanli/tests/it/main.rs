@@ -66,7 +66,12 @@ fn audit_verify_explains_a_missing_database_and_an_unsupported_url() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("absent.db does not exist"));
     assert!(!dir.path().join("absent.db").exists());
-    let output = suanli(&["audit", "verify", "--database", "postgres://localhost/x"], dir.path());
+    let output = suanli(&["audit", "verify", "--database", "postgres://postgres:secret@127.0.0.1:1/x"], dir.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PostgreSQL at postgres://postgres@127.0.0.1:1/x"), "{stderr}");
+    assert!(!stderr.contains("secret"), "the password is not printed: {stderr}");
+    let output = suanli(&["audit", "verify", "--database", "mysql://localhost/x"], dir.path());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--database"));
 }
 
