@@ -24,7 +24,7 @@ use suanli_domain::{
 use suanli_service::calendar::YearMonth;
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, EnterpriseInput, ErrorCode, OrderInput, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec,
+    Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec,
 };
 
 use crate::{ApiError, AppState, authenticate};
@@ -637,18 +637,6 @@ impl OrderJson {
     }
 }
 
-fn pinned(request: &PoolRequest, pool: PoolId) -> OrderInput {
-    OrderInput {
-        enterprise: request.enterprise,
-        voucher: request.voucher,
-        pool,
-        chip: request.chip.clone(),
-        gpu_count: request.gpu_count,
-        hours: request.hours,
-        purpose: request.purpose,
-    }
-}
-
 async fn quote_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -658,9 +646,9 @@ async fn quote_order(
     run(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         match pool {
-            Some(pool) => Ok(
-                serde_json::json!({ "chosen": s.quote(&pinned(&request, pool))?, "alternatives": [], "excluded": [] }),
-            ),
+            Some(pool) => {
+                Ok(serde_json::json!({ "chosen": s.quote(&request.pinned(pool))?, "alternatives": [], "excluded": [] }))
+            }
             None => Ok(serde_json::to_value(s.choose_pool(&request)?).expect("serializes")),
         }
     })
@@ -676,7 +664,7 @@ async fn place_order(
     run(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         let id = match pool {
-            Some(pool) => s.place_order(&actor(role), pinned(&request, pool))?,
+            Some(pool) => s.place_order(&actor(role), request.pinned(pool))?,
             None => s.place_order_anywhere(&actor(role), &request)?,
         };
         s.order(id).cloned()

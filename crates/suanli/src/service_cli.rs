@@ -21,8 +21,7 @@ use suanli_domain::{
 use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, Clock, EnterpriseInput, ManualClock, OrderInput, PoolInput, PoolRequest, Service, ServiceError, SiteSpec,
-    SystemClock,
+    Actor, Clock, EnterpriseInput, ManualClock, PoolInput, PoolRequest, Service, ServiceError, SiteSpec, SystemClock,
 };
 
 use crate::usage_import;
@@ -863,18 +862,6 @@ fn order_request(args: &OrderArgs) -> anyhow::Result<(PoolRequest, Option<PoolId
     Ok((request, pool))
 }
 
-fn pinned(request: &PoolRequest, pool: PoolId) -> OrderInput {
-    OrderInput {
-        enterprise: request.enterprise,
-        voucher: request.voucher,
-        pool,
-        chip: request.chip.clone(),
-        gpu_count: request.gpu_count,
-        hours: request.hours,
-        purpose: request.purpose,
-    }
-}
-
 fn quote_text(q: &suanli_service::model::Quote) -> String {
     format!(
         "{} × GPU for {} h on {} at {}/GPU-hour\nlist price       {}\nvoucher pays     {} ({}){}\nenterprise pays  {}",
@@ -894,7 +881,7 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
     run(common, |service, actor| match command {
         OrderCommand::Quote(args) => match order_request(&args)? {
             (request, Some(pool)) => {
-                let quote = service.quote(&pinned(&request, pool))?;
+                let quote = service.quote(&request.pinned(pool))?;
                 Ok(Reply::new(to_json(&quote), quote_text(&quote)))
             }
             (request, None) => {
@@ -923,7 +910,7 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
         },
         OrderCommand::Place(args) => {
             let id = match order_request(&args)? {
-                (request, Some(pool)) => service.place_order(actor, pinned(&request, pool))?,
+                (request, Some(pool)) => service.place_order(actor, request.pinned(pool))?,
                 (request, None) => service.place_order_anywhere(actor, &request)?,
             };
             let o = service.order(id)?;

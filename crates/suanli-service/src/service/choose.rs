@@ -32,6 +32,21 @@ pub struct PoolRequest {
     pub purpose: Purpose,
 }
 
+impl PoolRequest {
+    /// The order on a given pool: a pinned pool, or the one the engine chose.
+    pub fn pinned(&self, pool: suanli_domain::PoolId) -> super::OrderInput {
+        super::OrderInput {
+            enterprise: self.enterprise,
+            voucher: self.voucher,
+            pool,
+            chip: self.chip.clone(),
+            gpu_count: self.gpu_count,
+            hours: self.hours,
+            purpose: self.purpose,
+        }
+    }
+}
+
 /// The engine's answer for one order.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PoolChoice {
@@ -216,16 +231,7 @@ impl Service {
         request: &PoolRequest,
     ) -> Result<suanli_domain::OrderId> {
         let choice = self.choose_pool(request)?;
-        let input = super::OrderInput {
-            enterprise: request.enterprise,
-            voucher: request.voucher,
-            pool: choice.chosen.pool,
-            chip: request.chip.clone(),
-            gpu_count: request.gpu_count,
-            hours: request.hours,
-            purpose: request.purpose,
-        };
-        self.place_order(actor, input)
+        self.place_order(actor, request.pinned(choice.chosen.pool))
     }
 }
 
