@@ -102,3 +102,27 @@ pub fn link(events: &mut [Event]) {
         }
     }
 }
+
+/// A hold's remainder going back to its voucher (an order ending, a revocation).
+pub fn release(sequence: u64, leg: u8, order: u64, voucher: u64, amount: i64) -> Event {
+    transfer(
+        sequence,
+        leg,
+        TransferKind::Release,
+        account_id(AccountKind::Hold, order, 0),
+        account_id(AccountKind::Voucher, voucher, 0),
+        amount,
+    )
+}
+
+/// A voucher's balance going back to its programme's budget (expiry, revocation, a closed voucher).
+pub fn return_to_budget(sequence: u64, leg: u8, voucher: u64, program: u64, amount: i64) -> Event {
+    transfer(
+        sequence,
+        leg,
+        TransferKind::ReturnToBudget,
+        account_id(AccountKind::Voucher, voucher, 0),
+        account_id(AccountKind::Budget, program, 0),
+        amount,
+    )
+}

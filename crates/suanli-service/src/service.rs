@@ -20,7 +20,7 @@ use suanli_ledger::{Event as LedgerEvent, Outcome};
 use suanli_store::{AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, SqliteStore};
 
 use crate::access::{Role, Token, User};
-use crate::books::{AccountKind, TransferKind, account_id, create_account, link, transfer};
+use crate::books::{AccountKind, TransferKind, account_id, create_account, link, release, return_to_budget, transfer};
 use crate::calendar::{YearMonth, format_timestamp, shanghai_year};
 use crate::clock::Clock;
 use crate::error::{ErrorCode, Result, ServiceError};
@@ -1130,24 +1130,10 @@ impl Service {
         let sequence = change.next_sequence();
         let mut legs = Vec::new();
         if released > Fen::ZERO {
-            legs.push(transfer(
-                sequence,
-                0,
-                TransferKind::Release,
-                account_id(AccountKind::Hold, id.get(), 0),
-                account_id(AccountKind::Voucher, voucher_id.get(), 0),
-                released.fen(),
-            ));
+            legs.push(release(sequence, 0, id.get(), voucher_id.get(), released.fen()));
         }
         if returned > Fen::ZERO {
-            legs.push(transfer(
-                sequence,
-                1,
-                TransferKind::ReturnToBudget,
-                account_id(AccountKind::Voucher, voucher_id.get(), 0),
-                account_id(AccountKind::Budget, program.get(), 0),
-                returned.fen(),
-            ));
+            legs.push(return_to_budget(sequence, 1, voucher_id.get(), program.get(), returned.fen()));
         }
         link(&mut legs);
         change.ledger.extend(legs);
@@ -1396,12 +1382,11 @@ impl Service {
             let mut change = self.begin();
             for &(voucher, program, returned) in chunk {
                 if returned > Fen::ZERO {
-                    change.ledger.push(transfer(
+                    change.ledger.push(return_to_budget(
                         change.next_sequence(),
                         0,
-                        TransferKind::ReturnToBudget,
-                        account_id(AccountKind::Voucher, voucher.get(), 0),
-                        account_id(AccountKind::Budget, program.get(), 0),
+                        voucher.get(),
+                        program.get(),
                         returned.fen(),
                     ));
                 }
@@ -1472,24 +1457,10 @@ impl Service {
         for (leg, (order, amount)) in released.iter().enumerate() {
             let leg =
                 u8::try_from(leg + 1).map_err(|_| ServiceError::new(ErrorCode::Internal, "too many open orders"))?;
-            legs.push(transfer(
-                sequence,
-                leg,
-                TransferKind::Release,
-                account_id(AccountKind::Hold, order.get(), 0),
-                account_id(AccountKind::Voucher, id.get(), 0),
-                amount.fen(),
-            ));
+            legs.push(release(sequence, leg, order.get(), id.get(), amount.fen()));
         }
         if returned > Fen::ZERO {
-            legs.push(transfer(
-                sequence,
-                0,
-                TransferKind::ReturnToBudget,
-                account_id(AccountKind::Voucher, id.get(), 0),
-                account_id(AccountKind::Budget, program.get(), 0),
-                returned.fen(),
-            ));
+            legs.push(return_to_budget(sequence, 0, id.get(), program.get(), returned.fen()));
         }
         link(&mut legs);
         change.ledger.extend(legs);
