@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod login;
 pub mod metrics;
+pub mod nats;
 pub mod openapi;
 pub mod writer;
 
@@ -225,7 +226,7 @@ async fn show_voucher(
 }
 
 /// A usage batch as a provider sends it.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageBatch {
     pub records: Vec<UsageRecordJson>,
@@ -255,6 +256,30 @@ impl UsageRecordJson {
                 .ok_or_else(|| ApiError::field(&at("period_end"), "must be an RFC 3339 time"))?,
         })
     }
+}
+
+/// Checks a usage batch as it arrives, by HTTP or through NATS: 1 to 4,000 well-formed records
+/// and the provider's Ed25519 signature over them. Answers the records to queue.
+pub fn check_usage_batch(
+    writer: &Writer,
+    provider: ProviderId,
+    batch: &UsageBatch,
+    signature: Option<&str>,
+) -> Result<Vec<UsageInput>, ApiError> {
+    if batch.records.is_empty() || batch.records.len() > USAGE_BATCH_RECORDS_MAX {
+        return Err(ApiError::field("records", format!("must hold 1 to {USAGE_BATCH_RECORDS_MAX} records")));
+    }
+    let records: Vec<UsageInput> =
+        batch.records.iter().enumerate().map(|(i, r)| r.to_input(i)).collect::<Result<_, _>>()?;
+    let signature = signature.ok_or_else(|| {
+        ApiError::from(suanli_service::ServiceError::new(
+            suanli_service::ErrorCode::SignatureInvalid,
+            "signature: the Suanli-Signature header is missing",
+        ))
+    })?;
+    let key = writer.snapshot.read().expect("the snapshot lock is never poisoned").provider_keys.get(&provider).cloned();
+    verify_usage(key.as_deref(), provider, &records, signature)?;
+    Ok(records)
 }
 
 /// One record's answer: `ok` (recorded now), `exists` (recorded before with the same body; the
@@ -287,30 +312,8 @@ async fn post_usage(
         return Err(ApiError::forbidden(format!("{role} may not send usage for {provider}")));
     }
     let Json(batch) = body.map_err(ApiError::from_json)?;
-    if batch.records.is_empty() || batch.records.len() > USAGE_BATCH_RECORDS_MAX {
-        return Err(ApiError::field("records", format!("must hold 1 to {USAGE_BATCH_RECORDS_MAX} records")));
-    }
-    let records: Vec<UsageInput> =
-        batch.records.iter().enumerate().map(|(i, r)| r.to_input(i)).collect::<Result<_, _>>()?;
-    let signature = headers
-        .get("suanli-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::from(suanli_service::ServiceError::new(
-                suanli_service::ErrorCode::SignatureInvalid,
-                "signature: the Suanli-Signature header is missing",
-            ))
-        })?
-        .to_owned();
-    let key = state
-        .writer
-        .snapshot
-        .read()
-        .expect("the snapshot lock is never poisoned")
-        .provider_keys
-        .get(&provider)
-        .cloned();
-    verify_usage(key.as_deref(), provider, &records, &signature)?;
+    let signature = headers.get("suanli-signature").and_then(|v| v.to_str().ok());
+    let records = check_usage_batch(&state.writer, provider, &batch, signature)?;
     let outcomes = state.writer.usage(Actor::of(role), provider, records).await??;
     let results: Vec<RecordResult> = outcomes
         .into_iter()

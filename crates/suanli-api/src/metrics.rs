@@ -33,6 +33,8 @@ pub struct Metrics {
     requests: Vec<[AtomicU64; 4]>,
     latency: Vec<[AtomicU64; 10]>,
     latency_sum_us: Vec<AtomicU64>,
+    /// Usage messages consumed from NATS JetStream.
+    pub nats: std::sync::Arc<crate::nats::NatsStats>,
 }
 
 impl Default for Metrics {
@@ -44,6 +46,7 @@ impl Default for Metrics {
             requests: (0..n).map(|_| Default::default()).collect(),
             latency: (0..n).map(|_| Default::default()).collect(),
             latency_sum_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            nats: Default::default(),
         }
     }
 }
@@ -115,6 +118,14 @@ impl Metrics {
             "counter",
             writer.records_applied.load(Ordering::Relaxed),
         );
+        out.push_str("# HELP suanli_nats_messages_total Usage messages from NATS JetStream, by outcome.\n");
+        out.push_str("# TYPE suanli_nats_messages_total counter\n");
+        for (outcome, counter) in
+            [("applied", &self.nats.applied), ("rejected", &self.nats.rejected), ("retried", &self.nats.retried)]
+        {
+            let n = counter.load(Ordering::Relaxed);
+            out.push_str(&format!("suanli_nats_messages_total{{outcome=\"{outcome}\"}} {n}\n"));
+        }
         out.push_str("# HELP suanli_writer_batch_records Records per group commit.\n# TYPE suanli_writer_batch_records histogram\n");
         let mut cumulative = 0;
         for (b, bound) in BATCH_BUCKETS.iter().enumerate() {

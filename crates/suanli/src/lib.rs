@@ -9,6 +9,7 @@ mod place;
 mod serve;
 mod service_cli;
 mod usage_import;
+mod usage_publish;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,6 +19,15 @@ pub struct ServeOptions {
     /// A configuration file (see suanli.example.toml); by default ./suanli.toml if it exists.
     #[arg(long, env = "SUANLI_CONFIG")]
     config: Option<std::path::PathBuf>,
+    /// Also consume signed usage batches from this NATS JetStream server (nats://host:port).
+    #[arg(long, env = "SUANLI_NATS")]
+    nats: Option<String>,
+    /// The JetStream stream usage is published to [default: SUANLI_USAGE].
+    #[arg(long, env = "SUANLI_NATS_STREAM")]
+    nats_stream: Option<String>,
+    /// Usage subjects are <prefix>.<provider> [default: suanli.usage].
+    #[arg(long, env = "SUANLI_NATS_SUBJECT_PREFIX")]
+    nats_subject_prefix: Option<String>,
 }
 
 /// The configuration file's keys; every one optional.
@@ -30,6 +39,9 @@ struct ConfigFile {
     queue_jobs_max: Option<usize>,
     log_format: Option<String>,
     log_requests: Option<bool>,
+    nats: Option<String>,
+    nats_stream: Option<String>,
+    nats_subject_prefix: Option<String>,
 }
 
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
@@ -39,6 +51,7 @@ struct Settings {
     queue_jobs_max: usize,
     log_format: suanli_api::log::Format,
     log_requests: bool,
+    nats: Option<suanli_api::nats::NatsOptions>,
 }
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
@@ -67,7 +80,21 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         Some(text) => text.parse().context("SUANLI_LOG_REQUESTS: must be true or false")?,
         None => file.log_requests.unwrap_or(false),
     };
+    let nats = options.nats.clone().or(file.nats).map(|url| {
+        let mut nats = suanli_api::nats::NatsOptions::new(&url);
+        if let Some(stream) = options.nats_stream.clone().or(file.nats_stream) {
+            nats.stream = stream;
+        }
+        if let Some(prefix) = options.nats_subject_prefix.clone().or(file.nats_subject_prefix) {
+            nats.subject_prefix = prefix;
+        }
+        nats
+    });
+    if let Some(nats) = &nats {
+        nats.check().map_err(anyhow::Error::msg)?;
+    }
     Ok(Settings {
+        nats,
         database: common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into()),
         listen: options.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8640".into()),
         queue_jobs_max,
@@ -85,20 +112,55 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     let service = open(&resolved)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
-    let state = AppState { writer, metrics: Default::default() };
+    let state = AppState { writer: writer.clone(), metrics: Default::default() };
+    let nats_stats = state.metrics.nats.clone();
     runtime.block_on(async {
+        // Connect to NATS first: an unreachable server stops the start, before anything listens.
+        let nats = match &settings.nats {
+            Some(options) => {
+                let context = suanli_api::nats::connect(&options.url).await?;
+                suanli_api::nats::ensure_stream(&context, options).await?;
+                Some((context, options.clone()))
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("listen: cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
         let _ = writeln!(std::io::stdout(), "suanli serving {} on http://{address}", settings.database);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|&stop| stop).await;
+            }
+        };
+        let consumer = nats.map(|(context, options)| {
+            let _ = writeln!(
+                std::io::stdout(),
+                "suanli consuming usage from {} (stream {}, subjects {}.*)",
+                options.url,
+                options.stream,
+                options.subject_prefix
+            );
+            tokio::spawn(suanli_api::nats::consume(writer.clone(), context, options, nats_stats, stopped()))
+        });
+        drop(writer);
         let _ = std::io::stdout().flush();
         suanli_api::log::event(
             "info",
             "serving",
             serde_json::json!({ "database": settings.database, "address": address.to_string(), "queue_jobs_max": settings.queue_jobs_max }),
         );
-        suanli_api::serve(listener, state, shutdown_signal()).await?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        suanli_api::serve(listener, state, stopped()).await?;
+        if let Some(consumer) = consumer {
+            consumer.await??;
+        }
         anyhow::Ok(())
     })?;
     drop(runtime);

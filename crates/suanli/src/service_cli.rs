@@ -196,6 +196,12 @@ pub enum ProviderCommand {
         #[arg(long)]
         pue: Option<f64>,
     },
+    /// Make a new Ed25519 key pair for signing usage: the secret key goes to a new file, the
+    /// public key is printed for `set-key` (this command needs no database).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Register the Ed25519 public key (64 hex characters) the provider signs usage batches with.
     SetKey {
         #[arg(long)]
@@ -273,6 +279,9 @@ pub enum UsageCommand {
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
     },
+    /// Publish a usage file to NATS JetStream, signed with the provider's key, for a server
+    /// running `serve --nats` to consume (this command needs no database).
+    Publish(crate::usage_publish::PublishOptions),
 }
 
 #[derive(Subcommand)]
@@ -752,7 +761,11 @@ pub fn voucher(common: &Common, command: VoucherCommand) -> anyhow::Result<ExitC
 }
 
 pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<ExitCode> {
+    if let ProviderCommand::Keygen { out } = &command {
+        return crate::usage_publish::keygen(out, common.json);
+    }
     run(common, |service, actor| match command {
+        ProviderCommand::Keygen { .. } => unreachable!("answered above"),
         ProviderCommand::SetKey { provider, public_key } => {
             let provider = parse_id("--provider", &provider, ProviderId::parse)?;
             service.register_provider_key(actor, provider, &public_key)?;
@@ -991,7 +1004,11 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
 }
 
 pub fn usage(common: &Common, command: UsageCommand) -> anyhow::Result<ExitCode> {
+    if let UsageCommand::Publish(options) = &command {
+        return crate::usage_publish::publish(options, common.json);
+    }
     run(common, |service, actor| match command {
+        UsageCommand::Publish(_) => unreachable!("answered above"),
         UsageCommand::Import { provider, file, batch } => {
             let provider = parse_id("--provider", &provider, ProviderId::parse)?;
             let summary = usage_import::import(service, actor, provider, &file, batch, !common.json)?;
