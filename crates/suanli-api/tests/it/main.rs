@@ -2,6 +2,7 @@
 //! metrics, and the authorization matrix.
 
 mod authz;
+mod nats;
 
 use std::sync::Arc;
 

@@ -1,0 +1,157 @@
+//! Usage through NATS JetStream, against the real server `SUANLI_TEST_NATS` names (`.ci/run` sets
+//! it and starts the server). Each test makes its own uniquely named stream and deletes it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use ed25519_dalek::Signer;
+use suanli_api::UsageRecordJson;
+use suanli_api::nats::{NatsError, NatsOptions, NatsStats};
+use suanli_service::access::{hex, usage_signing_bytes};
+
+use crate::TestApp;
+
+/// The server to test against, or `None` (the test is skipped) when `SUANLI_TEST_NATS` is unset.
+fn nats_url() -> Option<String> {
+    let url = std::env::var("SUANLI_TEST_NATS").ok();
+    if url.is_none() {
+        eprintln!("SUANLI_TEST_NATS is unset: skipping a test that needs NATS JetStream");
+    }
+    url
+}
+
+/// Options naming a stream and subjects no other test uses.
+fn unique_options(url: &str) -> NatsOptions {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let unique = format!("{}_{nanos}", std::process::id());
+    NatsOptions {
+        url: url.to_owned(),
+        stream: format!("SUANLI_TEST_{unique}"),
+        subject_prefix: format!("suanli.test.{unique}"),
+        consumer: "suanli-writer".into(),
+    }
+}
+
+/// Deletes the test's stream when dropped, whatever the test's outcome.
+struct StreamGuard {
+    context: jetstream::Context,
+    name: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let _ = self.runtime.block_on(self.context.delete_stream(&self.name));
+    }
+}
+
+impl TestApp {
+    fn signed(&self, signer: usize, provider: usize, records: &[UsageRecordJson]) -> (Vec<u8>, String) {
+        let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
+        let signature =
+            hex(&self.keys[signer].sign(&usage_signing_bytes(self.providers[provider], &inputs)).to_bytes());
+        (serde_json::json!({ "records": records }).to_string().into_bytes(), signature)
+    }
+}
+
+async fn publish(context: &jetstream::Context, subject: String, body: Vec<u8>, signature: Option<&str>) {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(signature) = signature {
+        headers.insert("Suanli-Signature", signature);
+    }
+    context.publish_with_headers(subject, headers, body.into()).await.unwrap().await.unwrap();
+}
+
+#[test]
+fn usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside() {
+    let Some(url) = nats_url() else { return };
+    let app = TestApp::start();
+    let options = unique_options(&url);
+    let stats = Arc::new(NatsStats::default());
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let (context, consumer) = app.runtime.block_on(async {
+        let context = suanli_api::nats::connect(&url).await.unwrap();
+        suanli_api::nats::ensure_stream(&context, &options).await.unwrap();
+        let consumer = tokio::spawn(suanli_api::nats::consume(
+            app.writer.clone(),
+            context.clone(),
+            options.clone(),
+            stats.clone(),
+            async {
+                let _ = stopping.await;
+            },
+        ));
+        (context, consumer)
+    });
+    let _guard =
+        StreamGuard { context: context.clone(), name: options.stream.clone(), runtime: app.runtime.handle().clone() };
+    let subject = |provider: usize| options.subject(app.providers[provider]);
+    let first: Vec<_> = (1..21).map(|i| app.record(&format!("n{i}"), 0, i, 8 * 60)).collect();
+    let second: Vec<_> = (21..31).map(|i| app.record(&format!("n{i}"), 0, i, 8 * 60)).collect();
+    let (first_body, first_signature) = app.signed(0, 0, &first);
+    let (second_body, second_signature) = app.signed(0, 0, &second);
+    let (forged_body, forged_signature) = app.signed(1, 0, &second);
+    app.runtime.block_on(async {
+        publish(&context, subject(0), first_body.clone(), Some(&first_signature)).await;
+        // The same batch again, as a redelivery would bring it: every record answers `exists`.
+        publish(&context, subject(0), first_body, Some(&first_signature)).await;
+        publish(&context, subject(0), b"not a batch".to_vec(), Some(&first_signature)).await;
+        // Signed with the other provider's key.
+        publish(&context, subject(0), forged_body, Some(&forged_signature)).await;
+        // No signature header.
+        publish(&context, subject(0), second_body.clone(), None).await;
+        // A subject that names no provider.
+        publish(&context, format!("{}.nobody", options.subject_prefix), second_body.clone(), Some(&second_signature))
+            .await;
+        // And the consumer keeps going.
+        publish(&context, subject(0), second_body, Some(&second_signature)).await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats.applied.load(Ordering::SeqCst) + stats.rejected.load(Ordering::SeqCst) < 7 {
+        assert!(Instant::now() < deadline, "the consumer did not settle 7 messages in 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(stats.applied.load(Ordering::SeqCst), 3);
+    assert_eq!(stats.rejected.load(Ordering::SeqCst), 4);
+    assert_eq!(app.usage_records(0), 1 + 30, "the fixture and 30 records, each once");
+
+    let info = app.runtime.block_on(async {
+        let stream = context.get_stream(&options.stream).await.unwrap();
+        let mut consumer = stream.get_consumer::<jetstream::consumer::pull::Config>(&options.consumer).await.unwrap();
+        let info = consumer.info().await.unwrap().clone();
+        let stream_info = stream.get_info().await.unwrap();
+        (info, stream_info)
+    });
+    assert_eq!(info.0.num_ack_pending, 0, "every message acknowledged or terminated");
+    assert_eq!(info.0.num_pending, 0);
+    assert_eq!(info.1.state.messages, 7, "rejected messages stay in the stream");
+
+    let _ = stop.send(());
+    app.runtime.block_on(consumer).unwrap().unwrap();
+}
+
+#[test]
+fn an_unreachable_nats_server_is_a_clear_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let error = runtime.block_on(suanli_api::nats::connect("nats://127.0.0.1:1")).err().unwrap();
+    assert!(matches!(error, NatsError::Unreachable { .. }), "{error}");
+    assert!(error.to_string().starts_with("nats: cannot connect to nats://127.0.0.1:1"), "{error}");
+}
+
+#[test]
+fn nats_names_are_checked() {
+    let good = NatsOptions::new("nats://127.0.0.1:4222");
+    assert_eq!(good.check(), Ok(()));
+    for (options, field) in [
+        (NatsOptions { stream: "A.B".into(), ..good.clone() }, "nats stream"),
+        (NatsOptions { stream: String::new(), ..good.clone() }, "nats stream"),
+        (NatsOptions { subject_prefix: "usage.*".into(), ..good.clone() }, "nats subject prefix"),
+        (NatsOptions { subject_prefix: "a..b".into(), ..good.clone() }, "nats subject prefix"),
+        (NatsOptions { url: "http://127.0.0.1:4222".into(), ..good.clone() }, "nats:"),
+    ] {
+        let problem = options.check().unwrap_err();
+        assert!(problem.starts_with(field), "{problem}");
+    }
+}
