@@ -277,7 +277,8 @@ pub fn check_usage_batch(
             "signature: the Suanli-Signature header is missing",
         ))
     })?;
-    let key = writer.snapshot.read().expect("the snapshot lock is never poisoned").provider_keys.get(&provider).cloned();
+    let key =
+        writer.snapshot.read().expect("the snapshot lock is never poisoned").provider_keys.get(&provider).cloned();
     verify_usage(key.as_deref(), provider, &records, signature)?;
     Ok(records)
 }

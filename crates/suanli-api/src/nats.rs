@@ -44,6 +44,9 @@ pub struct NatsOptions {
     pub subject_prefix: String,
     /// The durable consumer's name.
     pub consumer: String,
+    /// How long a delivered message may stay unacknowledged before JetStream delivers it again:
+    /// after a crash, the messages that were in flight come back this much later.
+    pub ack_wait: Duration,
 }
 
 impl NatsOptions {
@@ -53,6 +56,7 @@ impl NatsOptions {
             stream: "SUANLI_USAGE".into(),
             subject_prefix: "suanli.usage".into(),
             consumer: "suanli-writer".into(),
+            ack_wait: Duration::from_secs(30),
         }
     }
 
@@ -61,13 +65,19 @@ impl NatsOptions {
     pub fn check(&self) -> Result<(), String> {
         let plain = |text: &str| !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "*>".contains(c));
         if !(plain(&self.stream) && !self.stream.contains(['.', '/', '\\'])) {
-            return Err(format!("nats stream: {:?} must be a name without dots, slashes, spaces or wildcards", self.stream));
+            return Err(format!(
+                "nats stream: {:?} must be a name without dots, slashes, spaces or wildcards",
+                self.stream
+            ));
         }
         if !self.subject_prefix.split('.').all(plain) {
             return Err(format!(
                 "nats subject prefix: {:?} must be dot-separated names without spaces or wildcards",
                 self.subject_prefix
             ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&self.ack_wait) {
+            return Err("nats ack wait: must be between 1 and 3600 seconds".into());
         }
         if !(self.url.starts_with("nats://") || self.url.starts_with("tls://")) {
             return Err(format!("nats: {:?} must be a nats:// or tls:// URL", self.url));
@@ -135,7 +145,10 @@ pub struct NatsStats {
 
 /// What became of one message.
 enum Verdict {
-    Applied { records: usize, refused: usize },
+    Applied {
+        records: usize,
+        refused: usize,
+    },
     Rejected(ApiError),
     Retry(String),
     /// The writer has stopped: leave the message unacknowledged for the next run.
@@ -159,7 +172,7 @@ pub async fn consume(
             consumer::pull::Config {
                 durable_name: Some(options.consumer.clone()),
                 ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
+                ack_wait: options.ack_wait,
                 max_ack_pending: (2 * IN_FLIGHT_MAX) as i64,
                 filter_subject: format!("{}.*", options.subject_prefix),
                 ..Default::default()
@@ -199,7 +212,11 @@ pub async fn consume(
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    crate::log::event("warn", "nats: pull interrupted; resuming", serde_json::json!({ "error": error.to_string() }));
+                    crate::log::event(
+                        "warn",
+                        "nats: pull interrupted; resuming",
+                        serde_json::json!({ "error": error.to_string() }),
+                    );
                     continue;
                 }
                 None => break,
@@ -297,6 +314,10 @@ async fn settle(message: &jetstream::Message, verdict: Verdict, stats: &NatsStat
     };
     if let Err(error) = acknowledged {
         // The records are committed; the message will come back and answer `exists`.
-        crate::log::event("warn", "nats: acknowledgement lost", fields(serde_json::json!({ "error": error.to_string() })));
+        crate::log::event(
+            "warn",
+            "nats: acknowledgement lost",
+            fields(serde_json::json!({ "error": error.to_string() })),
+        );
     }
 }

@@ -28,6 +28,10 @@ pub struct ServeOptions {
     /// Usage subjects are <prefix>.<provider> [default: suanli.usage].
     #[arg(long, env = "SUANLI_NATS_SUBJECT_PREFIX")]
     nats_subject_prefix: Option<String>,
+    /// Seconds a consumed message may stay unacknowledged before it is delivered again (after a
+    /// crash, the messages in flight come back this much later) [default: 30].
+    #[arg(long, env = "SUANLI_NATS_ACK_WAIT_S")]
+    nats_ack_wait_s: Option<u64>,
 }
 
 /// The configuration file's keys; every one optional.
@@ -42,6 +46,7 @@ struct ConfigFile {
     nats: Option<String>,
     nats_stream: Option<String>,
     nats_subject_prefix: Option<String>,
+    nats_ack_wait_s: Option<u64>,
 }
 
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
@@ -87,6 +92,9 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         }
         if let Some(prefix) = options.nats_subject_prefix.clone().or(file.nats_subject_prefix) {
             nats.subject_prefix = prefix;
+        }
+        if let Some(seconds) = options.nats_ack_wait_s.or(file.nats_ack_wait_s) {
+            nats.ack_wait = std::time::Duration::from_secs(seconds);
         }
         nats
     });

@@ -63,13 +63,17 @@ pub fn keygen(out: &Path, json: bool) -> anyhow::Result<ExitCode> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(out).with_context(|| format!("--out: cannot create {} (it must not exist)", out.display()))?;
+    let mut file =
+        options.open(out).with_context(|| format!("--out: cannot create {} (it must not exist)", out.display()))?;
     writeln!(file, "{}", hex(&secret))?;
     let public = hex(key.verifying_key().as_bytes());
     if json {
         println!("{}", serde_json::json!({ "secret_key_file": out, "public_key": public }));
     } else {
-        println!("secret key written to {}\npublic key {public}\nregister it: suanli provider set-key --provider prv-N --public-key {public}", out.display());
+        println!(
+            "secret key written to {}\npublic key {public}\nregister it: suanli provider set-key --provider prv-N --public-key {public}",
+            out.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -192,11 +196,7 @@ pub fn publish(options: &PublishOptions, json: bool) -> anyhow::Result<ExitCode>
             published.stream,
             published.first_sequence,
             published.last_sequence,
-            if published.duplicates > 0 {
-                format!(", {} already stored", published.duplicates)
-            } else {
-                String::new()
-            },
+            if published.duplicates > 0 { format!(", {} already stored", published.duplicates) } else { String::new() },
         );
     }
     Ok(ExitCode::SUCCESS)

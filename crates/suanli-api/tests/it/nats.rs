@@ -31,6 +31,7 @@ fn unique_options(url: &str) -> NatsOptions {
         stream: format!("SUANLI_TEST_{unique}"),
         subject_prefix: format!("suanli.test.{unique}"),
         consumer: "suanli-writer".into(),
+        ack_wait: Duration::from_secs(2),
     }
 }
 

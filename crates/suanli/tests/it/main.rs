@@ -1,6 +1,7 @@
 //! Tests of the `suanli` binary, run as a newcomer would run it.
 
 mod crash;
+mod nats;
 mod restart;
 mod service;
 

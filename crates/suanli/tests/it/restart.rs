@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::{Signer, SigningKey};
 use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
+use suanli_domain::{OrderId, ProviderId};
 use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
 use suanli_service::calendar::{format_timestamp, shanghai_midnight};
 use suanli_service::model::{OperatorKind, Purpose, UsageInput};
@@ -18,9 +19,10 @@ const PER_BATCH: usize = 100;
 
 /// Starts `suanli serve` on a free port and returns it with its base URL (its stdout stays open
 /// while the child lives).
-fn start_server(dir: &Path, now: &str) -> (Child, String) {
+pub fn start_server(dir: &Path, now: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_suanli"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database", "restart.db", "--now", now])
+        .args(extra)
         .current_dir(dir)
         .stdout(Stdio::piped())
         .spawn()
@@ -34,14 +36,14 @@ fn start_server(dir: &Path, now: &str) -> (Child, String) {
     (child, url)
 }
 
-#[test]
-fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// The world in `dir/restart.db`: the Shanghai programme, an enterprise with a voucher, a
+/// provider signing with `key` (token `restart-secret`) and its running order of 8 GPUs for 100
+/// hours from 2 March 2026. Answers the provider, the order and the order's start.
+pub fn world(dir: &Path, key: &SigningKey) -> (ProviderId, OrderId, i64) {
     let start = shanghai_midnight(2026, 3, 2).unwrap();
-    let key = SigningKey::from_bytes(&[9; 32]);
-    let (provider, order) = {
+    {
         let clock = ManualClock::new(start);
-        let mut s = Service::open(&dir.path().join("restart.db"), Arc::new(clock)).unwrap();
+        let mut s = Service::open(&dir.join("restart.db"), Arc::new(clock)).unwrap();
         let op = Actor::operator();
         let program = s.load_program(&op, include_str!("../../../../programs/shanghai-compute.toml")).unwrap();
         s.open_program(&op, program).unwrap();
@@ -116,8 +118,15 @@ fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
             )
             .unwrap();
         s.start_order(&op, order).unwrap();
-        (provider, order)
-    };
+        (provider, order, start)
+    }
+}
+
+#[test]
+fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (provider, order, start) = world(dir.path(), &key);
     // Every batch, signed, built once and sent the same way both times.
     let batches: Vec<(String, String)> = (0..BATCHES)
         .map(|b| {
@@ -160,7 +169,7 @@ fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
 
     // First run: two clients stream batches while the server is SIGKILLed mid-stream, after the
     // first acknowledgements; requests in flight at that moment get no answer.
-    let (mut server, url) = start_server(dir.path(), &now);
+    let (mut server, url) = start_server(dir.path(), &now, &[]);
     let acknowledged = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for half in [0, 1] {
@@ -187,7 +196,7 @@ fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
 
     // Second run: resend everything. What was committed answers `exists` (the acknowledged records,
     // and any that were committed as the server died); the rest is applied now.
-    let (mut server, url) = start_server(dir.path(), &now);
+    let (mut server, url) = start_server(dir.path(), &now, &[]);
     let (mut ok, mut exists) = (0, 0);
     for batch in &batches {
         let (o, e) = send(&url, batch).unwrap();
