@@ -64,7 +64,7 @@ impl NatsOptions {
     /// dot-separated tokens without spaces or wildcards; a `nats://` or `tls://` URL.
     pub fn check(&self) -> Result<(), String> {
         let plain = |text: &str| !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "*>".contains(c));
-        if !(plain(&self.stream) && !self.stream.contains(['.', '/', '\\'])) {
+        if !plain(&self.stream) || self.stream.contains(['.', '/', '\\']) {
             return Err(format!(
                 "nats stream: {:?} must be a name without dots, slashes, spaces or wildcards",
                 self.stream
