@@ -6,6 +6,8 @@
 //! for SQLite, committing) is timed.
 
 use std::process::ExitCode;
+
+use anyhow::Context;
 use std::time::Instant;
 
 use suanli_ledger::{AccountFlags, BATCH_EVENTS_MAX, Event, Ledger, NewAccount, Outcome, Transfer, TransferFlags};
@@ -387,6 +389,21 @@ pub struct IngestOptions {
     /// An empty database to run on (`postgres://…`); by default a fresh SQLite file.
     #[arg(long)]
     database: Option<String>,
+    /// How usage reaches the server: `http` (signed batches POSTed) or `nats` (signed batches
+    /// published to a JetStream stream the server consumes).
+    #[arg(long, default_value = "http", value_parser = ["http", "nats"])]
+    via: String,
+    /// The NATS server for `--via nats`; the benchmark makes its own stream and deletes it.
+    #[arg(long, env = "SUANLI_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+/// The timed part's result: seconds, per-message latencies, records answered ok.
+struct Driven {
+    seconds: f64,
+    latencies: Vec<f64>,
+    ok: usize,
+    latency_meaning: &'static str,
 }
 
 /// `suanli bench ingest`: a server on loopback over a fresh database (`synchronous=FULL`), driven
@@ -395,7 +412,7 @@ pub struct IngestOptions {
 /// the queue, group commit, and every answer coming back.
 pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
     use ed25519_dalek::{Signer, SigningKey};
-    use suanli_api::{AppState, UsageRecordJson, Writer};
+    use suanli_api::{UsageRecordJson, Writer};
     use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
     use suanli_service::calendar::format_timestamp;
     use suanli_service::{Actor, Role};
@@ -464,7 +481,49 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, writer_thread) = Writer::start(service);
-    let state = AppState { writer: writer.clone(), metrics: Default::default() };
+    let driven = if options.via == "nats" {
+        let orders: Vec<_> = orders.iter().map(|(_, order)| *order).collect();
+        drive_nats(&runtime, &writer, &options.nats, &providers, work, total, orders)?
+    } else {
+        drive_http(&runtime, &writer, &providers, work)?
+    };
+    let Driven { seconds, mut latencies, ok, latency_meaning } = driven;
+    anyhow::ensure!(ok == total, "{ok} of {total} records answered ok");
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] * 1e3;
+    let commits = writer.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "usage_records_per_s: {:.0} ({total} records, {} clients, batch {} per message, {} messages via {}; \
+         {latency_meaning} p50 {:.1} ms, p99 {:.1} ms; {commits} group commits, {:.0} records per commit; {backend})",
+        total as f64 / seconds,
+        options.clients,
+        options.batch,
+        latencies.len(),
+        options.via.to_uppercase(),
+        percentile(0.5),
+        percentile(0.99),
+        total as f64 / commits.max(1) as f64,
+    );
+    let problems = runtime.block_on(writer.call(|service| Ok(service.check_books())))??;
+    anyhow::ensure!(problems.is_empty(), "the books disagree after the benchmark: {problems:?}");
+    drop(writer);
+    drop(runtime);
+    writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signed requests per client: (provider index, JSON body, signature).
+type Work = Vec<Vec<(usize, String, String)>>;
+
+/// HTTP: a server on loopback, each client a thread POSTing its batches one after another.
+fn drive_http(
+    runtime: &tokio::runtime::Runtime,
+    writer: &suanli_api::Writer,
+    providers: &[suanli_domain::ProviderId; 2],
+    work: Work,
+) -> anyhow::Result<Driven> {
+    let providers = *providers;
+    let state = suanli_api::AppState { writer: writer.clone(), metrics: Default::default() };
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -506,27 +565,96 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
         ok += recorded;
     }
     let seconds = timer.elapsed().as_secs_f64();
-    anyhow::ensure!(ok == total, "{ok} of {total} records answered ok");
-    latencies.sort_by(f64::total_cmp);
-    let percentile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] * 1e3;
-    let commits = writer.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
-    println!(
-        "usage_records_per_s: {:.0} ({total} records, {} clients, batch {} per request, {} requests; \
-         p50 {:.1} ms, p99 {:.1} ms per request; {commits} group commits, {:.0} records per commit; {backend})",
-        total as f64 / seconds,
-        options.clients,
-        options.batch,
-        latencies.len(),
-        percentile(0.5),
-        percentile(0.99),
-        total as f64 / commits.max(1) as f64,
-    );
-    let problems = runtime.block_on(writer.call(|service| Ok(service.check_books())))??;
-    anyhow::ensure!(problems.is_empty(), "the books disagree after the benchmark: {problems:?}");
     let _ = stop.send(());
     runtime.block_on(server)??;
-    drop(writer);
-    drop(runtime);
-    writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Driven { seconds, latencies, ok, latency_meaning: "per request" })
+}
+
+/// NATS: the server's consumer on a stream of the benchmark's own (deleted afterwards); each client
+/// a task publishing its batches with up to 64 awaiting JetStream's confirmation. Timed from the
+/// first publish until the writer has committed every record.
+fn drive_nats(
+    runtime: &tokio::runtime::Runtime,
+    writer: &suanli_api::Writer,
+    url: &str,
+    providers: &[suanli_domain::ProviderId; 2],
+    work: Work,
+    total: usize,
+    orders: Vec<suanli_domain::OrderId>,
+) -> anyhow::Result<Driven> {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use suanli_api::nats::{NatsOptions, NatsStats};
+
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let unique = format!("{}_{nanos}", std::process::id());
+    let mut options = NatsOptions::new(url);
+    options.stream = format!("SUANLI_BENCH_{unique}");
+    options.subject_prefix = format!("suanli.bench.{unique}");
+    options.check().map_err(anyhow::Error::msg).context("--nats")?;
+    let stats = Arc::new(NatsStats::default());
+    let context = runtime.block_on(async {
+        let context = suanli_api::nats::connect(url).await?;
+        suanli_api::nats::ensure_stream(&context, &options).await?;
+        anyhow::Ok(context)
+    })?;
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let consumer = runtime.spawn(suanli_api::nats::consume(
+        writer.clone(),
+        context.clone(),
+        options.clone(),
+        stats.clone(),
+        async {
+            let _ = stopping.await;
+        },
+    ));
+    let applied_before = writer.stats.records_applied.load(Ordering::SeqCst);
+    let timer = Instant::now();
+    let publishers: Vec<_> = work
+        .into_iter()
+        .map(|requests| {
+            let context = context.clone();
+            let subjects = [options.subject(providers[0]), options.subject(providers[1])];
+            runtime.spawn(async move {
+                let mut latencies = Vec::with_capacity(requests.len());
+                let mut unconfirmed = std::collections::VecDeque::new();
+                for (p, body, signature) in requests {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Suanli-Signature", signature.as_str());
+                    let sent = Instant::now();
+                    let confirmation = context.publish_with_headers(subjects[p].clone(), headers, body.into()).await?;
+                    unconfirmed.push_back((sent, confirmation));
+                    if unconfirmed.len() >= 64 {
+                        let (sent, confirmation) = unconfirmed.pop_front().expect("the queue is not empty");
+                        confirmation.await?;
+                        latencies.push(sent.elapsed().as_secs_f64());
+                    }
+                }
+                for (sent, confirmation) in unconfirmed {
+                    confirmation.await?;
+                    latencies.push(sent.elapsed().as_secs_f64());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for publisher in publishers {
+        latencies.extend(runtime.block_on(publisher)??);
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while writer.stats.records_applied.load(Ordering::SeqCst) - applied_before < total as u64 {
+        anyhow::ensure!(stats.rejected.load(Ordering::SeqCst) == 0, "the server rejected a benchmark message");
+        anyhow::ensure!(Instant::now() < deadline, "the server did not commit every record in 600 s");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let seconds = timer.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    runtime.block_on(consumer)??;
+    runtime.block_on(context.delete_stream(&options.stream)).map_err(|e| anyhow::anyhow!("nats: {e}"))?;
+    let ok = runtime.block_on(writer.call(move |service| {
+        orders.iter().map(|order| Ok(service.order(*order)?.usage_records as usize)).sum::<Result<usize, _>>()
+    }))??;
+    Ok(Driven { seconds, latencies, ok, latency_meaning: "per message until stored" })
 }

@@ -285,3 +285,40 @@ fn usage_publish_sends_a_file_that_serve_applies_once() {
         "nats: cannot connect to nats://127.0.0.1:1",
     );
 }
+
+#[test]
+fn bench_ingest_via_nats_prints_its_figures_and_leaves_no_stream() {
+    let Some(url) = nats_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        ["bench", "ingest", "--via", "nats", "--nats", &url, "--records", "2000", "--clients", "2", "--batch", "250"];
+    let child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("usage_records_per_s: ") && text.contains("2000 records") && text.contains("via NATS"),
+        "{text}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let leftover = runtime.block_on(async {
+        let context = suanli_api::nats::connect(&url).await.unwrap();
+        let mut names = context.stream_names();
+        let mut leftover = Vec::new();
+        while let Some(name) = futures_util::StreamExt::next(&mut names).await {
+            let name = name.unwrap();
+            if name.starts_with(&format!("SUANLI_BENCH_{pid}_")) {
+                leftover.push(name);
+            }
+        }
+        leftover
+    });
+    assert!(leftover.is_empty(), "{leftover:?}");
+}
