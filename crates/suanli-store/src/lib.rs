@@ -11,6 +11,7 @@ mod audit;
 mod durable;
 mod log;
 mod postgres;
+pub mod scratch;
 mod sqlite;
 
 pub use audit::{AuditReport, audit};

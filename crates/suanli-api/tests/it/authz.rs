@@ -234,7 +234,6 @@ fn cases(app: &TestApp) -> Vec<Case> {
     ]
 }
 
-#[test]
 fn every_route_checks_every_role_and_scope() {
     let app = TestApp::start();
     let cases = cases(&app);
@@ -283,3 +282,5 @@ fn every_route_checks_every_role_and_scope() {
     }
     assert_eq!(checked, suanli_api::ROUTES.len() * ROLES.len());
 }
+
+suanli_store::conformance!(every_route_checks_every_role_and_scope,);

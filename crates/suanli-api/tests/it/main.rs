@@ -31,6 +31,8 @@ pub struct TestApp {
     started_s: i64,
     pub tokens: std::collections::HashMap<&'static str, String>,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL database of a conformance test's PostgreSQL run.
+    _postgres: Option<suanli_store::scratch::ScratchDatabase>,
 }
 
 fn uscc(region: &str, n: u32) -> Uscc {
@@ -48,7 +50,13 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let start = shanghai_midnight(2026, 3, 2).unwrap() + 9 * 3600;
         let clock = ManualClock::new(start);
-        let mut s = Service::open(&dir.path().join("api.db"), Arc::new(clock.clone())).unwrap();
+        let postgres = suanli_store::scratch::postgres_requested()
+            .then(|| suanli_store::scratch::ScratchDatabase::from_test_env().expect("SUANLI_TEST_POSTGRES is set"));
+        let database = match &postgres {
+            Some(database) => database.url.clone(),
+            None => dir.path().join("api.db").display().to_string(),
+        };
+        let mut s = Service::open_database(&database, Arc::new(clock.clone())).unwrap();
         let op = Actor::operator();
         let program = s.load_program(&op, PROGRAM).unwrap();
         s.open_program(&op, program).unwrap();
@@ -172,7 +180,20 @@ impl TestApp {
         runtime.spawn(suanli_api::serve(listener, state, std::future::pending()));
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
-        TestApp { base, writer, runtime, agent, keys, providers, orders, voucher, started_s: start, tokens, _dir: dir }
+        TestApp {
+            base,
+            writer,
+            runtime,
+            agent,
+            keys,
+            providers,
+            orders,
+            voucher,
+            started_s: start,
+            tokens,
+            _dir: dir,
+            _postgres: postgres,
+        }
     }
 
     fn request(
@@ -243,7 +264,6 @@ impl TestApp {
     }
 }
 
-#[test]
 fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     let app = TestApp::start();
     let batch: Vec<_> = (1..21).map(|i| app.record(&format!("r{i}"), 0, i, 8 * 60)).collect();
@@ -277,7 +297,6 @@ fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     assert_eq!(app.usage_records(0), 21, "no refusal recorded anything");
 }
 
-#[test]
 fn bad_bodies_get_a_code_that_names_the_problem() {
     let app = TestApp::start();
     let path = format!("/api/v1/providers/{}/usage", app.providers[0]);
@@ -316,7 +335,6 @@ fn bad_bodies_get_a_code_that_names_the_problem() {
     assert_eq!(app.usage_records(0), 1, "only the fixture's record");
 }
 
-#[test]
 fn a_voucher_is_visible_only_within_scope() {
     let app = TestApp::start();
     let path = format!("/api/v1/vouchers/{}", app.voucher);
@@ -339,7 +357,6 @@ fn a_voucher_is_visible_only_within_scope() {
     assert_eq!((status, programs["items"].as_array().unwrap().len(), programs["total"].as_u64()), (200, 2, Some(2)));
 }
 
-#[test]
 fn health_and_metrics_answer() {
     let app = TestApp::start();
     let (status, body) = app.request("GET", "/healthz", None, &[], None);
@@ -356,7 +373,6 @@ fn health_and_metrics_answer() {
     assert!(text.contains("suanli_writer_queue_depth 0"), "{text}");
 }
 
-#[test]
 fn more_bad_inputs_each_with_its_code_and_no_change() {
     let app = TestApp::start();
     let before =
@@ -398,7 +414,6 @@ fn more_bad_inputs_each_with_its_code_and_no_change() {
     assert_eq!(after, before, "no refusal wrote anything");
 }
 
-#[test]
 fn a_full_queue_is_answered_503_with_retry_after_and_loses_nothing() {
     let app = TestApp::start_with(2);
     // Hold the writer busy so the queue fills.
@@ -436,7 +451,6 @@ fn a_full_queue_is_answered_503_with_retry_after_and_loses_nothing() {
     assert_eq!(app.usage_records(0) as usize, 1 + accepted);
 }
 
-#[test]
 fn people_log_in_with_a_password_and_get_a_token() {
     let app = TestApp::start();
     let login = |name: &str, password: &str| {
@@ -461,7 +475,6 @@ fn people_log_in_with_a_password_and_get_a_token() {
     assert!(argon2::password_hash::PasswordHash::new(suanli_api::login::DUMMY_PHC).is_ok());
 }
 
-#[test]
 fn the_openapi_document_and_page_cover_every_route() {
     let app = TestApp::start();
     let (status, document) = app.request("GET", "/api/openapi.json", None, &[], None);
@@ -477,3 +490,14 @@ fn the_openapi_document_and_page_cover_every_route() {
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap().contains("/api/v1/providers/{provider}/usage"));
 }
+
+suanli_store::conformance!(
+    signed_usage_is_recorded_once_and_refusals_change_nothing,
+    bad_bodies_get_a_code_that_names_the_problem,
+    a_voucher_is_visible_only_within_scope,
+    health_and_metrics_answer,
+    more_bad_inputs_each_with_its_code_and_no_change,
+    a_full_queue_is_answered_503_with_retry_after_and_loses_nothing,
+    people_log_in_with_a_password_and_get_a_token,
+    the_openapi_document_and_page_cover_every_route,
+);

@@ -65,7 +65,6 @@ async fn publish(context: &jetstream::Context, subject: String, body: Vec<u8>, s
     context.publish_with_headers(subject, headers, body.into()).await.unwrap().await.unwrap();
 }
 
-#[test]
 fn usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside() {
     let Some(url) = nats_url() else { return };
     let app = TestApp::start();
@@ -156,3 +155,5 @@ fn nats_names_are_checked() {
         assert!(problem.starts_with(field), "{problem}");
     }
 }
+
+suanli_store::conformance!(usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside,);

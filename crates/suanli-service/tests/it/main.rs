@@ -13,6 +13,7 @@ use suanli_service::calendar::shanghai_midnight;
 use suanli_service::model::OperatorKind;
 use suanli_service::{Actor, EnterpriseInput, ErrorCode, ManualClock, PoolInput, Service, ServiceError, SiteSpec};
 use suanli_store::FsyncMode;
+use suanli_store::scratch::ScratchDatabase;
 
 /// A fresh database, a clock that moves only when told, and the service over both.
 pub struct World {
@@ -20,39 +21,8 @@ pub struct World {
     pub clock: ManualClock,
     pub path: PathBuf,
     /// The database URL when the world runs on PostgreSQL; dropped after the service.
-    pub postgres: Option<PostgresDatabase>,
+    pub postgres: Option<ScratchDatabase>,
     _dir: tempfile::TempDir,
-}
-
-/// A uniquely named PostgreSQL database for one test, dropped with it.
-pub struct PostgresDatabase {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl PostgresDatabase {
-    /// A fresh database on the server `SUANLI_TEST_POSTGRES` names, or `None` when it is unset.
-    pub fn create() -> Option<PostgresDatabase> {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let admin_url = std::env::var("SUANLI_TEST_POSTGRES").ok()?;
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("suanli_test_{}_{n}", std::process::id());
-        let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("SUANLI_TEST_POSTGRES is set but PostgreSQL cannot be reached: {e}"));
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-        Some(PostgresDatabase { url: format!("{base}/{name}"), admin_url, name })
-    }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
 }
 
 impl World {
@@ -61,7 +31,11 @@ impl World {
         World::start_with(FsyncMode::Full)
     }
 
+    /// On SQLite with `fsync`, or on PostgreSQL in a conformance test's PostgreSQL run.
     pub fn start_with(fsync: FsyncMode) -> World {
+        if suanli_store::scratch::postgres_requested() {
+            return World::start_postgres().expect("the PostgreSQL run has SUANLI_TEST_POSTGRES");
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("suanli.db");
         let clock = ManualClock::new(at(2026, 3, 1) + 9 * 3600);
@@ -72,7 +46,7 @@ impl World {
     /// The same world on a fresh PostgreSQL database, or `None` when `SUANLI_TEST_POSTGRES` is
     /// unset (the conformance tests then run on SQLite only).
     pub fn start_postgres() -> Option<World> {
-        let database = PostgresDatabase::create()?;
+        let database = ScratchDatabase::from_test_env()?;
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(at(2026, 3, 1) + 9 * 3600);
         let service = Service::open_database(&database.url, Arc::new(clock.clone())).unwrap();

@@ -56,7 +56,6 @@ impl Setup {
     }
 }
 
-#[test]
 fn bad_programme_files_are_refused_with_the_field() {
     let mut w = World::start();
     let cases: &[(&str, &str, &str)] = &[
@@ -100,7 +99,6 @@ fn bad_programme_files_are_refused_with_the_field() {
     w.refused(ErrorCode::ProgramState, |s| s.finish_program(&op(), program));
 }
 
-#[test]
 fn applications_outside_the_window_or_the_programme_state_are_refused() {
     let mut w = World::start();
     let draft = w.service.load_program(&op(), SHANGHAI_LIKE).unwrap();
@@ -126,7 +124,6 @@ fn applications_outside_the_window_or_the_programme_state_are_refused() {
     w.refused(ErrorCode::ApplicationState, |s| s.approve_application(&op(), app, yuan(1)));
 }
 
-#[test]
 fn approvals_beyond_budget_follow_submission_order() {
     let mut w = World::start();
     let source = SHANGHAI_LIKE.replace("budget_fen = 5_000_000_00", "budget_fen = 3_000_000_00");
@@ -149,7 +146,6 @@ fn approvals_beyond_budget_follow_submission_order() {
     assert_eq!(w.service.check_books(), Vec::<String>::new());
 }
 
-#[test]
 fn the_stacking_rule_and_its_cap_hold_across_programmes() {
     let mut w = World::start();
     let open = w.program(SHANGHAI_LIKE);
@@ -172,7 +168,6 @@ fn the_stacking_rule_and_its_cap_hold_across_programmes() {
     w.service.approve_application(&op(), c, yuan(1_000_000)).unwrap();
 }
 
-#[test]
 fn orders_that_break_a_rule_are_refused() {
     let mut s = setup();
     let order = s.orders();
@@ -205,7 +200,6 @@ fn orders_that_break_a_rule_are_refused() {
     s.w.refused(ErrorCode::VoucherExpired, |svc| svc.place_order(&op(), order(8)));
 }
 
-#[test]
 fn provider_rules_restrict_where_vouchers_are_spent() {
     for (rule, allowed_pool, message) in [
         ("providers = { rule = \"government_run\" }", 0, "allows government-run sites only"),
@@ -238,7 +232,6 @@ fn provider_rules_restrict_where_vouchers_are_spent() {
     }
 }
 
-#[test]
 fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
     let mut s = setup();
     let order = s.orders();
@@ -304,7 +297,6 @@ fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
     });
 }
 
-#[test]
 fn revocation_releases_holds_and_returns_the_balance() {
     let mut s = setup();
     let order = s.orders();
@@ -337,7 +329,6 @@ fn revocation_releases_holds_and_returns_the_balance() {
     assert_eq!(s.w.service.check_books(), Vec::<String>::new());
 }
 
-#[test]
 fn statements_need_an_ended_month_with_usage_and_are_approved_once() {
     let mut s = setup();
     let march = YearMonth { year: 2026, month: 3 };
@@ -347,7 +338,6 @@ fn statements_need_an_ended_month_with_usage_and_are_approved_once() {
     s.w.refused(ErrorCode::NotFound, |svc| svc.issue_statement(&op(), ProviderId::new(9).unwrap(), s.program, march));
 }
 
-#[test]
 fn registrations_refuse_duplicates_and_bad_fields() {
     let mut w = World::start();
     let input = EnterpriseInput {
@@ -386,7 +376,6 @@ fn registrations_refuse_duplicates_and_bad_fields() {
     w.refused(ErrorCode::InvalidField, |s| s.add_site(&op(), site(f64::NAN)));
 }
 
-#[test]
 fn related_parties_are_flagged_when_an_order_is_placed() {
     let mut s = setup();
     let order = s.orders();
@@ -409,7 +398,6 @@ fn related_parties_are_flagged_when_an_order_is_placed() {
     assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "related_party" && a.object == placed.to_string()));
 }
 
-#[test]
 fn the_shipped_programmes_load_and_mark_what_is_assumed() {
     let mut w = World::start();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../programs");
@@ -441,7 +429,6 @@ fn the_shipped_programmes_load_and_mark_what_is_assumed() {
     assert_eq!(w.service.state().authorities.len(), 6);
 }
 
-#[test]
 fn a_programme_closes_to_applications_and_finishes_once_nothing_is_open() {
     let mut s = setup();
     let other = s.w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]);
@@ -459,7 +446,6 @@ fn a_programme_closes_to_applications_and_finishes_once_nothing_is_open() {
     assert_eq!(s.w.service.check_books(), Vec::<String>::new());
 }
 
-#[test]
 fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules() {
     use suanli_service::PoolRequest;
     // A programme that pays 10 points more on domestic chips, government-run sites only.
@@ -511,3 +497,20 @@ fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules()
     let foreign = PoolRequest { enterprise: w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]), ..request };
     w.refused(ErrorCode::VoucherOfAnotherEnterprise, |s| s.choose_pool(&foreign));
 }
+
+suanli_store::conformance!(
+    bad_programme_files_are_refused_with_the_field,
+    applications_outside_the_window_or_the_programme_state_are_refused,
+    approvals_beyond_budget_follow_submission_order,
+    the_stacking_rule_and_its_cap_hold_across_programmes,
+    orders_that_break_a_rule_are_refused,
+    provider_rules_restrict_where_vouchers_are_spent,
+    usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
+    revocation_releases_holds_and_returns_the_balance,
+    statements_need_an_ended_month_with_usage_and_are_approved_once,
+    registrations_refuse_duplicates_and_bad_fields,
+    related_parties_are_flagged_when_an_order_is_placed,
+    the_shipped_programmes_load_and_mark_what_is_assumed,
+    a_programme_closes_to_applications_and_finishes_once_nothing_is_open,
+    the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules,
+);
