@@ -65,9 +65,15 @@ pub fn postgres_requested() -> bool {
 
 /// Runs `test` as its PostgreSQL run, or skips it with a note when `SUANLI_TEST_POSTGRES` is unset.
 pub fn run_on_postgres(test: fn()) {
+    with_postgres(test);
+}
+
+/// Runs `work` with [`postgres_requested`] true, or answers `None` (with a note) when
+/// `SUANLI_TEST_POSTGRES` is unset.
+pub fn with_postgres<T>(work: impl FnOnce() -> T) -> Option<T> {
     if std::env::var_os("SUANLI_TEST_POSTGRES").is_none() {
         eprintln!("SUANLI_TEST_POSTGRES is unset: skipping the PostgreSQL run");
-        return;
+        return None;
     }
     POSTGRES_REQUESTED.with(|requested| requested.set(true));
     struct Reset;
@@ -77,7 +83,7 @@ pub fn run_on_postgres(test: fn()) {
         }
     }
     let _reset = Reset;
-    test();
+    Some(work())
 }
 
 /// Declares conformance tests: each function named runs as `sqlite::NAME` and `postgres::NAME`.

@@ -223,26 +223,42 @@ impl Model {
     }
 }
 
+/// Runs `steps` on a fresh world and checks the books, the programme's money and a restart.
+fn check(steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut model = Model::new();
+    for step in steps {
+        model.run(step);
+    }
+    let program = model.w.service.program(model.program).unwrap().clone();
+    // Money in = money out + balances, for the programme.
+    let vouchers: Vec<_> = model.w.service.state().vouchers.values().cloned().collect();
+    let held: i64 = vouchers.iter().map(|v| v.available_fen.fen() + v.held_fen.fen()).sum();
+    prop_assert_eq!(program.budget_remaining_fen.fen() + held + program.spent_fen.fen(), 1_000_000_00);
+    let before = model.w.fingerprint();
+    model.w.restart();
+    prop_assert_eq!(model.w.fingerprint(), before);
+    prop_assert_eq!(model.w.service.check_books(), Vec::<String>::new());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn random_commands_keep_the_books_and_survive_a_restart(steps in proptest::collection::vec(step(), 1..80)) {
-        let mut model = Model::new();
-        for step in &steps {
-            model.run(step);
-        }
-        let program = model.w.service.program(model.program).unwrap().clone();
-        // Money in = money out + balances, for the programme.
-        let vouchers: Vec<_> = model.w.service.state().vouchers.values().cloned().collect();
-        let held: i64 = vouchers.iter().map(|v| v.available_fen.fen() + v.held_fen.fen()).sum();
-        prop_assert_eq!(
-            program.budget_remaining_fen.fen() + held + program.spent_fen.fen(),
-            1_000_000_00,
-        );
-        let before = model.w.fingerprint();
-        model.w.restart();
-        prop_assert_eq!(model.w.fingerprint(), before);
-        prop_assert_eq!(model.w.service.check_books(), Vec::<String>::new());
+        check(&steps)?;
+    }
+}
+
+proptest! {
+    // Fewer cases: each makes a PostgreSQL database.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The same property on PostgreSQL, when `SUANLI_TEST_POSTGRES` is set.
+    #[test]
+    fn random_commands_keep_the_books_and_survive_a_restart_on_postgres(
+        steps in proptest::collection::vec(step(), 1..80)
+    ) {
+        suanli_store::scratch::with_postgres(|| check(&steps)).unwrap_or(Ok(()))?;
     }
 }
