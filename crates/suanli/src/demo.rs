@@ -137,11 +137,24 @@ const ENTERPRISES: [DemoEnterprise; 6] = [
     ("MA1FL006", "Nanshan Robotics", "440300", "sme", 150, 20_000_000, "", "shenzhen-compute", 1_500_000),
 ];
 
-pub fn run(path: &Path, listen: &str, serve: bool) -> anyhow::Result<ExitCode> {
-    replace_earlier_demo(path)?;
+pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode> {
+    let postgres = crate::database::is_postgres(database);
+    let shown = if postgres {
+        suanli_store::redact(database)
+    } else {
+        let path = crate::database::sqlite_path(database)?;
+        replace_earlier_demo(&path)?;
+        path.display().to_string()
+    };
     let start = shanghai_midnight(2026, 3, 2).expect("a valid date") + 9 * 3600;
     let clock = ManualClock::new(start);
-    let mut service = Service::open(path, Arc::new(clock.clone()))?;
+    let mut service = Service::open_database(database, Arc::new(clock.clone()))?;
+    // PostgreSQL data is never dropped: the demo needs an empty database there.
+    anyhow::ensure!(
+        service.durable().log_count() == 0,
+        "--database: {shown} already holds a suanli deployment; the demo on PostgreSQL needs an empty database \
+         (DROP DATABASE and CREATE DATABASE it again if it held only an earlier demo)"
+    );
     // Bootstrap: the admin's login exists before the server does; everything else goes over HTTP.
     let bootstrap = Actor::parse("operator:demo")?;
     let (admin_name, admin_password, _) = LOGINS[0];
@@ -167,7 +180,7 @@ pub fn run(path: &Path, listen: &str, serve: bool) -> anyhow::Result<ExitCode> {
         // A fresh connection per request: the demo is small, and it never meets a pooled connection
         // the server has just closed.
         Api { base: base.clone(), agent: ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into() };
-    println!("Suanli demo on {} at {base} (simulated clock from {})\n", path.display(), format_timestamp(start));
+    println!("Suanli demo on {shown} at {base} (simulated clock from {})\n", format_timestamp(start));
 
     let login =
         api.call("POST", "/api/v1/login", "", Some(json!({ "name": admin_name, "password": admin_password })), &[])?;
@@ -419,19 +432,32 @@ pub fn run(path: &Path, listen: &str, serve: bool) -> anyhow::Result<ExitCode> {
     for (name, password, role) in LOGINS {
         println!("   {name:<9} {password:<24} {role}");
     }
-    println!("\nsuanli audit verify --database {}", path.display());
-    let code = crate::audit::verify(path)?;
-    if serve && code == ExitCode::SUCCESS {
-        println!("\nserving at {base}; Ctrl-C to stop");
-        runtime.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
-    }
+    println!("\nsuanli audit verify --database {shown}");
+    // The audit takes the database by itself (on PostgreSQL it takes the writer's lock), so the
+    // server stops first, and serves again afterwards over the same database.
     let _ = stop.send(());
     runtime.block_on(server)??;
     drop(writer);
-    drop(runtime);
     writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    let code = crate::audit::verify_database(database)?;
+    if serve && code == ExitCode::SUCCESS {
+        let service = Service::open_database(database, Arc::new(clock))?;
+        let (writer, writer_thread) = Writer::start(service);
+        let state = AppState { writer, metrics: Default::default() };
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("--listen: cannot listen on {listen} again"))?;
+            println!("\nserving at http://{}; Ctrl-C to stop", listener.local_addr()?);
+            suanli_api::serve(listener, state, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            anyhow::Ok(())
+        })?;
+        drop(runtime);
+        writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    }
     Ok(code)
 }
 

@@ -34,7 +34,8 @@ enum Command {
     /// the national network, a simulated month of applications, orders and signed usage; then a
     /// summary, and it keeps serving.
     Demo {
-        /// The database to create; an earlier demo database at this path is replaced.
+        /// The database to create: a file (an earlier demo database there is replaced) or an empty
+        /// PostgreSQL database (`postgres://…`).
         #[arg(long, default_value = "suanli-demo.db")]
         database: String,
         /// The address to serve on.
@@ -206,9 +207,7 @@ enum DebugCommand {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { database, listen, no_serve } => {
-            demo::run(&database::sqlite_path(&database)?, &listen, !no_serve)
-        }
+        Command::Demo { database, listen, no_serve } => demo::run(&database, &listen, !no_serve),
         Command::Program { common, command } => service_cli::program(&common, command),
         Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
         Command::Application { common, command } => service_cli::application(&common, command),

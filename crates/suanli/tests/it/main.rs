@@ -36,6 +36,33 @@ fn demo_runs_twice_through_the_api_and_its_database_passes_the_audit() {
     assert!(stdout(&output).contains("usage records  1600"), "{}", stdout(&output));
 }
 
+/// The state hash line of an audit's output.
+fn state_hash(text: &str) -> String {
+    text.lines().find(|l| l.starts_with("state hash")).unwrap_or_else(|| panic!("no state hash in:\n{text}")).to_owned()
+}
+
+#[test]
+fn demo_on_postgres_reaches_the_same_state_as_the_embedded_demo_and_never_drops_data() {
+    let Some(database) = suanli_store::scratch::ScratchDatabase::from_test_env() else {
+        eprintln!("SUANLI_TEST_POSTGRES is unset: skipping the demo on PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = suanli(&["demo", "--no-serve", "--listen", "127.0.0.1:0"], dir.path());
+    assert!(embedded.status.success(), "{}", String::from_utf8_lossy(&embedded.stderr));
+    let on_postgres =
+        suanli(&["demo", "--no-serve", "--listen", "127.0.0.1:0", "--database", &database.url], dir.path());
+    assert!(on_postgres.status.success(), "{}", String::from_utf8_lossy(&on_postgres.stderr));
+    assert!(stdout(&on_postgres).contains("audit passed"), "{}", stdout(&on_postgres));
+    assert_eq!(state_hash(&stdout(&on_postgres)), state_hash(&stdout(&embedded)));
+    // A second demo on the same PostgreSQL database is refused: its data is never dropped.
+    let again = suanli(&["demo", "--no-serve", "--listen", "127.0.0.1:0", "--database", &database.url], dir.path());
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a suanli deployment"));
+    let audit = suanli(&["audit", "verify", "--database", &database.url], dir.path());
+    assert_eq!(state_hash(&stdout(&audit)), state_hash(&stdout(&embedded)));
+}
+
 #[test]
 fn demo_refuses_to_replace_a_file_that_is_not_a_suanli_database() {
     let dir = tempfile::tempdir().unwrap();
