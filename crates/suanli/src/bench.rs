@@ -396,6 +396,11 @@ pub struct IngestOptions {
     /// The NATS server for `--via nats`; the benchmark makes its own stream and deletes it.
     #[arg(long, env = "SUANLI_NATS", default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// Run the four paths (HTTP and NATS, on SQLite and on PostgreSQL) one after another and
+    /// print them side by side; the PostgreSQL runs make scratch databases on the server this URL
+    /// reaches (for example postgres://postgres@127.0.0.1:5432/postgres) and drop them.
+    #[arg(long, conflicts_with_all = ["database", "via"])]
+    compare: Option<String>,
 }
 
 /// The timed part's result: seconds, per-message latencies, records answered ok.
@@ -411,12 +416,6 @@ struct Driven {
 /// are built before the clock starts; what is timed is HTTP, authentication, signature checks,
 /// the queue, group commit, and every answer coming back.
 pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
-    use ed25519_dalek::{Signer, SigningKey};
-    use suanli_api::{UsageRecordJson, Writer};
-    use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
-    use suanli_service::calendar::format_timestamp;
-    use suanli_service::{Actor, Role};
-
     anyhow::ensure!(options.clients > 0, "--clients: must be at least 1");
     anyhow::ensure!(
         (1..=suanli_service::service::USAGE_BATCH_RECORDS_MAX).contains(&options.batch),
@@ -424,12 +423,38 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
         suanli_service::service::USAGE_BATCH_RECORDS_MAX
     );
     println!("machine: {} logical cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    let Some(server) = &options.compare else {
+        ingest_once(options, options.database.as_deref(), &options.via)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The four paths one after another, each PostgreSQL run on a scratch database of its own.
+    let mut rates = Vec::new();
+    for (postgres, via) in [(false, "http"), (false, "nats"), (true, "http"), (true, "nats")] {
+        let scratch = postgres.then(|| suanli_store::scratch::ScratchDatabase::create(server)).transpose()?;
+        rates.push(ingest_once(options, scratch.as_ref().map(|s| s.url.as_str()), via)?);
+    }
+    println!("\n| backend | HTTP records/s | NATS records/s | NATS / HTTP |\n|---|---|---|---|");
+    for (backend, pair) in ["SQLite (synchronous=FULL)", "PostgreSQL"].iter().zip(rates.chunks(2)) {
+        println!("| {backend} | {:.0} | {:.0} | {:.0}% |", pair[0], pair[1], pair[1] / pair[0] * 100.0);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One ingestion run over `database` (a fresh SQLite file when `None`) via `via`; prints its
+/// figures and answers records per second.
+fn ingest_once(options: &IngestOptions, database: Option<&str>, via: &str) -> anyhow::Result<f64> {
+    use ed25519_dalek::{Signer, SigningKey};
+    use suanli_api::{UsageRecordJson, Writer};
+    use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
+    use suanli_service::calendar::format_timestamp;
+    use suanli_service::{Actor, Role};
+
     let dir = tempfile::tempdir()?;
-    let (mut service, clock, orders) = match &options.database {
+    let (mut service, clock, orders) = match database {
         Some(database) => usage_world_at(database)?,
         None => usage_world(dir.path())?,
     };
-    let backend = match &options.database {
+    let backend = match database {
         Some(database) if database.starts_with("postgres") => "PostgreSQL".to_owned(),
         _ => format!("SQLite {}, WAL", suanli_store::FsyncMode::Full.as_str()),
     };
@@ -481,7 +506,7 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, writer_thread) = Writer::start(service);
-    let driven = if options.via == "nats" {
+    let driven = if via == "nats" {
         let orders: Vec<_> = orders.iter().map(|(_, order)| *order).collect();
         drive_nats(&runtime, &writer, &options.nats, &providers, work, total, orders)?
     } else {
@@ -499,7 +524,7 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
         options.clients,
         options.batch,
         latencies.len(),
-        options.via.to_uppercase(),
+        via.to_uppercase(),
         percentile(0.5),
         percentile(0.99),
         total as f64 / commits.max(1) as f64,
@@ -509,7 +534,7 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
     drop(writer);
     drop(runtime);
     writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(total as f64 / seconds)
 }
 
 /// Signed requests per client: (provider index, JSON body, signature).

@@ -322,3 +322,20 @@ fn bench_ingest_via_nats_prints_its_figures_and_leaves_no_stream() {
     });
     assert!(leftover.is_empty(), "{leftover:?}");
 }
+
+#[test]
+fn bench_ingest_compares_the_four_paths_side_by_side() {
+    let (Some(url), Ok(postgres)) = (nats_url(), std::env::var("SUANLI_TEST_POSTGRES")) else {
+        eprintln!("needs both SUANLI_TEST_NATS and SUANLI_TEST_POSTGRES: skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "ingest", "--compare", &postgres, "--nats", &url, "--records", "1000", "--clients", "2"];
+    let output = suanli(&args, dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(text.matches("usage_records_per_s: ").count(), 4, "{text}");
+    for row in ["| SQLite (synchronous=FULL) | ", "| PostgreSQL | "] {
+        assert!(text.lines().any(|l| l.starts_with(row) && l.ends_with("% |")), "{row}\n{text}");
+    }
+}
