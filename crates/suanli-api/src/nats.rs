@@ -120,16 +120,27 @@ pub async fn connect(url: &str) -> Result<jetstream::Context, NatsError> {
 /// The usage stream, created if missing: file storage, limits retention (acknowledged messages
 /// stay until the stream's limits remove them), duplicate publishes of one message id dropped.
 pub async fn ensure_stream(context: &jetstream::Context, options: &NatsOptions) -> Result<stream::Stream, NatsError> {
-    context
+    let subjects = format!("{}.*", options.subject_prefix);
+    let mut stream = context
         .get_or_create_stream(stream::Config {
             name: options.stream.clone(),
-            subjects: vec![format!("{}.*", options.subject_prefix)],
+            subjects: vec![subjects.clone()],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             ..Default::default()
         })
         .await
-        .map_err(|e| stream_error(&format!("stream {}", options.stream), e))
+        .map_err(|e| stream_error(&format!("stream {}", options.stream), e))?;
+    // A stream of that name made for other subjects would never see this prefix's messages.
+    let taken =
+        &stream.info().await.map_err(|e| stream_error(&format!("stream {}", options.stream), e))?.config.subjects;
+    if !taken.contains(&subjects) {
+        return Err(NatsError::Stream(format!(
+            "stream {} exists for subjects {taken:?}, not {subjects}; choose another stream or subject prefix",
+            options.stream
+        )));
+    }
+    Ok(stream)
 }
 
 /// Message counters for `/metrics`.
@@ -180,6 +191,21 @@ pub async fn consume(
         )
         .await
         .map_err(|e| stream_error(&format!("consumer {}", options.consumer), e))?;
+    let filter = &consumer.cached_info().config.filter_subject;
+    if *filter != format!("{}.*", options.subject_prefix) {
+        return Err(NatsError::Stream(format!(
+            "consumer {} exists with filter {filter:?}, not {}.*; choose another consumer",
+            options.consumer, options.subject_prefix
+        )));
+    }
+    let kept = consumer.cached_info().config.ack_wait;
+    if kept != options.ack_wait {
+        crate::log::event(
+            "warn",
+            "nats: the durable consumer exists and keeps its acknowledgement wait",
+            serde_json::json!({ "consumer": options.consumer, "ack_wait_s": kept.as_secs(), "asked_s": options.ack_wait.as_secs() }),
+        );
+    }
     crate::log::event(
         "info",
         "consuming usage",

@@ -29,7 +29,8 @@ pub struct ServeOptions {
     #[arg(long, env = "SUANLI_NATS_SUBJECT_PREFIX")]
     nats_subject_prefix: Option<String>,
     /// Seconds a consumed message may stay unacknowledged before it is delivered again (after a
-    /// crash, the messages in flight come back this much later) [default: 30].
+    /// crash, the messages in flight come back this much later); set when the durable consumer is
+    /// created [default: 30].
     #[arg(long, env = "SUANLI_NATS_ACK_WAIT_S")]
     nats_ack_wait_s: Option<u64>,
 }
@@ -138,6 +139,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
         let address = listener.local_addr()?;
         let _ = writeln!(std::io::stdout(), "suanli serving {} on http://{address}", settings.database);
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        let stop = std::sync::Arc::new(stop);
         let stopped = move || {
             let mut stopping = stopping.clone();
             async move {
@@ -152,7 +154,17 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
                 options.stream,
                 options.subject_prefix
             );
-            tokio::spawn(suanli_api::nats::consume(writer.clone(), context, options, nats_stats, stopped()))
+            let consumed = suanli_api::nats::consume(writer.clone(), context, options, nats_stats, stopped());
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                // A consumer that cannot be set up stops the whole server, with its reason.
+                let result = consumed.await;
+                if let Err(error) = &result {
+                    suanli_api::log::event("error", "nats consumer failed", serde_json::json!({ "error": error.to_string() }));
+                    let _ = stop.send(true);
+                }
+                result
+            })
         });
         drop(writer);
         let _ = std::io::stdout().flush();

@@ -284,6 +284,23 @@ fn usage_publish_sends_a_file_that_serve_applies_once() {
         &["serve", "--database", "restart.db", "--listen", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1"],
         "nats: cannot connect to nats://127.0.0.1:1",
     );
+    // The stream exists for other subjects: the server does not start.
+    refused(
+        &[
+            "serve",
+            "--database",
+            "restart.db",
+            "--listen",
+            "127.0.0.1:0",
+            "--nats",
+            &url,
+            "--nats-stream",
+            &stream.options.stream,
+            "--nats-subject-prefix",
+            "suanli.elsewhere",
+        ],
+        &format!("nats: stream {} exists for subjects", stream.options.stream),
+    );
 }
 
 #[test]
