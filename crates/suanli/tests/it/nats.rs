@@ -356,3 +356,113 @@ fn bench_ingest_compares_the_four_paths_side_by_side() {
         assert!(text.lines().any(|l| l.starts_with(row) && l.ends_with("% |")), "{row}\n{text}");
     }
 }
+
+/// A NATS server of the test's own, with JetStream in `store`, stopped when dropped.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateNats {
+    fn start(binary: &Path, store: &Path, port: u16) -> PrivateNats {
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateNats { child, port }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_consumer_carries_on_after_the_nats_server_restarts() {
+    let Some(_) = nats_url() else { return };
+    let Some(binary) = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    else {
+        eprintln!("no nats-server binary to restart: skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (provider, order, start) = world(dir.path(), &key);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store = dir.path().join("nats");
+    let mut nats = PrivateNats::start(binary, &store, port);
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let stream = TestStream::create(&url);
+    let subject = stream.options.subject(provider);
+    let message = |m: i64| {
+        let records: Vec<UsageInput> = (0..10)
+            .map(|i| UsageInput {
+                id: format!("r{}", m * 10 + i),
+                order,
+                gpu_seconds: 8 * 60,
+                period_start_s: start + (m * 10 + i) * 60,
+                period_end_s: start + (m * 10 + i + 1) * 60,
+            })
+            .collect();
+        let signature = hex(&key.sign(&usage_signing_bytes(provider, &records)).to_bytes());
+        let json: Vec<_> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
+                    "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
+            })
+            .collect();
+        (serde_json::json!({ "records": json }).to_string(), signature)
+    };
+    // Publishes, retrying while the client reconnects.
+    let publish = |m: i64| {
+        let (body, signature) = message(m);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = stream.runtime.block_on(async {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Suanli-Signature", signature.as_str());
+                let confirmation =
+                    stream.context.publish_with_headers(subject.clone(), headers, body.clone().into()).await?;
+                confirmation.await.map(|_| ()).map_err(async_nats::Error::from)
+            });
+            match sent {
+                Ok(()) => return,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "cannot publish after the restart: {error}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    };
+    let now = format_timestamp(start + 30 * 86_400);
+    let (mut server, _) = start_server(dir.path(), &now, &stream.serve_args());
+    (0..10).for_each(publish);
+    stream.wait_until_consumed();
+
+    // The NATS server goes away and comes back on the same store; the Suanli server stays up.
+    drop(nats);
+    std::thread::sleep(Duration::from_millis(500));
+    nats = PrivateNats::start(binary, &store, port);
+    (10..20).for_each(publish);
+    stream.wait_until_consumed();
+    stop(&mut server);
+    assert_eq!(usage_records(dir.path(), &order.to_string()), 200);
+    audit_passes(dir.path());
+    drop(stream);
+    drop(nats);
+}
