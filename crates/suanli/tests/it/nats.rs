@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use suanli_api::nats::NatsOptions;
-use suanli_service::access::{hex, usage_signing_bytes};
+use suanli_service::access::hex;
 use suanli_service::calendar::format_timestamp;
-use suanli_service::model::UsageInput;
 
-use crate::restart::{start_server, world};
+use crate::restart::{signed_batch, start_server, world};
 use crate::suanli;
 
 fn nats_url() -> Option<String> {
@@ -137,32 +136,10 @@ fn sigkill_during_nats_ingestion_then_restart_applies_every_record_once() {
     let (provider, order, start) = world(dir.path(), &key);
     let stream = TestStream::create(&url);
     let subject = stream.options.subject(provider);
-    let messages: Vec<(Vec<u8>, String)> = (0..MESSAGES)
-        .map(|m| {
-            let records: Vec<UsageInput> = (0..PER_MESSAGE)
-                .map(|i| {
-                    let minute = (m * PER_MESSAGE + i) as i64;
-                    UsageInput {
-                        id: format!("u{minute}"),
-                        order,
-                        gpu_seconds: 8 * 60,
-                        period_start_s: start + minute * 60,
-                        period_end_s: start + (minute + 1) * 60,
-                    }
-                })
-                .collect();
-            let signature = hex(&key.sign(&usage_signing_bytes(provider, &records)).to_bytes());
-            let json: Vec<_> = records
-                .iter()
-                .map(|r| {
-                    serde_json::json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
-                        "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
-                })
-                .collect();
-            (serde_json::json!({ "records": json }).to_string().into_bytes(), signature)
-        })
+    let messages: Vec<(String, String)> = (0..MESSAGES)
+        .map(|m| signed_batch(&key, provider, order, start, (m * PER_MESSAGE) as i64, PER_MESSAGE as i64))
         .collect();
-    let publish = |(body, signature): &(Vec<u8>, String)| {
+    let publish = |(body, signature): &(String, String)| {
         stream.runtime.block_on(async {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Suanli-Signature", signature.as_str());
@@ -408,26 +385,7 @@ fn the_consumer_carries_on_after_the_nats_server_restarts() {
     let url = format!("nats://127.0.0.1:{}", nats.port);
     let stream = TestStream::create(&url);
     let subject = stream.options.subject(provider);
-    let message = |m: i64| {
-        let records: Vec<UsageInput> = (0..10)
-            .map(|i| UsageInput {
-                id: format!("r{}", m * 10 + i),
-                order,
-                gpu_seconds: 8 * 60,
-                period_start_s: start + (m * 10 + i) * 60,
-                period_end_s: start + (m * 10 + i + 1) * 60,
-            })
-            .collect();
-        let signature = hex(&key.sign(&usage_signing_bytes(provider, &records)).to_bytes());
-        let json: Vec<_> = records
-            .iter()
-            .map(|r| {
-                serde_json::json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
-                    "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
-            })
-            .collect();
-        (serde_json::json!({ "records": json }).to_string(), signature)
-    };
+    let message = |m: i64| signed_batch(&key, provider, order, start, m * 10, 10);
     // Publishes, retrying while the client reconnects.
     let publish = |m: i64| {
         let (body, signature) = message(m);

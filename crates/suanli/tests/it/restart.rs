@@ -122,6 +122,36 @@ pub fn world(dir: &Path, key: &SigningKey) -> (ProviderId, OrderId, i64) {
     }
 }
 
+/// A signed batch of `count` one-minute records of the order from minute `first` (ids `u<minute>`,
+/// 8 GPU-minutes each): its JSON body and its signature.
+pub fn signed_batch(
+    key: &SigningKey,
+    provider: ProviderId,
+    order: OrderId,
+    start: i64,
+    first: i64,
+    count: i64,
+) -> (String, String) {
+    let records: Vec<UsageInput> = (first..first + count)
+        .map(|minute| UsageInput {
+            id: format!("u{minute}"),
+            order,
+            gpu_seconds: 8 * 60,
+            period_start_s: start + minute * 60,
+            period_end_s: start + (minute + 1) * 60,
+        })
+        .collect();
+    let signature = hex(&key.sign(&usage_signing_bytes(provider, &records)).to_bytes());
+    let json: Vec<_> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
+                "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
+        })
+        .collect();
+    (serde_json::json!({ "records": json }).to_string(), signature)
+}
+
 #[test]
 fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,29 +159,7 @@ fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
     let (provider, order, start) = world(dir.path(), &key);
     // Every batch, signed, built once and sent the same way both times.
     let batches: Vec<(String, String)> = (0..BATCHES)
-        .map(|b| {
-            let records: Vec<UsageInput> = (0..PER_BATCH)
-                .map(|i| {
-                    let minute = (b * PER_BATCH + i) as i64;
-                    UsageInput {
-                        id: format!("u{minute}"),
-                        order,
-                        gpu_seconds: 8 * 60,
-                        period_start_s: start + minute * 60,
-                        period_end_s: start + (minute + 1) * 60,
-                    }
-                })
-                .collect();
-            let signature = hex(&key.sign(&usage_signing_bytes(provider, &records)).to_bytes());
-            let json: Vec<_> = records
-                .iter()
-                .map(|r| {
-                    serde_json::json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
-                        "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
-                })
-                .collect();
-            (serde_json::json!({ "records": json }).to_string(), signature)
-        })
+        .map(|b| signed_batch(&key, provider, order, start, (b * PER_BATCH) as i64, PER_BATCH as i64))
         .collect();
     let now = format_timestamp(start + 30 * 86_400);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
