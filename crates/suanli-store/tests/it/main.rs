@@ -1,14 +1,56 @@
-//! Storage tests against a real SQLite file: recovery, the audit, and refusals.
+//! Storage tests against a real SQLite file and, in their PostgreSQL runs, a real PostgreSQL
+//! database: recovery, the audit, a failed commit, and refusals.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use suanli_ledger::{AccountFlags, Event, NewAccount, Outcome, Transfer, TransferFlags, state_hash};
-use suanli_store::{Durable, FsyncMode, SqliteStore, StoreError, audit};
+use suanli_store::scratch::{ScratchDatabase, postgres_requested};
+use suanli_store::{AnyStore, AuditReport, Durable, FsyncMode, PostgresStore, SqliteStore, StoreError, audit};
 
 const LEDGER: u32 = 156;
 
-fn open(path: &Path) -> Durable<SqliteStore> {
-    Durable::open(SqliteStore::open(path, FsyncMode::Full).unwrap()).unwrap()
+/// A fresh database of the backend the running test asks for.
+enum Database {
+    /// The directory lives as long as the database.
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres(ScratchDatabase),
+}
+
+impl Database {
+    fn fresh() -> Database {
+        if postgres_requested() {
+            return Database::Postgres(ScratchDatabase::from_test_env().expect("the PostgreSQL run"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        Database::Sqlite { _dir: dir, path }
+    }
+
+    fn store(&self) -> AnyStore {
+        match self {
+            Database::Sqlite { path, .. } => AnyStore::Sqlite(SqliteStore::open(path, FsyncMode::Full).unwrap()),
+            Database::Postgres(database) => AnyStore::Postgres(Box::new(PostgresStore::open(&database.url).unwrap())),
+        }
+    }
+
+    fn open(&self) -> Durable<AnyStore> {
+        Durable::open(self.store()).unwrap()
+    }
+
+    fn audit(&self) -> AuditReport {
+        audit(&mut self.store()).unwrap()
+    }
+}
+
+/// Runs SQL on the store: the SQLite text or the PostgreSQL text, by backend.
+fn execute(store: &mut AnyStore, sqlite: &str, postgres: &str) {
+    match store {
+        AnyStore::Sqlite(store) => store.connection().execute_batch(sqlite).unwrap(),
+        AnyStore::Postgres(store) => store.client().batch_execute(postgres).unwrap(),
+    }
 }
 
 fn account(id: u128, flags: AccountFlags) -> Event {
@@ -32,7 +74,7 @@ fn transfer(id: u128, debit: u128, credit: u128, amount: i64, flags: TransferFla
 
 /// A few batches exercising every kind of record: accounts, single-phase and pending transfers,
 /// a post, a void, an expiry and failed ids.
-fn populate(durable: &mut Durable<SqliteStore>) {
+fn populate(durable: &mut Durable<AnyStore>) {
     let plain = TransferFlags::empty();
     let second = 1_000_000_000;
     durable
@@ -75,11 +117,9 @@ fn populate(durable: &mut Durable<SqliteStore>) {
         .unwrap();
 }
 
-#[test]
 fn a_reopened_store_has_the_same_state_and_passes_the_audit() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let mut durable = open(&path);
+    let database = Database::fresh();
+    let mut durable = database.open();
     populate(&mut durable);
     let hash = state_hash(durable.ledger());
     let head = durable.journal_head();
@@ -87,69 +127,74 @@ fn a_reopened_store_has_the_same_state_and_passes_the_audit() {
     assert!(durable.ledger().failed_ids().count() >= 20);
     drop(durable);
 
-    let reopened = open(&path);
+    let reopened = database.open();
     assert_eq!(state_hash(reopened.ledger()), hash);
     assert_eq!(reopened.journal_head(), head);
     assert_eq!(*reopened.ledger().account(2).unwrap(), account_two);
     drop(reopened);
 
-    let report = audit(&mut SqliteStore::open_existing(&path).unwrap()).unwrap();
+    let report = database.audit();
     assert!(report.passed(), "{:?}", report.violations);
     assert_eq!(report.state_hash, Some(hash));
     assert_eq!(report.journal_head, head);
     assert!(report.holds_expired > 0, "the timeouts in populate() expire holds");
 }
 
-fn tampered(sql: &str) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let mut durable = open(&path);
+fn tampered(sqlite: &str, postgres: &str) -> Vec<String> {
+    let database = Database::fresh();
+    let mut durable = database.open();
     populate(&mut durable);
     drop(durable);
-    let mut store = SqliteStore::open_existing(&path).unwrap();
-    store.connection().execute_batch(sql).unwrap();
+    let mut store = database.store();
+    execute(&mut store, sqlite, postgres);
     let report = audit(&mut store).unwrap();
-    assert!(!report.passed(), "the audit missed: {sql}");
+    assert!(!report.passed(), "the audit missed: {sqlite}");
     report.violations
 }
 
-#[test]
 fn the_audit_notices_each_kind_of_tampering() {
-    let changed_amount = tampered(
-        "UPDATE ledger_transfers SET amount = amount + 1 WHERE id = (SELECT min(id) FROM ledger_transfers WHERE amount = 50)",
-    );
+    let first_of_50 = "(SELECT id FROM ledger_transfers WHERE amount = 50 ORDER BY id LIMIT 1)";
+    let sql = format!("UPDATE ledger_transfers SET amount = amount + 1 WHERE id = {first_of_50}");
+    let changed_amount = tampered(&sql, &sql);
     assert!(changed_amount.iter().any(|v| v.contains("does not match its hash")), "{changed_amount:?}");
     let balance = tampered(
         "UPDATE ledger_accounts SET credits_posted = credits_posted + 5 WHERE id = x'00000000000000000000000000000003'",
+        "UPDATE ledger_accounts SET credits_posted = credits_posted + 5 WHERE id = '\\x00000000000000000000000000000003'",
     );
     assert!(balance.iter().any(|v| v.contains("its transfers give")), "{balance:?}");
-    let deleted =
-        tampered("DELETE FROM ledger_transfers WHERE id = (SELECT max(id) FROM ledger_transfers WHERE amount = 50)");
+    let sql = "DELETE FROM ledger_transfers WHERE id = \
+               (SELECT id FROM ledger_transfers WHERE amount = 50 ORDER BY id DESC LIMIT 1)";
+    let deleted = tampered(sql, sql);
     assert!(deleted.iter().any(|v| v.contains("does not match its hash")), "{deleted:?}");
-    let relinked = tampered("UPDATE ledger_batches SET previous_hash = zeroblob(32) WHERE batch_id = 3");
+    let relinked = tampered(
+        "UPDATE ledger_batches SET previous_hash = zeroblob(32) WHERE batch_id = 3",
+        "UPDATE ledger_batches SET previous_hash = decode(repeat('00', 32), 'hex') WHERE batch_id = 3",
+    );
     assert!(relinked.iter().any(|v| v.contains("does not link")), "{relinked:?}");
-    let dropped_batch = tampered("PRAGMA foreign_keys = OFF; DELETE FROM ledger_batches WHERE batch_id = 5");
+    let dropped_batch = tampered(
+        "PRAGMA foreign_keys = OFF; DELETE FROM ledger_batches WHERE batch_id = 5",
+        "SET session_replication_role = replica; DELETE FROM ledger_batches WHERE batch_id = 5",
+    );
     assert!(dropped_batch.iter().any(|v| v.contains("batch 5")), "{dropped_batch:?}");
-    let failure = tampered("DELETE FROM ledger_failed_ids WHERE id = (SELECT min(id) FROM ledger_failed_ids)");
+    let sql = "DELETE FROM ledger_failed_ids WHERE id = (SELECT id FROM ledger_failed_ids ORDER BY id LIMIT 1)";
+    let failure = tampered(sql, sql);
     assert!(failure.iter().any(|v| v.contains("does not match its hash")), "{failure:?}");
 }
 
-#[test]
 fn a_failed_commit_leaves_memory_equal_to_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let mut durable = open(&path);
+    let database = Database::fresh();
+    let mut durable = database.open();
     populate(&mut durable);
     let before = state_hash(durable.ledger());
     // Make the next commit fail inside its transaction, after some rows were written.
-    durable
-        .storage_mut()
-        .connection()
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON ledger_transfers WHEN NEW.amount = 666 \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
+    execute(
+        durable.storage_mut(),
+        "CREATE TRIGGER refuse BEFORE INSERT ON ledger_transfers WHEN NEW.amount = 666 \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.amount = 666 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON ledger_transfers FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
     let events = [transfer(9_000, 2, 3, 1, TransferFlags::empty()), transfer(9_001, 2, 3, 666, TransferFlags::empty())];
     assert!(matches!(durable.apply(u64::MAX / 4, &events), Err(suanli_store::DurableError::Store(_))));
     assert_eq!(state_hash(durable.ledger()), before, "memory was rebuilt from disk");
@@ -158,9 +203,15 @@ fn a_failed_commit_leaves_memory_equal_to_disk() {
     let result = durable.apply(u64::MAX / 4, &events[..1]).unwrap();
     assert!(matches!(result.outcomes[0], Outcome::Ok(_)));
     drop(durable);
-    let report = audit(&mut SqliteStore::open_existing(&path).unwrap()).unwrap();
+    let report = database.audit();
     assert!(report.passed(), "{:?}", report.violations);
 }
+
+suanli_store::conformance!(
+    a_reopened_store_has_the_same_state_and_passes_the_audit,
+    the_audit_notices_each_kind_of_tampering,
+    a_failed_commit_leaves_memory_equal_to_disk,
+);
 
 #[test]
 fn a_newer_schema_or_a_foreign_database_is_refused() {
