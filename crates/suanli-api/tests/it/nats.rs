@@ -48,6 +48,53 @@ impl Drop for StreamGuard {
     }
 }
 
+/// The server's consumer on a stream of the test's own.
+struct Consumer {
+    options: NatsOptions,
+    stats: Arc<NatsStats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    context: jetstream::Context,
+    handle: tokio::task::JoinHandle<Result<(), NatsError>>,
+    _guard: StreamGuard,
+}
+
+impl Consumer {
+    fn start(app: &TestApp, url: &str) -> Consumer {
+        let options = unique_options(url);
+        let stats = Arc::new(NatsStats::default());
+        let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+        let (context, handle) = app.runtime.block_on(async {
+            let context = suanli_api::nats::connect(url).await.unwrap();
+            suanli_api::nats::ensure_stream(&context, &options).await.unwrap();
+            let handle = tokio::spawn(suanli_api::nats::consume(
+                app.writer.clone(),
+                context.clone(),
+                options.clone(),
+                stats.clone(),
+                async {
+                    let _ = stopping.await;
+                },
+            ));
+            (context, handle)
+        });
+        let _guard = StreamGuard {
+            context: context.clone(),
+            name: options.stream.clone(),
+            runtime: app.runtime.handle().clone(),
+        };
+        Consumer { options, stats, stop, context, handle, _guard }
+    }
+}
+
+/// Waits until `done` holds, for at most 30 s.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen in 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl TestApp {
     fn signed(&self, signer: usize, provider: usize, records: &[UsageRecordJson]) -> (Vec<u8>, String) {
         let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
@@ -68,25 +115,7 @@ async fn publish(context: &jetstream::Context, subject: String, body: Vec<u8>, s
 fn usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside() {
     let Some(url) = nats_url() else { return };
     let app = TestApp::start();
-    let options = unique_options(&url);
-    let stats = Arc::new(NatsStats::default());
-    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
-    let (context, consumer) = app.runtime.block_on(async {
-        let context = suanli_api::nats::connect(&url).await.unwrap();
-        suanli_api::nats::ensure_stream(&context, &options).await.unwrap();
-        let consumer = tokio::spawn(suanli_api::nats::consume(
-            app.writer.clone(),
-            context.clone(),
-            options.clone(),
-            stats.clone(),
-            async {
-                let _ = stopping.await;
-            },
-        ));
-        (context, consumer)
-    });
-    let _guard =
-        StreamGuard { context: context.clone(), name: options.stream.clone(), runtime: app.runtime.handle().clone() };
+    let Consumer { options, stats, stop, context, handle: consumer, _guard } = Consumer::start(&app, &url);
     let subject = |provider: usize| options.subject(app.providers[provider]);
     let first: Vec<_> = (1..21).map(|i| app.record(&format!("n{i}"), 0, i, 8 * 60)).collect();
     let second: Vec<_> = (21..31).map(|i| app.record(&format!("n{i}"), 0, i, 8 * 60)).collect();
@@ -108,11 +137,9 @@ fn usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside()
         // And the consumer keeps going.
         publish(&context, subject(0), second_body, Some(&second_signature)).await;
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stats.applied.load(Ordering::SeqCst) + stats.rejected.load(Ordering::SeqCst) < 7 {
-        assert!(Instant::now() < deadline, "the consumer did not settle 7 messages in 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("settling 7 messages", || {
+        stats.applied.load(Ordering::SeqCst) + stats.rejected.load(Ordering::SeqCst) >= 7
+    });
     assert_eq!(stats.applied.load(Ordering::SeqCst), 3);
     assert_eq!(stats.rejected.load(Ordering::SeqCst), 4);
     assert_eq!(app.usage_records(0), 1 + 30, "the fixture and 30 records, each once");
@@ -130,6 +157,38 @@ fn usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside()
 
     let _ = stop.send(());
     app.runtime.block_on(consumer).unwrap().unwrap();
+}
+
+fn a_full_writer_queue_sends_messages_back_and_none_is_lost() {
+    let Some(url) = nats_url() else { return };
+    let app = TestApp::start_with(2);
+    let Consumer { options, stats, stop, context, handle, _guard } = Consumer::start(&app, &url);
+    // Hold the writer busy so its queue of two fills.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let busy = app.writer.clone();
+    app.runtime.spawn(async move {
+        let _ = busy
+            .call(move |_| {
+                let _ = wait.recv();
+                Ok::<_, suanli_service::ServiceError>(())
+            })
+            .await;
+    });
+    let subject = options.subject(app.providers[0]);
+    app.runtime.block_on(async {
+        for i in 1..=20 {
+            let (body, signature) = app.signed(0, 0, &[app.record(&format!("q{i}"), 0, i, 8 * 60)]);
+            publish(&context, subject.clone(), body, Some(&signature)).await;
+        }
+    });
+    wait_for("a message sent back", || stats.retried.load(Ordering::SeqCst) > 0);
+    release.send(()).unwrap();
+    wait_for("20 messages applied", || stats.applied.load(Ordering::SeqCst) >= 20);
+    assert_eq!(stats.applied.load(Ordering::SeqCst), 20);
+    assert_eq!(stats.rejected.load(Ordering::SeqCst), 0);
+    assert_eq!(app.usage_records(0), 1 + 20, "the fixture and every record, once");
+    let _ = stop.send(());
+    app.runtime.block_on(handle).unwrap().unwrap();
 }
 
 #[test]
@@ -156,4 +215,7 @@ fn nats_names_are_checked() {
     }
 }
 
-suanli_store::conformance!(usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside,);
+suanli_store::conformance!(
+    usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside,
+    a_full_writer_queue_sends_messages_back_and_none_is_lost,
+);
