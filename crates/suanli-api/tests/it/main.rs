@@ -255,6 +255,21 @@ impl TestApp {
         )
     }
 
+    /// Keeps the writer busy until the answer is sent on the returned channel.
+    fn hold_writer(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let busy = self.writer.clone();
+        self.runtime.spawn(async move {
+            let _ = busy
+                .call(move |_| {
+                    let _ = wait.recv();
+                    Ok::<_, ServiceError>(())
+                })
+                .await;
+        });
+        release
+    }
+
     fn usage_records(&self, order: usize) -> u32 {
         let id = self.orders[order];
         self.runtime
@@ -417,16 +432,7 @@ fn more_bad_inputs_each_with_its_code_and_no_change() {
 fn a_full_queue_is_answered_503_with_retry_after_and_loses_nothing() {
     let app = TestApp::start_with(2);
     // Hold the writer busy so the queue fills.
-    let (release, wait) = std::sync::mpsc::channel::<()>();
-    let busy = app.writer.clone();
-    app.runtime.spawn(async move {
-        let _ = busy
-            .call(move |_| {
-                let _ = wait.recv();
-                Ok::<_, ServiceError>(())
-            })
-            .await;
-    });
+    let release = app.hold_writer();
     std::thread::sleep(std::time::Duration::from_millis(100));
     let mut answers = Vec::new();
     std::thread::scope(|scope| {

@@ -164,16 +164,7 @@ fn a_full_writer_queue_sends_messages_back_and_none_is_lost() {
     let app = TestApp::start_with(2);
     let Consumer { options, stats, stop, context, handle, _guard } = Consumer::start(&app, &url);
     // Hold the writer busy so its queue of two fills.
-    let (release, wait) = std::sync::mpsc::channel::<()>();
-    let busy = app.writer.clone();
-    app.runtime.spawn(async move {
-        let _ = busy
-            .call(move |_| {
-                let _ = wait.recv();
-                Ok::<_, suanli_service::ServiceError>(())
-            })
-            .await;
-    });
+    let release = app.hold_writer();
     let subject = options.subject(app.providers[0]);
     app.runtime.block_on(async {
         for i in 1..=20 {
