@@ -202,6 +202,18 @@ impl Service {
         Service::open_with(Path::new(path), FsyncMode::Full, clock)
     }
 
+    /// Opens a database to read beside a running writer, for audits. On PostgreSQL it takes no
+    /// lock and reads one snapshot, and the store refuses any change; a SQLite file opens as with
+    /// [`Service::open_database`] (WAL lets readers in beside the writer).
+    pub fn open_reader(database: &str, clock: Arc<dyn Clock>) -> Result<Service> {
+        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+            let store = PostgresStore::open_reader(database)
+                .map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))?;
+            return Service::open_store(AnyStore::Postgres(Box::new(store)), clock);
+        }
+        Service::open_database(database, clock)
+    }
+
     fn open_store(store: AnyStore, clock: Arc<dyn Clock>) -> Result<Service> {
         let (durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
         let state = replay(&log)?;

@@ -67,6 +67,8 @@ pub enum StoreError {
     Postgres { url: String, message: String },
     #[error("another suanli writer holds the database at {url}; stop it first (one writer per database)")]
     Locked { url: String },
+    #[error("the database at {url} is open for reading only")]
+    ReadOnly { url: String },
 }
 
 impl From<::postgres::Error> for StoreError {

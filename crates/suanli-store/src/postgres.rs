@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
 
 pub struct PostgresStore {
     client: Client,
+    /// Opened by `open_reader`: no lock, no migrations, no commits; loads in one snapshot.
+    reader: Option<String>,
 }
 
 fn pg(url: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
@@ -128,7 +130,41 @@ impl PostgresStore {
                 .map_err(pg(url))?;
             transaction.commit().map_err(pg(url))?;
         }
-        Ok(PostgresStore { client })
+        Ok(PostgresStore { client, reader: None })
+    }
+
+    /// Connects for reading only, beside a running writer: takes no lock, migrates nothing,
+    /// refuses every commit, and reads each load in one repeatable-read snapshot, so an audit sees
+    /// the database as of one moment while the server goes on writing.
+    pub fn open_reader(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut client = Client::connect(url, NoTls).map_err(pg(url))?;
+        let exists: bool =
+            client.query_one("SELECT to_regclass('suanli_schema') IS NOT NULL", &[]).map_err(pg(url))?.get(0);
+        let version: Option<i32> = match exists {
+            true => client.query_opt("SELECT version FROM suanli_schema", &[]).map_err(pg(url))?.map(|row| row.get(0)),
+            false => None,
+        };
+        let supported = MIGRATIONS.len() as i32;
+        match version {
+            None => return Err(StoreError::Missing { path: format!("{} (it holds no suanli schema)", redact(url)) }),
+            Some(found) if found > supported => {
+                return Err(StoreError::SchemaTooNew {
+                    path: redact(url),
+                    found: i64::from(found),
+                    supported: i64::from(supported),
+                });
+            }
+            Some(found) if found < supported => {
+                return Err(StoreError::Postgres {
+                    url: redact(url),
+                    message: format!(
+                        "schema version {found} is older than {supported}; a writer (serve) upgrades it first"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(PostgresStore { client, reader: Some(redact(url)) })
     }
 
     /// The raw client, for tests that tamper with rows or check the schema.
@@ -254,93 +290,25 @@ fn hash_from(bytes: &[u8]) -> Result<Hash, StoreError> {
 
 impl Storage for PostgresStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
-        let c = &mut self.client;
-        let mut snapshot = Snapshot::default();
-        for row in c.query("SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id", &[])? {
-            snapshot.batches.push(BatchRecord {
-                batch_id: row.get::<_, i64>(0) as u64,
-                timestamp_first: row.get::<_, i64>(1) as u64,
-                timestamp_last: row.get::<_, i64>(2) as u64,
-                previous_hash: hash_from(row.get(3))?,
-                hash: hash_from(row.get(4))?,
-            });
+        if self.reader.is_none() {
+            return load(&mut self.client);
         }
-        for row in c.query(
-            "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, credits_posted, \
-             timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
-            &[],
-        )? {
-            let account = Account {
-                id: id_from(row.get(0))?,
-                ledger: row.get::<_, i64>(1) as u32,
-                code: row.get::<_, i32>(2) as u16,
-                flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
-                user_data: id_from(row.get(4))?,
-                debits_pending: row.get(5),
-                debits_posted: row.get(6),
-                credits_pending: row.get(7),
-                credits_posted: row.get(8),
-                timestamp: row.get::<_, i64>(9) as u64,
-            };
-            snapshot.batch_of_timestamp.push((account.timestamp, row.get::<_, i64>(10) as u64));
-            snapshot.accounts.push(account);
-        }
-        for row in c.query(
-            "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, code, flags, user_data, \
-             timestamp, batch_id FROM ledger_transfers ORDER BY timestamp",
-            &[],
-        )? {
-            let transfer = Transfer {
-                id: id_from(row.get(0))?,
-                debit_account_id: id_from(row.get(1))?,
-                credit_account_id: id_from(row.get(2))?,
-                amount: row.get(3),
-                pending_id: id_from(row.get(4))?,
-                timeout_s: row.get::<_, i64>(5) as u32,
-                ledger: row.get::<_, i64>(6) as u32,
-                code: row.get::<_, i32>(7) as u16,
-                flags: TransferFlags::from_bits(row.get::<_, i32>(8) as u16),
-                user_data: id_from(row.get(9))?,
-                timestamp: row.get::<_, i64>(10) as u64,
-            };
-            snapshot.batch_of_timestamp.push((transfer.timestamp, row.get::<_, i64>(11) as u64));
-            snapshot.transfers.push(transfer);
-        }
-        for row in c.query("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp", &[])? {
-            let expiry = Expiry { pending_id: id_from(row.get(0))?, timestamp: row.get::<_, i64>(1) as u64 };
-            snapshot.batch_of_timestamp.push((expiry.timestamp, row.get::<_, i64>(2) as u64));
-            snapshot.expired.push(expiry);
-        }
-        for row in c.query("SELECT id, reason, timestamp, batch_id FROM ledger_failed_ids ORDER BY timestamp", &[])? {
-            let reason: String = row.get(1);
-            let id = id_from(row.get(0))?;
-            let reason = Reject::from_code(&reason)
-                .ok_or_else(|| StoreError::Malformed(format!("failed id {id:#x} has unknown reason {reason:?}")))?;
-            let timestamp = row.get::<_, i64>(2) as u64;
-            snapshot.batch_of_timestamp.push((timestamp, row.get::<_, i64>(3) as u64));
-            snapshot.failed.push(FailedId { id, reason, timestamp });
-        }
-        snapshot.batch_of_timestamp.sort_unstable();
-        for row in c.query(
-            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log ORDER BY sequence",
-            &[],
-        )? {
-            snapshot.log.push(LogEntry {
-                sequence: row.get::<_, i64>(0) as u64,
-                time_s: row.get(1),
-                actor: row.get(2),
-                action: row.get(3),
-                object: row.get(4),
-                body: row.get(5),
-                ledger_batch_id: row.get::<_, Option<i64>>(6).map(|b| b as u64),
-                previous_hash: hash_from(row.get(7))?,
-                hash: hash_from(row.get(8))?,
-            });
-        }
+        // A reader sees one moment of a database a writer keeps changing.
+        let mut transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let snapshot = load(&mut transaction)?;
+        transaction.commit()?;
         Ok(snapshot)
     }
 
     fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+        if let Some(url) = &self.reader {
+            return Err(StoreError::ReadOnly { url: url.clone() });
+        }
         let mut transaction = self.client.transaction()?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
@@ -377,6 +345,96 @@ impl Storage for PostgresStore {
 
 fn bytes(id: u128) -> Vec<u8> {
     id.to_be_bytes().to_vec()
+}
+
+/// Reads every row back through `c`: a client, or a reader's snapshot transaction.
+fn load(c: &mut impl postgres::GenericClient) -> Result<Snapshot, StoreError> {
+    let mut snapshot = Snapshot::default();
+    for row in c.query(
+        "SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id",
+        &[],
+    )? {
+        snapshot.batches.push(BatchRecord {
+            batch_id: row.get::<_, i64>(0) as u64,
+            timestamp_first: row.get::<_, i64>(1) as u64,
+            timestamp_last: row.get::<_, i64>(2) as u64,
+            previous_hash: hash_from(row.get(3))?,
+            hash: hash_from(row.get(4))?,
+        });
+    }
+    for row in c.query(
+        "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, credits_posted, \
+             timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
+        &[],
+    )? {
+        let account = Account {
+            id: id_from(row.get(0))?,
+            ledger: row.get::<_, i64>(1) as u32,
+            code: row.get::<_, i32>(2) as u16,
+            flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
+            user_data: id_from(row.get(4))?,
+            debits_pending: row.get(5),
+            debits_posted: row.get(6),
+            credits_pending: row.get(7),
+            credits_posted: row.get(8),
+            timestamp: row.get::<_, i64>(9) as u64,
+        };
+        snapshot.batch_of_timestamp.push((account.timestamp, row.get::<_, i64>(10) as u64));
+        snapshot.accounts.push(account);
+    }
+    for row in c.query(
+            "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, code, flags, user_data, \
+             timestamp, batch_id FROM ledger_transfers ORDER BY timestamp",
+            &[],
+        )? {
+            let transfer = Transfer {
+                id: id_from(row.get(0))?,
+                debit_account_id: id_from(row.get(1))?,
+                credit_account_id: id_from(row.get(2))?,
+                amount: row.get(3),
+                pending_id: id_from(row.get(4))?,
+                timeout_s: row.get::<_, i64>(5) as u32,
+                ledger: row.get::<_, i64>(6) as u32,
+                code: row.get::<_, i32>(7) as u16,
+                flags: TransferFlags::from_bits(row.get::<_, i32>(8) as u16),
+                user_data: id_from(row.get(9))?,
+                timestamp: row.get::<_, i64>(10) as u64,
+            };
+            snapshot.batch_of_timestamp.push((transfer.timestamp, row.get::<_, i64>(11) as u64));
+            snapshot.transfers.push(transfer);
+        }
+    for row in c.query("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp", &[])? {
+        let expiry = Expiry { pending_id: id_from(row.get(0))?, timestamp: row.get::<_, i64>(1) as u64 };
+        snapshot.batch_of_timestamp.push((expiry.timestamp, row.get::<_, i64>(2) as u64));
+        snapshot.expired.push(expiry);
+    }
+    for row in c.query("SELECT id, reason, timestamp, batch_id FROM ledger_failed_ids ORDER BY timestamp", &[])? {
+        let reason: String = row.get(1);
+        let id = id_from(row.get(0))?;
+        let reason = Reject::from_code(&reason)
+            .ok_or_else(|| StoreError::Malformed(format!("failed id {id:#x} has unknown reason {reason:?}")))?;
+        let timestamp = row.get::<_, i64>(2) as u64;
+        snapshot.batch_of_timestamp.push((timestamp, row.get::<_, i64>(3) as u64));
+        snapshot.failed.push(FailedId { id, reason, timestamp });
+    }
+    snapshot.batch_of_timestamp.sort_unstable();
+    for row in c.query(
+            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log ORDER BY sequence",
+            &[],
+        )? {
+            snapshot.log.push(LogEntry {
+                sequence: row.get::<_, i64>(0) as u64,
+                time_s: row.get(1),
+                actor: row.get(2),
+                action: row.get(3),
+                object: row.get(4),
+                body: row.get(5),
+                ledger_batch_id: row.get::<_, Option<i64>>(6).map(|b| b as u64),
+                previous_hash: hash_from(row.get(7))?,
+                hash: hash_from(row.get(8))?,
+            });
+        }
+    Ok(snapshot)
 }
 
 /// One batch as five set-based statements and one aggregated update.

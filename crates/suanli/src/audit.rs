@@ -10,10 +10,10 @@ use suanli_service::{Service, SystemClock};
 use suanli_store::{PostgresStore, SqliteStore, audit};
 
 /// Audits the database a URL names (a path, `sqlite://PATH` or `postgres://…`). On PostgreSQL
-/// the audit takes the writer's lock, so run it while no server writes to that database.
+/// the audit reads one snapshot without the writer's lock, so it runs beside a server.
 pub fn verify_database(database: &str) -> anyhow::Result<ExitCode> {
     if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-        let mut store = PostgresStore::open(database)?;
+        let mut store = PostgresStore::open_reader(database)?;
         let report = audit(&mut store)?;
         drop(store);
         return finish(&suanli_store::redact(database), database, report);
@@ -32,7 +32,7 @@ fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) ->
     let path = shown;
     // The service's own state, replayed from the log, must agree with the ledger everywhere.
     let books = if report.passed() {
-        match Service::open_database(database, std::sync::Arc::new(SystemClock)) {
+        match Service::open_reader(database, std::sync::Arc::new(SystemClock)) {
             Ok(service) => {
                 let problems = service.check_books();
                 report.violations.extend(problems.iter().map(|p| format!("books: {p}")));

@@ -326,7 +326,7 @@ fn the_annual_cap_stops_the_subsidy_until_the_new_year() {
 /// PostgreSQL's refusals: a second writer, a newer schema, an unreachable server.
 #[test]
 fn postgres_refuses_a_second_writer_a_newer_schema_and_an_unreachable_server() {
-    let Some(w) = World::start_postgres() else {
+    let Some(mut w) = World::start_postgres() else {
         eprintln!("SUANLI_TEST_POSTGRES is unset: the PostgreSQL refusal checks are skipped");
         return;
     };
@@ -335,12 +335,23 @@ fn postgres_refuses_a_second_writer_a_newer_schema_and_an_unreachable_server() {
     let second = suanli_service::Service::open_database(&url, clock.clone()).err().expect("a second writer is refused");
     assert!(second.message.contains("another suanli writer holds the database"), "{second}");
     assert!(!second.message.contains("password"), "no secret in the message");
+    // A reader opens beside the writer, sees what it committed, and cannot change anything.
+    w.program(crate::SHANGHAI_LIKE);
+    let mut reader = suanli_service::Service::open_reader(&url, clock.clone()).unwrap();
+    assert_eq!(reader.state().programs.len(), 1);
+    assert_eq!(reader.durable().log_count(), w.service.durable().log_count());
+    let refused = reader.issue_token(&op(), suanli_service::Role::Auditor, &"0".repeat(64)).err().unwrap();
+    assert!(refused.message.contains("open for reading only"), "{refused}");
+    assert_eq!(reader.check_books(), Vec::<String>::new());
+    drop(reader);
     drop(w.service);
     // A database of a newer schema is refused, and not touched.
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client.batch_execute("UPDATE suanli_schema SET version = 99").unwrap();
     drop(client);
     let newer = suanli_service::Service::open_database(&url, clock.clone()).err().expect("a newer schema is refused");
+    assert!(newer.message.contains("newer than this program's"), "{newer}");
+    let newer = suanli_service::Service::open_reader(&url, clock.clone()).err().expect("by a reader too");
     assert!(newer.message.contains("newer than this program's"), "{newer}");
     let unreachable =
         suanli_service::Service::open_database("postgres://postgres@127.0.0.1:1/none", clock).err().unwrap();

@@ -61,6 +61,26 @@ fn demo_on_postgres_reaches_the_same_state_as_the_embedded_demo_and_never_drops_
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a suanli deployment"));
     let audit = suanli(&["audit", "verify", "--database", &database.url], dir.path());
     assert_eq!(state_hash(&stdout(&audit)), state_hash(&stdout(&embedded)));
+
+    // While a server writes to it: a second server is refused, and the audit still runs.
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database.url])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.as_mut().unwrap()), &mut first).unwrap();
+    assert!(first.starts_with("suanli serving"), "{first}");
+    let second = suanli(&["serve", "--listen", "127.0.0.1:0", "--database", &database.url], dir.path());
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another suanli writer holds the database"));
+    let audit = suanli(&["audit", "verify", "--database", &database.url], dir.path());
+    assert!(audit.status.success(), "{}{}", stdout(&audit), String::from_utf8_lossy(&audit.stderr));
+    assert_eq!(state_hash(&stdout(&audit)), state_hash(&stdout(&embedded)));
+    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(server.wait().unwrap().success());
 }
 
 #[test]
