@@ -68,6 +68,7 @@ impl From<ServiceError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::SignatureInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::DatabaseLocked => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::AlreadyExists | ErrorCode::ProgramExists | ErrorCode::UsageRecordConflict => {

@@ -73,6 +73,7 @@ error_codes! {
     SignatureInvalid => "signature_invalid",
     Forbidden => "forbidden",
     AmountOverflow => "amount_overflow",
+    DatabaseLocked => "database_locked",
     Storage => "storage_error",
     Internal => "internal_error",
 }

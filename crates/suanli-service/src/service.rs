@@ -187,7 +187,10 @@ impl Service {
     /// Opens the database a URL names: `postgres://…` (or `postgresql://…`) for PostgreSQL,
     /// `sqlite://PATH` or a plain path for the embedded file.
     pub fn open_database(database: &str, clock: Arc<dyn Clock>) -> Result<Service> {
-        let storage = |e: suanli_store::StoreError| ServiceError::new(ErrorCode::Storage, e.to_string());
+        let storage = |e: suanli_store::StoreError| match e {
+            suanli_store::StoreError::Locked { .. } => ServiceError::new(ErrorCode::DatabaseLocked, e.to_string()),
+            e => ServiceError::new(ErrorCode::Storage, e.to_string()),
+        };
         if database.starts_with("postgres://") || database.starts_with("postgresql://") {
             let store = PostgresStore::open(database).map_err(storage)?;
             return Service::open_store(AnyStore::Postgres(Box::new(store)), clock);
@@ -1637,7 +1640,13 @@ fn check_text_allow_empty(field: &str, text: &str) -> Result<()> {
 }
 
 fn storage_error(error: DurableError) -> ServiceError {
-    ServiceError::new(ErrorCode::Storage, error.to_string())
+    match error {
+        // A reader beside the writer asked to change something.
+        DurableError::Store(suanli_store::StoreError::ReadOnly { .. }) => {
+            ServiceError::new(ErrorCode::DatabaseLocked, error.to_string())
+        }
+        error => ServiceError::new(ErrorCode::Storage, error.to_string()),
+    }
 }
 
 /// Rebuilds the state from the audit log.

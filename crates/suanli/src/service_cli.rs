@@ -21,7 +21,8 @@ use suanli_domain::{
 use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, Clock, EnterpriseInput, ManualClock, PoolInput, PoolRequest, Service, ServiceError, SiteSpec, SystemClock,
+    Actor, Clock, EnterpriseInput, ErrorCode, ManualClock, PoolInput, PoolRequest, Service, ServiceError, SiteSpec,
+    SystemClock,
 };
 
 use crate::usage_import;
@@ -337,8 +338,12 @@ impl Common {
 }
 
 pub fn open(common: &Common) -> anyhow::Result<Service> {
-    let database = common.database();
-    let clock: Arc<dyn Clock> = match &common.now {
+    Ok(Service::open_database(common.database(), clock(common)?)?)
+}
+
+/// The clock a command runs on: `--now`, or the system's.
+fn clock(common: &Common) -> anyhow::Result<Arc<dyn Clock>> {
+    Ok(match &common.now {
         Some(text) => {
             let now = parse_timestamp(text).with_context(|| {
                 format!("--now: {text:?} is not an RFC 3339 time such as 2026-10-01T09:00:00+08:00")
@@ -346,8 +351,7 @@ pub fn open(common: &Common) -> anyhow::Result<Service> {
             Arc::new(ManualClock::new(now))
         }
         None => Arc::new(SystemClock),
-    };
-    Ok(Service::open_database(database, clock)?)
+    })
 }
 
 /// Runs `command` against the service and prints its reply (or its error) as asked.
@@ -356,8 +360,20 @@ pub fn run(
     command: impl FnOnce(&mut Service, &Actor) -> Result<Reply, anyhow::Error>,
 ) -> anyhow::Result<ExitCode> {
     let outcome = Actor::parse(&common.actor).map_err(anyhow::Error::from).and_then(|actor| {
-        let mut service = open(common)?;
-        command(&mut service, &actor)
+        match open(common) {
+            Ok(mut service) => command(&mut service, &actor),
+            // A server holds the database: read beside it; a change answers why it cannot be made.
+            Err(locked)
+                if locked.downcast_ref::<ServiceError>().is_some_and(|e| e.code == ErrorCode::DatabaseLocked) =>
+            {
+                let mut reader = Service::open_reader(common.database(), clock(common)?)?;
+                command(&mut reader, &actor).map_err(|error| match error.downcast_ref::<ServiceError>() {
+                    Some(e) if e.code == ErrorCode::DatabaseLocked => locked,
+                    _ => error,
+                })
+            }
+            Err(error) => Err(error),
+        }
     });
     match outcome {
         Ok(reply) => {

@@ -79,6 +79,14 @@ fn demo_on_postgres_reaches_the_same_state_as_the_embedded_demo_and_never_drops_
     let audit = suanli(&["audit", "verify", "--database", &database.url], dir.path());
     assert!(audit.status.success(), "{}{}", stdout(&audit), String::from_utf8_lossy(&audit.stderr));
     assert_eq!(state_hash(&stdout(&audit)), state_hash(&stdout(&embedded)));
+    // Reading commands read beside it; a change is refused with the reason.
+    let programs = suanli(&["program", "list", "--database", &database.url, "--json"], dir.path());
+    assert!(programs.status.success(), "{}", String::from_utf8_lossy(&programs.stderr));
+    assert!(stdout(&programs).contains("shanghai-compute"));
+    let change = suanli(&["token", "issue", "--role", "auditor", "--database", &database.url], dir.path());
+    assert_eq!(change.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&change.stderr);
+    assert!(stderr.contains("error[database_locked]: another suanli writer holds the database"), "{stderr}");
     std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
     assert!(server.wait().unwrap().success());
 }
