@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures_util::StreamExt;
 use suanli_domain::ProviderId;
+use suanli_service::model::UsageOutcome;
 use suanli_service::{Actor, ErrorCode, Role};
 use tokio::sync::Semaphore;
 
@@ -276,22 +277,20 @@ async fn apply(writer: &Writer, prefix: &str, message: &jetstream::Message) -> V
     };
     let count = records.len();
     match writer.usage(Actor::of(Role::Provider(provider)), provider, records).await {
-        Ok(Ok(outcomes)) => Verdict::Applied {
-            records: count,
-            refused: outcomes
-                .iter()
-                .filter(|o| matches!(o, suanli_service::model::UsageOutcome::Refused { .. }))
-                .inspect(|o| {
-                    if let suanli_service::model::UsageOutcome::Refused { id, code, message } = o {
-                        crate::log::event(
-                            "warn",
-                            "usage record refused",
-                            serde_json::json!({ "provider": provider.to_string(), "id": id, "code": code, "error": message }),
-                        );
-                    }
-                })
-                .count(),
-        },
+        Ok(Ok(outcomes)) => {
+            let mut refused = 0;
+            for outcome in outcomes {
+                if let UsageOutcome::Refused { id, code, message } = outcome {
+                    refused += 1;
+                    crate::log::event(
+                        "warn",
+                        "usage record refused",
+                        serde_json::json!({ "provider": provider.to_string(), "id": id, "code": code, "error": message }),
+                    );
+                }
+            }
+            Verdict::Applied { records: count, refused }
+        }
         Ok(Err(error)) if matches!(error.code, ErrorCode::Storage | ErrorCode::Internal) => {
             Verdict::Retry(error.message)
         }
