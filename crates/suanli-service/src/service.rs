@@ -1689,18 +1689,24 @@ impl Service {
 }
 
 impl Service {
-    /// Registers a token for `role` by the SHA-256 of its secret (the caller made the secret and
-    /// shows it once). The role's scope must exist.
-    pub fn issue_token(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str) -> Result<u64> {
+    /// Refuses a role whose scope (authority, enterprise, provider) does not exist.
+    fn check_role_scope(&self, role: Role) -> Result<()> {
         let exists = match role {
             Role::PlatformAdmin | Role::Auditor => true,
             Role::AuthorityAdmin(id) | Role::AuthorityReviewer(id) => self.state.authorities.contains_key(&id),
             Role::Enterprise(id) => self.state.enterprises.contains_key(&id),
             Role::Provider(id) => self.state.providers.contains_key(&id),
         };
-        if !exists {
-            return Err(ServiceError::new(ErrorCode::NotFound, format!("role: the scope of {role} does not exist")));
+        match exists {
+            true => Ok(()),
+            false => Err(ServiceError::new(ErrorCode::NotFound, format!("role: the scope of {role} does not exist"))),
         }
+    }
+
+    /// Registers a token for `role` by the SHA-256 of its secret (the caller made the secret and
+    /// shows it once). The role's scope must exist.
+    pub fn issue_token(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str) -> Result<u64> {
+        self.check_role_scope(role)?;
         if crate::access::unhex::<32>(secret_sha256_hex).is_none() {
             return Err(ServiceError::field("secret_sha256_hex", "must be 64 hex characters"));
         }
@@ -1754,15 +1760,7 @@ impl Service {
         if self.state.users.contains_key(name) {
             return Err(ServiceError::new(ErrorCode::AlreadyExists, format!("name: user {name:?} exists")));
         }
-        let exists = match role {
-            Role::PlatformAdmin | Role::Auditor => true,
-            Role::AuthorityAdmin(id) | Role::AuthorityReviewer(id) => self.state.authorities.contains_key(&id),
-            Role::Enterprise(id) => self.state.enterprises.contains_key(&id),
-            Role::Provider(id) => self.state.providers.contains_key(&id),
-        };
-        if !exists {
-            return Err(ServiceError::new(ErrorCode::NotFound, format!("role: the scope of {role} does not exist")));
-        }
+        self.check_role_scope(role)?;
         let now = self.now_s();
         let user = User {
             name: name.to_owned(),
