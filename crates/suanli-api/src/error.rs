@@ -9,6 +9,9 @@ use suanli_service::{ErrorCode, ServiceError};
 
 use crate::writer::Refused;
 
+/// How long a client should wait after a write refused because storage failed.
+pub const STORAGE_RETRY_AFTER_S: u32 = 5;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -69,6 +72,22 @@ impl From<ServiceError> for ApiError {
             }
             ErrorCode::SignatureInvalid => StatusCode::UNAUTHORIZED,
             ErrorCode::DatabaseLocked => StatusCode::SERVICE_UNAVAILABLE,
+            // Nothing was stored: the client retries the same request later.
+            ErrorCode::StorageUnavailable | ErrorCode::StorageFull => {
+                crate::log::event(
+                    "warn",
+                    "write refused: storage cannot be written",
+                    serde_json::json!({ "code": error.code.as_str(), "error": error.message }),
+                );
+                return ApiError {
+                    retry_after_s: Some(STORAGE_RETRY_AFTER_S),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        error.code.as_str(),
+                        "storage cannot be written now; nothing was stored; retry later",
+                    )
+                };
+            }
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::AlreadyExists | ErrorCode::ProgramExists | ErrorCode::UsageRecordConflict => {

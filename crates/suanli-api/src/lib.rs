@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{OrderId, ProviderId, VoucherId};
-use suanli_service::access::{sha256_hex, verify_usage};
+use suanli_service::access::verify_usage;
 use suanli_service::calendar::parse_timestamp;
 use suanli_service::model::{UsageInput, UsageOutcome};
 use suanli_service::service::USAGE_BATCH_RECORDS_MAX;
@@ -52,6 +52,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/login", post(login::login))
         .route("/api/openapi.json", get(openapi::document_json))
@@ -66,7 +67,12 @@ pub fn router(state: AppState) -> Router {
 
 /// The routes that need no token: health, metrics, and logging in.
 pub const PUBLIC_ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/healthz", "Liveness: answers ok."),
+    ("GET", "/healthz", "Liveness: answers ok while the process lives."),
+    (
+        "GET",
+        "/readyz",
+        "Readiness: 200 ready while storage takes writes; 503 storage_unavailable (with Retry-After) after a storage fault until storage is reached again.",
+    ),
     ("GET", "/metrics", "Prometheus text: requests, latency, queue depth, commits, batch sizes, records applied."),
     ("POST", "/api/v1/login", "Log in with name and password (argon2); answers a bearer token for the user's role."),
     ("GET", "/api/openapi.json", "This document."),
@@ -190,6 +196,17 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.writer.is_ready() {
+        return "ready".into_response();
+    }
+    ApiError::from(suanli_service::ServiceError::new(
+        suanli_service::ErrorCode::StorageUnavailable,
+        "storage cannot be written now",
+    ))
+    .into_response()
+}
+
 async fn metrics_text(State(state): State<AppState>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(&state.writer.stats)).into_response()
 }
@@ -201,8 +218,7 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Role
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(ApiError::unauthenticated)?;
-    let snapshot = state.writer.snapshot.read().expect("the snapshot lock is never poisoned");
-    snapshot.token_roles.get(&sha256_hex(token)).copied().ok_or_else(ApiError::unauthenticated)
+    state.writer.view().authenticate(token).ok_or_else(ApiError::unauthenticated)
 }
 
 async fn show_voucher(
@@ -213,16 +229,11 @@ async fn show_voucher(
     use lifecycle::{Grant, permit, voucher_scope};
     let role = authenticate(&state, &headers)?;
     let id = VoucherId::parse(&voucher).map_err(|e| ApiError::field("voucher", e))?;
-    let voucher = state
-        .writer
-        .call(move |service| {
-            let (enterprise, authority) = voucher_scope(service, id)?;
-            let grants = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
-            permit(role, &grants, &id.to_string())?;
-            Ok(service.voucher(id)?.clone())
-        })
-        .await??;
-    Ok(Json(voucher).into_response())
+    let view = state.writer.view();
+    let (enterprise, authority) = voucher_scope(&view, id)?;
+    let grants = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
+    permit(role, &grants, &id.to_string())?;
+    Ok(Json(view.voucher(id)?.clone()).into_response())
 }
 
 /// A usage batch as a provider sends it.
@@ -277,9 +288,9 @@ pub fn check_usage_batch(
             "signature: the Suanli-Signature header is missing",
         ))
     })?;
-    let key =
-        writer.snapshot.read().expect("the snapshot lock is never poisoned").provider_keys.get(&provider).cloned();
-    verify_usage(key.as_deref(), provider, &records, signature)?;
+    let view = writer.view();
+    let key = view.state().providers.get(&provider).and_then(|p| p.public_key_hex.as_deref());
+    verify_usage(key, provider, &records, signature)?;
     Ok(records)
 }
 

@@ -24,7 +24,7 @@ use suanli_domain::{
 use suanli_service::calendar::YearMonth;
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec,
+    Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec, View,
 };
 
 use crate::{ApiError, AppState, authenticate};
@@ -71,6 +71,19 @@ pub fn permit(role: Role, grants: &[Grant], what: &str) -> Result<(), ServiceErr
     } else {
         Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not do this to {what}")))
     }
+}
+
+/// Authenticates, then runs `work` on what the last commit left, beside the writer (it never
+/// queues), and answers its JSON.
+async fn read<T: Serialize + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    work: impl FnOnce(&View, Role) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let role = authenticate(state, headers)?;
+    let view = state.writer.view();
+    let value = work(&view, role)?;
+    Ok(Json(value).into_response())
 }
 
 /// Authenticates, then runs `work` on the writer with the caller's role and answers its JSON.
@@ -169,7 +182,7 @@ async fn list_programs(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, _| {
+    read(&state, &headers, move |s, _| {
         let items: Vec<_> = s
             .state()
             .programs
@@ -187,7 +200,7 @@ async fn show_program(
     headers: HeaderMap,
     Path(program): Path<String>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, _| s.find_program(&program).and_then(|id| s.program(id).cloned())).await
+    read(&state, &headers, move |s, _| s.find_program(&program).and_then(|id| s.program(id).cloned())).await
 }
 
 #[derive(Deserialize)]
@@ -294,7 +307,7 @@ async fn show_enterprise(
     Path(enterprise): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("enterprise", &enterprise, EnterpriseId::parse)?;
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Auditor, Grant::Enterprise(id)], &id.to_string())?;
         s.enterprise(id).cloned()
     })
@@ -331,7 +344,7 @@ async fn create_application(
 }
 
 /// An application's enterprise and its programme's authority.
-fn application_scope(s: &Service, id: ApplicationId) -> Result<(EnterpriseId, AuthorityId), ServiceError> {
+fn application_scope(s: &View, id: ApplicationId) -> Result<(EnterpriseId, AuthorityId), ServiceError> {
     let application = s.application(id)?;
     Ok((application.enterprise, s.program(application.program)?.authority))
 }
@@ -341,7 +354,7 @@ async fn list_applications(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
         let mut items: Vec<_> = s
             .state()
@@ -372,7 +385,7 @@ async fn show_application(
     Path(application): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("application", &application, ApplicationId::parse)?;
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         let (enterprise, authority) = application_scope(s, id)?;
         permit(
             role,
@@ -434,7 +447,7 @@ async fn application_action(
 // ------------------------------------------------------------------ vouchers
 
 /// A voucher's enterprise and its programme's authority.
-pub fn voucher_scope(s: &Service, id: VoucherId) -> Result<(EnterpriseId, AuthorityId), ServiceError> {
+pub fn voucher_scope(s: &View, id: VoucherId) -> Result<(EnterpriseId, AuthorityId), ServiceError> {
     let voucher = s.voucher(id)?;
     Ok((voucher.enterprise, s.program(voucher.program)?.authority))
 }
@@ -603,7 +616,7 @@ async fn list_pools(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, _| page.window(s.state().pools.values().cloned().collect())).await
+    read(&state, &headers, move |s, _| page.window(s.state().pools.values().cloned().collect())).await
 }
 
 // ------------------------------------------------------------------ orders
@@ -643,7 +656,7 @@ async fn quote_order(
     input: Result<Json<OrderJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let (request, pool) = body(input)?.request()?;
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         match pool {
             Some(pool) => {
@@ -673,7 +686,7 @@ async fn place_order(
 }
 
 /// An order's enterprise, provider and programme authority.
-fn order_scope(s: &Service, id: OrderId) -> Result<(EnterpriseId, ProviderId, AuthorityId), ServiceError> {
+fn order_scope(s: &View, id: OrderId) -> Result<(EnterpriseId, ProviderId, AuthorityId), ServiceError> {
     let order = s.order(id)?;
     Ok((order.enterprise, order.provider, s.program(order.program)?.authority))
 }
@@ -684,7 +697,7 @@ async fn show_order(
     Path(order): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("order", &order, OrderId::parse)?;
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         let (enterprise, provider, authority) = order_scope(s, id)?;
         let grants = [
             Grant::Admin,
@@ -761,7 +774,7 @@ async fn issue_statement(
     .await
 }
 
-fn statement_scope(s: &Service, id: StatementId) -> Result<(ProviderId, AuthorityId), ServiceError> {
+fn statement_scope(s: &View, id: StatementId) -> Result<(ProviderId, AuthorityId), ServiceError> {
     let statement = s.state().statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
     Ok((statement.provider, s.program(statement.program)?.authority))
 }
@@ -772,7 +785,7 @@ async fn show_statement(
     Path(statement): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("statement", &statement, StatementId::parse)?;
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         let (provider, authority) = statement_scope(s, id)?;
         permit(
             role,
@@ -814,6 +827,11 @@ struct LogEntryJson {
     actor: String,
     action: String,
     object: String,
+    /// The ledger batch committed with the entry, whose hash the entry's hash covers.
+    ledger_batch: Option<u64>,
+    /// The event as written (JSON).
+    body: serde_json::Value,
+    previous_hash: String,
     hash: String,
 }
 
@@ -822,23 +840,30 @@ async fn audit_log(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin, Grant::Auditor], "the audit log")?;
-        let entries: Vec<LogEntryJson> = s
-            .log_entries()?
-            .into_iter()
-            .map(|e| LogEntryJson {
-                sequence: e.sequence,
-                time_s: e.time_s,
-                actor: e.actor,
-                action: e.action,
-                object: e.object,
-                hash: suanli_service::access::hex(&e.hash),
-            })
-            .collect();
-        page.window(entries)
-    })
-    .await
+    let role = authenticate(&state, &headers)?;
+    permit(role, &[Grant::Admin, Grant::Auditor], "the audit log")?;
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > PAGE_LIMIT_MAX {
+        return Err(ApiError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
+    }
+    // Sequences have no gaps, so the entries after `offset` are the page from `offset` on.
+    let (entries, total) = state.writer.log_page(page.offset as u64, limit).await??;
+    let items: Vec<LogEntryJson> = entries
+        .into_iter()
+        .map(|e| LogEntryJson {
+            sequence: e.sequence,
+            time_s: e.time_s,
+            actor: e.actor,
+            action: e.action,
+            object: e.object,
+            ledger_batch: e.ledger_batch_id,
+            body: serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body)),
+            previous_hash: suanli_service::access::hex(&e.previous_hash),
+            hash: suanli_service::access::hex(&e.hash),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "total": total, "offset": page.offset, "limit": limit, "items": items }))
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -891,7 +916,7 @@ async fn list_vouchers(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         if matches!(role, Role::Provider(_)) {
             return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not list vouchers")));
         }
@@ -924,7 +949,7 @@ async fn list_orders(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, move |s, role| {
+    read(&state, &headers, move |s, role| {
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
         let items: Vec<_> = s
             .state()

@@ -8,7 +8,7 @@
 //! nothing is accepted that will not be applied. When the last sender is dropped, the writer
 //! finishes every queued job and stops: a graceful shutdown loses nothing it accepted.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use suanli_domain::ProviderId;
 use suanli_service::model::{UsageInput, UsageOutcome};
 use suanli_service::service::USAGE_BATCH_RECORDS_MAX;
-use suanli_service::{Actor, Role, Service, ServiceError, UsageGroup};
+use suanli_service::{Actor, Service, ServiceError, UsageGroup, View};
 use tokio::sync::oneshot;
 
 /// Jobs waiting for the writer at most; beyond this, requests are refused with 503.
@@ -39,13 +39,8 @@ enum Job {
 /// Sends a job's answer back to its caller.
 type Delivery = Box<dyn FnOnce() + Send>;
 
-/// What handlers read without queueing: live tokens and provider keys, refreshed by the writer
-/// after any change that could touch them.
-#[derive(Default)]
-pub struct Snapshot {
-    pub token_roles: std::collections::HashMap<String, Role>,
-    pub provider_keys: std::collections::HashMap<ProviderId, String>,
-}
+/// How long the idle writer waits for a job before it checks on storage that failed.
+const IDLE_CHECK_MS: u64 = 1_000;
 
 /// Counters the writer keeps for `/metrics`.
 #[derive(Default)]
@@ -73,7 +68,14 @@ pub enum Refused {
 #[derive(Clone)]
 pub struct Writer {
     sender: SyncSender<Job>,
-    pub snapshot: Arc<RwLock<Snapshot>>,
+    /// What the last commit left, published by the writer after every job: handlers read it
+    /// (authentication, provider keys, every GET) without queueing, and it never shows a change
+    /// storage did not take.
+    published: Arc<RwLock<Arc<View>>>,
+    /// Whether storage takes writes now (`/readyz`).
+    ready: Arc<AtomicBool>,
+    /// Pages of the audit log, read from storage on a connection of their own.
+    log: Option<Arc<std::sync::Mutex<suanli_store::LogReader>>>,
     pub stats: Arc<WriterStats>,
 }
 
@@ -86,16 +88,85 @@ impl Writer {
     /// Like [`Writer::start`] with a queue of `queue_jobs_max` jobs (tests use a short one).
     pub fn start_with(service: Service, queue_jobs_max: usize) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = sync_channel(queue_jobs_max);
-        let snapshot = Arc::new(RwLock::new(snapshot_of(&service)));
+        let published = Arc::new(RwLock::new(Arc::new(service.committed_view())));
+        let ready = Arc::new(AtomicBool::new(service.is_ready()));
+        let log = match service.log_reader() {
+            Ok(reader) => Some(Arc::new(std::sync::Mutex::new(reader))),
+            Err(error) => {
+                crate::log::event(
+                    "warn",
+                    "no log reader beside the writer; log pages go through the writer",
+                    serde_json::json!({ "error": error.message }),
+                );
+                None
+            }
+        };
         let stats = Arc::new(WriterStats::default());
         let thread = {
-            let (snapshot, stats) = (snapshot.clone(), stats.clone());
+            let outlet = Outlet { published: published.clone(), ready: ready.clone() };
+            let stats = stats.clone();
             std::thread::Builder::new()
                 .name("suanli-writer".into())
-                .spawn(move || run(service, receiver, snapshot, stats))
+                .spawn(move || {
+                    // A panic on the writer means a broken invariant: stop the whole process so a
+                    // supervisor restarts it from storage, rather than leave a server that answers
+                    // 503 forever while /healthz says ok.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run(service, receiver, outlet, stats)
+                    }));
+                    if outcome.is_err() {
+                        crate::log::event(
+                            "error",
+                            "the writer panicked; stopping the process so it restarts from storage",
+                            serde_json::json!({}),
+                        );
+                        std::process::exit(101);
+                    }
+                })
                 .expect("the writer thread starts")
         };
-        (Writer { sender, snapshot, stats }, thread)
+        (Writer { sender, published, ready, log, stats }, thread)
+    }
+
+    /// What the last commit left, for a read that must not queue.
+    pub fn view(&self) -> Arc<View> {
+        self.published.read().expect("the published view's lock is never poisoned").clone()
+    }
+
+    /// The entries after sequence `after` (at most `limit`) and the log's length, read from
+    /// storage beside the writer.
+    pub async fn log_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Result<(Vec<suanli_store::LogEntry>, u64), ServiceError>, Refused> {
+        let storage = |e: suanli_store::StoreError| {
+            ServiceError::new(suanli_service::ErrorCode::StorageUnavailable, e.to_string())
+        };
+        match &self.log {
+            Some(reader) => {
+                let reader = reader.clone();
+                let page = tokio::task::spawn_blocking(move || {
+                    reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner).page(after, limit)
+                })
+                .await
+                .map_err(|_| Refused::Stopped)?;
+                Ok(page.map_err(storage))
+            }
+            None => {
+                self.call(move |service| {
+                    let all = service.log_entries()?;
+                    let total = all.len() as u64;
+                    Ok((all.into_iter().skip(after as usize).take(limit).collect(), total))
+                })
+                .await
+            }
+        }
+    }
+
+    /// Whether storage takes writes now.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     fn send(&self, job: Job) -> Result<(), Refused> {
@@ -137,35 +208,53 @@ impl Writer {
     }
 }
 
-fn snapshot_of(service: &Service) -> Snapshot {
-    let state = service.state();
-    Snapshot {
-        token_roles: state
-            .token_by_hash
-            .iter()
-            .filter_map(|(hash, id)| Role::parse(&state.tokens[id].role).ok().map(|role| (hash.clone(), role)))
-            .collect(),
-        provider_keys: state.providers.values().filter_map(|p| p.public_key_hex.clone().map(|k| (p.id, k))).collect(),
+/// Where the writer publishes what readers see.
+struct Outlet {
+    published: Arc<RwLock<Arc<View>>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Outlet {
+    /// Publishes the state of the last commit (constant time: the maps are shared).
+    fn publish(&self, service: &Service) {
+        let view = Arc::new(service.committed_view());
+        *self.published.write().expect("the published view's lock is never poisoned") = view;
+        self.ready.store(service.is_ready(), Ordering::Relaxed);
     }
 }
 
-fn run(mut service: Service, receiver: Receiver<Job>, snapshot: Arc<RwLock<Snapshot>>, stats: Arc<WriterStats>) {
+fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc<WriterStats>) {
     let mut pending: Option<Job> = None;
     loop {
         let job = match pending.take() {
             Some(job) => job,
-            None => match receiver.recv() {
+            None => match receiver.recv_timeout(std::time::Duration::from_millis(IDLE_CHECK_MS)) {
                 Ok(job) => {
                     stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     job
                 }
-                Err(_) => return, // every sender is gone and the queue is empty
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // Idle with storage in doubt: try to reach it, so readiness comes back
+                    // without waiting for a write.
+                    if !service.is_ready() {
+                        if let Err(error) = service.recover() {
+                            crate::log::event(
+                                "warn",
+                                "storage still cannot be written",
+                                serde_json::json!({ "error": error.message }),
+                            );
+                        }
+                        outlet.publish(&service);
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return, // every sender is gone
             },
         };
         match job {
             Job::Call(work) => {
                 let deliver = work(&mut service);
-                *snapshot.write().expect("the snapshot lock is never poisoned") = snapshot_of(&service);
+                outlet.publish(&service);
                 deliver();
             }
             Job::Usage { actor, provider, records, reply } => {
@@ -195,7 +284,10 @@ fn run(mut service: Service, receiver: Receiver<Job>, snapshot: Arc<RwLock<Snaps
                     }
                 }
                 let first_actor = groups[0].actor.clone();
-                match service.record_usage_groups(&first_actor, &groups) {
+                let result = service.record_usage_groups(&first_actor, &groups);
+                // Published before anyone is answered: a client that got `ok` reads its record.
+                outlet.publish(&service);
+                match result {
                     Ok(answers) => {
                         stats.commits.fetch_add(1, Ordering::Relaxed);
                         stats.records_applied.fetch_add(total as u64, Ordering::Relaxed);

@@ -37,6 +37,17 @@ pub struct Ledger {
     failed: HashMap<u128, FailedId>,
     last_timestamp: u64,
     totals: Totals,
+    /// How to take back the newest batch, kept until the next one: storage may refuse to commit
+    /// it, and memory must then return to what storage holds without a rebuild.
+    last_batch: Option<BatchUndo>,
+}
+
+/// Everything the newest batch changed, in the order it changed it.
+#[derive(Clone, Debug, Default)]
+struct BatchUndo {
+    undo: Vec<Undo>,
+    totals: Totals,
+    last_timestamp: u64,
 }
 
 /// Sums over all accounts, kept as the ledger runs so that "the books balance" is checked after
@@ -88,7 +99,9 @@ pub enum BatchError {
 #[error("ledger invariant violated: {0}")]
 pub struct InvariantViolation(pub String);
 
+#[derive(Clone, Debug)]
 enum Undo {
+    FailedRecorded(u128),
     AccountCreated(u128),
     TransferCreated(u128),
     Balances(u128, [i64; 4]),
@@ -100,6 +113,8 @@ enum Undo {
 /// Per-batch scratch: the undo log of the open chain and what the batch changed.
 struct BatchScratch {
     undo: Vec<Undo>,
+    /// The undo entries of every chain that stayed, for [`Ledger::revert_last_batch`].
+    batch_undo: Vec<Undo>,
     changes: Changes,
     touched: Vec<u128>,
 }
@@ -169,8 +184,11 @@ impl Ledger {
         if first.checked_add(events.len() as u64 + expiries_max).is_none() {
             return Err(BatchError::ClockExhausted(self.last_timestamp));
         }
+        let (totals_before, last_timestamp_before) = (self.totals, self.last_timestamp);
+        self.last_batch = None;
         let mut scratch = BatchScratch {
             undo: Vec::new(),
+            batch_undo: Vec::new(),
             changes: Changes { timestamp_first: first, ..Changes::default() },
             touched: Vec::new(),
         };
@@ -221,6 +239,7 @@ impl Ledger {
                 if reject.marks_id_failed() && unused && matches!(event, Event::CreateTransfer(_)) {
                     let failed = FailedId { id, reason: reject, timestamp };
                     self.failed.insert(failed.id, failed);
+                    scratch.batch_undo.push(Undo::FailedRecorded(failed.id));
                     scratch.changes.failed.push(failed);
                     timestamp += 1;
                 }
@@ -228,7 +247,7 @@ impl Ledger {
             outcomes.push(outcome);
             if !event.is_linked() || chain_open_at_end {
                 chain_start = None;
-                scratch.undo.clear();
+                scratch.batch_undo.append(&mut scratch.undo);
             }
         }
         debug_assert!(chain_start.is_none());
@@ -240,7 +259,22 @@ impl Ledger {
         scratch.changes.accounts_after =
             scratch.touched.iter().filter_map(|id| self.accounts.get(id)).copied().collect();
         self.assert_batch_invariants(&scratch.changes);
+        self.last_batch =
+            Some(BatchUndo { undo: scratch.batch_undo, totals: totals_before, last_timestamp: last_timestamp_before });
         Ok(BatchResult { outcomes, changes: scratch.changes })
+    }
+
+    /// Takes back the newest batch, leaving the ledger exactly as it was before it (the state hash
+    /// equal). For a batch that storage refused to commit. Answers false when there is no batch to
+    /// take back (none applied, or already taken back).
+    pub fn revert_last_batch(&mut self) -> bool {
+        let Some(mut batch) = self.last_batch.take() else {
+            return false;
+        };
+        self.undo_all(&mut batch.undo);
+        self.totals = batch.totals;
+        self.last_timestamp = batch.last_timestamp;
+        true
     }
 
     /// Voids every pending transfer whose timeout is at or before `now`.
@@ -250,13 +284,17 @@ impl Ledger {
                 break;
             }
             self.expiry_queue.pop_first();
+            scratch.undo.push(Undo::ExpiryRemoved(expires_at, id));
             let pending = self.transfers[&id];
             assert_eq!(self.pending.insert(id, PendingStatus::Expired), Some(PendingStatus::Pending));
+            scratch.undo.push(Undo::PendingStatus(id, PendingStatus::Pending));
             self.release_pending(&pending, scratch);
             scratch.changes.expired.push(Expiry { pending_id: id, timestamp: *timestamp });
             *timestamp += 1;
         }
-        scratch.undo.clear(); // Expiry is not part of any chain and is never rolled back.
+        // Expiry is not part of any chain and is never rolled back with one; only a refused
+        // commit takes it back, with the whole batch.
+        scratch.batch_undo.append(&mut scratch.undo);
     }
 
     fn create_account(&mut self, new: &NewAccount, timestamp: u64, scratch: &mut BatchScratch) -> Outcome {
@@ -584,8 +622,19 @@ impl Ledger {
     }
 
     fn roll_back(&mut self, scratch: &mut BatchScratch, totals: Totals, lengths: (usize, usize)) {
-        while let Some(undo) = scratch.undo.pop() {
+        self.undo_all(&mut scratch.undo);
+        self.totals = totals;
+        scratch.changes.accounts_created.truncate(lengths.0);
+        scratch.changes.transfers_created.truncate(lengths.1);
+    }
+
+    /// Undoes `undo` from its newest entry back.
+    fn undo_all(&mut self, undo: &mut Vec<Undo>) {
+        while let Some(undo) = undo.pop() {
             match undo {
+                Undo::FailedRecorded(id) => {
+                    self.failed.remove(&id);
+                }
                 Undo::AccountCreated(id) => {
                     self.accounts.remove(&id);
                 }
@@ -609,9 +658,6 @@ impl Ledger {
                 }
             }
         }
-        self.totals = totals;
-        scratch.changes.accounts_created.truncate(lengths.0);
-        scratch.changes.transfers_created.truncate(lengths.1);
     }
 
     /// The constant-time checks after every batch: the books balance, pending and posted alike,

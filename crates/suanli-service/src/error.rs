@@ -74,6 +74,8 @@ error_codes! {
     Forbidden => "forbidden",
     AmountOverflow => "amount_overflow",
     DatabaseLocked => "database_locked",
+    StorageUnavailable => "storage_unavailable",
+    StorageFull => "storage_full",
     Storage => "storage_error",
     Internal => "internal_error",
 }

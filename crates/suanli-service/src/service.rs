@@ -17,7 +17,9 @@ use suanli_domain::{
     RegionCode, Rule, SiteId, StatementId, Uscc, Verdict, VoucherId,
 };
 use suanli_ledger::{Event as LedgerEvent, Outcome};
-use suanli_store::{AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, SqliteStore};
+use suanli_store::{
+    AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, Recovered, SqliteStore,
+};
 
 use crate::access::{Role, Token, User};
 use crate::books::{AccountKind, TransferKind, account_id, create_account, link, release, return_to_budget, transfer};
@@ -31,7 +33,7 @@ use crate::model::{
     UsageOutcome, UsageRecord, Voucher, VoucherState,
 };
 use crate::program_file::parse_program;
-use crate::state::{State, UsageEntry};
+use crate::state::{State, UsageBook, UsageEntry};
 
 mod choose;
 pub use choose::{PoolChoice, PoolRequest};
@@ -156,6 +158,8 @@ struct Change {
     /// Who recorded the events from each index on, when a commit groups several requests;
     /// events before the first entry belong to the commit's actor.
     actors: Vec<(usize, Actor)>,
+    /// Usage ids this change decided, taken out of the usage book again if the commit fails.
+    usage_keys: Vec<(ProviderId, String)>,
 }
 
 impl Change {
@@ -166,10 +170,37 @@ impl Change {
     }
 }
 
-pub struct Service {
-    durable: Durable<AnyStore>,
+/// What reads need: the state and the clock. Every read (`voucher`, `quote`, `eligibility`, ...)
+/// is a method of `View`, so it runs the same on the writer's working state and on a copy the
+/// writer published after a commit, which handlers read without queueing.
+#[derive(Clone)]
+pub struct View {
     state: State,
     clock: Arc<dyn Clock>,
+}
+
+pub struct Service {
+    durable: Durable<AnyStore>,
+    /// The state a command is changing: events apply to it as they are recorded.
+    view: View,
+    /// The state as of the last commit (a constant-time persistent copy): a refused commit returns
+    /// the working state to it, so memory is never ahead of storage.
+    committed: State,
+    usage: UsageBook,
+}
+
+impl std::ops::Deref for Service {
+    type Target = View;
+
+    fn deref(&self) -> &View {
+        &self.view
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut View {
+        &mut self.view
+    }
 }
 
 impl Service {
@@ -180,20 +211,16 @@ impl Service {
     }
 
     pub fn open_with(path: &Path, fsync: FsyncMode, clock: Arc<dyn Clock>) -> Result<Service> {
-        let store = SqliteStore::open(path, fsync).map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))?;
-        Service::open_store(AnyStore::Sqlite(store), clock)
+        let store = SqliteStore::open(path, fsync).map_err(open_error)?;
+        Service::open_store(AnyStore::sqlite(store), clock)
     }
 
     /// Opens the database a URL names: `postgres://…` (or `postgresql://…`) for PostgreSQL,
     /// `sqlite://PATH` or a plain path for the embedded file.
     pub fn open_database(database: &str, clock: Arc<dyn Clock>) -> Result<Service> {
-        let storage = |e: suanli_store::StoreError| match e {
-            suanli_store::StoreError::Locked { .. } => ServiceError::new(ErrorCode::DatabaseLocked, e.to_string()),
-            e => ServiceError::new(ErrorCode::Storage, e.to_string()),
-        };
         if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-            let store = PostgresStore::open(database).map_err(storage)?;
-            return Service::open_store(AnyStore::Postgres(Box::new(store)), clock);
+            let store = PostgresStore::open(database).map_err(open_error)?;
+            return Service::open_store(AnyStore::postgres(store), clock);
         }
         let path = database.strip_prefix("sqlite://").unwrap_or(database);
         if path.contains("://") {
@@ -205,52 +232,144 @@ impl Service {
         Service::open_with(Path::new(path), FsyncMode::Full, clock)
     }
 
-    /// Opens a database to read beside a running writer, for audits. On PostgreSQL it takes no
-    /// lock and reads one snapshot, and the store refuses any change; a SQLite file opens as with
-    /// [`Service::open_database`] (WAL lets readers in beside the writer).
+    /// Opens a database to read beside a running writer, for audits and CLI reads. It takes no
+    /// lock and the store refuses any change (`database_locked`); on PostgreSQL each load is one
+    /// repeatable-read snapshot, on SQLite WAL lets readers in beside the writer.
     pub fn open_reader(database: &str, clock: Arc<dyn Clock>) -> Result<Service> {
+        let storage = |e: suanli_store::StoreError| ServiceError::new(ErrorCode::Storage, e.to_string());
         if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-            let store = PostgresStore::open_reader(database)
-                .map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))?;
-            return Service::open_store(AnyStore::Postgres(Box::new(store)), clock);
+            let store = PostgresStore::open_reader(database).map_err(storage)?;
+            return Service::open_store(AnyStore::postgres(store), clock);
         }
-        Service::open_database(database, clock)
+        let path = database.strip_prefix("sqlite://").unwrap_or(database);
+        let store = SqliteStore::open_reader(Path::new(path)).map_err(storage)?;
+        Service::open_store(AnyStore::sqlite(store), clock)
     }
 
     fn open_store(store: AnyStore, clock: Arc<dyn Clock>) -> Result<Service> {
         let (durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
-        let state = replay(&log)?;
-        Ok(Service { durable, state, clock })
+        let (state, usage) = replay(&log)?;
+        Ok(Service { durable, committed: state.clone(), view: View { state, clock }, usage })
     }
 
+    /// The switch that makes this service's commits fail on demand, for tests of what a refused
+    /// commit leaves behind.
+    #[doc(hidden)]
+    pub fn fault_switch(&self) -> suanli_store::FaultSwitch {
+        self.durable.storage().fault_switch()
+    }
+
+    /// Whether writes can be taken now: storage answered the last commit (or was found again
+    /// since) and the writer still holds its lock. `/readyz` answers this.
+    pub fn is_ready(&self) -> bool {
+        self.durable.is_ready()
+    }
+
+    /// After a failed commit: reaches storage again (reconnecting, re-taking the lock) and
+    /// reloads if the failed commit was stored after all. Writes call it first; the server's
+    /// writer also calls it while idle so readiness comes back without a write.
+    pub fn recover(&mut self) -> Result<()> {
+        if self.durable.is_ready() {
+            return Ok(());
+        }
+        match self.durable.recover() {
+            Ok(Recovered::Unchanged) => Ok(()),
+            Ok(Recovered::Reloaded(log)) => self.reload(&log),
+            Err(error) => Err(storage_error(error)),
+        }
+    }
+
+    fn reload(&mut self, log: &[LogEntry]) -> Result<()> {
+        let (state, usage) = replay(log)?;
+        self.committed = state.clone();
+        self.state = state;
+        self.usage = usage;
+        Ok(())
+    }
+
+    /// A copy of what the last commit left, for reads beside the writer (constant time: the
+    /// state's maps are shared, not copied). Between commands it equals the working state.
+    pub fn committed_view(&self) -> View {
+        View { state: self.committed.clone(), clock: self.view.clock.clone() }
+    }
+
+    /// A reader of the audit log on a connection of its own, for pages read beside the writer.
+    pub fn log_reader(&self) -> Result<suanli_store::LogReader> {
+        self.durable.storage().log_reader().map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))
+    }
+
+    /// The usage ids decided so far, with their first results.
+    pub fn usage_book(&self) -> &UsageBook {
+        &self.usage
+    }
+}
+
+impl View {
     pub fn state(&self) -> &State {
         &self.state
     }
+}
 
+impl Service {
     pub fn durable(&self) -> &Durable<AnyStore> {
         &self.durable
     }
+}
 
+impl View {
     pub fn now_s(&self) -> i64 {
         self.clock.now_s()
     }
+}
 
+impl Service {
     fn begin(&self) -> Change {
         Change {
             first_sequence: self.durable.log_count() + 1,
             events: Vec::new(),
             ledger: Vec::new(),
             actors: Vec::new(),
+            usage_keys: Vec::new(),
         }
     }
 
     /// Applies `event` to the state now and keeps it for the commit.
     fn record(&mut self, change: &mut Change, event: Event, now_s: i64) {
         self.state.apply(&event, now_s);
+        change.usage_keys.extend(self.usage.apply(&event));
         change.events.push(event);
     }
 
+    /// Returns memory to the last commit: the state to its copy, the usage book without the ids
+    /// this change decided.
+    fn forget(&mut self, change: &Change) {
+        self.state = self.committed.clone();
+        for key in &change.usage_keys {
+            self.usage.entries.remove(key);
+        }
+    }
+
     fn commit(&mut self, actor: &Actor, now_s: i64, change: Change) -> Result<()> {
+        // Storage failed before and is still in doubt: find it again first. Unchanged, memory is
+        // what storage holds and the change stands; reloaded, the change was decided against a
+        // stale state and is refused (the client retries).
+        if !self.durable.is_ready() {
+            match self.durable.recover() {
+                Ok(Recovered::Unchanged) => {}
+                Ok(Recovered::Reloaded(log)) => {
+                    self.forget(&change);
+                    self.reload(&log)?;
+                    return Err(ServiceError::new(
+                        ErrorCode::StorageUnavailable,
+                        "storage was reloaded after a fault; nothing was stored; retry",
+                    ));
+                }
+                Err(error) => {
+                    self.forget(&change);
+                    return Err(storage_error(error));
+                }
+            }
+        }
         let now_ns = u64::try_from(now_s).unwrap_or(0).saturating_mul(1_000_000_000);
         let events = &change.events;
         let actors = &change.actors;
@@ -281,11 +400,14 @@ impl Service {
             )
         });
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.committed = self.state.clone();
+                Ok(())
+            }
             Err(error) => {
-                // Memory ran ahead of disk: rebuild the state from what was stored.
-                let log = self.durable.reload_log().map_err(storage_error)?;
-                self.state = replay(&log)?;
+                // Nothing of the change was stored: memory returns to the last commit (the
+                // ledger took its batch back already).
+                self.forget(&change);
                 match refused {
                     Some(message) => Err(ServiceError::new(ErrorCode::Internal, message)),
                     None => Err(storage_error(error)),
@@ -347,11 +469,15 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(id)
     }
+}
 
+impl View {
     pub fn program(&self, id: ProgramId) -> Result<&Program> {
         self.state.programs.get(&id).ok_or_else(|| ServiceError::not_found(id))
     }
+}
 
+impl View {
     /// Finds a programme by id (`prg-1`) or key (`shanghai-compute`).
     pub fn find_program(&self, text: &str) -> Result<ProgramId> {
         if let Ok(id) = ProgramId::parse(text) {
@@ -363,7 +489,9 @@ impl Service {
             .copied()
             .ok_or_else(|| ServiceError::not_found(format!("programme {text:?}")))
     }
+}
 
+impl Service {
     /// Draft → open: the budget moves from the authority's appropriation to the programme.
     pub fn open_program(&mut self, actor: &Actor, id: ProgramId) -> Result<()> {
         let program = self.program(id)?;
@@ -472,11 +600,15 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(id)
     }
+}
 
+impl View {
     pub fn enterprise(&self, id: EnterpriseId) -> Result<&Enterprise> {
         self.state.enterprises.get(&id).ok_or_else(|| ServiceError::not_found(id))
     }
+}
 
+impl View {
     /// Every eligibility verdict of `enterprise` for `program`, the applicant-kind rule first.
     pub fn eligibility(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Vec<(String, Verdict)>> {
         let enterprise = self.enterprise(enterprise)?;
@@ -506,7 +638,9 @@ impl Service {
         }
         Ok(verdicts)
     }
+}
 
+impl Service {
     pub fn create_application(
         &mut self,
         actor: &Actor,
@@ -548,11 +682,15 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(id)
     }
+}
 
+impl View {
     pub fn application(&self, id: ApplicationId) -> Result<&Application> {
         self.state.applications.get(&id).ok_or_else(|| ServiceError::not_found(id))
     }
+}
 
+impl Service {
     /// Draft → submitted, inside the programme's application window while it is open.
     pub fn submit_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {
         let application = self.application(id)?;
@@ -709,7 +847,9 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(voucher_id)
     }
+}
 
+impl View {
     fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
         let enterprise = application.enterprise;
         let issued_here = self
@@ -782,11 +922,15 @@ impl Service {
         }
         Ok(())
     }
+}
 
+impl View {
     pub fn voucher(&self, id: VoucherId) -> Result<&Voucher> {
         self.state.vouchers.get(&id).ok_or_else(|| ServiceError::not_found(id))
     }
+}
 
+impl Service {
     // ---------------------------------------------------------------- providers
 
     pub fn register_provider(
@@ -867,12 +1011,16 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(id)
     }
+}
 
+impl View {
     fn provider_of_pool(&self, pool: &Pool) -> (&Site, &Provider) {
         let site = &self.state.sites[&pool.site];
         (site, &self.state.providers[&site.spec.provider])
     }
+}
 
+impl View {
     /// Whether `program`'s provider rule allows `pool`, and if not, why.
     pub(crate) fn provider_allowed(&self, program: &Program, pool: &Pool) -> Result<()> {
         let (site, provider) = self.provider_of_pool(pool);
@@ -900,16 +1048,22 @@ impl Service {
             Some(message) => Err(ServiceError::new(ErrorCode::ProviderNotAllowed, format!("pool: {message}"))),
         }
     }
+}
 
+impl Service {
     // ---------------------------------------------------------------- orders
+}
 
+impl View {
     /// Prices an order without placing it: list cost, the voucher's share and the enterprise's.
     pub fn quote(&self, input: &OrderInput) -> Result<Quote> {
         let now = self.now_s();
         let (voucher, program, pool) = self.check_order(input, now)?;
         self.price(voucher, program, pool, input.gpu_count, input.hours, now)
     }
+}
 
+impl View {
     /// The checks an order makes before any pool is considered: the voucher is the enterprise's,
     /// active, unexpired, and its programme funds the purpose.
     pub(crate) fn check_voucher_use(
@@ -954,7 +1108,9 @@ impl Service {
         }
         Ok((voucher, program))
     }
+}
 
+impl View {
     fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
         let (voucher, program) = self.check_voucher_use(input.enterprise, input.voucher, input.purpose, now)?;
         let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
@@ -985,7 +1141,9 @@ impl Service {
         self.provider_allowed(program, pool)?;
         Ok((voucher, program, pool))
     }
+}
 
+impl View {
     pub(crate) fn price(
         &self,
         voucher: &Voucher,
@@ -1024,7 +1182,9 @@ impl Service {
             limited_by,
         })
     }
+}
 
+impl Service {
     /// Places an order: the price is locked and the voucher's share is held for it.
     pub fn place_order(&mut self, actor: &Actor, input: OrderInput) -> Result<OrderId> {
         let now = self.now_s();
@@ -1088,11 +1248,15 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(id)
     }
+}
 
+impl View {
     pub fn order(&self, id: OrderId) -> Result<&Order> {
         self.state.orders.get(&id).ok_or_else(|| ServiceError::not_found(id))
     }
+}
 
+impl Service {
     /// Placed → running: the provider starts the job.
     pub fn start_order(&mut self, actor: &Actor, id: OrderId) -> Result<()> {
         let order = self.order(id)?;
@@ -1215,7 +1379,7 @@ impl Service {
         if input.id.is_empty() || input.id.len() > 128 || input.id.chars().any(char::is_control) {
             return refused(ServiceError::field("id", "must be 1-128 bytes without control characters"));
         }
-        match self.state.usage.get(&(provider, input.id.clone())) {
+        match self.usage.get(provider, &input.id) {
             Some(UsageEntry::Recorded(record)) if record.input == *input => {
                 return UsageOutcome::Duplicate {
                     id: input.id.clone(),
@@ -1287,7 +1451,9 @@ impl Service {
             }
         }
     }
+}
 
+impl View {
     fn check_usage(&self, provider: ProviderId, input: &UsageInput, now: i64) -> Result<UsageRecord> {
         let order = self.order(input.order)?;
         if order.provider != provider {
@@ -1366,7 +1532,7 @@ impl Service {
             let left = cap.checked_sub(self.state.annual_used(order.enterprise, program.id, now))?;
             voucher_part = voucher_part.min(Fen::new(left.fen().max(0)));
         }
-        Ok(UsageRecord {
+        let record = UsageRecord {
             provider,
             input: input.clone(),
             program: program.id,
@@ -1374,9 +1540,42 @@ impl Service {
             voucher_part_fen: voucher_part,
             enterprise_part_fen: cost.checked_sub(voucher_part)?,
             recorded_at_s: now,
-        })
+        };
+        self.check_totals(order, &record)?;
+        Ok(record)
     }
+}
 
+impl View {
+    /// Refuses a record that would carry a running total past what an `i64` holds: the order's
+    /// GPU-seconds and money and the enterprise's payments (the statement lines of one order are
+    /// part of the order's totals; voucher and programme totals are bounded by face values and
+    /// budgets). Applying the record then cannot overflow.
+    fn check_totals(&self, order: &Order, record: &UsageRecord) -> Result<()> {
+        let overflow = |what: &str| {
+            ServiceError::new(
+                ErrorCode::AmountOverflow,
+                format!("gpu_seconds: this record would carry {what} past the largest amount kept"),
+            )
+        };
+        order.gpu_seconds.checked_add(record.input.gpu_seconds).ok_or_else(|| overflow("the order's GPU-seconds"))?;
+        for (total, part) in [
+            (order.cost_fen, record.cost_fen),
+            (order.voucher_paid_fen, record.voucher_part_fen),
+            (order.enterprise_paid_fen, record.enterprise_part_fen),
+        ] {
+            total.checked_add(part).map_err(|_| overflow("the order's cost"))?;
+        }
+        let enterprise = self.enterprise(order.enterprise)?;
+        enterprise
+            .paid_fen
+            .checked_add(record.enterprise_part_fen)
+            .map_err(|_| overflow("the enterprise's payments"))?;
+        Ok(())
+    }
+}
+
+impl Service {
     // ---------------------------------------------------------------- vouchers
 
     /// Expires every active or suspended voucher whose validity has ended; its unspent balance
@@ -1639,7 +1838,28 @@ fn check_text_allow_empty(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why a database could not be opened: another writer holds it (`database_locked`), or storage
+/// failed.
+fn open_error(error: suanli_store::StoreError) -> ServiceError {
+    match error {
+        suanli_store::StoreError::Locked { .. } => ServiceError::new(ErrorCode::DatabaseLocked, error.to_string()),
+        error => ServiceError::new(ErrorCode::Storage, error.to_string()),
+    }
+}
+
 fn storage_error(error: DurableError) -> ServiceError {
+    if let DurableError::LockLost = error {
+        return ServiceError::new(ErrorCode::StorageUnavailable, error.to_string());
+    }
+    match error.fault() {
+        Some(suanli_store::Fault::Full) => return ServiceError::new(ErrorCode::StorageFull, error.to_string()),
+        Some(suanli_store::Fault::Unavailable)
+            if !matches!(error, DurableError::Store(suanli_store::StoreError::ReadOnly { .. })) =>
+        {
+            return ServiceError::new(ErrorCode::StorageUnavailable, error.to_string());
+        }
+        _ => {}
+    }
     match error {
         // A reader beside the writer asked to change something.
         DurableError::Store(suanli_store::StoreError::ReadOnly { .. }) => {
@@ -1649,9 +1869,10 @@ fn storage_error(error: DurableError) -> ServiceError {
     }
 }
 
-/// Rebuilds the state from the audit log.
-pub(crate) fn replay(log: &[LogEntry]) -> Result<State> {
+/// Rebuilds the state and the usage book from the audit log.
+pub(crate) fn replay(log: &[LogEntry]) -> Result<(State, UsageBook)> {
     let mut state = State::default();
+    let mut usage = UsageBook::default();
     for entry in log {
         let event: Event = serde_json::from_str(&entry.body).map_err(|e| {
             ServiceError::new(ErrorCode::Internal, format!("audit log entry {} cannot be read: {e}", entry.sequence))
@@ -1670,14 +1891,15 @@ pub(crate) fn replay(log: &[LogEntry]) -> Result<State> {
             ));
         }
         state.apply(&event, entry.time_s);
+        usage.apply(&event);
     }
-    Ok(state)
+    Ok((state, usage))
 }
 
 impl Service {
     /// Compares the replayed state with the ledger; see [`crate::check::check_books`].
     pub fn check_books(&self) -> Vec<String> {
-        crate::check::check_books(&self.state, self.durable.ledger())
+        crate::check::check_books(&self.state, &self.usage, self.durable.ledger())
     }
 }
 
@@ -1688,7 +1910,7 @@ impl Service {
     }
 }
 
-impl Service {
+impl View {
     /// Refuses a role whose scope (authority, enterprise, provider) does not exist.
     fn check_role_scope(&self, role: Role) -> Result<()> {
         let exists = match role {
@@ -1702,7 +1924,9 @@ impl Service {
             false => Err(ServiceError::new(ErrorCode::NotFound, format!("role: the scope of {role} does not exist"))),
         }
     }
+}
 
+impl Service {
     /// Registers a token for `role` by the SHA-256 of its secret (the caller made the secret and
     /// shows it once). The role's scope must exist.
     pub fn issue_token(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str) -> Result<u64> {
@@ -1772,13 +1996,17 @@ impl Service {
         self.record(&mut change, Event::UserCreated { user }, now);
         self.commit(actor, now, change)
     }
+}
 
+impl View {
     /// The role of a live token's secret, if any.
     pub fn authenticate(&self, secret: &str) -> Option<Role> {
         let id = self.state.token_by_hash.get(&crate::access::sha256_hex(secret))?;
         Role::parse(&self.state.tokens[id].role).ok()
     }
+}
 
+impl Service {
     /// Registers (or replaces) the Ed25519 key a provider signs its usage with.
     pub fn register_provider_key(&mut self, actor: &Actor, provider: ProviderId, public_key_hex: &str) -> Result<()> {
         if !self.state.providers.contains_key(&provider) {
@@ -1791,7 +2019,9 @@ impl Service {
         self.record(&mut change, event, now);
         self.commit(actor, now, change)
     }
+}
 
+impl View {
     /// Checks a usage batch's signature against the provider's key; nothing is recorded.
     pub fn verify_usage(&self, provider: ProviderId, records: &[UsageInput], signature_hex: &str) -> Result<()> {
         let provider_record = self.state.providers.get(&provider).ok_or_else(|| ServiceError::not_found(provider))?;

@@ -3,8 +3,18 @@
 //! `apply` is the one place state changes, used both when a command commits and when the audit
 //! log is replayed at start-up, so what was decided and what is rebuilt cannot differ. It never
 //! fails: every check happened before the event was made. The asserts guard that promise.
+//!
+//! The maps are persistent (`imbl`): cloning a `State` takes constant time and shares every node,
+//! and a change copies only the path it touches. The writer keeps the state as of the last commit
+//! beside the one a command is changing, so a refused commit returns to it at once, and readers
+//! get their own copy after every commit without waiting for the writer.
+//!
+//! What grows with history and is only looked up by id (the usage records, for idempotency) is
+//! not here: it lives in [`UsageBook`], beside the state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use imbl::{OrdMap as BTreeMap, Vector};
 
 use suanli_domain::{
     ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode, SiteId,
@@ -26,6 +36,8 @@ pub enum UsageEntry {
     Refused { input: UsageInput, code: String, message: String },
 }
 
+type ImHashMap<K, V> = imbl::HashMap<K, V>;
+
 #[derive(Clone, Debug, Default)]
 pub struct State {
     pub authorities: BTreeMap<AuthorityId, Authority>,
@@ -38,21 +50,20 @@ pub struct State {
     pub pools: BTreeMap<PoolId, Pool>,
     pub orders: BTreeMap<OrderId, Order>,
     pub statements: BTreeMap<StatementId, Statement>,
-    pub anomalies: Vec<Anomaly>,
-    pub usage: HashMap<(ProviderId, String), UsageEntry, foldhash::fast::RandomState>,
+    pub anomalies: Vector<Anomaly>,
     /// Voucher parts received per enterprise, programme and Asia/Shanghai calendar year.
-    pub annual_used: HashMap<(EnterpriseId, ProgramId, i32), Fen>,
+    pub annual_used: ImHashMap<(EnterpriseId, ProgramId, i32), Fen>,
     /// Usage not yet on a statement, per provider, programme and month of recording, per order.
     pub unsettled: BTreeMap<(ProviderId, ProgramId, YearMonth), BTreeMap<OrderId, StatementLine>>,
-    pub authority_by_region: HashMap<RegionCode, AuthorityId>,
-    pub program_by_key: HashMap<String, ProgramId>,
-    pub enterprise_by_uscc: HashMap<Uscc, EnterpriseId>,
-    pub provider_by_uscc: HashMap<Uscc, ProviderId>,
+    pub authority_by_region: ImHashMap<RegionCode, AuthorityId>,
+    pub program_by_key: ImHashMap<String, ProgramId>,
+    pub enterprise_by_uscc: ImHashMap<Uscc, EnterpriseId>,
+    pub provider_by_uscc: ImHashMap<Uscc, ProviderId>,
     pub usage_recorded: u64,
     pub usage_refused: u64,
     pub tokens: BTreeMap<u64, Token>,
     /// Live (unrevoked) tokens by the SHA-256 of their secret, in hex.
-    pub token_by_hash: HashMap<String, u64>,
+    pub token_by_hash: ImHashMap<String, u64>,
     pub users: BTreeMap<String, User>,
 }
 
@@ -202,10 +213,7 @@ impl State {
             Event::UsageRecorded { record } => self.apply_usage(record, time_s),
             Event::UsageRefused { provider, input, code, message } => {
                 self.usage_refused += 1;
-                let entry = UsageEntry::Refused { input: input.clone(), code: code.clone(), message: message.clone() };
-                let previous = self.usage.insert((*provider, input.id.clone()), entry);
-                assert!(previous.is_none(), "a usage id is decided once");
-                self.anomalies.push(Anomaly {
+                self.anomalies.push_back(Anomaly {
                     time_s,
                     kind: code.clone(),
                     object: format!("usage:{provider}:{}", input.id),
@@ -253,7 +261,7 @@ impl State {
                 let program = self.programs.get_mut(&statement.program).expect("program exists");
                 program.settled_fen = add(program.settled_fen, statement.voucher_total_fen);
             }
-            Event::AnomalyFlagged { anomaly } => self.anomalies.push(anomaly.clone()),
+            Event::AnomalyFlagged { anomaly } => self.anomalies.push_back(anomaly.clone()),
             Event::ProviderKeyRegistered { provider, public_key_hex } => {
                 self.providers.get_mut(provider).expect("provider exists").public_key_hex =
                     Some(public_key_hex.clone());
@@ -332,19 +340,54 @@ impl State {
         line.voucher_part_fen = add(line.voucher_part_fen, record.voucher_part_fen);
         line.enterprise_part_fen = add(line.enterprise_part_fen, record.enterprise_part_fen);
         self.usage_recorded += 1;
-        let previous = self
-            .usage
-            .insert((record.provider, record.input.id.clone()), UsageEntry::Recorded(Box::new(record.clone())));
-        assert!(previous.is_none(), "a usage id is decided once");
     }
 }
 
-fn insert_new<K: Ord + std::fmt::Debug, V>(map: &mut BTreeMap<K, V>, key: K, value: V) {
+/// Every usage id ever decided, with its first result, for exact idempotency: a retry answers
+/// what the first attempt answered, however old.
+#[derive(Debug, Default)]
+pub struct UsageBook {
+    pub entries: HashMap<(ProviderId, String), UsageEntry, foldhash::fast::RandomState>,
+}
+
+impl UsageBook {
+    /// Records the decision an event carries, if it carries one; answers its key.
+    pub fn apply(&mut self, event: &Event) -> Option<(ProviderId, String)> {
+        let (key, entry) = match event {
+            Event::UsageRecorded { record } => {
+                ((record.provider, record.input.id.clone()), UsageEntry::Recorded(record.clone()))
+            }
+            Event::UsageRefused { provider, input, code, message } => (
+                (*provider, input.id.clone()),
+                UsageEntry::Refused { input: input.clone(), code: code.clone(), message: message.clone() },
+            ),
+            _ => return None,
+        };
+        let previous = self.entries.insert(key.clone(), entry);
+        assert!(previous.is_none(), "a usage id is decided once");
+        Some(key)
+    }
+
+    pub fn get(&self, provider: ProviderId, id: &str) -> Option<&UsageEntry> {
+        self.entries.get(&(provider, id.to_owned()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn insert_new<K: Ord + Clone + std::fmt::Debug, V: Clone>(map: &mut BTreeMap<K, V>, key: K, value: V) {
     let previous = map.insert(key, value);
     assert!(previous.is_none(), "ids are assigned once");
 }
 
-/// Sums that the checks already bounded; an overflow here is a bug, not an input error.
+/// Sums that the checks already bounded (see `Service::check_totals`); an overflow here is a bug,
+/// not an input error.
 pub(crate) fn add(a: Fen, b: Fen) -> Fen {
     a.checked_add(b).expect("checked before the event was made")
 }

@@ -71,7 +71,9 @@ pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
     Ok(report)
 }
 
-fn check_journal(snapshot: &Snapshot, report: &mut AuditReport) {
+/// Recomputes every batch's hash from its rows and checks each link, adding what is wrong to
+/// `report.violations`.
+pub(crate) fn check_journal(snapshot: &Snapshot, report: &mut AuditReport) {
     // Regroup every record under the batch that recorded it.
     let mut by_batch: HashMap<u64, Changes> = HashMap::new();
     let batch_of = |timestamp: u64| {

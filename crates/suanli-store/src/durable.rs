@@ -2,9 +2,15 @@
 //!
 //! [`Durable::commit`] runs a batch through the in-memory state machine, chains its hash onto the
 //! journal, chains the audit-log entries that describe the change onto the log, and commits both
-//! in one storage transaction; only then are the outcomes returned. If the commit fails, memory is
-//! ahead of disk, so the ledger is rebuilt from storage before anything else happens: what was not
-//! acknowledged did not happen.
+//! in one storage transaction; only then are the outcomes returned. If the commit fails, the batch
+//! is taken back ([`Ledger::revert_last_batch`]), so memory is exactly what storage held before
+//! it: what was not acknowledged did not happen.
+//!
+//! A failed commit leaves storage in doubt (a connection cut during `COMMIT` may or may not have
+//! stored it), so the store refuses further commits until [`Durable::recover`] has reconnected,
+//! taken the writer lock again, and compared the stored heads with memory's: equal, it goes on;
+//! ahead, it reloads from storage; a lock that another writer took means this one never writes
+//! again.
 
 use suanli_ledger::{BatchError, BatchResult, Event, GENESIS, Hash, InvariantViolation, Ledger, batch_hash};
 
@@ -25,6 +31,31 @@ pub enum DurableError {
     Poisoned,
     #[error("the change was abandoned before it was written")]
     Abandoned,
+    #[error("storage failed earlier and has not been reached since; nothing was written")]
+    Unavailable,
+    #[error("another writer took the database's lock while storage was unreachable; this writer stops writing")]
+    LockLost,
+}
+
+impl DurableError {
+    /// The fault behind a write that storage did not take, if it was one.
+    pub fn fault(&self) -> Option<crate::Fault> {
+        match self {
+            DurableError::Store(error) => Some(error.fault()),
+            DurableError::Unavailable => Some(crate::Fault::Unavailable),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Durable::recover`] found.
+#[derive(Debug)]
+pub enum Recovered {
+    /// Storage holds exactly what memory holds; nothing to do.
+    Unchanged,
+    /// Storage held more than memory (the failed commit was stored after all): the ledger was
+    /// reloaded, and here is the log for the caller's own state.
+    Reloaded(Vec<LogEntry>),
 }
 
 pub struct Durable<S: Storage> {
@@ -35,6 +66,8 @@ pub struct Durable<S: Storage> {
     log_head: Hash,
     log_entries: u64,
     poisoned: bool,
+    /// A commit failed and storage has not been checked since.
+    in_doubt: bool,
 }
 
 /// What one commit wrote.
@@ -64,6 +97,7 @@ impl<S: Storage> Durable<S> {
             log_head: loaded.log_head,
             log_entries: loaded.log.len() as u64,
             poisoned: false,
+            in_doubt: false,
         };
         Ok((durable, loaded.log))
     }
@@ -85,12 +119,17 @@ impl<S: Storage> Durable<S> {
         if self.poisoned {
             return Err(DurableError::Poisoned);
         }
+        if self.in_doubt {
+            return Err(DurableError::Unavailable);
+        }
         let batch = if events.is_empty() { None } else { Some(self.ledger.apply(now_ns, events)?) };
         let batch_hash = batch.as_ref().map(|result| batch_hash(&self.head, &result.changes));
         let Some(entries) = describe(batch.as_ref()) else {
-            // The caller refuses what the ledger answered: forget the batch by rebuilding memory
-            // from storage, where it was never written.
-            self.restore_from_storage();
+            // The caller refuses what the ledger answered: take the batch back; it was never
+            // written.
+            if batch.is_some() {
+                assert!(self.ledger.revert_last_batch(), "the batch just applied can be taken back");
+            }
             return Err(DurableError::Abandoned);
         };
         let batch_id = batch.as_ref().map(|_| self.batches + 1);
@@ -136,23 +175,52 @@ impl<S: Storage> Durable<S> {
                 Ok(Committed { batch, log })
             }
             Err(error) => {
-                self.restore_from_storage();
+                if batch.is_some() {
+                    assert!(self.ledger.revert_last_batch(), "the batch just applied can be taken back");
+                }
+                self.in_doubt = true;
                 Err(error.into())
             }
         }
     }
 
-    fn restore_from_storage(&mut self) {
-        match rebuild(&mut self.storage) {
-            Ok(loaded) => {
-                self.ledger = loaded.ledger;
-                self.head = loaded.head;
-                self.batches = loaded.batches;
-                self.log_head = loaded.log_head;
-                self.log_entries = loaded.log.len() as u64;
-            }
-            Err(_) => self.poisoned = true,
+    /// Whether the store can take a commit now: no failed commit is in doubt and the writer lock
+    /// was never lost.
+    pub fn is_ready(&self) -> bool {
+        !self.poisoned && !self.in_doubt
+    }
+
+    /// After a failed commit: reconnects, takes the lock again and compares the stored heads with
+    /// memory's. Equal, the store takes commits again; storage ahead (the commit was stored after
+    /// all), the ledger is reloaded and the log handed back. Fails while storage stays out of
+    /// reach; a lost lock poisons the store for good.
+    pub fn recover(&mut self) -> Result<Recovered, DurableError> {
+        if self.poisoned {
+            return Err(DurableError::LockLost);
         }
+        if !self.in_doubt {
+            return Ok(Recovered::Unchanged);
+        }
+        if let Err(error) = self.storage.reconnect() {
+            if matches!(error, StoreError::Locked { .. }) {
+                self.poisoned = true;
+                return Err(DurableError::LockLost);
+            }
+            return Err(error.into());
+        }
+        let heads = self.storage.heads()?;
+        if heads.batches == self.batches && heads.log_entries == self.log_entries {
+            self.in_doubt = false;
+            return Ok(Recovered::Unchanged);
+        }
+        let loaded = rebuild(&mut self.storage)?;
+        self.ledger = loaded.ledger;
+        self.head = loaded.head;
+        self.batches = loaded.batches;
+        self.log_head = loaded.log_head;
+        self.log_entries = loaded.log.len() as u64;
+        self.in_doubt = false;
+        Ok(Recovered::Reloaded(loaded.log))
     }
 
     /// Reads the audit log back from storage, for a caller whose own state must be rebuilt after
@@ -183,6 +251,10 @@ impl<S: Storage> Durable<S> {
         self.log_entries
     }
 
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
     }
@@ -197,7 +269,15 @@ struct Loaded {
 }
 
 fn rebuild<S: Storage>(storage: &mut S) -> Result<Loaded, DurableError> {
-    let Snapshot { accounts, transfers, expired, failed, batches, log, .. } = storage.load()?;
+    let snapshot = storage.load()?;
+    // Every batch's hash is recomputed from its rows before anything is served: a row changed
+    // with the balances adjusted to match still breaks its batch's hash.
+    let mut report = crate::AuditReport::default();
+    crate::audit::check_journal(&snapshot, &mut report);
+    if !report.violations.is_empty() {
+        return Err(DurableError::Journal(report.violations.join("; ")));
+    }
+    let Snapshot { accounts, transfers, expired, failed, batches, log, .. } = snapshot;
     let mut head = GENESIS;
     for (index, batch) in batches.iter().enumerate() {
         if batch.batch_id != index as u64 + 1 || batch.previous_hash != head {

@@ -10,13 +10,15 @@
 mod audit;
 mod durable;
 mod log;
+mod log_reader;
 mod postgres;
 pub mod scratch;
 mod sqlite;
 
 pub use audit::{AuditReport, audit};
-pub use durable::{Committed, Durable, DurableError};
+pub use durable::{Committed, Durable, DurableError, Recovered};
 pub use log::{LogEntry, NewLogEntry, check_log, log_entry_hash};
+pub use log_reader::LogReader;
 pub use postgres::{PostgresStore, redact};
 pub use sqlite::{FsyncMode, SqliteStore};
 
@@ -69,34 +71,154 @@ pub enum StoreError {
     Locked { url: String },
     #[error("the database at {url} is open for reading only")]
     ReadOnly { url: String },
+    #[error("a fault injected for a test: {0:?}")]
+    Injected(Fault),
+}
+
+/// What kind of fault a failed commit was, for the answer a client gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk (or the database's tablespace) is full: free space, then retry.
+    Full,
+    /// Storage could not be reached or refused the write for now: retry later.
+    Unavailable,
+}
+
+impl StoreError {
+    /// Classifies a failed write: a full disk, or anything else that left storage unwritten.
+    pub fn fault(&self) -> Fault {
+        let full = match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(error, _)) => error.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Postgres { message, .. } => message.contains("No space left") || message.contains("disk full"),
+            StoreError::Injected(fault) => *fault == Fault::Full,
+            _ => false,
+        };
+        if full { Fault::Full } else { Fault::Unavailable }
+    }
 }
 
 impl From<::postgres::Error> for StoreError {
     fn from(error: ::postgres::Error) -> StoreError {
-        StoreError::Postgres { url: "the database".into(), message: error.to_string() }
+        let full = error.code() == Some(&::postgres::error::SqlState::DISK_FULL);
+        let message = if full { format!("disk full: {error}") } else { error.to_string() };
+        StoreError::Postgres { url: "the database".into(), message }
     }
 }
 
-/// Either backend, chosen from the database URL at start-up.
-pub enum AnyStore {
+/// Either backend, chosen from the database URL at start-up, with a switch that makes commits
+/// fail on demand (tests of what a refused commit leaves behind; it is off unless set).
+pub struct AnyStore {
+    backend: Backend,
+    faults: FaultSwitch,
+}
+
+enum Backend {
     Sqlite(SqliteStore),
     Postgres(Box<PostgresStore>),
 }
 
+/// Makes the store's commits fail while set, as a full or unreachable disk would. Cloned handles
+/// share one switch, so a test can hold one while the service owns the store.
+#[derive(Clone, Debug, Default)]
+pub struct FaultSwitch(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+impl FaultSwitch {
+    pub fn set(&self, fault: Option<Fault>) {
+        let value = match fault {
+            None => 0,
+            Some(Fault::Unavailable) => 1,
+            Some(Fault::Full) => 2,
+        };
+        self.0.store(value, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Option<Fault> {
+        match self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            1 => Some(Fault::Unavailable),
+            2 => Some(Fault::Full),
+            _ => None,
+        }
+    }
+}
+
+impl AnyStore {
+    pub fn sqlite(store: SqliteStore) -> AnyStore {
+        AnyStore { backend: Backend::Sqlite(store), faults: FaultSwitch::default() }
+    }
+
+    pub fn postgres(store: PostgresStore) -> AnyStore {
+        AnyStore { backend: Backend::Postgres(Box::new(store)), faults: FaultSwitch::default() }
+    }
+
+    /// The switch that makes commits fail on demand.
+    pub fn fault_switch(&self) -> FaultSwitch {
+        self.faults.clone()
+    }
+
+    /// A reader of the audit log beside this store's writer, on a connection of its own.
+    pub fn log_reader(&self) -> Result<LogReader, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => LogReader::sqlite(store.path()),
+            Backend::Postgres(store) => LogReader::postgres(store.url()),
+        }
+    }
+
+    pub fn as_sqlite(&self) -> Option<&SqliteStore> {
+        match &self.backend {
+            Backend::Sqlite(store) => Some(store),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    pub fn as_postgres(&mut self) -> Option<&mut PostgresStore> {
+        match &mut self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(store) => Some(store),
+        }
+    }
+}
+
 impl Storage for AnyStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
-        match self {
-            AnyStore::Sqlite(store) => store.load(),
-            AnyStore::Postgres(store) => store.load(),
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.load(),
+            Backend::Postgres(store) => store.load(),
         }
     }
 
     fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
-        match self {
-            AnyStore::Sqlite(store) => store.commit(batch, log),
-            AnyStore::Postgres(store) => store.commit(batch, log),
+        if let Some(fault) = self.faults.get() {
+            return Err(StoreError::Injected(fault));
+        }
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.commit(batch, log),
+            Backend::Postgres(store) => store.commit(batch, log),
         }
     }
+
+    fn heads(&mut self) -> Result<Heads, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.heads(),
+            Backend::Postgres(store) => store.heads(),
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        if let Some(fault) = self.faults.get() {
+            return Err(StoreError::Injected(fault));
+        }
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.reconnect(),
+            Backend::Postgres(store) => store.reconnect(),
+        }
+    }
+}
+
+/// How far storage's two chains reach: the number of ledger batches and of log entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub batches: u64,
+    pub log_entries: u64,
 }
 
 /// A place that keeps the ledger durably.
@@ -110,6 +232,16 @@ pub trait Storage {
     /// durable (within the backend's fsync mode); when it returns `Err` none of it is. Returns the
     /// ledger batch id, if a batch was written.
     fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError>;
+
+    /// How far the stored chains reach now, read from storage (after a failed commit, to learn
+    /// whether it was stored after all).
+    fn heads(&mut self) -> Result<Heads, StoreError>;
+
+    /// Makes the store usable again after a fault (a new connection, the writer lock taken
+    /// again), or says why it cannot be.
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A ledger batch to commit, chained into the journal.

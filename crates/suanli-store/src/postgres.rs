@@ -10,7 +10,7 @@
 use postgres::{Client, NoTls};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
+use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
 
 /// The advisory lock key every suanli writer takes ("SUANLI" in ASCII, as a number).
 const WRITER_LOCK_KEY: i64 = 0x5355_414e_4c49;
@@ -83,6 +83,8 @@ pub struct PostgresStore {
     client: Client,
     /// Opened by `open_reader`: no lock, no migrations, no commits; loads in one snapshot.
     reader: Option<String>,
+    /// The URL as given (password included), kept in memory only, to reconnect after a fault.
+    url: String,
 }
 
 fn pg(url: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
@@ -130,7 +132,22 @@ impl PostgresStore {
                 .map_err(pg(url))?;
             transaction.commit().map_err(pg(url))?;
         }
-        Ok(PostgresStore { client, reader: None })
+        Ok(PostgresStore { client, reader: None, url: url.to_owned() })
+    }
+
+    /// Connects again after the connection failed and takes the writer lock again. The lock died
+    /// with the old session, so another writer may hold it now: then this store is refused with
+    /// [`StoreError::Locked`] and must never write again.
+    fn reconnect_writer(&mut self) -> Result<(), StoreError> {
+        let url = self.url.clone();
+        let mut client = Client::connect(&url, NoTls).map_err(pg(&url))?;
+        let locked: bool =
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY]).map_err(pg(&url))?.get(0);
+        if !locked {
+            return Err(StoreError::Locked { url: redact(&url) });
+        }
+        self.client = client;
+        Ok(())
     }
 
     /// Connects for reading only, beside a running writer: takes no lock, migrates nothing,
@@ -164,7 +181,12 @@ impl PostgresStore {
             }
             Some(_) => {}
         }
-        Ok(PostgresStore { client, reader: Some(redact(url)) })
+        Ok(PostgresStore { client, reader: Some(redact(url)), url: url.to_owned() })
+    }
+
+    /// The URL as given (with any password): for a second connection, never for messages.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The raw client, for tests that tamper with rows or check the schema.
@@ -303,6 +325,28 @@ impl Storage for PostgresStore {
         let snapshot = load(&mut transaction)?;
         transaction.commit()?;
         Ok(snapshot)
+    }
+
+    fn heads(&mut self) -> Result<Heads, StoreError> {
+        let row = self.client.query_one(
+            "SELECT (SELECT coalesce(max(batch_id), 0) FROM ledger_batches), \
+             (SELECT coalesce(max(sequence), 0) FROM audit_log)",
+            &[],
+        )?;
+        Ok(Heads { batches: row.get::<_, i64>(0) as u64, log_entries: row.get::<_, i64>(1) as u64 })
+    }
+
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        match &self.reader {
+            Some(_) => {
+                self.client = Client::connect(&self.url, NoTls).map_err(pg(&self.url))?;
+                Ok(())
+            }
+            None if self.client.is_closed() || self.client.is_valid(std::time::Duration::from_secs(2)).is_err() => {
+                self.reconnect_writer()
+            }
+            None => Ok(()),
+        }
     }
 
     fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {

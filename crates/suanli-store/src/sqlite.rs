@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
+use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
 
 /// Append-only: never edit a migration that has landed; add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -99,6 +99,37 @@ impl FsyncMode {
 
 pub struct SqliteStore {
     connection: Connection,
+    /// Held by a writer for as long as it lives: an exclusive lock on `PATH-lock`, so a second
+    /// writer on the same file is refused (SQLite alone would let both in, one after the other).
+    /// A reader holds none.
+    _writer_lock: Option<std::fs::File>,
+    /// Opened by `open_reader`: commits are refused.
+    reader: Option<String>,
+}
+
+/// The file beside the database whose lock marks its one writer. A separate file, not the
+/// database itself: closing any handle of the database would drop SQLite's own POSIX locks.
+fn lock_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-lock");
+    name.into()
+}
+
+fn take_writer_lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let shown = path.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(path))
+        .map_err(|e| StoreError::Malformed(format!("cannot create the lock file beside {shown}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { url: shown }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Malformed(format!("cannot lock the lock file beside {shown}: {e}")))
+        }
+    }
 }
 
 impl SqliteStore {
@@ -106,6 +137,7 @@ impl SqliteStore {
     pub fn open(path: &Path, fsync: FsyncMode) -> Result<SqliteStore, StoreError> {
         let shown = path.display().to_string();
         let open_error = |source| StoreError::Open { path: shown.clone(), source };
+        let writer_lock = take_writer_lock(path)?;
         let mut connection = Connection::open(path).map_err(open_error)?;
         let synchronous = match fsync {
             FsyncMode::Full => "FULL",
@@ -118,15 +150,52 @@ impl SqliteStore {
             ))
             .map_err(open_error)?;
         migrate(&mut connection, &shown)?;
-        Ok(SqliteStore { connection })
+        Ok(SqliteStore { connection, _writer_lock: Some(writer_lock), reader: None })
     }
 
     /// Opens an existing database without creating one, for read-only tools such as the audit.
     pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_reader(path)
+    }
+
+    /// Opens an existing database to read beside a running writer: no lock, no migration, and
+    /// every commit refused. WAL lets a reader see every committed transaction while the writer
+    /// goes on.
+    pub fn open_reader(path: &Path) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
         if !path.exists() {
-            return Err(StoreError::Missing { path: path.display().to_string() });
+            return Err(StoreError::Missing { path: shown });
         }
-        SqliteStore::open(path, FsyncMode::Full)
+        let open_error = |source| StoreError::Open { path: shown.clone(), source };
+        let connection = Connection::open_with_flags(
+            path,
+            // Read-write without create: a WAL reader may need to create the shared-memory file;
+            // nothing else is written, since `commit` refuses.
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        connection.execute_batch("PRAGMA busy_timeout = 5000;").map_err(open_error)?;
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::SchemaTooNew { path: shown, found: version, supported });
+        }
+        if version < supported {
+            let tables: i64 =
+                connection.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))?;
+            if version == 0 && tables > 0 {
+                return Err(StoreError::NotSuanli { path: shown });
+            }
+            return Err(StoreError::Malformed(format!(
+                "{shown} has schema version {version}, older than {supported}; a writer (serve) upgrades it first"
+            )));
+        }
+        Ok(SqliteStore { connection, _writer_lock: None, reader: Some(shown) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.connection.path().map_or(Path::new(""), Path::new)
     }
 
     /// The raw connection, for tests that tamper with rows to prove the audit notices.
@@ -289,7 +358,20 @@ impl Storage for SqliteStore {
         Ok(snapshot)
     }
 
+    fn heads(&mut self) -> Result<Heads, StoreError> {
+        let (batches, log_entries) = self.connection.query_row(
+            "SELECT (SELECT coalesce(max(batch_id), 0) FROM ledger_batches), \
+             (SELECT coalesce(max(sequence), 0) FROM audit_log)",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )?;
+        Ok(Heads { batches: batches as u64, log_entries: log_entries as u64 })
+    }
+
     fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+        if let Some(path) = &self.reader {
+            return Err(StoreError::ReadOnly { url: path.clone() });
+        }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {

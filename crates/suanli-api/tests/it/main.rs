@@ -33,6 +33,8 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     /// The PostgreSQL database of a conformance test's PostgreSQL run.
     _postgres: Option<suanli_store::scratch::ScratchDatabase>,
+    /// Makes the server's commits fail on demand.
+    faults: suanli_store::FaultSwitch,
 }
 
 fn uscc(region: &str, n: u32) -> Uscc {
@@ -173,6 +175,7 @@ impl TestApp {
         let phc = suanli_api::login::hash_password("correct horse").unwrap();
         s.add_user(&op, "lab", Role::Enterprise(enterprises[0]), &phc).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let faults = s.fault_switch();
         let (writer, _thread) = Writer::start_with(s, queue_jobs_max);
         let state = AppState { writer: writer.clone(), metrics: Default::default() };
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -193,7 +196,26 @@ impl TestApp {
             tokens,
             _dir: dir,
             _postgres: postgres,
+            faults,
         }
+    }
+
+    /// Sends records as provider 0 and answers the status, the body and the `Retry-After` header.
+    fn send_usage_with_retry_after(&self, records: &[UsageRecordJson]) -> (u16, Value, Option<String>) {
+        let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
+        let signature = hex(&self.keys[0].sign(&usage_signing_bytes(self.providers[0], &inputs)).to_bytes());
+        let mut response = self
+            .agent
+            .post(&format!("{}/api/v1/providers/{}/usage", self.base, self.providers[0]))
+            .header("content-type", "application/json")
+            .header("authorization", &format!("Bearer {}", self.tokens["provider"]))
+            .header("suanli-signature", &signature)
+            .send(json!({ "records": records }).to_string())
+            .unwrap();
+        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry)
     }
 
     fn request(
@@ -497,7 +519,75 @@ fn the_openapi_document_and_page_cover_every_route() {
     assert!(page.as_str().unwrap().contains("/api/v1/providers/{provider}/usage"));
 }
 
+/// Storage refuses commits (unreachable, then full): every write answers 503 with its code and
+/// `Retry-After`, nothing changes, reads go on, `/readyz` says so; when storage returns the writer
+/// finds it by itself and the same request goes in.
+fn a_refused_commit_changes_nothing_and_answers_503_until_storage_returns() {
+    use suanli_store::Fault;
+    let app = TestApp::start();
+    let records_before = app.usage_records(0);
+    let voucher_path = format!("/api/v1/vouchers/{}", app.voucher);
+    let (_, voucher_before) = app.request("GET", &voucher_path, Some("admin"), &[], None);
+    let (_, log_before) = app.request("GET", "/api/v1/audit/log?limit=1", Some("auditor"), &[], None);
+    let batch = vec![app.record("during-fault", 0, 30, 60)];
+    for (fault, code) in [(Fault::Unavailable, "storage_unavailable"), (Fault::Full, "storage_full")] {
+        app.faults.set(Some(fault));
+        let (status, answer, retry_after) = app.send_usage_with_retry_after(&batch);
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert!(retry_after.is_some_and(|s| s.parse::<u32>().unwrap() > 0), "Retry-After is set");
+        // A second write while storage is in doubt is refused the same way, not half-applied.
+        let (status, answer, _) = app.send_usage_with_retry_after(&batch);
+        assert_eq!(status, 503, "{answer}");
+        let (status, ready) = app.request("GET", "/readyz", None, &[], None);
+        assert_eq!(status, 503, "{ready}");
+        assert_eq!(ready["error"]["code"], "storage_unavailable");
+        let (status, _) = app.request("GET", "/healthz", None, &[], None);
+        assert_eq!(status, 200, "the process lives");
+        // Reads go on and show nothing that was not stored.
+        assert_eq!(app.usage_records(0), records_before);
+        assert_eq!(app.request("GET", &voucher_path, Some("admin"), &[], None).1, voucher_before);
+        assert_eq!(app.request("GET", "/api/v1/audit/log?limit=1", Some("auditor"), &[], None).1, log_before);
+        app.faults.set(None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app.request("GET", "/readyz", None, &[], None).0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "the writer finds storage again by itself");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let (status, answer, _) = app.send_usage_with_retry_after(&batch);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["status"], "ok", "the id was not burned by the refused commits");
+    assert_eq!(app.usage_records(0), records_before + 1);
+}
+
+/// The audit log is paged from storage, and each entry carries what an auditor needs to check
+/// the chain: body, previous hash and hash, each linking to the one before.
+fn the_audit_log_pages_from_storage_with_its_hashes() {
+    let app = TestApp::start();
+    let (status, first) = app.request("GET", "/api/v1/audit/log?limit=3", Some("auditor"), &[], None);
+    assert_eq!(status, 200, "{first}");
+    let total = first["total"].as_u64().unwrap();
+    assert!(total > 6);
+    let items = first["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["sequence"], 1);
+    assert_eq!(items[0]["previous_hash"], "0".repeat(64));
+    assert_eq!(items[1]["previous_hash"], items[0]["hash"]);
+    assert!(items[0]["body"].is_object(), "{}", items[0]);
+    let (_, next) = app.request("GET", "/api/v1/audit/log?limit=3&offset=3", Some("auditor"), &[], None);
+    assert_eq!(next["items"][0]["sequence"], 4);
+    assert_eq!(next["items"][0]["previous_hash"], items[2]["hash"]);
+    let (_, last) = app.request("GET", &format!("/api/v1/audit/log?offset={}", total - 1), Some("auditor"), &[], None);
+    assert_eq!(last["items"].as_array().unwrap().len(), 1);
+    assert_eq!(last["items"][0]["sequence"], total);
+    let (status, _) = app.request("GET", "/api/v1/audit/log", Some("enterprise"), &[], None);
+    assert_eq!(status, 403);
+}
+
 suanli_store::conformance!(
+    a_refused_commit_changes_nothing_and_answers_503_until_storage_returns,
+    the_audit_log_pages_from_storage_with_its_hashes,
     signed_usage_is_recorded_once_and_refusals_change_nothing,
     bad_bodies_get_a_code_that_names_the_problem,
     a_voucher_is_visible_only_within_scope,

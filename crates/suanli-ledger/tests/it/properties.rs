@@ -119,6 +119,13 @@ proptest! {
         }
         for (now, events) in &batches {
             let before = money(&ledger);
+            // A batch that storage refused is taken back exactly: same hash, same invariants.
+            let hash_before = state_hash(&ledger);
+            ledger.apply(*now, events).unwrap();
+            prop_assert!(ledger.revert_last_batch());
+            prop_assert!(!ledger.revert_last_batch(), "a batch is taken back once");
+            prop_assert_eq!(state_hash(&ledger), hash_before);
+            ledger.check_invariants().map_err(|v| TestCaseError::fail(v.to_string()))?;
             let result = ledger.apply(*now, events).unwrap();
             prop_assert_eq!(result.outcomes.len(), events.len());
             ledger.check_invariants().map_err(|v| TestCaseError::fail(v.to_string()))?;

@@ -16,7 +16,7 @@ use suanli_placement::{
     Exclusion, Limits, Operator, Order, Origin, Policy, PoolVerdict, Problem, Site, explain, solve,
 };
 
-use super::Service;
+use super::View;
 use crate::error::{ErrorCode, Result, ServiceError};
 use crate::model::{OperatorKind, Purpose, Quote};
 
@@ -68,7 +68,7 @@ pub const PLACEMENT_POLICY: Policy =
 /// How many alternatives a quote lists.
 pub const ALTERNATIVES_MAX: usize = 3;
 
-impl Service {
+impl View {
     /// Chooses the pool for an order through the placement engine and quotes it, with the best
     /// alternatives and the reason each other pool was left out.
     pub fn choose_pool(&self, request: &PoolRequest) -> Result<PoolChoice> {
@@ -126,7 +126,7 @@ impl Service {
         // The programme's provider rule, resolved to the sites it allows.
         let sites_allowed: Vec<usize> = pool_ids
             .iter()
-            .filter(|id| self.provider_allowed(program, &state.pools[id]).is_ok())
+            .filter(|id| self.provider_allowed(program, &state.pools[*id]).is_ok())
             .map(|id| site_index[&state.pools[id].site])
             .collect();
         // Service orders are bought in GPU-hours of the chip they run on, so every chip counts one.
@@ -223,7 +223,9 @@ impl Service {
             excluded,
         })
     }
+}
 
+impl super::Service {
     /// Quotes through the engine, then places the order on the chosen pool.
     pub fn place_order_anywhere(
         &mut self,

@@ -56,14 +56,13 @@ impl World {
     /// Closes and reopens the database, as a restart would.
     pub fn restart(&mut self) {
         let clock = Arc::new(self.clock.clone());
+        // One writer per database: the old service lets go of the lock before the new one
+        // opens (a placeholder on a scratch file takes its place meanwhile).
+        let placeholder =
+            Service::open_with(&self.path.with_extension("placeholder.db"), FsyncMode::Normal, clock.clone()).unwrap();
+        drop(std::mem::replace(&mut self.service, placeholder));
         let reopened = match &self.postgres {
-            // The writer's lock is per connection: release the old one before reopening.
-            Some(database) => {
-                let url = database.url.clone();
-                let placeholder = Service::open_with(&self.path, FsyncMode::Normal, clock.clone()).unwrap();
-                drop(std::mem::replace(&mut self.service, placeholder));
-                Service::open_database(&url, clock).unwrap()
-            }
+            Some(database) => Service::open_database(&database.url, clock).unwrap(),
             None => Service::open(&self.path, clock).unwrap(),
         };
         self.service = reopened;
@@ -143,7 +142,13 @@ impl World {
             self.service.durable().log_count(),
             suanli_ledger::to_hex(&suanli_ledger::state_hash(ledger)),
             serde_json::to_string(&(&state.programs, &state.applications, &state.vouchers, &state.orders)).unwrap(),
-            serde_json::to_string(&(&state.pools, &state.statements, &state.anomalies, state.usage.len())).unwrap(),
+            serde_json::to_string(&(
+                &state.pools,
+                &state.statements,
+                &state.anomalies,
+                self.service.usage_book().len()
+            ))
+            .unwrap(),
         )
     }
 

@@ -498,7 +498,100 @@ fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules()
     w.refused(ErrorCode::VoucherOfAnotherEnterprise, |s| s.choose_pool(&foreign));
 }
 
+/// Running totals that would pass what an `i64` holds are refused with `amount_overflow` (the
+/// writer does not panic), and the service goes on.
+fn a_total_that_would_overflow_is_refused_and_the_service_goes_on() {
+    let mut s = setup();
+    // A price so high that one order's full run is close to the largest amount kept.
+    let price_fen = i64::MAX / 80 - 1;
+    let (provider, pool) = s.w.provider(3, "310000", OperatorKind::Government, "H100", false, price_fen);
+    let order = OrderInput { pool, ..s.orders()(8) };
+    let first = s.w.service.place_order(&op(), order.clone()).unwrap();
+    let second = s.w.service.place_order(&op(), order).unwrap();
+    s.w.service.start_order(&op(), first).unwrap();
+    s.w.service.start_order(&op(), second).unwrap();
+    let started = s.w.service.now_s();
+    s.w.clock.advance(10 * 3600);
+    let full_run = |id: &str, order| UsageInput {
+        id: id.to_owned(),
+        order,
+        gpu_seconds: 8 * 10 * 3600,
+        period_start_s: started,
+        period_end_s: started + 10 * 3600,
+    };
+    let outcomes = s.w.service.record_usage(&op(), provider, &[full_run("first", first)]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }), "{outcomes:?}");
+    let before = s.w.fingerprint();
+    let outcomes = s.w.service.record_usage(&op(), provider, &[full_run("second", second)]).unwrap();
+    match &outcomes[0] {
+        UsageOutcome::Refused { code, message, .. } => {
+            assert_eq!(code, "amount_overflow", "{message}");
+            assert!(message.contains("enterprise's payments"), "{message}");
+        }
+        other => panic!("expected amount_overflow, got {other:?}"),
+    }
+    // Only the refusal itself is kept (the id stays failed, an anomaly says why); no money moved.
+    assert_ne!(s.w.fingerprint(), before);
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+    assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "amount_overflow"));
+    // The service goes on.
+    s.w.service.complete_order(&op(), second).unwrap();
+}
+
+/// A failed commit leaves memory exactly as the last commit left it: the state, the ledger's
+/// hash and the usage ids; the next commit after storage returns goes through.
+fn a_failed_commit_leaves_the_state_as_it_was() {
+    let mut s = setup();
+    let placed = s.w.service.place_order(&op(), s.orders()(8)).unwrap();
+    s.w.service.start_order(&op(), placed).unwrap();
+    let started = s.w.service.now_s();
+    s.w.clock.advance(600);
+    let record = UsageInput {
+        id: "r1".into(),
+        order: placed,
+        gpu_seconds: 60,
+        period_start_s: started,
+        period_end_s: started + 60,
+    };
+    let before = s.w.fingerprint();
+    let faults = s.w.service.fault_switch();
+    faults.set(Some(suanli_store::Fault::Full));
+    let error = s.w.service.record_usage(&op(), s.provider, std::slice::from_ref(&record)).unwrap_err();
+    assert_eq!(error.code, ErrorCode::StorageFull, "{error}");
+    assert_eq!(s.w.fingerprint(), before);
+    assert!(!s.w.service.is_ready());
+    let error = s.w.service.suspend_voucher(&op(), s.voucher, "check").unwrap_err();
+    assert_eq!(error.code, ErrorCode::StorageFull, "storage is checked again first: {error}");
+    assert_eq!(s.w.fingerprint(), before);
+    faults.set(None);
+    let outcomes = s.w.service.record_usage(&op(), s.provider, &[record]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }), "the id was not burned: {outcomes:?}");
+    assert!(s.w.service.is_ready());
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+    s.w.restart();
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+    assert_eq!(s.w.service.order(placed).unwrap().usage_records, 1);
+}
+
+/// One writer per SQLite file, as on PostgreSQL: a second writer is refused with
+/// `database_locked`, a reader opens beside it and may not change anything.
+#[test]
+fn a_second_writer_on_a_sqlite_file_is_refused_and_a_reader_opens_beside_it() {
+    let s = setup();
+    let clock = std::sync::Arc::new(s.w.clock.clone());
+    let database = s.w.path.display().to_string();
+    let second = suanli_service::Service::open_database(&database, clock.clone()).err().expect("refused");
+    assert_eq!(second.code, ErrorCode::DatabaseLocked, "{second}");
+    assert!(second.message.contains("another suanli writer holds the database"), "{second}");
+    let mut reader = suanli_service::Service::open_reader(&database, clock).unwrap();
+    assert_eq!(reader.voucher(s.voucher).unwrap(), s.w.service.voucher(s.voucher).unwrap());
+    let refused = reader.suspend_voucher(&op(), s.voucher, "no").unwrap_err();
+    assert_eq!(refused.code, ErrorCode::DatabaseLocked, "{refused}");
+}
+
 suanli_store::conformance!(
+    a_total_that_would_overflow_is_refused_and_the_service_goes_on,
+    a_failed_commit_leaves_the_state_as_it_was,
     bad_programme_files_are_refused_with_the_field,
     applications_outside_the_window_or_the_programme_state_are_refused,
     approvals_beyond_budget_follow_submission_order,

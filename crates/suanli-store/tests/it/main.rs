@@ -31,8 +31,16 @@ impl Database {
 
     fn store(&self) -> AnyStore {
         match self {
-            Database::Sqlite { path, .. } => AnyStore::Sqlite(SqliteStore::open(path, FsyncMode::Full).unwrap()),
-            Database::Postgres(database) => AnyStore::Postgres(Box::new(PostgresStore::open(&database.url).unwrap())),
+            Database::Sqlite { path, .. } => AnyStore::sqlite(SqliteStore::open(path, FsyncMode::Full).unwrap()),
+            Database::Postgres(database) => AnyStore::postgres(PostgresStore::open(&database.url).unwrap()),
+        }
+    }
+
+    /// A store that reads beside a writer (no lock).
+    fn reader(&self) -> AnyStore {
+        match self {
+            Database::Sqlite { path, .. } => AnyStore::sqlite(SqliteStore::open_reader(path).unwrap()),
+            Database::Postgres(database) => AnyStore::postgres(PostgresStore::open_reader(&database.url).unwrap()),
         }
     }
 
@@ -41,15 +49,16 @@ impl Database {
     }
 
     fn audit(&self) -> AuditReport {
-        audit(&mut self.store()).unwrap()
+        audit(&mut self.reader()).unwrap()
     }
 }
 
 /// Runs SQL on the store: the SQLite text or the PostgreSQL text, by backend.
 fn execute(store: &mut AnyStore, sqlite: &str, postgres: &str) {
-    match store {
-        AnyStore::Sqlite(store) => store.connection().execute_batch(sqlite).unwrap(),
-        AnyStore::Postgres(store) => store.client().batch_execute(postgres).unwrap(),
+    if let Some(store) = store.as_sqlite() {
+        store.connection().execute_batch(sqlite).unwrap();
+    } else if let Some(store) = store.as_postgres() {
+        store.client().batch_execute(postgres).unwrap();
     }
 }
 

@@ -1,0 +1,131 @@
+//! Pages of the audit log read from storage, on a connection of their own, so an auditor paging
+//! the log never waits for the writer and the writer never waits for the auditor.
+//!
+//! Sequences run 1, 2, 3, … without gaps, so a page is a range of sequences found through the
+//! primary key: its cost does not grow with the log.
+
+use std::path::Path;
+
+use postgres::{Client, NoTls};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{LogEntry, StoreError};
+
+pub struct LogReader {
+    backend: Reader,
+}
+
+enum Reader {
+    Sqlite(Connection),
+    Postgres(Box<Client>),
+    Closed,
+}
+
+/// The most entries one page holds.
+pub const LOG_PAGE_ENTRIES_MAX: usize = 1_000;
+
+impl LogReader {
+    pub fn sqlite(path: &Path) -> Result<LogReader, StoreError> {
+        let shown = path.display().to_string();
+        let connection =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|source| StoreError::Open { path: shown, source })?;
+        connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+        Ok(LogReader { backend: Reader::Sqlite(connection) })
+    }
+
+    pub fn postgres(url: &str) -> Result<LogReader, StoreError> {
+        let client = Client::connect(url, NoTls)
+            .map_err(|e| StoreError::Postgres { url: crate::redact(url), message: e.to_string() })?;
+        Ok(LogReader { backend: Reader::Postgres(Box::new(client)) })
+    }
+
+    /// The entries after sequence `after`, at most `limit` of them, in order, and how many
+    /// entries the log holds.
+    pub fn page(&mut self, after: u64, limit: usize) -> Result<(Vec<LogEntry>, u64), StoreError> {
+        let limit = limit.min(LOG_PAGE_ENTRIES_MAX) as i64;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        match &mut self.backend {
+            Reader::Sqlite(connection) => {
+                let transaction = connection.transaction()?;
+                let total: i64 =
+                    transaction.query_row("SELECT coalesce(max(sequence), 0) FROM audit_log", [], |r| r.get(0))?;
+                let entries = {
+                    let mut statement = transaction.prepare_cached(
+                        "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
+                         FROM audit_log WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
+                    )?;
+                    statement
+                        .query_map([after, limit], |r| {
+                            Ok(LogEntry {
+                                sequence: r.get::<_, i64>(0)? as u64,
+                                time_s: r.get(1)?,
+                                actor: r.get(2)?,
+                                action: r.get(3)?,
+                                object: r.get(4)?,
+                                body: r.get(5)?,
+                                ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+                                previous_hash: hash(r.get::<_, Vec<u8>>(7)?)?,
+                                hash: hash(r.get::<_, Vec<u8>>(8)?)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                transaction.commit()?;
+                Ok((entries, total as u64))
+            }
+            Reader::Postgres(client) => {
+                let mut transaction = client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                let total: i64 =
+                    transaction.query_one("SELECT coalesce(max(sequence), 0)::int8 FROM audit_log", &[])?.get(0);
+                let rows = transaction.query(
+                    "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
+                     FROM audit_log WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+                    &[&after, &limit],
+                )?;
+                transaction.commit()?;
+                let entries = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(LogEntry {
+                            sequence: r.get::<_, i64>(0) as u64,
+                            time_s: r.get(1),
+                            actor: r.get(2),
+                            action: r.get(3),
+                            object: r.get(4),
+                            body: r.get(5),
+                            ledger_batch_id: r.get::<_, Option<i64>>(6).map(|b| b as u64),
+                            previous_hash: r.get::<_, &[u8]>(7).try_into().map_err(|_| bad_hash())?,
+                            hash: r.get::<_, &[u8]>(8).try_into().map_err(|_| bad_hash())?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((entries, total as u64))
+            }
+            Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
+        }
+    }
+}
+
+impl Drop for LogReader {
+    /// The synchronous PostgreSQL client blocks on its own runtime when dropped, which panics
+    /// inside an async runtime (where the API drops its last handle); it is dropped on a thread
+    /// of its own instead.
+    fn drop(&mut self) {
+        if let Reader::Postgres(client) = std::mem::replace(&mut self.backend, Reader::Closed) {
+            let _ = std::thread::Builder::new().name("suanli-log-reader-close".into()).spawn(move || drop(client));
+        }
+    }
+}
+
+fn bad_hash() -> StoreError {
+    StoreError::Malformed("a log hash is not 32 bytes".into())
+}
+
+fn hash(bytes: Vec<u8>) -> Result<[u8; 32], rusqlite::Error> {
+    bytes.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
+}
