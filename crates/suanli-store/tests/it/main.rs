@@ -206,8 +206,14 @@ fn a_failed_commit_leaves_memory_equal_to_disk() {
     );
     let events = [transfer(9_000, 2, 3, 1, TransferFlags::empty()), transfer(9_001, 2, 3, 666, TransferFlags::empty())];
     assert!(matches!(durable.apply(u64::MAX / 4, &events), Err(suanli_store::DurableError::Store(_))));
-    assert_eq!(state_hash(durable.ledger()), before, "memory was rebuilt from disk");
+    assert_eq!(state_hash(durable.ledger()), before, "the batch was taken back");
     assert!(durable.ledger().transfer(9_000).is_none());
+    // Storage is in doubt until it is checked again: commits are refused, then recovery finds
+    // storage holding what memory holds.
+    assert!(!durable.is_ready());
+    assert!(matches!(durable.apply(u64::MAX / 4, &events[..1]), Err(suanli_store::DurableError::Unavailable)));
+    assert!(matches!(durable.recover(), Ok(suanli_store::Recovered::Unchanged)));
+    assert!(durable.is_ready());
     // The ledger keeps working, and the same ids can be used since they never took effect.
     let result = durable.apply(u64::MAX / 4, &events[..1]).unwrap();
     assert!(matches!(result.outcomes[0], Outcome::Ok(_)));
