@@ -26,6 +26,23 @@ impl ApiError {
         ApiError { status, code, message: message.into(), retry_after_s: None }
     }
 
+    pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(status, code, message)
+    }
+
+    /// 503 with `Retry-After`: the server is busy, nothing was done.
+    pub fn overloaded(message: &str) -> ApiError {
+        ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
+    }
+
+    pub fn body_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body: larger than {} bytes", crate::BODY_BYTES_MAX),
+        )
+    }
+
     pub fn unauthenticated() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "authorization: a valid bearer token is required")
     }
@@ -49,11 +66,7 @@ impl ApiError {
     /// A body that is not the JSON expected: malformed, an unknown field, a wrong type, too large.
     pub fn from_json(rejection: JsonRejection) -> ApiError {
         match rejection {
-            JsonRejection::BytesRejection(_) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("body: larger than {} bytes", crate::BODY_BYTES_MAX),
-            ),
+            JsonRejection::BytesRejection(_) => ApiError::body_too_large(),
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_json",

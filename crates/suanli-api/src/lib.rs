@@ -11,6 +11,7 @@
 //! limited, unknown fields are refused, and no panic reaches a client (the writer answers every
 //! job; a handler that cannot reach it answers 503).
 
+pub mod edge;
 pub mod error;
 pub mod lifecycle;
 pub mod log;
@@ -46,6 +47,14 @@ pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 pub struct AppState {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
+    /// Limits on bodies in flight (see `edge`).
+    pub admission: edge::Admission,
+}
+
+impl AppState {
+    pub fn new(writer: Writer) -> AppState {
+        AppState { writer, metrics: Default::default(), admission: Default::default() }
+    }
 }
 
 /// The API's routes. `ROUTES` lists them for the documentation and the authorization tests.
@@ -61,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/providers/{provider}/usage", post(post_usage))
         .merge(lifecycle::routes())
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::admit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }
@@ -362,11 +372,12 @@ async fn post_usage(
     Ok((StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response())
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; then waits for requests in flight.
+/// Serves the API on `listener` with the edge's default limits until `shutdown` resolves; then
+/// waits for requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    edge::serve(listener, router(state), edge::Limits::default(), shutdown).await
 }

@@ -76,6 +76,7 @@ pub struct Writer {
     ready: Arc<AtomicBool>,
     /// Pages of the audit log, read from storage on a connection of their own.
     log: Option<Arc<std::sync::Mutex<suanli_store::LogReader>>>,
+    queue_jobs_max: usize,
     pub stats: Arc<WriterStats>,
 }
 
@@ -125,7 +126,7 @@ impl Writer {
                 })
                 .expect("the writer thread starts")
         };
-        (Writer { sender, published, ready, log, stats }, thread)
+        (Writer { sender, published, ready, log, queue_jobs_max, stats }, thread)
     }
 
     /// What the last commit left, for a read that must not queue.
@@ -162,6 +163,11 @@ impl Writer {
                 .await
             }
         }
+    }
+
+    /// Whether the queue is full now, so a request can be refused before its body is read.
+    pub fn is_full(&self) -> bool {
+        self.stats.queue_depth.load(Ordering::Relaxed) >= self.queue_jobs_max
     }
 
     /// Whether storage takes writes now.

@@ -548,7 +548,7 @@ fn drive_http(
     work: Work,
 ) -> anyhow::Result<Driven> {
     let providers = *providers;
-    let state = suanli_api::AppState { writer: writer.clone(), metrics: Default::default() };
+    let state = suanli_api::AppState::new(writer.clone());
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -167,7 +167,7 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, writer_thread) = Writer::start(service);
-    let state = AppState { writer: writer.clone(), metrics: Default::default() };
+    let state = AppState::new(writer.clone());
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("--listen: cannot listen on {listen}"))?;
@@ -443,7 +443,7 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     if serve && code == ExitCode::SUCCESS {
         let service = Service::open_database(database, Arc::new(clock))?;
         let (writer, writer_thread) = Writer::start(service);
-        let state = AppState { writer, metrics: Default::default() };
+        let state = AppState::new(writer);
         runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

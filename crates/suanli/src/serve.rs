@@ -121,7 +121,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     let service = open(&resolved)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
-    let state = AppState { writer: writer.clone(), metrics: Default::default() };
+    let state = AppState::new(writer.clone());
     let nats_stats = state.metrics.nats.clone();
     runtime.block_on(async {
         // Connect to NATS first: an unreachable server stops the start, before anything listens.

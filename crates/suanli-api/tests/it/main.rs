@@ -2,6 +2,7 @@
 //! metrics, and the authorization matrix.
 
 mod authz;
+mod edge;
 mod nats;
 
 use std::sync::Arc;
@@ -21,8 +22,8 @@ const PROGRAM: &str = include_str!("../../../../programs/shanghai-compute.toml")
 
 pub struct TestApp {
     pub base: String,
-    writer: Writer,
-    runtime: tokio::runtime::Runtime,
+    pub writer: Writer,
+    pub runtime: tokio::runtime::Runtime,
     pub agent: ureq::Agent,
     keys: Vec<SigningKey>,
     pub providers: Vec<ProviderId>,
@@ -49,6 +50,10 @@ impl TestApp {
     }
 
     pub fn start_with(queue_jobs_max: usize) -> TestApp {
+        TestApp::start_with_limits(queue_jobs_max, suanli_api::edge::Limits::default())
+    }
+
+    pub fn start_with_limits(queue_jobs_max: usize, limits: suanli_api::edge::Limits) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let start = shanghai_midnight(2026, 3, 2).unwrap() + 9 * 3600;
         let clock = ManualClock::new(start);
@@ -177,10 +182,11 @@ impl TestApp {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let faults = s.fault_switch();
         let (writer, _thread) = Writer::start_with(s, queue_jobs_max);
-        let state = AppState { writer: writer.clone(), metrics: Default::default() };
+        let state = AppState { admission: suanli_api::edge::Admission::new(limits), ..AppState::new(writer.clone()) };
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        runtime.spawn(suanli_api::serve(listener, state, std::future::pending()));
+        let router = suanli_api::router(state);
+        runtime.spawn(suanli_api::edge::serve(listener, router, limits, std::future::pending()));
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
         TestApp {
@@ -278,7 +284,7 @@ impl TestApp {
     }
 
     /// Keeps the writer busy until the answer is sent on the returned channel.
-    fn hold_writer(&self) -> std::sync::mpsc::Sender<()> {
+    pub fn hold_writer(&self) -> std::sync::mpsc::Sender<()> {
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let busy = self.writer.clone();
         self.runtime.spawn(async move {
