@@ -13,10 +13,10 @@ use suanli_ledger::Ledger;
 
 use crate::books::{AccountKind, account_id};
 use crate::model::StatementState;
-use crate::state::{State, UsageBook, UsageEntry};
+use crate::state::State;
 
 /// Every disagreement between the state and the ledger, in words; empty when they agree.
-pub fn check_books(state: &State, usage: &UsageBook, ledger: &Ledger) -> Vec<String> {
+pub fn check_books(state: &State, ledger: &Ledger) -> Vec<String> {
     let mut problems = Vec::new();
     let mut known = HashSet::new();
     let mut expect = |name: String, id: u128, credit_balance: i128| {
@@ -74,12 +74,11 @@ pub fn check_books(state: &State, usage: &UsageBook, ledger: &Ledger) -> Vec<Str
     }
     let mut receivable: HashMap<(u64, u64), i128> = HashMap::new();
     let mut direct: HashMap<u64, i128> = HashMap::new();
-    for entry in usage.entries.values() {
-        if let UsageEntry::Recorded(record) = entry {
-            *receivable.entry((record.provider.get(), record.program.get())).or_default() +=
-                fen(record.voucher_part_fen);
-            *direct.entry(record.provider.get()).or_default() += fen(record.enterprise_part_fen);
-        }
+    for ((provider, program), total) in &state.voucher_parts_fen {
+        *receivable.entry((provider.get(), program.get())).or_default() += total;
+    }
+    for (provider, total) in &state.enterprise_parts_fen {
+        *direct.entry(provider.get()).or_default() += total;
     }
     for statement in state.statements.values().filter(|s| s.state == StatementState::Approved) {
         *receivable.entry((statement.provider.get(), statement.program.get())).or_default() -=

@@ -18,7 +18,8 @@ use suanli_domain::{
 };
 use suanli_ledger::{Event as LedgerEvent, Outcome};
 use suanli_store::{
-    AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, Recovered, SqliteStore,
+    AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, Recovered, SqliteStore, Storage,
+    UsageRow,
 };
 
 use crate::access::{Role, Token, User};
@@ -33,7 +34,7 @@ use crate::model::{
     UsageOutcome, UsageRecord, Voucher, VoucherState,
 };
 use crate::program_file::parse_program;
-use crate::state::{State, UsageBook, UsageEntry};
+use crate::state::{State, UsageEntry, usage_decision};
 
 mod choose;
 pub use choose::{PoolChoice, PoolRequest};
@@ -158,8 +159,10 @@ struct Change {
     /// Who recorded the events from each index on, when a commit groups several requests;
     /// events before the first entry belong to the commit's actor.
     actors: Vec<(usize, Actor)>,
-    /// Usage ids this change decided, taken out of the usage book again if the commit fails.
-    usage_keys: Vec<(ProviderId, String)>,
+    /// Usage ids this change decided, written to storage with the commit.
+    usage_rows: Vec<UsageRow>,
+    /// The same decisions, for a later record of the same change with the same id.
+    decided: std::collections::HashMap<(ProviderId, String), UsageEntry>,
 }
 
 impl Change {
@@ -186,7 +189,6 @@ pub struct Service {
     /// The state as of the last commit (a constant-time persistent copy): a refused commit returns
     /// the working state to it, so memory is never ahead of storage.
     committed: State,
-    usage: UsageBook,
 }
 
 impl std::ops::Deref for Service {
@@ -247,9 +249,10 @@ impl Service {
     }
 
     fn open_store(store: AnyStore, clock: Arc<dyn Clock>) -> Result<Service> {
-        let (durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
-        let (state, usage) = replay(&log)?;
-        Ok(Service { durable, committed: state.clone(), view: View { state, clock }, usage })
+        let (mut durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
+        let state = replay(&log)?;
+        backfill_usage(&mut durable, &state, &log)?;
+        Ok(Service { durable, committed: state.clone(), view: View { state, clock } })
     }
 
     /// The switch that makes this service's commits fail on demand, for tests of what a refused
@@ -280,10 +283,9 @@ impl Service {
     }
 
     fn reload(&mut self, log: &[LogEntry]) -> Result<()> {
-        let (state, usage) = replay(log)?;
+        let state = replay(log)?;
         self.committed = state.clone();
         self.state = state;
-        self.usage = usage;
         Ok(())
     }
 
@@ -298,9 +300,20 @@ impl Service {
         self.durable.storage().log_reader().map_err(|e| ServiceError::new(ErrorCode::Storage, e.to_string()))
     }
 
-    /// The usage ids decided so far, with their first results.
-    pub fn usage_book(&self) -> &UsageBook {
-        &self.usage
+    /// What was first decided for the usage ids among `keys`, read from storage.
+    pub fn usage_decisions(
+        &mut self,
+        keys: &[(ProviderId, &str)],
+    ) -> Result<std::collections::HashMap<(ProviderId, String), UsageEntry>> {
+        let wanted: Vec<(u64, &str)> = keys.iter().map(|&(provider, id)| (provider.get(), id)).collect();
+        let rows = self.durable.storage_mut().usage_lookup(&wanted).map_err(|e| storage_error(e.into()))?;
+        rows.into_iter()
+            .map(|row| {
+                let provider = ProviderId::new(row.provider).ok_or_else(|| bad_usage_row(&row.id))?;
+                let entry: UsageEntry = serde_json::from_str(&row.entry).map_err(|_| bad_usage_row(&row.id))?;
+                Ok(((provider, row.id), entry))
+            })
+            .collect()
     }
 }
 
@@ -329,24 +342,28 @@ impl Service {
             events: Vec::new(),
             ledger: Vec::new(),
             actors: Vec::new(),
-            usage_keys: Vec::new(),
+            usage_rows: Vec::new(),
+            decided: std::collections::HashMap::new(),
         }
     }
 
     /// Applies `event` to the state now and keeps it for the commit.
     fn record(&mut self, change: &mut Change, event: Event, now_s: i64) {
         self.state.apply(&event, now_s);
-        change.usage_keys.extend(self.usage.apply(&event));
+        if let Some(((provider, id), entry)) = usage_decision(&event) {
+            change.usage_rows.push(UsageRow {
+                provider: provider.get(),
+                id: id.clone(),
+                entry: serde_json::to_string(&entry).expect("usage entries serialize"),
+            });
+            change.decided.insert((provider, id), entry);
+        }
         change.events.push(event);
     }
 
-    /// Returns memory to the last commit: the state to its copy, the usage book without the ids
-    /// this change decided.
-    fn forget(&mut self, change: &Change) {
+    /// Returns memory to the last commit (usage decisions were never in memory beyond the change).
+    fn forget(&mut self, _change: &Change) {
         self.state = self.committed.clone();
-        for key in &change.usage_keys {
-            self.usage.entries.remove(key);
-        }
     }
 
     fn commit(&mut self, actor: &Actor, now_s: i64, change: Change) -> Result<()> {
@@ -377,7 +394,7 @@ impl Service {
             actors.iter().rev().find(|(start, _)| *start <= index).map_or(actor, |(_, actor)| actor).to_string()
         };
         let mut refused = None;
-        let result = self.durable.commit(now_ns, &change.ledger, |batch| {
+        let result = self.durable.commit(now_ns, &change.ledger, &change.usage_rows, |batch| {
             if let Some(batch) = batch
                 && let Some((index, outcome)) =
                     batch.outcomes.iter().enumerate().find(|(_, o)| !matches!(o, Outcome::Ok(_)))
@@ -1358,19 +1375,34 @@ impl Service {
             ));
         }
         let now = self.now_s();
+        // Every id of the batch is looked up in storage at once; ids decided earlier in the same
+        // batch are found in the change itself.
+        let keys: Vec<(ProviderId, &str)> =
+            groups.iter().flat_map(|g| g.records.iter().map(|r| (g.provider, r.id.as_str()))).collect();
+        let known = self.usage_decisions(&keys)?;
         let mut change = self.begin();
         let mut answers = Vec::with_capacity(groups.len());
         for group in groups {
             change.actors.push((change.events.len(), group.actor.clone()));
-            let outcomes: Vec<UsageOutcome> =
-                group.records.iter().map(|input| self.record_one(&mut change, group.provider, input, now)).collect();
+            let outcomes: Vec<UsageOutcome> = group
+                .records
+                .iter()
+                .map(|input| self.record_one(&mut change, &known, group.provider, input, now))
+                .collect();
             answers.push(outcomes);
         }
         self.commit(actor, now, change)?;
         Ok(answers)
     }
 
-    fn record_one(&mut self, change: &mut Change, provider: ProviderId, input: &UsageInput, now: i64) -> UsageOutcome {
+    fn record_one(
+        &mut self,
+        change: &mut Change,
+        known: &std::collections::HashMap<(ProviderId, String), UsageEntry>,
+        provider: ProviderId,
+        input: &UsageInput,
+        now: i64,
+    ) -> UsageOutcome {
         let refused = |error: ServiceError| UsageOutcome::Refused {
             id: input.id.clone(),
             code: error.code.as_str().to_owned(),
@@ -1379,7 +1411,8 @@ impl Service {
         if input.id.is_empty() || input.id.len() > 128 || input.id.chars().any(char::is_control) {
             return refused(ServiceError::field("id", "must be 1-128 bytes without control characters"));
         }
-        match self.usage.get(provider, &input.id) {
+        let key = (provider, input.id.clone());
+        match change.decided.get(&key).or_else(|| known.get(&key)) {
             Some(UsageEntry::Recorded(record)) if record.input == *input => {
                 return UsageOutcome::Duplicate {
                     id: input.id.clone(),
@@ -1869,10 +1902,36 @@ fn storage_error(error: DurableError) -> ServiceError {
     }
 }
 
-/// Rebuilds the state and the usage book from the audit log.
-pub(crate) fn replay(log: &[LogEntry]) -> Result<(State, UsageBook)> {
+/// A database written before usage ids were kept apart gets them from its log, once, when a
+/// writer opens it (a reader only reads what is there).
+fn backfill_usage(durable: &mut Durable<AnyStore>, state: &State, log: &[LogEntry]) -> Result<()> {
+    let decided = state.usage_recorded + state.usage_refused;
+    let storage = |e: suanli_store::StoreError| storage_error(e.into());
+    if decided == 0 || durable.storage_mut().usage_count().map_err(storage)? >= decided {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for entry in log.iter().filter(|e| e.action.starts_with("usage.")) {
+        let event: Event = serde_json::from_str(&entry.body)
+            .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("log entry {}: {e}", entry.sequence)))?;
+        if let Some(((provider, id), decision)) = usage_decision(&event) {
+            let entry = serde_json::to_string(&decision).expect("usage entries serialize");
+            rows.push(UsageRow { provider: provider.get(), id, entry });
+        }
+    }
+    match durable.storage_mut().backfill_usage(&rows) {
+        Ok(()) | Err(suanli_store::StoreError::ReadOnly { .. }) => Ok(()),
+        Err(error) => Err(storage(error)),
+    }
+}
+
+fn bad_usage_row(id: &str) -> ServiceError {
+    ServiceError::new(ErrorCode::Internal, format!("the stored decision for usage id {id:?} cannot be read"))
+}
+
+/// Rebuilds the state from the audit log.
+pub(crate) fn replay(log: &[LogEntry]) -> Result<State> {
     let mut state = State::default();
-    let mut usage = UsageBook::default();
     for entry in log {
         let event: Event = serde_json::from_str(&entry.body).map_err(|e| {
             ServiceError::new(ErrorCode::Internal, format!("audit log entry {} cannot be read: {e}", entry.sequence))
@@ -1891,15 +1950,14 @@ pub(crate) fn replay(log: &[LogEntry]) -> Result<(State, UsageBook)> {
             ));
         }
         state.apply(&event, entry.time_s);
-        usage.apply(&event);
     }
-    Ok((state, usage))
+    Ok(state)
 }
 
 impl Service {
     /// Compares the replayed state with the ledger; see [`crate::check::check_books`].
     pub fn check_books(&self) -> Vec<String> {
-        crate::check::check_books(&self.state, &self.usage, self.durable.ledger())
+        crate::check::check_books(&self.state, self.durable.ledger())
     }
 }
 

@@ -12,8 +12,6 @@
 //! What grows with history and is only looked up by id (the usage records, for idempotency) is
 //! not here: it lives in [`UsageBook`], beside the state.
 
-use std::collections::HashMap;
-
 use imbl::{OrdMap as BTreeMap, Vector};
 
 use suanli_domain::{
@@ -30,7 +28,8 @@ use crate::model::{
 };
 
 /// What happened to a usage record id.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum UsageEntry {
     Recorded(Box<UsageRecord>),
     Refused { input: UsageInput, code: String, message: String },
@@ -61,6 +60,10 @@ pub struct State {
     pub provider_by_uscc: ImHashMap<Uscc, ProviderId>,
     pub usage_recorded: u64,
     pub usage_refused: u64,
+    /// Voucher parts recorded per provider and programme, and enterprise parts per provider: what
+    /// the provider's ledger accounts must have received (checked by `check_books`).
+    pub voucher_parts_fen: BTreeMap<(ProviderId, ProgramId), i128>,
+    pub enterprise_parts_fen: BTreeMap<ProviderId, i128>,
     pub tokens: BTreeMap<u64, Token>,
     /// Live (unrevoked) tokens by the SHA-256 of their secret, in hex.
     pub token_by_hash: ImHashMap<String, u64>,
@@ -339,45 +342,25 @@ impl State {
         line.cost_fen = add(line.cost_fen, record.cost_fen);
         line.voucher_part_fen = add(line.voucher_part_fen, record.voucher_part_fen);
         line.enterprise_part_fen = add(line.enterprise_part_fen, record.enterprise_part_fen);
+        *self.voucher_parts_fen.entry((record.provider, record.program)).or_default() +=
+            i128::from(record.voucher_part_fen.fen());
+        *self.enterprise_parts_fen.entry(record.provider).or_default() += i128::from(record.enterprise_part_fen.fen());
         self.usage_recorded += 1;
     }
 }
 
-/// Every usage id ever decided, with its first result, for exact idempotency: a retry answers
-/// what the first attempt answered, however old.
-#[derive(Debug, Default)]
-pub struct UsageBook {
-    pub entries: HashMap<(ProviderId, String), UsageEntry, foldhash::fast::RandomState>,
-}
-
-impl UsageBook {
-    /// Records the decision an event carries, if it carries one; answers its key.
-    pub fn apply(&mut self, event: &Event) -> Option<(ProviderId, String)> {
-        let (key, entry) = match event {
-            Event::UsageRecorded { record } => {
-                ((record.provider, record.input.id.clone()), UsageEntry::Recorded(record.clone()))
-            }
-            Event::UsageRefused { provider, input, code, message } => (
-                (*provider, input.id.clone()),
-                UsageEntry::Refused { input: input.clone(), code: code.clone(), message: message.clone() },
-            ),
-            _ => return None,
-        };
-        let previous = self.entries.insert(key.clone(), entry);
-        assert!(previous.is_none(), "a usage id is decided once");
-        Some(key)
-    }
-
-    pub fn get(&self, provider: ProviderId, id: &str) -> Option<&UsageEntry> {
-        self.entries.get(&(provider, id.to_owned()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+/// The usage decision an event carries, if any: its key and what a retry must answer. The
+/// decisions live in storage (`usage_ids`), written with the log entry that made them.
+pub fn usage_decision(event: &Event) -> Option<((ProviderId, String), UsageEntry)> {
+    match event {
+        Event::UsageRecorded { record } => {
+            Some(((record.provider, record.input.id.clone()), UsageEntry::Recorded(record.clone())))
+        }
+        Event::UsageRefused { provider, input, code, message } => Some((
+            (*provider, input.id.clone()),
+            UsageEntry::Refused { input: input.clone(), code: code.clone(), message: message.clone() },
+        )),
+        _ => None,
     }
 }
 

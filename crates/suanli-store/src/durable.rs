@@ -15,7 +15,7 @@
 use suanli_ledger::{BatchError, BatchResult, Event, GENESIS, Hash, InvariantViolation, Ledger, batch_hash};
 
 use crate::log::{check_log, log_entry_hash};
-use crate::{LedgerBatch, LogEntry, NewLogEntry, Snapshot, Storage, StoreError};
+use crate::{LedgerBatch, LogEntry, NewLogEntry, Snapshot, Storage, StoreError, UsageRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DurableError {
@@ -104,16 +104,18 @@ impl<S: Storage> Durable<S> {
 
     /// Applies one batch and makes it durable; returns the outcomes only after the commit.
     pub fn apply(&mut self, now_ns: u64, events: &[Event]) -> Result<BatchResult, DurableError> {
-        let committed = self.commit(now_ns, events, |_| Some(Vec::new()))?;
+        let committed = self.commit(now_ns, events, &[], |_| Some(Vec::new()))?;
         Ok(committed.batch.expect("a commit with events has a batch"))
     }
 
     /// Applies `events` (if any) to the ledger, asks `describe` for the log entries given the
-    /// ledger's answer, and commits both in one transaction.
+    /// ledger's answer, and commits both, with the usage ids the change decided, in one
+    /// transaction.
     pub fn commit(
         &mut self,
         now_ns: u64,
         events: &[Event],
+        usage: &[UsageRow],
         describe: impl FnOnce(Option<&BatchResult>) -> Option<Vec<NewLogEntry>>,
     ) -> Result<Committed, DurableError> {
         if self.poisoned {
@@ -163,7 +165,7 @@ impl<S: Storage> Durable<S> {
             previous_hash: &self.head,
             hash,
         });
-        match self.storage.commit(ledger_batch, &log) {
+        match self.storage.commit(ledger_batch, &log, usage) {
             Ok(stored_batch_id) => {
                 assert_eq!(stored_batch_id, batch_id, "batch ids are consecutive");
                 if let (Some(id), Some(hash)) = (stored_batch_id, batch_hash) {

@@ -186,13 +186,39 @@ impl Storage for AnyStore {
         }
     }
 
-    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+    fn commit(
+        &mut self,
+        batch: Option<LedgerBatch<'_>>,
+        log: &[LogEntry],
+        usage: &[UsageRow],
+    ) -> Result<Option<u64>, StoreError> {
         if let Some(fault) = self.faults.get() {
             return Err(StoreError::Injected(fault));
         }
         match &mut self.backend {
-            Backend::Sqlite(store) => store.commit(batch, log),
-            Backend::Postgres(store) => store.commit(batch, log),
+            Backend::Sqlite(store) => store.commit(batch, log, usage),
+            Backend::Postgres(store) => store.commit(batch, log, usage),
+        }
+    }
+
+    fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.usage_lookup(keys),
+            Backend::Postgres(store) => store.usage_lookup(keys),
+        }
+    }
+
+    fn usage_count(&mut self) -> Result<u64, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.usage_count(),
+            Backend::Postgres(store) => store.usage_count(),
+        }
+    }
+
+    fn backfill_usage(&mut self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.backfill_usage(rows),
+            Backend::Postgres(store) => store.backfill_usage(rows),
         }
     }
 
@@ -214,6 +240,16 @@ impl Storage for AnyStore {
     }
 }
 
+/// One decided usage id and its first result, as the service wrote it (JSON): storage keeps it
+/// in the same transaction as the log entry that decided it, and finds it by key, so idempotency
+/// stays exact for every id ever sent without holding them in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    pub provider: u64,
+    pub id: String,
+    pub entry: String,
+}
+
 /// How far storage's two chains reach: the number of ledger batches and of log entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heads {
@@ -231,7 +267,22 @@ pub trait Storage {
     /// changed) and the audit-log entries that describe it. When this returns `Ok` all of it is
     /// durable (within the backend's fsync mode); when it returns `Err` none of it is. Returns the
     /// ledger batch id, if a batch was written.
-    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError>;
+    fn commit(
+        &mut self,
+        batch: Option<LedgerBatch<'_>>,
+        log: &[LogEntry],
+        usage: &[UsageRow],
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// The decided usage ids among `keys` (provider, id), with their first results.
+    fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, StoreError>;
+
+    /// How many usage ids are kept.
+    fn usage_count(&mut self) -> Result<u64, StoreError>;
+
+    /// Adds usage rows that are missing (a database written before usage ids were kept apart
+    /// gets them from its log once); rows already kept are left as they are.
+    fn backfill_usage(&mut self, rows: &[UsageRow]) -> Result<(), StoreError>;
 
     /// How far the stored chains reach now, read from storage (after a failed commit, to learn
     /// whether it was stored after all).

@@ -10,7 +10,7 @@
 use postgres::{Client, NoTls};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
+use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError, UsageRow};
 
 /// The advisory lock key every suanli writer takes ("SUANLI" in ASCII, as a number).
 const WRITER_LOCK_KEY: i64 = 0x5355_414e_4c49;
@@ -76,6 +76,28 @@ const MIGRATIONS: &[&str] = &[
         previous_hash   BYTEA NOT NULL CHECK (length(previous_hash) = 32),
         hash            BYTEA NOT NULL CHECK (length(hash) = 32)
     );
+    ",
+    // 3: history out of memory (see the SQLite list).
+    r"
+    CREATE TABLE usage_ids (
+        provider BIGINT NOT NULL,
+        id       TEXT NOT NULL,
+        entry    TEXT NOT NULL,
+        PRIMARY KEY (provider, id)
+    );
+    CREATE TABLE checkpoints (
+        log_sequence  BIGINT PRIMARY KEY,
+        batch_id      BIGINT NOT NULL,
+        journal_head  BYTEA NOT NULL CHECK (length(journal_head) = 32),
+        log_head      BYTEA NOT NULL CHECK (length(log_head) = 32),
+        transfers     BIGINT NOT NULL,
+        time_s        BIGINT NOT NULL,
+        state_sha256  BYTEA NOT NULL CHECK (length(state_sha256) = 32),
+        state         TEXT NOT NULL
+    );
+    CREATE INDEX ledger_transfers_by_batch ON ledger_transfers (batch_id);
+    CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
+    CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
 ];
 
@@ -349,11 +371,52 @@ impl Storage for PostgresStore {
         }
     }
 
-    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+    fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let providers: Vec<i64> = keys.iter().map(|&(p, _)| p as i64).collect();
+        let ids: Vec<&str> = keys.iter().map(|&(_, id)| id).collect();
+        let rows = self.client.query(
+            "SELECT u.provider, u.id, u.entry FROM unnest($1::int8[], $2::text[]) AS k(provider, id) \
+             JOIN usage_ids u ON u.provider = k.provider AND u.id = k.id",
+            &[&providers, &ids],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| UsageRow { provider: r.get::<_, i64>(0) as u64, id: r.get(1), entry: r.get(2) })
+            .collect())
+    }
+
+    fn usage_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.client.query_one("SELECT count(*) FROM usage_ids", &[])?.get::<_, i64>(0) as u64)
+    }
+
+    fn backfill_usage(&mut self, rows: &[UsageRow]) -> Result<(), StoreError> {
         if let Some(url) = &self.reader {
             return Err(StoreError::ReadOnly { url: url.clone() });
         }
         let mut transaction = self.client.transaction()?;
+        for chunk in rows.chunks(10_000) {
+            insert_usage(&mut transaction, chunk, "ON CONFLICT DO NOTHING")?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        batch: Option<LedgerBatch<'_>>,
+        log: &[LogEntry],
+        usage: &[UsageRow],
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(url) = &self.reader {
+            return Err(StoreError::ReadOnly { url: url.clone() });
+        }
+        let mut transaction = self.client.transaction()?;
+        if !usage.is_empty() {
+            insert_usage(&mut transaction, usage, "")?;
+        }
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&mut transaction, changes, previous_hash, hash)?)
@@ -385,6 +448,21 @@ impl Storage for PostgresStore {
         transaction.commit()?;
         Ok(batch_id)
     }
+}
+
+fn insert_usage(
+    transaction: &mut postgres::Transaction<'_>,
+    rows: &[UsageRow],
+    on_conflict: &str,
+) -> Result<(), StoreError> {
+    let providers: Vec<i64> = rows.iter().map(|r| r.provider as i64).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let entries: Vec<&str> = rows.iter().map(|r| r.entry.as_str()).collect();
+    transaction.execute(
+        &format!("INSERT INTO usage_ids SELECT * FROM unnest($1::int8[], $2::text[], $3::text[]) {on_conflict}"),
+        &[&providers, &ids, &entries],
+    )?;
+    Ok(())
 }
 
 fn bytes(id: u128) -> Vec<u8> {

@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError};
+use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError, UsageRow};
 
 /// Append-only: never edit a migration that has landed; add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -75,6 +75,30 @@ const MIGRATIONS: &[&str] = &[
         previous_hash   BLOB NOT NULL CHECK (length(previous_hash) = 32),
         hash            BLOB NOT NULL CHECK (length(hash) = 32)
     ) STRICT;
+    ",
+    // 3: history out of memory. Every usage id ever decided with its first result (the service's
+    // JSON), found by key; checkpoints of the service's state; indexes for a start that reads
+    // only what came after the latest checkpoint and the transfers still pending.
+    r"
+    CREATE TABLE usage_ids (
+        provider INTEGER NOT NULL,
+        id       TEXT NOT NULL,
+        entry    TEXT NOT NULL,
+        PRIMARY KEY (provider, id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE checkpoints (
+        log_sequence  INTEGER PRIMARY KEY,
+        batch_id      INTEGER NOT NULL,
+        journal_head  BLOB NOT NULL CHECK (length(journal_head) = 32),
+        log_head      BLOB NOT NULL CHECK (length(log_head) = 32),
+        transfers     INTEGER NOT NULL,
+        time_s        INTEGER NOT NULL,
+        state_sha256  BLOB NOT NULL CHECK (length(state_sha256) = 32),
+        state         TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX ledger_transfers_by_batch ON ledger_transfers (batch_id);
+    CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
+    CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
 ];
 
@@ -368,11 +392,57 @@ impl Storage for SqliteStore {
         Ok(Heads { batches: batches as u64, log_entries: log_entries as u64 })
     }
 
-    fn commit(&mut self, batch: Option<LedgerBatch<'_>>, log: &[LogEntry]) -> Result<Option<u64>, StoreError> {
+    fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, StoreError> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT entry FROM usage_ids WHERE provider = ?1 AND id = ?2")?;
+        let mut found = Vec::new();
+        for &(provider, id) in keys {
+            if let Some(entry) =
+                statement.query_row(params![provider as i64, id], |r| r.get::<_, String>(0)).optional()?
+            {
+                found.push(UsageRow { provider, id: id.to_owned(), entry });
+            }
+        }
+        Ok(found)
+    }
+
+    fn usage_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.connection.query_row("SELECT count(*) FROM usage_ids", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn backfill_usage(&mut self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        if let Some(path) = &self.reader {
+            return Err(StoreError::ReadOnly { url: path.clone() });
+        }
+        let transaction = self.connection.transaction()?;
+        {
+            let mut insert = transaction
+                .prepare_cached("INSERT OR IGNORE INTO usage_ids (provider, id, entry) VALUES (?1, ?2, ?3)")?;
+            for row in rows {
+                insert.execute(params![row.provider as i64, row.id, row.entry])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        batch: Option<LedgerBatch<'_>>,
+        log: &[LogEntry],
+        usage: &[UsageRow],
+    ) -> Result<Option<u64>, StoreError> {
         if let Some(path) = &self.reader {
             return Err(StoreError::ReadOnly { url: path.clone() });
         }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert =
+                transaction.prepare_cached("INSERT INTO usage_ids (provider, id, entry) VALUES (?1, ?2, ?3)")?;
+            for row in usage {
+                insert.execute(params![row.provider as i64, row.id, row.entry])?;
+            }
+        }
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&transaction, changes, previous_hash, hash)? as u64)

@@ -291,6 +291,8 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<ExitCode> {
     let mut target = PostgresStore::open(to).context("--to")?;
     target.import(&snapshot).context("--to")?;
     drop(target);
+    // Opening the target as a writer once keeps its usage ids apart, from its log.
+    drop(suanli_service::Service::open_database(to, std::sync::Arc::new(suanli_service::SystemClock)).context("--to")?);
     println!(
         "copied {} batches, {} accounts, {} transfers, {} audit-log entries from {} to {}",
         snapshot.batches.len(),

@@ -146,7 +146,7 @@ impl World {
                 &state.pools,
                 &state.statements,
                 &state.anomalies,
-                self.service.usage_book().len()
+                self.service.state().usage_recorded + self.service.state().usage_refused
             ))
             .unwrap(),
         )
