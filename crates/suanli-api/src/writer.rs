@@ -48,6 +48,7 @@ pub struct WriterStats {
     pub queue_depth: AtomicUsize,
     pub commits: AtomicU64,
     pub records_applied: AtomicU64,
+    pub checkpoints: AtomicU64,
     /// Batch sizes (records per commit): counts per bucket of `BATCH_BUCKETS`.
     pub batch_buckets: [AtomicU64; 6],
 }
@@ -232,6 +233,18 @@ impl Outlet {
 fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc<WriterStats>) {
     let mut pending: Option<Job> = None;
     loop {
+        // A checkpoint between jobs, when the policy says it is due: the state as of the last
+        // commit, bound to both chains, so a start replays only what came after it.
+        match service.maybe_checkpoint() {
+            Ok(Some(sequence)) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                crate::log::event("info", "checkpoint", serde_json::json!({ "log_sequence": sequence }));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                crate::log::event("warn", "checkpoint failed", serde_json::json!({ "error": error.message }));
+            }
+        }
         let job = match pending.take() {
             Some(job) => job,
             None => match receiver.recv_timeout(std::time::Duration::from_millis(IDLE_CHECK_MS)) {
@@ -254,7 +267,18 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                     }
                     continue;
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return, // every sender is gone
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // Every sender is gone and the queue is empty: a last checkpoint makes the
+                    // next start replay nothing.
+                    if let Err(error) = service.checkpoint() {
+                        crate::log::event(
+                            "warn",
+                            "no checkpoint at stop",
+                            serde_json::json!({ "error": error.message }),
+                        );
+                    }
+                    return;
+                }
             },
         };
         match job {

@@ -37,6 +37,16 @@ pub struct Ledger {
     failed: HashMap<u128, FailedId>,
     last_timestamp: u64,
     totals: Totals,
+    /// Transfers ever created, and the largest transfer or failed id ever seen: with history in
+    /// storage, a new id above the largest is new without looking anything up.
+    transfers_total: u64,
+    id_max: u128,
+    /// Whether settled transfers are forgotten after their batch is stored ([`Ledger::forget_settled`]):
+    /// then `transfers` holds only pending transfers and the ones [`Ledger::remember`] brought back
+    /// for a batch, and the caller looks up older ids in storage first ([`Ledger::history_needed`]).
+    forgetting: bool,
+    /// Transfers in memory that are not pending, to forget after the batch is stored.
+    settled_recent: Vec<u128>,
     /// How to take back the newest batch, kept until the next one: storage may refuse to commit
     /// it, and memory must then return to what storage holds without a rebuild.
     last_batch: Option<BatchUndo>,
@@ -48,6 +58,7 @@ struct BatchUndo {
     undo: Vec<Undo>,
     totals: Totals,
     last_timestamp: u64,
+    id_max: u128,
 }
 
 /// Sums over all accounts, kept as the ledger runs so that "the books balance" is checked after
@@ -184,7 +195,7 @@ impl Ledger {
         if first.checked_add(events.len() as u64 + expiries_max).is_none() {
             return Err(BatchError::ClockExhausted(self.last_timestamp));
         }
-        let (totals_before, last_timestamp_before) = (self.totals, self.last_timestamp);
+        let (totals_before, last_timestamp_before, id_max_before) = (self.totals, self.last_timestamp, self.id_max);
         self.last_batch = None;
         let mut scratch = BatchScratch {
             undo: Vec::new(),
@@ -239,6 +250,7 @@ impl Ledger {
                 if reject.marks_id_failed() && unused && matches!(event, Event::CreateTransfer(_)) {
                     let failed = FailedId { id, reason: reject, timestamp };
                     self.failed.insert(failed.id, failed);
+                    self.id_max = self.id_max.max(failed.id);
                     scratch.batch_undo.push(Undo::FailedRecorded(failed.id));
                     scratch.changes.failed.push(failed);
                     timestamp += 1;
@@ -259,8 +271,12 @@ impl Ledger {
         scratch.changes.accounts_after =
             scratch.touched.iter().filter_map(|id| self.accounts.get(id)).copied().collect();
         self.assert_batch_invariants(&scratch.changes);
-        self.last_batch =
-            Some(BatchUndo { undo: scratch.batch_undo, totals: totals_before, last_timestamp: last_timestamp_before });
+        self.last_batch = Some(BatchUndo {
+            undo: scratch.batch_undo,
+            totals: totals_before,
+            last_timestamp: last_timestamp_before,
+            id_max: id_max_before,
+        });
         Ok(BatchResult { outcomes, changes: scratch.changes })
     }
 
@@ -274,7 +290,68 @@ impl Ledger {
         self.undo_all(&mut batch.undo);
         self.totals = batch.totals;
         self.last_timestamp = batch.last_timestamp;
+        self.id_max = batch.id_max;
         true
+    }
+
+    /// Forgets every settled transfer (not pending) since the last call: its batch is stored, so
+    /// memory need not keep it. From the first call on the ledger expects [`Ledger::remember`] to
+    /// bring back, before each batch, the stored transfers that [`Ledger::history_needed`] names.
+    pub fn forget_settled(&mut self) {
+        if !self.forgetting {
+            self.forgetting = true;
+            self.settled_recent.clear();
+            self.transfers.retain(|_, t| t.flags.contains(TransferFlags::PENDING));
+            self.transfers.shrink_to_fit();
+            return;
+        }
+        for id in self.settled_recent.drain(..) {
+            if self.transfers.get(&id).is_some_and(|t| !t.flags.contains(TransferFlags::PENDING)) {
+                self.transfers.remove(&id);
+            }
+        }
+        self.last_batch = None;
+    }
+
+    /// The ids a batch refers to that only storage can tell about: transfer ids (and pending ids
+    /// they resolve) no greater than the largest id seen, neither in memory nor failed. Empty
+    /// unless settled transfers are being forgotten.
+    pub fn history_needed(&self, events: &[Event]) -> Vec<u128> {
+        if !self.forgetting {
+            return Vec::new();
+        }
+        let unknown = |id: u128| {
+            id != 0 && id <= self.id_max && !self.transfers.contains_key(&id) && !self.failed.contains_key(&id)
+        };
+        let mut ids: Vec<u128> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::CreateTransfer(t) => Some(t),
+                Event::CreateAccount(_) => None,
+            })
+            .flat_map(|t| [t.id, if t.flags.resolves_pending() { t.pending_id } else { 0 }])
+            .filter(|&id| unknown(id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Brings stored transfers back for the next batch (they are forgotten again after it).
+    pub fn remember(&mut self, transfers: impl IntoIterator<Item = Transfer>) {
+        for transfer in transfers {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.transfers.entry(transfer.id) {
+                slot.insert(transfer);
+                if !transfer.flags.contains(TransferFlags::PENDING) {
+                    self.settled_recent.push(transfer.id);
+                }
+            }
+        }
+    }
+
+    /// Transfers ever created.
+    pub fn transfers_total(&self) -> u64 {
+        self.transfers_total
     }
 
     /// Voids every pending transfer whose timeout is at or before `now`.
@@ -558,6 +635,11 @@ impl Ledger {
 
     fn commit_transfer(&mut self, t: Transfer, scratch: &mut BatchScratch) {
         self.transfers.insert(t.id, t);
+        self.transfers_total += 1;
+        self.id_max = self.id_max.max(t.id);
+        if self.forgetting && !t.flags.contains(TransferFlags::PENDING) {
+            self.settled_recent.push(t.id);
+        }
         scratch.undo.push(Undo::TransferCreated(t.id));
         scratch.changes.transfers_created.push(t);
         if t.flags.contains(TransferFlags::PENDING) {
@@ -641,6 +723,7 @@ impl Ledger {
                 Undo::TransferCreated(id) => {
                     self.transfers.remove(&id);
                     self.pending.remove(&id);
+                    self.transfers_total -= 1;
                 }
                 Undo::Balances(id, [dp, dpo, cp, cpo]) => {
                     let account = self.accounts.get_mut(&id).expect("undo runs in reverse, so the account exists");
@@ -676,6 +759,11 @@ impl Ledger {
     /// negative, every limit holds, every pending status agrees with the transfers that resolve
     /// it, and no id is both a transfer and a failure.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        if self.forgetting {
+            // Settled transfers live in storage only: balances cannot be re-derived here (the
+            // audit does it from the rows); everything else is checked.
+            return self.check_balances_alone();
+        }
         let fail = |message: String| Err(InvariantViolation(message));
         let mut derived: HashMap<u128, [i128; 4]> = self.accounts.keys().map(|&id| (id, [0; 4])).collect();
         let mut resolved: HashMap<u128, PendingStatus> = HashMap::default();
@@ -782,6 +870,40 @@ impl Ledger {
         failed: Vec<FailedId>,
         last_timestamp: u64,
     ) -> Result<Ledger, InvariantViolation> {
+        let ledger = Ledger::assemble(accounts, transfers, expired, failed, last_timestamp)?;
+        ledger.check_invariants()?;
+        Ok(ledger)
+    }
+
+    /// Rebuilds a ledger that keeps settled transfers in storage only: from every account (with
+    /// its stored balances), the transfers that are or resolve holds, expiries and failures, and
+    /// the count and largest id of all transfers. Checks every invariant that needs no settled
+    /// transfer (the audit re-derives balances from all of them).
+    pub fn restore_forgetting(
+        accounts: Vec<Account>,
+        holds: Vec<Transfer>,
+        expired: Vec<Expiry>,
+        failed: Vec<FailedId>,
+        last_timestamp: u64,
+        transfers_total: u64,
+        transfer_id_max: u128,
+    ) -> Result<Ledger, InvariantViolation> {
+        let mut ledger = Ledger::assemble(accounts, holds, expired, failed, last_timestamp)?;
+        ledger.forgetting = true;
+        ledger.transfers.retain(|_, t| t.flags.contains(TransferFlags::PENDING));
+        ledger.transfers_total = transfers_total;
+        ledger.id_max = ledger.id_max.max(transfer_id_max);
+        ledger.check_invariants()?;
+        Ok(ledger)
+    }
+
+    fn assemble(
+        accounts: Vec<Account>,
+        transfers: Vec<Transfer>,
+        expired: Vec<Expiry>,
+        failed: Vec<FailedId>,
+        last_timestamp: u64,
+    ) -> Result<Ledger, InvariantViolation> {
         let mut ledger = Ledger { last_timestamp, ..Ledger::with_capacity(accounts.len(), transfers.len()) };
         for account in accounts {
             ledger.totals.debits_pending += i128::from(account.debits_pending);
@@ -808,7 +930,9 @@ impl Ledger {
         for expiry in expired {
             ledger.pending.insert(expiry.pending_id, PendingStatus::Expired);
         }
+        ledger.transfers_total = transfers.len() as u64;
         for transfer in transfers {
+            ledger.id_max = ledger.id_max.max(transfer.id);
             ledger.transfers.insert(transfer.id, transfer);
         }
         for (&id, &status) in &ledger.pending {
@@ -819,6 +943,7 @@ impl Ledger {
             }
         }
         ledger.failed = failed.into_iter().map(|f| (f.id, f)).collect();
+        ledger.id_max = ledger.failed.keys().copied().fold(ledger.id_max, u128::max);
         let newest = ledger
             .accounts
             .values()
@@ -832,8 +957,42 @@ impl Ledger {
                 "a record has timestamp {newest}, after the clock's {last_timestamp}"
             )));
         }
-        ledger.check_invariants()?;
         Ok(ledger)
+    }
+
+    /// The checks that need no settled transfer: no negative balance, every limit holds, the
+    /// books balance and agree with the running totals, no id both a transfer and a failure.
+    fn check_balances_alone(&self) -> Result<(), InvariantViolation> {
+        let fail = |message: String| Err(InvariantViolation(message));
+        let mut totals = [0i128; 4];
+        for account in self.accounts.values() {
+            let stored = balances(account).map(i128::from);
+            if stored.iter().any(|&b| b < 0) {
+                return fail(format!("account {:#x} has a negative balance", account.id));
+            }
+            if !account.within_limits() {
+                return fail(format!("account {:#x} breaks its balance limit", account.id));
+            }
+            for (total, value) in totals.iter_mut().zip(stored) {
+                *total += value;
+            }
+        }
+        if totals[0] != totals[2] || totals[1] != totals[3] {
+            return fail(format!("the books do not balance: debits {:?}, credits {:?}", &totals[..2], &totals[2..]));
+        }
+        let kept = Totals {
+            debits_pending: totals[0],
+            debits_posted: totals[1],
+            credits_pending: totals[2],
+            credits_posted: totals[3],
+        };
+        if kept != self.totals {
+            return fail("running totals differ from the sum over accounts".into());
+        }
+        if let Some(id) = self.failed.keys().find(|id| self.transfers.contains_key(id)) {
+            return fail(format!("id {id:#x} is both a transfer and a failure"));
+        }
+        Ok(())
     }
 
     /// Pending statuses, for hashing and inspection.

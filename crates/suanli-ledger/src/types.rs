@@ -48,6 +48,12 @@ impl AccountFlags {
 pub struct TransferFlags(u16);
 
 impl TransferFlags {
+    /// Whether a transfer is a hold or resolves one (pending, post or void): the transfers a
+    /// ledger that forgets settled ones must keep.
+    pub fn holds_or_resolves(self) -> bool {
+        self.contains(TransferFlags::PENDING) || self.resolves_pending()
+    }
+
     /// This event and the next one succeed or fail together.
     pub const LINKED: TransferFlags = TransferFlags(1 << 0);
     /// A hold: the amount is reserved as pending until posted, voided or timed out.

@@ -27,7 +27,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
-    Actor, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SweepReport, UsageGroup, View,
-    cost_of,
+    Actor, CheckpointPolicy, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SweepReport,
+    UsageGroup, View, cost_of,
 };
 pub use state::State;

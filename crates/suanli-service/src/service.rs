@@ -18,8 +18,8 @@ use suanli_domain::{
 };
 use suanli_ledger::{Event as LedgerEvent, Outcome};
 use suanli_store::{
-    AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, PostgresStore, Recovered, SqliteStore, Storage,
-    UsageRow,
+    AnyStore, Durable, DurableError, FsyncMode, LogEntry, NewLogEntry, Opened, PostgresStore, Recovered, SqliteStore,
+    Storage, UsageRow,
 };
 
 use crate::access::{Role, Token, User};
@@ -182,8 +182,25 @@ pub struct View {
     clock: Arc<dyn Clock>,
 }
 
+/// When the writer checkpoints its state: after `every_log_entries` new log entries, or after
+/// `every_s` seconds with at least one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    pub every_log_entries: u64,
+    pub every_s: i64,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> CheckpointPolicy {
+        CheckpointPolicy { every_log_entries: 20_000, every_s: 300 }
+    }
+}
+
 pub struct Service {
     durable: Durable<AnyStore>,
+    policy: CheckpointPolicy,
+    /// The log sequence and time of the latest checkpoint.
+    checkpointed: (u64, i64),
     /// The state a command is changing: events apply to it as they are recorded.
     view: View,
     /// The state as of the last commit (a constant-time persistent copy): a refused commit returns
@@ -249,10 +266,61 @@ impl Service {
     }
 
     fn open_store(store: AnyStore, clock: Arc<dyn Clock>) -> Result<Service> {
-        let (mut durable, log) = Durable::open_with_log(store).map_err(storage_error)?;
-        let state = replay(&log)?;
-        backfill_usage(&mut durable, &state, &log)?;
-        Ok(Service { durable, committed: state.clone(), view: View { state, clock } })
+        let (mut durable, opened) = Durable::open_with_log(store).map_err(storage_error)?;
+        let state = restore(&opened)?;
+        match &opened.checkpoint {
+            None => backfill_usage(&mut durable, &state, &opened.log)?,
+            // A checkpoint is trusted only as far as it agrees with the ledger's balances.
+            Some(checkpoint) => {
+                let problems = crate::check::check_books(&state, durable.ledger());
+                if !problems.is_empty() {
+                    return Err(ServiceError::new(
+                        ErrorCode::Storage,
+                        format!(
+                            "the checkpoint at log entry {} disagrees with the ledger: {}",
+                            checkpoint.log_sequence,
+                            problems.join("; ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let checkpointed = opened.checkpoint.as_ref().map_or((0, clock.now_s()), |c| (c.log_sequence, clock.now_s()));
+        Ok(Service {
+            durable,
+            committed: state.clone(),
+            view: View { state, clock },
+            policy: CheckpointPolicy::default(),
+            checkpointed,
+        })
+    }
+
+    /// When the writer checkpoints its state.
+    pub fn set_checkpoint_policy(&mut self, policy: CheckpointPolicy) {
+        self.policy = policy;
+    }
+
+    /// Writes a checkpoint of the state as of the last commit, bound to both chains' heads; a
+    /// start then loads it and replays only the log after it.
+    pub fn checkpoint(&mut self) -> Result<u64> {
+        let now = self.now_s();
+        let text = self.committed.to_checkpoint();
+        let checkpoint = self.durable.checkpoint(now, text).map_err(storage_error)?;
+        self.checkpointed = (checkpoint.log_sequence, now);
+        Ok(checkpoint.log_sequence)
+    }
+
+    /// Checkpoints when the policy says it is time: enough new log entries, or enough time with
+    /// at least one. Answers the log sequence checkpointed, if one was written.
+    pub fn maybe_checkpoint(&mut self) -> Result<Option<u64>> {
+        let (at, when) = self.checkpointed;
+        let new = self.durable.log_count().saturating_sub(at);
+        let due = new >= self.policy.every_log_entries
+            || (new > 0 && self.now_s().saturating_sub(when) >= self.policy.every_s);
+        if !due || !self.durable.is_ready() {
+            return Ok(None);
+        }
+        self.checkpoint().map(Some)
     }
 
     /// The switch that makes this service's commits fail on demand, for tests of what a refused
@@ -277,13 +345,13 @@ impl Service {
         }
         match self.durable.recover() {
             Ok(Recovered::Unchanged) => Ok(()),
-            Ok(Recovered::Reloaded(log)) => self.reload(&log),
+            Ok(Recovered::Reloaded(opened)) => self.reload(&opened),
             Err(error) => Err(storage_error(error)),
         }
     }
 
-    fn reload(&mut self, log: &[LogEntry]) -> Result<()> {
-        let state = replay(log)?;
+    fn reload(&mut self, opened: &Opened) -> Result<()> {
+        let state = restore(opened)?;
         self.committed = state.clone();
         self.state = state;
         Ok(())
@@ -373,9 +441,9 @@ impl Service {
         if !self.durable.is_ready() {
             match self.durable.recover() {
                 Ok(Recovered::Unchanged) => {}
-                Ok(Recovered::Reloaded(log)) => {
+                Ok(Recovered::Reloaded(opened)) => {
                     self.forget(&change);
-                    self.reload(&log)?;
+                    self.reload(&opened)?;
                     return Err(ServiceError::new(
                         ErrorCode::StorageUnavailable,
                         "storage was reloaded after a fault; nothing was stored; retry",
@@ -1929,9 +1997,19 @@ fn bad_usage_row(id: &str) -> ServiceError {
     ServiceError::new(ErrorCode::Internal, format!("the stored decision for usage id {id:?} cannot be read"))
 }
 
-/// Rebuilds the state from the audit log.
-pub(crate) fn replay(log: &[LogEntry]) -> Result<State> {
-    let mut state = State::default();
+/// Rebuilds the state from a checkpoint (if there is one) and the log after it.
+fn restore(opened: &Opened) -> Result<State> {
+    let state = match &opened.checkpoint {
+        Some(checkpoint) => State::from_checkpoint(&checkpoint.state).map_err(|e| {
+            ServiceError::new(ErrorCode::Internal, format!("checkpoint at log entry {}: {e}", checkpoint.log_sequence))
+        })?,
+        None => State::default(),
+    };
+    replay_onto(state, &opened.log)
+}
+
+/// Applies the log's entries to `state`, in order.
+pub(crate) fn replay_onto(mut state: State, log: &[LogEntry]) -> Result<State> {
     for entry in log {
         let event: Event = serde_json::from_str(&entry.body).map_err(|e| {
             ServiceError::new(ErrorCode::Internal, format!("audit log entry {} cannot be read: {e}", entry.sequence))
@@ -1962,6 +2040,55 @@ impl Service {
 }
 
 impl Service {
+    /// Replays the whole log from its first entry, a page at a time (memory bounded by the state,
+    /// not the log), and compares the state at every kept checkpoint with the checkpoint, and the
+    /// entry it names with its hash. Answers what differs.
+    pub fn verify_checkpoints(&mut self) -> Result<(usize, Vec<String>)> {
+        let storage = |e: suanli_store::StoreError| ServiceError::new(ErrorCode::Storage, e.to_string());
+        let checkpoints = self.durable.storage_mut().all_checkpoints().map_err(storage)?;
+        let mut problems = Vec::new();
+        let mut pending = checkpoints.iter().peekable();
+        let mut state = State::default();
+        let mut compare = |state: &State, hash: Option<&suanli_ledger::Hash>, checkpoint: &suanli_store::Checkpoint| {
+            if hash.is_some_and(|hash| *hash != checkpoint.log_head) {
+                problems.push(format!("checkpoint at log entry {}: the entry's hash differs", checkpoint.log_sequence));
+            }
+            if state.to_checkpoint() != checkpoint.state {
+                problems.push(format!(
+                    "checkpoint at log entry {}: its state differs from the log replayed up to it",
+                    checkpoint.log_sequence
+                ));
+            }
+        };
+        while let Some(checkpoint) = pending.next_if(|c| c.log_sequence == 0) {
+            compare(&state, None, checkpoint);
+        }
+        if pending.peek().is_some() {
+            let mut reader = self.log_reader()?;
+            let mut after = 0;
+            'pages: loop {
+                let (page, _) = reader.page(after, suanli_store::LOG_PAGE_ENTRIES_MAX).map_err(storage)?;
+                if page.is_empty() {
+                    break;
+                }
+                for entry in page {
+                    state = replay_onto(state, std::slice::from_ref(&entry))?;
+                    after = entry.sequence;
+                    while let Some(checkpoint) = pending.next_if(|c| c.log_sequence == after) {
+                        compare(&state, Some(&entry.hash), checkpoint);
+                    }
+                    if pending.peek().is_none() {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        for checkpoint in pending {
+            problems.push(format!("checkpoint at log entry {} is beyond the end of the log", checkpoint.log_sequence));
+        }
+        Ok((checkpoints.len(), problems))
+    }
+
     /// The audit log as stored, read back from the database.
     pub fn log_entries(&mut self) -> Result<Vec<LogEntry>> {
         self.durable.reload_log().map_err(storage_error)

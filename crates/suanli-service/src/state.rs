@@ -378,3 +378,124 @@ pub(crate) fn add(a: Fen, b: Fen) -> Fen {
 pub(crate) fn sub(a: Fen, b: Fen) -> Fen {
     a.checked_sub(b).expect("checked before the event was made")
 }
+
+/// The version of the checkpoint format written by [`State::to_checkpoint`].
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// The state as a checkpoint keeps it: every object once, in id order, and the sums; the lookup
+/// indexes are rebuilt from the objects. A schema of its own (versioned), apart from the events
+/// and the API's JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    version: u32,
+    authorities: Vec<Authority>,
+    programs: Vec<Program>,
+    enterprises: Vec<Enterprise>,
+    applications: Vec<Application>,
+    vouchers: Vec<Voucher>,
+    providers: Vec<Provider>,
+    sites: Vec<Site>,
+    pools: Vec<Pool>,
+    orders: Vec<Order>,
+    statements: Vec<Statement>,
+    anomalies: Vec<Anomaly>,
+    annual_used: Vec<(EnterpriseId, ProgramId, i32, Fen)>,
+    /// Per provider, programme and month ("2026-03"): the lines of the orders not yet on a statement.
+    unsettled: Vec<(ProviderId, ProgramId, String, Vec<StatementLine>)>,
+    usage_recorded: u64,
+    usage_refused: u64,
+    voucher_parts_fen: Vec<(ProviderId, ProgramId, i128)>,
+    enterprise_parts_fen: Vec<(ProviderId, i128)>,
+    tokens: Vec<Token>,
+    users: Vec<User>,
+}
+
+impl State {
+    /// The state as checkpoint JSON. Equal states give equal text (every collection is in id
+    /// order), so the audit compares a checkpoint with a replay by text.
+    pub fn to_checkpoint(&self) -> String {
+        let saved = Saved {
+            version: CHECKPOINT_VERSION,
+            authorities: self.authorities.values().cloned().collect(),
+            programs: self.programs.values().cloned().collect(),
+            enterprises: self.enterprises.values().cloned().collect(),
+            applications: self.applications.values().cloned().collect(),
+            vouchers: self.vouchers.values().cloned().collect(),
+            providers: self.providers.values().cloned().collect(),
+            sites: self.sites.values().cloned().collect(),
+            pools: self.pools.values().cloned().collect(),
+            orders: self.orders.values().cloned().collect(),
+            statements: self.statements.values().cloned().collect(),
+            anomalies: self.anomalies.iter().cloned().collect(),
+            annual_used: {
+                let mut used: Vec<_> = self.annual_used.iter().map(|(&(e, p, y), &f)| (e, p, y, f)).collect();
+                used.sort_unstable_by_key(|&(e, p, y, _)| (e, p, y));
+                used
+            },
+            unsettled: self
+                .unsettled
+                .iter()
+                .map(|(&(provider, program, month), lines)| {
+                    (provider, program, month.to_string(), lines.values().cloned().collect())
+                })
+                .collect(),
+            usage_recorded: self.usage_recorded,
+            usage_refused: self.usage_refused,
+            voucher_parts_fen: self.voucher_parts_fen.iter().map(|(&(p, g), &t)| (p, g, t)).collect(),
+            enterprise_parts_fen: self.enterprise_parts_fen.iter().map(|(&p, &t)| (p, t)).collect(),
+            tokens: self.tokens.values().cloned().collect(),
+            users: self.users.values().cloned().collect(),
+        };
+        serde_json::to_string(&saved).expect("the state serializes")
+    }
+
+    /// Reads a checkpoint written by [`State::to_checkpoint`].
+    pub fn from_checkpoint(text: &str) -> Result<State, String> {
+        let saved: Saved = serde_json::from_str(text).map_err(|e| format!("the checkpoint cannot be read: {e}"))?;
+        if saved.version != CHECKPOINT_VERSION {
+            return Err(format!("checkpoint version {} is not {CHECKPOINT_VERSION}", saved.version));
+        }
+        let mut state = State::default();
+        for authority in saved.authorities {
+            state.authority_by_region.insert(authority.region, authority.id);
+            state.authorities.insert(authority.id, authority);
+        }
+        for program in saved.programs {
+            state.program_by_key.insert(program.terms.key.clone(), program.id);
+            state.programs.insert(program.id, program);
+        }
+        for enterprise in saved.enterprises {
+            state.enterprise_by_uscc.insert(enterprise.uscc, enterprise.id);
+            state.enterprises.insert(enterprise.id, enterprise);
+        }
+        state.applications = saved.applications.into_iter().map(|a| (a.id, a)).collect();
+        state.vouchers = saved.vouchers.into_iter().map(|v| (v.id, v)).collect();
+        for provider in saved.providers {
+            state.provider_by_uscc.insert(provider.uscc, provider.id);
+            state.providers.insert(provider.id, provider);
+        }
+        state.sites = saved.sites.into_iter().map(|s| (s.id, s)).collect();
+        state.pools = saved.pools.into_iter().map(|p| (p.id, p)).collect();
+        state.orders = saved.orders.into_iter().map(|o| (o.id, o)).collect();
+        state.statements = saved.statements.into_iter().map(|s| (s.id, s)).collect();
+        state.anomalies = saved.anomalies.into_iter().collect();
+        state.annual_used = saved.annual_used.into_iter().map(|(e, p, y, f)| ((e, p, y), f)).collect();
+        for (provider, program, month, lines) in saved.unsettled {
+            let month = YearMonth::parse(&month).ok_or_else(|| format!("checkpoint: month {month:?}"))?;
+            state.unsettled.insert((provider, program, month), lines.into_iter().map(|l| (l.order, l)).collect());
+        }
+        state.usage_recorded = saved.usage_recorded;
+        state.usage_refused = saved.usage_refused;
+        state.voucher_parts_fen = saved.voucher_parts_fen.into_iter().map(|(p, g, t)| ((p, g), t)).collect();
+        state.enterprise_parts_fen = saved.enterprise_parts_fen.into_iter().collect();
+        for token in saved.tokens {
+            if !token.revoked {
+                state.token_by_hash.insert(token.secret_sha256_hex.clone(), token.id);
+            }
+            state.tokens.insert(token.id, token);
+        }
+        state.users = saved.users.into_iter().map(|u| (u.name.clone(), u)).collect();
+        Ok(state)
+    }
+}

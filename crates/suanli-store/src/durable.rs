@@ -14,8 +14,10 @@
 
 use suanli_ledger::{BatchError, BatchResult, Event, GENESIS, Hash, InvariantViolation, Ledger, batch_hash};
 
-use crate::log::{check_log, log_entry_hash};
-use crate::{LedgerBatch, LogEntry, NewLogEntry, Snapshot, Storage, StoreError, UsageRow};
+use sha2::Digest;
+
+use crate::log::{check_log_after, log_entry_hash};
+use crate::{Checkpoint, LedgerBatch, LogEntry, NewLogEntry, Snapshot, Storage, StoreError, UsageRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DurableError {
@@ -54,8 +56,15 @@ pub enum Recovered {
     /// Storage holds exactly what memory holds; nothing to do.
     Unchanged,
     /// Storage held more than memory (the failed commit was stored after all): the ledger was
-    /// reloaded, and here is the log for the caller's own state.
-    Reloaded(Vec<LogEntry>),
+    /// reloaded, and here is what the caller needs to rebuild its own state.
+    Reloaded(Opened),
+}
+
+/// What a start hands the service: the latest checkpoint (if any) and the log after it.
+#[derive(Debug)]
+pub struct Opened {
+    pub checkpoint: Option<Checkpoint>,
+    pub log: Vec<LogEntry>,
 }
 
 pub struct Durable<S: Storage> {
@@ -85,21 +94,42 @@ impl<S: Storage> Durable<S> {
         Ok(Durable::open_with_log(storage)?.0)
     }
 
-    /// Like [`Durable::open`], and hands back the audit log (checked link by link) so the service
-    /// can replay it.
-    pub fn open_with_log(mut storage: S) -> Result<(Durable<S>, Vec<LogEntry>), DurableError> {
-        let loaded = rebuild(&mut storage)?;
+    /// Like [`Durable::open`], and hands back the latest checkpoint and the audit log after it
+    /// (every hash after the checkpoint recomputed, every link checked) so the service can
+    /// rebuild its state from them.
+    pub fn open_with_log(mut storage: S) -> Result<(Durable<S>, Opened), DurableError> {
+        let loaded = rebuild(&mut storage, Start::FromCheckpoint)?;
         let durable = Durable {
             ledger: loaded.ledger,
             storage,
             head: loaded.head,
             batches: loaded.batches,
             log_head: loaded.log_head,
-            log_entries: loaded.log.len() as u64,
+            log_entries: loaded.log_entries,
             poisoned: false,
             in_doubt: false,
         };
-        Ok((durable, loaded.log))
+        Ok((durable, Opened { checkpoint: loaded.checkpoint, log: loaded.log }))
+    }
+
+    /// Writes a checkpoint of the caller's state (`state`, its own JSON) bound to the heads of both
+    /// chains as they stand now, after the last commit.
+    pub fn checkpoint(&mut self, time_s: i64, state: String) -> Result<Checkpoint, DurableError> {
+        if !self.is_ready() {
+            return Err(DurableError::Unavailable);
+        }
+        let checkpoint = Checkpoint {
+            log_sequence: self.log_entries,
+            log_head: self.log_head,
+            batch_id: self.batches,
+            journal_head: self.head,
+            transfers_total: self.ledger.transfers_total(),
+            time_s,
+            state_sha256: sha2::Sha256::digest(state.as_bytes()).into(),
+            state,
+        };
+        self.storage.write_checkpoint(&checkpoint)?;
+        Ok(checkpoint)
     }
 
     /// Applies one batch and makes it durable; returns the outcomes only after the commit.
@@ -123,6 +153,17 @@ impl<S: Storage> Durable<S> {
         }
         if self.in_doubt {
             return Err(DurableError::Unavailable);
+        }
+        // Settled transfers live in storage only: bring back those the batch names.
+        let needed = self.ledger.history_needed(events);
+        if !needed.is_empty() {
+            match self.storage.transfers_by_id(&needed) {
+                Ok(found) => self.ledger.remember(found),
+                Err(error) => {
+                    self.in_doubt = true;
+                    return Err(error.into());
+                }
+            }
         }
         let batch = if events.is_empty() { None } else { Some(self.ledger.apply(now_ns, events)?) };
         let batch_hash = batch.as_ref().map(|result| batch_hash(&self.head, &result.changes));
@@ -174,6 +215,7 @@ impl<S: Storage> Durable<S> {
                 }
                 self.log_head = log_head;
                 self.log_entries += log.len() as u64;
+                self.ledger.forget_settled();
                 Ok(Committed { batch, log })
             }
             Err(error) => {
@@ -215,20 +257,20 @@ impl<S: Storage> Durable<S> {
             self.in_doubt = false;
             return Ok(Recovered::Unchanged);
         }
-        let loaded = rebuild(&mut self.storage)?;
+        let loaded = rebuild(&mut self.storage, Start::FromCheckpoint)?;
         self.ledger = loaded.ledger;
         self.head = loaded.head;
         self.batches = loaded.batches;
         self.log_head = loaded.log_head;
-        self.log_entries = loaded.log.len() as u64;
+        self.log_entries = loaded.log_entries;
         self.in_doubt = false;
-        Ok(Recovered::Reloaded(loaded.log))
+        Ok(Recovered::Reloaded(Opened { checkpoint: loaded.checkpoint, log: loaded.log }))
     }
 
     /// Reads the audit log back from storage, for a caller whose own state must be rebuilt after
     /// a failed commit.
     pub fn reload_log(&mut self) -> Result<Vec<LogEntry>, DurableError> {
-        Ok(rebuild(&mut self.storage)?.log)
+        Ok(self.storage.load_since(None)?.log)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -266,29 +308,78 @@ struct Loaded {
     ledger: Ledger,
     head: Hash,
     batches: u64,
+    /// The log after the checkpoint (all of it without one).
     log: Vec<LogEntry>,
     log_head: Hash,
+    log_entries: u64,
+    checkpoint: Option<Checkpoint>,
 }
 
-fn rebuild<S: Storage>(storage: &mut S) -> Result<Loaded, DurableError> {
-    let snapshot = storage.load()?;
-    // Every batch's hash is recomputed from its rows before anything is served: a row changed
-    // with the balances adjusted to match still breaks its batch's hash.
+/// Where a rebuild starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// From the latest checkpoint, if there is one.
+    FromCheckpoint,
+}
+
+fn rebuild<S: Storage>(storage: &mut S, start: Start) -> Result<Loaded, DurableError> {
+    let checkpoint = match start {
+        Start::FromCheckpoint => storage.latest_checkpoint()?,
+    };
+    if let Some(checkpoint) = &checkpoint {
+        let digest: Hash = sha2::Sha256::digest(checkpoint.state.as_bytes()).into();
+        if digest != checkpoint.state_sha256 {
+            return Err(DurableError::Journal(format!(
+                "the checkpoint at log entry {} does not match its hash",
+                checkpoint.log_sequence
+            )));
+        }
+    }
+    let snapshot = storage.load_since(checkpoint.as_ref())?;
+    // Every batch's hash after the checkpoint is recomputed from its rows before anything is
+    // served: a row changed with the balances adjusted to match still breaks its batch's hash.
+    let (after_batch, after_journal) = checkpoint.as_ref().map_or((0, GENESIS), |c| (c.batch_id, c.journal_head));
+    let (after_entry, after_log) = checkpoint.as_ref().map_or((0, GENESIS), |c| (c.log_sequence, c.log_head));
     let mut report = crate::AuditReport::default();
-    crate::audit::check_journal(&snapshot, &mut report);
+    crate::audit::check_journal_after(&snapshot, after_batch, after_journal, &mut report);
     if !report.violations.is_empty() {
         return Err(DurableError::Journal(report.violations.join("; ")));
     }
-    let Snapshot { accounts, transfers, expired, failed, batches, log, .. } = snapshot;
-    let mut head = GENESIS;
-    for (index, batch) in batches.iter().enumerate() {
-        if batch.batch_id != index as u64 + 1 || batch.previous_hash != head {
-            return Err(DurableError::Journal(format!("batch {} does not follow batch {index}", batch.batch_id)));
-        }
-        head = batch.hash;
+    let log_head = check_log_after(&snapshot.log, &snapshot.batches, after_entry, after_log)
+        .map_err(|problems| DurableError::Journal(problems.join("; ")))?;
+    let log_entries = after_entry + snapshot.log.len() as u64;
+    if snapshot.log.is_empty() && checkpoint.is_some() && storage.heads()?.log_entries != log_entries {
+        return Err(DurableError::Journal("the log does not end where the checkpoint says".into()));
     }
-    let log_head = check_log(&log, &batches).map_err(|problems| DurableError::Journal(problems.join("; ")))?;
+    let batch_of = |timestamp: u64| {
+        snapshot
+            .batch_of_timestamp
+            .binary_search_by_key(&timestamp, |&(t, _)| t)
+            .map(|i| snapshot.batch_of_timestamp[i].1)
+    };
+    let tail_transfers =
+        snapshot.transfers.iter().filter(|t| batch_of(t.timestamp).is_ok_and(|b| b > after_batch)).count();
+    let Snapshot { accounts, transfers, expired, failed, batches, log, transfer_id_max, .. } = snapshot;
+    let head = batches.last().map_or(GENESIS, |b| b.hash);
     let last_timestamp = batches.last().map_or(0, |b| b.timestamp_last);
-    let ledger = Ledger::restore(accounts, transfers, expired, failed, last_timestamp)?;
-    Ok(Loaded { ledger, head, batches: batches.len() as u64, log, log_head })
+    let ledger = match &checkpoint {
+        None => {
+            let mut ledger = Ledger::restore(accounts, transfers, expired, failed, last_timestamp)?;
+            ledger.forget_settled();
+            ledger
+        }
+        Some(checkpoint) => {
+            let holds = transfers.into_iter().filter(|t| t.flags.holds_or_resolves()).collect();
+            Ledger::restore_forgetting(
+                accounts,
+                holds,
+                expired,
+                failed,
+                last_timestamp,
+                checkpoint.transfers_total + tail_transfers as u64,
+                transfer_id_max,
+            )?
+        }
+    };
+    Ok(Loaded { ledger, head, batches: batches.len() as u64, log, log_head, log_entries, checkpoint })
 }

@@ -16,9 +16,9 @@ pub mod scratch;
 mod sqlite;
 
 pub use audit::{AuditReport, audit};
-pub use durable::{Committed, Durable, DurableError, Recovered};
-pub use log::{LogEntry, NewLogEntry, check_log, log_entry_hash};
-pub use log_reader::LogReader;
+pub use durable::{Committed, Durable, DurableError, Opened, Recovered};
+pub use log::{LogEntry, NewLogEntry, check_log, check_log_after, log_entry_hash};
+pub use log_reader::{LOG_PAGE_ENTRIES_MAX, LogReader};
 pub use postgres::{PostgresStore, redact};
 pub use sqlite::{FsyncMode, SqliteStore};
 
@@ -46,8 +46,32 @@ pub struct Snapshot {
     /// For every transfer, expiry, failure and created account: the batch it was recorded in, by
     /// timestamp (timestamps are unique across all records).
     pub batch_of_timestamp: Vec<(u64, u64)>,
-    /// The audit log in order.
+    /// The audit log in order (from a checkpoint: the entries after it).
     pub log: Vec<LogEntry>,
+    /// Loaded from a checkpoint: the largest transfer id stored (the ledger forgets settled
+    /// transfers, and ids above this are new without a look-up).
+    pub transfer_id_max: u128,
+}
+
+/// How many checkpoints a database keeps (older ones are deleted as new ones are written).
+pub const CHECKPOINTS_KEPT: usize = 3;
+
+/// The service's state at one point of the log, bound to both chains: the log entry and the
+/// ledger batch it follows, by sequence and hash. A start loads the latest and replays only the
+/// log after it. It is written in a transaction of its own, so a crash leaves it whole or absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub log_sequence: u64,
+    pub log_head: Hash,
+    pub batch_id: u64,
+    pub journal_head: Hash,
+    /// Transfers created up to `batch_id`.
+    pub transfers_total: u64,
+    pub time_s: i64,
+    /// SHA-256 of `state`, checked before it is used.
+    pub state_sha256: Hash,
+    /// The service's state, in its own versioned JSON.
+    pub state: String,
 }
 
 /// Why storage failed.
@@ -100,7 +124,9 @@ impl StoreError {
 impl From<::postgres::Error> for StoreError {
     fn from(error: ::postgres::Error) -> StoreError {
         let full = error.code() == Some(&::postgres::error::SqlState::DISK_FULL);
-        let message = if full { format!("disk full: {error}") } else { error.to_string() };
+        // "db error" alone says nothing: the server's own message says what went wrong.
+        let detail = error.as_db_error().map_or_else(|| error.to_string(), |db| format!("{error}: {}", db.message()));
+        let message = if full { format!("disk full: {detail}") } else { detail };
         StoreError::Postgres { url: "the database".into(), message }
     }
 }
@@ -222,6 +248,44 @@ impl Storage for AnyStore {
         }
     }
 
+    fn load_since(&mut self, from: Option<&Checkpoint>) -> Result<Snapshot, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.load_since(from),
+            Backend::Postgres(store) => store.load_since(from),
+        }
+    }
+
+    fn transfers_by_id(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.transfers_by_id(ids),
+            Backend::Postgres(store) => store.transfers_by_id(ids),
+        }
+    }
+
+    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.latest_checkpoint(),
+            Backend::Postgres(store) => store.latest_checkpoint(),
+        }
+    }
+
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.all_checkpoints(),
+            Backend::Postgres(store) => store.all_checkpoints(),
+        }
+    }
+
+    fn write_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        if let Some(fault) = self.faults.get() {
+            return Err(StoreError::Injected(fault));
+        }
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.write_checkpoint(checkpoint),
+            Backend::Postgres(store) => store.write_checkpoint(checkpoint),
+        }
+    }
+
     fn heads(&mut self) -> Result<Heads, StoreError> {
         match &mut self.backend {
             Backend::Sqlite(store) => store.heads(),
@@ -261,6 +325,24 @@ pub struct Heads {
 pub trait Storage {
     /// Reads every row back, in timestamp order.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
+
+    /// Reads what a start from `from` needs: every batch record and account, the transfers of the
+    /// batches after the checkpoint and every transfer that is or resolves a hold, every expiry
+    /// and failure, and the log after the checkpoint. Without a checkpoint, everything.
+    fn load_since(&mut self, from: Option<&Checkpoint>) -> Result<Snapshot, StoreError>;
+
+    /// The stored transfers among `ids` (for a ledger that forgot settled ones).
+    fn transfers_by_id(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, StoreError>;
+
+    /// The newest checkpoint, if any.
+    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Every checkpoint kept, oldest first (for the audit).
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Writes a checkpoint in a transaction of its own and drops the oldest beyond
+    /// [`CHECKPOINTS_KEPT`].
+    fn write_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 
     /// Records one command in one transaction: the ledger batch if it has one (the journal entry
     /// with its hash, every record it created and the final balances of every account it

@@ -55,10 +55,21 @@ pub fn log_entry_hash(previous: &Hash, entry: &NewLogEntry, sequence: u64, ledge
 /// Walks the log: sequences without gaps, each entry linked to the one before and matching its
 /// own hash, and each ledger batch it names present. Returns the head hash, or every problem found.
 pub fn check_log(log: &[LogEntry], batches: &[crate::BatchRecord]) -> Result<Hash, Vec<String>> {
+    check_log_after(log, batches, 0, suanli_ledger::GENESIS)
+}
+
+/// Like [`check_log`] for the entries after entry `after`, whose hash is `after_hash` (a
+/// checkpoint's place in the log).
+pub fn check_log_after(
+    log: &[LogEntry],
+    batches: &[crate::BatchRecord],
+    after: u64,
+    after_hash: Hash,
+) -> Result<Hash, Vec<String>> {
     let mut problems = Vec::new();
-    let mut head = suanli_ledger::GENESIS;
+    let mut head = after_hash;
     for (index, entry) in log.iter().enumerate() {
-        let expected = index as u64 + 1;
+        let expected = after + index as u64 + 1;
         if entry.sequence != expected {
             problems.push(format!("audit log: entry {expected} is missing (found {} in its place)", entry.sequence));
         }

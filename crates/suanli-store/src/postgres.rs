@@ -10,7 +10,7 @@
 use postgres::{Client, NoTls};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError, UsageRow};
+use crate::{BatchRecord, Checkpoint, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError, UsageRow};
 
 /// The advisory lock key every suanli writer takes ("SUANLI" in ASCII, as a number).
 const WRITER_LOCK_KEY: i64 = 0x5355_414e_4c49;
@@ -334,19 +334,61 @@ fn hash_from(bytes: &[u8]) -> Result<Hash, StoreError> {
 
 impl Storage for PostgresStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
-        if self.reader.is_none() {
-            return load(&mut self.client);
-        }
-        // A reader sees one moment of a database a writer keeps changing.
+        self.load_since(None)
+    }
+
+    fn load_since(&mut self, from: Option<&Checkpoint>) -> Result<Snapshot, StoreError> {
+        // One moment of a database, even with a writer changing it beside a reader.
         let mut transaction = self
             .client
             .build_transaction()
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let snapshot = load(&mut transaction)?;
+        let snapshot = load(&mut transaction, from)?;
         transaction.commit()?;
         Ok(snapshot)
+    }
+
+    fn transfers_by_id(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, StoreError> {
+        let ids: Vec<Vec<u8>> = ids.iter().map(|&id| bytes(id)).collect();
+        let rows = self.client.query(&format!("{TRANSFER_COLUMNS} WHERE id = ANY($1::bytea[])"), &[&ids])?;
+        rows.iter().map(|row| transfer_row(row).map(|(t, _)| t)).collect()
+    }
+
+    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.checkpoints(1)?.pop())
+    }
+
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.checkpoints(crate::CHECKPOINTS_KEPT as i64)
+    }
+
+    fn write_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        if let Some(url) = &self.reader {
+            return Err(StoreError::ReadOnly { url: url.clone() });
+        }
+        let mut transaction = self.client.transaction()?;
+        transaction.execute(
+            "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &(checkpoint.log_sequence as i64),
+                &(checkpoint.batch_id as i64),
+                &&checkpoint.journal_head[..],
+                &&checkpoint.log_head[..],
+                &(checkpoint.transfers_total as i64),
+                &checkpoint.time_s,
+                &&checkpoint.state_sha256[..],
+                &checkpoint.state,
+            ],
+        )?;
+        transaction.execute(
+            "DELETE FROM checkpoints WHERE log_sequence NOT IN \
+             (SELECT log_sequence FROM checkpoints ORDER BY log_sequence DESC LIMIT $1)",
+            &[&(crate::CHECKPOINTS_KEPT as i64)],
+        )?;
+        transaction.commit()?;
+        Ok(())
     }
 
     fn heads(&mut self) -> Result<Heads, StoreError> {
@@ -470,7 +512,57 @@ fn bytes(id: u128) -> Vec<u8> {
 }
 
 /// Reads every row back through `c`: a client, or a reader's snapshot transaction.
-fn load(c: &mut impl postgres::GenericClient) -> Result<Snapshot, StoreError> {
+/// Selects every column of a transfer, then its batch ([`transfer_row`]).
+const TRANSFER_COLUMNS: &str = "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, \
+     code, flags, user_data, timestamp, batch_id FROM ledger_transfers";
+
+fn transfer_row(row: &postgres::Row) -> Result<(Transfer, u64), StoreError> {
+    Ok((
+        Transfer {
+            id: id_from(row.get(0))?,
+            debit_account_id: id_from(row.get(1))?,
+            credit_account_id: id_from(row.get(2))?,
+            amount: row.get(3),
+            pending_id: id_from(row.get(4))?,
+            timeout_s: row.get::<_, i64>(5) as u32,
+            ledger: row.get::<_, i64>(6) as u32,
+            code: row.get::<_, i32>(7) as u16,
+            flags: TransferFlags::from_bits(row.get::<_, i32>(8) as u16),
+            user_data: id_from(row.get(9))?,
+            timestamp: row.get::<_, i64>(10) as u64,
+        },
+        row.get::<_, i64>(11) as u64,
+    ))
+}
+
+impl PostgresStore {
+    fn checkpoints(&mut self, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = self.client.query(
+            "SELECT log_sequence, batch_id, journal_head, log_head, transfers, time_s, state_sha256, state \
+             FROM checkpoints ORDER BY log_sequence DESC LIMIT $1",
+            &[&limit],
+        )?;
+        let mut found = rows
+            .iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    log_sequence: r.get::<_, i64>(0) as u64,
+                    batch_id: r.get::<_, i64>(1) as u64,
+                    journal_head: hash_from(r.get(2))?,
+                    log_head: hash_from(r.get(3))?,
+                    transfers_total: r.get::<_, i64>(4) as u64,
+                    time_s: r.get(5),
+                    state_sha256: hash_from(r.get(6))?,
+                    state: r.get(7),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        found.reverse();
+        Ok(found)
+    }
+}
+
+fn load(c: &mut impl postgres::GenericClient, from: Option<&Checkpoint>) -> Result<Snapshot, StoreError> {
     let mut snapshot = Snapshot::default();
     for row in c.query(
         "SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id",
@@ -504,27 +596,27 @@ fn load(c: &mut impl postgres::GenericClient) -> Result<Snapshot, StoreError> {
         snapshot.batch_of_timestamp.push((account.timestamp, row.get::<_, i64>(10) as u64));
         snapshot.accounts.push(account);
     }
-    for row in c.query(
-            "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, code, flags, user_data, \
-             timestamp, batch_id FROM ledger_transfers ORDER BY timestamp",
-            &[],
-        )? {
-            let transfer = Transfer {
-                id: id_from(row.get(0))?,
-                debit_account_id: id_from(row.get(1))?,
-                credit_account_id: id_from(row.get(2))?,
-                amount: row.get(3),
-                pending_id: id_from(row.get(4))?,
-                timeout_s: row.get::<_, i64>(5) as u32,
-                ledger: row.get::<_, i64>(6) as u32,
-                code: row.get::<_, i32>(7) as u16,
-                flags: TransferFlags::from_bits(row.get::<_, i32>(8) as u16),
-                user_data: id_from(row.get(9))?,
-                timestamp: row.get::<_, i64>(10) as u64,
-            };
-            snapshot.batch_of_timestamp.push((transfer.timestamp, row.get::<_, i64>(11) as u64));
-            snapshot.transfers.push(transfer);
-        }
+    let transfer_rows = match from {
+        None => c.query(&format!("{TRANSFER_COLUMNS} ORDER BY timestamp"), &[])?,
+        // The batches after the checkpoint, and every hold and its resolution.
+        Some(checkpoint) => c.query(
+            &format!(
+                "{TRANSFER_COLUMNS} WHERE batch_id > $1 UNION {TRANSFER_COLUMNS} WHERE (flags & 14) != 0 \
+                 ORDER BY timestamp"
+            ),
+            &[&(checkpoint.batch_id as i64)],
+        )?,
+    };
+    for row in &transfer_rows {
+        let (transfer, batch) = transfer_row(row)?;
+        snapshot.batch_of_timestamp.push((transfer.timestamp, batch));
+        snapshot.transfers.push(transfer);
+    }
+    if from.is_some() {
+        // The largest id through the primary key (PostgreSQL has no max over bytea).
+        let max = c.query_opt("SELECT id FROM ledger_transfers ORDER BY id DESC LIMIT 1", &[])?;
+        snapshot.transfer_id_max = max.map(|row| id_from(row.get(0))).transpose()?.unwrap_or(0);
+    }
     for row in c.query("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp", &[])? {
         let expiry = Expiry { pending_id: id_from(row.get(0))?, timestamp: row.get::<_, i64>(1) as u64 };
         snapshot.batch_of_timestamp.push((expiry.timestamp, row.get::<_, i64>(2) as u64));
@@ -541,21 +633,22 @@ fn load(c: &mut impl postgres::GenericClient) -> Result<Snapshot, StoreError> {
     }
     snapshot.batch_of_timestamp.sort_unstable();
     for row in c.query(
-            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log ORDER BY sequence",
-            &[],
-        )? {
-            snapshot.log.push(LogEntry {
-                sequence: row.get::<_, i64>(0) as u64,
-                time_s: row.get(1),
-                actor: row.get(2),
-                action: row.get(3),
-                object: row.get(4),
-                body: row.get(5),
-                ledger_batch_id: row.get::<_, Option<i64>>(6).map(|b| b as u64),
-                previous_hash: hash_from(row.get(7))?,
-                hash: hash_from(row.get(8))?,
-            });
-        }
+        "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log \
+             WHERE sequence > $1 ORDER BY sequence",
+        &[&from.map_or(0, |c| c.log_sequence as i64)],
+    )? {
+        snapshot.log.push(LogEntry {
+            sequence: row.get::<_, i64>(0) as u64,
+            time_s: row.get(1),
+            actor: row.get(2),
+            action: row.get(3),
+            object: row.get(4),
+            body: row.get(5),
+            ledger_batch_id: row.get::<_, Option<i64>>(6).map(|b| b as u64),
+            previous_hash: hash_from(row.get(7))?,
+            hash: hash_from(row.get(8))?,
+        });
+    }
     Ok(snapshot)
 }
 

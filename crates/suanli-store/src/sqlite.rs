@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use suanli_ledger::{Account, AccountFlags, Changes, Expiry, FailedId, Hash, Reject, Transfer, TransferFlags};
 
-use crate::{BatchRecord, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError, UsageRow};
+use crate::{BatchRecord, Checkpoint, Heads, LedgerBatch, LogEntry, Snapshot, Storage, StoreError, UsageRow};
 
 /// Append-only: never edit a migration that has landed; add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -250,6 +250,175 @@ fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Selects every column of a transfer, then its batch, in that order ([`transfer_row`]).
+const TRANSFER_COLUMNS: &str = "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, \
+     code, flags, user_data, timestamp, batch_id FROM ledger_transfers";
+
+fn transfer_row(r: &rusqlite::Row<'_>) -> Result<(Transfer, u64), rusqlite::Error> {
+    Ok((
+        Transfer {
+            id: id_from(r.get(0)?)?,
+            debit_account_id: id_from(r.get(1)?)?,
+            credit_account_id: id_from(r.get(2)?)?,
+            amount: r.get(3)?,
+            pending_id: id_from(r.get(4)?)?,
+            timeout_s: r.get(5)?,
+            ledger: r.get(6)?,
+            code: r.get(7)?,
+            flags: TransferFlags::from_bits(r.get(8)?),
+            user_data: id_from(r.get(9)?)?,
+            timestamp: r.get::<_, i64>(10)? as u64,
+        },
+        r.get::<_, i64>(11)? as u64,
+    ))
+}
+
+impl SqliteStore {
+    fn checkpoints(&mut self, latest_only: bool) -> Result<Vec<Checkpoint>, StoreError> {
+        let limit = if latest_only { 1 } else { crate::CHECKPOINTS_KEPT as i64 };
+        let mut statement = self.connection.prepare(
+            "SELECT log_sequence, batch_id, journal_head, log_head, transfers, time_s, state_sha256, state \
+             FROM checkpoints ORDER BY log_sequence DESC LIMIT ?1",
+        )?;
+        let mut found = statement
+            .query_map([limit], |r| {
+                Ok(Checkpoint {
+                    log_sequence: r.get::<_, i64>(0)? as u64,
+                    batch_id: r.get::<_, i64>(1)? as u64,
+                    journal_head: hash_from(r.get(2)?)?,
+                    log_head: hash_from(r.get(3)?)?,
+                    transfers_total: r.get::<_, i64>(4)? as u64,
+                    time_s: r.get(5)?,
+                    state_sha256: hash_from(r.get(6)?)?,
+                    state: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        found.reverse();
+        Ok(found)
+    }
+}
+
+/// Reads the rows back, all of them or only what a start from `from` needs.
+fn load_from(c: &rusqlite::Transaction<'_>, from: Option<&Checkpoint>) -> Result<Snapshot, StoreError> {
+    let mut snapshot = Snapshot::default();
+    let mut statement = c.prepare(
+        "SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id",
+    )?;
+    for row in statement.query_map([], |r| {
+        Ok(BatchRecord {
+            batch_id: r.get::<_, i64>(0)? as u64,
+            timestamp_first: r.get::<_, i64>(1)? as u64,
+            timestamp_last: r.get::<_, i64>(2)? as u64,
+            previous_hash: hash_from(r.get(3)?)?,
+            hash: hash_from(r.get(4)?)?,
+        })
+    })? {
+        snapshot.batches.push(row?);
+    }
+    let mut statement = c.prepare(
+        "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
+         credits_posted, timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
+    )?;
+    for row in statement.query_map([], |r| {
+        Ok((
+            Account {
+                id: id_from(r.get(0)?)?,
+                ledger: r.get(1)?,
+                code: r.get(2)?,
+                flags: AccountFlags::from_bits(r.get(3)?),
+                user_data: id_from(r.get(4)?)?,
+                debits_pending: r.get(5)?,
+                debits_posted: r.get(6)?,
+                credits_pending: r.get(7)?,
+                credits_posted: r.get(8)?,
+                timestamp: r.get::<_, i64>(9)? as u64,
+            },
+            r.get::<_, i64>(10)? as u64,
+        ))
+    })? {
+        let (account, batch) = row?;
+        snapshot.batch_of_timestamp.push((account.timestamp, batch));
+        snapshot.accounts.push(account);
+    }
+    // From a checkpoint: the transfers of the batches after it (to check their hashes) and
+    // every transfer that is or resolves a hold (the ledger keeps those); settled history
+    // stays on disk.
+    let queries: Vec<(String, i64)> = match from {
+        None => vec![(format!("{TRANSFER_COLUMNS} ORDER BY timestamp"), 0)],
+        Some(checkpoint) => vec![
+            (format!("{TRANSFER_COLUMNS} WHERE batch_id > ?1 ORDER BY timestamp"), checkpoint.batch_id as i64),
+            (format!("{TRANSFER_COLUMNS} WHERE (flags & 14) != 0 AND ?1 = ?1 ORDER BY timestamp"), 0),
+        ],
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (query, parameter) in queries {
+        let mut statement = c.prepare(&query)?;
+        let rows = if from.is_some() {
+            statement.query_map([parameter], transfer_row)?.collect::<Result<Vec<_>, _>>()?
+        } else {
+            statement.query_map([], transfer_row)?.collect::<Result<Vec<_>, _>>()?
+        };
+        for (transfer, batch) in rows {
+            if from.is_some() && !seen.insert(transfer.id) {
+                continue;
+            }
+            snapshot.batch_of_timestamp.push((transfer.timestamp, batch));
+            snapshot.transfers.push(transfer);
+        }
+    }
+    if from.is_some() {
+        snapshot.transfers.sort_unstable_by_key(|t| t.timestamp);
+        let max: Option<Vec<u8>> = c.query_row("SELECT max(id) FROM ledger_transfers", [], |r| r.get(0))?;
+        snapshot.transfer_id_max = max.map(id_from).transpose()?.unwrap_or(0);
+    }
+    let mut statement = c.prepare("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp")?;
+    for row in statement.query_map([], |r| {
+        Ok((
+            Expiry { pending_id: id_from(r.get(0)?)?, timestamp: r.get::<_, i64>(1)? as u64 },
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })? {
+        let (expiry, batch) = row?;
+        snapshot.batch_of_timestamp.push((expiry.timestamp, batch));
+        snapshot.expired.push(expiry);
+    }
+    let mut statement =
+        c.prepare("SELECT id, reason, timestamp, batch_id FROM ledger_failed_ids ORDER BY timestamp")?;
+    let rows: Vec<(u128, String, u64, u64)> = statement
+        .query_map([], |r| {
+            Ok((id_from(r.get(0)?)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (id, reason, timestamp, batch) in rows {
+        let reason = Reject::from_code(&reason)
+            .ok_or_else(|| StoreError::Malformed(format!("failed id {id:#x} has unknown reason {reason:?}")))?;
+        snapshot.batch_of_timestamp.push((timestamp, batch));
+        snapshot.failed.push(FailedId { id, reason, timestamp });
+    }
+    snapshot.batch_of_timestamp.sort_unstable();
+    let mut statement = c.prepare(
+        "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
+         FROM audit_log WHERE sequence > ?1 ORDER BY sequence",
+    )?;
+    for row in statement.query_map([from.map_or(0, |c| c.log_sequence as i64)], |r| {
+        Ok(LogEntry {
+            sequence: r.get::<_, i64>(0)? as u64,
+            time_s: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            object: r.get(4)?,
+            body: r.get(5)?,
+            ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+            previous_hash: hash_from(r.get(7)?)?,
+            hash: hash_from(r.get(8)?)?,
+        })
+    })? {
+        snapshot.log.push(row?);
+    }
+    Ok(snapshot)
+}
+
 fn id_bytes(id: u128) -> [u8; 16] {
     id.to_be_bytes()
 }
@@ -267,119 +436,62 @@ fn hash_from(bytes: Vec<u8>) -> Result<Hash, rusqlite::Error> {
 
 impl Storage for SqliteStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
-        let c = &self.connection;
-        let mut snapshot = Snapshot::default();
-        let mut statement = c.prepare(
-            "SELECT batch_id, timestamp_first, timestamp_last, previous_hash, hash FROM ledger_batches ORDER BY batch_id",
-        )?;
-        for row in statement.query_map([], |r| {
-            Ok(BatchRecord {
-                batch_id: r.get::<_, i64>(0)? as u64,
-                timestamp_first: r.get::<_, i64>(1)? as u64,
-                timestamp_last: r.get::<_, i64>(2)? as u64,
-                previous_hash: hash_from(r.get(3)?)?,
-                hash: hash_from(r.get(4)?)?,
-            })
-        })? {
-            snapshot.batches.push(row?);
-        }
-        let mut statement = c.prepare(
-            "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
-             credits_posted, timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
-        )?;
-        for row in statement.query_map([], |r| {
-            Ok((
-                Account {
-                    id: id_from(r.get(0)?)?,
-                    ledger: r.get(1)?,
-                    code: r.get(2)?,
-                    flags: AccountFlags::from_bits(r.get(3)?),
-                    user_data: id_from(r.get(4)?)?,
-                    debits_pending: r.get(5)?,
-                    debits_posted: r.get(6)?,
-                    credits_pending: r.get(7)?,
-                    credits_posted: r.get(8)?,
-                    timestamp: r.get::<_, i64>(9)? as u64,
-                },
-                r.get::<_, i64>(10)? as u64,
-            ))
-        })? {
-            let (account, batch) = row?;
-            snapshot.batch_of_timestamp.push((account.timestamp, batch));
-            snapshot.accounts.push(account);
-        }
-        let mut statement = c.prepare(
-            "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, code, flags, \
-             user_data, timestamp, batch_id FROM ledger_transfers ORDER BY timestamp",
-        )?;
-        for row in statement.query_map([], |r| {
-            Ok((
-                Transfer {
-                    id: id_from(r.get(0)?)?,
-                    debit_account_id: id_from(r.get(1)?)?,
-                    credit_account_id: id_from(r.get(2)?)?,
-                    amount: r.get(3)?,
-                    pending_id: id_from(r.get(4)?)?,
-                    timeout_s: r.get(5)?,
-                    ledger: r.get(6)?,
-                    code: r.get(7)?,
-                    flags: TransferFlags::from_bits(r.get(8)?),
-                    user_data: id_from(r.get(9)?)?,
-                    timestamp: r.get::<_, i64>(10)? as u64,
-                },
-                r.get::<_, i64>(11)? as u64,
-            ))
-        })? {
-            let (transfer, batch) = row?;
-            snapshot.batch_of_timestamp.push((transfer.timestamp, batch));
-            snapshot.transfers.push(transfer);
-        }
-        let mut statement =
-            c.prepare("SELECT pending_id, timestamp, batch_id FROM ledger_expiries ORDER BY timestamp")?;
-        for row in statement.query_map([], |r| {
-            Ok((
-                Expiry { pending_id: id_from(r.get(0)?)?, timestamp: r.get::<_, i64>(1)? as u64 },
-                r.get::<_, i64>(2)? as u64,
-            ))
-        })? {
-            let (expiry, batch) = row?;
-            snapshot.batch_of_timestamp.push((expiry.timestamp, batch));
-            snapshot.expired.push(expiry);
-        }
-        let mut statement =
-            c.prepare("SELECT id, reason, timestamp, batch_id FROM ledger_failed_ids ORDER BY timestamp")?;
-        let rows: Vec<(u128, String, u64, u64)> = statement
-            .query_map([], |r| {
-                Ok((id_from(r.get(0)?)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (id, reason, timestamp, batch) in rows {
-            let reason = Reject::from_code(&reason)
-                .ok_or_else(|| StoreError::Malformed(format!("failed id {id:#x} has unknown reason {reason:?}")))?;
-            snapshot.batch_of_timestamp.push((timestamp, batch));
-            snapshot.failed.push(FailedId { id, reason, timestamp });
-        }
-        snapshot.batch_of_timestamp.sort_unstable();
-        let mut statement = c.prepare(
-            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
-             FROM audit_log ORDER BY sequence",
-        )?;
-        for row in statement.query_map([], |r| {
-            Ok(LogEntry {
-                sequence: r.get::<_, i64>(0)? as u64,
-                time_s: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                object: r.get(4)?,
-                body: r.get(5)?,
-                ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
-                previous_hash: hash_from(r.get(7)?)?,
-                hash: hash_from(r.get(8)?)?,
-            })
-        })? {
-            snapshot.log.push(row?);
-        }
+        self.load_since(None)
+    }
+
+    fn load_since(&mut self, from: Option<&Checkpoint>) -> Result<Snapshot, StoreError> {
+        // One read transaction, so what is loaded is one moment of the database.
+        let transaction = self.connection.transaction()?;
+        let snapshot = load_from(&transaction, from)?;
+        transaction.commit()?;
         Ok(snapshot)
+    }
+
+    fn transfers_by_id(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!("{TRANSFER_COLUMNS} WHERE id = ?1"))?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some((transfer, _)) = statement.query_row([&id_bytes(*id)[..]], transfer_row).optional()? {
+                found.push(transfer);
+            }
+        }
+        Ok(found)
+    }
+
+    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.checkpoints(true)?.pop())
+    }
+
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.checkpoints(false)
+    }
+
+    fn write_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        if let Some(path) = &self.reader {
+            return Err(StoreError::ReadOnly { url: path.clone() });
+        }
+        let transaction = self.connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO checkpoints (log_sequence, batch_id, journal_head, log_head, transfers, time_s, \
+             state_sha256, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                checkpoint.log_sequence as i64,
+                checkpoint.batch_id as i64,
+                &checkpoint.journal_head[..],
+                &checkpoint.log_head[..],
+                checkpoint.transfers_total as i64,
+                checkpoint.time_s,
+                &checkpoint.state_sha256[..],
+                checkpoint.state
+            ],
+        )?;
+        transaction.execute(
+            "DELETE FROM checkpoints WHERE log_sequence NOT IN \
+             (SELECT log_sequence FROM checkpoints ORDER BY log_sequence DESC LIMIT ?1)",
+            [crate::CHECKPOINTS_KEPT as i64],
+        )?;
+        transaction.commit()?;
+        Ok(())
     }
 
     fn heads(&mut self) -> Result<Heads, StoreError> {

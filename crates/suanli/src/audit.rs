@@ -30,12 +30,20 @@ pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
 
 fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) -> anyhow::Result<ExitCode> {
     let path = shown;
+    let mut checkpoints = 0;
     // The service's own state, replayed from the log, must agree with the ledger everywhere.
     let books = if report.passed() {
         match Service::open_reader(database, std::sync::Arc::new(SystemClock)) {
-            Ok(service) => {
+            Ok(mut service) => {
                 let problems = service.check_books();
                 report.violations.extend(problems.iter().map(|p| format!("books: {p}")));
+                match service.verify_checkpoints() {
+                    Ok((count, problems)) => {
+                        checkpoints = count;
+                        report.violations.extend(problems);
+                    }
+                    Err(error) => report.violations.push(format!("checkpoints: {error}")),
+                }
                 Some(service.state().usage_recorded)
             }
             Err(error) => {
@@ -56,6 +64,7 @@ fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) ->
     println!("audit log      {} entries, head {}", report.log_entries, to_hex(&report.log_head));
     if let Some(usage) = books {
         println!("usage records  {usage}");
+        println!("checkpoints    {checkpoints}, each equal to the log replayed up to it");
     }
     println!("posted         {} debits = credits", money(report.posted_total));
     println!("pending        {} debits = credits", money(report.pending_total));

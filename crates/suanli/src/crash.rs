@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use suanli_ledger::{AccountFlags, Event, NewAccount, Transfer, TransferFlags};
+use suanli_store::Storage;
 use suanli_store::{Durable, FsyncMode, SqliteStore};
 
 const LEDGER: u32 = 156;
@@ -41,8 +42,11 @@ pub fn writer(path: &Path, batches: u64, batch_size: u64) -> anyhow::Result<Exit
         ];
         durable.apply(clock(), &events)?;
     }
-    let first =
-        (1..).find(|&batch| durable.ledger().transfer(record_id(batch, 0)).is_none()).expect("some batch is next");
+    // Settled transfers live in storage: the next batch is the first whose first id is not there.
+    let mut first = 1;
+    while !durable.storage_mut().transfers_by_id(&[record_id(first, 0)])?.is_empty() {
+        first += 1;
+    }
     let mut out = std::io::stdout().lock();
     for batch in first..=batches {
         // Every fifth record is a hold and the next one posts it, so a batch mixes all phases.

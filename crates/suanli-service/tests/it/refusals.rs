@@ -589,7 +589,95 @@ fn a_second_writer_on_a_sqlite_file_is_refused_and_a_reader_opens_beside_it() {
     assert_eq!(refused.code, ErrorCode::DatabaseLocked, "{refused}");
 }
 
+/// Some usage on a running order, with ids `prefix-1` to `prefix-n`.
+fn usage(s: &mut Setup, order: suanli_domain::OrderId, prefix: &str, n: i64) -> Vec<UsageOutcome> {
+    let started = s.w.service.order(order).unwrap().started_at_s.unwrap();
+    let records: Vec<UsageInput> = (1..=n)
+        .map(|i| UsageInput {
+            id: format!("{prefix}-{i}"),
+            order,
+            gpu_seconds: 60,
+            period_start_s: started + i * 60,
+            period_end_s: started + i * 60 + 60,
+        })
+        .collect();
+    s.w.service.record_usage(&op(), s.provider, &records).unwrap()
+}
+
+/// A restart from a checkpoint reaches the state a replay from the first entry reaches; ids
+/// decided before the checkpoint still answer their first result; the audit replays the log and
+/// finds every checkpoint equal to it.
+fn a_restart_from_a_checkpoint_equals_a_replay_from_the_start() {
+    let mut s = setup();
+    let placed = s.w.service.place_order(&op(), s.orders()(8)).unwrap();
+    s.w.service.start_order(&op(), placed).unwrap();
+    s.w.clock.advance(3 * 3600);
+    usage(&mut s, placed, "before", 40);
+    let at = s.w.service.checkpoint().unwrap();
+    assert_eq!(at, s.w.service.durable().log_count());
+    usage(&mut s, placed, "after", 30);
+    s.w.service.suspend_voucher(&op(), s.voucher, "a check").unwrap();
+    let expected = s.w.fingerprint();
+    s.w.restart();
+    assert_eq!(s.w.fingerprint(), expected, "from the checkpoint, the same state");
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+    // An id decided before the checkpoint answers its first result.
+    let again = usage(&mut s, placed, "before", 1);
+    assert!(matches!(again[0], UsageOutcome::Duplicate { .. }), "{again:?}");
+    // A second checkpoint, and the audit compares both with the replayed log.
+    s.w.service.reinstate_voucher(&op(), s.voucher).unwrap();
+    s.w.service.checkpoint().unwrap();
+    let (count, problems) = s.w.service.verify_checkpoints().unwrap();
+    assert_eq!((count, problems), (2, Vec::<String>::new()));
+    s.w.restart();
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+}
+
+/// A damaged checkpoint is never served: a changed byte breaks its hash; a change re-hashed to
+/// match that moves money disagrees with the ledger; one that moves no money is found by the
+/// audit's replay.
+#[test]
+fn a_damaged_checkpoint_is_refused_or_found() {
+    use sha2::Digest;
+    let mut s = setup();
+    s.w.service.checkpoint().unwrap();
+    let clock = std::sync::Arc::new(s.w.clock.clone());
+    let path = s.w.path.clone();
+    // The writer lets go of the file (a placeholder takes its place), keeping the directory.
+    s.w.service = suanli_service::Service::open(&path.with_extension("other.db"), clock.clone()).unwrap();
+    let tamper = |from: &str, to: &str, rehash: bool| {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let state: String = connection.query_row("SELECT state FROM checkpoints", [], |r| r.get(0)).unwrap();
+        assert!(state.contains(from), "{from} is in the checkpoint");
+        let changed = state.replacen(from, to, 1);
+        let digest: [u8; 32] = sha2::Sha256::digest(changed.as_bytes()).into();
+        connection.execute("UPDATE checkpoints SET state = ?1", [&changed]).unwrap();
+        if rehash {
+            connection.execute("UPDATE checkpoints SET state_sha256 = ?1", [&digest[..]]).unwrap();
+        }
+        move || {
+            connection.execute("UPDATE checkpoints SET state = ?1", [&state]).unwrap();
+            let digest: [u8; 32] = sha2::Sha256::digest(state.as_bytes()).into();
+            connection.execute("UPDATE checkpoints SET state_sha256 = ?1", [&digest[..]]).unwrap();
+        }
+    };
+    let open = || suanli_service::Service::open(&path, clock.clone());
+    let undo = tamper("\"available_fen\":100000000", "\"available_fen\":100000001", false);
+    let refused = open().err().expect("a checkpoint that does not match its hash is refused");
+    assert!(refused.message.contains("does not match its hash"), "{refused}");
+    undo();
+    let undo = tamper("\"available_fen\":100000000", "\"available_fen\":100000001", true);
+    let refused = open().err().expect("a re-hashed checkpoint that moves money is refused");
+    assert!(refused.message.contains("disagrees with the ledger"), "{refused}");
+    undo();
+    let _undo = tamper("Enterprise 1", "Enterprise X", true);
+    let mut service = open().unwrap();
+    let (_, problems) = service.verify_checkpoints().unwrap();
+    assert!(problems.iter().any(|p| p.contains("differs from the log replayed up to it")), "{problems:?}");
+}
+
 suanli_store::conformance!(
+    a_restart_from_a_checkpoint_equals_a_replay_from_the_start,
     a_total_that_would_overflow_is_refused_and_the_service_goes_on,
     a_failed_commit_leaves_the_state_as_it_was,
     bad_programme_files_are_refused_with_the_field,

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use suanli_ledger::state_hash;
+use suanli_store::Storage;
 use suanli_store::{Durable, FsyncMode, SqliteStore, audit};
 
 const BATCH_SIZE: u64 = 300;
@@ -56,10 +57,11 @@ fn sigkill_at_random_points_loses_no_acknowledged_batch_and_half_applies_none() 
         acknowledged_max = last_acknowledged;
         eprintln!("round {round}: killed after acknowledging batch {last_acknowledged}");
 
-        let durable = Durable::open(SqliteStore::open(&path, FsyncMode::Full).unwrap()).unwrap();
-        let ledger = durable.ledger();
+        let mut durable = Durable::open(SqliteStore::open(&path, FsyncMode::Full).unwrap()).unwrap();
         for batch in 1..=acknowledged_max + 2 {
-            let present = (0..BATCH_SIZE).filter(|&i| ledger.transfer(record_id(batch, i)).is_some()).count() as u64;
+            // Settled transfers live in storage: look them up there.
+            let ids: Vec<u128> = (0..BATCH_SIZE).map(|i| record_id(batch, i)).collect();
+            let present = durable.storage_mut().transfers_by_id(&ids).unwrap().len() as u64;
             if batch <= acknowledged_max {
                 assert_eq!(present, BATCH_SIZE, "round {round}: acknowledged batch {batch} is incomplete");
             } else {
@@ -69,7 +71,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_batch_and_half_applies_none() 
                 );
             }
         }
-        let hash = state_hash(ledger);
+        let hash = state_hash(durable.ledger());
         drop(durable);
         let report = audit(&mut SqliteStore::open_existing(&path).unwrap()).unwrap();
         assert!(report.passed(), "round {round}: {:?}", report.violations);
