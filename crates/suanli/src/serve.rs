@@ -33,6 +33,12 @@ pub struct ServeOptions {
     /// created [default: 30].
     #[arg(long, env = "SUANLI_NATS_ACK_WAIT_S")]
     nats_ack_wait_s: Option<u64>,
+    /// Checkpoint the state after this many new audit-log entries [default: 20000].
+    #[arg(long, env = "SUANLI_CHECKPOINT_ENTRIES")]
+    checkpoint_entries: Option<u64>,
+    /// Checkpoint the state after this many seconds with at least one new entry [default: 300].
+    #[arg(long, env = "SUANLI_CHECKPOINT_SECONDS")]
+    checkpoint_seconds: Option<i64>,
 }
 
 /// The configuration file's keys; every one optional.
@@ -48,6 +54,8 @@ struct ConfigFile {
     nats_stream: Option<String>,
     nats_subject_prefix: Option<String>,
     nats_ack_wait_s: Option<u64>,
+    checkpoint_entries: Option<u64>,
+    checkpoint_seconds: Option<i64>,
 }
 
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
@@ -58,6 +66,7 @@ struct Settings {
     log_format: suanli_api::log::Format,
     log_requests: bool,
     nats: Option<suanli_api::nats::NatsOptions>,
+    checkpoints: suanli_service::CheckpointPolicy,
 }
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
@@ -102,7 +111,15 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     if let Some(nats) = &nats {
         nats.check().map_err(anyhow::Error::msg)?;
     }
+    let defaults = suanli_service::CheckpointPolicy::default();
+    let checkpoints = suanli_service::CheckpointPolicy {
+        every_log_entries: options.checkpoint_entries.or(file.checkpoint_entries).unwrap_or(defaults.every_log_entries),
+        every_s: options.checkpoint_seconds.or(file.checkpoint_seconds).unwrap_or(defaults.every_s),
+    };
+    anyhow::ensure!(checkpoints.every_log_entries >= 1, "checkpoint_entries: must be at least 1");
+    anyhow::ensure!(checkpoints.every_s >= 1, "checkpoint_seconds: must be at least 1");
     Ok(Settings {
+        checkpoints,
         nats,
         database: common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into()),
         listen: options.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8640".into()),
@@ -118,7 +135,8 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     let settings = settings(common, options)?;
     suanli_api::log::configure(settings.log_format, settings.log_requests);
     let resolved = Common { database: Some(settings.database.clone()), ..common.clone() };
-    let service = open(&resolved)?;
+    let mut service = open(&resolved)?;
+    service.set_checkpoint_policy(settings.checkpoints);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
     let state = AppState::new(writer.clone());

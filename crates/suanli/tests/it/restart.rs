@@ -230,3 +230,124 @@ fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
         .unwrap();
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
 }
+
+/// What a service opened on `path` holds: the log's length, the ledger's state hash and the
+/// state in checkpoint form.
+fn fingerprint(path: &Path) -> (u64, String, String) {
+    let service = Service::open(path, Arc::new(suanli_service::SystemClock)).unwrap();
+    assert_eq!(service.check_books(), Vec::<String>::new());
+    (
+        service.durable().log_count(),
+        suanli_ledger::to_hex(&suanli_ledger::state_hash(service.durable().ledger())),
+        service.state().to_checkpoint(),
+    )
+}
+
+#[test]
+fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (provider, order, start) = world(dir.path(), &key);
+    let batches: Vec<(String, String)> = (0..BATCHES)
+        .map(|b| signed_batch(&key, provider, order, start, (b * PER_BATCH) as i64, PER_BATCH as i64))
+        .collect();
+    let now = format_timestamp(start + 30 * 86_400);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let send = |url: &str, (body, signature): &(String, String)| -> Result<String, ureq::Error> {
+        let mut response = agent
+            .post(&format!("{url}/api/v1/providers/{provider}/usage"))
+            .header("authorization", "Bearer restart-secret")
+            .header("content-type", "application/json")
+            .header("suanli-signature", signature)
+            .send(body.clone())?;
+        response.body_mut().read_to_string()
+    };
+    let path = dir.path().join("restart.db");
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64; // fixed, so a failure reproduces
+    let mut acknowledged_ids = std::collections::BTreeSet::new();
+    for round in 0..4 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // A checkpoint every 120 entries: most kills land near or inside one.
+        let (mut server, url) = start_server(dir.path(), &now, &["--checkpoint-entries", "120"]);
+        let killed_after = std::time::Duration::from_millis(5 + seed % 60);
+        // Each round streams its own tenth of the batches (and the ones before, answered
+        // `exists`), so every kill lands in the middle of new work.
+        let upto = (round + 1) * BATCHES / 4;
+        std::thread::scope(|scope| {
+            let sender = scope.spawn(|| {
+                let mut acknowledged = Vec::new();
+                for batch in &batches[..upto] {
+                    match send(&url, batch) {
+                        Ok(text) => {
+                            let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+                            for result in answer["results"].as_array().unwrap() {
+                                if result["status"] == "ok" || result["status"] == "exists" {
+                                    acknowledged.push(result["id"].as_str().unwrap().to_owned());
+                                }
+                            }
+                        }
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                acknowledged
+            });
+            std::thread::sleep(killed_after);
+            server.kill().unwrap();
+            acknowledged_ids.extend(sender.join().unwrap());
+        });
+        server.wait().unwrap();
+        // The crash image, copied before anything opens it, loses its checkpoints: a start from
+        // the first entry. The original starts from its latest checkpoint. Both must agree.
+        let replayed = dir.path().join(format!("replayed-{round}.db"));
+        std::fs::copy(&path, &replayed).unwrap();
+        let wal = dir.path().join("restart.db-wal");
+        if wal.exists() {
+            std::fs::copy(&wal, dir.path().join(format!("replayed-{round}.db-wal"))).unwrap();
+        }
+        rusqlite::Connection::open(&replayed).unwrap().execute("DELETE FROM checkpoints", []).unwrap();
+        let from_checkpoint = fingerprint(&path);
+        assert_eq!(from_checkpoint, fingerprint(&replayed), "round {round}: the same state either way");
+        let checkpoints: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
+            .unwrap();
+        eprintln!(
+            "round {round}: killed after {killed_after:?}, {} entries, {checkpoints} checkpoints kept",
+            from_checkpoint.0
+        );
+    }
+    // Every acknowledged record is there once: resending everything applies only the rest.
+    let (mut server, url) = start_server(dir.path(), &now, &[]);
+    let mut stored = 0;
+    for batch in &batches {
+        let answer: serde_json::Value = serde_json::from_str(&send(&url, batch).unwrap()).unwrap();
+        for result in answer["results"].as_array().unwrap() {
+            assert!(result["status"] == "ok" || result["status"] == "exists", "{result}");
+            if result["status"] == "exists" {
+                stored += 1;
+            } else {
+                assert!(!acknowledged_ids.contains(result["id"].as_str().unwrap()), "acknowledged, then lost: {result}");
+            }
+        }
+    }
+    assert!(stored >= acknowledged_ids.len());
+    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(server.wait().unwrap().success());
+    let show = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["order", "show", &order.to_string(), "--database", "restart.db", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["usage_records"], BATCHES * PER_BATCH);
+    let audit = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["audit", "verify", "--database", "restart.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{report}");
+    assert!(report.contains("each equal to the log replayed up to it"), "{report}");
+}
