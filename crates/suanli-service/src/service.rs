@@ -374,7 +374,10 @@ impl Service {
         keys: &[(ProviderId, &str)],
     ) -> Result<std::collections::HashMap<(ProviderId, String), UsageEntry>> {
         let wanted: Vec<(u64, &str)> = keys.iter().map(|&(provider, id)| (provider.get(), id)).collect();
-        let rows = self.durable.storage_mut().usage_lookup(&wanted).map_err(|e| storage_error(e.into()))?;
+        // Storage in doubt after a fault is found again first (a reload cannot happen here
+        // unnoticed: nothing of this command is recorded yet).
+        self.recover()?;
+        let rows = self.durable.usage_lookup(&wanted).map_err(storage_error)?;
         rows.into_iter()
             .map(|row| {
                 let provider = ProviderId::new(row.provider).ok_or_else(|| bad_usage_row(&row.id))?;

@@ -228,6 +228,18 @@ impl<S: Storage> Durable<S> {
         }
     }
 
+    /// Finds decided usage ids in storage. A failure leaves storage in doubt, like a failed commit,
+    /// so the next write reconnects first.
+    pub fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, DurableError> {
+        if self.poisoned {
+            return Err(DurableError::LockLost);
+        }
+        self.storage.usage_lookup(keys).map_err(|error| {
+            self.in_doubt = true;
+            error.into()
+        })
+    }
+
     /// Whether the store can take a commit now: no failed commit is in doubt and the writer lock
     /// was never lost.
     pub fn is_ready(&self) -> bool {

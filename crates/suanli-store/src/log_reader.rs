@@ -13,6 +13,8 @@ use crate::{LogEntry, StoreError};
 
 pub struct LogReader {
     backend: Reader,
+    /// The PostgreSQL URL, to connect again after the connection was lost.
+    url: Option<String>,
 }
 
 enum Reader {
@@ -31,18 +33,29 @@ impl LogReader {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|source| StoreError::Open { path: shown, source })?;
         connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
-        Ok(LogReader { backend: Reader::Sqlite(connection) })
+        Ok(LogReader { backend: Reader::Sqlite(connection), url: None })
     }
 
     pub fn postgres(url: &str) -> Result<LogReader, StoreError> {
         let client = Client::connect(url, NoTls)
             .map_err(|e| StoreError::Postgres { url: crate::redact(url), message: e.to_string() })?;
-        Ok(LogReader { backend: Reader::Postgres(Box::new(client)) })
+        Ok(LogReader { backend: Reader::Postgres(Box::new(client)), url: Some(url.to_owned()) })
     }
 
     /// The entries after sequence `after`, at most `limit` of them, in order, and how many
-    /// entries the log holds.
+    /// entries the log holds. A PostgreSQL connection that was lost is made again once.
     pub fn page(&mut self, after: u64, limit: usize) -> Result<(Vec<LogEntry>, u64), StoreError> {
+        match self.page_once(after, limit) {
+            Err(error) if matches!(&self.backend, Reader::Postgres(client) if client.is_closed()) => {
+                let Some(url) = self.url.clone() else { return Err(error) };
+                *self = LogReader::postgres(&url)?;
+                self.page_once(after, limit)
+            }
+            other => other,
+        }
+    }
+
+    fn page_once(&mut self, after: u64, limit: usize) -> Result<(Vec<LogEntry>, u64), StoreError> {
         let limit = limit.min(LOG_PAGE_ENTRIES_MAX) as i64;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         match &mut self.backend {

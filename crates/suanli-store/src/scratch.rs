@@ -34,6 +34,16 @@ impl ScratchDatabase {
         Ok(ScratchDatabase { url: format!("{base}/{name}"), admin_url: admin_url.to_owned(), name })
     }
 
+    /// The URL of the server's database this one was created from (for administration).
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A scratch database on the server `SUANLI_TEST_POSTGRES` names, or `None` when it is unset.
     /// Panics when it is set and the server cannot be reached: a test asked for PostgreSQL must
     /// not pass without it.

@@ -20,8 +20,13 @@ const PER_BATCH: usize = 100;
 /// Starts `suanli serve` on a free port and returns it with its base URL (its stdout stays open
 /// while the child lives).
 pub fn start_server(dir: &Path, now: &str, extra: &[&str]) -> (Child, String) {
+    start_server_on(dir, "restart.db", now, extra)
+}
+
+/// Like [`start_server`] on the database `database` names.
+pub fn start_server_on(dir: &Path, database: &str, now: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_suanli"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", "restart.db", "--now", now])
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database, "--now", now])
         .args(extra)
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -40,10 +45,15 @@ pub fn start_server(dir: &Path, now: &str, extra: &[&str]) -> (Child, String) {
 /// provider signing with `key` (token `restart-secret`) and its running order of 8 GPUs for 100
 /// hours from 2 March 2026. Answers the provider, the order and the order's start.
 pub fn world(dir: &Path, key: &SigningKey) -> (ProviderId, OrderId, i64) {
+    world_in(&dir.join("restart.db").display().to_string(), key)
+}
+
+/// Like [`world`] in the database `database` names.
+pub fn world_in(database: &str, key: &SigningKey) -> (ProviderId, OrderId, i64) {
     let start = shanghai_midnight(2026, 3, 2).unwrap();
     {
         let clock = ManualClock::new(start);
-        let mut s = Service::open(&dir.join("restart.db"), Arc::new(clock)).unwrap();
+        let mut s = Service::open_database(database, Arc::new(clock)).unwrap();
         let op = Actor::operator();
         let program = s.load_program(&op, include_str!("../../../../programs/shanghai-compute.toml")).unwrap();
         s.open_program(&op, program).unwrap();
@@ -328,7 +338,10 @@ fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_
             if result["status"] == "exists" {
                 stored += 1;
             } else {
-                assert!(!acknowledged_ids.contains(result["id"].as_str().unwrap()), "acknowledged, then lost: {result}");
+                assert!(
+                    !acknowledged_ids.contains(result["id"].as_str().unwrap()),
+                    "acknowledged, then lost: {result}"
+                );
             }
         }
     }
@@ -350,4 +363,121 @@ fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_
     let report = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.status.success(), "{report}");
     assert!(report.contains("each equal to the log replayed up to it"), "{report}");
+}
+
+/// PostgreSQL: the server's own backends are terminated in the middle of ingestion. No read ever
+/// reports a record that storage does not hold; writes are refused 503 `storage_unavailable` with
+/// `Retry-After` until the server has connected again (and taken its lock again), then go on;
+/// nothing acknowledged is lost and the audit passes.
+#[test]
+fn terminating_the_servers_postgresql_backend_loses_nothing_and_reads_never_run_ahead() {
+    let Some(database) = suanli_store::scratch::ScratchDatabase::from_test_env() else {
+        eprintln!("SUANLI_TEST_POSTGRES is unset: the PostgreSQL fault test is skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (provider, order, start) = world_in(&database.url, &key);
+    let batches: Vec<(String, String)> = (0..BATCHES)
+        .map(|b| signed_batch(&key, provider, order, start, (b * PER_BATCH) as i64, PER_BATCH as i64))
+        .collect();
+    let now = format_timestamp(start + 30 * 86_400);
+    let (mut server, url) = start_server_on(dir.path(), &database.url, &now, &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut admin = postgres::Client::connect(database.admin_url(), postgres::NoTls).unwrap();
+    // What storage holds, read on a connection of the test's own (made again if terminated).
+    let stored = |client: &mut postgres::Client| -> i64 {
+        loop {
+            match client.query_one("SELECT count(*) FROM usage_ids", &[]) {
+                Ok(row) => return row.get(0),
+                Err(_) => *client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap(),
+            }
+        }
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (acknowledged, refused) = std::thread::scope(|scope| {
+        let reads = scope.spawn(|| {
+            // Reads beside the writer, each compared with what storage holds right after it:
+            // storage only grows, so a read above it reported a record that was never stored.
+            let mut counter = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+            let mut checked = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut response = agent
+                    .get(&format!("{url}/api/v1/orders/{order}"))
+                    .header("authorization", "Bearer restart-secret")
+                    .call()
+                    .unwrap();
+                let shown: serde_json::Value =
+                    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+                let reported = shown["usage_records"].as_i64().unwrap();
+                let held = stored(&mut counter);
+                assert!(reported <= held, "a read reported {reported} records, storage holds {held}");
+                checked += 1;
+            }
+            checked
+        });
+        let writes = scope.spawn(|| {
+            let (mut acknowledged, mut refused) = (0, 0);
+            for (index, (body, signature)) in batches.iter().enumerate() {
+                loop {
+                    let mut response = agent
+                        .post(&format!("{url}/api/v1/providers/{provider}/usage"))
+                        .header("authorization", "Bearer restart-secret")
+                        .header("content-type", "application/json")
+                        .header("suanli-signature", signature)
+                        .send(body.clone())
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let retry_after = response.headers().get("retry-after").is_some();
+                    let text = response.body_mut().read_to_string().unwrap();
+                    if status == 200 {
+                        acknowledged +=
+                            text.matches("\"status\":\"ok\"").count() + text.matches("\"status\":\"exists\"").count();
+                        break;
+                    }
+                    assert_eq!(status, 503, "{text}");
+                    assert!(retry_after, "503 comes with Retry-After");
+                    assert!(text.contains("storage_unavailable"), "{text}");
+                    refused += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                if index == 10 {
+                    // Every backend of this database except the test's own: the server's writer
+                    // and its log reader lose their connections mid-stream.
+                    let terminated = admin
+                        .query(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                             WHERE datname = $1 AND pid <> pg_backend_pid()",
+                            &[&database.name()],
+                        )
+                        .unwrap();
+                    assert!(terminated.len() >= 2, "the counter and the server were connected");
+                }
+            }
+            (acknowledged, refused)
+        });
+        let result = writes.join().unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(reads.join().unwrap() > 0);
+        result
+    });
+    assert_eq!(acknowledged, BATCHES * PER_BATCH, "every batch was answered 200 in the end");
+    eprintln!("{refused} writes were refused while the server reconnected");
+    let mut ready = agent.get(&format!("{url}/readyz")).call().unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "{}", ready.body_mut().read_to_string().unwrap());
+    // The writer holds its lock again: a second server on the same database is refused.
+    let second = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database.url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another suanli writer holds the database"));
+    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(server.wait().unwrap().success());
+    let mut counter = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+    assert_eq!(stored(&mut counter), (BATCHES * PER_BATCH) as i64, "every record once");
+    let audit = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["audit", "verify", "--database", &database.url])
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
 }
