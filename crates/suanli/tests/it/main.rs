@@ -206,6 +206,43 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(lines.any(|l| l.unwrap().contains("every accepted batch is committed")));
 }
 
+/// One writer per SQLite file: beside a running server, a second `serve` and a CLI change are
+/// refused with `database_locked`, while CLI reads still answer; the server is unaffected.
+#[test]
+fn a_second_server_and_a_cli_change_beside_a_running_sqlite_server_are_refused() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs/shanghai-compute.toml");
+    let loaded = suanli(&["program", "load", program, "--database", "served.db"], dir.path());
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", "served.db"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().split_whitespace().last().unwrap().to_owned();
+    let second = suanli(&["serve", "--listen", "127.0.0.1:0", "--database", "served.db"], dir.path());
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another suanli writer holds the database"), "{stderr}");
+    let change = suanli(&["program", "open", "shanghai-compute", "--database", "served.db"], dir.path());
+    assert_eq!(change.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&change.stderr);
+    assert!(stderr.contains("error[database_locked]"), "{stderr}");
+    let list = suanli(&["program", "list", "--database", "served.db", "--json"], dir.path());
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(stdout(&list).contains("\"draft\""), "the change did not happen: {}", stdout(&list));
+    let mut response = ureq::get(&format!("{url}/readyz")).call().unwrap();
+    assert_eq!(response.body_mut().read_to_string().unwrap(), "ready");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    // Once the server stopped, the change goes through.
+    let change = suanli(&["program", "open", "shanghai-compute", "--database", "served.db"], dir.path());
+    assert!(change.status.success(), "{}", String::from_utf8_lossy(&change.stderr));
+}
+
 #[test]
 fn bench_ingest_prints_its_figures() {
     let dir = tempfile::tempdir().unwrap();
