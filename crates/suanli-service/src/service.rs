@@ -34,7 +34,7 @@ use crate::model::{
     UsageOutcome, UsageRecord, Voucher, VoucherState,
 };
 use crate::program_file::parse_program;
-use crate::state::{State, UsageEntry, usage_decision};
+use crate::state::{State, UsageEntry, UsageFacts, usage_decision};
 
 mod choose;
 pub use choose::{PoolChoice, PoolRequest};
@@ -1484,21 +1484,23 @@ impl Service {
         }
         let key = (provider, input.id.clone());
         match change.decided.get(&key).or_else(|| known.get(&key)) {
-            Some(UsageEntry::Recorded(record)) if record.input == *input => {
+            Some(&UsageEntry::Recorded(facts, cost_fen, voucher_part_fen, enterprise_part_fen))
+                if facts == UsageFacts::of(input) =>
+            {
                 return UsageOutcome::Duplicate {
                     id: input.id.clone(),
-                    cost_fen: record.cost_fen,
-                    voucher_part_fen: record.voucher_part_fen,
-                    enterprise_part_fen: record.enterprise_part_fen,
+                    cost_fen,
+                    voucher_part_fen,
+                    enterprise_part_fen,
                 };
             }
-            Some(UsageEntry::Recorded(_)) => {
+            Some(UsageEntry::Recorded(..)) => {
                 return refused(ServiceError::new(
                     ErrorCode::UsageRecordConflict,
                     format!("id: usage record {:?} was already recorded with a different body", input.id),
                 ));
             }
-            Some(UsageEntry::Refused { code, message, .. }) => {
+            Some(UsageEntry::Refused(_, code, message)) => {
                 return refused(ServiceError::new(
                     ErrorCode::UsageIdAlreadyFailed,
                     format!("id: usage record {:?} already failed ({code}: {message})", input.id),

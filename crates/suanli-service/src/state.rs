@@ -27,12 +27,27 @@ use crate::model::{
     Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher, VoucherState,
 };
 
-/// What happened to a usage record id.
+/// What happened to a usage record id, as storage keeps it for retries: the body's facts (to tell
+/// a retry from a conflicting reuse of the id) and the first answer. Compact, since one is kept
+/// for every id ever sent.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum UsageEntry {
-    Recorded(Box<UsageRecord>),
-    Refused { input: UsageInput, code: String, message: String },
+    /// Facts, cost, voucher part, enterprise part.
+    #[serde(rename = "r")]
+    Recorded(UsageFacts, Fen, Fen, Fen),
+    /// Facts, code, message.
+    #[serde(rename = "x")]
+    Refused(UsageFacts, String, String),
+}
+
+/// What a usage record said, besides its id: order, GPU-seconds, period start and end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UsageFacts(pub OrderId, pub i64, pub i64, pub i64);
+
+impl UsageFacts {
+    pub fn of(input: &UsageInput) -> UsageFacts {
+        UsageFacts(input.order, input.gpu_seconds, input.period_start_s, input.period_end_s)
+    }
 }
 
 type ImHashMap<K, V> = imbl::HashMap<K, V>;
@@ -354,11 +369,17 @@ impl State {
 pub fn usage_decision(event: &Event) -> Option<((ProviderId, String), UsageEntry)> {
     match event {
         Event::UsageRecorded { record } => {
-            Some(((record.provider, record.input.id.clone()), UsageEntry::Recorded(record.clone())))
+            let entry = UsageEntry::Recorded(
+                UsageFacts::of(&record.input),
+                record.cost_fen,
+                record.voucher_part_fen,
+                record.enterprise_part_fen,
+            );
+            Some(((record.provider, record.input.id.clone()), entry))
         }
         Event::UsageRefused { provider, input, code, message } => Some((
             (*provider, input.id.clone()),
-            UsageEntry::Refused { input: input.clone(), code: code.clone(), message: message.clone() },
+            UsageEntry::Refused(UsageFacts::of(input), code.clone(), message.clone()),
         )),
         _ => None,
     }

@@ -140,7 +140,7 @@ pub fn ledger(options: &LedgerOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -283,11 +283,11 @@ type UsageWorld =
     (suanli_service::Service, suanli_service::ManualClock, Vec<(suanli_domain::ProviderId, suanli_domain::OrderId)>);
 
 fn usage_world(dir: &std::path::Path) -> anyhow::Result<UsageWorld> {
-    usage_world_at(&dir.join("bench.db").display().to_string())
+    usage_world_at(&dir.join("bench.db").display().to_string(), BENCH_ORDERS)
 }
 
 /// The same world in the (empty) database a URL names: a path or `postgres://…`.
-fn usage_world_at(database: &str) -> anyhow::Result<UsageWorld> {
+pub(crate) fn usage_world_at(database: &str, orders_count: usize) -> anyhow::Result<UsageWorld> {
     use std::sync::Arc;
 
     use suanli_domain::{ApplicantKind, Fen, RegionCode, Uscc};
@@ -295,7 +295,6 @@ fn usage_world_at(database: &str) -> anyhow::Result<UsageWorld> {
     use suanli_service::model::{OperatorKind, Purpose};
     use suanli_service::{Actor, EnterpriseInput, ManualClock, OrderInput, PoolInput, Service, SiteSpec};
 
-    const ORDERS: usize = BENCH_ORDERS;
     let start = shanghai_midnight(2026, 3, 2).expect("a valid date");
     let clock = ManualClock::new(start);
     let mut service = Service::open_database(database, Arc::new(clock.clone()))?;
@@ -339,7 +338,7 @@ fn usage_world_at(database: &str) -> anyhow::Result<UsageWorld> {
         pools.push((provider, pool));
     }
     let mut orders = Vec::new();
-    for n in 0..ORDERS {
+    for n in 0..orders_count {
         let enterprise = service.register_enterprise(
             &operator,
             EnterpriseInput {
@@ -451,7 +450,7 @@ fn ingest_once(options: &IngestOptions, database: Option<&str>, via: &str) -> an
 
     let dir = tempfile::tempdir()?;
     let (mut service, clock, orders) = match database {
-        Some(database) => usage_world_at(database)?,
+        Some(database) => usage_world_at(database, BENCH_ORDERS)?,
         None => usage_world(dir.path())?,
     };
     let backend = match database {

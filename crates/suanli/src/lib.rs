@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bench_history;
 mod crash;
 mod database;
 mod demo;
@@ -187,6 +188,9 @@ enum BenchCommand {
     Place(bench::PlaceBenchOptions),
     /// Signed usage batches over HTTP from concurrent clients into a server on loopback.
     Ingest(bench::IngestOptions),
+    /// A real server carried to millions of usage records: restart, memory, reads beside
+    /// ingestion, audit time, at each milestone.
+    History(bench_history::HistoryOptions),
 }
 
 #[derive(Subcommand)]
@@ -224,6 +228,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
         Command::Bench { command: BenchCommand::Ingest(options) } => bench::ingest(&options),
+        Command::Bench { command: BenchCommand::History(options) } => bench_history::history(&options),
         Command::Place(options) => place::run(&options),
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),
