@@ -9,6 +9,7 @@
 
 mod audit;
 mod durable;
+mod location;
 mod log;
 mod log_reader;
 mod postgres;
@@ -17,6 +18,7 @@ mod sqlite;
 
 pub use audit::{AuditReport, audit};
 pub use durable::{Committed, Durable, DurableError, Opened, Recovered};
+pub use location::Location;
 pub use log::{LogEntry, NewLogEntry, check_log, check_log_after, log_entry_hash};
 pub use log_reader::{LOG_PAGE_ENTRIES_MAX, LogReader};
 pub use postgres::{PostgresStore, redact};
@@ -95,6 +97,8 @@ pub enum StoreError {
     Locked { url: String },
     #[error("the database at {url} is open for reading only")]
     ReadOnly { url: String },
+    #[error("--database: {database:?} is neither a path, sqlite://PATH nor postgres://…")]
+    BadLocation { database: String },
     #[error("a fault injected for a test: {0:?}")]
     Injected(Fault),
 }

@@ -12,7 +12,7 @@ use suanli_store::{PostgresStore, SqliteStore, audit};
 /// Audits the database a URL names (a path, `sqlite://PATH` or `postgres://…`). On PostgreSQL
 /// the audit reads one snapshot without the writer's lock, so it runs beside a server.
 pub fn verify_database(database: &str) -> anyhow::Result<ExitCode> {
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+    if crate::database::is_postgres(database) {
         let mut store = PostgresStore::open_reader(database)?;
         let report = audit(&mut store)?;
         drop(store);

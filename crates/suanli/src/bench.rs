@@ -454,7 +454,7 @@ fn ingest_once(options: &IngestOptions, database: Option<&str>, via: &str) -> an
         None => usage_world(dir.path())?,
     };
     let backend = match database {
-        Some(database) if database.starts_with("postgres") => "PostgreSQL".to_owned(),
+        Some(database) if crate::database::is_postgres(database) => "PostgreSQL".to_owned(),
         _ => format!("SQLite {}, WAL", suanli_store::FsyncMode::Full.as_str()),
     };
     let operator = Actor::operator();

@@ -299,10 +299,7 @@ pub fn token(common: &Common, command: TokenCommand) -> anyhow::Result<ExitCode>
 pub fn migrate(from: &str, to: &str) -> anyhow::Result<ExitCode> {
     use suanli_store::{PostgresStore, SqliteStore, Storage};
     let source = crate::database::sqlite_path(from).context("--from")?;
-    anyhow::ensure!(
-        to.starts_with("postgres://") || to.starts_with("postgresql://"),
-        "--to: must be a postgres:// URL"
-    );
+    anyhow::ensure!(crate::database::is_postgres(to), "--to: must be a postgres:// URL");
     let mut store = SqliteStore::open_existing(&source).with_context(|| format!("--from: {}", source.display()))?;
     let snapshot = store.load()?;
     drop(store);

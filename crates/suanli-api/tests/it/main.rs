@@ -283,18 +283,22 @@ impl TestApp {
         )
     }
 
-    /// Keeps the writer busy until the answer is sent on the returned channel.
+    /// Keeps the writer busy until the answer is sent on the returned channel; returns once the
+    /// writer is held.
     pub fn hold_writer(&self) -> std::sync::mpsc::Sender<()> {
         let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (held, is_held) = std::sync::mpsc::channel::<()>();
         let busy = self.writer.clone();
         self.runtime.spawn(async move {
             let _ = busy
                 .call(move |_| {
+                    let _ = held.send(());
                     let _ = wait.recv();
                     Ok::<_, ServiceError>(())
                 })
                 .await;
         });
+        is_held.recv_timeout(std::time::Duration::from_secs(10)).expect("the writer is held");
         release
     }
 

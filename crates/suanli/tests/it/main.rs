@@ -244,6 +244,19 @@ fn a_second_server_and_a_cli_change_beside_a_running_sqlite_server_are_refused()
 }
 
 #[test]
+fn bench_history_runs_a_server_through_its_milestones() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = suanli(
+        &["bench", "history", "--records", "8000,16000", "--orders", "10", "--load-records", "4000", "--batch", "1000"],
+        dir.path(),
+    );
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("16000 records: grew at"), "{text}");
+    assert!(text.contains("| records | restart to ready |"), "{text}");
+}
+
+#[test]
 fn bench_ingest_prints_its_figures() {
     let dir = tempfile::tempdir().unwrap();
     let output = suanli(&["bench", "ingest", "--records", "2000", "--clients", "2", "--batch", "250"], dir.path());
@@ -295,4 +308,44 @@ fn serve_reads_its_configuration_file_and_the_environment_wins() {
     let output = Command::new(env!("CARGO_BIN_EXE_suanli")).arg("serve").current_dir(dir.path()).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `colour`"));
+}
+
+/// A database written by the previous release (schema 2, before usage ids and checkpoints were
+/// kept apart from the log; made by `tests/fixtures/make-previous-release.sh`) opens with this
+/// one: migrated, its usage ids taken from its log, its voucher exactly as that release showed it,
+/// every old usage id answered with its first result (or still failed), and the audit passes.
+#[test]
+fn a_database_written_by_the_previous_release_opens_with_every_balance_and_every_usage_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(fixtures.join("previous-release.db"), dir.path().join("previous.db")).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("previous-release.voucher.json")).unwrap())
+            .unwrap();
+    let now = ["--database", "previous.db", "--now", "2026-03-02T11:00:00+08:00", "--json"];
+    let shown = suanli(&[&["voucher", "show", "vch-1"][..], &now].concat(), dir.path());
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown, expected, "the voucher as the previous release showed it");
+    let mut csv = String::from("id,order,gpu_seconds,period_start,period_end\n");
+    for minute in 0..60 {
+        let seconds = if minute == 7 { 481 } else { 480 };
+        let (from, to) = (540 + minute, 541 + minute);
+        csv.push_str(&format!(
+            "c{minute},ord-1,{seconds},2026-03-02T{:02}:{:02}:00+08:00,2026-03-02T{:02}:{:02}:00+08:00\n",
+            from / 60,
+            from % 60,
+            to / 60,
+            to % 60
+        ));
+    }
+    std::fs::write(dir.path().join("usage.csv"), csv).unwrap();
+    let again = suanli(&[&["usage", "import", "--provider", "prv-1", "usage.csv"][..], &now].concat(), dir.path());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(summary["recorded"], 0, "{summary}");
+    assert_eq!(summary["duplicates"], 59, "{summary}");
+    assert_eq!(summary["refused"][0][1], "usage_id_already_failed", "{summary}");
+    let audit = suanli(&["audit", "verify", "--database", "previous.db"], dir.path());
+    assert!(audit.status.success(), "{}", stdout(&audit));
 }

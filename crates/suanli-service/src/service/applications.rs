@@ -1,0 +1,369 @@
+//! Enterprises, eligibility, applications and the vouchers their approval issues.
+
+use super::*;
+
+impl Service {
+    pub fn register_enterprise(&mut self, actor: &Actor, input: EnterpriseInput) -> Result<EnterpriseId> {
+        check_text("name", &input.name)?;
+        for (index, project) in input.research_projects.iter().enumerate() {
+            check_text(&format!("research_projects[{index}]"), project)?;
+        }
+        if input.related_parties.contains(&input.uscc) {
+            return Err(ServiceError::field("related_parties", "an enterprise is not its own related party"));
+        }
+        if let Some(existing) = self.state.enterprise_by_uscc.get(&input.uscc) {
+            return Err(ServiceError::new(
+                ErrorCode::AlreadyExists,
+                format!("uscc: {} is already registered as {existing}", input.uscc),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_enterprise();
+        self.ensure_account(&mut change, AccountKind::Enterprise, id.get(), 0);
+        let enterprise = Enterprise {
+            id,
+            uscc: input.uscc,
+            name: input.name,
+            region: input.region,
+            kind: input.kind,
+            headcount: input.headcount,
+            revenue_fen: input.revenue_fen,
+            research_projects: input.research_projects,
+            related_parties: input.related_parties,
+            registered_at_s: now,
+            paid_fen: Fen::ZERO,
+        };
+        self.record(&mut change, Event::EnterpriseRegistered { enterprise: Box::new(enterprise) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+}
+
+impl View {
+    pub fn enterprise(&self, id: EnterpriseId) -> Result<&Enterprise> {
+        self.state.enterprises.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+}
+
+impl View {
+    /// Every eligibility verdict of `enterprise` for `program`, the applicant-kind rule first.
+    pub fn eligibility(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Vec<(String, Verdict)>> {
+        let enterprise = self.enterprise(enterprise)?;
+        let program = self.program(program)?;
+        let profile = Profile {
+            kind: enterprise.kind,
+            region: enterprise.region,
+            headcount: enterprise.headcount,
+            revenue: enterprise.revenue_fen,
+            research_projects: u32::try_from(enterprise.research_projects.len()).unwrap_or(u32::MAX),
+        };
+        let kinds = &program.terms.applicant_kinds;
+        let kind_names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let kind_verdict = Verdict {
+            passed: kinds.contains(&enterprise.kind),
+            reason: format!(
+                "kind {} is {}one of {}",
+                enterprise.kind,
+                if kinds.contains(&enterprise.kind) { "" } else { "not " },
+                kind_names.join(", ")
+            ),
+        };
+        let mut verdicts = vec![("applicant_kind".to_owned(), kind_verdict)];
+        for named in &program.terms.eligibility {
+            let rule = Rule::parse(&named.rule).map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+            verdicts.push((named.name.clone(), rule.evaluate(&profile)));
+        }
+        Ok(verdicts)
+    }
+}
+
+impl Service {
+    pub fn create_application(
+        &mut self,
+        actor: &Actor,
+        enterprise: EnterpriseId,
+        program: ProgramId,
+        requested: Fen,
+        note: &str,
+    ) -> Result<ApplicationId> {
+        self.enterprise(enterprise)?;
+        let terms = &self.program(program)?.terms;
+        if requested <= Fen::ZERO {
+            return Err(ServiceError::field("amount", "must be positive"));
+        }
+        if requested > terms.enterprise_cap_fen {
+            return Err(ServiceError::new(
+                ErrorCode::EnterpriseCapExceeded,
+                format!("amount: {requested} is above the programme's per-enterprise cap {}", terms.enterprise_cap_fen),
+            ));
+        }
+        check_text_allow_empty("note", note)?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_application();
+        let application = Application {
+            id,
+            enterprise,
+            program,
+            requested_fen: requested,
+            note: note.to_owned(),
+            state: ApplicationState::Draft,
+            created_at_s: now,
+            submitted_at_s: None,
+            decided_at_s: None,
+            approved_fen: None,
+            reason: None,
+            voucher: None,
+        };
+        self.record(&mut change, Event::ApplicationCreated { application: Box::new(application) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+}
+
+impl View {
+    pub fn application(&self, id: ApplicationId) -> Result<&Application> {
+        self.state.applications.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+}
+
+impl Service {
+    /// Draft → submitted, inside the programme's application window while it is open.
+    pub fn submit_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {
+        let application = self.application(id)?;
+        require_application_state(application, ApplicationState::Draft, "submit")?;
+        let program = self.program(application.program)?;
+        let now = self.now_s();
+        if program.state != ProgramState::Open {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramState,
+                format!("program: {} is {:?}, not open, so it takes no applications", program.id, program.state),
+            ));
+        }
+        let terms = &program.terms;
+        if now < terms.applications_open_s || now >= terms.applications_close_s {
+            return Err(ServiceError::new(
+                ErrorCode::ApplicationWindowClosed,
+                format!(
+                    "submitted_at: {} is outside the application window {} to {}",
+                    format_timestamp(now),
+                    format_timestamp(terms.applications_open_s),
+                    format_timestamp(terms.applications_close_s)
+                ),
+            ));
+        }
+        let mut change = self.begin();
+        self.record(&mut change, Event::ApplicationSubmitted { application: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    pub fn withdraw_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {
+        let application = self.application(id)?;
+        if !matches!(application.state, ApplicationState::Draft | ApplicationState::Submitted) {
+            return Err(ServiceError::new(
+                ErrorCode::ApplicationState,
+                format!("application: {id} is {:?} and can no longer be withdrawn", application.state),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::ApplicationWithdrawn { application: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    pub fn reject_application(&mut self, actor: &Actor, id: ApplicationId, reason: &str) -> Result<()> {
+        require_application_state(self.application(id)?, ApplicationState::Submitted, "reject")?;
+        check_text("reason", reason)?;
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::ApplicationRejected { application: id, reason: reason.to_owned() }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Submitted → approved with `amount`: a voucher is issued and its face value taken from the
+    /// budget now. Refused, with the reason, for an ineligible applicant, beyond the request, the
+    /// per-enterprise cap, the stacking rule or the remaining budget, and when money still free
+    /// is owed to applications submitted earlier.
+    pub fn approve_application(&mut self, actor: &Actor, id: ApplicationId, amount: Fen) -> Result<VoucherId> {
+        let application = self.application(id)?.clone();
+        require_application_state(&application, ApplicationState::Submitted, "approve")?;
+        let program = self.program(application.program)?.clone();
+        if !matches!(program.state, ProgramState::Open | ProgramState::Closed) {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramState,
+                format!("program: {} is {:?}; approvals need it open or closed", program.id, program.state),
+            ));
+        }
+        if amount <= Fen::ZERO {
+            return Err(ServiceError::field("amount", "must be positive"));
+        }
+        if amount > application.requested_fen {
+            return Err(ServiceError::new(
+                ErrorCode::AmountAboveRequest,
+                format!("amount: {amount} is more than the {} requested", application.requested_fen),
+            ));
+        }
+        let failed: Vec<String> = self
+            .eligibility(application.enterprise, program.id)?
+            .into_iter()
+            .filter(|(_, verdict)| !verdict.passed)
+            .map(|(name, verdict)| format!("{name}: {}", verdict.reason))
+            .collect();
+        if !failed.is_empty() {
+            return Err(ServiceError::new(
+                ErrorCode::NotEligible,
+                format!("enterprise: {} is not eligible: {}", application.enterprise, failed.join("; ")),
+            ));
+        }
+        self.check_caps(&application, &program, amount)?;
+        // First come, first served: money still free is owed first to applications submitted
+        // earlier and not yet decided.
+        let submitted_at = application.submitted_at_s.unwrap_or(i64::MAX);
+        let earlier: Vec<&Application> = self
+            .state
+            .applications
+            .values()
+            .filter(|a| {
+                a.program == program.id
+                    && a.state == ApplicationState::Submitted
+                    && a.id != id
+                    && (a.submitted_at_s, a.id) < (Some(submitted_at), id)
+            })
+            .collect();
+        let owed_earlier = earlier.iter().map(|a| a.requested_fen).try_fold(Fen::ZERO, |sum, r| sum.checked_add(r))?;
+        if amount > program.budget_remaining_fen {
+            return Err(ServiceError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "amount: {amount} is more than the {} left in {}'s budget",
+                    program.budget_remaining_fen, program.id
+                ),
+            ));
+        }
+        let free = program.budget_remaining_fen.checked_sub(owed_earlier)?;
+        if amount > free {
+            let names: Vec<String> = earlier.iter().map(|a| a.id.to_string()).collect();
+            return Err(ServiceError::new(
+                ErrorCode::BudgetReservedForEarlierApplications,
+                format!(
+                    "amount: {amount} is more than the {} not owed to earlier applications ({}, asking {owed_earlier}); \
+                     decide those first",
+                    Fen::new(free.fen().max(0)),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let voucher_id = self.state.next_voucher();
+        self.ensure_account(&mut change, AccountKind::Voucher, voucher_id.get(), 0);
+        change.ledger.push(transfer(
+            change.next_sequence(),
+            0,
+            TransferKind::Issue,
+            account_id(AccountKind::Budget, program.id.get(), 0),
+            account_id(AccountKind::Voucher, voucher_id.get(), 0),
+            amount.fen(),
+        ));
+        let voucher = Voucher {
+            id: voucher_id,
+            enterprise: application.enterprise,
+            program: program.id,
+            application: id,
+            face_value_fen: amount,
+            issued_at_s: now,
+            expires_at_s: now + i64::from(program.terms.voucher_validity_days) * 86_400,
+            state: VoucherState::Active,
+            available_fen: amount,
+            held_fen: Fen::ZERO,
+            spent_fen: Fen::ZERO,
+            returned_fen: Fen::ZERO,
+            reason: None,
+        };
+        self.record(&mut change, Event::ApplicationApproved { application: id, voucher: Box::new(voucher) }, now);
+        self.commit(actor, now, change)?;
+        Ok(voucher_id)
+    }
+}
+
+impl View {
+    pub(super) fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
+        let enterprise = application.enterprise;
+        let issued_here = self
+            .state
+            .vouchers
+            .values()
+            .filter(|v| v.enterprise == enterprise && v.program == program.id && v.state != VoucherState::Revoked)
+            .map(|v| v.face_value_fen)
+            .try_fold(Fen::ZERO, |sum, f| sum.checked_add(f))?;
+        if issued_here.checked_add(amount)? > program.terms.enterprise_cap_fen {
+            return Err(ServiceError::new(
+                ErrorCode::EnterpriseCapExceeded,
+                format!(
+                    "amount: {amount} on top of {issued_here} already issued to {enterprise} exceeds the per-enterprise cap {}",
+                    program.terms.enterprise_cap_fen
+                ),
+            ));
+        }
+        let others: Vec<&Voucher> = self
+            .state
+            .vouchers
+            .values()
+            .filter(|v| {
+                v.enterprise == enterprise
+                    && v.program != program.id
+                    && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
+            })
+            .collect();
+        for other in &others {
+            let other_program = self.program(other.program)?;
+            for (rules, name) in [(program, program.id), (other_program, other_program.id)] {
+                if !rules.terms.stacking.allowed {
+                    return Err(ServiceError::new(
+                        ErrorCode::StackingNotAllowed,
+                        format!(
+                            "enterprise: {enterprise} holds {} of {} and {name} does not allow holding vouchers of several programmes",
+                            other.id, other.program
+                        ),
+                    ));
+                }
+            }
+        }
+        let held_everywhere = others
+            .iter()
+            .map(|v| v.face_value_fen)
+            .chain(
+                self.state
+                    .vouchers
+                    .values()
+                    .filter(|v| {
+                        v.enterprise == enterprise
+                            && v.program == program.id
+                            && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
+                    })
+                    .map(|v| v.face_value_fen),
+            )
+            .try_fold(amount, |sum, f| sum.checked_add(f))?;
+        let caps = std::iter::once(program)
+            .chain(others.iter().filter_map(|v| self.state.programs.get(&v.program)))
+            .filter_map(|p| p.terms.stacking.cap_fen.map(|cap| (p.id, cap)));
+        for (capped_by, cap) in caps {
+            if held_everywhere > cap {
+                return Err(ServiceError::new(
+                    ErrorCode::StackingCapExceeded,
+                    format!(
+                        "amount: vouchers held by {enterprise} across programmes would total {held_everywhere}, above {capped_by}'s cap of {cap}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl View {
+    pub fn voucher(&self, id: VoucherId) -> Result<&Voucher> {
+        self.state.vouchers.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+}

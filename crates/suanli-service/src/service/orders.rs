@@ -1,0 +1,275 @@
+//! Orders: quotes, placement, start, completion and cancellation.
+
+use super::*;
+
+impl View {
+    /// Prices an order without placing it: list cost, the voucher's share and the enterprise's.
+    pub fn quote(&self, input: &OrderInput) -> Result<Quote> {
+        let now = self.now_s();
+        let (voucher, program, pool) = self.check_order(input, now)?;
+        self.price(voucher, program, pool, input.gpu_count, input.hours, now)
+    }
+}
+
+impl View {
+    /// The checks an order makes before any pool is considered: the voucher is the enterprise's,
+    /// active, unexpired, and its programme funds the purpose.
+    pub(crate) fn check_voucher_use(
+        &self,
+        enterprise: EnterpriseId,
+        voucher: VoucherId,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<(&Voucher, &Program)> {
+        self.enterprise(enterprise)?;
+        let voucher = self.voucher(voucher)?;
+        if voucher.enterprise != enterprise {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherOfAnotherEnterprise,
+                format!("voucher: {} belongs to another enterprise; vouchers cannot be transferred", voucher.id),
+            ));
+        }
+        if voucher.state != VoucherState::Active {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherState,
+                format!("voucher: {} is {}", voucher.id, voucher.state_name()),
+            ));
+        }
+        if now >= voucher.expires_at_s {
+            return Err(ServiceError::new(
+                ErrorCode::VoucherExpired,
+                format!("voucher: {} expired at {}", voucher.id, format_timestamp(voucher.expires_at_s)),
+            ));
+        }
+        let program = self.program(voucher.program)?;
+        if !program.terms.purposes.contains(&purpose) {
+            let allowed: Vec<&str> = program.terms.purposes.iter().map(|p| p.as_str()).collect();
+            return Err(ServiceError::new(
+                ErrorCode::PurposeNotAllowed,
+                format!(
+                    "purpose: {} is not funded by {}; it funds {}",
+                    purpose.as_str(),
+                    program.id,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok((voucher, program))
+    }
+}
+
+impl View {
+    pub(super) fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
+        let (voucher, program) = self.check_voucher_use(input.enterprise, input.voucher, input.purpose, now)?;
+        let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
+        if let Some(chip) = &input.chip
+            && chip != &pool.chip
+        {
+            return Err(ServiceError::new(
+                ErrorCode::ChipNotInPool,
+                format!("chip: {} has {} GPUs, not {chip}", pool.id, pool.chip),
+            ));
+        }
+        if input.gpu_count == 0 {
+            return Err(ServiceError::field("gpus", "must be at least 1"));
+        }
+        if input.hours == 0 || input.hours > ORDER_HOURS_MAX {
+            return Err(ServiceError::field("hours", format!("must be between 1 and {ORDER_HOURS_MAX}")));
+        }
+        let free = pool.gpu_count - pool.gpus_reserved;
+        if input.gpu_count > free {
+            return Err(ServiceError::new(
+                ErrorCode::PoolCapacityExceeded,
+                format!(
+                    "gpus: {} asks for {} GPUs and only {free} of {} are free",
+                    pool.id, input.gpu_count, pool.gpu_count
+                ),
+            ));
+        }
+        self.provider_allowed(program, pool)?;
+        Ok((voucher, program, pool))
+    }
+}
+
+impl View {
+    pub(crate) fn price(
+        &self,
+        voucher: &Voucher,
+        program: &Program,
+        pool: &Pool,
+        gpus: u32,
+        hours: u32,
+        now: i64,
+    ) -> Result<Quote> {
+        let list_cost = pool.price_fen_per_gpu_hour.checked_mul(i64::from(gpus))?.checked_mul(i64::from(hours))?;
+        let rate = rate_for(program, pool);
+        let by_rate = rate.share_floor(list_cost);
+        let mut share = by_rate;
+        let mut limited_by = None;
+        if voucher.available_fen < share {
+            share = voucher.available_fen;
+            limited_by = Some(format!("the voucher's available balance {}", voucher.available_fen));
+        }
+        if let Some(cap) = program.terms.annual_cap_fen {
+            let left =
+                Fen::new(cap.checked_sub(self.state.annual_used(voucher.enterprise, program.id, now))?.fen().max(0));
+            if left < share {
+                share = left;
+                limited_by = Some(format!("the annual cap: {left} left of {cap} in {}", shanghai_year(now)));
+            }
+        }
+        Ok(Quote {
+            pool: pool.id,
+            gpu_count: gpus,
+            hours,
+            price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour,
+            rate_bp: rate,
+            list_cost_fen: list_cost,
+            voucher_share_fen: share,
+            enterprise_share_fen: list_cost.checked_sub(share)?,
+            limited_by,
+        })
+    }
+}
+
+impl Service {
+    /// Places an order: the price is locked and the voucher's share is held for it.
+    pub fn place_order(&mut self, actor: &Actor, input: OrderInput) -> Result<OrderId> {
+        let now = self.now_s();
+        let (voucher, program, pool) = self.check_order(&input, now)?;
+        let quote = self.price(voucher, program, pool, input.gpu_count, input.hours, now)?;
+        let (_, provider) = self.provider_of_pool(pool);
+        let enterprise = &self.state.enterprises[&input.enterprise];
+        let mut flags = Vec::new();
+        if enterprise.related_parties.contains(&provider.uscc) {
+            flags.push(format!(
+                "related_party: {} lists provider {} ({}) as a related party",
+                enterprise.id, provider.id, provider.uscc
+            ));
+        }
+        let (program_id, provider_id) = (program.id, provider.id);
+        let mut change = self.begin();
+        let id = self.state.next_order();
+        let hold = quote.voucher_share_fen;
+        let sequence = change.next_sequence();
+        self.ensure_account(&mut change, AccountKind::Hold, id.get(), 0);
+        self.ensure_account(&mut change, AccountKind::ProviderReceivable, provider_id.get(), program_id.get());
+        if hold > Fen::ZERO {
+            change.ledger.push(transfer(
+                sequence,
+                0,
+                TransferKind::Hold,
+                account_id(AccountKind::Voucher, input.voucher.get(), 0),
+                account_id(AccountKind::Hold, id.get(), 0),
+                hold.fen(),
+            ));
+        }
+        let order = Order {
+            id,
+            enterprise: input.enterprise,
+            voucher: input.voucher,
+            program: program_id,
+            pool: input.pool,
+            provider: provider_id,
+            purpose: input.purpose,
+            quote,
+            state: OrderState::Placed,
+            placed_at_s: now,
+            started_at_s: None,
+            ended_at_s: None,
+            hold_fen: hold,
+            hold_remaining_fen: hold,
+            gpu_seconds: 0,
+            usage_until_s: None,
+            cost_fen: Fen::ZERO,
+            voucher_paid_fen: Fen::ZERO,
+            enterprise_paid_fen: Fen::ZERO,
+            usage_records: 0,
+            flags: flags.clone(),
+        };
+        self.record(&mut change, Event::OrderPlaced { order: Box::new(order) }, now);
+        for flag in flags {
+            let anomaly =
+                Anomaly { time_s: now, kind: "related_party".to_owned(), object: id.to_string(), detail: flag };
+            self.record(&mut change, Event::AnomalyFlagged { anomaly }, now);
+        }
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+}
+
+impl View {
+    pub fn order(&self, id: OrderId) -> Result<&Order> {
+        self.state.orders.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+}
+
+impl Service {
+    /// Placed → running: the provider starts the job.
+    pub fn start_order(&mut self, actor: &Actor, id: OrderId) -> Result<()> {
+        let order = self.order(id)?;
+        if order.state != OrderState::Placed {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}, not placed", order.state),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::OrderStarted { order: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Running → completed: what is left of the hold goes back to the voucher (and on to the
+    /// budget if the voucher is no longer active).
+    pub fn complete_order(&mut self, actor: &Actor, id: OrderId) -> Result<Fen> {
+        let order = self.order(id)?;
+        if order.state != OrderState::Running {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}, not running", order.state),
+            ));
+        }
+        self.end_order(actor, id, OrderState::Completed)
+    }
+
+    /// Placed → cancelled, before it starts: the whole hold is released.
+    pub fn cancel_order(&mut self, actor: &Actor, id: OrderId) -> Result<Fen> {
+        let order = self.order(id)?;
+        if order.state != OrderState::Placed {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}; only a placed order that has not started can be cancelled", order.state),
+            ));
+        }
+        self.end_order(actor, id, OrderState::Cancelled)
+    }
+
+    pub(super) fn end_order(&mut self, actor: &Actor, id: OrderId, state: OrderState) -> Result<Fen> {
+        let order = &self.state.orders[&id];
+        let voucher = &self.state.vouchers[&order.voucher];
+        let released = order.hold_remaining_fen;
+        let voucher_closed = matches!(voucher.state, VoucherState::Expired | VoucherState::Revoked);
+        let returned = if voucher_closed { released } else { Fen::ZERO };
+        let (voucher_id, program) = (voucher.id, voucher.program);
+        let now = self.now_s();
+        let mut change = self.begin();
+        let sequence = change.next_sequence();
+        let mut legs = Vec::new();
+        if released > Fen::ZERO {
+            legs.push(release(sequence, 0, id.get(), voucher_id.get(), released.fen()));
+        }
+        if returned > Fen::ZERO {
+            legs.push(return_to_budget(sequence, 1, voucher_id.get(), program.get(), returned.fen()));
+        }
+        link(&mut legs);
+        change.ledger.extend(legs);
+        self.record(
+            &mut change,
+            Event::OrderEnded { order: id, state, released_fen: released, returned_fen: returned },
+            now,
+        );
+        self.commit(actor, now, change)?;
+        Ok(released)
+    }
+}

@@ -1,0 +1,121 @@
+//! Providers, their sites and GPU pools.
+
+use super::*;
+
+impl Service {
+    pub fn register_provider(
+        &mut self,
+        actor: &Actor,
+        uscc: Uscc,
+        name: &str,
+        operator: OperatorKind,
+    ) -> Result<ProviderId> {
+        check_text("name", name)?;
+        if let Some(existing) = self.state.provider_by_uscc.get(&uscc) {
+            return Err(ServiceError::new(
+                ErrorCode::AlreadyExists,
+                format!("uscc: {uscc} is already registered as {existing}"),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_provider();
+        self.ensure_account(&mut change, AccountKind::ProviderDirect, id.get(), 0);
+        let provider = Provider { id, uscc, name: name.to_owned(), operator, public_key_hex: None };
+        self.record(&mut change, Event::ProviderRegistered { provider }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn add_site(&mut self, actor: &Actor, input: SiteSpec) -> Result<SiteId> {
+        if !self.state.providers.contains_key(&input.provider) {
+            return Err(ServiceError::not_found(input.provider));
+        }
+        check_text("name", &input.name)?;
+        check_text("hub", &input.hub)?;
+        if !(-90.0..=90.0).contains(&input.latitude) {
+            return Err(ServiceError::field("latitude", "must be between -90 and 90"));
+        }
+        if !(-180.0..=180.0).contains(&input.longitude) {
+            return Err(ServiceError::field("longitude", "must be between -180 and 180"));
+        }
+        if input.pue.is_some_and(|pue| !(1.0..=3.0).contains(&pue)) {
+            return Err(ServiceError::field("pue", "must be between 1.0 and 3.0"));
+        }
+        if input.power_price_fen_per_kwh.is_some_and(|p| p <= Fen::ZERO) {
+            return Err(ServiceError::field("power_price", "must be positive"));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_site();
+        let site = Site { id, spec: input };
+        self.record(&mut change, Event::SiteAdded { site: Box::new(site) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    pub fn add_pool(&mut self, actor: &Actor, input: PoolInput) -> Result<PoolId> {
+        if !self.state.sites.contains_key(&input.site) {
+            return Err(ServiceError::not_found(input.site));
+        }
+        check_text("chip", &input.chip)?;
+        if input.gpu_count == 0 || input.gpu_count > 1_000_000 {
+            return Err(ServiceError::field("gpus", "must be between 1 and 1000000"));
+        }
+        if input.price_fen_per_gpu_hour <= Fen::ZERO {
+            return Err(ServiceError::field("price", "must be positive"));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.state.next_pool();
+        let pool = Pool {
+            id,
+            site: input.site,
+            chip: input.chip,
+            gpu_count: input.gpu_count,
+            domestic: input.domestic,
+            price_fen_per_gpu_hour: input.price_fen_per_gpu_hour,
+            gpus_reserved: 0,
+        };
+        self.record(&mut change, Event::PoolAdded { pool }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+}
+
+impl View {
+    pub(super) fn provider_of_pool(&self, pool: &Pool) -> (&Site, &Provider) {
+        let site = &self.state.sites[&pool.site];
+        (site, &self.state.providers[&site.spec.provider])
+    }
+}
+
+impl View {
+    /// Whether `program`'s provider rule allows `pool`, and if not, why.
+    pub(crate) fn provider_allowed(&self, program: &Program, pool: &Pool) -> Result<()> {
+        let (site, provider) = self.provider_of_pool(pool);
+        let refusal = match &program.terms.providers {
+            ProviderRule::Any => None,
+            ProviderRule::GovernmentRun => (site.spec.operator != OperatorKind::Government).then(|| {
+                format!(
+                    "{} is run by a {} operator; {} allows government-run sites only",
+                    site.id,
+                    site.spec.operator.as_str(),
+                    program.id
+                )
+            }),
+            ProviderRule::Listed { providers } => (!providers.contains(&provider.uscc))
+                .then(|| format!("{} ({}) is not among {}'s listed providers", provider.id, provider.uscc, program.id)),
+            ProviderRule::WithinRegion => (!site.spec.region.within(program.terms.authority_region)).then(|| {
+                format!(
+                    "{} is in region {}, outside {}'s region {}",
+                    site.id, site.spec.region, program.id, program.terms.authority_region
+                )
+            }),
+        };
+        match refusal {
+            None => Ok(()),
+            Some(message) => Err(ServiceError::new(ErrorCode::ProviderNotAllowed, format!("pool: {message}"))),
+        }
+    }
+}
