@@ -129,6 +129,8 @@ pub struct Page {
 pub const PAGE_LIMIT_MAX: usize = 500;
 
 impl Page {
+    /// One page of `items` (references into the published state: only the page is serialized,
+    /// nothing is copied).
     fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
         let limit = self.limit.unwrap_or(100);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
@@ -188,7 +190,6 @@ async fn list_programs(
             .programs
             .values()
             .filter(|p| page.state.as_ref().is_none_or(|wanted| &state_name(&p.state) == wanted))
-            .cloned()
             .collect();
         page.window(items)
     })
@@ -371,7 +372,6 @@ async fn list_applications(
                 )
                 .is_ok()
             })
-            .cloned()
             .collect();
         items.sort_by_key(|a| (a.program, a.submitted_at_s.unwrap_or(i64::MAX), a.id));
         page.window(items)
@@ -616,7 +616,7 @@ async fn list_pools(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    read(&state, &headers, move |s, _| page.window(s.state().pools.values().cloned().collect())).await
+    read(&state, &headers, move |s, _| page.window(s.state().pools.values().collect())).await
 }
 
 // ------------------------------------------------------------------ orders
@@ -936,7 +936,6 @@ async fn list_vouchers(
                 )
                 .is_ok()
             })
-            .cloned()
             .collect();
         page.window(items)
     })
@@ -968,7 +967,6 @@ async fn list_orders(
                 ];
                 permit(role, &grants, "").is_ok()
             })
-            .cloned()
             .collect();
         page.window(items)
     })

@@ -241,10 +241,10 @@ fn sigkill_during_ingestion_then_resend_applies_every_record_once() {
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
 }
 
-/// What a service opened on `path` holds: the log's length, the ledger's state hash and the
+/// What a service opened on `database` holds: the log's length, the ledger's state hash and the
 /// state in checkpoint form.
-fn fingerprint(path: &Path) -> (u64, String, String) {
-    let service = Service::open(path, Arc::new(suanli_service::SystemClock)).unwrap();
+fn fingerprint(database: &str) -> (u64, String, String) {
+    let service = Service::open_database(database, Arc::new(suanli_service::SystemClock)).unwrap();
     assert_eq!(service.check_books(), Vec::<String>::new());
     (
         service.durable().log_count(),
@@ -253,11 +253,74 @@ fn fingerprint(path: &Path) -> (u64, String, String) {
     )
 }
 
+/// Where the checkpoint crash test runs: a SQLite file in the test's directory, or a PostgreSQL
+/// scratch database.
+enum Backend {
+    Sqlite,
+    Postgres(suanli_store::scratch::ScratchDatabase),
+}
+
+impl Backend {
+    fn database(&self, dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => dir.join("restart.db").display().to_string(),
+            Backend::Postgres(database) => database.url.clone(),
+        }
+    }
+
+    /// A copy of the crash image with its checkpoints deleted (a start from the first entry);
+    /// answers its location and, for PostgreSQL, the copy's name to drop.
+    fn replayed_copy(&self, dir: &Path, round: usize) -> (String, Option<String>) {
+        match self {
+            Backend::Sqlite => {
+                let replayed = dir.join(format!("replayed-{round}.db"));
+                std::fs::copy(dir.join("restart.db"), &replayed).unwrap();
+                if dir.join("restart.db-wal").exists() {
+                    std::fs::copy(dir.join("restart.db-wal"), dir.join(format!("replayed-{round}.db-wal"))).unwrap();
+                }
+                rusqlite::Connection::open(&replayed).unwrap().execute("DELETE FROM checkpoints", []).unwrap();
+                (replayed.display().to_string(), None)
+            }
+            Backend::Postgres(database) => {
+                let name = format!("{}_replayed_{round}", database.name());
+                let mut admin = postgres::Client::connect(database.admin_url(), postgres::NoTls).unwrap();
+                admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {}", database.name())).unwrap();
+                let url = format!("{}/{name}", database.url.rsplit_once('/').unwrap().0);
+                postgres::Client::connect(&url, postgres::NoTls)
+                    .unwrap()
+                    .batch_execute("DELETE FROM checkpoints")
+                    .unwrap();
+                (url, Some(name))
+            }
+        }
+    }
+
+    fn drop_copy(&self, name: Option<String>) {
+        if let (Backend::Postgres(database), Some(name)) = (self, name) {
+            let mut admin = postgres::Client::connect(database.admin_url(), postgres::NoTls).unwrap();
+            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        }
+    }
+}
+
 #[test]
 fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_from_the_start() {
+    checkpoint_crash(Backend::Sqlite);
+}
+
+#[test]
+fn sigkill_while_checkpointing_on_postgresql_then_a_start_from_the_checkpoint_equals_a_replay() {
+    match suanli_store::scratch::ScratchDatabase::from_test_env() {
+        Some(database) => checkpoint_crash(Backend::Postgres(database)),
+        None => eprintln!("SUANLI_TEST_POSTGRES is unset: the PostgreSQL crash test is skipped"),
+    }
+}
+
+fn checkpoint_crash(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let database = backend.database(dir.path());
     let key = SigningKey::from_bytes(&[9; 32]);
-    let (provider, order, start) = world(dir.path(), &key);
+    let (provider, order, start) = world_in(&database, &key);
     let batches: Vec<(String, String)> = (0..BATCHES)
         .map(|b| signed_batch(&key, provider, order, start, (b * PER_BATCH) as i64, PER_BATCH as i64))
         .collect();
@@ -272,7 +335,6 @@ fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_
             .send(body.clone())?;
         response.body_mut().read_to_string()
     };
-    let path = dir.path().join("restart.db");
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64; // fixed, so a failure reproduces
     let mut acknowledged_ids = std::collections::BTreeSet::new();
     for round in 0..4 {
@@ -280,9 +342,9 @@ fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_
         seed ^= seed >> 7;
         seed ^= seed << 17;
         // A checkpoint every 120 entries: most kills land near or inside one.
-        let (mut server, url) = start_server(dir.path(), &now, &["--checkpoint-entries", "120"]);
+        let (mut server, url) = start_server_on(dir.path(), &database, &now, &["--checkpoint-entries", "120"]);
         let killed_after = std::time::Duration::from_millis(5 + seed % 60);
-        // Each round streams its own tenth of the batches (and the ones before, answered
+        // Each round streams its own quarter of the batches (and the ones before, answered
         // `exists`), so every kill lands in the middle of new work.
         let upto = (round + 1) * BATCHES / 4;
         std::thread::scope(|scope| {
@@ -308,28 +370,16 @@ fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_
             acknowledged_ids.extend(sender.join().unwrap());
         });
         server.wait().unwrap();
-        // The crash image, copied before anything opens it, loses its checkpoints: a start from
-        // the first entry. The original starts from its latest checkpoint. Both must agree.
-        let replayed = dir.path().join(format!("replayed-{round}.db"));
-        std::fs::copy(&path, &replayed).unwrap();
-        let wal = dir.path().join("restart.db-wal");
-        if wal.exists() {
-            std::fs::copy(&wal, dir.path().join(format!("replayed-{round}.db-wal"))).unwrap();
-        }
-        rusqlite::Connection::open(&replayed).unwrap().execute("DELETE FROM checkpoints", []).unwrap();
-        let from_checkpoint = fingerprint(&path);
+        // The crash image without its checkpoints starts from the first entry; the original
+        // starts from its latest checkpoint. Both must agree.
+        let (replayed, copy) = backend.replayed_copy(dir.path(), round);
+        let from_checkpoint = fingerprint(&database);
         assert_eq!(from_checkpoint, fingerprint(&replayed), "round {round}: the same state either way");
-        let checkpoints: i64 = rusqlite::Connection::open(&path)
-            .unwrap()
-            .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
-            .unwrap();
-        eprintln!(
-            "round {round}: killed after {killed_after:?}, {} entries, {checkpoints} checkpoints kept",
-            from_checkpoint.0
-        );
+        backend.drop_copy(copy);
+        eprintln!("round {round}: killed after {killed_after:?}, {} entries", from_checkpoint.0);
     }
     // Every acknowledged record is there once: resending everything applies only the rest.
-    let (mut server, url) = start_server(dir.path(), &now, &[]);
+    let (mut server, url) = start_server_on(dir.path(), &database, &now, &[]);
     let mut stored = 0;
     for batch in &batches {
         let answer: serde_json::Value = serde_json::from_str(&send(&url, batch).unwrap()).unwrap();
@@ -349,14 +399,14 @@ fn sigkill_while_checkpointing_then_a_start_from_the_checkpoint_equals_a_replay_
     Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
     assert!(server.wait().unwrap().success());
     let show = Command::new(env!("CARGO_BIN_EXE_suanli"))
-        .args(["order", "show", &order.to_string(), "--database", "restart.db", "--json"])
+        .args(["order", "show", &order.to_string(), "--database", &database, "--json"])
         .current_dir(dir.path())
         .output()
         .unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["usage_records"], BATCHES * PER_BATCH);
     let audit = Command::new(env!("CARGO_BIN_EXE_suanli"))
-        .args(["audit", "verify", "--database", "restart.db"])
+        .args(["audit", "verify", "--database", &database])
         .current_dir(dir.path())
         .output()
         .unwrap();
