@@ -64,25 +64,11 @@ impl LogReader {
                 let total: i64 =
                     transaction.query_row("SELECT coalesce(max(sequence), 0) FROM audit_log", [], |r| r.get(0))?;
                 let entries = {
-                    let mut statement = transaction.prepare_cached(
-                        "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
-                         FROM audit_log WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
-                    )?;
-                    statement
-                        .query_map([after, limit], |r| {
-                            Ok(LogEntry {
-                                sequence: r.get::<_, i64>(0)? as u64,
-                                time_s: r.get(1)?,
-                                actor: r.get(2)?,
-                                action: r.get(3)?,
-                                object: r.get(4)?,
-                                body: r.get(5)?,
-                                ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
-                                previous_hash: hash(r.get::<_, Vec<u8>>(7)?)?,
-                                hash: hash(r.get::<_, Vec<u8>>(8)?)?,
-                            })
-                        })?
-                        .collect::<Result<Vec<_>, _>>()?
+                    let mut statement = transaction.prepare_cached(&format!(
+                        "{} WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
+                        crate::sqlite::LOG_COLUMNS
+                    ))?;
+                    statement.query_map([after, limit], crate::sqlite::log_row)?.collect::<Result<Vec<_>, _>>()?
                 };
                 transaction.commit()?;
                 Ok((entries, total as u64))
@@ -137,8 +123,4 @@ impl Drop for LogReader {
 
 fn bad_hash() -> StoreError {
     StoreError::Malformed("a log hash is not 32 bytes".into())
-}
-
-fn hash(bytes: Vec<u8>) -> Result<[u8; 32], rusqlite::Error> {
-    bytes.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
 }

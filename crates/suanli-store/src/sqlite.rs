@@ -397,26 +397,29 @@ fn load_from(c: &rusqlite::Transaction<'_>, from: Option<&Checkpoint>) -> Result
         snapshot.failed.push(FailedId { id, reason, timestamp });
     }
     snapshot.batch_of_timestamp.sort_unstable();
-    let mut statement = c.prepare(
-        "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
-         FROM audit_log WHERE sequence > ?1 ORDER BY sequence",
-    )?;
-    for row in statement.query_map([from.map_or(0, |c| c.log_sequence as i64)], |r| {
-        Ok(LogEntry {
-            sequence: r.get::<_, i64>(0)? as u64,
-            time_s: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            object: r.get(4)?,
-            body: r.get(5)?,
-            ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
-            previous_hash: hash_from(r.get(7)?)?,
-            hash: hash_from(r.get(8)?)?,
-        })
-    })? {
+    let mut statement = c.prepare(&format!("{LOG_COLUMNS} WHERE sequence > ?1 ORDER BY sequence"))?;
+    for row in statement.query_map([from.map_or(0, |c| c.log_sequence as i64)], log_row)? {
         snapshot.log.push(row?);
     }
     Ok(snapshot)
+}
+
+/// Selects every column of an audit-log entry ([`log_row`]).
+pub(crate) const LOG_COLUMNS: &str =
+    "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log";
+
+pub(crate) fn log_row(r: &rusqlite::Row<'_>) -> Result<LogEntry, rusqlite::Error> {
+    Ok(LogEntry {
+        sequence: r.get::<_, i64>(0)? as u64,
+        time_s: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        object: r.get(4)?,
+        body: r.get(5)?,
+        ledger_batch_id: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+        previous_hash: hash_from(r.get(7)?)?,
+        hash: hash_from(r.get(8)?)?,
+    })
 }
 
 fn id_bytes(id: u128) -> [u8; 16] {
