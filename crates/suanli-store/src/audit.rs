@@ -1,4 +1,4 @@
-//! The audit: checks a whole database from its rows.
+//! The audit: checks a whole database from its rows, a batch at a time.
 //!
 //! It walks the journal, recomputing every batch's hash from the rows recorded in it and checking
 //! each link of the chain; checks that every record lies inside its batch's time range; then
@@ -6,10 +6,13 @@
 //! every invariant (books balance, no negative balance, limits hold, every hold resolved at most
 //! once). Each problem found is reported, not only the first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use suanli_ledger::{Account, Changes, GENESIS, Hash, Ledger, PendingStatus, batch_hash, state_hash};
+use suanli_ledger::{
+    Account, Changes, GENESIS, Hash, Ledger, PendingStatus, Transfer, TransferFlags, batch_hash, state_hash,
+};
 
+use crate::log::check_log_after;
 use crate::{Snapshot, Storage, StoreError};
 
 /// What the audit found.
@@ -40,27 +43,135 @@ impl AuditReport {
     }
 }
 
+/// Audits a whole database a batch at a time: memory holds the accounts, the holds and one
+/// batch's rows, never the history, so the audit of a programme year fits where the server does.
 pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
-    let snapshot = storage.load()?;
+    let skeleton = storage.load_skeleton()?;
     let mut report = AuditReport {
-        batches: snapshot.batches.len() as u64,
-        accounts: snapshot.accounts.len() as u64,
-        transfers: snapshot.transfers.len() as u64,
-        holds_expired: snapshot.expired.len() as u64,
-        failed_ids: snapshot.failed.len() as u64,
+        batches: skeleton.batches.len() as u64,
+        accounts: skeleton.accounts.len() as u64,
+        holds_expired: skeleton.expired.len() as u64,
+        failed_ids: skeleton.failed.len() as u64,
         ..AuditReport::default()
     };
-    check_journal(&snapshot, &mut report);
-    report.log_entries = snapshot.log.len() as u64;
-    match crate::check_log(&snapshot.log, &snapshot.batches) {
-        Ok(head) => report.log_head = head,
-        Err(problems) => report.violations.extend(problems),
+    let batch_of = |timestamp: u64| {
+        skeleton
+            .batch_of_timestamp
+            .binary_search_by_key(&timestamp, |&(t, _)| t)
+            .ok()
+            .map(|i| skeleton.batch_of_timestamp[i].1)
+    };
+    let mut expired_by_batch: HashMap<u64, Vec<suanli_ledger::Expiry>> = HashMap::new();
+    for expiry in &skeleton.expired {
+        expired_by_batch.entry(batch_of(expiry.timestamp).unwrap_or(0)).or_default().push(*expiry);
     }
-    let Snapshot { accounts, transfers, expired, failed, batches, .. } = snapshot;
+    let mut failed_by_batch: HashMap<u64, Vec<suanli_ledger::FailedId>> = HashMap::new();
+    for failed in &skeleton.failed {
+        failed_by_batch.entry(batch_of(failed.timestamp).unwrap_or(0)).or_default().push(*failed);
+    }
+    let expired: HashSet<u128> = skeleton.expired.iter().map(|e| e.pending_id).collect();
+    let failed: HashSet<u128> = skeleton.failed.iter().map(|f| f.id).collect();
+    let mut derive = Derivation {
+        derived: skeleton.accounts.iter().map(|a| (a.id, [0i128; 4])).collect(),
+        holds: HashMap::new(),
+        resolved: HashMap::new(),
+        expired: &expired,
+        failed: &failed,
+        transfers: 0,
+        violations: Vec::new(),
+    };
+    let mut head = GENESIS;
+    let mut accounts_seen = 0;
+    for (index, batch) in skeleton.batches.iter().enumerate() {
+        if batch.batch_id != index as u64 + 1 {
+            report.violations.push(format!("journal: batch {} is missing", index + 1));
+        }
+        if batch.previous_hash != head {
+            report.violations.push(format!("journal: batch {} does not link to the batch before it", batch.batch_id));
+        }
+        let (accounts, transfers) = storage.batch_rows(batch.batch_id)?;
+        accounts_seen += accounts.len();
+        let changes = Changes {
+            timestamp_first: batch.timestamp_first,
+            timestamp_last: batch.timestamp_last,
+            accounts_created: accounts
+                .iter()
+                .map(|a| Account { debits_pending: 0, debits_posted: 0, credits_pending: 0, credits_posted: 0, ..*a })
+                .collect(),
+            transfers_created: transfers,
+            expired: expired_by_batch.remove(&batch.batch_id).unwrap_or_default(),
+            failed: failed_by_batch.remove(&batch.batch_id).unwrap_or_default(),
+            accounts_after: Vec::new(),
+        };
+        let mut stamps: Vec<u64> = changes
+            .accounts_created
+            .iter()
+            .map(|a| a.timestamp)
+            .chain(changes.transfers_created.iter().map(|t| t.timestamp))
+            .chain(changes.expired.iter().map(|e| e.timestamp))
+            .chain(changes.failed.iter().map(|f| f.timestamp))
+            .collect();
+        stamps.sort_unstable();
+        if let Some(pair) = stamps.windows(2).find(|pair| pair[0] == pair[1]) {
+            report.violations.push(format!("two records share timestamp {}", pair[0]));
+        }
+        if let Some(t) = stamps.iter().find(|&&t| t < batch.timestamp_first || t > batch.timestamp_last) {
+            report
+                .violations
+                .push(format!("journal: batch {} holds a record at {t}, outside its time range", batch.batch_id));
+        }
+        if batch_hash(&batch.previous_hash, &changes) != batch.hash {
+            report.violations.push(format!(
+                "journal: batch {} does not match its hash (a row of it was changed, added or removed)",
+                batch.batch_id
+            ));
+        }
+        changes.transfers_created.iter().for_each(|t| derive.transfer(t));
+        head = batch.hash;
+    }
+    report.journal_head = head;
+    let stored_transfers = storage.transfer_count()?;
+    report.transfers = stored_transfers;
+    if let Some(orphan) = expired_by_batch.keys().chain(failed_by_batch.keys()).min() {
+        report.violations.push(format!("journal: records name batch {orphan}, which is not in the journal"));
+    }
+    if stored_transfers != derive.transfers || accounts_seen != skeleton.accounts.len() {
+        report.violations.push(format!(
+            "journal: {} transfers and {} accounts name a batch that is not in the journal",
+            stored_transfers.abs_diff(derive.transfers),
+            skeleton.accounts.len().abs_diff(accounts_seen)
+        ));
+    }
+    // Every balance re-derived from every transfer.
+    for account in &skeleton.accounts {
+        let stored = [account.debits_pending, account.debits_posted, account.credits_pending, account.credits_posted]
+            .map(i128::from);
+        if derive.derived[&account.id] != stored {
+            derive.violations.push(format!(
+                "ledger invariant violated: account {:#x} holds {stored:?} but its transfers give {:?}",
+                account.id, derive.derived[&account.id]
+            ));
+        }
+    }
+    for id in derive.resolved.keys().filter(|id| expired.contains(id)) {
+        derive.violations.push(format!("ledger invariant violated: hold {id:#x} both expired and was resolved"));
+    }
+    report.violations.append(&mut derive.violations);
+    let transfers_total = derive.transfers;
+    let Snapshot { accounts, transfers, expired, failed, batches, transfer_id_max, .. } = skeleton;
     report.posted_total = accounts.iter().map(|a| i128::from(a.debits_posted)).sum();
     report.pending_total = accounts.iter().map(|a| i128::from(a.debits_pending)).sum();
     let last_timestamp = batches.last().map_or(0, |b| b.timestamp_last);
-    match Ledger::restore(accounts, transfers, expired, failed, last_timestamp) {
+    // The ledger as the server restores it: the remaining invariants, and the state hash.
+    match Ledger::restore_forgetting(
+        accounts,
+        transfers,
+        expired,
+        failed,
+        last_timestamp,
+        transfers_total,
+        transfer_id_max,
+    ) {
         Ok(ledger) => {
             report.holds_open =
                 ledger.pending_statuses().filter(|(_, status)| *status == PendingStatus::Pending).count() as u64;
@@ -68,18 +179,99 @@ pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
         }
         Err(violation) => report.violations.push(violation.to_string()),
     }
+    // The log, a page at a time, each entry linked and bound to its batch.
+    let mut after = 0;
+    let mut log_head = GENESIS;
+    loop {
+        let page = storage.log_after(after, LOG_PAGE_ENTRIES)?;
+        let Some(last) = page.last() else { break };
+        match check_log_after(&page, &batches, after, log_head) {
+            Ok(head) => log_head = head,
+            Err(problems) => {
+                report.violations.extend(problems);
+                log_head = last.hash;
+            }
+        }
+        after = last.sequence;
+        report.log_entries += page.len() as u64;
+    }
+    report.log_head = log_head;
     Ok(report)
 }
 
-/// Recomputes every batch's hash from its rows and checks each link, adding what is wrong to
-/// `report.violations`.
-pub(crate) fn check_journal(snapshot: &Snapshot, report: &mut AuditReport) {
-    check_journal_after(snapshot, 0, GENESIS, report)
+/// Log entries the audit reads at a time.
+const LOG_PAGE_ENTRIES: usize = 10_000;
+
+/// Balances re-derived from transfers as the audit visits them, with what it learns of holds.
+struct Derivation<'a> {
+    derived: HashMap<u128, [i128; 4]>,
+    /// Every hold seen so far (kept: a resolution names one).
+    holds: HashMap<u128, Transfer>,
+    resolved: HashMap<u128, PendingStatus>,
+    expired: &'a HashSet<u128>,
+    failed: &'a HashSet<u128>,
+    transfers: u64,
+    violations: Vec<String>,
 }
 
-/// Like [`check_journal`] from a checkpoint at batch `after` whose hash is `after_hash`: every
-/// link is checked, and the hashes of the batches after it are recomputed from their rows (the
-/// snapshot holds no settled rows of earlier batches; the full audit checks those).
+impl Derivation<'_> {
+    fn transfer(&mut self, t: &Transfer) {
+        self.transfers += 1;
+        let fail = |message: String| format!("ledger invariant violated: {message}");
+        if !self.derived.contains_key(&t.debit_account_id) || !self.derived.contains_key(&t.credit_account_id) {
+            self.violations.push(fail(format!("transfer {:#x} names an account that does not exist", t.id)));
+            return;
+        }
+        if t.amount < 0 || (t.amount == 0 && !t.flags.resolves_pending()) {
+            self.violations.push(fail(format!("transfer {:#x} has amount {}", t.id, t.amount)));
+        }
+        if self.failed.contains(&t.id) {
+            self.violations.push(fail(format!("id {:#x} is both a transfer and a failure", t.id)));
+        }
+        let amount = i128::from(t.amount);
+        let mut add = |id: u128, slot: usize, value: i128| self.derived.get_mut(&id).expect("checked")[slot] += value;
+        if t.flags.contains(TransferFlags::PENDING) {
+            self.holds.insert(t.id, *t);
+            if !self.expired.contains(&t.id) {
+                add(t.debit_account_id, 0, amount);
+                add(t.credit_account_id, 2, amount);
+            }
+        } else if t.flags.resolves_pending() {
+            let Some(pending) = self.holds.get(&t.pending_id).copied() else {
+                self.violations.push(fail(format!("transfer {:#x} resolves a transfer that does not exist", t.id)));
+                return;
+            };
+            let status = if t.flags.contains(TransferFlags::POST_PENDING) {
+                PendingStatus::Posted
+            } else {
+                PendingStatus::Voided
+            };
+            if self.resolved.insert(t.pending_id, status).is_some() {
+                self.violations.push(fail(format!("pending transfer {:#x} is resolved twice", t.pending_id)));
+            }
+            if t.amount > pending.amount {
+                self.violations.push(fail(format!("transfer {:#x} posts more than its pending transfer held", t.id)));
+            }
+            let held = i128::from(pending.amount);
+            let mut add =
+                |id: u128, slot: usize, value: i128| self.derived.get_mut(&id).expect("checked")[slot] += value;
+            add(pending.debit_account_id, 0, -held);
+            add(pending.credit_account_id, 2, -held);
+            if status == PendingStatus::Posted {
+                add(t.debit_account_id, 1, amount);
+                add(t.credit_account_id, 3, amount);
+            }
+        } else {
+            add(t.debit_account_id, 1, amount);
+            add(t.credit_account_id, 3, amount);
+        }
+    }
+}
+
+/// Checks a loaded snapshot's journal from a checkpoint at batch `after` whose hash is
+/// `after_hash` (0 and GENESIS without one): every link is checked, and the hashes of the batches
+/// after it are recomputed from their rows (the snapshot holds no settled rows of earlier batches;
+/// the audit checks those).
 pub(crate) fn check_journal_after(snapshot: &Snapshot, after: u64, after_hash: Hash, report: &mut AuditReport) {
     // Regroup every record under the batch that recorded it.
     let mut by_batch: HashMap<u64, Changes> = HashMap::new();

@@ -266,6 +266,27 @@ impl Storage for AnyStore {
         }
     }
 
+    fn batch_rows(&mut self, batch_id: u64) -> Result<(Vec<Account>, Vec<Transfer>), StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.batch_rows(batch_id),
+            Backend::Postgres(store) => store.batch_rows(batch_id),
+        }
+    }
+
+    fn transfer_count(&mut self) -> Result<u64, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.transfer_count(),
+            Backend::Postgres(store) => store.transfer_count(),
+        }
+    }
+
+    fn log_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.log_after(after, limit),
+            Backend::Postgres(store) => store.log_after(after, limit),
+        }
+    }
+
     fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
         match &mut self.backend {
             Backend::Sqlite(store) => store.latest_checkpoint(),
@@ -337,6 +358,32 @@ pub trait Storage {
 
     /// The stored transfers among `ids` (for a ledger that forgot settled ones).
     fn transfers_by_id(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, StoreError>;
+
+    /// Everything but the settled transfers and the log: every batch record and account, the
+    /// holds and their resolutions, expiries and failures (for an audit that visits the rest a
+    /// batch at a time).
+    fn load_skeleton(&mut self) -> Result<Snapshot, StoreError> {
+        let everything = Checkpoint {
+            log_sequence: i64::MAX as u64,
+            log_head: [0; 32],
+            batch_id: i64::MAX as u64,
+            journal_head: [0; 32],
+            transfers_total: 0,
+            time_s: 0,
+            state_sha256: [0; 32],
+            state: String::new(),
+        };
+        self.load_since(Some(&everything))
+    }
+
+    /// The accounts a batch created (balances as stored) and its transfers, in timestamp order.
+    fn batch_rows(&mut self, batch_id: u64) -> Result<(Vec<Account>, Vec<Transfer>), StoreError>;
+
+    /// How many transfers are stored.
+    fn transfer_count(&mut self) -> Result<u64, StoreError>;
+
+    /// The log entries after `after`, at most `limit`, in order.
+    fn log_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
 
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError>;

@@ -360,6 +360,67 @@ impl Storage for PostgresStore {
         Ok(self.checkpoints(1)?.pop())
     }
 
+    fn batch_rows(&mut self, batch_id: u64) -> Result<(Vec<Account>, Vec<Transfer>), StoreError> {
+        let batch = batch_id as i64;
+        let accounts = self
+            .client
+            .query(
+                "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
+                 credits_posted, timestamp FROM ledger_accounts WHERE batch_id = $1 ORDER BY timestamp",
+                &[&batch],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Account {
+                    id: id_from(row.get(0))?,
+                    ledger: row.get::<_, i64>(1) as u32,
+                    code: row.get::<_, i32>(2) as u16,
+                    flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
+                    user_data: id_from(row.get(4))?,
+                    debits_pending: row.get(5),
+                    debits_posted: row.get(6),
+                    credits_pending: row.get(7),
+                    credits_posted: row.get(8),
+                    timestamp: row.get::<_, i64>(9) as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let transfers = self
+            .client
+            .query(&format!("{TRANSFER_COLUMNS} WHERE batch_id = $1 ORDER BY timestamp"), &[&batch])?
+            .iter()
+            .map(|row| transfer_row(row).map(|(t, _)| t))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((accounts, transfers))
+    }
+
+    fn transfer_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.client.query_one("SELECT count(*) FROM ledger_transfers", &[])?.get::<_, i64>(0) as u64)
+    }
+
+    fn log_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = self.client.query(
+            "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash FROM audit_log \
+             WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+            &[&(after as i64), &(limit as i64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogEntry {
+                    sequence: row.get::<_, i64>(0) as u64,
+                    time_s: row.get(1),
+                    actor: row.get(2),
+                    action: row.get(3),
+                    object: row.get(4),
+                    body: row.get(5),
+                    ledger_batch_id: row.get::<_, Option<i64>>(6).map(|b| b as u64),
+                    previous_hash: hash_from(row.get(7))?,
+                    hash: hash_from(row.get(8))?,
+                })
+            })
+            .collect()
+    }
+
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
         self.checkpoints(crate::CHECKPOINTS_KEPT as i64)
     }

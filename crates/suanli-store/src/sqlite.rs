@@ -465,6 +465,47 @@ impl Storage for SqliteStore {
         Ok(self.checkpoints(true)?.pop())
     }
 
+    fn batch_rows(&mut self, batch_id: u64) -> Result<(Vec<Account>, Vec<Transfer>), StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
+             credits_posted, timestamp FROM ledger_accounts WHERE batch_id = ?1 ORDER BY timestamp",
+        )?;
+        let accounts = statement
+            .query_map([batch_id as i64], |r| {
+                Ok(Account {
+                    id: id_from(r.get(0)?)?,
+                    ledger: r.get(1)?,
+                    code: r.get(2)?,
+                    flags: AccountFlags::from_bits(r.get(3)?),
+                    user_data: id_from(r.get(4)?)?,
+                    debits_pending: r.get(5)?,
+                    debits_posted: r.get(6)?,
+                    credits_pending: r.get(7)?,
+                    credits_posted: r.get(8)?,
+                    timestamp: r.get::<_, i64>(9)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut statement =
+            self.connection.prepare_cached(&format!("{TRANSFER_COLUMNS} WHERE batch_id = ?1 ORDER BY timestamp"))?;
+        let transfers = statement
+            .query_map([batch_id as i64], transfer_row)?
+            .map(|row| row.map(|(t, _)| t))
+            .collect::<Result<_, _>>()?;
+        Ok((accounts, transfers))
+    }
+
+    fn transfer_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.connection.query_row("SELECT count(*) FROM ledger_transfers", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn log_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let mut statement =
+            self.connection.prepare_cached(&format!("{LOG_COLUMNS} WHERE sequence > ?1 ORDER BY sequence LIMIT ?2"))?;
+        let entries = statement.query_map([after as i64, limit as i64], log_row)?.collect::<Result<_, _>>()?;
+        Ok(entries)
+    }
+
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
         self.checkpoints(false)
     }

@@ -91,18 +91,23 @@ impl Server {
 
     /// Resident memory of the server process, in MiB (Linux).
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
+        memory_mib(self.child.id(), "VmRSS:").unwrap_or(f64::NAN)
     }
 
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A memory figure of a process from /proc (Linux), in MiB: `VmRSS:` now, `VmHWM:` at its peak.
+fn memory_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
 }
 
 fn agent() -> ureq::Agent {
@@ -364,10 +369,30 @@ pub fn history(options: &HistoryOptions) -> anyhow::Result<ExitCode> {
         let rss_after = server.rss_mib();
         // The whole audit, beside the running server.
         let audit_started = Instant::now();
-        let audit =
-            Command::new(std::env::current_exe()?).args(["audit", "verify", "--database", &world.database]).output()?;
+        let mut audit = Command::new(std::env::current_exe()?)
+            .args(["audit", "verify", "--database", &world.database])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut output = audit.stdout.take().context("the audit's output")?;
+        let reader = std::thread::spawn(move || {
+            let mut report = String::new();
+            let _ = std::io::Read::read_to_string(&mut output, &mut report);
+            report
+        });
+        // The audit's peak memory, read while it runs (VmHWM).
+        let mut audit_peak_mib = f64::NAN;
+        let status = loop {
+            if let Some(peak) = memory_mib(audit.id(), "VmHWM:") {
+                audit_peak_mib = peak;
+            }
+            if let Some(status) = audit.try_wait()? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let audit_s = audit_started.elapsed().as_secs_f64();
-        anyhow::ensure!(audit.status.success(), "the audit failed: {}", String::from_utf8_lossy(&audit.stdout));
+        let report = reader.join().unwrap_or_default();
+        anyhow::ensure!(status.success(), "the audit failed: {report}");
         let row = Row {
             milestone,
             grow_rate: grown as f64 / grow_s,
@@ -377,6 +402,7 @@ pub fn history(options: &HistoryOptions) -> anyhow::Result<ExitCode> {
             rss_restart,
             rss_after,
             audit_s,
+            audit_peak_mib,
             voucher: (voucher_reads.at(0.5), voucher_reads.at(0.99)),
             page: (page_reads.at(0.5), page_reads.at(0.99)),
             alone_rate: options.load_records as f64 / alone_s,
@@ -389,17 +415,18 @@ pub fn history(options: &HistoryOptions) -> anyhow::Result<ExitCode> {
     server.kill();
     println!();
     println!(
-        "| records | restart to ready | RSS after restart | RSS after an hour's ingestion | audit verify | voucher read p50 / p99 | log page p50 / p99 | reads during ingestion p99 / max (rate) | ingestion alone / under reads | growth rate, worst probe read |"
+        "| records | restart to ready | RSS after restart | RSS after an hour's ingestion | audit verify (peak memory) | voucher read p50 / p99 | log page p50 / p99 | reads during ingestion p99 / max (rate) | ingestion alone / under reads | growth rate, worst probe read |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!(
-            "| {} | {:.2} s | {:.0} MiB | {:.0} MiB | {:.1} s | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.2} / {:.1} ms ({:.0}/s) | {:.0} / {:.0} records/s | {:.0} records/s, {:.1} ms |",
+            "| {} | {:.2} s | {:.0} MiB | {:.0} MiB | {:.1} s ({:.0} MiB) | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.2} / {:.1} ms ({:.0}/s) | {:.0} / {:.0} records/s | {:.0} records/s, {:.1} ms |",
             row.milestone,
             row.restart_s,
             row.rss_restart,
             row.rss_after,
             row.audit_s,
+            row.audit_peak_mib,
             row.voucher.0,
             row.voucher.1,
             row.page.0,
@@ -426,6 +453,7 @@ struct Row {
     rss_restart: f64,
     rss_after: f64,
     audit_s: f64,
+    audit_peak_mib: f64,
     voucher: (f64, f64),
     page: (f64, f64),
     alone_rate: f64,
@@ -439,7 +467,7 @@ impl Row {
         println!(
             "{} records: grew at {:.0}/s (probe read p99 {:.2} ms, worst {:.1} ms); restart to ready {:.2} s, RSS {:.0} MiB; \
              voucher read p50 {:.2} / p99 {:.2} ms; log page p50 {:.2} / p99 {:.2} ms; ingestion {:.0}/s alone, {:.0}/s under \
-             {:.0} reads/s (read p99 {:.2} ms, worst {:.1} ms); RSS after {:.0} MiB; audit verify {:.1} s",
+             {:.0} reads/s (read p99 {:.2} ms, worst {:.1} ms); RSS after {:.0} MiB; audit verify {:.1} s, peak {:.0} MiB",
             self.milestone,
             self.grow_rate,
             self.probe_p99,
@@ -457,6 +485,7 @@ impl Row {
             self.loaded_reads.2,
             self.rss_after,
             self.audit_s,
+            self.audit_peak_mib,
         );
     }
 }
