@@ -1131,9 +1131,25 @@ fn statement_text(s: &suanli_service::model::Statement) -> String {
 pub fn log(common: &Common, command: LogCommand) -> anyhow::Result<ExitCode> {
     let LogCommand::Show { object, limit } = command;
     run(common, |service, _| {
-        let entries = service.log_entries()?;
-        let selected: Vec<_> = entries.iter().filter(|e| object.as_ref().is_none_or(|o| &e.object == o)).collect();
-        let shown = &selected[selected.len().saturating_sub(limit)..];
+        // The log a page at a time, keeping only the newest `limit` entries that match: memory
+        // stays bounded however long the log is.
+        let mut reader = service.log_reader()?;
+        let mut kept: std::collections::VecDeque<suanli_store::LogEntry> = std::collections::VecDeque::new();
+        let mut after = 0;
+        loop {
+            let (page, _) = reader.page(after, suanli_store::LOG_PAGE_ENTRIES_MAX)?;
+            let Some(last) = page.last() else { break };
+            after = last.sequence;
+            for entry in page.into_iter().filter(|e| object.as_ref().is_none_or(|o| &e.object == o)) {
+                if kept.len() == limit {
+                    kept.pop_front();
+                }
+                if limit > 0 {
+                    kept.push_back(entry);
+                }
+            }
+        }
+        let shown: &[suanli_store::LogEntry] = kept.make_contiguous();
         let mut t = table(&["#", "time", "actor", "action", "object", "hash"]);
         for e in shown {
             t.add_row(vec![

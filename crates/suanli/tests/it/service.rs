@@ -240,6 +240,12 @@ fn a_programme_runs_from_the_command_line() {
     let log = json(d, april, &["log", "show", "--object", &voucher]);
     let actions: Vec<&str> = log.as_array().unwrap().iter().map(|e| text(&e["action"])).collect();
     assert_eq!(actions, ["voucher.expired"]);
+    // The newest entries, read a page at a time.
+    let all = json(d, april, &["log", "show", "--limit", "1000000"]);
+    let newest = json(d, april, &["log", "show", "--limit", "3"]);
+    let sequences: Vec<u64> = newest.as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+    let total = all.as_array().unwrap().len() as u64;
+    assert_eq!(sequences, [total - 2, total - 1, total]);
     assert!(!json(d, april, &["anomalies"]).as_array().unwrap().is_empty());
 
     let output = at(d, april, &["audit", "verify"]);
