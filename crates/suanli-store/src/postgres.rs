@@ -364,26 +364,9 @@ impl Storage for PostgresStore {
         let batch = batch_id as i64;
         let accounts = self
             .client
-            .query(
-                "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
-                 credits_posted, timestamp FROM ledger_accounts WHERE batch_id = $1 ORDER BY timestamp",
-                &[&batch],
-            )?
+            .query(&format!("{ACCOUNT_COLUMNS} WHERE batch_id = $1 ORDER BY timestamp"), &[&batch])?
             .iter()
-            .map(|row| {
-                Ok(Account {
-                    id: id_from(row.get(0))?,
-                    ledger: row.get::<_, i64>(1) as u32,
-                    code: row.get::<_, i32>(2) as u16,
-                    flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
-                    user_data: id_from(row.get(4))?,
-                    debits_pending: row.get(5),
-                    debits_posted: row.get(6),
-                    credits_pending: row.get(7),
-                    credits_posted: row.get(8),
-                    timestamp: row.get::<_, i64>(9) as u64,
-                })
-            })
+            .map(|row| account_row(row).map(|(a, _)| a))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let transfers = self
             .client
@@ -573,6 +556,28 @@ fn bytes(id: u128) -> Vec<u8> {
 }
 
 /// Reads every row back through `c`: a client, or a reader's snapshot transaction.
+/// Selects every column of an account, then its batch ([`account_row`]).
+const ACCOUNT_COLUMNS: &str = "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, \
+     credits_pending, credits_posted, timestamp, batch_id FROM ledger_accounts";
+
+fn account_row(row: &postgres::Row) -> Result<(Account, u64), StoreError> {
+    Ok((
+        Account {
+            id: id_from(row.get(0))?,
+            ledger: row.get::<_, i64>(1) as u32,
+            code: row.get::<_, i32>(2) as u16,
+            flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
+            user_data: id_from(row.get(4))?,
+            debits_pending: row.get(5),
+            debits_posted: row.get(6),
+            credits_pending: row.get(7),
+            credits_posted: row.get(8),
+            timestamp: row.get::<_, i64>(9) as u64,
+        },
+        row.get::<_, i64>(10) as u64,
+    ))
+}
+
 /// Selects every column of a transfer, then its batch ([`transfer_row`]).
 const TRANSFER_COLUMNS: &str = "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, \
      code, flags, user_data, timestamp, batch_id FROM ledger_transfers";
@@ -637,24 +642,9 @@ fn load(c: &mut impl postgres::GenericClient, from: Option<&Checkpoint>) -> Resu
             hash: hash_from(row.get(4))?,
         });
     }
-    for row in c.query(
-        "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, credits_posted, \
-             timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
-        &[],
-    )? {
-        let account = Account {
-            id: id_from(row.get(0))?,
-            ledger: row.get::<_, i64>(1) as u32,
-            code: row.get::<_, i32>(2) as u16,
-            flags: AccountFlags::from_bits(row.get::<_, i32>(3) as u16),
-            user_data: id_from(row.get(4))?,
-            debits_pending: row.get(5),
-            debits_posted: row.get(6),
-            credits_pending: row.get(7),
-            credits_posted: row.get(8),
-            timestamp: row.get::<_, i64>(9) as u64,
-        };
-        snapshot.batch_of_timestamp.push((account.timestamp, row.get::<_, i64>(10) as u64));
+    for row in c.query(&format!("{ACCOUNT_COLUMNS} ORDER BY timestamp"), &[])? {
+        let (account, batch) = account_row(&row)?;
+        snapshot.batch_of_timestamp.push((account.timestamp, batch));
         snapshot.accounts.push(account);
     }
     let transfer_rows = match from {

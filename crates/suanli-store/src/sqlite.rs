@@ -250,6 +250,28 @@ fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Selects every column of an account, then its batch, in that order ([`account_row`]).
+const ACCOUNT_COLUMNS: &str = "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, \
+     credits_pending, credits_posted, timestamp, batch_id FROM ledger_accounts";
+
+fn account_row(r: &rusqlite::Row<'_>) -> Result<(Account, u64), rusqlite::Error> {
+    Ok((
+        Account {
+            id: id_from(r.get(0)?)?,
+            ledger: r.get(1)?,
+            code: r.get(2)?,
+            flags: AccountFlags::from_bits(r.get(3)?),
+            user_data: id_from(r.get(4)?)?,
+            debits_pending: r.get(5)?,
+            debits_posted: r.get(6)?,
+            credits_pending: r.get(7)?,
+            credits_posted: r.get(8)?,
+            timestamp: r.get::<_, i64>(9)? as u64,
+        },
+        r.get::<_, i64>(10)? as u64,
+    ))
+}
+
 /// Selects every column of a transfer, then its batch, in that order ([`transfer_row`]).
 const TRANSFER_COLUMNS: &str = "SELECT id, debit_account_id, credit_account_id, amount, pending_id, timeout_s, ledger, \
      code, flags, user_data, timestamp, batch_id FROM ledger_transfers";
@@ -316,27 +338,8 @@ fn load_from(c: &rusqlite::Transaction<'_>, from: Option<&Checkpoint>) -> Result
     })? {
         snapshot.batches.push(row?);
     }
-    let mut statement = c.prepare(
-        "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
-         credits_posted, timestamp, batch_id FROM ledger_accounts ORDER BY timestamp",
-    )?;
-    for row in statement.query_map([], |r| {
-        Ok((
-            Account {
-                id: id_from(r.get(0)?)?,
-                ledger: r.get(1)?,
-                code: r.get(2)?,
-                flags: AccountFlags::from_bits(r.get(3)?),
-                user_data: id_from(r.get(4)?)?,
-                debits_pending: r.get(5)?,
-                debits_posted: r.get(6)?,
-                credits_pending: r.get(7)?,
-                credits_posted: r.get(8)?,
-                timestamp: r.get::<_, i64>(9)? as u64,
-            },
-            r.get::<_, i64>(10)? as u64,
-        ))
-    })? {
+    let mut statement = c.prepare(&format!("{ACCOUNT_COLUMNS} ORDER BY timestamp"))?;
+    for row in statement.query_map([], account_row)? {
         let (account, batch) = row?;
         snapshot.batch_of_timestamp.push((account.timestamp, batch));
         snapshot.accounts.push(account);
@@ -466,26 +469,12 @@ impl Storage for SqliteStore {
     }
 
     fn batch_rows(&mut self, batch_id: u64) -> Result<(Vec<Account>, Vec<Transfer>), StoreError> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT id, ledger, code, flags, user_data, debits_pending, debits_posted, credits_pending, \
-             credits_posted, timestamp FROM ledger_accounts WHERE batch_id = ?1 ORDER BY timestamp",
-        )?;
+        let mut statement =
+            self.connection.prepare_cached(&format!("{ACCOUNT_COLUMNS} WHERE batch_id = ?1 ORDER BY timestamp"))?;
         let accounts = statement
-            .query_map([batch_id as i64], |r| {
-                Ok(Account {
-                    id: id_from(r.get(0)?)?,
-                    ledger: r.get(1)?,
-                    code: r.get(2)?,
-                    flags: AccountFlags::from_bits(r.get(3)?),
-                    user_data: id_from(r.get(4)?)?,
-                    debits_pending: r.get(5)?,
-                    debits_posted: r.get(6)?,
-                    credits_pending: r.get(7)?,
-                    credits_posted: r.get(8)?,
-                    timestamp: r.get::<_, i64>(9)? as u64,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            .query_map([batch_id as i64], account_row)?
+            .map(|row| row.map(|(a, _)| a))
+            .collect::<Result<_, _>>()?;
         let mut statement =
             self.connection.prepare_cached(&format!("{TRANSFER_COLUMNS} WHERE batch_id = ?1 ORDER BY timestamp"))?;
         let transfers = statement
