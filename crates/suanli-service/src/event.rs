@@ -31,6 +31,10 @@ pub enum Event {
     OrderPlaced { order: Box<Order> },
     OrderStarted { order: OrderId },
     OrderEnded { order: OrderId, state: OrderState, released_fen: Fen, returned_fen: Fen },
+    /// An order's hold released to its voucher while the order goes on (its voucher was revoked).
+    /// One entry per order, so a revocation releases any number of orders and each order's
+    /// history shows its release.
+    OrderHoldReleased { order: OrderId, voucher: VoucherId, released_fen: Fen },
     UsageRecorded { record: Box<UsageRecord> },
     UsageRefused { provider: ProviderId, input: UsageInput, code: String, message: String },
     VoucherSuspended { voucher: VoucherId, reason: String },
@@ -67,6 +71,7 @@ impl Event {
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
             Event::OrderEnded { .. } => "order.ended",
+            Event::OrderHoldReleased { .. } => "order.hold_released",
             Event::UsageRecorded { .. } => "usage.recorded",
             Event::UsageRefused { .. } => "usage.refused",
             Event::VoucherSuspended { .. } => "voucher.suspended",
@@ -101,7 +106,9 @@ impl Event {
             Event::SiteAdded { site } => site.id.to_string(),
             Event::PoolAdded { pool } => pool.id.to_string(),
             Event::OrderPlaced { order } => order.id.to_string(),
-            Event::OrderStarted { order } | Event::OrderEnded { order, .. } => order.to_string(),
+            Event::OrderStarted { order }
+            | Event::OrderEnded { order, .. }
+            | Event::OrderHoldReleased { order, .. } => order.to_string(),
             Event::UsageRecorded { record } => format!("usage:{}:{}", record.provider, record.input.id),
             Event::UsageRefused { provider, input, .. } => format!("usage:{provider}:{}", input.id),
             Event::VoucherSuspended { voucher, .. }

@@ -228,6 +228,15 @@ impl State {
                 program.budget_remaining_fen = add(program.budget_remaining_fen, *returned_fen);
                 program.returned_fen = add(program.returned_fen, *returned_fen);
             }
+            Event::OrderHoldReleased { order, voucher, released_fen } => {
+                let order = self.orders.get_mut(order).expect("order exists");
+                assert_eq!(order.voucher, *voucher);
+                assert_eq!(order.hold_remaining_fen, *released_fen);
+                order.hold_remaining_fen = Fen::ZERO;
+                let voucher = self.vouchers.get_mut(voucher).expect("voucher exists");
+                voucher.held_fen = sub(voucher.held_fen, *released_fen);
+                voucher.available_fen = add(voucher.available_fen, *released_fen);
+            }
             Event::UsageRecorded { record } => self.apply_usage(record, time_s),
             Event::UsageRefused { provider, input, code, message } => {
                 self.usage_refused += 1;

@@ -91,19 +91,20 @@ impl Service {
         let returned = released.iter().try_fold(voucher.available_fen, |sum, (_, amount)| sum.checked_add(*amount))?;
         let now = self.now_s();
         let mut change = self.begin();
+        // One entry per released order (leg 0 of its own entry), then the revocation returning
+        // the whole balance: any number of orders, one all-or-nothing commit.
+        for (order, amount) in released {
+            let sequence = change.next_sequence();
+            change.ledger.push(release(sequence, 0, order.get(), id.get(), amount.fen()));
+            let event = Event::OrderHoldReleased { order, voucher: id, released_fen: amount };
+            self.record(&mut change, event, now);
+        }
         let sequence = change.next_sequence();
-        let mut legs = Vec::new();
-        for (leg, (order, amount)) in released.iter().enumerate() {
-            let leg =
-                u8::try_from(leg + 1).map_err(|_| ServiceError::new(ErrorCode::Internal, "too many open orders"))?;
-            legs.push(release(sequence, leg, order.get(), id.get(), amount.fen()));
-        }
         if returned > Fen::ZERO {
-            legs.push(return_to_budget(sequence, 0, id.get(), program.get(), returned.fen()));
+            change.ledger.push(return_to_budget(sequence, 0, id.get(), program.get(), returned.fen()));
         }
-        link(&mut legs);
-        change.ledger.extend(legs);
-        let event = Event::VoucherRevoked { voucher: id, reason: reason.to_owned(), released, returned_fen: returned };
+        let event =
+            Event::VoucherRevoked { voucher: id, reason: reason.to_owned(), released: Vec::new(), returned_fen: returned };
         self.record(&mut change, event, now);
         self.commit(actor, now, change)?;
         Ok(returned)

@@ -297,6 +297,35 @@ fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
     });
 }
 
+/// A voucher with more open orders than a change has legs (once 256 made it unrevocable): every
+/// hold is released, one log entry per order, and the books balance.
+fn revocation_releases_any_number_of_open_orders() {
+    let mut s = setup();
+    let order = s.orders();
+    let (_, second_pool) = s.w.provider(2, "310000", OperatorKind::Government, "H100", false, 1_800);
+    let mut placed = Vec::new();
+    for n in 0..300 {
+        let mut input = order(1);
+        input.hours = 1;
+        if n >= 200 {
+            input.pool = second_pool;
+        }
+        placed.push(s.w.service.place_order(&op(), input).unwrap());
+    }
+    let before = s.w.service.voucher(s.voucher).unwrap();
+    assert!(before.held_fen > Fen::ZERO);
+    let returned = s.w.service.revoke_voucher(&op(), s.voucher, "resold").unwrap();
+    assert_eq!(returned, yuan(1_000_000));
+    for id in &placed {
+        assert_eq!(s.w.service.order(*id).unwrap().hold_remaining_fen, Fen::ZERO);
+    }
+    assert_eq!(s.w.service.voucher(s.voucher).unwrap().held_fen, Fen::ZERO);
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+    let before_restart = s.w.fingerprint();
+    s.w.restart();
+    assert_eq!(s.w.fingerprint(), before_restart, "the releases replay to the same state");
+}
+
 fn revocation_releases_holds_and_returns_the_balance() {
     let mut s = setup();
     let order = s.orders();
@@ -688,6 +717,7 @@ suanli_store::conformance!(
     provider_rules_restrict_where_vouchers_are_spent,
     usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
     revocation_releases_holds_and_returns_the_balance,
+    revocation_releases_any_number_of_open_orders,
     statements_need_an_ended_month_with_usage_and_are_approved_once,
     registrations_refuse_duplicates_and_bad_fields,
     related_parties_are_flagged_when_an_order_is_placed,
