@@ -30,6 +30,7 @@ pub enum Event {
     PoolAdded { pool: Pool },
     OrderPlaced { order: Box<Order> },
     OrderStarted { order: OrderId },
+    OrderExtended { order: OrderId, hours: u32, hold_fen: Fen },
     OrderEnded { order: OrderId, state: OrderState, released_fen: Fen, returned_fen: Fen },
     /// An order's hold released to its voucher while the order goes on (its voucher was revoked).
     /// One entry per order, so a revocation releases any number of orders and each order's
@@ -70,6 +71,7 @@ impl Event {
             Event::PoolAdded { .. } => "pool.added",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
+            Event::OrderExtended { .. } => "order.extended",
             Event::OrderEnded { .. } => "order.ended",
             Event::OrderHoldReleased { .. } => "order.hold_released",
             Event::UsageRecorded { .. } => "usage.recorded",
@@ -107,6 +109,7 @@ impl Event {
             Event::PoolAdded { pool } => pool.id.to_string(),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }
+            | Event::OrderExtended { order, .. }
             | Event::OrderEnded { order, .. }
             | Event::OrderHoldReleased { order, .. } => order.to_string(),
             Event::UsageRecorded { record } => format!("usage:{}:{}", record.provider, record.input.id),

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod error;
 pub mod event;
 pub mod model;
+pub mod occupancy;
 pub mod program_file;
 pub mod service;
 pub mod state;

@@ -330,6 +330,16 @@ pub struct Order {
     pub usage_records: u32,
     /// Anomalies noticed when it was placed (for example a related party).
     pub flags: Vec<String>,
+    /// Hours added to the order after it was placed (each extension with its own hold).
+    #[serde(default)]
+    pub extended_hours: u32,
+}
+
+impl Order {
+    /// The hours bought: those quoted and every extension.
+    pub fn hours_ordered(&self) -> u32 {
+        self.quote.hours.saturating_add(self.extended_hours)
+    }
 }
 
 /// A usage record as a provider reports it.

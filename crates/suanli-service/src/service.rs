@@ -187,7 +187,12 @@ impl Change {
 pub struct View {
     state: State,
     clock: Arc<dyn Clock>,
+    /// How far past the server's clock a usage period may end (a provider's clock running ahead).
+    clock_skew_s: i64,
 }
+
+/// The default clock-skew tolerance for usage periods: five minutes.
+pub const CLOCK_SKEW_DEFAULT_S: i64 = 300;
 
 /// When the writer checkpoints its state: after `every_log_entries` new log entries, or after
 /// `every_s` seconds with at least one.
@@ -281,10 +286,16 @@ impl Service {
         Ok(Service {
             durable,
             committed: state.clone(),
-            view: View { state, clock },
+            view: View { state, clock, clock_skew_s: CLOCK_SKEW_DEFAULT_S },
             policy: CheckpointPolicy::default(),
             checkpointed,
         })
+    }
+
+    /// How far past the server's clock a usage period may end before it is refused
+    /// `usage_in_future` (such a refusal is not kept: the same id may be sent again later).
+    pub fn set_clock_skew_tolerance(&mut self, seconds: i64) {
+        self.view.clock_skew_s = seconds.max(0);
     }
 
     /// When the writer checkpoints its state.
@@ -352,7 +363,7 @@ impl Service {
     /// A copy of what the last commit left, for reads beside the writer (constant time: the
     /// state's maps are shared, not copied). Between commands it equals the working state.
     pub fn committed_view(&self) -> View {
-        View { state: self.committed.clone(), clock: self.view.clock.clone() }
+        View { state: self.committed.clone(), clock: self.view.clock.clone(), clock_skew_s: self.view.clock_skew_s }
     }
 
     /// A reader of the audit log on a connection of its own, for pages read beside the writer.
@@ -629,6 +640,16 @@ fn bad_usage_row(id: &str) -> ServiceError {
     ServiceError::new(ErrorCode::Internal, format!("the stored decision for usage id {id:?} cannot be read"))
 }
 
+/// The version a checkpoint says it is written in (0 when it cannot be read: it then differs
+/// from any rendering).
+fn checkpoint_version(text: &str) -> u32 {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    serde_json::from_str::<Version>(text).map_or(0, |v| v.version)
+}
+
 /// Rebuilds the state from a checkpoint (if there is one) and the log after it.
 fn restore(opened: &Opened) -> Result<State> {
     let state = match &opened.checkpoint {
@@ -685,7 +706,7 @@ impl Service {
             if hash.is_some_and(|hash| *hash != checkpoint.log_head) {
                 problems.push(format!("checkpoint at log entry {}: the entry's hash differs", checkpoint.log_sequence));
             }
-            if state.to_checkpoint() != checkpoint.state {
+            if state.to_checkpoint_as(checkpoint_version(&checkpoint.state)) != checkpoint.state {
                 problems.push(format!(
                     "checkpoint at log entry {}: its state differs from the log replayed up to it",
                     checkpoint.log_sequence

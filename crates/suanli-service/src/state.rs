@@ -14,6 +14,8 @@
 
 use imbl::{OrdMap as BTreeMap, Vector};
 
+use crate::occupancy::{self, Occupancy};
+
 use suanli_domain::{
     ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode, SiteId,
     StatementId, Uscc, VoucherId,
@@ -83,6 +85,8 @@ pub struct State {
     /// Live (unrevoked) tokens by the SHA-256 of their secret, in hex.
     pub token_by_hash: ImHashMap<String, u64>,
     pub users: BTreeMap<String, User>,
+    /// The GPUs each open order's usage occupies over time (dropped when the order ends).
+    pub occupancy: BTreeMap<OrderId, Occupancy>,
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -211,6 +215,16 @@ impl State {
                 order.state = OrderState::Running;
                 order.started_at_s = Some(time_s);
             }
+            Event::OrderExtended { order, hours, hold_fen } => {
+                let order = self.orders.get_mut(order).expect("order exists");
+                assert!(matches!(order.state, OrderState::Placed | OrderState::Running));
+                order.extended_hours += hours;
+                order.hold_fen = add(order.hold_fen, *hold_fen);
+                order.hold_remaining_fen = add(order.hold_remaining_fen, *hold_fen);
+                let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");
+                voucher.available_fen = sub(voucher.available_fen, *hold_fen);
+                voucher.held_fen = add(voucher.held_fen, *hold_fen);
+            }
             Event::OrderEnded { order, state, released_fen, returned_fen } => {
                 let order = self.orders.get_mut(order).expect("order exists");
                 assert!(matches!(order.state, OrderState::Placed | OrderState::Running));
@@ -218,6 +232,7 @@ impl State {
                 order.state = *state;
                 order.ended_at_s = Some(time_s);
                 order.hold_remaining_fen = Fen::ZERO;
+                self.occupancy.remove(&order.id);
                 let pool = self.pools.get_mut(&order.pool).expect("pool exists");
                 pool.gpus_reserved -= order.quote.gpu_count;
                 let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");
@@ -327,6 +342,12 @@ impl State {
     fn apply_usage(&mut self, record: &UsageRecord, time_s: i64) {
         let order = self.orders.get_mut(&record.input.order).expect("order exists");
         order.gpu_seconds += record.input.gpu_seconds;
+        let input = &record.input;
+        self.occupancy.entry(order.id).or_default().add(
+            input.period_start_s,
+            input.period_end_s,
+            occupancy::rate(input.gpu_seconds, input.period_start_s, input.period_end_s),
+        );
         order.usage_until_s =
             Some(order.usage_until_s.map_or(record.input.period_end_s, |u| u.max(record.input.period_end_s)));
         order.cost_fen = add(order.cost_fen, record.cost_fen);
@@ -410,7 +431,10 @@ pub(crate) fn sub(a: Fen, b: Fen) -> Fen {
 }
 
 /// The version of the checkpoint format written by [`State::to_checkpoint`].
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Version 2 added the orders' occupancy; a version-1 checkpoint still loads (each open order's
+/// used period counts as fully occupied, which may refuse a late record but never admits one too
+/// many) and the audit compares it in its own version.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// The state as a checkpoint keeps it: every object once, in id order, and the sums; the lookup
 /// indexes are rebuilt from the objects. A schema of its own (versioned), apart from the events
@@ -439,14 +463,22 @@ struct Saved {
     enterprise_parts_fen: Vec<(ProviderId, i128)>,
     tokens: Vec<Token>,
     users: Vec<User>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    occupancy: Option<Vec<(OrderId, Vec<(i64, i64)>)>>,
 }
 
 impl State {
     /// The state as checkpoint JSON. Equal states give equal text (every collection is in id
     /// order), so the audit compares a checkpoint with a replay by text.
     pub fn to_checkpoint(&self) -> String {
+        self.to_checkpoint_as(CHECKPOINT_VERSION)
+    }
+
+    /// The state as a checkpoint of `version` would have kept it (the audit compares an older
+    /// checkpoint in its own terms).
+    pub fn to_checkpoint_as(&self, version: u32) -> String {
         let saved = Saved {
-            version: CHECKPOINT_VERSION,
+            version,
             authorities: self.authorities.values().cloned().collect(),
             programs: self.programs.values().cloned().collect(),
             enterprises: self.enterprises.values().cloned().collect(),
@@ -476,6 +508,8 @@ impl State {
             enterprise_parts_fen: self.enterprise_parts_fen.iter().map(|(&p, &t)| (p, t)).collect(),
             tokens: self.tokens.values().cloned().collect(),
             users: self.users.values().cloned().collect(),
+            occupancy: (version >= 2)
+                .then(|| self.occupancy.iter().map(|(order, o)| (*order, o.steps())).collect()),
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -483,7 +517,7 @@ impl State {
     /// Reads a checkpoint written by [`State::to_checkpoint`].
     pub fn from_checkpoint(text: &str) -> Result<State, String> {
         let saved: Saved = serde_json::from_str(text).map_err(|e| format!("the checkpoint cannot be read: {e}"))?;
-        if saved.version != CHECKPOINT_VERSION {
+        if !(1..=CHECKPOINT_VERSION).contains(&saved.version) {
             return Err(format!("checkpoint version {} is not {CHECKPOINT_VERSION}", saved.version));
         }
         let mut state = State::default();
@@ -526,6 +560,19 @@ impl State {
             state.tokens.insert(token.id, token);
         }
         state.users = saved.users.into_iter().map(|u| (u.name.clone(), u)).collect();
+        state.occupancy = match saved.occupancy {
+            Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),
+            None => state
+                .orders
+                .values()
+                .filter(|o| o.ended_at_s.is_none())
+                .filter_map(|o| {
+                    let (started, until) = (o.started_at_s?, o.usage_until_s?);
+                    let level = i64::from(o.quote.gpu_count) * occupancy::MICRO;
+                    Some((o.id, Occupancy::full(started, until, level)))
+                })
+                .collect(),
+        };
         Ok(state)
     }
 }

@@ -103,7 +103,25 @@ impl View {
     ) -> Result<Quote> {
         let list_cost = pool.price_fen_per_gpu_hour.checked_mul(i64::from(gpus))?.checked_mul(i64::from(hours))?;
         let rate = rate_for(program, pool);
-        let by_rate = rate.share_floor(list_cost);
+        let (share, limited_by) = self.limit_share(voucher, program, rate.share_floor(list_cost), now)?;
+        Ok(Quote {
+            pool: pool.id,
+            gpu_count: gpus,
+            hours,
+            price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour,
+            rate_bp: rate,
+            list_cost_fen: list_cost,
+            voucher_share_fen: share,
+            enterprise_share_fen: list_cost.checked_sub(share)?,
+            limited_by,
+        })
+    }
+}
+
+impl View {
+    /// The voucher share `by_rate` as the voucher's balance and the programme's annual cap allow,
+    /// and what limited it.
+    fn limit_share(&self, voucher: &Voucher, program: &Program, by_rate: Fen, now: i64) -> Result<(Fen, Option<String>)> {
         let mut share = by_rate;
         let mut limited_by = None;
         if voucher.available_fen < share {
@@ -118,17 +136,57 @@ impl View {
                 limited_by = Some(format!("the annual cap: {left} left of {cap} in {}", shanghai_year(now)));
             }
         }
-        Ok(Quote {
-            pool: pool.id,
-            gpu_count: gpus,
-            hours,
-            price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour,
-            rate_bp: rate,
-            list_cost_fen: list_cost,
-            voucher_share_fen: share,
-            enterprise_share_fen: list_cost.checked_sub(share)?,
-            limited_by,
-        })
+        Ok((share, limited_by))
+    }
+}
+
+impl Service {
+    /// Buys `hours` more of a placed or running order at its locked price and rate: the voucher's
+    /// share of the extension is held as the order's was (nothing when the voucher can no longer
+    /// pay), and usage may then run to the new total. Answers the added hold.
+    pub fn extend_order(&mut self, actor: &Actor, id: OrderId, hours: u32) -> Result<Fen> {
+        let order = self.order(id)?;
+        if !matches!(order.state, OrderState::Placed | OrderState::Running) {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("order: {id} is {:?}; only a placed or running order can be extended", order.state),
+            ));
+        }
+        if hours == 0 || order.hours_ordered().saturating_add(hours) > ORDER_HOURS_MAX {
+            return Err(ServiceError::field(
+                "hours",
+                format!(
+                    "must be at least 1, and the order's {} h plus the extension at most {ORDER_HOURS_MAX}",
+                    order.hours_ordered()
+                ),
+            ));
+        }
+        let now = self.now_s();
+        let list_cost = order
+            .quote
+            .price_fen_per_gpu_hour
+            .checked_mul(i64::from(order.quote.gpu_count))?
+            .checked_mul(i64::from(hours))?;
+        let hold = match self.check_voucher_use(order.enterprise, order.voucher, order.purpose, now) {
+            Ok((voucher, program)) => self.limit_share(voucher, program, order.quote.rate_bp.share_floor(list_cost), now)?.0,
+            Err(_) => Fen::ZERO,
+        };
+        let voucher = order.voucher;
+        let mut change = self.begin();
+        if hold > Fen::ZERO {
+            let sequence = change.next_sequence();
+            change.ledger.push(transfer(
+                sequence,
+                0,
+                TransferKind::Hold,
+                account_id(AccountKind::Voucher, voucher.get(), 0),
+                account_id(AccountKind::Hold, id.get(), 0),
+                hold.fen(),
+            ));
+        }
+        self.record(&mut change, Event::OrderExtended { order: id, hours, hold_fen: hold }, now);
+        self.commit(actor, now, change)?;
+        Ok(hold)
     }
 }
 
@@ -186,6 +244,7 @@ impl Service {
             enterprise_paid_fen: Fen::ZERO,
             usage_records: 0,
             flags: flags.clone(),
+            extended_hours: 0,
         };
         self.record(&mut change, Event::OrderPlaced { order: Box::new(order) }, now);
         for flag in flags {

@@ -1,6 +1,7 @@
 //! Usage records: idempotent by id, checked against physics and the order, priced and split.
 
 use super::*;
+use crate::occupancy;
 
 impl Service {
     /// Records a batch of usage records from `provider` in one commit. Each record gets its own
@@ -133,6 +134,18 @@ impl Service {
                 outcome
             }
             Err(error) if error.code == ErrorCode::InvalidField || error.code == ErrorCode::NotFound => refused(error),
+            // Not kept, so the id is not burned: the provider's clock may run ahead of ours.
+            // The attempt is kept as an anomaly.
+            Err(error) if error.code == ErrorCode::UsageInFuture => {
+                let anomaly = Anomaly {
+                    time_s: now,
+                    kind: "clock_skew".to_owned(),
+                    object: format!("usage:{provider}:{}", input.id),
+                    detail: error.message.clone(),
+                };
+                self.record(change, Event::AnomalyFlagged { anomaly }, now);
+                refused(error)
+            }
             Err(error) => {
                 let event = Event::UsageRefused {
                     provider,
@@ -162,32 +175,41 @@ impl View {
         if input.period_end_s <= input.period_start_s {
             return Err(ServiceError::field("period_end", "must be after period_start"));
         }
+        if let Some(ended) = order.ended_at_s {
+            return Err(ServiceError::new(
+                ErrorCode::UsageAfterOrderEnd,
+                format!(
+                    "order: {} ended ({:?}) at {}; usage must be reported before an order ends",
+                    order.id,
+                    order.state,
+                    format_timestamp(ended)
+                ),
+            ));
+        }
         let Some(started) = order.started_at_s else {
             return Err(ServiceError::new(
                 ErrorCode::OrderState,
                 format!("order: {} is {:?}; usage needs a started order", order.id, order.state),
             ));
         };
-        if input.period_end_s > now {
+        if input.period_end_s > now.saturating_add(self.clock_skew_s) {
             return Err(ServiceError::new(
                 ErrorCode::UsageInFuture,
                 format!(
-                    "period_end: {} is after now ({})",
+                    "period_end: {} is more than {} s after now ({}); send it again once the period has ended",
                     format_timestamp(input.period_end_s),
+                    self.clock_skew_s,
                     format_timestamp(now)
                 ),
             ));
         }
-        let run_end = order.ended_at_s.unwrap_or(now);
-        if input.period_start_s < started || input.period_end_s > run_end {
+        if input.period_start_s < started {
             return Err(ServiceError::new(
                 ErrorCode::UsageOutsideOrderRun,
                 format!(
-                    "period: {} to {} is outside the order's run {} to {}",
+                    "period_start: {} is before the order started at {}",
                     format_timestamp(input.period_start_s),
-                    format_timestamp(input.period_end_s),
-                    format_timestamp(started),
-                    format_timestamp(run_end)
+                    format_timestamp(started)
                 ),
             ));
         }
@@ -208,6 +230,31 @@ impl View {
                 format!(
                     "gpu_seconds: the order's records would total {total} GPU-seconds, more than {gpus} GPUs can run in the {} s since it started",
                     until - started
+                ),
+            ));
+        }
+        // Nor at any instant: overlapping records are checked against each other.
+        let rate = occupancy::rate(input.gpu_seconds, input.period_start_s, input.period_end_s);
+        let peak = self.state.occupancy.get(&order.id).map_or(0, |o| o.peak(input.period_start_s, input.period_end_s));
+        if peak.saturating_add(rate) > gpus.saturating_mul(occupancy::MICRO) {
+            return Err(ServiceError::new(
+                ErrorCode::UsageExceedsOrderGpus,
+                format!(
+                    "gpu_seconds: with the records already reported for {} to {}, the order would run {:.2} GPUs at once; it has {gpus}",
+                    format_timestamp(input.period_start_s),
+                    format_timestamp(input.period_end_s),
+                    (peak.saturating_add(rate)) as f64 / occupancy::MICRO as f64
+                ),
+            ));
+        }
+        // And never beyond the GPU-hours ordered.
+        let ordered = gpus.saturating_mul(i64::from(order.hours_ordered())).saturating_mul(3_600);
+        if total > ordered {
+            return Err(ServiceError::new(
+                ErrorCode::UsageExceedsOrderHours,
+                format!(
+                    "gpu_seconds: the order's records would total {total} GPU-seconds, more than the {ordered} ordered ({gpus} GPUs × {} h); extend the order first",
+                    order.hours_ordered()
                 ),
             ));
         }

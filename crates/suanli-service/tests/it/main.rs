@@ -4,6 +4,7 @@
 mod properties;
 mod refusals;
 mod shanghai;
+mod usage_bounds;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -269,8 +269,16 @@ fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
         period_end_s: started + to,
     };
     s.w.clock.advance(600);
-    let message = refused_with(&mut s, provider, record("future", 100, 0, 601), "usage_in_future");
+    // Five minutes of clock skew are tolerated; beyond, the record is refused and its id is not
+    // burned: sent again once the period has ended, it is recorded.
+    let message = refused_with(&mut s, provider, record("future", 100, 120, 901), "usage_in_future");
     assert!(message.starts_with("period_end:"), "{message}");
+    assert!(s.w.service.state().anomalies.iter().any(|a| a.kind == "clock_skew"));
+    let outcomes = s.w.service.record_usage(&op(), provider, &[record("skewed", 100, 600, 900)]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }), "{outcomes:?}");
+    s.w.clock.advance(1);
+    let outcomes = s.w.service.record_usage(&op(), provider, &[record("future", 100, 120, 901)]).unwrap();
+    assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }), "{outcomes:?}");
     refused_with(&mut s, provider, record("before", 100, -60, 60), "usage_outside_order_run");
     let message = refused_with(&mut s, provider, record("physics", 8 * 60 + 1, 0, 60), "usage_exceeds_physics");
     assert!(message.contains("more than 8 GPUs can run in 60 s"), "{message}");
@@ -279,7 +287,7 @@ fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
     // Two records for the same minute at full load are more than the order's GPUs could run.
     let outcomes = s.w.service.record_usage(&op(), provider, &[record("full", 480, 0, 60)]).unwrap();
     assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }));
-    refused_with(&mut s, provider, record("overlap", 480, 0, 60), "usage_exceeds_physics");
+    refused_with(&mut s, provider, record("overlap", 480, 0, 60), "usage_exceeds_order_gpus");
     let (other_provider, _) = s.w.provider(2, "310000", OperatorKind::Commercial, "H100", false, 1_800);
     refused_with(&mut s, other_provider, record("elsewhere", 10, 60, 120), "order_of_another_provider");
 

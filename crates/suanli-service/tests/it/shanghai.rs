@@ -144,7 +144,14 @@ fn shanghai_like(world: &mut World) {
     w.service.start_order(&op(), order_a).unwrap();
     w.service.start_order(&op(), order_c).unwrap();
 
-    // 10,000 one-minute usage records, 5,000 per order. Order A runs past its 60 booked hours,
+    // Usage may not run past the hours ordered: order A buys 30 more while its voucher is
+    // suspended, so the extension holds nothing.
+    w.service.suspend_voucher(&op(), voucher_a, "a review").unwrap();
+    assert_eq!(w.service.extend_order(&op(), order_a, 30).unwrap(), Fen::ZERO);
+    w.service.reinstate_voucher(&op(), voucher_a).unwrap();
+    assert_eq!(w.service.order(order_a).unwrap().hours_ordered(), 90);
+
+    // 10,000 one-minute usage records, 5,000 per order. Order A runs past its first 60 hours,
     // so its hold runs out and the enterprise pays the rest.
     let period_s = 60;
     let per_order = 5_000;
