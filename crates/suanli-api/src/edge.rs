@@ -109,7 +109,7 @@ pub async fn serve(
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(limits.header_read_ms));
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors and the like: wait a moment rather than spin.
@@ -125,7 +125,9 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(
+            router.clone().layer(axum::Extension(crate::login::ClientAddress(peer.ip()))),
+        );
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;

@@ -145,6 +145,46 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Puts every error answer in the one JSON shape: the framework's own refusals (no such route,
+/// a wrong method, a query or path that cannot be read, a body too large or of the wrong type)
+/// come as plain text, and are rewritten here with a stable code and their message.
+pub async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_json",
+        StatusCode::REQUEST_TIMEOUT => "body_timeout",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        status if status.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    };
+    let allow = response.headers().get("allow").cloned();
+    let text = axum::body::to_bytes(response.into_body(), 4_096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = match (text.is_empty(), status) {
+        (false, _) => text,
+        (true, StatusCode::METHOD_NOT_ALLOWED) => "method: this endpoint does not take this method".to_owned(),
+        (true, _) => status.canonical_reason().unwrap_or("refused").to_owned(),
+    };
+    let static_code: &'static str = code;
+    let mut answer = ApiError::with_status(status, static_code, message).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert("allow", allow);
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,11 +49,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Limits on bodies in flight (see `edge`).
     pub admission: edge::Admission,
+    /// Failed logins per name and address.
+    pub logins: Arc<login::Throttle>,
 }
 
 impl AppState {
     pub fn new(writer: Writer) -> AppState {
-        AppState { writer, metrics: Default::default(), admission: Default::default() }
+        AppState { writer, metrics: Default::default(), admission: Default::default(), logins: Default::default() }
     }
 }
 
@@ -69,10 +71,33 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/vouchers/{voucher}", get(show_voucher))
         .route("/api/v1/providers/{provider}/usage", post(post_usage))
         .merge(lifecycle::routes())
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::admit))
+        // Before any part of the request is read or checked: the token.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
+}
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("{method} {}: no such endpoint", uri.path()))
+}
+
+/// Every path under `/api/` needs a valid bearer token except the public routes: checked before the body is
+/// read, the path parsed or the query checked, so a caller without a token learns nothing.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let public = !path.starts_with("/api/") || PUBLIC_ROUTES.iter().any(|(_, route, _)| *route == path);
+    if !public && let Err(error) = authenticate(&state, request.headers()) {
+        return error.into_response();
+    }
+    next.run(request).await
 }
 
 /// The routes that need no token: health, metrics, and logging in.
@@ -173,7 +198,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/api/v1/orders/{order}/{action}",
-        "start (the provider) | complete (the provider or the enterprise) | cancel (the enterprise).",
+        "start (the provider) | complete (the provider or the enterprise) | cancel (the enterprise) | extend {hours} (the enterprise: more hours at the locked price, with the voucher's share held; usage never runs past the hours ordered).",
     ),
     (
         "POST",

@@ -4,9 +4,11 @@
 //! Every handler authenticates and then runs one closure on the writer thread. The closure
 //! resolves who owns the object (its enterprise, provider or authority), checks the caller's role
 //! against the grants of that endpoint, and only then acts, so a refused call changes nothing.
-//! A caller whose kind of role could own such an object, but does not own this one, is told
-//! `not_found`: it learns nothing about other tenants. A role that can never use the endpoint is
-//! told `forbidden`.
+//! Authentication comes first, before any part of the request is read or checked (the
+//! `require_token` layer), so a caller without a token learns nothing from a validation error.
+//! A caller refused on an object is told `not_found` with the words a missing object gets, so
+//! no answer tells it that the object exists; an endpoint that names no object answers
+//! `forbidden`.
 
 // Endpoints that take no body still read it (`_unused_body: Bytes`, bounded by the body limit),
 // so a client that sent one can reuse the connection.
@@ -44,33 +46,48 @@ pub enum Grant {
     Provider(ProviderId),
 }
 
-/// Checks `role` against `grants`; see the module comment for `not_found` against `forbidden`.
-pub fn permit(role: Role, grants: &[Grant], what: &str) -> Result<(), ServiceError> {
-    let allowed = grants.iter().any(|grant| match (*grant, role) {
+/// Whether `role` holds one of `grants`.
+fn granted(role: Role, grants: &[Grant]) -> bool {
+    grants.iter().any(|grant| match (*grant, role) {
         (Grant::Anyone, _) | (Grant::Admin, Role::PlatformAdmin) | (Grant::Auditor, Role::Auditor) => true,
         (Grant::Authority(a), Role::AuthorityAdmin(b) | Role::AuthorityReviewer(b)) => a == b,
         (Grant::AuthorityAdmin(a), Role::AuthorityAdmin(b)) => a == b,
         (Grant::Enterprise(a), Role::Enterprise(b)) => a == b,
         (Grant::Provider(a), Role::Provider(b)) => a == b,
         _ => false,
-    });
-    if allowed {
+    })
+}
+
+/// Checks `role` against `grants` for the object `what`, which only those granted, the platform
+/// admin and auditors can see. A caller refused answers exactly as if the object did not exist
+/// (`not_found`, the same message), whatever its role: no answer tells a caller that an object
+/// it could not see exists.
+pub fn permit(role: Role, grants: &[Grant], what: &str) -> Result<(), ServiceError> {
+    permit_seen(role, grants, &[Grant::Admin, Grant::Auditor], what)
+}
+
+/// Like [`permit`] for an object that `readers` (as well as those granted) can see: they are
+/// told `forbidden`, everyone else `not_found`.
+pub fn permit_seen(role: Role, grants: &[Grant], readers: &[Grant], what: &str) -> Result<(), ServiceError> {
+    if granted(role, grants) {
         return Ok(());
     }
-    let same_kind = grants.iter().any(|grant| {
-        matches!(
-            (*grant, role),
-            (Grant::Authority(_), Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_))
-                | (Grant::AuthorityAdmin(_), Role::AuthorityAdmin(_))
-                | (Grant::Enterprise(_), Role::Enterprise(_))
-                | (Grant::Provider(_), Role::Provider(_))
-        )
-    });
-    if same_kind {
-        Err(ServiceError::new(ErrorCode::NotFound, format!("{what} does not exist")))
-    } else {
-        Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not do this to {what}")))
+    if granted(role, readers) {
+        return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not do this to {what}")));
     }
+    Err(ServiceError::not_found(what))
+}
+
+/// Programmes, providers, sites and pools are public: anyone may see them.
+const PUBLIC: &[Grant] = &[Grant::Anyone];
+
+/// Checks `role` against `grants` for an endpoint that names no object (loading a programme,
+/// the audit log, the sweep): `forbidden`.
+pub fn permit_endpoint(role: Role, grants: &[Grant], what: &str) -> Result<(), ServiceError> {
+    if granted(role, grants) {
+        return Ok(());
+    }
+    Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not use {what}")))
 }
 
 /// Authenticates, then runs `work` on what the last commit left, beside the writer (it never
@@ -218,7 +235,7 @@ async fn load_program(
 ) -> Result<Response, ApiError> {
     let input = body(input)?;
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin], "programmes")?;
+        permit_endpoint(role, &[Grant::Admin], "programmes")?;
         let id = s.load_program(&actor(role), &input.toml)?;
         s.program(id).cloned()
     })
@@ -234,7 +251,7 @@ async fn program_action(
     run(&state, &headers, move |s, role| {
         let id = s.find_program(&program)?;
         let authority = s.program(id)?.authority;
-        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &id.to_string())?;
+        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &id.to_string())?;
         match action.as_str() {
             "open" => s.open_program(&actor(role), id)?,
             "close" => s.close_program(&actor(role), id)?,
@@ -295,7 +312,7 @@ async fn register_enterprise(
         related_parties,
     };
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin], "enterprises")?;
+        permit_endpoint(role, &[Grant::Admin], "enterprises")?;
         let id = s.register_enterprise(&actor(role), enterprise)?;
         s.enterprise(id).cloned()
     })
@@ -421,19 +438,20 @@ async fn application_action(
     let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
     run(&state, &headers, move |s, role| {
         let (enterprise, authority) = application_scope(s, id)?;
+        let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
         let who = actor(role);
         match action.as_str() {
             "submit" | "withdraw" => {
-                permit(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &id.to_string())?;
+                permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
                 if action == "submit" { s.submit_application(&who, id)? } else { s.withdraw_application(&who, id)? }
             }
             "approve" => {
-                permit(role, &[Grant::Admin, Grant::Authority(authority)], &id.to_string())?;
+                permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
                 let amount = amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
                 s.approve_application(&who, id, amount)?;
             }
             "reject" => {
-                permit(role, &[Grant::Admin, Grant::Authority(authority)], &id.to_string())?;
+                permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
                 let reason = input.reason.clone().unwrap_or_default();
                 s.reject_application(&who, id, &reason)?;
             }
@@ -461,8 +479,9 @@ async fn voucher_action(
     let id = id("voucher", &voucher, VoucherId::parse)?;
     let input = body(input)?;
     run(&state, &headers, move |s, role| {
-        let (_, authority) = voucher_scope(s, id)?;
-        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &id.to_string())?;
+        let (enterprise, authority) = voucher_scope(s, id)?;
+        let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
+        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
         let reason = input.reason.clone().unwrap_or_default();
         match action.as_str() {
             "suspend" => s.suspend_voucher(&actor(role), id, &reason)?,
@@ -501,7 +520,7 @@ async fn register_provider(
     let uscc = Uscc::parse(&input.uscc).map_err(|e| ApiError::field("uscc", e))?;
     let kind = operator(&input.operator)?;
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin], "providers")?;
+        permit_endpoint(role, &[Grant::Admin], "providers")?;
         let id = s.register_provider(&actor(role), uscc, &input.name, kind)?;
         Ok(s.state().providers[&id].clone())
     })
@@ -533,7 +552,7 @@ async fn add_site(
     let kind = input.operator.as_deref().map(operator).transpose()?;
     let power = input.power_price_fen_per_kwh.map(|p| fen("power_price_fen_per_kwh", p)).transpose()?;
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin, Grant::Provider(provider)], &provider.to_string())?;
+        permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], PUBLIC, &provider.to_string())?;
         let operator_kind = match kind {
             Some(kind) => kind,
             None => s.state().providers.get(&provider).ok_or_else(|| ServiceError::not_found(provider))?.operator,
@@ -570,7 +589,7 @@ async fn set_key(
     let provider = id("provider", &provider, ProviderId::parse)?;
     let input = body(input)?;
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin, Grant::Provider(provider)], &provider.to_string())?;
+        permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], PUBLIC, &provider.to_string())?;
         s.register_provider_key(&actor(role), provider, &input.public_key_hex)?;
         Ok(s.state().providers[&provider].clone())
     })
@@ -597,7 +616,7 @@ async fn add_pool(
     let price = fen("price_fen_per_gpu_hour", input.price_fen_per_gpu_hour)?;
     run(&state, &headers, move |s, role| {
         let provider = s.state().sites.get(&site).ok_or_else(|| ServiceError::not_found(site))?.spec.provider;
-        permit(role, &[Grant::Admin, Grant::Provider(provider)], &site.to_string())?;
+        permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], PUBLIC, &site.to_string())?;
         let pool = PoolInput {
             site,
             chip: input.chip,
@@ -716,34 +735,62 @@ async fn order_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((order, action)): Path<(String, String)>,
-    _unused_body: Bytes,
+    raw: Bytes,
 ) -> Result<Response, ApiError> {
     let id = id("order", &order, OrderId::parse)?;
+    authenticate(&state, &headers)?;
+    // Only `extend` has a body: {"hours": N}.
+    let extension = match action.as_str() {
+        "extend" => Some(
+            serde_json::from_slice::<ExtendJson>(&raw)
+                .map_err(|e| ApiError::field("body", format!("expected {{\"hours\": N}}: {e}")))?
+                .hours,
+        ),
+        _ => None,
+    };
     run(&state, &headers, move |s, role| {
-        let (enterprise, provider, _) = order_scope(s, id)?;
+        let (enterprise, provider, authority) = order_scope(s, id)?;
+        let readers = [
+            Grant::Admin,
+            Grant::Auditor,
+            Grant::Authority(authority),
+            Grant::Enterprise(enterprise),
+            Grant::Provider(provider),
+        ];
         let who = actor(role);
         match action.as_str() {
             "start" => {
-                permit(role, &[Grant::Admin, Grant::Provider(provider)], &id.to_string())?;
+                permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], &readers, &id.to_string())?;
                 s.start_order(&who, id)?;
             }
             "complete" => {
-                permit(
+                permit_seen(
                     role,
                     &[Grant::Admin, Grant::Provider(provider), Grant::Enterprise(enterprise)],
+                    &readers,
                     &id.to_string(),
                 )?;
                 s.complete_order(&who, id)?;
             }
             "cancel" => {
-                permit(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &id.to_string())?;
+                permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
                 s.cancel_order(&who, id)?;
+            }
+            "extend" => {
+                permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
+                s.extend_order(&who, id, extension.unwrap_or(0))?;
             }
             other => return Err(ServiceError::not_found(format!("action {other:?}"))),
         }
         s.order(id).cloned()
     })
     .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendJson {
+    hours: u32,
 }
 
 // ------------------------------------------------------------------ statements, sweep, audit
@@ -767,7 +814,7 @@ async fn issue_statement(
     run(&state, &headers, move |s, role| {
         let program = s.find_program(&input.program)?;
         let authority = s.program(program)?.authority;
-        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &program.to_string())?;
+        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &program.to_string())?;
         let id = s.issue_statement(&actor(role), provider, program, month)?;
         Ok(s.state().statements[&id].clone())
     })
@@ -804,8 +851,9 @@ async fn approve_statement(
 ) -> Result<Response, ApiError> {
     let id = id("statement", &statement, StatementId::parse)?;
     run(&state, &headers, move |s, role| {
-        let (_, authority) = statement_scope(s, id)?;
-        permit(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &id.to_string())?;
+        let (provider, authority) = statement_scope(s, id)?;
+        let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)];
+        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
         s.approve_statement(&actor(role), id)?;
         Ok(s.state().statements[&id].clone())
     })
@@ -814,7 +862,7 @@ async fn approve_statement(
 
 async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: Bytes) -> Result<Response, ApiError> {
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin], "the expiry sweep")?;
+        permit_endpoint(role, &[Grant::Admin], "the expiry sweep")?;
         s.sweep(&actor(role))
     })
     .await
@@ -841,7 +889,7 @@ async fn audit_log(
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
     let role = authenticate(&state, &headers)?;
-    permit(role, &[Grant::Admin, Grant::Auditor], "the audit log")?;
+    permit_endpoint(role, &[Grant::Admin, Grant::Auditor], "the audit log")?;
     let limit = page.limit.unwrap_or(100);
     if limit == 0 || limit > PAGE_LIMIT_MAX {
         return Err(ApiError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
@@ -870,6 +918,8 @@ async fn audit_log(
 #[serde(deny_unknown_fields)]
 struct TokenJson {
     role: String,
+    /// Seconds the token lasts [default: 90 days; at most a year].
+    expires_in_s: Option<i64>,
 }
 
 /// `POST /api/v1/tokens`: the platform admin issues a machine token for a role; the secret is
@@ -884,9 +934,11 @@ async fn issue_token(
     let secret = crate::login::new_secret().map_err(|e| ApiError::from(ServiceError::new(ErrorCode::Internal, e)))?;
     let hash = suanli_service::access::sha256_hex(&secret);
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin], "tokens")?;
-        let id = s.issue_token(&actor(role), role_for, &hash)?;
-        Ok(serde_json::json!({ "token": secret, "token_id": id, "role": role_for.to_string() }))
+        permit_endpoint(role, &[Grant::Admin], "tokens")?;
+        let ttl = input.expires_in_s.unwrap_or(suanli_service::access::TOKEN_TTL_DEFAULT_S);
+        let id = s.issue_token_for(&actor(role), role_for, &hash, ttl)?;
+        let expires_at = s.state().tokens[&id].expires_at_s.map(suanli_service::calendar::format_timestamp);
+        Ok(serde_json::json!({ "token": secret, "token_id": id, "role": role_for.to_string(), "expires_at": expires_at }))
     })
     .await
 }
@@ -903,7 +955,7 @@ async fn revoke_token(
         .parse()
         .map_err(|_| ApiError::field("token", "must be token-N"))?;
     run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin], "tokens")?;
+        permit_endpoint(role, &[Grant::Admin], "tokens")?;
         s.revoke_token(&actor(role), id)?;
         Ok(serde_json::json!({ "token_id": id, "revoked": true }))
     })

@@ -75,7 +75,17 @@ pub struct Token {
     pub role: String,
     pub issued_at_s: i64,
     pub revoked: bool,
+    /// When the token stops working (tokens issued before expiries existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_s: Option<i64>,
 }
+
+/// How long a token lasts unless its issuer says otherwise: 90 days for machine tokens.
+pub const TOKEN_TTL_DEFAULT_S: i64 = 90 * 86_400;
+/// The longest a token may be issued for: one year.
+pub const TOKEN_TTL_MAX_S: i64 = 366 * 86_400;
+/// How long a token from a password login lasts: 12 hours.
+pub const LOGIN_TOKEN_TTL_S: i64 = 12 * 3_600;
 
 /// A person who logs in with a password; the service keeps only the argon2 PHC string.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

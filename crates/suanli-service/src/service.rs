@@ -55,6 +55,11 @@ impl Actor {
         Actor("operator".to_owned())
     }
 
+    /// The server itself, for what it notices on its own (a login throttled).
+    pub fn server() -> Actor {
+        Actor("server".to_owned())
+    }
+
     /// `operator`, `auditor`, `authority:ath-1`, `enterprise:ent-3`, `provider:prv-2`, or
     /// `operator:NAME` for a named operator.
     pub fn parse(text: &str) -> Result<Actor> {
@@ -767,8 +772,20 @@ impl View {
 impl Service {
     /// Registers a token for `role` by the SHA-256 of its secret (the caller made the secret and
     /// shows it once). The role's scope must exist.
+    /// Issues a token that lasts [`TOKEN_TTL_DEFAULT_S`](crate::access::TOKEN_TTL_DEFAULT_S).
     pub fn issue_token(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str) -> Result<u64> {
+        self.issue_token_for(actor, role, secret_sha256_hex, crate::access::TOKEN_TTL_DEFAULT_S)
+    }
+
+    /// Issues a token for `role` that stops working `ttl_s` seconds from now.
+    pub fn issue_token_for(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str, ttl_s: i64) -> Result<u64> {
         self.check_role_scope(role)?;
+        if !(60..=crate::access::TOKEN_TTL_MAX_S).contains(&ttl_s) {
+            return Err(ServiceError::field(
+                "expires_in_s",
+                format!("must be between 60 and {} seconds", crate::access::TOKEN_TTL_MAX_S),
+            ));
+        }
         if crate::access::unhex::<32>(secret_sha256_hex).is_none() {
             return Err(ServiceError::field("secret_sha256_hex", "must be 64 hex characters"));
         }
@@ -783,6 +800,7 @@ impl Service {
             role: role.to_string(),
             issued_at_s: now,
             revoked: false,
+            expires_at_s: Some(now.saturating_add(ttl_s)),
         };
         let mut change = self.begin();
         self.record(&mut change, Event::TokenIssued { token }, now);
@@ -840,7 +858,28 @@ impl View {
     /// The role of a live token's secret, if any.
     pub fn authenticate(&self, secret: &str) -> Option<Role> {
         let id = self.state.token_by_hash.get(&crate::access::sha256_hex(secret))?;
-        Role::parse(&self.state.tokens[id].role).ok()
+        let token = &self.state.tokens[id];
+        if token.expires_at_s.is_some_and(|expires| self.now_s() >= expires) {
+            return None;
+        }
+        Role::parse(&token.role).ok()
+    }
+}
+
+impl Service {
+    /// Keeps an anomaly noticed outside a command (a login throttled, say) as evidence: an
+    /// `anomaly.flagged` entry in the audit log.
+    pub fn flag_anomaly(&mut self, actor: &Actor, kind: &str, object: &str, detail: &str) -> Result<()> {
+        for (field, text) in [("kind", kind), ("object", object), ("detail", detail)] {
+            if text.is_empty() || text.len() > 1_000 || text.chars().any(|c| c.is_control()) {
+                return Err(ServiceError::field(field, "must be 1-1000 characters without control characters"));
+            }
+        }
+        let now = self.now_s();
+        let anomaly = Anomaly { time_s: now, kind: kind.to_owned(), object: object.to_owned(), detail: detail.to_owned() };
+        let mut change = self.begin();
+        self.record(&mut change, Event::AnomalyFlagged { anomaly }, now);
+        self.commit(actor, now, change)
     }
 }
 

@@ -39,6 +39,10 @@ pub struct ServeOptions {
     /// Checkpoint the state after this many seconds with at least one new entry [default: 300].
     #[arg(long, env = "SUANLI_CHECKPOINT_SECONDS")]
     checkpoint_seconds: Option<i64>,
+    /// How many seconds past the server's clock a usage period may end (providers' clocks run
+    /// ahead); beyond, a record is refused `usage_in_future` and may be sent again [default: 300].
+    #[arg(long, env = "SUANLI_CLOCK_SKEW_SECONDS")]
+    clock_skew_seconds: Option<i64>,
 }
 
 /// The configuration file's keys; every one optional.
@@ -56,6 +60,7 @@ struct ConfigFile {
     nats_ack_wait_s: Option<u64>,
     checkpoint_entries: Option<u64>,
     checkpoint_seconds: Option<i64>,
+    clock_skew_seconds: Option<i64>,
 }
 
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
@@ -67,6 +72,7 @@ struct Settings {
     log_requests: bool,
     nats: Option<suanli_api::nats::NatsOptions>,
     checkpoints: suanli_service::CheckpointPolicy,
+    clock_skew_s: i64,
 }
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
@@ -118,7 +124,13 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     };
     anyhow::ensure!(checkpoints.every_log_entries >= 1, "checkpoint_entries: must be at least 1");
     anyhow::ensure!(checkpoints.every_s >= 1, "checkpoint_seconds: must be at least 1");
+    let clock_skew_s = options
+        .clock_skew_seconds
+        .or(file.clock_skew_seconds)
+        .unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
+    anyhow::ensure!((0..=86_400).contains(&clock_skew_s), "clock_skew_seconds: must be between 0 and 86400");
     Ok(Settings {
+        clock_skew_s,
         checkpoints,
         nats,
         database: common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into()),
@@ -137,6 +149,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     let resolved = Common { database: Some(settings.database.clone()), ..common.clone() };
     let mut service = open(&resolved)?;
     service.set_checkpoint_policy(settings.checkpoints);
+    service.set_clock_skew_tolerance(settings.clock_skew_s);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
     let state = AppState::new(writer.clone());

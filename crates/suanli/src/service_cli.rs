@@ -253,14 +253,24 @@ pub enum OrderCommand {
     Quote(OrderArgs),
     /// Place an order: the price is locked and the voucher's share held.
     Place(OrderArgs),
+    /// Placed → running (the provider starts the job).
     Start {
         order: String,
     },
+    /// Running → completed: what is left of the hold goes back to the voucher.
     Complete {
         order: String,
     },
+    /// Placed → cancelled, before it starts: the whole hold is released.
     Cancel {
         order: String,
+    },
+    /// Buy more hours of a placed or running order at its locked price; usage never runs past
+    /// the hours ordered.
+    Extend {
+        order: String,
+        #[arg(long)]
+        hours: u32,
     },
     List,
     Show {
@@ -964,6 +974,15 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             let id = parse_id("order", &order, OrderId::parse)?;
             let released = service.cancel_order(actor, id)?;
             Ok(Reply::new(to_json(service.order(id)?), format!("{id} cancelled; {released} released")))
+        }
+        OrderCommand::Extend { order, hours } => {
+            let id = parse_id("order", &order, OrderId::parse)?;
+            let held = service.extend_order(actor, id, hours)?;
+            let o = service.order(id)?;
+            Ok(Reply::new(
+                to_json(o),
+                format!("{id} extended by {hours} h to {} h; {held} more held", o.hours_ordered()),
+            ))
         }
         OrderCommand::List => {
             let all: Vec<_> = service.state().orders.values().collect();

@@ -1,7 +1,9 @@
 //! The authorization matrix: every route of `suanli_api::ROUTES` × every role, on objects owned
 //! by the first authority, enterprise and provider. A role of the owning scope must get through
-//! (any answer but 401, 403 or 404); a role of the same kind but another scope gets 404, learning
-//! nothing; any other role gets 403; no token gets 401. A route without a case here fails the test.
+//! (any answer but 401, 403 or 404); a role that cannot see the object gets 404, exactly as for
+//! an object that does not exist, learning nothing; a role that can see it but not act on it, or
+//! any role refused an endpoint that names no object, gets 403; no token gets 401. A route
+//! without a case here fails the test.
 
 use serde_json::{Value, json};
 
@@ -60,7 +62,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/programs/prg-1/close".into(),
             None,
             &["admin", "authority"],
-            &["other_authority"],
+            &[],
         ),
         case(
             "POST",
@@ -76,7 +78,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/enterprises/ent-1".into(),
             None,
             &["admin", "auditor", "enterprise"],
-            &["other_enterprise"],
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case("GET", "/api/v1/applications", "/api/v1/applications".into(), None, all, &[]),
         case(
@@ -85,7 +87,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/applications".into(),
             Some(json!({ "enterprise": "ent-1", "program": "prg-1", "amount_fen": 100 })),
             &["admin", "enterprise"],
-            &["other_enterprise"],
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "GET",
@@ -93,7 +95,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/applications/app-1".into(),
             None,
             &["admin", "auditor", "authority", "reviewer", "enterprise"],
-            &["other_authority", "other_enterprise"],
+            &["other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "POST",
@@ -101,7 +103,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/applications/app-1/reject".into(),
             Some(json!({ "reason": "matrix" })),
             &["admin", "authority", "reviewer"],
-            &["other_authority"],
+            &["other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "GET",
@@ -109,7 +111,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             format!("/api/v1/vouchers/{voucher}"),
             None,
             &["admin", "auditor", "authority", "reviewer", "enterprise"],
-            &["other_authority", "other_enterprise"],
+            &["other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "POST",
@@ -117,7 +119,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             format!("/api/v1/vouchers/{voucher}/reinstate"),
             Some(json!({})),
             &["admin", "authority"],
-            &["other_authority"],
+            &["other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "POST",
@@ -133,7 +135,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             format!("/api/v1/providers/{prv}/sites"),
             Some(json!({ "name": "S", "hub": "H", "region": "310000", "latitude": 31.0, "longitude": 121.0 })),
             &["admin", "provider"],
-            &["other_provider"],
+            &[],
         ),
         case(
             "POST",
@@ -141,7 +143,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             format!("/api/v1/providers/{prv}/key"),
             Some(json!({ "public_key_hex": "zz" })),
             &["admin", "provider"],
-            &["other_provider"],
+            &[],
         ),
         // Usage is the provider's own: any other role is refused before the body is read.
         case(
@@ -158,7 +160,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/sites/sit-1/pools".into(),
             Some(json!({ "chip": "H20", "gpus": 8, "domestic": false, "price_fen_per_gpu_hour": 500 })),
             &["admin", "provider"],
-            &["other_provider"],
+            &[],
         ),
         case("GET", "/api/v1/pools", "/api/v1/pools".into(), None, all, &[]),
         case(
@@ -167,7 +169,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/orders".into(),
             Some(order_body.clone()),
             &["admin", "enterprise"],
-            &["other_enterprise"],
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "POST",
@@ -175,7 +177,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/orders/quote".into(),
             Some(order_body),
             &["admin", "enterprise"],
-            &["other_enterprise"],
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case(
             "GET",
@@ -191,7 +193,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             format!("/api/v1/orders/{order}/complete"),
             None,
             &["admin", "provider", "enterprise"],
-            &["other_provider", "other_enterprise"],
+            &["other_authority", "other_enterprise", "other_provider"],
         ),
         case(
             "POST",
@@ -199,7 +201,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/statements".into(),
             Some(json!({ "provider": prv, "program": "prg-1", "month": "2026-03" })),
             &["admin", "authority"],
-            &["other_authority"],
+            &[],
         ),
         case(
             "GET",
@@ -207,7 +209,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/statements/stm-1".into(),
             None,
             &["admin", "auditor", "authority", "reviewer", "provider"],
-            &["other_authority", "other_provider"],
+            &["other_authority", "enterprise", "other_enterprise", "other_provider"],
         ),
         case(
             "POST",
@@ -215,7 +217,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             "/api/v1/statements/stm-1/approve".into(),
             None,
             &["admin", "authority"],
-            &["other_authority"],
+            &["other_authority", "enterprise", "other_enterprise", "other_provider"],
         ),
         case("POST", "/api/v1/sweep", "/api/v1/sweep".into(), None, &["admin"], &[]),
         case("GET", "/api/v1/audit/log", "/api/v1/audit/log".into(), None, &["admin", "auditor"], &[]),

@@ -78,9 +78,11 @@ fn a_full_queue_is_answered_503_before_the_body_is_read() {
     let mut stream = connect(&app);
     let started = Instant::now();
     // Headers announce a body that is never sent: the answer must not wait for it.
-    stream
-        .write_all(b"POST /api/v1/providers/prv-1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
-        .unwrap();
+    let head = format!(
+        "POST /api/v1/providers/prv-1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        app.tokens["provider"]
+    );
+    stream.write_all(head.as_bytes()).unwrap();
     let mut buffer = [0u8; 4096];
     let n = stream.read(&mut buffer).unwrap();
     let answer = String::from_utf8_lossy(&buffer[..n]);

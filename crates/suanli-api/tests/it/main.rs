@@ -4,6 +4,7 @@
 mod authz;
 mod edge;
 mod nats;
+mod trust;
 
 use std::sync::Arc;
 
@@ -391,7 +392,8 @@ fn a_voucher_is_visible_only_within_scope() {
         ("authority", 200),
         ("enterprise", 200),
         ("other_enterprise", 404),
-        ("provider", 403),
+        // Providers never see vouchers: the same answer as for a voucher that does not exist.
+        ("provider", 404),
     ] {
         let (status, body) = app.request("GET", &path, Some(token), &[], None);
         assert_eq!(status, expected, "{token}: {body}");
@@ -455,7 +457,22 @@ fn more_bad_inputs_each_with_its_code_and_no_change() {
         "other_enterprise",
         json!({ "enterprise": "ent-2", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 1, "purpose": "training" }),
     );
-    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("voucher_of_another_enterprise")), "{answer}");
+    // The same answer as a voucher that does not exist: no enterprise learns others' vouchers.
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "{answer}");
+    let (_, missing) = post(
+        "/api/v1/orders/quote",
+        "other_enterprise",
+        json!({ "enterprise": "ent-2", "voucher": "vch-999", "gpus": 1, "hours": 1, "purpose": "training" }),
+    );
+    let (_, foreign) = post(
+        "/api/v1/orders/quote",
+        "other_enterprise",
+        json!({ "enterprise": "ent-2", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 1, "purpose": "training" }),
+    );
+    assert_eq!(
+        missing["error"]["message"].as_str().map(|m| m.replace("vch-999", "vch-N")),
+        foreign["error"]["message"].as_str().map(|m| m.replace(&app.voucher.to_string(), "vch-N")),
+    );
     let after =
         app.runtime.block_on(app.writer.call(|s| Ok::<_, ServiceError>(s.durable().log_count()))).unwrap().unwrap();
     assert_eq!(after, before, "no refusal wrote anything");

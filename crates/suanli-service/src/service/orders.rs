@@ -24,10 +24,9 @@ impl View {
         self.enterprise(enterprise)?;
         let voucher = self.voucher(voucher)?;
         if voucher.enterprise != enterprise {
-            return Err(ServiceError::new(
-                ErrorCode::VoucherOfAnotherEnterprise,
-                format!("voucher: {} belongs to another enterprise; vouchers cannot be transferred", voucher.id),
-            ));
+            // The same answer as a voucher that does not exist: no enterprise learns which
+            // vouchers others hold.
+            return Err(ServiceError::not_found(voucher.id));
         }
         if voucher.state != VoucherState::Active {
             return Err(ServiceError::new(

@@ -173,8 +173,8 @@ fn orders_that_break_a_rule_are_refused() {
     let order = s.orders();
     let other = s.w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]);
     let foreign = OrderInput { enterprise: other, ..order(8) };
-    s.w.refused(ErrorCode::VoucherOfAnotherEnterprise, |svc| svc.place_order(&op(), foreign.clone()));
-    s.w.refused(ErrorCode::VoucherOfAnotherEnterprise, |svc| svc.quote(&foreign));
+    s.w.refused(ErrorCode::NotFound, |svc| svc.place_order(&op(), foreign.clone()));
+    s.w.refused(ErrorCode::NotFound, |svc| svc.quote(&foreign));
     let data = OrderInput { purpose: Purpose::Data, ..order(8) };
     let message = s.w.refused(ErrorCode::PurposeNotAllowed, |svc| svc.place_order(&op(), data.clone()));
     assert!(message.starts_with("purpose: data"), "{message}");
@@ -332,6 +332,22 @@ fn revocation_releases_any_number_of_open_orders() {
     let before_restart = s.w.fingerprint();
     s.w.restart();
     assert_eq!(s.w.fingerprint(), before_restart, "the releases replay to the same state");
+}
+
+/// Tokens stop working when they expire; the lifetime is bounded.
+fn tokens_expire() {
+    let mut w = World::start();
+    let secret = "sl_expiring";
+    let hash = suanli_service::access::sha256_hex(secret);
+    w.service.issue_token_for(&op(), suanli_service::Role::Auditor, &hash, 3_600).unwrap();
+    assert!(w.service.authenticate(secret).is_some());
+    w.clock.advance(3_599);
+    assert!(w.service.authenticate(secret).is_some());
+    w.clock.advance(1);
+    assert!(w.service.authenticate(secret).is_none(), "expired");
+    let other = suanli_service::access::sha256_hex("sl_other");
+    w.refused(ErrorCode::InvalidField, |s| s.issue_token_for(&op(), suanli_service::Role::Auditor, &other, 400 * 86_400));
+    w.refused(ErrorCode::InvalidField, |s| s.issue_token_for(&op(), suanli_service::Role::Auditor, &other, 0));
 }
 
 fn revocation_releases_holds_and_returns_the_balance() {
@@ -532,7 +548,7 @@ fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules()
     let message = w.refused(ErrorCode::NoPoolAvailable, |s| s.choose_pool(&too_big));
     assert!(message.contains("GPUs free"), "{message}");
     let foreign = PoolRequest { enterprise: w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]), ..request };
-    w.refused(ErrorCode::VoucherOfAnotherEnterprise, |s| s.choose_pool(&foreign));
+    w.refused(ErrorCode::NotFound, |s| s.choose_pool(&foreign));
 }
 
 /// Running totals that would pass what an `i64` holds are refused with `amount_overflow` (the
@@ -726,6 +742,7 @@ suanli_store::conformance!(
     usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
     revocation_releases_holds_and_returns_the_balance,
     revocation_releases_any_number_of_open_orders,
+    tokens_expire,
     statements_need_an_ended_month_with_usage_and_are_approved_once,
     registrations_refuse_duplicates_and_bad_fields,
     related_parties_are_flagged_when_an_order_is_placed,
