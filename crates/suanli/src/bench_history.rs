@@ -8,6 +8,7 @@
 //! memory after that hour of ingestion is read, and `suanli audit verify` is timed beside the
 //! running server. Every figure comes from the server process, seen from outside.
 
+use suanli_service::access::TOKEN_TTL_MAX_S;
 use std::io::BufRead;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -123,9 +124,10 @@ fn world(dir: &std::path::Path, orders: usize) -> anyhow::Result<World> {
     let keys = [SigningKey::from_bytes(&[7; 32]), SigningKey::from_bytes(&[8; 32])];
     for (provider, key) in providers.iter().zip(&keys) {
         service.register_provider_key(&operator, *provider, &hex(key.verifying_key().as_bytes()))?;
-        service.issue_token(&operator, Role::Provider(*provider), &sha256_hex(&format!("history-{provider}")))?;
+        let secret = sha256_hex(&format!("history-{provider}"));
+        service.issue_token_for(&operator, Role::Provider(*provider), &secret, TOKEN_TTL_MAX_S)?;
     }
-    service.issue_token(&operator, Role::Auditor, &sha256_hex("history-auditor"))?;
+    service.issue_token_for(&operator, Role::Auditor, &sha256_hex("history-auditor"), TOKEN_TTL_MAX_S)?;
     let started_at = service.now_s();
     let voucher = service.state().vouchers.keys().next().context("a voucher")?.to_string();
     // Far enough ahead that every record's minute has passed.
