@@ -79,6 +79,30 @@ pub enum ProviderRule {
     WithinRegion,
 }
 
+impl std::fmt::Display for ProviderRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderRule::Any => f.write_str("any provider"),
+            ProviderRule::GovernmentRun => f.write_str("government-run data centres only"),
+            ProviderRule::Listed { providers } => {
+                let listed: Vec<String> = providers.iter().map(ToString::to_string).collect();
+                write!(f, "only the listed providers: {}", listed.join(", "))
+            }
+            ProviderRule::WithinRegion => f.write_str("sites within the authority's region only"),
+        }
+    }
+}
+
+impl std::fmt::Display for Stacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.allowed, self.cap_fen) {
+            (false, _) => f.write_str("not allowed (no voucher of another programme may be held with it)"),
+            (true, None) => f.write_str("allowed"),
+            (true, Some(cap)) => write!(f, "allowed up to {cap} across programmes"),
+        }
+    }
+}
+
 /// May an enterprise hold this programme's voucher alongside vouchers of other programmes, and
 /// up to what total face value across all of them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

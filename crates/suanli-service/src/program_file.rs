@@ -84,6 +84,16 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
     if source.len() > PROGRAM_FILE_BYTES_MAX {
         return Err(invalid("file", format!("is larger than {PROGRAM_FILE_BYTES_MAX} bytes")));
     }
+    // A name shown to people: 1-200 bytes, not blank, no control characters (NUL, newline...).
+    let label = |field: &str, text: &str| {
+        if text.trim().is_empty() || text.len() > 200 {
+            return Err(invalid(field, "must be 1-200 bytes and not blank"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(invalid(field, "must not contain control characters (NUL, newline, tab...)"));
+        }
+        Ok(())
+    };
     let file: ProgramFile = toml::from_str(source)
         .map_err(|e| ServiceError::new(ErrorCode::ProgramFileInvalid, e.to_string().trim_end().to_owned()))?;
     let key_ok = !file.key.is_empty()
@@ -92,12 +102,8 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
     if !key_ok {
         return Err(invalid("key", "must be 1-64 characters of a-z, 0-9 and '-'"));
     }
-    if file.name.trim().is_empty() || file.name.len() > 200 {
-        return Err(invalid("name", "must be 1-200 bytes"));
-    }
-    if file.authority.name.trim().is_empty() || file.authority.name.len() > 200 {
-        return Err(invalid("authority.name", "must be 1-200 bytes"));
-    }
+    label("name", &file.name)?;
+    label("authority.name", &file.authority.name)?;
     let authority_region = RegionCode::parse(&file.authority.region).map_err(|e| invalid("authority.region", e))?;
     let budget_fen = positive("budget_fen", file.budget_fen)?;
     let subsidy_rate_bp = rate("subsidy_rate_bp", file.subsidy_rate_bp)?;
@@ -169,9 +175,7 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         cap_fen: file.stacking.cap_fen.map(|fen| positive("stacking.cap_fen", fen)).transpose()?,
     };
     for (index, rule) in file.eligibility.iter().enumerate() {
-        if rule.name.trim().is_empty() {
-            return Err(invalid(&format!("eligibility[{index}].name"), "must not be empty"));
-        }
+        label(&format!("eligibility[{index}].name"), &rule.name)?;
         Rule::parse(&rule.rule).map_err(|e| {
             invalid(&format!("eligibility[{index}].rule ({})", rule.name), format!("{e}\n{}", e.pointer(&rule.rule)))
         })?;

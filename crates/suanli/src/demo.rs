@@ -27,7 +27,7 @@ use suanli_service::access::{hex, usage_signing_bytes};
 use suanli_service::calendar::{format_timestamp, shanghai_midnight};
 use suanli_service::model::UsageInput;
 use suanli_service::{Actor, ManualClock, Role, Service};
-use suanli_store::{SqliteStore, StoreError};
+use suanli_store::{SqliteStore, Storage, StoreError};
 
 /// The shipped programme files, built into the binary so the demo runs from any directory.
 const PROGRAMS: [&str; 7] = [
@@ -157,7 +157,7 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
          (DROP DATABASE and CREATE DATABASE it again if it held only an earlier demo)"
     );
     // Bootstrap: the admin's login exists before the server does; everything else goes over HTTP.
-    let bootstrap = Actor::parse("operator:demo")?;
+    let bootstrap = Actor::parse(DEMO_ACTOR)?;
     let (admin_name, admin_password, _) = LOGINS[0];
     service.add_user(
         &bootstrap,
@@ -525,19 +525,32 @@ fn signed_usage(
     )
 }
 
-/// Removes the database at `path` if it is an earlier demo (a suanli database), so the demo can
-/// run again; refuses to touch any other file.
+/// Who writes a demo database's first audit-log entry: how the demo knows a database it made.
+const DEMO_ACTOR: &str = "operator:demo";
+
+/// Removes the database at `path` if the demo made it (its first audit-log entry is the demo's
+/// bootstrap, written by [`DEMO_ACTOR`]), so the demo can run again; refuses any other file,
+/// including a suanli database holding anything else.
 fn replace_earlier_demo(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    match SqliteStore::open_existing(path) {
-        Ok(store) => drop(store),
+    let mut store = match SqliteStore::open_reader(path) {
+        Ok(store) => store,
         Err(error @ (StoreError::NotSuanli { .. } | StoreError::Open { .. } | StoreError::Missing { .. })) => {
             return Err(error).context("--database names a file that is not a suanli database; choose another path");
         }
         Err(error) => return Err(error.into()),
-    }
+    };
+    let first = store.log_after(0, 1)?;
+    drop(store);
+    let made_by_demo = first.first().is_some_and(|entry| entry.actor == DEMO_ACTOR && entry.action == "user.created");
+    anyhow::ensure!(
+        made_by_demo,
+        "--database: {} is a suanli database the demo did not make; the demo replaces only its own databases, \
+         choose another path",
+        path.display()
+    );
     for suffix in ["", "-wal", "-shm"] {
         let file = format!("{}{suffix}", path.display());
         if Path::new(&file).exists() {

@@ -480,12 +480,12 @@ pub fn program(common: &Common, command: ProgramCommand) -> anyhow::Result<ExitC
             let p = service.program(service.find_program(&program)?)?;
             let terms = &p.terms;
             let mut text = format!(
-                "{} {} ({:?})\nauthority       {} {}\nbudget          {} (left {}, issued {}, spent {}, returned {}, settled {})\n\
+                "{} {} ({})\nauthority       {} {}\nbudget          {} (left {}, issued {}, spent {}, returned {}, settled {})\n\
                  subsidy rate    {}{}\ncaps            {} per enterprise{}\nvalidity        {} days\n\
-                 applications    {} to {}\napplicants      {}\npurposes        {}\nproviders       {:?}\nstacking        {:?}\n",
+                 applications    {} to {}\napplicants      {}\npurposes        {}\nproviders       {}\nstacking        {}\n",
                 p.id,
                 terms.name,
-                p.state,
+                format!("{:?}", p.state).to_lowercase(),
                 terms.authority_region,
                 terms.authority_name,
                 terms.budget_fen,

@@ -73,6 +73,8 @@ fn bad_programme_files_are_refused_with_the_field() {
         ("enterprise_cap_fen = 2_000_000_00", "enterprise_cap_fen = 9_000_000_00", "enterprise_cap_fen"),
         ("voucher_validity_days = 180", "voucher_validity_days = 0", "voucher_validity_days"),
         ("key = \"shanghai-like\"", "key = \"Shanghai Like\"", "key"),
+        ("name = \"Shanghai-like compute vouchers\"", "name = \"Vouchers\\u0000\"", "name: must not contain control characters"),
+        ("name = \"Shanghai-like compute vouchers\"", "name = \"Two\\nlines\"", "name: must not contain control characters"),
         ("rule = \"headcount <= 500\"", "rule = \"headcount <= \"", "eligibility[1].rule (small-enough): at column 14"),
         (
             "voucher_validity_days = 180",

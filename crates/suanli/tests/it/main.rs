@@ -98,6 +98,43 @@ fn demo_refuses_to_replace_a_file_that_is_not_a_suanli_database() {
     let output = suanli(&["demo", "--no-serve", "--database", "notes.db"], dir.path());
     assert!(!output.status.success());
     assert_eq!(std::fs::read_to_string(dir.path().join("notes.db")).unwrap(), "my notes");
+    // A suanli database the demo did not make is refused too, and keeps what it holds.
+    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs/ningbo.toml");
+    assert!(suanli(&["program", "load", program, "--database", "mine.db"], dir.path()).status.success());
+    let output = suanli(&["demo", "--no-serve", "--database", "mine.db"], dir.path());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the demo did not make"), "{output:?}");
+    let listed = suanli(&["program", "list", "--json", "--database", "mine.db"], dir.path());
+    assert!(stdout(&listed).contains("ningbo"), "{}", stdout(&listed));
+}
+
+/// `suanli program list | head -1`: the reader goes away and the CLI ends quietly with success.
+#[test]
+fn a_closed_output_pipe_ends_the_cli_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs/ningbo.toml");
+    assert!(suanli(&["program", "load", program, "--database", "p.db"], dir.path()).status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["program", "list", "--database", "p.db"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before anything is written
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn program_show_reads_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs/shandong.toml");
+    assert!(suanli(&["program", "load", program, "--database", "p.db"], dir.path()).status.success());
+    let shown = stdout(&suanli(&["program", "show", "prg-1", "--database", "p.db"], dir.path()));
+    assert!(!shown.contains('{') && !shown.contains("Stacking") && !shown.contains("GovernmentRun"), "{shown}");
+    assert!(shown.contains("government-run data centres only"), "{shown}");
 }
 
 #[test]
