@@ -415,7 +415,12 @@ async fn show_application(
             .into_iter()
             .map(|(rule, v)| serde_json::json!({ "rule": rule, "passed": v.passed, "reason": v.reason }))
             .collect();
-        Ok(serde_json::json!({ "application": application, "eligibility": verdicts }))
+        // A submitted application that cannot be approved as things stand says why; it holds
+        // back no later application.
+        let blocked = (application.state == suanli_service::model::ApplicationState::Submitted)
+            .then(|| s.program(application.program).ok().and_then(|p| s.blocked_reason(&application, p)))
+            .flatten();
+        Ok(serde_json::json!({ "application": application, "eligibility": verdicts, "blocked": blocked }))
     })
     .await
 }

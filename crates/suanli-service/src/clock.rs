@@ -47,3 +47,38 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// A clock that starts at a chosen instant and then runs at the speed of real time: a server
+/// started `--now` in the past, or the demo serving on after its simulated month, keeps moving
+/// (usage can be posted, vouchers expire) instead of standing still.
+#[derive(Clone, Copy, Debug)]
+pub struct RunningClock {
+    start_s: i64,
+    since: std::time::Instant,
+}
+
+impl RunningClock {
+    pub fn from(start_s: i64) -> RunningClock {
+        RunningClock { start_s, since: std::time::Instant::now() }
+    }
+}
+
+impl Clock for RunningClock {
+    fn now_s(&self) -> i64 {
+        let elapsed = i64::try_from(self.since.elapsed().as_secs()).unwrap_or(i64::MAX);
+        self.start_s.saturating_add(elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_clock_starts_where_it_is_told_and_moves_on() {
+        let clock = RunningClock::from(1_000);
+        assert!((1_000..1_002).contains(&clock.now_s()));
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        assert!(clock.now_s() >= 1_001);
+    }
+}

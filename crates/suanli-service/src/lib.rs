@@ -24,7 +24,7 @@ pub mod service;
 pub mod state;
 
 pub use access::Role;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, RunningClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{

@@ -444,7 +444,10 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     let code = crate::audit::verify_database(database)?;
     if serve && code == ExitCode::SUCCESS {
-        let service = Service::open_database(database, Arc::new(clock))?;
+        // The simulated month is over: the served demo's clock moves on from its last instant, so
+        // usage can be posted to it and vouchers expire.
+        let service =
+            Service::open_database(database, Arc::new(suanli_service::RunningClock::from(clock_now(&clock))))?;
         let (writer, writer_thread) = Writer::start(service);
         let state = AppState::new(writer);
         runtime.block_on(async {

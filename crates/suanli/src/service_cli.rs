@@ -21,7 +21,7 @@ use suanli_domain::{
 use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, Clock, EnterpriseInput, ErrorCode, ManualClock, PoolInput, PoolRequest, Service, ServiceError, SiteSpec,
+    Actor, Clock, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Service, ServiceError, SiteSpec,
     SystemClock,
 };
 
@@ -40,7 +40,8 @@ pub struct Common {
     /// authority:ath-N, enterprise:ent-N or provider:prv-N.
     #[arg(long, global = true, env = "SUANLI_ACTOR", default_value = "operator")]
     pub actor: String,
-    /// Run as if the time were this RFC 3339 instant (for drills and tests).
+    /// Run as if the time were this RFC 3339 instant (for drills and tests); a server's clock
+    /// starts there and moves on in real time.
     #[arg(long, global = true, env = "SUANLI_NOW")]
     pub now: Option<String>,
 }
@@ -358,7 +359,8 @@ fn clock(common: &Common) -> anyhow::Result<Arc<dyn Clock>> {
             let now = parse_timestamp(text).with_context(|| {
                 format!("--now: {text:?} is not an RFC 3339 time such as 2026-10-01T09:00:00+08:00")
             })?;
-            Arc::new(ManualClock::new(now))
+            // Starts at `--now` and moves on from there, so a server started in the past runs.
+            Arc::new(suanli_service::RunningClock::from(now))
         }
         None => Arc::new(SystemClock),
     })

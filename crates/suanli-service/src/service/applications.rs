@@ -153,6 +153,10 @@ impl Service {
                 ),
             ));
         }
+        // An application the caps or the stacking rule already refuse would never be approved:
+        // refused now, with the reason, instead of waiting in the queue.
+        let (application, program) = (application.clone(), program.clone());
+        self.check_caps(&application, &program, Fen::new(1))?;
         let mut change = self.begin();
         self.record(&mut change, Event::ApplicationSubmitted { application: id }, now);
         self.commit(actor, now, change)
@@ -218,7 +222,8 @@ impl Service {
         }
         self.check_caps(&application, &program, amount)?;
         // First come, first served: money still free is owed first to applications submitted
-        // earlier and not yet decided.
+        // earlier and not yet decided, except those that cannot be approved as things stand
+        // (ineligible, or refused by a cap or the stacking rule): they hold nothing back.
         let submitted_at = application.submitted_at_s.unwrap_or(i64::MAX);
         let earlier: Vec<&Application> = self
             .state
@@ -230,6 +235,7 @@ impl Service {
                     && a.id != id
                     && (a.submitted_at_s, a.id) < (Some(submitted_at), id)
             })
+            .filter(|a| self.blocked_reason(a, &program).is_none())
             .collect();
         let owed_earlier = earlier.iter().map(|a| a.requested_fen).try_fold(Fen::ZERO, |sum, r| sum.checked_add(r))?;
         if amount > program.budget_remaining_fen {
@@ -288,6 +294,25 @@ impl Service {
 }
 
 impl View {
+    /// Why a submitted application cannot be approved as things stand (ineligible, or refused
+    /// by a cap or the stacking rule even for one fen), or `None` when it could be.
+    pub fn blocked_reason(&self, application: &Application, program: &Program) -> Option<String> {
+        match self.eligibility(application.enterprise, program.id) {
+            Ok(verdicts) => {
+                let failed: Vec<String> = verdicts
+                    .into_iter()
+                    .filter(|(_, verdict)| !verdict.passed)
+                    .map(|(name, verdict)| format!("{name}: {}", verdict.reason))
+                    .collect();
+                if !failed.is_empty() {
+                    return Some(format!("not eligible: {}", failed.join("; ")));
+                }
+            }
+            Err(error) => return Some(error.to_string()),
+        }
+        self.check_caps(application, program, Fen::new(1)).err().map(|e| e.to_string())
+    }
+
     pub(super) fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
         let enterprise = application.enterprise;
         let issued_here = self

@@ -159,8 +159,9 @@ fn the_stacking_rule_and_its_cap_hold_across_programmes() {
     let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
     let a = submitted(&mut w, enterprise, open, 2_000_000);
     w.service.approve_application(&op(), a, yuan(2_000_000)).unwrap();
-    let b = submitted(&mut w, enterprise, exclusive, 500_000);
-    w.refused(ErrorCode::StackingNotAllowed, |s| s.approve_application(&op(), b, yuan(500_000)));
+    // Refused at submission: the stacking rule would refuse it any amount.
+    let b = w.service.create_application(&op(), enterprise, exclusive, yuan(500_000), "").unwrap();
+    w.refused(ErrorCode::StackingNotAllowed, |s| s.submit_application(&op(), b));
 
     let third = w.program(&SHANGHAI_LIKE.replace("key = \"shanghai-like\"", "key = \"third\""));
     let c = submitted(&mut w, enterprise, third, 1_500_000);
@@ -168,6 +169,33 @@ fn the_stacking_rule_and_its_cap_hold_across_programmes() {
     let message = w.refused(ErrorCode::StackingCapExceeded, |s| s.approve_application(&op(), c, yuan(1_500_000)));
     assert!(message.contains("¥3,500,000.00"), "{message}");
     w.service.approve_application(&op(), c, yuan(1_000_000)).unwrap();
+}
+
+/// First come, first served, but an application that can no longer be approved (here: its
+/// enterprise took another programme's voucher after submitting, and this programme allows no
+/// stacking) holds back no later applicant; it says why.
+fn an_application_that_can_never_be_approved_holds_back_no_one() {
+    let mut w = World::start();
+    let open = w.program(SHANGHAI_LIKE);
+    let exclusive = w.program(
+        &SHANGHAI_LIKE
+            .replace("key = \"shanghai-like\"", "key = \"exclusive\"")
+            .replace("budget_fen = 5_000_000_00", "budget_fen = 1_000_000_00")
+            .replace("enterprise_cap_fen = 2_000_000_00", "enterprise_cap_fen = 1_000_000_00")
+            .replace("stacking = { allowed = true, cap_fen = 3_000_000_00 }", "stacking = { allowed = false }"),
+    );
+    let first = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let second = w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]);
+    let stuck = submitted(&mut w, first, exclusive, 1_000_000);
+    let elsewhere = submitted(&mut w, first, open, 1_000_000);
+    w.service.approve_application(&op(), elsewhere, yuan(1_000_000)).unwrap();
+    let later = submitted(&mut w, second, exclusive, 1_000_000);
+    let application = w.service.application(stuck).unwrap().clone();
+    let program = w.service.program(exclusive).unwrap().clone();
+    let reason = w.service.blocked_reason(&application, &program).expect("blocked");
+    assert!(reason.contains("stacking_not_allowed"), "{reason}");
+    w.service.approve_application(&op(), later, yuan(1_000_000)).unwrap();
+    w.refused(ErrorCode::StackingNotAllowed, |s| s.approve_application(&op(), stuck, yuan(1)));
 }
 
 fn orders_that_break_a_rule_are_refused() {
@@ -739,6 +767,7 @@ suanli_store::conformance!(
     applications_outside_the_window_or_the_programme_state_are_refused,
     approvals_beyond_budget_follow_submission_order,
     the_stacking_rule_and_its_cap_hold_across_programmes,
+    an_application_that_can_never_be_approved_holds_back_no_one,
     orders_that_break_a_rule_are_refused,
     provider_rules_restrict_where_vouchers_are_spent,
     usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
