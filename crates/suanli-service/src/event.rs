@@ -127,4 +127,57 @@ impl Event {
             Event::UserCreated { user } => format!("user:{}", user.name),
         }
     }
+
+    /// Every object this entry touched: its own `object` first, then the others it changed or
+    /// names (the voucher an approval issued, the order a usage record drew on, the orders a
+    /// revocation released...), so one object's history is every entry that touched it.
+    pub fn objects(&self) -> Vec<String> {
+        let mut objects = vec![self.object()];
+        let mut also = |id: String| {
+            if !objects.contains(&id) {
+                objects.push(id);
+            }
+        };
+        match self {
+            Event::ProgramLoaded { program } => also(program.authority.to_string()),
+            Event::ApplicationCreated { application } => {
+                also(application.enterprise.to_string());
+                also(application.program.to_string());
+            }
+            Event::ApplicationApproved { voucher, .. } => {
+                also(voucher.id.to_string());
+                also(voucher.enterprise.to_string());
+                also(voucher.program.to_string());
+            }
+            Event::SiteAdded { site } => also(site.spec.provider.to_string()),
+            Event::PoolAdded { pool } => also(pool.site.to_string()),
+            Event::OrderPlaced { order } => {
+                also(order.voucher.to_string());
+                also(order.enterprise.to_string());
+                also(order.provider.to_string());
+                also(order.pool.to_string());
+                also(order.program.to_string());
+            }
+            Event::OrderHoldReleased { voucher, .. } => also(voucher.to_string()),
+            Event::UsageRecorded { record } => {
+                also(record.input.order.to_string());
+                also(record.provider.to_string());
+            }
+            Event::UsageRefused { provider, input, .. } => {
+                also(input.order.to_string());
+                also(provider.to_string());
+            }
+            Event::VoucherRevoked { released, .. } => {
+                for (order, _) in released {
+                    also(order.to_string());
+                }
+            }
+            Event::StatementIssued { statement } => {
+                also(statement.provider.to_string());
+                also(statement.program.to_string());
+            }
+            _ => {}
+        }
+        objects
+    }
 }

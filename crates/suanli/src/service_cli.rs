@@ -1161,7 +1161,13 @@ pub fn log(common: &Common, command: LogCommand) -> anyhow::Result<ExitCode> {
             let (page, _) = reader.page(after, suanli_store::LOG_PAGE_ENTRIES_MAX)?;
             let Some(last) = page.last() else { break };
             after = last.sequence;
-            for entry in page.into_iter().filter(|e| object.as_ref().is_none_or(|o| &e.object == o)) {
+            // An object's history is every entry that touched it, not only those filed under it.
+            let touches = |e: &suanli_store::LogEntry, o: &String| {
+                &e.object == o
+                    || serde_json::from_str::<suanli_service::event::Event>(&e.body)
+                        .is_ok_and(|event| event.objects().contains(o))
+            };
+            for entry in page.into_iter().filter(|e| object.as_ref().is_none_or(|o| touches(e, o))) {
                 if kept.len() == limit {
                     kept.pop_front();
                 }

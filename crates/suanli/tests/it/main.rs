@@ -34,6 +34,10 @@ fn demo_runs_twice_through_the_api_and_its_database_passes_the_audit() {
     let output = suanli(&["audit", "verify", "--database", "sqlite://suanli-demo.db"], dir.path());
     assert!(output.status.success());
     assert!(stdout(&output).contains("usage records  1600"), "{}", stdout(&output));
+    // One object's history is every entry that touched it: the voucher's issuance is filed
+    // under its application, its orders under themselves.
+    let history = stdout(&suanli(&["log", "show", "--object", "vch-1", "--database", "suanli-demo.db"], dir.path()));
+    assert!(history.contains("application.approved") && history.contains("order.placed"), "{history}");
 }
 
 /// The state hash line of an audit's output.
