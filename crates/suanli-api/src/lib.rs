@@ -19,6 +19,7 @@ pub mod login;
 pub mod metrics;
 pub mod nats;
 pub mod openapi;
+pub mod transparency;
 pub mod writer;
 
 use std::sync::Arc;
@@ -70,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/docs", get(openapi::page))
         .route("/api/v1/vouchers/{voucher}", get(show_voucher))
         .route("/api/v1/providers/{provider}/usage", post(post_usage))
+        .route("/api/v1/heads/latest", get(transparency::latest))
+        .route("/api/v1/heads", post(transparency::publish))
+        .route("/api/v1/audit/proof", get(transparency::proof))
         .merge(lifecycle::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -112,6 +116,11 @@ pub const PUBLIC_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/login", "Log in with name and password (argon2); answers a bearer token for the user's role."),
     ("GET", "/api/openapi.json", "This document."),
     ("GET", "/api/docs", "A browsable page of this document."),
+    (
+        "GET",
+        "/api/v1/heads/latest",
+        "The newest signed head (log size, Merkle root, journal head, state hash, Ed25519 signature) and the platform's public key: the public record anyone may check.",
+    ),
 ];
 
 /// Every API route under `/api/v1` that needs a token: method, path and what it does. The
@@ -225,6 +234,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "List vouchers within the caller's scope (paged; filter by program, state). Not providers.",
     ),
     ("GET", "/api/v1/orders", "List orders within the caller's scope (paged; filter by program, state)."),
+    ("POST", "/api/v1/heads", "Sign and publish a head of the log as it is now. Admin."),
+    (
+        "GET",
+        "/api/v1/audit/proof",
+        "An inclusion proof (RFC 9162 audit path) of entry `sequence` in the tree of `size` entries (default: the latest signed head). Admin and auditors for any entry; others for entries touching their own objects.",
+    ),
 ];
 
 async fn healthz() -> &'static str {

@@ -874,7 +874,7 @@ async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: 
 }
 
 #[derive(Serialize, Clone)]
-struct LogEntryJson {
+pub(crate) struct LogEntryJson {
     sequence: u64,
     time_s: i64,
     actor: String,
@@ -886,6 +886,22 @@ struct LogEntryJson {
     body: serde_json::Value,
     previous_hash: String,
     hash: String,
+}
+
+impl From<suanli_store::LogEntry> for LogEntryJson {
+    fn from(e: suanli_store::LogEntry) -> LogEntryJson {
+        LogEntryJson {
+            sequence: e.sequence,
+            time_s: e.time_s,
+            actor: e.actor,
+            action: e.action,
+            object: e.object,
+            ledger_batch: e.ledger_batch_id,
+            body: serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body)),
+            previous_hash: suanli_service::access::hex(&e.previous_hash),
+            hash: suanli_service::access::hex(&e.hash),
+        }
+    }
 }
 
 async fn audit_log(
@@ -901,20 +917,7 @@ async fn audit_log(
     }
     // Sequences have no gaps, so the entries after `offset` are the page from `offset` on.
     let (entries, total) = state.writer.log_page(page.offset as u64, limit).await??;
-    let items: Vec<LogEntryJson> = entries
-        .into_iter()
-        .map(|e| LogEntryJson {
-            sequence: e.sequence,
-            time_s: e.time_s,
-            actor: e.actor,
-            action: e.action,
-            object: e.object,
-            ledger_batch: e.ledger_batch_id,
-            body: serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body)),
-            previous_hash: suanli_service::access::hex(&e.previous_hash),
-            hash: suanli_service::access::hex(&e.hash),
-        })
-        .collect();
+    let items: Vec<LogEntryJson> = entries.into_iter().map(LogEntryJson::from).collect();
     Ok(Json(serde_json::json!({ "total": total, "offset": page.offset, "limit": limit, "items": items }))
         .into_response())
 }

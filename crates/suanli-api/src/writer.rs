@@ -79,6 +79,8 @@ pub struct Writer {
     log: Option<Arc<std::sync::Mutex<suanli_store::LogReader>>>,
     queue_jobs_max: usize,
     pub stats: Arc<WriterStats>,
+    /// The service's head signer, if it has one: the latest signed head is served from it.
+    heads: Option<suanli_service::heads::HeadSigner>,
 }
 
 impl Writer {
@@ -92,6 +94,7 @@ impl Writer {
         let (sender, receiver) = sync_channel(queue_jobs_max);
         let published = Arc::new(RwLock::new(Arc::new(service.committed_view())));
         let ready = Arc::new(AtomicBool::new(service.is_ready()));
+        let heads = service.head_signer().cloned();
         let log = match service.log_reader() {
             Ok(reader) => Some(Arc::new(std::sync::Mutex::new(reader))),
             Err(error) => {
@@ -127,7 +130,7 @@ impl Writer {
                 })
                 .expect("the writer thread starts")
         };
-        (Writer { sender, published, ready, log, queue_jobs_max, stats }, thread)
+        (Writer { sender, published, ready, log, queue_jobs_max, stats, heads }, thread)
     }
 
     /// What the last commit left, for a read that must not queue.
@@ -142,27 +145,33 @@ impl Writer {
         after: u64,
         limit: usize,
     ) -> Result<Result<(Vec<suanli_store::LogEntry>, u64), ServiceError>, Refused> {
+        self.read_log(move |reader| reader.page(after, limit)).await
+    }
+
+    /// The head signer of the service, when it signs heads.
+    pub fn heads(&self) -> Option<&suanli_service::heads::HeadSigner> {
+        self.heads.as_ref()
+    }
+
+    /// Runs `read` on the log reader beside the writer (or, without one, on the writer).
+    pub async fn read_log<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut suanli_store::LogReader) -> Result<T, suanli_store::StoreError> + Send + 'static,
+    ) -> Result<Result<T, ServiceError>, Refused> {
         let storage = |e: suanli_store::StoreError| {
             ServiceError::new(suanli_service::ErrorCode::StorageUnavailable, e.to_string())
         };
         match &self.log {
             Some(reader) => {
                 let reader = reader.clone();
-                let page = tokio::task::spawn_blocking(move || {
-                    reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner).page(after, limit)
+                let result = tokio::task::spawn_blocking(move || {
+                    read(&mut reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
                 })
                 .await
                 .map_err(|_| Refused::Stopped)?;
-                Ok(page.map_err(storage))
+                Ok(result.map_err(storage))
             }
-            None => {
-                self.call(move |service| {
-                    let all = service.log_entries()?;
-                    let total = all.len() as u64;
-                    Ok((all.into_iter().skip(after as usize).take(limit).collect(), total))
-                })
-                .await
-            }
+            None => self.call(move |service| read(&mut service.log_reader()?).map_err(storage)).await,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod check;
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod heads;
 pub mod model;
 pub mod occupancy;
 pub mod program_file;

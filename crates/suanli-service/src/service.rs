@@ -223,6 +223,8 @@ pub struct Service {
     /// The state as of the last commit (a constant-time persistent copy): a refused commit returns
     /// the working state to it, so memory is never ahead of storage.
     committed: State,
+    /// Signs and publishes heads at every checkpoint and on demand, when set.
+    heads: Option<crate::heads::HeadSigner>,
 }
 
 impl std::ops::Deref for Service {
@@ -294,7 +296,40 @@ impl Service {
             view: View { state, clock, clock_skew_s: CLOCK_SKEW_DEFAULT_S },
             policy: CheckpointPolicy::default(),
             checkpointed,
+            heads: None,
         })
+    }
+
+    /// Signs a head at every checkpoint (and on [`Service::publish_head`]) and publishes it.
+    pub fn set_head_signer(&mut self, signer: crate::heads::HeadSigner) {
+        self.heads = Some(signer);
+    }
+
+    pub fn head_signer(&self) -> Option<&crate::heads::HeadSigner> {
+        self.heads.as_ref()
+    }
+
+    /// Signs the committed log's size and Merkle root (with the journal's head and the state
+    /// hash) and publishes the head outside the database.
+    pub fn publish_head(&mut self) -> Result<crate::heads::Head> {
+        let signer = self
+            .heads
+            .clone()
+            .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no head signer is configured"))?;
+        let log_size = self.durable.log_count();
+        let storage = |e: suanli_store::StoreError| ServiceError::new(ErrorCode::StorageUnavailable, e.to_string());
+        let mut reader = self.log_reader()?;
+        let log_root = suanli_store::merkle::root(&mut reader, log_size).map_err(storage)?;
+        let facts = crate::heads::HeadFacts {
+            log_size,
+            log_root,
+            log_head: self.durable.log_head(),
+            journal_batches: self.durable.batch_count(),
+            journal_head: self.durable.journal_head(),
+            state_hash: suanli_ledger::state_hash(self.durable.ledger()),
+            time_s: self.now_s(),
+        };
+        signer.publish(&facts).map_err(|e| ServiceError::new(ErrorCode::Storage, format!("publishing a head: {e}")))
     }
 
     /// How far past the server's clock a usage period may end before it is refused
@@ -315,6 +350,9 @@ impl Service {
         let text = self.committed.to_checkpoint();
         let checkpoint = self.durable.checkpoint(now, text).map_err(storage_error)?;
         self.checkpointed = (checkpoint.log_sequence, now);
+        if self.heads.is_some() {
+            self.publish_head()?;
+        }
         Ok(checkpoint.log_sequence)
     }
 

@@ -43,9 +43,28 @@ impl AuditReport {
     }
 }
 
+/// What a published head says of the log: that its first `size` entries have Merkle root
+/// `root` and the entry `size` has hash `log_head` (the signature was checked by the caller).
+#[derive(Clone, Debug)]
+pub struct TreeClaim {
+    pub size: u64,
+    pub root: Hash,
+    pub log_head: Hash,
+    /// How the claim is named in a violation (the head's file).
+    pub label: String,
+}
+
 /// Audits a whole database a batch at a time: memory holds the accounts, the holds and one
 /// batch's rows, never the history, so the audit of a programme year fits where the server does.
 pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
+    audit_against(storage, &[])
+}
+
+/// [`audit`], and the log checked against published heads: the Merkle root of the first `size`
+/// entries must be each head's root (a log rewritten and re-hashed is not), the database must
+/// hold at least `size` entries (a log cut short does not), and every stored tile must equal the
+/// one recomputed from the leaves.
+pub fn audit_against<S: Storage>(storage: &mut S, claims: &[TreeClaim]) -> Result<AuditReport, StoreError> {
     let skeleton = storage.load_skeleton()?;
     let mut report = AuditReport {
         batches: skeleton.batches.len() as u64,
@@ -179,9 +198,14 @@ pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
         }
         Err(violation) => report.violations.push(violation.to_string()),
     }
-    // The log, a page at a time, each entry linked and bound to its batch.
+    // The log, a page at a time, each entry linked and bound to its batch, and grown into its
+    // Merkle tree leaf by leaf.
     let mut after = 0;
     let mut log_head = GENESIS;
+    let mut claims: Vec<&TreeClaim> = claims.iter().collect();
+    claims.sort_by_key(|c| c.size);
+    let mut pending = claims.into_iter().peekable();
+    let mut tree = crate::merkle::Frontier::default();
     loop {
         let page = storage.log_after(after, LOG_PAGE_ENTRIES)?;
         let Some(last) = page.last() else { break };
@@ -192,8 +216,38 @@ pub fn audit<S: Storage>(storage: &mut S) -> Result<AuditReport, StoreError> {
                 log_head = last.hash;
             }
         }
+        let mut tiles = Vec::new();
+        for entry in &page {
+            tiles.extend(tree.push(crate::merkle::leaf_hash(&entry.hash)));
+            while let Some(claim) = pending.next_if(|c| c.size == tree.size()) {
+                if tree.root() != claim.root || entry.hash != claim.log_head {
+                    report.violations.push(format!(
+                        "{}: the log's first {} entries are not the ones this head signed (their Merkle root \
+                         differs): the log was rewritten after it was published",
+                        claim.label, claim.size
+                    ));
+                }
+            }
+        }
+        if let (Some(&(first, _)), Some(&(last_tile, _))) = (tiles.first(), tiles.last()) {
+            let stored = storage.tile_roots(first, last_tile - first + 1)?;
+            for ((tile, root), kept) in tiles.iter().zip(stored.iter().map(Some).chain(std::iter::repeat(None))) {
+                if kept != Some(root) {
+                    report.violations.push(format!("merkle tile {tile}: the stored root is not the leaves' root"));
+                }
+            }
+        }
         after = last.sequence;
         report.log_entries += page.len() as u64;
+    }
+    for claim in pending {
+        if claim.size == 0 {
+            continue;
+        }
+        report.violations.push(format!(
+            "{}: it signed {} entries and the database holds only {}: the log was cut short after it was published",
+            claim.label, claim.size, report.log_entries
+        ));
     }
     report.log_head = log_head;
     Ok(report)

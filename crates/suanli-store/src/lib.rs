@@ -12,11 +12,12 @@ mod durable;
 mod location;
 mod log;
 mod log_reader;
+pub mod merkle;
 mod postgres;
 pub mod scratch;
 mod sqlite;
 
-pub use audit::{AuditReport, audit};
+pub use audit::{AuditReport, TreeClaim, audit, audit_against};
 pub use durable::{Committed, Durable, DurableError, Opened, Recovered};
 pub use location::Location;
 pub use log::{LogEntry, NewLogEntry, check_log, check_log_after, log_entry_hash};
@@ -311,6 +312,13 @@ impl Storage for AnyStore {
         }
     }
 
+    fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.tile_roots(first, count),
+            Backend::Postgres(store) => store.tile_roots(first, count),
+        }
+    }
+
     fn heads(&mut self) -> Result<Heads, StoreError> {
         match &mut self.backend {
             Backend::Sqlite(store) => store.heads(),
@@ -416,6 +424,10 @@ pub trait Storage {
     /// Adds usage rows that are missing (a database written before usage ids were kept apart
     /// gets them from its log once); rows already kept are left as they are.
     fn backfill_usage(&mut self, rows: &[UsageRow]) -> Result<(), StoreError>;
+
+    /// The stored roots of Merkle tiles `first..first + count` that exist, in order (fewer
+    /// when some are missing).
+    fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError>;
 
     /// How far the stored chains reach now, read from storage (after a failed commit, to learn
     /// whether it was stored after all).

@@ -9,6 +9,9 @@ use std::path::Path;
 use postgres::{Client, NoTls};
 use rusqlite::{Connection, OpenFlags};
 
+use suanli_ledger::Hash;
+
+use crate::merkle::TreeSource;
 use crate::{LogEntry, StoreError};
 
 pub struct LogReader {
@@ -107,6 +110,44 @@ impl LogReader {
             }
             Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
         }
+    }
+}
+
+impl LogReader {
+    /// Hashes read in one statement: `sql` takes a lower and an upper bound (exclusive, inclusive)
+    /// and selects one 32-byte column; exactly `count` rows must come back.
+    fn hashes(&mut self, sql: &str, low: i64, high: i64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let malformed = || StoreError::Malformed("a stored hash is not 32 bytes".into());
+        let hashes: Vec<Hash> = match &mut self.backend {
+            Reader::Sqlite(connection) => {
+                let mut statement = connection.prepare_cached(sql)?;
+                let rows = statement.query_map([low, high], |r| r.get::<_, Vec<u8>>(0))?;
+                rows.map(|r| r?.as_slice().try_into().map_err(|_| malformed())).collect::<Result<_, _>>()?
+            }
+            Reader::Postgres(client) => {
+                let sql = sql.replace("?1", "$1").replace("?2", "$2");
+                let rows = client.query(&sql, &[&low, &high])?;
+                rows.iter().map(|r| r.get::<_, &[u8]>(0).try_into().map_err(|_| malformed())).collect::<Result<_, _>>()?
+            }
+            Reader::Closed => return Err(StoreError::Malformed("the log reader is closed".into())),
+        };
+        if hashes.len() as u64 != count {
+            return Err(StoreError::Malformed(format!("expected {count} stored hashes, found {}", hashes.len())));
+        }
+        Ok(hashes)
+    }
+}
+
+impl TreeSource for LogReader {
+    fn leaf_hashes(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let sql = "SELECT hash FROM audit_log WHERE sequence > ?1 AND sequence <= ?2 ORDER BY sequence";
+        let entries = self.hashes(sql, first as i64, (first + count) as i64, count)?;
+        Ok(entries.iter().map(crate::merkle::leaf_hash).collect())
+    }
+
+    fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let sql = "SELECT root FROM merkle_tiles WHERE tile > ?1 AND tile <= ?2 ORDER BY tile";
+        self.hashes(sql, first as i64 - 1, (first + count) as i64 - 1, count)
     }
 }
 

@@ -99,6 +99,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
     CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
+    // 4: the audit log's Merkle tree: the root of every complete tile of 256 leaves.
+    r"
+    CREATE TABLE merkle_tiles (
+        tile  BIGINT PRIMARY KEY,
+        root  BYTEA NOT NULL CHECK (length(root) = 32)
+    );
+    ",
 ];
 
 pub struct PostgresStore {
@@ -154,6 +161,10 @@ impl PostgresStore {
                 .map_err(pg(url))?;
             transaction.commit().map_err(pg(url))?;
         }
+        // A log written before tiles were kept gets them now, once.
+        let mut transaction = client.transaction().map_err(pg(url))?;
+        fill_tiles(&mut transaction)?;
+        transaction.commit().map_err(pg(url))?;
         Ok(PostgresStore { client, reader: None, url: url.to_owned() })
     }
 
@@ -435,6 +446,18 @@ impl Storage for PostgresStore {
         Ok(())
     }
 
+    fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let rows = self.client.query(
+            "SELECT root FROM merkle_tiles WHERE tile >= $1 AND tile < $2 ORDER BY tile",
+            &[&(first as i64), &((first + count) as i64)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                r.get::<_, &[u8]>(0).try_into().map_err(|_| StoreError::Malformed("a tile root is not 32 bytes".into()))
+            })
+            .collect()
+    }
+
     fn heads(&mut self) -> Result<Heads, StoreError> {
         let row = self.client.query_one(
             "SELECT (SELECT coalesce(max(batch_id), 0) FROM ledger_batches), \
@@ -531,9 +554,40 @@ impl Storage for PostgresStore {
                 ],
             )?;
         }
+        if log.iter().any(|e| e.sequence % crate::merkle::TILE_LEAVES == 0) {
+            fill_tiles(&mut transaction)?;
+        }
         transaction.commit()?;
         Ok(batch_id)
     }
+}
+
+/// Writes the root of every complete tile of the audit log not yet kept (see the SQLite twin).
+pub(crate) fn fill_tiles(client: &mut impl postgres::GenericClient) -> Result<(), StoreError> {
+    let tiles = crate::merkle::TILE_LEAVES as i64;
+    let entries: i64 = client.query_one("SELECT coalesce(max(sequence), 0)::int8 FROM audit_log", &[])?.get(0);
+    let kept: i64 = client.query_one("SELECT coalesce(max(tile) + 1, 0)::int8 FROM merkle_tiles", &[])?.get(0);
+    for tile in kept..entries / tiles {
+        let rows = client.query(
+            "SELECT hash FROM audit_log WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence",
+            &[&(tile * tiles), &((tile + 1) * tiles)],
+        )?;
+        let hashes = rows
+            .iter()
+            .map(|r| {
+                let hash: Hash = r
+                    .get::<_, &[u8]>(0)
+                    .try_into()
+                    .map_err(|_| StoreError::Malformed("an audit-log hash is not 32 bytes".into()))?;
+                Ok(crate::merkle::leaf_hash(&hash))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        client.execute(
+            "INSERT INTO merkle_tiles (tile, root) VALUES ($1, $2)",
+            &[&tile, &crate::merkle::perfect_root(&hashes).to_vec()],
+        )?;
+    }
+    Ok(())
 }
 
 fn insert_usage(

@@ -100,6 +100,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
     CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
+    // 4: the audit log's Merkle tree: the root of every complete tile of 256 leaves.
+    r"
+    CREATE TABLE merkle_tiles (
+        tile  INTEGER PRIMARY KEY,
+        root  BLOB NOT NULL CHECK (length(root) = 32)
+    ) STRICT;
+    ",
 ];
 
 /// How hard a commit waits for the disk.
@@ -247,6 +254,10 @@ fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;
         transaction.commit()?;
     }
+    // A log written before tiles were kept gets them now, once.
+    let transaction = connection.transaction()?;
+    fill_tiles(&transaction)?;
+    transaction.commit()?;
     Ok(())
 }
 
@@ -527,6 +538,13 @@ impl Storage for SqliteStore {
         Ok(())
     }
 
+    fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT root FROM merkle_tiles WHERE tile >= ?1 AND tile < ?2 ORDER BY tile")?;
+        let rows = statement.query_map([first as i64, (first + count) as i64], |r| hash_from(r.get(0)?))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn heads(&mut self) -> Result<Heads, StoreError> {
         let (batches, log_entries) = self.connection.query_row(
             "SELECT (SELECT coalesce(max(batch_id), 0) FROM ledger_batches), \
@@ -613,10 +631,33 @@ impl Storage for SqliteStore {
                 ])?;
             }
         }
+        if log.iter().any(|e| e.sequence % crate::merkle::TILE_LEAVES == 0) {
+            fill_tiles(&transaction)?;
+        }
         transaction.commit()?;
         Ok(batch_id)
     }
 }
+
+/// Writes the root of every complete tile of the audit log not yet kept (one, when a commit
+/// completes a tile; all of them, once, for a database written before tiles were kept).
+pub(crate) fn fill_tiles(connection: &Connection) -> Result<(), StoreError> {
+    let tiles = crate::merkle::TILE_LEAVES as i64;
+    let entries: i64 = connection.query_row("SELECT coalesce(max(sequence), 0) FROM audit_log", [], |r| r.get(0))?;
+    let kept: i64 = connection.query_row("SELECT coalesce(max(tile) + 1, 0) FROM merkle_tiles", [], |r| r.get(0))?;
+    let mut select =
+        connection.prepare_cached("SELECT hash FROM audit_log WHERE sequence > ?1 AND sequence <= ?2 ORDER BY sequence")?;
+    let mut insert = connection.prepare_cached("INSERT INTO merkle_tiles (tile, root) VALUES (?1, ?2)")?;
+    for tile in kept..entries / tiles {
+        let hashes = select
+            .query_map([tile * tiles, (tile + 1) * tiles], |r| hash_from(r.get::<_, Vec<u8>>(0)?))?
+            .map(|h| h.map(|h| crate::merkle::leaf_hash(&h)))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert.execute(params![tile, &crate::merkle::perfect_root(&hashes)[..]])?;
+    }
+    Ok(())
+}
+
 
 fn commit_batch(
     transaction: &rusqlite::Transaction<'_>,

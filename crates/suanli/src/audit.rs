@@ -7,25 +7,74 @@ use anyhow::Context;
 use suanli_domain::Fen;
 use suanli_ledger::to_hex;
 use suanli_service::{Service, SystemClock};
-use suanli_store::{PostgresStore, SqliteStore, audit};
+use suanli_store::{PostgresStore, SqliteStore, TreeClaim, audit_against};
+
+/// Published heads to check a database against: the directory, and the public key they must be
+/// signed with (by default the directory's `public-key`; pass the key obtained out of band when
+/// the directory itself could have been tampered with).
+pub struct Heads<'a> {
+    pub dir: &'a Path,
+    pub public_key: Option<&'a str>,
+}
 
 /// Audits the database a URL names (a path, `sqlite://PATH` or `postgres://…`). On PostgreSQL
 /// the audit reads one snapshot without the writer's lock, so it runs beside a server.
 pub fn verify_database(database: &str) -> anyhow::Result<ExitCode> {
-    if crate::database::is_postgres(database) {
+    verify_against(database, None)
+}
+
+/// [`verify_database`], and the log proven a consistent extension of every head in `heads`.
+pub fn verify_against(database: &str, heads: Option<Heads<'_>>) -> anyhow::Result<ExitCode> {
+    let (claims, mut refused, summary) = match heads {
+        Some(heads) => load_claims(&heads)?,
+        None => (Vec::new(), Vec::new(), None),
+    };
+    let (shown, mut report) = if crate::database::is_postgres(database) {
         let mut store = PostgresStore::open_reader(database)?;
-        let report = audit(&mut store)?;
-        drop(store);
-        return finish(&suanli_store::redact(database), database, report);
+        (suanli_store::redact(database), audit_against(&mut store, &claims)?)
+    } else {
+        let path = crate::database::sqlite_path(database)?;
+        let mut store = SqliteStore::open_existing(&path).with_context(|| format!("audit of {}", path.display()))?;
+        (path.display().to_string(), audit_against(&mut store, &claims)?)
+    };
+    report.violations.append(&mut refused);
+    if let Some(summary) = summary {
+        println!("{summary}");
     }
-    verify(&crate::database::sqlite_path(database)?)
+    finish(&shown, database, report)
 }
 
 pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
-    let mut store = SqliteStore::open_existing(path).with_context(|| format!("audit of {}", path.display()))?;
-    let report = audit(&mut store)?;
-    drop(store);
-    finish(&path.display().to_string(), &path.display().to_string(), report)
+    verify_against(&path.display().to_string(), None)
+}
+
+/// Reads every head in the directory and checks its signature: the good ones become claims the
+/// audit checks the log against; the others are violations.
+fn load_claims(heads: &Heads<'_>) -> anyhow::Result<(Vec<TreeClaim>, Vec<String>, Option<String>)> {
+    use suanli_service::heads::{parse_public_key, read_heads};
+    let key_text = match heads.public_key {
+        Some(text) => text.to_owned(),
+        None => std::fs::read_to_string(heads.dir.join("public-key"))
+            .with_context(|| format!("--heads: {} has no public-key; pass --public-key", heads.dir.display()))?,
+    };
+    let key = parse_public_key(&key_text).map_err(anyhow::Error::msg).context("--public-key")?;
+    let published = read_heads(heads.dir).map_err(anyhow::Error::msg).context("--heads")?;
+    let (mut claims, mut refused) = (Vec::new(), Vec::new());
+    for (path, head) in &published {
+        let label = format!("published head {}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
+        match head.verify(&key).and_then(|()| head.hashes()) {
+            Ok((root, log_head)) => claims.push(TreeClaim { size: head.log_size, root, log_head, label }),
+            Err(reason) => refused.push(format!("{label} is refused: {reason}")),
+        }
+    }
+    let summary = format!(
+        "heads          {} published in {}, {} signed by key {}",
+        published.len(),
+        heads.dir.display(),
+        claims.len(),
+        suanli_service::heads::key_id(&key)
+    );
+    Ok((claims, refused, Some(summary)))
 }
 
 fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) -> anyhow::Result<ExitCode> {

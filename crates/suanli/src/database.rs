@@ -21,3 +21,18 @@ pub fn sqlite_path(database: &str) -> anyhow::Result<PathBuf> {
         }
     }
 }
+
+/// Where a deployment keeps its head-signing key and publishes its signed heads unless told
+/// otherwise: beside an embedded database (`data/suanli.db` → `data/suanli-signing.key` and
+/// `data/suanli-heads/`), in the working directory for PostgreSQL (`suanli-signing.key`,
+/// `suanli-heads/`).
+pub fn default_heads(database: &str) -> (PathBuf, PathBuf) {
+    match Location::parse(database) {
+        Ok(Location::Sqlite(path)) => {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("suanli").to_owned();
+            let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+            (dir.join(format!("{stem}-signing.key")), dir.join(format!("{stem}-heads")))
+        }
+        _ => (PathBuf::from("suanli-signing.key"), PathBuf::from("suanli-heads")),
+    }
+}

@@ -128,6 +128,14 @@ enum Command {
         #[command(subcommand)]
         command: serve::TokenCommand,
     },
+    /// Signed heads of the audit log: publish one now (beside a running server, POST
+    /// /api/v1/heads instead), or print the platform's public key.
+    Heads {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: serve::HeadsCommand,
+    },
     /// People who log in to the API with a password.
     User {
         #[command(flatten)]
@@ -167,8 +175,24 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Re-derive every balance from the transfers, check every invariant and the journal's hash
-    /// chain; exit non-zero on any violation.
-    Verify(DatabaseArg),
+    /// chain; with --heads, prove the log a consistent extension of every published head; exit
+    /// non-zero on any violation.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// `PATH`, `sqlite://PATH` or `postgres://…`.
+    #[arg(long, env = "SUANLI_DATABASE", default_value = "suanli.db")]
+    database: String,
+    /// A directory of signed heads (as `serve` publishes them, or a witness's copy): the log must
+    /// hold every entry each head signed, with the same Merkle root.
+    #[arg(long)]
+    heads: Option<std::path::PathBuf>,
+    /// The platform's public key (64 hex digits) the heads must be signed with [default: the
+    /// heads directory's public-key file].
+    #[arg(long, requires = "heads")]
+    public_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -223,7 +247,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Log { common, command } => service_cli::log(&common, command),
         Command::Anomalies { common } => service_cli::anomalies(&common),
         Command::Migrate { from, to } => serve::migrate(&from, &to),
-        Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify_database(&arg.database),
+        Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify_against(
+            &arg.database,
+            arg.heads.as_deref().map(|dir| audit::Heads { dir, public_key: arg.public_key.as_deref() }),
+        ),
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
@@ -232,6 +259,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Place(options) => place::run(&options),
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),
+        Command::Heads { common, command } => serve::heads(&common, command),
         Command::User { common, command } => serve::user(&common, command),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)

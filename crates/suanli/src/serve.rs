@@ -43,6 +43,14 @@ pub struct ServeOptions {
     /// ahead); beyond, a record is refused `usage_in_future` and may be sent again [default: 300].
     #[arg(long, env = "SUANLI_CLOCK_SKEW_SECONDS")]
     clock_skew_seconds: Option<i64>,
+    /// Where signed heads are published, at every checkpoint and on POST /api/v1/heads
+    /// [default: beside the database, <name>-heads/].
+    #[arg(long, env = "SUANLI_HEADS_DIR")]
+    heads_dir: Option<std::path::PathBuf>,
+    /// The platform's Ed25519 head-signing key, created on first start
+    /// [default: beside the database, <name>-signing.key].
+    #[arg(long, env = "SUANLI_SIGNING_KEY")]
+    signing_key: Option<std::path::PathBuf>,
 }
 
 /// The configuration file's keys; every one optional.
@@ -61,6 +69,8 @@ struct ConfigFile {
     checkpoint_entries: Option<u64>,
     checkpoint_seconds: Option<i64>,
     clock_skew_seconds: Option<i64>,
+    heads_dir: Option<std::path::PathBuf>,
+    signing_key: Option<std::path::PathBuf>,
 }
 
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
@@ -73,6 +83,8 @@ struct Settings {
     nats: Option<suanli_api::nats::NatsOptions>,
     checkpoints: suanli_service::CheckpointPolicy,
     clock_skew_s: i64,
+    heads_dir: std::path::PathBuf,
+    signing_key: std::path::PathBuf,
 }
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
@@ -129,11 +141,15 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         .or(file.clock_skew_seconds)
         .unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
     anyhow::ensure!((0..=86_400).contains(&clock_skew_s), "clock_skew_seconds: must be between 0 and 86400");
+    let database = common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into());
+    let (default_key, default_dir) = crate::database::default_heads(&database);
     Ok(Settings {
+        heads_dir: options.heads_dir.clone().or(file.heads_dir).unwrap_or(default_dir),
+        signing_key: options.signing_key.clone().or(file.signing_key).unwrap_or(default_key),
         clock_skew_s,
         checkpoints,
         nats,
-        database: common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into()),
+        database,
         listen: options.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8640".into()),
         queue_jobs_max,
         log_format,
@@ -150,6 +166,15 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     let mut service = open(&resolved)?;
     service.set_checkpoint_policy(settings.checkpoints);
     service.set_clock_skew_tolerance(settings.clock_skew_s);
+    let signer = suanli_service::heads::HeadSigner::open(&settings.signing_key, &settings.heads_dir)
+        .map_err(anyhow::Error::msg)
+        .context("signed heads")?;
+    let heads_line = format!(
+        "suanli signs heads with key {} and publishes them to {}",
+        signer.public_key_hex(),
+        settings.heads_dir.display()
+    );
+    service.set_head_signer(signer);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
     let state = AppState::new(writer.clone());
@@ -169,6 +194,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
             .with_context(|| format!("listen: cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
         let _ = writeln!(std::io::stdout(), "suanli serving {} on http://{address}", settings.database);
+        let _ = writeln!(std::io::stdout(), "{heads_line}");
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let stop = std::sync::Arc::new(stop);
         let stopped = move || {
@@ -303,6 +329,49 @@ pub fn token(common: &Common, command: TokenCommand) -> anyhow::Result<ExitCode>
         TokenCommand::Revoke { token } => {
             service.revoke_token(actor, token)?;
             Ok(Reply::new(serde_json::json!({ "id": token, "revoked": true }), format!("token-{token} revoked")))
+        }
+    })
+}
+
+#[derive(clap::Subcommand)]
+pub enum HeadsCommand {
+    /// Sign the log's size and Merkle root now and publish the head.
+    Publish(HeadsOptions),
+    /// Print the platform's public key (creating the key the first time).
+    Key(HeadsOptions),
+}
+
+#[derive(clap::Args)]
+pub struct HeadsOptions {
+    /// Where heads are published [default: beside the database, <name>-heads/].
+    #[arg(long, env = "SUANLI_HEADS_DIR")]
+    heads_dir: Option<std::path::PathBuf>,
+    /// The head-signing key [default: beside the database, <name>-signing.key].
+    #[arg(long, env = "SUANLI_SIGNING_KEY")]
+    signing_key: Option<std::path::PathBuf>,
+}
+
+pub fn heads(common: &Common, command: HeadsCommand) -> anyhow::Result<ExitCode> {
+    let (HeadsCommand::Publish(options) | HeadsCommand::Key(options)) = &command;
+    let (key, dir) = crate::database::default_heads(common.database());
+    let signer = suanli_service::heads::HeadSigner::open(
+        options.signing_key.as_deref().unwrap_or(&key),
+        options.heads_dir.as_deref().unwrap_or(&dir),
+    )
+    .map_err(anyhow::Error::msg)?;
+    run(common, move |service, _| match command {
+        HeadsCommand::Key(_) => Ok(Reply::new(
+            serde_json::json!({ "public_key": signer.public_key_hex(), "heads_dir": signer.dir() }),
+            format!("{}  (heads in {})", signer.public_key_hex(), signer.dir().display()),
+        )),
+        HeadsCommand::Publish(_) => {
+            let dir = signer.dir().to_owned();
+            service.set_head_signer(signer);
+            let head = service.publish_head()?;
+            Ok(Reply::new(
+                serde_json::to_value(&head)?,
+                format!("head of {} entries, root {}, published to {}", head.log_size, head.log_root, dir.display()),
+            ))
         }
     })
 }

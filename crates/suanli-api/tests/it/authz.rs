@@ -233,6 +233,16 @@ fn cases(app: &TestApp) -> Vec<Case> {
             &[],
         ),
         case("GET", "/api/v1/orders", "/api/v1/orders".into(), None, all, &[]),
+        case("POST", "/api/v1/heads", "/api/v1/heads".into(), None, &["admin"], &[]),
+        // Entry 4 registered ent-1: its proof is for the overseers and that enterprise only.
+        case(
+            "GET",
+            "/api/v1/audit/proof",
+            "/api/v1/audit/proof?sequence=4&size=4".into(),
+            None,
+            &["admin", "auditor", "enterprise"],
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
+        ),
     ]
 }
 

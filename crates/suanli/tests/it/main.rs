@@ -1,6 +1,7 @@
 //! Tests of the `suanli` binary, run as a newcomer would run it.
 
 mod crash;
+mod heads;
 mod nats;
 mod restart;
 mod service;
@@ -12,7 +13,7 @@ pub fn suanli(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_suanli")).args(args).current_dir(dir).output().unwrap()
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
