@@ -167,6 +167,15 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The demo's heads: signed at its checkpoints and at its end, published beside its database.
+    let (key_path, heads_dir) = if postgres {
+        (std::path::PathBuf::from("suanli-demo-signing.key"), std::path::PathBuf::from("suanli-demo-heads"))
+    } else {
+        crate::database::default_heads(database)
+    };
+    remove_earlier_heads(&key_path, &heads_dir)?;
+    let signer = suanli_service::heads::HeadSigner::open(&key_path, &heads_dir).map_err(anyhow::Error::msg)?;
+    service.set_head_signer(signer.clone());
     let (writer, writer_thread) = Writer::start(service);
     let state = AppState::new(writer.clone());
     let listener = runtime
@@ -435,19 +444,29 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     for (name, password, role) in LOGINS {
         println!("   {name:<9} {password:<24} {role}");
     }
-    println!("\nsuanli audit verify --database {shown}");
+    let head = api.post("/api/v1/heads", &admin, json!({}))?;
+    println!(
+        "\nSigned head of {} entries, Merkle root {}, published to {} (key {})",
+        head["log_size"],
+        text(&head["log_root"])?,
+        heads_dir.display(),
+        signer.public_key_hex()
+    );
+    println!("\nsuanli audit verify --database {shown} --heads {}", heads_dir.display());
     // The audit takes the database by itself (on PostgreSQL it takes the writer's lock), so the
     // server stops first, and serves again afterwards over the same database.
     let _ = stop.send(());
     runtime.block_on(server)??;
     drop(writer);
     writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    let code = crate::audit::verify_database(database)?;
+    let code = crate::audit::verify_against(database, Some(crate::audit::Heads { dir: &heads_dir, public_key: None }))?;
     if serve && code == ExitCode::SUCCESS {
         // The simulated month is over: the served demo's clock moves on from its last instant, so
         // usage can be posted to it and vouchers expire.
         let service =
             Service::open_database(database, Arc::new(suanli_service::RunningClock::from(clock_now(&clock))))?;
+        let mut service = service;
+        service.set_head_signer(signer);
         let (writer, writer_thread) = Writer::start(service);
         let state = AppState::new(writer);
         runtime.block_on(async {
@@ -526,6 +545,25 @@ fn signed_usage(
         Some(json!({ "records": json })),
         &[("suanli-signature", &signature)],
     )
+}
+
+/// Removes the heads and key of an earlier demo: they signed another log. Only a directory that
+/// holds nothing but heads and a public key is removed.
+fn remove_earlier_heads(key: &Path, dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let only_heads = std::fs::read_dir(dir)?.all(|entry| {
+            entry.is_ok_and(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name == "public-key" || (name.starts_with("head-") && name.ends_with(".json"))
+            })
+        });
+        anyhow::ensure!(only_heads, "{} holds files other than signed heads; remove it or move it", dir.display());
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing the earlier demo's heads {}", dir.display()))?;
+    }
+    if key.exists() {
+        std::fs::remove_file(key).with_context(|| format!("removing the earlier demo's key {}", key.display()))?;
+    }
+    Ok(())
 }
 
 /// Who writes a demo database's first audit-log entry: how the demo knows a database it made.

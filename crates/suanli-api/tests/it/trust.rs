@@ -109,3 +109,98 @@ fn wrong_passwords_are_throttled_per_name_and_kept_as_an_anomaly() {
         .unwrap();
     assert!(anomalies >= 1, "the lockout is kept as evidence");
 }
+
+/// An independent check of an RFC 9162 inclusion proof, written from the RFC (§2.1.3.2), not
+/// from the server's code.
+fn rfc9162_root_from_path(index: u64, size: u64, leaf: [u8; 32], path: &[[u8; 32]]) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let node = |l: &[u8; 32], r: &[u8; 32]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([1u8]);
+        h.update(l);
+        h.update(r);
+        h.finalize().into()
+    };
+    if index >= size {
+        return None;
+    }
+    let (mut fn_, mut sn) = (index, size - 1);
+    let mut r = leaf;
+    for p in path {
+        if sn == 0 {
+            return None;
+        }
+        if fn_ % 2 == 1 || fn_ == sn {
+            r = node(p, &r);
+            while fn_ % 2 == 0 && fn_ != 0 {
+                fn_ /= 2;
+                sn /= 2;
+            }
+        } else {
+            r = node(&r, p);
+        }
+        fn_ /= 2;
+        sn /= 2;
+    }
+    (sn == 0).then_some(r)
+}
+
+fn unhex32(text: &str) -> [u8; 32] {
+    let bytes: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
+    bytes.try_into().unwrap()
+}
+
+/// The public record: an enterprise checks that its own entry is in the log the platform signed,
+/// without reading the log; another enterprise cannot get that entry.
+#[test]
+fn an_enterprise_proves_its_entry_is_in_the_signed_log() {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    use sha2::{Digest, Sha256};
+    let app = TestApp::start();
+    let (status, head) = app.request("POST", "/api/v1/heads", Some("admin"), &[], Some("{}".into()));
+    assert_eq!(status, 200, "{head}");
+    let (status, latest) = app.request("GET", "/api/v1/heads/latest", None, &[], None);
+    assert_eq!(status, 200, "{latest}");
+    assert_eq!(latest["head"], head);
+    // Entry 4 registered ent-1.
+    let (status, proof) = app.request("GET", "/api/v1/audit/proof?sequence=4", Some("enterprise"), &[], None);
+    assert_eq!(status, 200, "{proof}");
+    assert_eq!(proof["entry"]["action"], "enterprise.registered");
+    assert_eq!(proof["size"], head["log_size"]);
+    let mut leaf = Sha256::new();
+    leaf.update([0u8]);
+    leaf.update(unhex32(proof["entry"]["hash"].as_str().unwrap()));
+    let leaf: [u8; 32] = leaf.finalize().into();
+    let path: Vec<[u8; 32]> = proof["path"].as_array().unwrap().iter().map(|h| unhex32(h.as_str().unwrap())).collect();
+    let size = head["log_size"].as_u64().unwrap();
+    let root = rfc9162_root_from_path(3, size, leaf, &path).expect("a well-formed path");
+    assert_eq!(root, unhex32(head["log_root"].as_str().unwrap()), "the entry is under the signed root");
+    // A path for another leaf does not prove this one.
+    assert_ne!(rfc9162_root_from_path(4, size, leaf, &path), Some(root));
+    // The head's signature, checked from the documented bytes with the published key.
+    let key = VerifyingKey::from_bytes(&unhex32(latest["public_key"].as_str().unwrap())).unwrap();
+    let field = |name: &str| match &head[name] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let signed = format!(
+        "suanli-signed-head-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        field("log_size"),
+        field("log_root"),
+        field("log_head"),
+        field("journal_batches"),
+        field("journal_head"),
+        field("state_hash"),
+        field("time"),
+        field("key_id")
+    );
+    let signature: Vec<u8> = {
+        let text = head["signature"].as_str().unwrap();
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    };
+    let signature = Signature::from_bytes(&signature.try_into().unwrap());
+    key.verify(signed.as_bytes(), &signature).expect("the head is signed by the platform's key");
+    // Another enterprise learns nothing about it.
+    let (status, answer) = app.request("GET", "/api/v1/audit/proof?sequence=4", Some("other_enterprise"), &[], None);
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "{answer}");
+}
