@@ -186,7 +186,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/api/v1/sites/{site}/pools",
-        "Add a pool {chip, gpus, domestic, price_fen_per_gpu_hour}. Admin or the site's provider.",
+        "Add a pool {chip, gpus, domestic?, price_fen_per_gpu_hour}: the chip must be registered (any case, or an alias) and its domestic flag comes from the registry. Admin or the site's provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/sites/{site}/verify",
+        "Verify a site's operator kind and region; until then they are claims and count for no provider rule (government_run, within_region). Admin.",
     ),
     ("GET", "/api/v1/pools", "List pools (paged). Any role."),
     (

@@ -179,6 +179,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/providers/{provider}/sites", post(add_site))
         .route("/api/v1/providers/{provider}/key", post(set_key))
         .route("/api/v1/sites/{site}/pools", post(add_pool))
+        .route("/api/v1/sites/{site}/verify", post(verify_site))
         .route("/api/v1/pools", get(list_pools))
         .route("/api/v1/orders/quote", post(quote_order))
         .route("/api/v1/orders/{order}", get(show_order))
@@ -606,8 +607,27 @@ async fn set_key(
 struct PoolJson {
     chip: String,
     gpus: u32,
-    domestic: bool,
+    /// Optional: the chip registry decides; a declaration that disagrees is refused.
+    domestic: Option<bool>,
     price_fen_per_gpu_hour: i64,
+}
+
+/// `POST /api/v1/sites/{site}/verify`: the platform admin confirms the site's operator kind and
+/// region; only a verified site counts as government-run or within a region.
+async fn verify_site(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+    _unused_body: Bytes,
+) -> Result<Response, ApiError> {
+    let site = id("site", &site, SiteId::parse)?;
+    run(&state, &headers, move |s, role| {
+        s.state().sites.get(&site).ok_or_else(|| ServiceError::not_found(site))?;
+        permit_seen(role, &[Grant::Admin], PUBLIC, &site.to_string())?;
+        s.verify_site(&actor(role), site)?;
+        Ok(s.state().sites[&site].clone())
+    })
+    .await
 }
 
 async fn add_pool(
@@ -624,9 +644,11 @@ async fn add_pool(
         permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], PUBLIC, &site.to_string())?;
         let pool = PoolInput {
             site,
+            domestic: input
+                .domestic
+                .unwrap_or_else(|| suanli_service::chips::find(&input.chip).is_some_and(|c| c.domestic)),
             chip: input.chip,
             gpu_count: input.gpus,
-            domestic: input.domestic,
             price_fen_per_gpu_hour: price,
         };
         let id = s.add_pool(&actor(role), pool)?;

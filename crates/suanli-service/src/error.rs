@@ -57,6 +57,7 @@ error_codes! {
     ProviderNotAllowed => "provider_not_allowed",
     PurposeNotAllowed => "purpose_not_allowed",
     ChipNotInPool => "chip_not_in_pool",
+    ChipUnknown => "chip_unknown",
     PoolCapacityExceeded => "pool_capacity_exceeded",
     NoPoolAvailable => "no_pool_available",
     OrderState => "order_state",

@@ -3,7 +3,7 @@
 //! rebuilds the service's state exactly.
 
 use serde::{Deserialize, Serialize};
-use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, StatementId, VoucherId};
+use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, SiteId, StatementId, VoucherId};
 
 use crate::access::{Token, User};
 use crate::model::{
@@ -27,6 +27,7 @@ pub enum Event {
     ApplicationWithdrawn { application: ApplicationId },
     ProviderRegistered { provider: Provider },
     SiteAdded { site: Box<Site> },
+    SiteVerified { site: SiteId },
     PoolAdded { pool: Pool },
     OrderPlaced { order: Box<Order> },
     OrderStarted { order: OrderId },
@@ -68,6 +69,7 @@ impl Event {
             Event::ApplicationWithdrawn { .. } => "application.withdrawn",
             Event::ProviderRegistered { .. } => "provider.registered",
             Event::SiteAdded { .. } => "site.added",
+            Event::SiteVerified { .. } => "site.verified",
             Event::PoolAdded { .. } => "pool.added",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
@@ -106,6 +108,7 @@ impl Event {
             | Event::ApplicationWithdrawn { application } => application.to_string(),
             Event::ProviderRegistered { provider } => provider.id.to_string(),
             Event::SiteAdded { site } => site.id.to_string(),
+            Event::SiteVerified { site } => site.to_string(),
             Event::PoolAdded { pool } => pool.id.to_string(),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }

@@ -14,6 +14,7 @@ pub mod access;
 pub mod books;
 pub mod calendar;
 pub mod check;
+pub mod chips;
 pub mod clock;
 pub mod error;
 pub mod event;

@@ -291,6 +291,10 @@ pub struct Site {
     pub id: SiteId,
     #[serde(flatten)]
     pub spec: SiteSpec,
+    /// When the platform admin verified the site's operator kind and region; until then they are
+    /// the provider's claims and count for no provider rule.
+    #[serde(default)]
+    pub verified_at_s: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -252,6 +252,11 @@ impl State {
                 voucher.held_fen = sub(voucher.held_fen, *released_fen);
                 voucher.available_fen = add(voucher.available_fen, *released_fen);
             }
+            Event::SiteVerified { site } => {
+                let site = self.sites.get_mut(site).expect("site exists");
+                assert!(site.verified_at_s.is_none());
+                site.verified_at_s = Some(time_s);
+            }
             Event::UsageRecorded { record } => self.apply_usage(record, time_s),
             Event::UsageRefused { provider, input, code, message } => {
                 self.usage_refused += 1;

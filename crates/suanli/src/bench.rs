@@ -329,7 +329,8 @@ pub(crate) fn usage_world_at(database: &str, orders_count: usize) -> anyhow::Res
             &operator,
             PoolInput {
                 site,
-                chip: "H100".into(),
+                // One domestic pool, so the domestic rate is exercised too.
+                chip: if n == 1 { "Ascend-910B" } else { "H100" }.into(),
                 gpu_count: 100_000,
                 domestic: n == 1,
                 price_fen_per_gpu_hour: Fen::new(18_00),

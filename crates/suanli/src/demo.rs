@@ -250,6 +250,9 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
                     "power_price_fen_per_kwh": (cluster.power_price_cny_kwh * 100.0).round() as i64, "pue": cluster.pue_cap }),
         )?;
         let site_id = text(&site["id"])?;
+        // The platform checks the provider's papers: only then do the site's operator and region
+        // count for a programme's provider rule.
+        api.post(&format!("/api/v1/sites/{site_id}/verify"), &admin, json!({}))?;
         let network = suanli_placement::network::default_problem();
         for pool in network.pools.iter().filter(|p| network.sites[p.site].id == cluster.id) {
             api.post(

@@ -222,8 +222,16 @@ pub enum ProviderCommand {
         /// List price in yuan per GPU-hour, for example 18.00.
         #[arg(long)]
         price: String,
+        /// Declare the chip domestic; the chip registry decides, and a declaration that
+        /// disagrees is refused.
         #[arg(long)]
         domestic: bool,
+    },
+    /// Verify a site's operator kind and region (the platform admin, after checking the
+    /// provider's papers): until then they count for no provider rule.
+    VerifySite {
+        #[arg(long)]
+        site: String,
     },
 }
 
@@ -840,12 +848,19 @@ pub fn provider(common: &Common, command: ProviderCommand) -> anyhow::Result<Exi
             let id = service.add_site(actor, input)?;
             Ok(Reply::new(to_json(&service.state().sites[&id]), format!("added {id}")))
         }
+        ProviderCommand::VerifySite { site } => {
+            let id = parse_id("--site", &site, SiteId::parse)?;
+            service.verify_site(actor, id)?;
+            Ok(Reply::new(to_json(&service.state().sites[&id]), format!("{id} verified")))
+        }
         ProviderCommand::AddPool { site, chip, gpus, price, domestic } => {
+            // Without --domestic the registry's flag is taken; with it, the registry must agree.
+            let registered = suanli_service::chips::find(&chip).is_some_and(|c| c.domestic);
             let input = PoolInput {
                 site: parse_id("--site", &site, SiteId::parse)?,
                 chip,
                 gpu_count: gpus,
-                domestic,
+                domestic: domestic || registered,
                 price_fen_per_gpu_hour: yuan("price", &price)?,
             };
             let id = service.add_pool(actor, input)?;

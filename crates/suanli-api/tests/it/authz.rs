@@ -163,6 +163,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             &[],
         ),
         case("GET", "/api/v1/pools", "/api/v1/pools".into(), None, all, &[]),
+        case("POST", "/api/v1/sites/{site}/verify", "/api/v1/sites/sit-1/verify".into(), None, &["admin"], &[]),
         case(
             "POST",
             "/api/v1/orders",

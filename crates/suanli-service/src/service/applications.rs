@@ -17,6 +17,18 @@ impl Service {
                 format!("uscc: {} is already registered as {existing}", input.uscc),
             ));
         }
+        // The region an enterprise claims must agree with where its USCC was issued (one within
+        // the other): eligibility reads the region, so it is never believed against the code.
+        let issued = input.uscc.region();
+        if !(input.region.within(issued) || issued.within(input.region)) {
+            return Err(ServiceError::field(
+                "region",
+                format!(
+                    "{} is not where the enterprise's USCC {} was issued ({issued}); the region must agree with it",
+                    input.region, input.uscc
+                ),
+            ));
+        }
         let now = self.now_s();
         let mut change = self.begin();
         let id = self.state.next_enterprise();

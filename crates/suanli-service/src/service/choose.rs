@@ -116,7 +116,7 @@ impl View {
                 suanli_placement::Pool {
                     id: id.to_string(),
                     site: site_index[&pool.site],
-                    chip: pool.chip.clone(),
+                    chip: crate::chips::canonical(&pool.chip),
                     domestic: pool.domestic,
                     gpus_free: pool.gpu_count - pool.gpus_reserved,
                     price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour.fen(),
@@ -131,9 +131,9 @@ impl View {
             .collect();
         // Service orders are bought in GPU-hours of the chip they run on, so every chip counts one.
         let chips: Vec<String> = match &request.chip {
-            Some(chip) => vec![chip.clone()],
+            Some(chip) => vec![crate::chips::require("chip", chip)?.name.clone()],
             None => {
-                let mut all: Vec<String> = state.pools.values().map(|p| p.chip.clone()).collect();
+                let mut all: Vec<String> = state.pools.values().map(|p| crate::chips::canonical(&p.chip)).collect();
                 all.sort();
                 all.dedup();
                 all

@@ -61,13 +61,14 @@ impl View {
     pub(super) fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
         let (voucher, program) = self.check_voucher_use(input.enterprise, input.voucher, input.purpose, now)?;
         let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
-        if let Some(chip) = &input.chip
-            && chip != &pool.chip
-        {
-            return Err(ServiceError::new(
-                ErrorCode::ChipNotInPool,
-                format!("chip: {} has {} GPUs, not {chip}", pool.id, pool.chip),
-            ));
+        if let Some(chip) = &input.chip {
+            let chip = crate::chips::require("chip", chip)?;
+            if chip.name != crate::chips::canonical(&pool.chip) {
+                return Err(ServiceError::new(
+                    ErrorCode::ChipNotInPool,
+                    format!("chip: {} has {} GPUs, not {}", pool.id, pool.chip, chip.name),
+                ));
+            }
         }
         if input.gpu_count == 0 {
             return Err(ServiceError::field("gpus", "must be at least 1"));

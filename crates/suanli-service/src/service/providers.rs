@@ -48,10 +48,24 @@ impl Service {
         let now = self.now_s();
         let mut change = self.begin();
         let id = self.state.next_site();
-        let site = Site { id, spec: input };
+        let site = Site { id, spec: input, verified_at_s: None };
         self.record(&mut change, Event::SiteAdded { site: Box::new(site) }, now);
         self.commit(actor, now, change)?;
         Ok(id)
+    }
+
+    /// The platform admin confirms a site's claims (its operator kind and region, as checked
+    /// against the provider's papers): only then does the site count as government-run or as
+    /// within a region for a programme's provider rule.
+    pub fn verify_site(&mut self, actor: &Actor, id: SiteId) -> Result<()> {
+        let site = self.state.sites.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
+        if site.verified_at_s.is_some() {
+            return Err(ServiceError::new(ErrorCode::AlreadyExists, format!("site: {id} is verified already")));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::SiteVerified { site: id }, now);
+        self.commit(actor, now, change)
     }
 
     pub fn add_pool(&mut self, actor: &Actor, input: PoolInput) -> Result<PoolId> {
@@ -59,6 +73,18 @@ impl Service {
             return Err(ServiceError::not_found(input.site));
         }
         check_text("chip", &input.chip)?;
+        let chip = crate::chips::require("chip", &input.chip)?;
+        if input.domestic != chip.domestic {
+            return Err(ServiceError::field(
+                "domestic",
+                format!(
+                    "{} is {}a domestic chip in the chip registry ({}); a pool takes its domestic flag from the registry",
+                    chip.name,
+                    if chip.domestic { "" } else { "not " },
+                    chip.vendor
+                ),
+            ));
+        }
         if input.gpu_count == 0 || input.gpu_count > 1_000_000 {
             return Err(ServiceError::field("gpus", "must be between 1 and 1000000"));
         }
@@ -71,9 +97,9 @@ impl Service {
         let pool = Pool {
             id,
             site: input.site,
-            chip: input.chip,
+            chip: chip.name.clone(),
             gpu_count: input.gpu_count,
-            domestic: input.domestic,
+            domestic: chip.domestic,
             price_fen_per_gpu_hour: input.price_fen_per_gpu_hour,
             gpus_reserved: 0,
         };
@@ -96,6 +122,12 @@ impl View {
         let (site, provider) = self.provider_of_pool(pool);
         let refusal = match &program.terms.providers {
             ProviderRule::Any => None,
+            ProviderRule::GovernmentRun if site.verified_at_s.is_none() => Some(format!(
+                "{} claims a {} operator, not verified by the platform; {} allows verified government-run sites only",
+                site.id,
+                site.spec.operator.as_str(),
+                program.id
+            )),
             ProviderRule::GovernmentRun => (site.spec.operator != OperatorKind::Government).then(|| {
                 format!(
                     "{} is run by a {} operator; {} allows government-run sites only",
@@ -106,6 +138,10 @@ impl View {
             }),
             ProviderRule::Listed { providers } => (!providers.contains(&provider.uscc))
                 .then(|| format!("{} ({}) is not among {}'s listed providers", provider.id, provider.uscc, program.id)),
+            ProviderRule::WithinRegion if site.verified_at_s.is_none() => Some(format!(
+                "{} claims region {}, not verified by the platform; {} allows verified sites within {} only",
+                site.id, site.spec.region, program.id, program.terms.authority_region
+            )),
             ProviderRule::WithinRegion => (!site.spec.region.within(program.terms.authority_region)).then(|| {
                 format!(
                     "{} is in region {}, outside {}'s region {}",

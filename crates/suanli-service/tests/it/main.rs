@@ -112,6 +112,8 @@ impl World {
                 },
             )
             .unwrap();
+        // The platform verifies the site's claims (tests of unverified sites add their own).
+        self.service.verify_site(&op(), site).unwrap();
         let pool = self
             .service
             .add_pool(

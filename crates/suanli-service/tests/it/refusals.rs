@@ -198,6 +198,89 @@ fn an_application_that_can_never_be_approved_holds_back_no_one() {
     w.refused(ErrorCode::StackingNotAllowed, |s| s.approve_application(&op(), stuck, yuan(1)));
 }
 
+/// Facts that decide money come from registries and verification, not declarations.
+fn registries_decide_what_providers_and_enterprises_only_claim() {
+    let mut w = World::start();
+    let gov = w.program(&SHANGHAI_LIKE.replace("providers = { rule = \"any\" }", "providers = { rule = \"government_run\" }"));
+    let local = w.program(
+        &SHANGHAI_LIKE
+            .replace("key = \"shanghai-like\"", "key = \"local\"")
+            .replace("providers = { rule = \"any\" }", "providers = { rule = \"within_region\" }"),
+    );
+    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let mut vouchers = Vec::new();
+    for program in [gov, local] {
+        let app = submitted(&mut w, enterprise, program, 1_000_000);
+        vouchers.push(w.service.approve_application(&op(), app, yuan(1_000_000)).unwrap());
+    }
+    // A provider claims a government-run site in Shanghai; nobody has verified it.
+    let provider = w.service.register_provider(&op(), uscc("310000", 950), "Claims", OperatorKind::Government).unwrap();
+    let spec = suanli_service::SiteSpec {
+        provider,
+        name: "Claimed".into(),
+        hub: "h".into(),
+        region: RegionCode::parse("310000").unwrap(),
+        latitude: 40.8,
+        longitude: 111.7,
+        operator: OperatorKind::Government,
+        power_price_fen_per_kwh: None,
+        pue: None,
+    };
+    let site = w.service.add_site(&op(), spec).unwrap();
+    // Chips: unknown refused; the domestic flag is the registry's; any case matches.
+    let pool_input = |chip: &str, domestic: bool| suanli_service::PoolInput {
+        site,
+        chip: chip.into(),
+        gpu_count: 64,
+        domestic,
+        price_fen_per_gpu_hour: Fen::new(1),
+    };
+    w.refused(ErrorCode::ChipUnknown, |s| s.add_pool(&op(), pool_input("NotAChip-XYZ", false)));
+    let message = w.refused(ErrorCode::InvalidField, |s| s.add_pool(&op(), pool_input("H100", true)));
+    assert!(message.starts_with("domestic: H100 is not a domestic chip"), "{message}");
+    let pool = w.service.add_pool(&op(), pool_input("h100", false)).unwrap();
+    assert_eq!(w.service.state().pools[&pool].chip, "H100");
+    let domestic = w.service.add_pool(&op(), pool_input("910b", true)).unwrap();
+    assert!(w.service.state().pools[&domestic].domestic);
+    let order = |voucher, chip: &str| OrderInput {
+        enterprise,
+        voucher,
+        pool,
+        chip: Some(chip.into()),
+        gpu_count: 1,
+        hours: 1,
+        purpose: Purpose::Training,
+    };
+    // Unverified: neither government-run nor within the region.
+    for voucher in &vouchers {
+        let message = w.refused(ErrorCode::ProviderNotAllowed, |s| s.quote(&order(*voucher, "h100")));
+        assert!(message.contains("not verified by the platform"), "{message}");
+    }
+    w.service.verify_site(&op(), site).unwrap();
+    w.refused(ErrorCode::AlreadyExists, |s| s.verify_site(&op(), site));
+    // Verified, and H100 = h100.
+    for voucher in &vouchers {
+        w.service.quote(&order(*voucher, "h100")).unwrap();
+        w.service.quote(&order(*voucher, "H100")).unwrap();
+    }
+    w.refused(ErrorCode::ChipUnknown, |s| s.quote(&order(vouchers[0], "NotAChip-XYZ")));
+    // An enterprise whose claimed region contradicts its USCC is refused.
+    let input = EnterpriseInput {
+        uscc: uscc("440300", 77),
+        name: "Elsewhere".into(),
+        region: RegionCode::parse("310115").unwrap(),
+        kind: ApplicantKind::Sme,
+        headcount: 10,
+        revenue_fen: yuan(10_000_000),
+        research_projects: Vec::new(),
+        related_parties: Vec::new(),
+    };
+    let message = w.refused(ErrorCode::InvalidField, |s| s.register_enterprise(&op(), input.clone()));
+    assert!(message.starts_with("region: 310115 is not where"), "{message}");
+    let input = EnterpriseInput { region: RegionCode::parse("440300").unwrap(), ..input };
+    w.service.register_enterprise(&op(), input).unwrap();
+}
+
 fn orders_that_break_a_rule_are_refused() {
     let mut s = setup();
     let order = s.orders();
@@ -768,6 +851,7 @@ suanli_store::conformance!(
     approvals_beyond_budget_follow_submission_order,
     the_stacking_rule_and_its_cap_hold_across_programmes,
     an_application_that_can_never_be_approved_holds_back_no_one,
+    registries_decide_what_providers_and_enterprises_only_claim,
     orders_that_break_a_rule_are_refused,
     provider_rules_restrict_where_vouchers_are_spent,
     usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
