@@ -242,6 +242,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/heads", "Sign and publish a head of the log as it is now. Admin."),
     (
         "GET",
+        "/api/v1/anomalies",
+        "Anomalies kept as evidence (paged; filter by kind, object): refused usage, forged signatures, conflicting replays, clock skew, stacking attempts, throttled logins, related parties. Admin and auditors; an authority for its programmes.",
+    ),
+    (
+        "GET",
         "/api/v1/audit/proof",
         "An inclusion proof (RFC 9162 audit path) of entry `sequence` in the tree of `size` entries (default: the latest signed head). Admin and auditors for any entry; others for entries touching their own objects.",
     ),
@@ -324,6 +329,18 @@ impl UsageRecordJson {
     }
 }
 
+/// A batch refused for its signature (forged, missing, or made with another key) is kept as an
+/// anomaly: evidence, whichever way it came in.
+pub async fn flag_bad_signature(writer: &Writer, provider: ProviderId, error: &ApiError) {
+    if error.code != suanli_service::ErrorCode::SignatureInvalid.as_str() {
+        return;
+    }
+    let detail = error.message.clone();
+    let _ = writer
+        .call(move |s| s.flag_anomaly(&Actor::server(), "signature_invalid", &provider.to_string(), &detail))
+        .await;
+}
+
 /// Checks a usage batch as it arrives, by HTTP or through NATS: 1 to 4,000 well-formed records
 /// and the provider's Ed25519 signature over them. Answers the records to queue.
 pub fn check_usage_batch(
@@ -380,7 +397,13 @@ async fn post_usage(
     }
     let Json(batch) = body.map_err(ApiError::from_json)?;
     let signature = headers.get("suanli-signature").and_then(|v| v.to_str().ok());
-    let records = check_usage_batch(&state.writer, provider, &batch, signature)?;
+    let records = match check_usage_batch(&state.writer, provider, &batch, signature) {
+        Ok(records) => records,
+        Err(error) => {
+            flag_bad_signature(&state.writer, provider, &error).await;
+            return Err(error);
+        }
+    };
     let outcomes = state.writer.usage(Actor::of(role), provider, records).await??;
     let results: Vec<RecordResult> = outcomes
         .into_iter()

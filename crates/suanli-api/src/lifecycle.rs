@@ -141,6 +141,10 @@ pub struct Page {
     pub program: Option<String>,
     /// Filters some lists by state (`open`, `submitted`, ...).
     pub state: Option<String>,
+    /// Filters anomalies by kind (`usage_exceeds_order_gpus`, `signature_invalid`, ...).
+    pub kind: Option<String>,
+    /// Filters anomalies by the object they are about.
+    pub object: Option<String>,
 }
 
 pub const PAGE_LIMIT_MAX: usize = 500;
@@ -193,6 +197,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{token}/revoke", post(revoke_token))
         .route("/api/v1/vouchers", get(list_vouchers))
         .route("/api/v1/orders", get(list_orders).post(place_order))
+        .route("/api/v1/anomalies", get(list_anomalies))
 }
 
 // ------------------------------------------------------------------ programmes
@@ -449,12 +454,18 @@ async fn application_action(
         match action.as_str() {
             "submit" | "withdraw" => {
                 permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
-                if action == "submit" { s.submit_application(&who, id)? } else { s.withdraw_application(&who, id)? }
+                if action == "submit" {
+                    let submitted = s.submit_application(&who, id);
+                    flag_stacking(s, id, submitted)?
+                } else {
+                    s.withdraw_application(&who, id)?
+                }
             }
             "approve" => {
                 permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
                 let amount = amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
-                s.approve_application(&who, id, amount)?;
+                let approved = s.approve_application(&who, id, amount);
+                flag_stacking(s, id, approved)?;
             }
             "reject" => {
                 permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
@@ -466,6 +477,17 @@ async fn application_action(
         s.application(id).cloned()
     })
     .await
+}
+
+/// An application refused by the stacking rule is kept as an anomaly (the refusal itself changed
+/// nothing): an enterprise trying to hold more than the programmes allow is evidence.
+fn flag_stacking<T>(s: &mut Service, id: ApplicationId, result: Result<T, ServiceError>) -> Result<T, ServiceError> {
+    if let Err(error) = &result
+        && matches!(error.code, ErrorCode::StackingNotAllowed | ErrorCode::StackingCapExceeded)
+    {
+        let _ = s.flag_anomaly(&Actor::server(), "stacking_attempt", &id.to_string(), &error.message);
+    }
+    result
 }
 
 // ------------------------------------------------------------------ vouchers
@@ -1017,6 +1039,47 @@ async fn list_vouchers(
                     "",
                 )
                 .is_ok()
+            })
+            .collect();
+        page.window(items)
+    })
+    .await
+}
+
+/// `GET /api/v1/anomalies`: the evidence kept (refused usage, forged signatures, conflicting
+/// replays, stacking attempts, throttled logins, related parties), oldest first, paged and
+/// filtered by kind and object. The platform admin and auditors see all; an authority the
+/// anomalies about its programmes' orders, vouchers and applications.
+async fn list_anomalies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    read(&state, &headers, move |s, role| {
+        let authority = match role {
+            Role::PlatformAdmin | Role::Auditor => None,
+            Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
+            _ => return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not use anomalies"))),
+        };
+        let program_of = |object: &str| -> Option<suanli_domain::ProgramId> {
+            if let Ok(id) = OrderId::parse(object) {
+                return s.order(id).ok().map(|o| o.program);
+            }
+            if let Ok(id) = VoucherId::parse(object) {
+                return s.voucher(id).ok().map(|v| v.program);
+            }
+            ApplicationId::parse(object).ok().and_then(|id| s.application(id).ok()).map(|a| a.program)
+        };
+        let items: Vec<_> = s
+            .state()
+            .anomalies
+            .iter()
+            .filter(|a| page.kind.as_ref().is_none_or(|k| &a.kind == k))
+            .filter(|a| page.object.as_ref().is_none_or(|o| &a.object == o))
+            .filter(|a| {
+                authority.is_none_or(|mine| {
+                    program_of(&a.object).and_then(|p| s.program(p).ok()).is_some_and(|p| p.authority == mine)
+                })
             })
             .collect();
         page.window(items)

@@ -273,7 +273,10 @@ async fn apply(writer: &Writer, prefix: &str, message: &jetstream::Message) -> V
     let signature = message.headers.as_ref().and_then(|h| h.get("Suanli-Signature")).map(|v| v.as_str());
     let records = match check_usage_batch(writer, provider, &batch, signature) {
         Ok(records) => records,
-        Err(error) => return Verdict::Rejected(error),
+        Err(error) => {
+            crate::flag_bad_signature(writer, provider, &error).await;
+            return Verdict::Rejected(error);
+        }
     };
     let count = records.len();
     match writer.usage(Actor::of(Role::Provider(provider)), provider, records).await {

@@ -235,6 +235,14 @@ fn cases(app: &TestApp) -> Vec<Case> {
         ),
         case("GET", "/api/v1/orders", "/api/v1/orders".into(), None, all, &[]),
         case("POST", "/api/v1/heads", "/api/v1/heads".into(), None, &["admin"], &[]),
+        case(
+            "GET",
+            "/api/v1/anomalies",
+            "/api/v1/anomalies".into(),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "other_authority"],
+            &[],
+        ),
         // Entry 4 registered ent-1: its proof is for the overseers and that enterprise only.
         case(
             "GET",

@@ -262,7 +262,7 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    fn record(&self, id: &str, order: usize, minute: i64, gpu_seconds: i64) -> UsageRecordJson {
+    pub fn record(&self, id: &str, order: usize, minute: i64, gpu_seconds: i64) -> UsageRecordJson {
         UsageRecordJson {
             id: id.into(),
             order: self.orders[order].to_string(),
@@ -273,7 +273,7 @@ impl TestApp {
     }
 
     /// Sends records as provider `sender` (signed with `signer`'s key) for `provider`'s path.
-    fn send_usage(&self, token: &str, provider: usize, signer: usize, records: &[UsageRecordJson]) -> (u16, Value) {
+    pub fn send_usage(&self, token: &str, provider: usize, signer: usize, records: &[UsageRecordJson]) -> (u16, Value) {
         let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
         let signature =
             hex(&self.keys[signer].sign(&usage_signing_bytes(self.providers[provider], &inputs)).to_bytes());

@@ -204,3 +204,28 @@ fn an_enterprise_proves_its_entry_is_in_the_signed_log() {
     let (status, answer) = app.request("GET", "/api/v1/audit/proof?sequence=4", Some("other_enterprise"), &[], None);
     assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "{answer}");
 }
+
+/// Forged signatures and conflicting replays are kept as anomalies, listed for auditors.
+#[test]
+fn forged_signatures_and_conflicting_replays_are_kept_as_evidence() {
+    let app = TestApp::start();
+    let record = app.record("evidence-1", 0, 10, 60);
+    let (status, answer) = app.send_usage("provider", 0, 1, std::slice::from_ref(&record));
+    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("signature_invalid")), "{answer}");
+    let (status, answer) = app.send_usage("provider", 0, 0, std::slice::from_ref(&record));
+    assert_eq!(status, 200, "{answer}");
+    let mut replay = record.clone();
+    replay.gpu_seconds -= 1;
+    let (status, answer) = app.send_usage("provider", 0, 0, &[replay]);
+    assert_eq!(answer["results"][0]["code"], "usage_record_conflict", "{status} {answer}");
+    let (status, list) = app.request("GET", "/api/v1/anomalies", Some("auditor"), &[], None);
+    assert_eq!(status, 200, "{list}");
+    let kinds: Vec<&str> = list["items"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"signature_invalid") && kinds.contains(&"usage_record_conflict"), "{kinds:?}");
+    let (_, conflicts) =
+        app.request("GET", "/api/v1/anomalies?kind=usage_record_conflict", Some("admin"), &[], None);
+    assert_eq!(conflicts["total"], 1, "{conflicts}");
+    assert!(conflicts["items"][0]["detail"].as_str().unwrap().contains("replayed as"), "{conflicts}");
+    let (status, _) = app.request("GET", "/api/v1/anomalies", Some("provider"), &[], None);
+    assert_eq!(status, 403);
+}

@@ -83,11 +83,30 @@ impl Service {
                     enterprise_part_fen,
                 };
             }
-            Some(UsageEntry::Recorded(..)) => {
-                return refused(ServiceError::new(
+            Some(&UsageEntry::Recorded(UsageFacts(order, gpu_seconds, start, end), ..)) => {
+                // A replay with another body: refused, and kept as evidence.
+                let error = ServiceError::new(
                     ErrorCode::UsageRecordConflict,
                     format!("id: usage record {:?} was already recorded with a different body", input.id),
-                ));
+                );
+                let anomaly = Anomaly {
+                    time_s: now,
+                    kind: "usage_record_conflict".to_owned(),
+                    object: format!("usage:{provider}:{}", input.id),
+                    detail: format!(
+                        "recorded as {} GPU-seconds on {} from {} to {}; replayed as {} GPU-seconds on {} from {} to {}",
+                        gpu_seconds,
+                        order,
+                        format_timestamp(start),
+                        format_timestamp(end),
+                        input.gpu_seconds,
+                        input.order,
+                        format_timestamp(input.period_start_s),
+                        format_timestamp(input.period_end_s)
+                    ),
+                };
+                self.record(change, Event::AnomalyFlagged { anomaly }, now);
+                return refused(error);
             }
             Some(UsageEntry::Refused(_, code, message)) => {
                 return refused(ServiceError::new(
