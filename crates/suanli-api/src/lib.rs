@@ -241,6 +241,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/orders", "List orders within the caller's scope (paged; filter by program, state)."),
     ("POST", "/api/v1/heads", "Sign and publish a head of the log as it is now. Admin."),
     (
+        "POST",
+        "/api/v1/ownership",
+        "Declare who controls an enterprise or provider {party, legal_representative_id?, shareholders: [uscc]} (only a hash of the identity number is kept); orders between parties whose declarations match are flagged as related. Admin or the party itself.",
+    ),
+    (
         "GET",
         "/api/v1/anomalies",
         "Anomalies kept as evidence (paged; filter by kind, object): refused usage, forged signatures, conflicting replays, clock skew, stacking attempts, throttled logins, related parties. Admin and auditors; an authority for its programmes.",

@@ -198,6 +198,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/vouchers", get(list_vouchers))
         .route("/api/v1/orders", get(list_orders).post(place_order))
         .route("/api/v1/anomalies", get(list_anomalies))
+        .route("/api/v1/ownership", post(declare_ownership))
 }
 
 // ------------------------------------------------------------------ programmes
@@ -1042,6 +1043,45 @@ async fn list_vouchers(
             })
             .collect();
         page.window(items)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnershipJson {
+    /// `ent-N` or `prv-N`.
+    party: String,
+    legal_representative_id: Option<String>,
+    #[serde(default)]
+    shareholders: Vec<String>,
+}
+
+/// `POST /api/v1/ownership`: an enterprise or a provider declares who controls it, so related
+/// parties are found by matching both sides' declarations. Admin or the party itself.
+async fn declare_ownership(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<OwnershipJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let shareholders = input
+        .shareholders
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Uscc::parse(text).map_err(|e| ApiError::field(&format!("shareholders[{i}]"), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    run(&state, &headers, move |s, role| {
+        let own = match role {
+            Role::Enterprise(me) => me.to_string() == input.party,
+            Role::Provider(me) => me.to_string() == input.party,
+            _ => false,
+        };
+        if !own {
+            permit(role, &[Grant::Admin], &input.party)?;
+        }
+        s.declare_ownership(&actor(role), &input.party, input.legal_representative_id.as_deref(), shareholders)?;
+        Ok(s.state().ownership.get(&input.party).cloned())
     })
     .await
 }

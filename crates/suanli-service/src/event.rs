@@ -7,7 +7,7 @@ use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, SiteId, 
 
 use crate::access::{Token, User};
 use crate::model::{
-    Anomaly, Application, Authority, Enterprise, Order, OrderState, Pool, Program, Provider, Site, Statement,
+    Anomaly, Application, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program, Provider, Site, Statement,
     UsageInput, UsageRecord, Voucher,
 };
 
@@ -47,6 +47,8 @@ pub enum Event {
     StatementApproved { statement: StatementId },
     AnomalyFlagged { anomaly: Anomaly },
     ProviderKeyRegistered { provider: ProviderId, public_key_hex: String },
+    /// `party` is an enterprise (`ent-N`) or a provider (`prv-N`).
+    OwnershipDeclared { party: String, ownership: Ownership },
     TokenIssued { token: Token },
     TokenRevoked { token: u64 },
     UserCreated { user: User },
@@ -86,6 +88,7 @@ impl Event {
             Event::StatementApproved { .. } => "statement.approved",
             Event::AnomalyFlagged { .. } => "anomaly.flagged",
             Event::ProviderKeyRegistered { .. } => "provider.key_registered",
+            Event::OwnershipDeclared { .. } => "ownership.declared",
             Event::TokenIssued { .. } => "token.issued",
             Event::TokenRevoked { .. } => "token.revoked",
             Event::UserCreated { .. } => "user.created",
@@ -125,6 +128,7 @@ impl Event {
             Event::StatementApproved { statement } => statement.to_string(),
             Event::AnomalyFlagged { anomaly } => anomaly.object.clone(),
             Event::ProviderKeyRegistered { provider, .. } => provider.to_string(),
+            Event::OwnershipDeclared { party, .. } => party.clone(),
             Event::TokenIssued { token } => format!("token-{}", token.id),
             Event::TokenRevoked { token } => format!("token-{token}"),
             Event::UserCreated { user } => format!("user:{}", user.name),

@@ -464,3 +464,14 @@ pub struct Anomaly {
     pub object: String,
     pub detail: String,
 }
+
+/// Who controls an enterprise or a provider, as it declares it: its legal representative (kept
+/// only as the SHA-256 of the normalised identity number) and the USCCs of its organisational
+/// shareholders. Matched between the two sides of an order, it finds related parties that
+/// neither named.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ownership {
+    pub legal_representative_sha256: Option<String>,
+    pub shareholders: Vec<Uscc>,
+}

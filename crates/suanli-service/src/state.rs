@@ -25,7 +25,8 @@ use crate::access::{Token, User};
 use crate::calendar::{YearMonth, shanghai_year};
 use crate::event::Event;
 use crate::model::{
-    Anomaly, Application, ApplicationState, Authority, Enterprise, Order, OrderState, Pool, Program, ProgramState,
+    Anomaly, Application, ApplicationState, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program,
+    ProgramState,
     Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher, VoucherState,
 };
 
@@ -87,6 +88,8 @@ pub struct State {
     pub users: BTreeMap<String, User>,
     /// The GPUs each open order's usage occupies over time (dropped when the order ends).
     pub occupancy: BTreeMap<OrderId, Occupancy>,
+    /// Declared control of enterprises and providers, by party id (`ent-N`, `prv-N`).
+    pub ownership: BTreeMap<String, Ownership>,
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -313,6 +316,9 @@ impl State {
                 self.providers.get_mut(provider).expect("provider exists").public_key_hex =
                     Some(public_key_hex.clone());
             }
+            Event::OwnershipDeclared { party, ownership } => {
+                self.ownership.insert(party.clone(), ownership.clone());
+            }
             Event::TokenIssued { token } => {
                 self.token_by_hash.insert(token.secret_sha256_hex.clone(), token.id);
                 let previous = self.tokens.insert(token.id, token.clone());
@@ -470,6 +476,8 @@ struct Saved {
     users: Vec<User>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     occupancy: Option<Vec<(OrderId, Vec<(i64, i64)>)>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ownership: Vec<(String, Ownership)>,
 }
 
 impl State {
@@ -515,6 +523,7 @@ impl State {
             users: self.users.values().cloned().collect(),
             occupancy: (version >= 2)
                 .then(|| self.occupancy.iter().map(|(order, o)| (*order, o.steps())).collect()),
+            ownership: self.ownership.iter().map(|(party, o)| (party.clone(), o.clone())).collect(),
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -565,6 +574,7 @@ impl State {
             state.tokens.insert(token.id, token);
         }
         state.users = saved.users.into_iter().map(|u| (u.name.clone(), u)).collect();
+        state.ownership = saved.ownership.into_iter().collect();
         state.occupancy = match saved.occupancy {
             Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),
             None => state

@@ -236,6 +236,14 @@ fn cases(app: &TestApp) -> Vec<Case> {
         case("GET", "/api/v1/orders", "/api/v1/orders".into(), None, all, &[]),
         case("POST", "/api/v1/heads", "/api/v1/heads".into(), None, &["admin"], &[]),
         case(
+            "POST",
+            "/api/v1/ownership",
+            "/api/v1/ownership".into(),
+            Some(json!({ "party": "ent-1", "shareholders": [] })),
+            &["admin", "enterprise"],
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
+        ),
+        case(
             "GET",
             "/api/v1/anomalies",
             "/api/v1/anomalies".into(),

@@ -198,13 +198,10 @@ impl Service {
         let quote = self.price(voucher, program, pool, input.gpu_count, input.hours, now)?;
         let (_, provider) = self.provider_of_pool(pool);
         let enterprise = &self.state.enterprises[&input.enterprise];
-        let mut flags = Vec::new();
-        if enterprise.related_parties.contains(&provider.uscc) {
-            flags.push(format!(
-                "related_party: {} lists provider {} ({}) as a related party",
-                enterprise.id, provider.id, provider.uscc
-            ));
-        }
+        // Related parties, named by the enterprise or found by matching what both sides declared
+        // of their control: the order goes ahead, flagged, and each finding is kept as evidence.
+        let flags: Vec<String> =
+            self.related(enterprise, provider).into_iter().map(|why| format!("related_party: {why}")).collect();
         let (program_id, provider_id) = (program.id, provider.id);
         let mut change = self.begin();
         let id = self.state.next_order();

@@ -1,6 +1,7 @@
 //! Providers, their sites and GPU pools.
 
 use super::*;
+use crate::model::Ownership;
 
 impl Service {
     pub fn register_provider(
@@ -106,6 +107,81 @@ impl Service {
         self.record(&mut change, Event::PoolAdded { pool }, now);
         self.commit(actor, now, change)?;
         Ok(id)
+    }
+}
+
+impl Service {
+    /// Records who controls an enterprise or a provider (`party`: `ent-N` or `prv-N`): its legal
+    /// representative's identity number (only its SHA-256 is kept) and its organisational
+    /// shareholders' USCCs. A later declaration replaces an earlier one.
+    pub fn declare_ownership(
+        &mut self,
+        actor: &Actor,
+        party: &str,
+        legal_representative_id: Option<&str>,
+        shareholders: Vec<Uscc>,
+    ) -> Result<()> {
+        let known = match party.split_once('-') {
+            Some(("ent", _)) => EnterpriseId::parse(party).is_ok_and(|id| self.state.enterprises.contains_key(&id)),
+            Some(("prv", _)) => ProviderId::parse(party).is_ok_and(|id| self.state.providers.contains_key(&id)),
+            _ => return Err(ServiceError::field("party", "must be an enterprise (ent-N) or a provider (prv-N)")),
+        };
+        if !known {
+            return Err(ServiceError::not_found(party));
+        }
+        if shareholders.len() > 100 {
+            return Err(ServiceError::field("shareholders", "at most 100"));
+        }
+        let legal_representative_sha256 = match legal_representative_id {
+            Some(id) => {
+                let id = id.trim().to_ascii_uppercase();
+                if id.len() < 6 || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(ServiceError::field(
+                        "legal_representative_id",
+                        "must be 6-64 letters and digits (an identity or passport number)",
+                    ));
+                }
+                Some(crate::access::sha256_hex(&id))
+            }
+            None => None,
+        };
+        let mut shareholders = shareholders;
+        shareholders.sort_by_key(ToString::to_string);
+        shareholders.dedup();
+        let ownership = Ownership { legal_representative_sha256, shareholders };
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::OwnershipDeclared { party: party.to_owned(), ownership }, now);
+        self.commit(actor, now, change)
+    }
+}
+
+impl View {
+    /// Why an enterprise and a provider are related parties, found from what both declared (or
+    /// what the enterprise named itself), or `None`.
+    pub fn related(&self, enterprise: &Enterprise, provider: &Provider) -> Vec<String> {
+        let mut found = Vec::new();
+        if enterprise.related_parties.contains(&provider.uscc) {
+            found.push(format!("{} lists provider {} ({}) as a related party", enterprise.id, provider.id, provider.uscc));
+        }
+        let none = Ownership::default();
+        let ours = self.state.ownership.get(&enterprise.id.to_string()).unwrap_or(&none);
+        let theirs = self.state.ownership.get(&provider.id.to_string()).unwrap_or(&none);
+        if let (Some(a), Some(b)) = (&ours.legal_representative_sha256, &theirs.legal_representative_sha256)
+            && a == b
+        {
+            found.push(format!("{} and {} declare the same legal representative", enterprise.id, provider.id));
+        }
+        for shared in ours.shareholders.iter().filter(|u| theirs.shareholders.contains(u)) {
+            found.push(format!("{} and {} share the shareholder {shared}", enterprise.id, provider.id));
+        }
+        if theirs.shareholders.contains(&enterprise.uscc) {
+            found.push(format!("{} is a shareholder of provider {}", enterprise.id, provider.id));
+        }
+        if ours.shareholders.contains(&provider.uscc) {
+            found.push(format!("provider {} is a shareholder of {}", provider.id, enterprise.id));
+        }
+        found
     }
 }
 

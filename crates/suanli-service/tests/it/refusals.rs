@@ -281,6 +281,29 @@ fn registries_decide_what_providers_and_enterprises_only_claim() {
     w.service.register_enterprise(&op(), input).unwrap();
 }
 
+/// Related parties found from data: an enterprise and a provider that declare a common
+/// shareholder, or the same legal representative, are flagged when one buys from the other.
+fn related_parties_are_found_from_both_sides_declarations() {
+    let mut s = setup();
+    let order = s.orders();
+    let holding = uscc("310000", 4242);
+    let party = |id: String| id;
+    s.w.service.declare_ownership(&op(), &party(s.enterprise.to_string()), Some("310101199001011234"), vec![holding]).unwrap();
+    let placed = s.w.service.place_order(&op(), order(1)).unwrap();
+    assert!(s.w.service.order(placed).unwrap().flags.is_empty(), "the provider declared nothing yet");
+    s.w.service.declare_ownership(&op(), &party(s.provider.to_string()), Some("310101199001011234"), vec![holding]).unwrap();
+    let placed = s.w.service.place_order(&op(), order(1)).unwrap();
+    let flags = &s.w.service.order(placed).unwrap().flags;
+    assert!(flags.iter().any(|f| f.contains("share the shareholder")), "{flags:?}");
+    assert!(flags.iter().any(|f| f.contains("same legal representative")), "{flags:?}");
+    let anomalies: Vec<_> =
+        s.w.service.state().anomalies.iter().filter(|a| a.kind == "related_party" && a.object == placed.to_string()).collect();
+    assert_eq!(anomalies.len(), 2);
+    s.w.refused(ErrorCode::InvalidField, |svc| svc.declare_ownership(&op(), "ath-1", None, Vec::new()));
+    s.w.refused(ErrorCode::NotFound, |svc| svc.declare_ownership(&op(), "ent-99", None, Vec::new()));
+    s.w.refused(ErrorCode::InvalidField, |svc| svc.declare_ownership(&op(), "ent-1", Some("12"), Vec::new()));
+}
+
 fn orders_that_break_a_rule_are_refused() {
     let mut s = setup();
     let order = s.orders();
@@ -852,6 +875,7 @@ suanli_store::conformance!(
     the_stacking_rule_and_its_cap_hold_across_programmes,
     an_application_that_can_never_be_approved_holds_back_no_one,
     registries_decide_what_providers_and_enterprises_only_claim,
+    related_parties_are_found_from_both_sides_declarations,
     orders_that_break_a_rule_are_refused,
     provider_rules_restrict_where_vouchers_are_spent,
     usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
