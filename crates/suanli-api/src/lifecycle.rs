@@ -1087,44 +1087,84 @@ async fn declare_ownership(
 }
 
 /// `GET /api/v1/anomalies`: the evidence kept (refused usage, forged signatures, conflicting
-/// replays, stacking attempts, throttled logins, related parties), oldest first, paged and
-/// filtered by kind and object. The platform admin and auditors see all; an authority the
-/// anomalies about its programmes' orders, vouchers and applications.
+/// replays, clock skew, stacking attempts, throttled logins, related parties), oldest first,
+/// paged from storage and filtered by kind and object. The platform admin and auditors see all;
+/// an authority the anomalies about its programmes' orders, vouchers and applications.
 async fn list_anomalies(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    read(&state, &headers, move |s, role| {
-        let authority = match role {
-            Role::PlatformAdmin | Role::Auditor => None,
-            Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
-            _ => return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not use anomalies"))),
-        };
-        let program_of = |object: &str| -> Option<suanli_domain::ProgramId> {
-            if let Ok(id) = OrderId::parse(object) {
-                return s.order(id).ok().map(|o| o.program);
+    let role = authenticate(&state, &headers)?;
+    let authority = match role {
+        Role::PlatformAdmin | Role::Auditor => None,
+        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
+        _ => return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not use anomalies")).into()),
+    };
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > PAGE_LIMIT_MAX {
+        return Err(ApiError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
+    }
+    let filter = suanli_store::AnomalyFilter { kind: page.kind.clone(), object: page.object.clone() };
+    let offset = page.offset as u64;
+    let view = state.writer.view();
+    let in_scope = move |anomaly: &suanli_service::model::Anomaly| {
+        authority.is_none_or(|mine| {
+            let program = if let Ok(id) = OrderId::parse(&anomaly.object) {
+                view.order(id).ok().map(|o| o.program)
+            } else if let Ok(id) = VoucherId::parse(&anomaly.object) {
+                view.voucher(id).ok().map(|v| v.program)
+            } else {
+                ApplicationId::parse(&anomaly.object).ok().and_then(|id| view.application(id).ok()).map(|a| a.program)
+            };
+            program.and_then(|p| view.program(p).ok()).is_some_and(|p| p.authority == mine)
+        })
+    };
+    let (items, total) = state
+        .writer
+        .read_log(move |reader| {
+            let mut items = Vec::new();
+            // The platform's overseers page straight from storage; an authority's scope is
+            // applied as the anomalies are read.
+            if authority.is_none() {
+                let (entries, total) = reader.anomalies(&filter, offset, limit)?;
+                items.extend(entries.iter().filter_map(anomaly_json));
+                return Ok((items, total));
             }
-            if let Ok(id) = VoucherId::parse(object) {
-                return s.voucher(id).ok().map(|v| v.program);
+            let (mut seen, mut visible) = (0u64, 0u64);
+            loop {
+                let (entries, _) = reader.anomalies(&filter, seen, suanli_store::LOG_PAGE_ENTRIES_MAX)?;
+                if entries.is_empty() {
+                    break;
+                }
+                seen += entries.len() as u64;
+                for item in entries.iter().filter_map(anomaly_json) {
+                    if in_scope(&item.1) {
+                        if visible >= offset && items.len() < limit {
+                            items.push(item);
+                        }
+                        visible += 1;
+                    }
+                }
             }
-            ApplicationId::parse(object).ok().and_then(|id| s.application(id).ok()).map(|a| a.program)
-        };
-        let items: Vec<_> = s
-            .state()
-            .anomalies
-            .iter()
-            .filter(|a| page.kind.as_ref().is_none_or(|k| &a.kind == k))
-            .filter(|a| page.object.as_ref().is_none_or(|o| &a.object == o))
-            .filter(|a| {
-                authority.is_none_or(|mine| {
-                    program_of(&a.object).and_then(|p| s.program(p).ok()).is_some_and(|p| p.authority == mine)
-                })
+            Ok((items, visible))
+        })
+        .await??;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|(sequence, a)| {
+            serde_json::json!({
+                "sequence": sequence, "time_s": a.time_s, "kind": a.kind, "object": a.object, "detail": a.detail
             })
-            .collect();
-        page.window(items)
-    })
-    .await
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "total": total, "offset": offset, "limit": limit, "items": items })).into_response())
+}
+
+/// An anomaly log entry as (sequence, anomaly).
+fn anomaly_json(entry: &suanli_store::LogEntry) -> Option<(u64, suanli_service::model::Anomaly)> {
+    let event: suanli_service::event::Event = serde_json::from_str(&entry.body).ok()?;
+    event.anomaly(entry.time_s).map(|a| (entry.sequence, a))
 }
 
 /// Orders within the caller's scope (paged; filter by program and state).

@@ -187,4 +187,19 @@ impl Event {
         }
         objects
     }
+
+    /// The anomaly this entry records, if it records one: a flagged anomaly, or a usage record
+    /// refused for a reason that depends on the state (kept, so its id stays failed).
+    pub fn anomaly(&self, time_s: i64) -> Option<Anomaly> {
+        match self {
+            Event::AnomalyFlagged { anomaly } => Some(anomaly.clone()),
+            Event::UsageRefused { provider, input, code, message } => Some(Anomaly {
+                time_s,
+                kind: code.clone(),
+                object: format!("usage:{provider}:{}", input.id),
+                detail: message.clone(),
+            }),
+            _ => None,
+        }
+    }
 }

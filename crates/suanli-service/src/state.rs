@@ -55,6 +55,10 @@ impl UsageFacts {
 
 type ImHashMap<K, V> = imbl::HashMap<K, V>;
 
+/// How many of the newest anomalies the state keeps in memory: anomalies grow with what callers
+/// send (forged batches, refused records), so memory keeps only the newest.
+pub const ANOMALIES_IN_MEMORY: usize = 1_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct State {
     pub authorities: BTreeMap<AuthorityId, Authority>,
@@ -67,6 +71,7 @@ pub struct State {
     pub pools: BTreeMap<PoolId, Pool>,
     pub orders: BTreeMap<OrderId, Order>,
     pub statements: BTreeMap<StatementId, Statement>,
+    /// The newest anomalies (at most [`ANOMALIES_IN_MEMORY`]); every one is in the log.
     pub anomalies: Vector<Anomaly>,
     /// Voucher parts received per enterprise, programme and Asia/Shanghai calendar year.
     pub annual_used: ImHashMap<(EnterpriseId, ProgramId, i32), Fen>,
@@ -261,14 +266,9 @@ impl State {
                 site.verified_at_s = Some(time_s);
             }
             Event::UsageRecorded { record } => self.apply_usage(record, time_s),
-            Event::UsageRefused { provider, input, code, message } => {
+            Event::UsageRefused { .. } => {
                 self.usage_refused += 1;
-                self.anomalies.push_back(Anomaly {
-                    time_s,
-                    kind: code.clone(),
-                    object: format!("usage:{provider}:{}", input.id),
-                    detail: message.clone(),
-                });
+                self.remember_anomaly(event, time_s);
             }
             Event::VoucherSuspended { voucher, reason } => {
                 let voucher = self.vouchers.get_mut(voucher).expect("voucher exists");
@@ -311,7 +311,7 @@ impl State {
                 let program = self.programs.get_mut(&statement.program).expect("program exists");
                 program.settled_fen = add(program.settled_fen, statement.voucher_total_fen);
             }
-            Event::AnomalyFlagged { anomaly } => self.anomalies.push_back(anomaly.clone()),
+            Event::AnomalyFlagged { .. } => self.remember_anomaly(event, time_s),
             Event::ProviderKeyRegistered { provider, public_key_hex } => {
                 self.providers.get_mut(provider).expect("provider exists").public_key_hex =
                     Some(public_key_hex.clone());
@@ -338,6 +338,17 @@ impl State {
 
     /// Adds holds released by a revocation back to the voucher, then moves its whole available
     /// balance to its programme's budget.
+    /// Keeps the newest [`ANOMALIES_IN_MEMORY`] anomalies at hand; all of them are in the log,
+    /// where the API and the CLI page through them.
+    fn remember_anomaly(&mut self, event: &Event, time_s: i64) {
+        if let Some(anomaly) = event.anomaly(time_s) {
+            self.anomalies.push_back(anomaly);
+            while self.anomalies.len() > ANOMALIES_IN_MEMORY {
+                self.anomalies.pop_front();
+            }
+        }
+    }
+
     fn return_voucher_balance(&mut self, voucher: VoucherId, released: Fen, returned: Fen) {
         let voucher = self.vouchers.get_mut(&voucher).expect("voucher exists");
         voucher.held_fen = sub(voucher.held_fen, released);

@@ -21,7 +21,7 @@ pub use audit::{AuditReport, TreeClaim, audit, audit_against};
 pub use durable::{Committed, Durable, DurableError, Opened, Recovered};
 pub use location::Location;
 pub use log::{LogEntry, NewLogEntry, check_log, check_log_after, log_entry_hash};
-pub use log_reader::{LOG_PAGE_ENTRIES_MAX, LogReader};
+pub use log_reader::{AnomalyFilter, LOG_PAGE_ENTRIES_MAX, LogReader};
 pub use postgres::{PostgresStore, redact};
 pub use sqlite::{FsyncMode, SqliteStore};
 

@@ -90,22 +90,7 @@ impl LogReader {
                     &[&after, &limit],
                 )?;
                 transaction.commit()?;
-                let entries = rows
-                    .iter()
-                    .map(|r| {
-                        Ok(LogEntry {
-                            sequence: r.get::<_, i64>(0) as u64,
-                            time_s: r.get(1),
-                            actor: r.get(2),
-                            action: r.get(3),
-                            object: r.get(4),
-                            body: r.get(5),
-                            ledger_batch_id: r.get::<_, Option<i64>>(6).map(|b| b as u64),
-                            previous_hash: r.get::<_, &[u8]>(7).try_into().map_err(|_| bad_hash())?,
-                            hash: r.get::<_, &[u8]>(8).try_into().map_err(|_| bad_hash())?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let entries = rows.iter().map(postgres_log_row).collect::<Result<Vec<_>, StoreError>>()?;
                 Ok((entries, total as u64))
             }
             Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
@@ -113,7 +98,72 @@ impl LogReader {
     }
 }
 
+/// Which anomalies to page through: of one kind, about one object.
+#[derive(Clone, Debug, Default)]
+pub struct AnomalyFilter {
+    pub kind: Option<String>,
+    pub object: Option<String>,
+}
+
 impl LogReader {
+    /// The log entries that record anomalies (`anomaly.flagged`, `usage.refused`) matching
+    /// `filter`, in log order from `offset`, at most `limit`, and how many match in all.
+    pub fn anomalies(
+        &mut self,
+        filter: &AnomalyFilter,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<LogEntry>, u64), StoreError> {
+        let limit = limit.min(LOG_PAGE_ENTRIES_MAX) as i64;
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (kind, object) = (filter.kind.clone(), filter.object.clone());
+        match &mut self.backend {
+            Reader::Sqlite(connection) => {
+                let matching = "FROM audit_log WHERE action IN ('anomaly.flagged', 'usage.refused') \
+                     AND (?1 IS NULL OR object = ?1) \
+                     AND (?2 IS NULL OR coalesce(json_extract(body, '$.anomaly.kind'), json_extract(body, '$.code')) = ?2)";
+                let transaction = connection.transaction()?;
+                let total: i64 = transaction.query_row(
+                    &format!("SELECT count(*) {matching}"),
+                    rusqlite::params![object, kind],
+                    |r| r.get(0),
+                )?;
+                let entries = {
+                    let columns = crate::sqlite::LOG_COLUMNS.trim_end_matches(" FROM audit_log");
+                    let mut statement = transaction
+                        .prepare_cached(&format!("{columns} {matching} ORDER BY sequence LIMIT ?3 OFFSET ?4"))?;
+                    statement
+                        .query_map(rusqlite::params![object, kind, limit, offset], crate::sqlite::log_row)?
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                transaction.commit()?;
+                Ok((entries, total as u64))
+            }
+            Reader::Postgres(client) => {
+                let matching = "FROM audit_log WHERE action IN ('anomaly.flagged', 'usage.refused') \
+                     AND ($1::text IS NULL OR object = $1) \
+                     AND ($2::text IS NULL OR coalesce(body::jsonb #>> '{anomaly,kind}', body::jsonb ->> 'code') = $2)";
+                let mut transaction = client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                let total: i64 = transaction.query_one(&format!("SELECT count(*) {matching}"), &[&object, &kind])?.get(0);
+                let rows = transaction.query(
+                    &format!(
+                        "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
+                         {matching} ORDER BY sequence LIMIT $3 OFFSET $4"
+                    ),
+                    &[&object, &kind, &limit, &offset],
+                )?;
+                transaction.commit()?;
+                let entries = rows.iter().map(postgres_log_row).collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((entries, total as u64))
+            }
+            Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
+        }
+    }
+
     /// Hashes read in one statement: `sql` takes a lower and an upper bound (exclusive, inclusive)
     /// and selects one 32-byte column; exactly `count` rows must come back.
     fn hashes(&mut self, sql: &str, low: i64, high: i64, count: u64) -> Result<Vec<Hash>, StoreError> {
@@ -149,6 +199,20 @@ impl TreeSource for LogReader {
         let sql = "SELECT root FROM merkle_tiles WHERE tile > ?1 AND tile <= ?2 ORDER BY tile";
         self.hashes(sql, first as i64 - 1, (first + count) as i64 - 1, count)
     }
+}
+
+fn postgres_log_row(r: &postgres::Row) -> Result<LogEntry, StoreError> {
+    Ok(LogEntry {
+        sequence: r.get::<_, i64>(0) as u64,
+        time_s: r.get(1),
+        actor: r.get(2),
+        action: r.get(3),
+        object: r.get(4),
+        body: r.get(5),
+        ledger_batch_id: r.get::<_, Option<i64>>(6).map(|b| b as u64),
+        previous_hash: r.get::<_, &[u8]>(7).try_into().map_err(|_| bad_hash())?,
+        hash: r.get::<_, &[u8]>(8).try_into().map_err(|_| bad_hash())?,
+    })
 }
 
 impl Drop for LogReader {

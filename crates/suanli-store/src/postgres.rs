@@ -16,6 +16,9 @@ use crate::{BatchRecord, Checkpoint, Heads, LedgerBatch, LogEntry, Snapshot, Sto
 const WRITER_LOCK_KEY: i64 = 0x5355_414e_4c49;
 
 /// Append-only, like SQLite's list; the same tables in PostgreSQL's types.
+/// How long opening a writer waits for the lock of a writer that is going away.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 const MIGRATIONS: &[&str] = &[
     r"
     CREATE TABLE ledger_batches (
@@ -99,12 +102,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
     CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
-    // 4: the audit log's Merkle tree: the root of every complete tile of 256 leaves.
+    // 4: the audit log's Merkle tree (the root of every complete tile of 256 leaves), and the log
+    // by action, so anomalies page from storage.
     r"
     CREATE TABLE merkle_tiles (
         tile  BIGINT PRIMARY KEY,
         root  BYTEA NOT NULL CHECK (length(root) = 32)
     );
+    CREATE INDEX audit_log_by_action ON audit_log (action, sequence);
     ",
 ];
 
@@ -136,10 +141,19 @@ impl PostgresStore {
     /// Connects, takes the single-writer lock, and brings the schema up to date.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let mut client = Client::connect(url, NoTls).map_err(pg(url))?;
-        let locked: bool =
-            client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY]).map_err(pg(url))?.get(0);
-        if !locked {
-            return Err(StoreError::Locked { url: redact(url) });
+        // A writer that has just closed its session may hold the lock a moment longer (the server
+        // ends the backend after the socket closes): try for a little while before refusing.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let locked: bool =
+                client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY]).map_err(pg(url))?.get(0);
+            if locked {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::Locked { url: redact(url) });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         client.batch_execute("CREATE TABLE IF NOT EXISTS suanli_schema (version INTEGER NOT NULL)").map_err(pg(url))?;
         let version: i32 =

@@ -100,12 +100,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
     CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
-    // 4: the audit log's Merkle tree: the root of every complete tile of 256 leaves.
+    // 4: the audit log's Merkle tree (the root of every complete tile of 256 leaves), and the log
+    // by action, so anomalies page from storage.
     r"
     CREATE TABLE merkle_tiles (
         tile  INTEGER PRIMARY KEY,
         root  BLOB NOT NULL CHECK (length(root) = 32)
     ) STRICT;
+    CREATE INDEX audit_log_by_action ON audit_log (action, sequence);
     ",
 ];
 

@@ -109,7 +109,9 @@ enum Command {
         #[command(subcommand)]
         command: service_cli::LogCommand,
     },
-    /// Flagged anomalies: refused usage, related parties.
+    /// Anomalies kept as evidence (the newest thousand, read from the log): refused usage,
+    /// forged signatures, conflicting replays, stacking attempts, throttled logins, related
+    /// parties.
     Anomalies {
         #[command(flatten)]
         common: Common,

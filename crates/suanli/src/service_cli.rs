@@ -1215,11 +1215,31 @@ pub fn log(common: &Common, command: LogCommand) -> anyhow::Result<ExitCode> {
 
 pub fn anomalies(common: &Common) -> anyhow::Result<ExitCode> {
     run(common, |service, _| {
-        let all = &service.state().anomalies;
+        // Every anomaly is in the log: read a page at a time, keeping the newest thousand.
+        let mut reader = service.log_reader()?;
+        let filter = suanli_store::AnomalyFilter::default();
+        let mut newest = std::collections::VecDeque::new();
+        let mut seen = 0;
+        loop {
+            let (page, _) = reader.anomalies(&filter, seen, suanli_store::LOG_PAGE_ENTRIES_MAX)?;
+            if page.is_empty() {
+                break;
+            }
+            seen += page.len() as u64;
+            for entry in page {
+                let event: suanli_service::event::Event = serde_json::from_str(&entry.body)?;
+                if let Some(anomaly) = event.anomaly(entry.time_s) {
+                    if newest.len() == suanli_service::state::ANOMALIES_IN_MEMORY {
+                        newest.pop_front();
+                    }
+                    newest.push_back(anomaly);
+                }
+            }
+        }
         let mut t = table(&["time", "kind", "object", "detail"]);
-        for a in all {
+        for a in &newest {
             t.add_row(vec![format_timestamp(a.time_s), a.kind.clone(), a.object.clone(), a.detail.clone()]);
         }
-        Ok(Reply::new(to_json(all), t.to_string()))
+        Ok(Reply::new(to_json(&newest), t.to_string()))
     })
 }

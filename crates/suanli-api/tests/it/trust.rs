@@ -205,8 +205,8 @@ fn an_enterprise_proves_its_entry_is_in_the_signed_log() {
     assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "{answer}");
 }
 
-/// Forged signatures and conflicting replays are kept as anomalies, listed for auditors.
-#[test]
+/// Forged signatures and conflicting replays are kept as anomalies, listed for auditors (paged
+/// from storage on both backends).
 fn forged_signatures_and_conflicting_replays_are_kept_as_evidence() {
     let app = TestApp::start();
     let record = app.record("evidence-1", 0, 10, 60);
@@ -229,3 +229,5 @@ fn forged_signatures_and_conflicting_replays_are_kept_as_evidence() {
     let (status, _) = app.request("GET", "/api/v1/anomalies", Some("provider"), &[], None);
     assert_eq!(status, 403);
 }
+
+suanli_store::conformance!(forged_signatures_and_conflicting_replays_are_kept_as_evidence,);
