@@ -41,8 +41,14 @@ impl std::fmt::Display for YearMonth {
     }
 }
 
+/// The last second whose Shanghai date is still in year 9999 (`9999-12-31T23:59:59+08:00`).
+const SHANGHAI_MAX_S: i64 = 253_402_300_799 - 8 * 3_600;
+
+/// `time_s` in Asia/Shanghai. Instants outside years 1970–9999 there (a caller may send any
+/// RFC 3339 time) are clamped, never a panic.
 fn shanghai(time_s: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(time_s).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(SHANGHAI)
+    let clamped = time_s.clamp(0, SHANGHAI_MAX_S);
+    OffsetDateTime::from_unix_timestamp(clamped).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(SHANGHAI)
 }
 
 /// The calendar year in Asia/Shanghai, for annual caps.
@@ -75,6 +81,16 @@ pub fn format_date(time_s: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_parsed_instant_formats_without_a_panic() {
+        for text in ["9999-12-31T20:00:00Z", "9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+            let time_s = parse_timestamp(text).unwrap();
+            assert!(!format_timestamp(time_s).is_empty());
+            assert!(!format_date(time_s).is_empty());
+            let _ = shanghai_year(time_s);
+        }
+    }
 
     #[test]
     fn shanghai_dates_and_months() {

@@ -8,8 +8,9 @@
 //! from each breakpoint to the next, zero before the first. Equal neighbours are merged, and
 //! past [`BREAKPOINTS_MAX`] the two oldest steps are merged into one at the higher level: memory
 //! stays bounded per open order, and the summary only ever overstates what is occupied, so it may
-//! refuse a late record that would have fit, never accept one that does not. An order's
-//! occupancy is dropped when the order ends (later usage is refused anyway).
+//! refuse a late record that would have fit, never accept one that does not. When an order ends
+//! its occupancy is summarized to [`ENDED_BREAKPOINTS_MAX`] breakpoints: late records of its run
+//! are still checked against it.
 
 use imbl::OrdMap;
 
@@ -18,6 +19,10 @@ pub const MICRO: i64 = 1_000_000;
 
 /// The most breakpoints kept per order before the oldest steps are summarized.
 pub const BREAKPOINTS_MAX: usize = 512;
+
+/// The most breakpoints kept for an order that has ended (late records of its run are still
+/// checked against it).
+pub const ENDED_BREAKPOINTS_MAX: usize = 16;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Occupancy {
@@ -82,6 +87,13 @@ impl Occupancy {
         let before = self.steps.range(..t).next_back().map_or(0, |(_, level)| *level);
         if level == before {
             self.steps.remove(&t);
+        }
+    }
+
+    /// Summarizes the oldest steps until at most `max` breakpoints remain.
+    pub fn compact(&mut self, max: usize) {
+        while self.steps.len() > max.max(2) {
+            self.summarize_oldest();
         }
     }
 

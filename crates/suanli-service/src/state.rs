@@ -240,7 +240,11 @@ impl State {
                 order.state = *state;
                 order.ended_at_s = Some(time_s);
                 order.hold_remaining_fen = Fen::ZERO;
-                self.occupancy.remove(&order.id);
+                // Late records of the run are still checked against the rest; the order's
+                // occupancy is summarized small (it only ever overstates) to bound memory.
+                if let Some(occupancy) = self.occupancy.get_mut(&order.id) {
+                    occupancy.compact(occupancy::ENDED_BREAKPOINTS_MAX);
+                }
                 let pool = self.pools.get_mut(&order.pool).expect("pool exists");
                 pool.gpus_reserved -= order.quote.gpu_count;
                 let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");

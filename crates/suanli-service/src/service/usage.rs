@@ -194,11 +194,16 @@ impl View {
         if input.period_end_s <= input.period_start_s {
             return Err(ServiceError::field("period_end", "must be after period_start"));
         }
-        if let Some(ended) = order.ended_at_s {
+        // Records of the run may arrive after the order ended (a provider reports hourly); a
+        // period past the end (beyond the clock-skew tolerance) is refused.
+        if let Some(ended) = order.ended_at_s
+            && (order.started_at_s.is_none() || input.period_end_s > ended.saturating_add(self.clock_skew_s))
+        {
             return Err(ServiceError::new(
                 ErrorCode::UsageAfterOrderEnd,
                 format!(
-                    "order: {} ended ({:?}) at {}; usage must be reported before an order ends",
+                    "period_end: {} is after order {} ended ({:?}) at {}",
+                    format_timestamp(input.period_end_s),
                     order.id,
                     order.state,
                     format_timestamp(ended)
