@@ -49,14 +49,22 @@ pub struct LoginJson {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddress(pub std::net::IpAddr);
 
-/// Wrong passwords allowed per user name, and per client address, within [`WINDOW`].
+/// Wrong passwords allowed within [`WINDOW`]: per user name from one client address, per
+/// client address, and per user name from anywhere (a guesser spread over many addresses).
 pub const FAILURES_PER_NAME_MAX: u32 = 5;
 pub const FAILURES_PER_ADDRESS_MAX: u32 = 20;
-/// The window failures are counted in, and how long a name or address is then refused.
+pub const FAILURES_PER_NAME_ANYWHERE_MAX: u32 = 50;
+/// The window failures are counted in, and how long a key is then refused.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const LOCKOUT: Duration = Duration::from_secs(5 * 60);
-/// The most names and addresses tracked at once; past it, the oldest windows are forgotten.
+/// The most keys tracked at once. Past it, windows that are over are forgotten; if that is not
+/// enough, new attempts are refused (never are lockouts dropped to make room).
 const TRACKED_MAX: usize = 100_000;
+/// Password checks (argon2, about 19 MiB each) running at once.
+const VERIFICATIONS_MAX: usize = 4;
+/// The longest name and password read.
+const NAME_BYTES_MAX: usize = 256;
+const PASSWORD_BYTES_MAX: usize = 1_024;
 
 struct Failures {
     count: u32,
@@ -64,52 +72,89 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
-/// Failed logins per user name and per client address: past the limit the key is refused 429
-/// with `Retry-After` for [`LOCKOUT`], whatever the password, and the lockout is kept as an
+/// Logins counted per key. Each attempt is counted *before* its password is checked (a success
+/// gives it back), so concurrent guesses cannot slip past the limit; past it the key is refused
+/// 429 with `Retry-After` for [`LOCKOUT`], whatever the password, and the lockout is kept as an
 /// anomaly.
-#[derive(Default)]
 pub struct Throttle {
     keys: Mutex<HashMap<String, Failures>>,
+    verifications: tokio::sync::Semaphore,
+}
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        Throttle { keys: Mutex::default(), verifications: tokio::sync::Semaphore::new(VERIFICATIONS_MAX) }
+    }
+}
+
+/// The keys one attempt counts against, with their limits.
+fn keys(name: &str, address: Option<std::net::IpAddr>) -> Vec<(String, u32)> {
+    let name = sha256_hex(name);
+    let mut keys = vec![(format!("name:{name}"), FAILURES_PER_NAME_ANYWHERE_MAX)];
+    if let Some(ip) = address {
+        // An IPv6 client holds a whole /64: count the network, not the address.
+        let network = match ip {
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            v4 => v4.to_string(),
+        };
+        keys.push((format!("pair:{name}:{network}"), FAILURES_PER_NAME_MAX));
+        keys.push((format!("address:{network}"), FAILURES_PER_ADDRESS_MAX));
+    } else {
+        keys.push((format!("pair:{name}:unknown"), FAILURES_PER_NAME_MAX));
+    }
+    keys
 }
 
 impl Throttle {
-    /// Seconds left of a lockout on any of `keys`.
-    fn locked(&self, keys: &[String], now: Instant) -> Option<u64> {
-        let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.iter()
-            .filter_map(|key| map.get(key)?.locked_until.filter(|until| *until > now))
-            .map(|until| (until - now).as_secs().max(1))
-            .max()
-    }
-
-    /// Counts a failure on each key; answers the keys that became locked now.
-    fn failed(&self, keys: &[(String, u32)], now: Instant) -> Vec<String> {
+    /// Counts an attempt against every key, or refuses it with the seconds a lockout has left.
+    /// Answers the keys this attempt locked (kept as anomalies).
+    fn attempt(&self, keys: &[(String, u32)], now: Instant) -> Result<Vec<String>, u64> {
         let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= TRACKED_MAX {
+        if map.len() + keys.len() > TRACKED_MAX {
             map.retain(|_, f| now.duration_since(f.since) < WINDOW || f.locked_until.is_some_and(|u| u > now));
-            if map.len() >= TRACKED_MAX {
-                map.clear();
+            if map.len() + keys.len() > TRACKED_MAX {
+                return Err(LOCKOUT.as_secs());
             }
         }
-        let mut locked = Vec::new();
+        let locked = keys
+            .iter()
+            .filter_map(|(key, _)| map.get(key)?.locked_until.filter(|until| *until > now))
+            .map(|until| (until - now).as_secs().max(1))
+            .max();
+        if let Some(seconds) = locked {
+            return Err(seconds);
+        }
+        let mut newly = Vec::new();
         for (key, limit) in keys {
             let entry = map.entry(key.clone()).or_insert(Failures { count: 0, since: now, locked_until: None });
             if now.duration_since(entry.since) >= WINDOW {
                 *entry = Failures { count: 0, since: now, locked_until: None };
             }
             entry.count += 1;
-            if entry.count >= *limit && entry.locked_until.is_none_or(|u| u <= now) {
+            if entry.count >= *limit {
                 entry.locked_until = Some(now + LOCKOUT);
                 entry.count = 0;
                 entry.since = now;
-                locked.push(key.clone());
+                newly.push(key.clone());
             }
         }
-        locked
+        Ok(newly)
     }
 
-    fn succeeded(&self, name_key: &str) {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).remove(name_key);
+    /// A successful login: its attempt is given back, and its name's count from its address
+    /// starts again.
+    fn succeeded(&self, keys: &[(String, u32)]) {
+        let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, _) in keys {
+            if key.starts_with("pair:") {
+                map.remove(key);
+            } else if let Some(entry) = map.get_mut(key) {
+                entry.count = entry.count.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -131,31 +176,34 @@ pub async fn login(
     input: Result<Json<LoginJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(input) = input.map_err(ApiError::from_json)?;
-    let name_key = format!("user:{}", input.name);
-    let address_key = address.map(|Extension(ClientAddress(ip))| format!("address:{ip}"));
-    let keys: Vec<String> = std::iter::once(name_key.clone()).chain(address_key.clone()).collect();
-    if let Some(seconds) = state.logins.locked(&keys, Instant::now()) {
-        return Err(too_many(seconds));
+    if input.name.is_empty() || input.name.len() > NAME_BYTES_MAX {
+        return Err(ApiError::field("name", format!("must be 1-{NAME_BYTES_MAX} bytes")));
     }
-    let name = input.name.clone();
-    let user = state.writer.call(move |s| Ok(s.state().users.get(&name).cloned())).await??;
+    if input.password.len() > PASSWORD_BYTES_MAX {
+        return Err(ApiError::field("password", format!("must be at most {PASSWORD_BYTES_MAX} bytes")));
+    }
+    let keys = keys(&input.name, address.map(|Extension(ClientAddress(ip))| ip));
+    let locked_now = state.logins.attempt(&keys, Instant::now()).map_err(too_many)?;
+    for key in locked_now {
+        let detail = format!("too many failed logins ({key}); refused for {} s", LOCKOUT.as_secs());
+        let _ = state
+            .writer
+            .call(move |s| s.flag_anomaly(&suanli_service::Actor::server(), "login_throttled", &key, &detail))
+            .await;
+    }
+    // Read beside the writer: a login never queues on it.
+    let user = state.writer.view().state().users.get(&input.name).cloned();
     // The same answer, and about the same work, whether the name or the password is wrong.
     let phc = user.as_ref().map(|u| u.password_phc.clone()).unwrap_or_else(|| DUMMY_PHC.to_owned());
     let password = input.password.clone();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false);
+    let matches = {
+        let _permit = state.logins.verifications.acquire().await.map_err(|_| ApiError::overloaded("shutting down"))?;
+        tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false)
+    };
     let Some(user) = user.filter(|_| matches) else {
-        let mut counted = vec![(name_key, FAILURES_PER_NAME_MAX)];
-        counted.extend(address_key.map(|key| (key, FAILURES_PER_ADDRESS_MAX)));
-        for key in state.logins.failed(&counted, Instant::now()) {
-            let detail = format!("too many failed logins for {key}; refused for {} s", LOCKOUT.as_secs());
-            let _ = state
-                .writer
-                .call(move |s| s.flag_anomaly(&suanli_service::Actor::server(), "login_throttled", &key, &detail))
-                .await;
-        }
         return Err(ApiError::unauthenticated_with("name or password: no such user, or the password is wrong"));
     };
-    state.logins.succeeded(&name_key);
+    state.logins.succeeded(&keys);
     let role = Role::parse(&user.role)?;
     let secret = new_secret()
         .map_err(|e| ApiError::from(suanli_service::ServiceError::new(suanli_service::ErrorCode::Internal, e)))?;

@@ -231,3 +231,33 @@ fn forged_signatures_and_conflicting_replays_are_kept_as_evidence() {
 }
 
 suanli_store::conformance!(forged_signatures_and_conflicting_replays_are_kept_as_evidence,);
+
+/// Guesses sent all at once get no more tries than guesses sent one by one: each attempt is
+/// counted before its password is checked.
+#[test]
+fn concurrent_guesses_cannot_slip_past_the_limit() {
+    let app = TestApp::start();
+    let url = format!("{}/api/v1/login", app.base);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let agent = app.agent.clone();
+                let url = url.clone();
+                scope.spawn(move || {
+                    agent
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(json!({ "name": "lab", "password": "guess" }).to_string())
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused, 20, "{statuses:?}");
+    assert!(checked <= suanli_api::login::FAILURES_PER_NAME_MAX as usize, "{checked} passwords were checked");
+}
