@@ -77,11 +77,12 @@ impl Head {
             .map_err(|_| "its signature does not verify with the platform's key".to_owned())
     }
 
-    /// The hashes the head names, decoded.
-    pub fn hashes(&self) -> Result<(suanli_ledger::Hash, suanli_ledger::Hash), String> {
+    /// The hashes the head names, decoded: the log's root and head, the journal's head.
+    pub fn hashes(&self) -> Result<(suanli_ledger::Hash, suanli_ledger::Hash, suanli_ledger::Hash), String> {
         let root = crate::access::unhex::<32>(&self.log_root).ok_or("log_root is not 32 hex bytes")?;
         let head = crate::access::unhex::<32>(&self.log_head).ok_or("log_head is not 32 hex bytes")?;
-        Ok((root, head))
+        let journal = crate::access::unhex::<32>(&self.journal_head).ok_or("journal_head is not 32 hex bytes")?;
+        Ok((root, head, journal))
     }
 }
 

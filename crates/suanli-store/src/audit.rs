@@ -50,6 +50,9 @@ pub struct TreeClaim {
     pub size: u64,
     pub root: Hash,
     pub log_head: Hash,
+    /// The journal's length and newest batch hash when the head was signed.
+    pub journal_batches: u64,
+    pub journal_head: Hash,
     /// How the claim is named in a violation (the head's file).
     pub label: String,
 }
@@ -204,7 +207,27 @@ pub fn audit_against<S: Storage>(storage: &mut S, claims: &[TreeClaim]) -> Resul
     let mut log_head = GENESIS;
     let mut claims: Vec<&TreeClaim> = claims.iter().collect();
     claims.sort_by_key(|c| c.size);
-    let mut pending = claims.into_iter().peekable();
+    // The journal a head names must be a prefix of this one, with the same newest hash.
+    for claim in &claims {
+        let kept = match claim.journal_batches {
+            0 => Some(GENESIS),
+            n => batches.iter().find(|b| b.batch_id == n).map(|b| b.hash),
+        };
+        if kept != Some(claim.journal_head) {
+            report.violations.push(format!(
+                "{}: the ledger journal's batch {} is not the one this head signed: the journal was cut short or \
+                 rewritten after it was published",
+                claim.label, claim.journal_batches
+            ));
+        }
+    }
+    // A head of the empty log names the empty tree.
+    for claim in claims.iter().filter(|c| c.size == 0) {
+        if claim.root != crate::merkle::empty_root() {
+            report.violations.push(format!("{}: a head of no entries must name the empty tree's root", claim.label));
+        }
+    }
+    let mut pending = claims.into_iter().filter(|c| c.size > 0).peekable();
     let mut tree = crate::merkle::Frontier::default();
     loop {
         let page = storage.log_after(after, LOG_PAGE_ENTRIES)?;
@@ -241,9 +264,6 @@ pub fn audit_against<S: Storage>(storage: &mut S, claims: &[TreeClaim]) -> Resul
         report.log_entries += page.len() as u64;
     }
     for claim in pending {
-        if claim.size == 0 {
-            continue;
-        }
         report.violations.push(format!(
             "{}: it signed {} entries and the database holds only {}: the log was cut short after it was published",
             claim.label, claim.size, report.log_entries

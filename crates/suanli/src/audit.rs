@@ -63,9 +63,20 @@ fn load_claims(heads: &Heads<'_>) -> anyhow::Result<(Vec<TreeClaim>, Vec<String>
     for (path, head) in &published {
         let label = format!("published head {}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
         match head.verify(&key).and_then(|()| head.hashes()) {
-            Ok((root, log_head)) => claims.push(TreeClaim { size: head.log_size, root, log_head, label }),
+            Ok((root, log_head, journal_head)) => claims.push(TreeClaim {
+                size: head.log_size,
+                root,
+                log_head,
+                journal_batches: head.journal_batches,
+                journal_head,
+                label,
+            }),
             Err(reason) => refused.push(format!("{label} is refused: {reason}")),
         }
+    }
+    // Asked to check against heads, finding none that verifies is a failure, not a pass.
+    if claims.is_empty() {
+        refused.push(format!("--heads: {} holds no head signed by the platform's key", heads.dir.display()));
     }
     let summary = format!(
         "heads          {} published in {}, {} signed by key {}",

@@ -133,6 +133,7 @@ fn world(dir: &std::path::Path, orders: usize) -> anyhow::Result<World> {
         service.issue_token_for(&operator, Role::Provider(*provider), &secret, TOKEN_TTL_MAX_S)?;
     }
     service.issue_token_for(&operator, Role::Auditor, &sha256_hex("history-auditor"), TOKEN_TTL_MAX_S)?;
+    service.issue_token_for(&operator, Role::PlatformAdmin, &sha256_hex("history-admin"), TOKEN_TTL_MAX_S)?;
     let started_at = service.now_s();
     let voucher = service.state().vouchers.keys().next().context("a voucher")?.to_string();
     // Far enough ahead that every record's minute has passed.
@@ -374,6 +375,13 @@ pub fn history(options: &HistoryOptions) -> anyhow::Result<ExitCode> {
         })?;
         sent += options.load_records;
         let rss_after = server.rss_mib();
+        // A head of the log as it is now, besides those the server signed at its checkpoints.
+        let mut published = ureq::Agent::new_with_defaults()
+            .post(&format!("{}/api/v1/heads", server.url))
+            .header("authorization", "Bearer history-admin")
+            .send("")?;
+        anyhow::ensure!(published.status().as_u16() == 200, "POST /api/v1/heads: {}", published.status());
+        let _ = published.body_mut().read_to_string()?;
         // The whole audit, beside the running server.
         let audit_started = Instant::now();
         let mut audit = Command::new(std::env::current_exe()?)

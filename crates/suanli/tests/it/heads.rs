@@ -136,3 +136,20 @@ fn a_head_signed_with_another_key_is_refused() {
     assert!(!passed);
     assert!(text.contains(&format!("{name} is refused: it was signed by key")), "{text}");
 }
+
+/// Asked to check against heads, a directory with none that verifies is a failure, not a pass
+/// (deleting the heads is no way around the check).
+#[test]
+fn a_heads_directory_without_a_valid_head_fails_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    published(dir.path());
+    for entry in std::fs::read_dir(dir.path().join("h-heads")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_str().unwrap().starts_with("head-") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (passed, text) = audit_with_heads(dir.path());
+    assert!(!passed);
+    assert!(text.contains("holds no head signed by the platform's key"), "{text}");
+}
