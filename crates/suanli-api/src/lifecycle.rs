@@ -46,6 +46,15 @@ pub enum Grant {
     Provider(ProviderId),
 }
 
+/// An action name is checked before the object is looked up, so an unknown action answers the
+/// same whether the object exists or not.
+fn known_action(action: &str, known: &[&str]) -> Result<(), ApiError> {
+    if known.contains(&action) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!("action {action:?} does not exist; it is one of {}", known.join(", "))))
+}
+
 /// Whether `role` holds one of `grants`.
 fn granted(role: Role, grants: &[Grant]) -> bool {
     grants.iter().any(|grant| match (*grant, role) {
@@ -255,6 +264,7 @@ async fn program_action(
     Path((program, action)): Path<(String, String)>,
     _unused_body: Bytes,
 ) -> Result<Response, ApiError> {
+    known_action(&action, &["open", "close", "finish"])?;
     run(&state, &headers, move |s, role| {
         let id = s.find_program(&program)?;
         let authority = s.program(id)?.authority;
@@ -445,6 +455,7 @@ async fn application_action(
     Path((application, action)): Path<(String, String)>,
     input: Result<Json<DecisionJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    known_action(&action, &["submit", "withdraw", "approve", "reject"])?;
     let id = id("application", &application, ApplicationId::parse)?;
     let input = body(input)?;
     let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
@@ -506,6 +517,7 @@ async fn voucher_action(
     input: Result<Json<DecisionJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = id("voucher", &voucher, VoucherId::parse)?;
+    known_action(&action, &["suspend", "reinstate", "revoke"])?;
     let input = body(input)?;
     run(&state, &headers, move |s, role| {
         let (enterprise, authority) = voucher_scope(s, id)?;
@@ -787,6 +799,7 @@ async fn order_action(
     Path((order, action)): Path<(String, String)>,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
+    known_action(&action, &["start", "complete", "cancel", "extend"])?;
     let id = id("order", &order, OrderId::parse)?;
     authenticate(&state, &headers)?;
     // Only `extend` has a body: {"hours": N}.

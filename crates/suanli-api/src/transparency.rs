@@ -64,25 +64,30 @@ pub async fn proof(
         return Err(ApiError::field("sequence", format!("must be between 1 and the tree size {size}")));
     }
     let view = state.writer.view();
-    let proven = state
+    // The entry first, and whether the caller may see it, before any proof is computed.
+    let found = state
         .writer
         .read_log(move |reader| {
             let (page, total) = reader.page(sequence - 1, 1)?;
-            if size > total {
-                return Ok(Err(total));
-            }
-            let entry = page.into_iter().next().filter(|e| e.sequence == sequence);
-            let entry = entry.ok_or_else(|| suanli_store::StoreError::Malformed(format!("entry {sequence} is missing")))?;
-            let path = merkle::inclusion_proof(reader, sequence - 1, size)?;
-            let root = merkle::root(reader, size)?;
-            Ok(Ok((entry, path, root)))
+            Ok((page.into_iter().next().filter(|e| e.sequence == sequence), total))
         })
         .await??;
-    let (entry, path, root) =
-        proven.map_err(|total| ApiError::field("size", format!("the log holds {total} entries, fewer than {size}")))?;
-    if !may_see(&view, role, &entry) {
-        return Err(ServiceError::not_found(format!("audit-log entry {sequence}")).into());
+    let (entry, total) = found;
+    let entry = match entry {
+        Some(entry) if may_see(&view, role, &entry) => entry,
+        _ => return Err(ServiceError::not_found(format!("audit-log entry {sequence}")).into()),
+    };
+    if size > total {
+        return Err(ApiError::field("size", format!("the log holds {total} entries, fewer than {size}")));
     }
+    let (path, root) = state
+        .writer
+        .read_log(move |reader| {
+            let path = merkle::inclusion_proof(reader, sequence - 1, size)?;
+            let root = merkle::root(reader, size)?;
+            Ok((path, root))
+        })
+        .await??;
     let head = latest.filter(|h| h.log_size == size);
     Ok(Json(serde_json::json!({
         "sequence": sequence,

@@ -569,8 +569,11 @@ pub fn cost_of(gpu_seconds: i64, price_fen_per_gpu_hour: Fen) -> Result<Fen> {
         .map_err(|_| ServiceError::new(ErrorCode::AmountOverflow, "gpu_seconds: the cost does not fit in 64-bit fen"))
 }
 
+/// The rate a pool's usage is subsidized at: the domestic rate only for a chip the registry says
+/// is domestic (a pool's own flag, from before the registry, is not believed).
 fn rate_for(program: &Program, pool: &Pool) -> RateBp {
-    match (pool.domestic, program.terms.domestic_chip_rate_bp) {
+    let domestic = crate::chips::find(&pool.chip).is_some_and(|chip| chip.domestic);
+    match (domestic, program.terms.domestic_chip_rate_bp) {
         (true, Some(rate)) => rate,
         _ => program.terms.subsidy_rate_bp,
     }
@@ -683,16 +686,6 @@ fn bad_usage_row(id: &str) -> ServiceError {
     ServiceError::new(ErrorCode::Internal, format!("the stored decision for usage id {id:?} cannot be read"))
 }
 
-/// The version a checkpoint says it is written in (0 when it cannot be read: it then differs
-/// from any rendering).
-fn checkpoint_version(text: &str) -> u32 {
-    #[derive(serde::Deserialize)]
-    struct Version {
-        version: u32,
-    }
-    serde_json::from_str::<Version>(text).map_or(0, |v| v.version)
-}
-
 /// Rebuilds the state from a checkpoint (if there is one) and the log after it.
 fn restore(opened: &Opened) -> Result<State> {
     let state = match &opened.checkpoint {
@@ -749,7 +742,10 @@ impl Service {
             if hash.is_some_and(|hash| *hash != checkpoint.log_head) {
                 problems.push(format!("checkpoint at log entry {}: the entry's hash differs", checkpoint.log_sequence));
             }
-            if state.to_checkpoint_as(checkpoint_version(&checkpoint.state)) != checkpoint.state {
+            // Everything but the occupancies is compared exactly; they are derived data, and a
+            // version-1 checkpoint restores them as a conservative summary that later
+            // checkpoints carry on, where a replay from the start has them exactly.
+            if state.comparable_checkpoint() != State::comparable(&checkpoint.state) {
                 problems.push(format!(
                     "checkpoint at log entry {}: its state differs from the log replayed up to it",
                     checkpoint.log_sequence

@@ -102,13 +102,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
     CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
-    // 4: the audit log's Merkle tree (the root of every complete tile of 256 leaves), and the log
-    // by action, so anomalies page from storage.
+    // 4: the audit log's Merkle tree: the root of every complete tile of 256 leaves.
     r"
     CREATE TABLE merkle_tiles (
         tile  BIGINT PRIMARY KEY,
         root  BYTEA NOT NULL CHECK (length(root) = 32)
     );
+    ",
+    // 5: the log by action, so anomalies page from storage.
+    r"
     CREATE INDEX audit_log_by_action ON audit_log (action, sequence);
     ",
 ];
@@ -596,6 +598,9 @@ pub(crate) fn fill_tiles(client: &mut impl postgres::GenericClient) -> Result<()
                 Ok(crate::merkle::leaf_hash(&hash))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        if hashes.len() as i64 != tiles {
+            return Err(StoreError::Malformed(format!("audit log: tile {tile} has {} of its entries", hashes.len())));
+        }
         client.execute(
             "INSERT INTO merkle_tiles (tile, root) VALUES ($1, $2)",
             &[&tile, &crate::merkle::perfect_root(&hashes).to_vec()],

@@ -100,13 +100,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_accounts_by_batch ON ledger_accounts (batch_id);
     CREATE INDEX ledger_transfers_pending ON ledger_transfers (timestamp) WHERE (flags & 14) != 0;
     ",
-    // 4: the audit log's Merkle tree (the root of every complete tile of 256 leaves), and the log
-    // by action, so anomalies page from storage.
+    // 4: the audit log's Merkle tree: the root of every complete tile of 256 leaves.
     r"
     CREATE TABLE merkle_tiles (
         tile  INTEGER PRIMARY KEY,
         root  BLOB NOT NULL CHECK (length(root) = 32)
     ) STRICT;
+    ",
+    // 5: the log by action, so anomalies page from storage.
+    r"
     CREATE INDEX audit_log_by_action ON audit_log (action, sequence);
     ",
 ];
@@ -655,6 +657,9 @@ pub(crate) fn fill_tiles(connection: &Connection) -> Result<(), StoreError> {
             .query_map([tile * tiles, (tile + 1) * tiles], |r| hash_from(r.get::<_, Vec<u8>>(0)?))?
             .map(|h| h.map(|h| crate::merkle::leaf_hash(&h)))
             .collect::<Result<Vec<_>, _>>()?;
+        if hashes.len() as i64 != tiles {
+            return Err(StoreError::Malformed(format!("audit log: tile {tile} has {} of its entries", hashes.len())));
+        }
         insert.execute(params![tile, &crate::merkle::perfect_root(&hashes)[..]])?;
     }
     Ok(())

@@ -332,7 +332,7 @@ fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
     assert_eq!(replay["results"][0]["code"], "usage_record_conflict");
     // Another provider's order, signed properly by the other provider.
     let (_, foreign) = app.send_usage("other_provider", 1, 1, &[app.record("x1", 0, 30, 60)]);
-    assert_eq!(foreign["results"][0]["code"], "order_of_another_provider");
+    assert_eq!(foreign["results"][0]["code"], "not_found");
     assert_eq!(app.usage_records(0), 21);
 
     // A forged signature: signed with the other provider's key.

@@ -83,7 +83,10 @@ impl View {
         let state = &self.state;
         let site_ids: Vec<_> = state.sites.keys().copied().collect();
         let site_index: HashMap<_, _> = site_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let pool_ids: Vec<_> = state.pools.keys().copied().collect();
+        // Only pools of registered chips are offered (a pool added before the registry may name
+        // a chip it does not know).
+        let pool_ids: Vec<_> =
+            state.pools.iter().filter(|(_, p)| crate::chips::find(&p.chip).is_some()).map(|(id, _)| *id).collect();
         let mut busy: HashMap<_, (u64, u64)> = HashMap::new();
         for pool in state.pools.values() {
             let entry = busy.entry(pool.site).or_insert((0, 0));
@@ -117,7 +120,7 @@ impl View {
                     id: id.to_string(),
                     site: site_index[&pool.site],
                     chip: crate::chips::canonical(&pool.chip),
-                    domestic: pool.domestic,
+                    domestic: crate::chips::find(&pool.chip).is_some_and(|c| c.domestic),
                     gpus_free: pool.gpu_count - pool.gpus_reserved,
                     price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour.fen(),
                 }

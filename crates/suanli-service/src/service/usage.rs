@@ -182,11 +182,9 @@ impl Service {
 impl View {
     pub(super) fn check_usage(&self, provider: ProviderId, input: &UsageInput, now: i64) -> Result<UsageRecord> {
         let order = self.order(input.order)?;
+        // Another provider's order answers as one that does not exist (and is not kept).
         if order.provider != provider {
-            return Err(ServiceError::new(
-                ErrorCode::OrderOfAnotherProvider,
-                format!("order: {} runs at another provider", order.id),
-            ));
+            return Err(ServiceError::not_found(order.id));
         }
         if input.gpu_seconds <= 0 {
             return Err(ServiceError::field("gpu_seconds", "must be positive"));

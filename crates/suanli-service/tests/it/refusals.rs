@@ -425,7 +425,7 @@ fn usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed() {
     assert!(matches!(outcomes[0], UsageOutcome::Recorded { .. }));
     refused_with(&mut s, provider, record("overlap", 480, 0, 60), "usage_exceeds_order_gpus");
     let (other_provider, _) = s.w.provider(2, "310000", OperatorKind::Commercial, "H100", false, 1_800);
-    refused_with(&mut s, other_provider, record("elsewhere", 10, 60, 120), "order_of_another_provider");
+    refused_with(&mut s, other_provider, record("elsewhere", 10, 60, 120), "not_found");
 
     // A refusal that depends on the state is kept: the id stays failed even with a good body.
     let message = refused_with(&mut s, provider, record("physics", 10, 60, 120), "usage_id_already_failed");
