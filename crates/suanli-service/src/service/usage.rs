@@ -44,11 +44,31 @@ impl Service {
         let mut answers = Vec::with_capacity(groups.len());
         for group in groups {
             change.actors.push((change.events.len(), group.actor.clone()));
+            let mut evidence = Vec::new();
             let outcomes: Vec<UsageOutcome> = group
                 .records
                 .iter()
-                .map(|input| self.record_one(&mut change, &known, group.provider, input, now))
+                .map(|input| self.record_one(&mut change, &known, group.provider, input, now, &mut evidence))
                 .collect();
+            // Refusals that are not kept (clock skew, conflicting replays) are evidence: one
+            // anomaly per kind per batch, so a batch cannot fill the log with them.
+            let mut kinds: Vec<String> = evidence.iter().map(|a: &Anomaly| a.kind.clone()).collect();
+            kinds.sort();
+            kinds.dedup();
+            for kind in kinds {
+                let of_kind: Vec<&Anomaly> = evidence.iter().filter(|a| a.kind == kind).collect();
+                let first = of_kind[0];
+                let anomaly = match of_kind.len() {
+                    1 => first.clone(),
+                    n => Anomaly {
+                        time_s: now,
+                        kind: kind.clone(),
+                        object: first.object.clone(),
+                        detail: format!("{n} records of one batch, the first {}: {}", first.object, first.detail),
+                    },
+                };
+                self.record(&mut change, Event::AnomalyFlagged { anomaly }, now);
+            }
             answers.push(outcomes);
         }
         self.commit(actor, now, change)?;
@@ -62,6 +82,7 @@ impl Service {
         provider: ProviderId,
         input: &UsageInput,
         now: i64,
+        evidence: &mut Vec<Anomaly>,
     ) -> UsageOutcome {
         let refused = |error: ServiceError| UsageOutcome::Refused {
             id: input.id.clone(),
@@ -105,7 +126,7 @@ impl Service {
                         format_timestamp(input.period_end_s)
                     ),
                 };
-                self.record(change, Event::AnomalyFlagged { anomaly }, now);
+                evidence.push(anomaly);
                 return refused(error);
             }
             Some(UsageEntry::Refused(_, code, message)) => {
@@ -162,7 +183,7 @@ impl Service {
                     object: format!("usage:{provider}:{}", input.id),
                     detail: error.message.clone(),
                 };
-                self.record(change, Event::AnomalyFlagged { anomaly }, now);
+                evidence.push(anomaly);
                 refused(error)
             }
             Err(error) => {
