@@ -125,9 +125,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router.clone().layer(axum::Extension(crate::login::ClientAddress(peer.ip()))),
-        );
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(crate::login::ClientAddress(peer.ip()))));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;

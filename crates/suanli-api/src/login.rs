@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::{Extension, Json};
 use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use suanli_service::Role;
 use suanli_service::access::{hex, sha256_hex};

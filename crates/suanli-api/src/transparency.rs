@@ -9,9 +9,9 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use suanli_domain::{ApplicationId, OrderId, ProgramId, VoucherId};
 use suanli_service::access::hex;
 use suanli_service::event::Event;
-use suanli_domain::{ApplicationId, OrderId, ProgramId, VoucherId};
 use suanli_service::{Role, ServiceError, View};
 use suanli_store::merkle;
 
@@ -20,15 +20,17 @@ use crate::{ApiError, AppState, authenticate};
 
 /// `GET /api/v1/heads/latest`: the newest signed head and the key that signs heads. Public.
 pub async fn latest(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let signer = state
-        .writer
-        .heads()
-        .ok_or_else(|| ApiError::not_found("heads: this server publishes no signed heads"))?;
+    let signer =
+        state.writer.heads().ok_or_else(|| ApiError::not_found("heads: this server publishes no signed heads"))?;
     Ok(Json(serde_json::json!({ "head": signer.latest(), "public_key": signer.public_key_hex() })).into_response())
 }
 
 /// `POST /api/v1/heads`: signs and publishes a head of the log as it is now. Admin.
-pub async fn publish(State(state): State<AppState>, headers: HeaderMap, _unused_body: Bytes) -> Result<Response, ApiError> {
+pub async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    _unused_body: Bytes,
+) -> Result<Response, ApiError> {
     let role = authenticate(&state, &headers)?;
     permit_endpoint(role, &[Grant::Admin], "signed heads")?;
     let head = state.writer.call(|s| s.publish_head()).await??;
@@ -114,7 +116,10 @@ fn may_see(view: &View, role: Role, entry: &suanli_store::LogEntry) -> bool {
         Role::Enterprise(me) => {
             object == &me.to_string()
                 || order(object).is_some_and(|o| o.enterprise == me)
-                || VoucherId::parse(object).ok().and_then(|id| view.voucher(id).ok()).is_some_and(|v| v.enterprise == me)
+                || VoucherId::parse(object)
+                    .ok()
+                    .and_then(|id| view.voucher(id).ok())
+                    .is_some_and(|v| v.enterprise == me)
                 || ApplicationId::parse(object)
                     .ok()
                     .and_then(|id| view.application(id).ok())

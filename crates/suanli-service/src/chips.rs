@@ -17,7 +17,8 @@ pub struct Chip {
     pub aliases: Vec<String>,
 }
 
-static REGISTRY: LazyLock<Vec<Chip>> = LazyLock::new(|| parse(REGISTRY_CSV).expect("the built-in chip registry parses"));
+static REGISTRY: LazyLock<Vec<Chip>> =
+    LazyLock::new(|| parse(REGISTRY_CSV).expect("the built-in chip registry parses"));
 
 fn parse(text: &str) -> std::result::Result<Vec<Chip>, String> {
     let mut chips = Vec::new();

@@ -7,51 +7,140 @@ use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, SiteId, 
 
 use crate::access::{Token, User};
 use crate::model::{
-    Anomaly, Application, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program, Provider, Site, Statement,
-    UsageInput, UsageRecord, Voucher,
+    Anomaly, Application, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program, Provider, Site,
+    Statement, UsageInput, UsageRecord, Voucher,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Event {
-    AuthorityCreated { authority: Authority },
-    ProgramLoaded { program: Box<Program> },
-    ProgramOpened { program: ProgramId, funded_fen: Fen },
-    ProgramClosed { program: ProgramId },
-    ProgramFinished { program: ProgramId, returned_fen: Fen },
-    EnterpriseRegistered { enterprise: Box<Enterprise> },
-    ApplicationCreated { application: Box<Application> },
-    ApplicationSubmitted { application: ApplicationId },
-    ApplicationApproved { application: ApplicationId, voucher: Box<Voucher> },
-    ApplicationRejected { application: ApplicationId, reason: String },
-    ApplicationWithdrawn { application: ApplicationId },
-    ProviderRegistered { provider: Provider },
-    SiteAdded { site: Box<Site> },
-    SiteVerified { site: SiteId },
-    PoolAdded { pool: Pool },
-    OrderPlaced { order: Box<Order> },
-    OrderStarted { order: OrderId },
-    OrderExtended { order: OrderId, hours: u32, hold_fen: Fen },
-    OrderEnded { order: OrderId, state: OrderState, released_fen: Fen, returned_fen: Fen },
+    AuthorityCreated {
+        authority: Authority,
+    },
+    ProgramLoaded {
+        program: Box<Program>,
+    },
+    ProgramOpened {
+        program: ProgramId,
+        funded_fen: Fen,
+    },
+    ProgramClosed {
+        program: ProgramId,
+    },
+    ProgramFinished {
+        program: ProgramId,
+        returned_fen: Fen,
+    },
+    EnterpriseRegistered {
+        enterprise: Box<Enterprise>,
+    },
+    ApplicationCreated {
+        application: Box<Application>,
+    },
+    ApplicationSubmitted {
+        application: ApplicationId,
+    },
+    ApplicationApproved {
+        application: ApplicationId,
+        voucher: Box<Voucher>,
+    },
+    ApplicationRejected {
+        application: ApplicationId,
+        reason: String,
+    },
+    ApplicationWithdrawn {
+        application: ApplicationId,
+    },
+    ProviderRegistered {
+        provider: Provider,
+    },
+    SiteAdded {
+        site: Box<Site>,
+    },
+    SiteVerified {
+        site: SiteId,
+    },
+    PoolAdded {
+        pool: Pool,
+    },
+    OrderPlaced {
+        order: Box<Order>,
+    },
+    OrderStarted {
+        order: OrderId,
+    },
+    OrderExtended {
+        order: OrderId,
+        hours: u32,
+        hold_fen: Fen,
+    },
+    OrderEnded {
+        order: OrderId,
+        state: OrderState,
+        released_fen: Fen,
+        returned_fen: Fen,
+    },
     /// An order's hold released to its voucher while the order goes on (its voucher was revoked).
     /// One entry per order, so a revocation releases any number of orders and each order's
     /// history shows its release.
-    OrderHoldReleased { order: OrderId, voucher: VoucherId, released_fen: Fen },
-    UsageRecorded { record: Box<UsageRecord> },
-    UsageRefused { provider: ProviderId, input: UsageInput, code: String, message: String },
-    VoucherSuspended { voucher: VoucherId, reason: String },
-    VoucherReinstated { voucher: VoucherId },
-    VoucherRevoked { voucher: VoucherId, reason: String, released: Vec<(OrderId, Fen)>, returned_fen: Fen },
-    VoucherExpired { voucher: VoucherId, returned_fen: Fen },
-    StatementIssued { statement: Box<Statement> },
-    StatementApproved { statement: StatementId },
-    AnomalyFlagged { anomaly: Anomaly },
-    ProviderKeyRegistered { provider: ProviderId, public_key_hex: String },
+    OrderHoldReleased {
+        order: OrderId,
+        voucher: VoucherId,
+        released_fen: Fen,
+    },
+    UsageRecorded {
+        record: Box<UsageRecord>,
+    },
+    UsageRefused {
+        provider: ProviderId,
+        input: UsageInput,
+        code: String,
+        message: String,
+    },
+    VoucherSuspended {
+        voucher: VoucherId,
+        reason: String,
+    },
+    VoucherReinstated {
+        voucher: VoucherId,
+    },
+    VoucherRevoked {
+        voucher: VoucherId,
+        reason: String,
+        released: Vec<(OrderId, Fen)>,
+        returned_fen: Fen,
+    },
+    VoucherExpired {
+        voucher: VoucherId,
+        returned_fen: Fen,
+    },
+    StatementIssued {
+        statement: Box<Statement>,
+    },
+    StatementApproved {
+        statement: StatementId,
+    },
+    AnomalyFlagged {
+        anomaly: Anomaly,
+    },
+    ProviderKeyRegistered {
+        provider: ProviderId,
+        public_key_hex: String,
+    },
     /// `party` is an enterprise (`ent-N`) or a provider (`prv-N`).
-    OwnershipDeclared { party: String, ownership: Ownership },
-    TokenIssued { token: Token },
-    TokenRevoked { token: u64 },
-    UserCreated { user: User },
+    OwnershipDeclared {
+        party: String,
+        ownership: Ownership,
+    },
+    TokenIssued {
+        token: Token,
+    },
+    TokenRevoked {
+        token: u64,
+    },
+    UserCreated {
+        user: User,
+    },
 }
 
 impl Event {

@@ -187,7 +187,8 @@ pub fn read_heads(dir: &Path) -> Result<Vec<(PathBuf, Head)>, String> {
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let head: Head = serde_json::from_str(&text).map_err(|e| format!("{}: not a signed head: {e}", path.display()))?;
+        let head: Head =
+            serde_json::from_str(&text).map_err(|e| format!("{}: not a signed head: {e}", path.display()))?;
         heads.push((path, head));
     }
     heads.sort_by_key(|(_, head)| head.log_size);

@@ -30,7 +30,7 @@ pub use clock::{Clock, ManualClock, RunningClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
-    Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest, Service, SweepReport,
-    UsageGroup, View, cost_of,
+    Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest,
+    Service, SweepReport, UsageGroup, View, cost_of,
 };
 pub use state::State;

@@ -312,10 +312,8 @@ impl Service {
     /// Signs the committed log's size and Merkle root (with the journal's head and the state
     /// hash) and publishes the head outside the database.
     pub fn publish_head(&mut self) -> Result<crate::heads::Head> {
-        let signer = self
-            .heads
-            .clone()
-            .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no head signer is configured"))?;
+        let signer =
+            self.heads.clone().ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no head signer is configured"))?;
         let log_size = self.durable.log_count();
         let storage = |e: suanli_store::StoreError| ServiceError::new(ErrorCode::StorageUnavailable, e.to_string());
         let mut reader = self.log_reader()?;
@@ -910,7 +908,8 @@ impl Service {
             }
         }
         let now = self.now_s();
-        let anomaly = Anomaly { time_s: now, kind: kind.to_owned(), object: object.to_owned(), detail: detail.to_owned() };
+        let anomaly =
+            Anomaly { time_s: now, kind: kind.to_owned(), object: object.to_owned(), detail: detail.to_owned() };
         let mut change = self.begin();
         self.record(&mut change, Event::AnomalyFlagged { anomaly }, now);
         self.commit(actor, now, change)

@@ -26,8 +26,8 @@ use crate::calendar::{YearMonth, shanghai_year};
 use crate::event::Event;
 use crate::model::{
     Anomaly, Application, ApplicationState, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program,
-    ProgramState,
-    Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher, VoucherState,
+    ProgramState, Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher,
+    VoucherState,
 };
 
 /// What happened to a usage record id, as storage keeps it for retries: the body's facts (to tell
@@ -462,6 +462,9 @@ pub(crate) fn sub(a: Fen, b: Fen) -> Fen {
 /// many) and the audit compares it in its own version.
 pub const CHECKPOINT_VERSION: u32 = 2;
 
+/// An order's occupancy as a checkpoint keeps it: (breakpoint, level) pairs.
+type Steps = Vec<(i64, i64)>;
+
 /// The state as a checkpoint keeps it: every object once, in id order, and the sums; the lookup
 /// indexes are rebuilt from the objects. A schema of its own (versioned), apart from the events
 /// and the API's JSON.
@@ -490,7 +493,7 @@ struct Saved {
     tokens: Vec<Token>,
     users: Vec<User>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    occupancy: Option<Vec<(OrderId, Vec<(i64, i64)>)>>,
+    occupancy: Option<Vec<(OrderId, Steps)>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     ownership: Vec<(String, Ownership)>,
 }
@@ -555,8 +558,7 @@ impl State {
             enterprise_parts_fen: self.enterprise_parts_fen.iter().map(|(&p, &t)| (p, t)).collect(),
             tokens: self.tokens.values().cloned().collect(),
             users: self.users.values().cloned().collect(),
-            occupancy: (version >= 2)
-                .then(|| self.occupancy.iter().map(|(order, o)| (*order, o.steps())).collect()),
+            occupancy: (version >= 2).then(|| self.occupancy.iter().map(|(order, o)| (*order, o.steps())).collect()),
             ownership: self.ownership.iter().map(|(party, o)| (party.clone(), o.clone())).collect(),
         };
         serde_json::to_string(&saved).expect("the state serializes")

@@ -148,7 +148,8 @@ impl LogReader {
                     .isolation_level(postgres::IsolationLevel::RepeatableRead)
                     .read_only(true)
                     .start()?;
-                let total: i64 = transaction.query_one(&format!("SELECT count(*) {matching}"), &[&object, &kind])?.get(0);
+                let total: i64 =
+                    transaction.query_one(&format!("SELECT count(*) {matching}"), &[&object, &kind])?.get(0);
                 let rows = transaction.query(
                     &format!(
                         "SELECT sequence, time_s, actor, action, object, body, ledger_batch_id, previous_hash, hash \
@@ -177,7 +178,9 @@ impl LogReader {
             Reader::Postgres(client) => {
                 let sql = sql.replace("?1", "$1").replace("?2", "$2");
                 let rows = client.query(&sql, &[&low, &high])?;
-                rows.iter().map(|r| r.get::<_, &[u8]>(0).try_into().map_err(|_| malformed())).collect::<Result<_, _>>()?
+                rows.iter()
+                    .map(|r| r.get::<_, &[u8]>(0).try_into().map_err(|_| malformed()))
+                    .collect::<Result<_, _>>()?
             }
             Reader::Closed => return Err(StoreError::Malformed("the log reader is closed".into())),
         };

@@ -242,8 +242,10 @@ mod tests {
                 for index in [0, n / 3, n / 2, n - 1] {
                     let path = inclusion_proof(&mut source, index, n).unwrap();
                     assert!(verify_inclusion(index, n, &all[index as usize], &path, &expected), "{index} in {n}");
-                    assert!(!verify_inclusion(index, n, &all[(index as usize + 1) % n as usize], &path, &expected)
-                        || n == 1);
+                    assert!(
+                        !verify_inclusion(index, n, &all[(index as usize + 1) % n as usize], &path, &expected)
+                            || n == 1
+                    );
                 }
             }
         }

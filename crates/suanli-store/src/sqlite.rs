@@ -543,8 +543,9 @@ impl Storage for SqliteStore {
     }
 
     fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
-        let mut statement =
-            self.connection.prepare_cached("SELECT root FROM merkle_tiles WHERE tile >= ?1 AND tile < ?2 ORDER BY tile")?;
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT root FROM merkle_tiles WHERE tile >= ?1 AND tile < ?2 ORDER BY tile")?;
         let rows = statement.query_map([first as i64, (first + count) as i64], |r| hash_from(r.get(0)?))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -649,8 +650,8 @@ pub(crate) fn fill_tiles(connection: &Connection) -> Result<(), StoreError> {
     let tiles = crate::merkle::TILE_LEAVES as i64;
     let entries: i64 = connection.query_row("SELECT coalesce(max(sequence), 0) FROM audit_log", [], |r| r.get(0))?;
     let kept: i64 = connection.query_row("SELECT coalesce(max(tile) + 1, 0) FROM merkle_tiles", [], |r| r.get(0))?;
-    let mut select =
-        connection.prepare_cached("SELECT hash FROM audit_log WHERE sequence > ?1 AND sequence <= ?2 ORDER BY sequence")?;
+    let mut select = connection
+        .prepare_cached("SELECT hash FROM audit_log WHERE sequence > ?1 AND sequence <= ?2 ORDER BY sequence")?;
     let mut insert = connection.prepare_cached("INSERT INTO merkle_tiles (tile, root) VALUES (?1, ?2)")?;
     for tile in kept..entries / tiles {
         let hashes = select
@@ -664,7 +665,6 @@ pub(crate) fn fill_tiles(connection: &Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
-
 
 fn commit_batch(
     transaction: &rusqlite::Transaction<'_>,

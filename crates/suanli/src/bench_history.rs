@@ -8,11 +8,11 @@
 //! memory after that hour of ingestion is read, and `suanli audit verify` is timed beside the
 //! running server. Every figure comes from the server process, seen from outside.
 
-use suanli_service::access::TOKEN_TTL_MAX_S;
 use std::io::BufRead;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use suanli_service::access::TOKEN_TTL_MAX_S;
 
 use anyhow::Context;
 use ed25519_dalek::{Signer, SigningKey};

@@ -136,10 +136,8 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     };
     anyhow::ensure!(checkpoints.every_log_entries >= 1, "checkpoint_entries: must be at least 1");
     anyhow::ensure!(checkpoints.every_s >= 1, "checkpoint_seconds: must be at least 1");
-    let clock_skew_s = options
-        .clock_skew_seconds
-        .or(file.clock_skew_seconds)
-        .unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
+    let clock_skew_s =
+        options.clock_skew_seconds.or(file.clock_skew_seconds).unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
     anyhow::ensure!((0..=86_400).contains(&clock_skew_s), "clock_skew_seconds: must be between 0 and 86400");
     let database = common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into());
     let (default_key, default_dir) = crate::database::default_heads(&database);

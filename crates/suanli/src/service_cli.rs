@@ -21,8 +21,7 @@ use suanli_domain::{
 use suanli_service::calendar::{YearMonth, format_timestamp, parse_timestamp};
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
-    Actor, Clock, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Service, ServiceError, SiteSpec,
-    SystemClock,
+    Actor, Clock, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Service, ServiceError, SiteSpec, SystemClock,
 };
 
 use crate::usage_import;

@@ -66,7 +66,8 @@ impl TestApp {
         };
         let mut s = Service::open_database(&database, Arc::new(clock.clone())).unwrap();
         s.set_head_signer(
-            suanli_service::heads::HeadSigner::open(&dir.path().join("signing.key"), &dir.path().join("heads")).unwrap(),
+            suanli_service::heads::HeadSigner::open(&dir.path().join("signing.key"), &dir.path().join("heads"))
+                .unwrap(),
         );
         let op = Actor::operator();
         let program = s.load_program(&op, PROGRAM).unwrap();

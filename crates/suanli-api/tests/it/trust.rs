@@ -40,7 +40,9 @@ fn every_error_comes_in_the_json_shape() {
     let (status, answer) = app.request("GET", "/api/v1/programs?limit=many", Some("admin"), &[], None);
     assert_eq!(status, 400);
     assert_shape("a bad query string", status, &answer, "invalid_request");
-    let request = format!("GET /api/v1/orders/%FF%FE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET /api/v1/orders/%FF%FE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n"
+    );
     let (status, head, answer) = raw(&app, request.as_bytes());
     assert!((400..500).contains(&status), "{head}");
     assert!(head.contains("content-type: application/json"), "{head}");
@@ -222,8 +224,7 @@ fn forged_signatures_and_conflicting_replays_are_kept_as_evidence() {
     assert_eq!(status, 200, "{list}");
     let kinds: Vec<&str> = list["items"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"signature_invalid") && kinds.contains(&"usage_record_conflict"), "{kinds:?}");
-    let (_, conflicts) =
-        app.request("GET", "/api/v1/anomalies?kind=usage_record_conflict", Some("admin"), &[], None);
+    let (_, conflicts) = app.request("GET", "/api/v1/anomalies?kind=usage_record_conflict", Some("admin"), &[], None);
     assert_eq!(conflicts["total"], 1, "{conflicts}");
     assert!(conflicts["items"][0]["detail"].as_str().unwrap().contains("replayed as"), "{conflicts}");
     let (status, _) = app.request("GET", "/api/v1/anomalies", Some("provider"), &[], None);

@@ -122,7 +122,13 @@ impl View {
 impl View {
     /// The voucher share `by_rate` as the voucher's balance and the programme's annual cap allow,
     /// and what limited it.
-    fn limit_share(&self, voucher: &Voucher, program: &Program, by_rate: Fen, now: i64) -> Result<(Fen, Option<String>)> {
+    fn limit_share(
+        &self,
+        voucher: &Voucher,
+        program: &Program,
+        by_rate: Fen,
+        now: i64,
+    ) -> Result<(Fen, Option<String>)> {
         let mut share = by_rate;
         let mut limited_by = None;
         if voucher.available_fen < share {
@@ -169,7 +175,9 @@ impl Service {
             .checked_mul(i64::from(order.quote.gpu_count))?
             .checked_mul(i64::from(hours))?;
         let hold = match self.check_voucher_use(order.enterprise, order.voucher, order.purpose, now) {
-            Ok((voucher, program)) => self.limit_share(voucher, program, order.quote.rate_bp.share_floor(list_cost), now)?.0,
+            Ok((voucher, program)) => {
+                self.limit_share(voucher, program, order.quote.rate_bp.share_floor(list_cost), now)?.0
+            }
             Err(_) => Fen::ZERO,
         };
         let voucher = order.voucher;

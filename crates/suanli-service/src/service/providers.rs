@@ -162,7 +162,10 @@ impl View {
     pub fn related(&self, enterprise: &Enterprise, provider: &Provider) -> Vec<String> {
         let mut found = Vec::new();
         if enterprise.related_parties.contains(&provider.uscc) {
-            found.push(format!("{} lists provider {} ({}) as a related party", enterprise.id, provider.id, provider.uscc));
+            found.push(format!(
+                "{} lists provider {} ({}) as a related party",
+                enterprise.id, provider.id, provider.uscc
+            ));
         }
         let none = Ownership::default();
         let ours = self.state.ownership.get(&enterprise.id.to_string()).unwrap_or(&none);

@@ -103,8 +103,12 @@ impl Service {
         if returned > Fen::ZERO {
             change.ledger.push(return_to_budget(sequence, 0, id.get(), program.get(), returned.fen()));
         }
-        let event =
-            Event::VoucherRevoked { voucher: id, reason: reason.to_owned(), released: Vec::new(), returned_fen: returned };
+        let event = Event::VoucherRevoked {
+            voucher: id,
+            reason: reason.to_owned(),
+            released: Vec::new(),
+            returned_fen: returned,
+        };
         self.record(&mut change, event, now);
         self.commit(actor, now, change)?;
         Ok(returned)

@@ -73,8 +73,16 @@ fn bad_programme_files_are_refused_with_the_field() {
         ("enterprise_cap_fen = 2_000_000_00", "enterprise_cap_fen = 9_000_000_00", "enterprise_cap_fen"),
         ("voucher_validity_days = 180", "voucher_validity_days = 0", "voucher_validity_days"),
         ("key = \"shanghai-like\"", "key = \"Shanghai Like\"", "key"),
-        ("name = \"Shanghai-like compute vouchers\"", "name = \"Vouchers\\u0000\"", "name: must not contain control characters"),
-        ("name = \"Shanghai-like compute vouchers\"", "name = \"Two\\nlines\"", "name: must not contain control characters"),
+        (
+            "name = \"Shanghai-like compute vouchers\"",
+            "name = \"Vouchers\\u0000\"",
+            "name: must not contain control characters",
+        ),
+        (
+            "name = \"Shanghai-like compute vouchers\"",
+            "name = \"Two\\nlines\"",
+            "name: must not contain control characters",
+        ),
         ("rule = \"headcount <= 500\"", "rule = \"headcount <= \"", "eligibility[1].rule (small-enough): at column 14"),
         (
             "voucher_validity_days = 180",
@@ -201,7 +209,8 @@ fn an_application_that_can_never_be_approved_holds_back_no_one() {
 /// Facts that decide money come from registries and verification, not declarations.
 fn registries_decide_what_providers_and_enterprises_only_claim() {
     let mut w = World::start();
-    let gov = w.program(&SHANGHAI_LIKE.replace("providers = { rule = \"any\" }", "providers = { rule = \"government_run\" }"));
+    let gov = w
+        .program(&SHANGHAI_LIKE.replace("providers = { rule = \"any\" }", "providers = { rule = \"government_run\" }"));
     let local = w.program(
         &SHANGHAI_LIKE
             .replace("key = \"shanghai-like\"", "key = \"local\"")
@@ -288,16 +297,25 @@ fn related_parties_are_found_from_both_sides_declarations() {
     let order = s.orders();
     let holding = uscc("310000", 4242);
     let party = |id: String| id;
-    s.w.service.declare_ownership(&op(), &party(s.enterprise.to_string()), Some("310101199001011234"), vec![holding]).unwrap();
+    s.w.service
+        .declare_ownership(&op(), &party(s.enterprise.to_string()), Some("310101199001011234"), vec![holding])
+        .unwrap();
     let placed = s.w.service.place_order(&op(), order(1)).unwrap();
     assert!(s.w.service.order(placed).unwrap().flags.is_empty(), "the provider declared nothing yet");
-    s.w.service.declare_ownership(&op(), &party(s.provider.to_string()), Some("310101199001011234"), vec![holding]).unwrap();
+    s.w.service
+        .declare_ownership(&op(), &party(s.provider.to_string()), Some("310101199001011234"), vec![holding])
+        .unwrap();
     let placed = s.w.service.place_order(&op(), order(1)).unwrap();
     let flags = &s.w.service.order(placed).unwrap().flags;
     assert!(flags.iter().any(|f| f.contains("share the shareholder")), "{flags:?}");
     assert!(flags.iter().any(|f| f.contains("same legal representative")), "{flags:?}");
     let anomalies: Vec<_> =
-        s.w.service.state().anomalies.iter().filter(|a| a.kind == "related_party" && a.object == placed.to_string()).collect();
+        s.w.service
+            .state()
+            .anomalies
+            .iter()
+            .filter(|a| a.kind == "related_party" && a.object == placed.to_string())
+            .collect();
     assert_eq!(anomalies.len(), 2);
     s.w.refused(ErrorCode::InvalidField, |svc| svc.declare_ownership(&op(), "ath-1", None, Vec::new()));
     s.w.refused(ErrorCode::NotFound, |svc| svc.declare_ownership(&op(), "ent-99", None, Vec::new()));
@@ -482,7 +500,9 @@ fn tokens_expire() {
     w.clock.advance(1);
     assert!(w.service.authenticate(secret).is_none(), "expired");
     let other = suanli_service::access::sha256_hex("sl_other");
-    w.refused(ErrorCode::InvalidField, |s| s.issue_token_for(&op(), suanli_service::Role::Auditor, &other, 400 * 86_400));
+    w.refused(ErrorCode::InvalidField, |s| {
+        s.issue_token_for(&op(), suanli_service::Role::Auditor, &other, 400 * 86_400)
+    });
     w.refused(ErrorCode::InvalidField, |s| s.issue_token_for(&op(), suanli_service::Role::Auditor, &other, 0));
 }
 

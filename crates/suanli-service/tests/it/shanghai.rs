@@ -209,7 +209,7 @@ fn shanghai_like(world: &mut World) {
     );
     // The books are as they were; the conflicting replay is kept as evidence, with both bodies.
     let books = |w: &World| suanli_ledger::to_hex(&suanli_ledger::state_hash(w.service.durable().ledger()));
-    assert_eq!(before.split(' ').nth(1), Some(books(&w).as_str()));
+    assert_eq!(before.split(' ').nth(1), Some(books(w).as_str()));
     let anomaly = w.service.state().anomalies.back().unwrap().clone();
     assert_eq!(anomaly.kind, "usage_record_conflict");
     assert!(anomaly.detail.contains("replayed as"), "{}", anomaly.detail);

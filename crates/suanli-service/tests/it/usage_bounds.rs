@@ -16,8 +16,14 @@ use crate::{SHANGHAI_LIKE, World, op};
 enum Step {
     /// A record over `[start, start + length)` seconds after the order started, at `percent` of
     /// the order's GPUs.
-    Record { start: i64, length: i64, percent: i64 },
-    Extend { hours: u32 },
+    Record {
+        start: i64,
+        length: i64,
+        percent: i64,
+    },
+    Extend {
+        hours: u32,
+    },
     Complete,
 }
 
@@ -49,7 +55,8 @@ fn check(gpus: u32, hours: u32, steps: &[Step]) -> Result<(), TestCaseError> {
     w.service.submit_application(&op(), app).unwrap();
     let voucher = w.service.approve_application(&op(), app, Fen::from_yuan(1_000_000).unwrap()).unwrap();
     let (provider, pool) = w.provider(1, "310000", OperatorKind::Government, "H100", false, 1_800);
-    let input = OrderInput { enterprise, voucher, pool, chip: None, gpu_count: gpus, hours, purpose: Purpose::Training };
+    let input =
+        OrderInput { enterprise, voucher, pool, chip: None, gpu_count: gpus, hours, purpose: Purpose::Training };
     let order = w.service.place_order(&op(), input).unwrap();
     w.service.start_order(&op(), order).unwrap();
     let started = w.service.now_s();

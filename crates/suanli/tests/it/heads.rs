@@ -103,8 +103,9 @@ fn a_provider_key_swapped_offline_fails_the_audit_against_published_heads() {
     let theirs = hex(SigningKey::from_bytes(&[5; 32]).verifying_key().as_bytes());
     let attacker = hex(SigningKey::from_bytes(&[6; 32]).verifying_key().as_bytes());
     let db = rusqlite::Connection::open(dir.path().join("h.db")).unwrap();
-    let sequence: i64 =
-        db.query_row("SELECT sequence FROM audit_log WHERE action = 'provider.key_registered'", [], |r| r.get(0)).unwrap();
+    let sequence: i64 = db
+        .query_row("SELECT sequence FROM audit_log WHERE action = 'provider.key_registered'", [], |r| r.get(0))
+        .unwrap();
     drop(db);
     rewrite_and_rehash(dir.path(), sequence, |body| body.replace(&theirs, &attacker));
     let (passed, text) = audit_with_heads(dir.path());
