@@ -340,7 +340,11 @@ pub async fn flag_bad_signature(writer: &Writer, provider: ProviderId, error: &A
     if error.code != suanli_service::ErrorCode::SignatureInvalid.as_str() {
         return;
     }
-    let detail = error.message.clone();
+    let Some(refused_since) = writer.signature_flag_due(provider) else { return };
+    let detail = format!(
+        "{} ({refused_since} batch(es) refused for their signature since the last such anomaly)",
+        error.message
+    );
     let _ = writer
         .call(move |s| s.flag_anomaly(&Actor::server(), "signature_invalid", &provider.to_string(), &detail))
         .await;

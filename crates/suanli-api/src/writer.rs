@@ -81,7 +81,12 @@ pub struct Writer {
     pub stats: Arc<WriterStats>,
     /// The service's head signer, if it has one: the latest signed head is served from it.
     heads: Option<suanli_service::heads::HeadSigner>,
+    /// Per provider, when its last signature anomaly was kept and how many batches were refused
+    /// for their signature since.
+    signature_flags: Arc<std::sync::Mutex<SignatureFlags>>,
 }
+
+type SignatureFlags = std::collections::HashMap<suanli_domain::ProviderId, (Option<std::time::Instant>, u64)>;
 
 impl Writer {
     /// Starts the writer thread over `service`.
@@ -130,7 +135,8 @@ impl Writer {
                 })
                 .expect("the writer thread starts")
         };
-        (Writer { sender, published, ready, log, queue_jobs_max, stats, heads }, thread)
+        let signature_flags = Arc::default();
+        (Writer { sender, published, ready, log, queue_jobs_max, stats, heads, signature_flags }, thread)
     }
 
     /// What the last commit left, for a read that must not queue.
@@ -146,6 +152,23 @@ impl Writer {
         limit: usize,
     ) -> Result<Result<(Vec<suanli_store::LogEntry>, u64), ServiceError>, Refused> {
         self.read_log(move |reader| reader.page(after, limit)).await
+    }
+
+    /// Counts a batch refused for its signature; answers how many were refused since the last
+    /// anomaly when one is due (at most one per provider a minute, so a flood of forged batches
+    /// cannot fill the log).
+    pub fn signature_flag_due(&self, provider: suanli_domain::ProviderId) -> Option<u64> {
+        use std::time::{Duration, Instant};
+        let mut flags = self.signature_flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let entry = flags.entry(provider).or_insert((None, 0));
+        entry.1 += 1;
+        if entry.0.is_some_and(|last| now.duration_since(last) < Duration::from_secs(60)) {
+            return None;
+        }
+        let refused = entry.1;
+        *entry = (Some(now), 0);
+        Some(refused)
     }
 
     /// The head signer of the service, when it signs heads.
