@@ -77,11 +77,7 @@ impl LogReader {
                 Ok((entries, total as u64))
             }
             Reader::Postgres(client) => {
-                let mut transaction = client
-                    .build_transaction()
-                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()?;
+                let mut transaction = snapshot(client)?;
                 let total: i64 =
                     transaction.query_one("SELECT coalesce(max(sequence), 0)::int8 FROM audit_log", &[])?.get(0);
                 let rows = transaction.query(
@@ -143,11 +139,7 @@ impl LogReader {
                 let matching = "FROM audit_log WHERE action IN ('anomaly.flagged', 'usage.refused') \
                      AND ($1::text IS NULL OR object = $1) \
                      AND ($2::text IS NULL OR coalesce(body::jsonb #>> '{anomaly,kind}', body::jsonb ->> 'code') = $2)";
-                let mut transaction = client
-                    .build_transaction()
-                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()?;
+                let mut transaction = snapshot(client)?;
                 let total: i64 =
                     transaction.query_one(&format!("SELECT count(*) {matching}"), &[&object, &kind])?.get(0);
                 let rows = transaction.query(
@@ -202,6 +194,11 @@ impl TreeSource for LogReader {
         let sql = "SELECT root FROM merkle_tiles WHERE tile > ?1 AND tile <= ?2 ORDER BY tile";
         self.hashes(sql, first as i64 - 1, (first + count) as i64 - 1, count)
     }
+}
+
+/// One read-only, repeatable-read snapshot: a page and its total agree.
+fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    Ok(client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?)
 }
 
 fn postgres_log_row(r: &postgres::Row) -> Result<LogEntry, StoreError> {
