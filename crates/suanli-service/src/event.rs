@@ -7,8 +7,8 @@ use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, SiteId, 
 
 use crate::access::{Token, User};
 use crate::model::{
-    Anomaly, Application, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program, Provider, Site,
-    Statement, UsageInput, UsageRecord, Voucher,
+    Anomaly, Application, Authority, Enterprise, NetworkCluster, Order, OrderState, Ownership, Pool, Program, Provider,
+    Site, Statement, UsageInput, UsageRecord, Voucher,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,10 @@ pub enum Event {
     },
     SiteVerified {
         site: SiteId,
+    },
+    /// The deployment's registry of hubs and clusters, replaced whole.
+    NetworkImported {
+        clusters: Vec<NetworkCluster>,
     },
     PoolAdded {
         pool: Pool,
@@ -161,6 +165,7 @@ impl Event {
             Event::ProviderRegistered { .. } => "provider.registered",
             Event::SiteAdded { .. } => "site.added",
             Event::SiteVerified { .. } => "site.verified",
+            Event::NetworkImported { .. } => "network.imported",
             Event::PoolAdded { .. } => "pool.added",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
@@ -201,6 +206,7 @@ impl Event {
             Event::ProviderRegistered { provider } => provider.id.to_string(),
             Event::SiteAdded { site } => site.id.to_string(),
             Event::SiteVerified { site } => site.to_string(),
+            Event::NetworkImported { .. } => "network".to_owned(),
             Event::PoolAdded { pool } => pool.id.to_string(),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }

@@ -475,3 +475,34 @@ pub struct Ownership {
     pub legal_representative_sha256: Option<String>,
     pub shareholders: Vec<Uscc>,
 }
+
+/// A data-centre cluster of the national network, with its hub: the registry a site's hub is
+/// checked against once a deployment has imported the network (`suanli network import`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCluster {
+    pub id: String,
+    pub hub: String,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl NetworkCluster {
+    /// The clusters of the default national network (`data/network.csv`).
+    pub fn national() -> Vec<NetworkCluster> {
+        suanli_placement::network::default_problem()
+            .sites
+            .into_iter()
+            .map(|site| NetworkCluster { id: site.id, hub: site.hub, latitude: site.lat, longitude: site.lon })
+            .collect()
+    }
+
+    /// Great-circle kilometres from this cluster to a point.
+    pub fn distance_km(&self, latitude: f64, longitude: f64) -> f64 {
+        // The placement engine's round-trip time is 3 ms per 200 km of great circle.
+        suanli_placement::model::rtt_ms(self.latitude, self.longitude, latitude, longitude) * 200.0 / 3.0
+    }
+}
+
+/// How far a site may lie from the nearest cluster of the hub it names and still be verified.
+pub const SITE_DISTANCE_FROM_HUB_KM_MAX: f64 = 300.0;

@@ -25,8 +25,8 @@ use crate::access::{Token, User};
 use crate::calendar::{YearMonth, shanghai_year};
 use crate::event::Event;
 use crate::model::{
-    Anomaly, Application, ApplicationState, Authority, Enterprise, Order, OrderState, Ownership, Pool, Program,
-    ProgramState, Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher,
+    Anomaly, Application, ApplicationState, Authority, Enterprise, NetworkCluster, Order, OrderState, Ownership, Pool,
+    Program, ProgramState, Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher,
     VoucherState,
 };
 
@@ -95,6 +95,8 @@ pub struct State {
     pub occupancy: BTreeMap<OrderId, Occupancy>,
     /// Declared control of enterprises and providers, by party id (`ent-N`, `prv-N`).
     pub ownership: BTreeMap<String, Ownership>,
+    /// The imported registry of hubs and clusters (empty until imported).
+    pub network: Vector<NetworkCluster>,
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -320,6 +322,7 @@ impl State {
                 self.providers.get_mut(provider).expect("provider exists").public_key_hex =
                     Some(public_key_hex.clone());
             }
+            Event::NetworkImported { clusters } => self.network = clusters.iter().cloned().collect(),
             Event::OwnershipDeclared { party, ownership } => {
                 self.ownership.insert(party.clone(), ownership.clone());
             }
@@ -496,6 +499,8 @@ struct Saved {
     occupancy: Option<Vec<(OrderId, Steps)>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     ownership: Vec<(String, Ownership)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    network: Vec<NetworkCluster>,
 }
 
 impl State {
@@ -560,6 +565,7 @@ impl State {
             users: self.users.values().cloned().collect(),
             occupancy: (version >= 2).then(|| self.occupancy.iter().map(|(order, o)| (*order, o.steps())).collect()),
             ownership: self.ownership.iter().map(|(party, o)| (party.clone(), o.clone())).collect(),
+            network: self.network.iter().cloned().collect(),
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -611,6 +617,7 @@ impl State {
         }
         state.users = saved.users.into_iter().map(|u| (u.name.clone(), u)).collect();
         state.ownership = saved.ownership.into_iter().collect();
+        state.network = saved.network.into_iter().collect();
         state.occupancy = match saved.occupancy {
             Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),
             None => state

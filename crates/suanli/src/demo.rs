@@ -165,6 +165,9 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
         Role::PlatformAdmin,
         &suanli_api::login::hash_password(admin_password).map_err(anyhow::Error::msg)?,
     )?;
+    // The national network is this deployment's registry of hubs (`suanli network import`):
+    // sites must name one, and are verified only near one of its clusters.
+    service.import_network(&bootstrap, suanli_service::model::NetworkCluster::national())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // The demo's heads: signed at its checkpoints and at its end, published beside its database.

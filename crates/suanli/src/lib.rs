@@ -130,6 +130,14 @@ enum Command {
         #[command(subcommand)]
         command: serve::TokenCommand,
     },
+    /// The national network's hubs and clusters as this deployment's registry: a site must then
+    /// name a registered hub, and is verified only near one of its clusters.
+    Network {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: serve::NetworkCommand,
+    },
     /// Signed heads of the audit log: publish one now (beside a running server, POST
     /// /api/v1/heads instead), or print the platform's public key.
     Heads {
@@ -262,6 +270,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),
         Command::Heads { common, command } => serve::heads(&common, command),
+        Command::Network { common, command } => serve::network(&common, command),
         Command::User { common, command } => serve::user(&common, command),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)

@@ -332,6 +332,35 @@ pub fn token(common: &Common, command: TokenCommand) -> anyhow::Result<ExitCode>
 }
 
 #[derive(clap::Subcommand)]
+pub enum NetworkCommand {
+    /// Import the national network of data/network.csv (8 hubs, 10 clusters) as the registry.
+    Import,
+    /// The imported hubs and clusters.
+    List,
+}
+
+pub fn network(common: &Common, command: NetworkCommand) -> anyhow::Result<ExitCode> {
+    run(common, |service, actor| match command {
+        NetworkCommand::Import => {
+            let count = service.import_network(actor, suanli_service::model::NetworkCluster::national())?;
+            Ok(Reply::new(
+                serde_json::to_value(service.state().network.iter().collect::<Vec<_>>())?,
+                format!("imported {count} clusters of the national network"),
+            ))
+        }
+        NetworkCommand::List => {
+            let clusters: Vec<_> = service.state().network.iter().cloned().collect();
+            let text = clusters
+                .iter()
+                .map(|c| format!("{:<6} {:<32} {:.2}, {:.2}", c.id, c.hub, c.latitude, c.longitude))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Reply::new(serde_json::to_value(&clusters)?, text))
+        }
+    })
+}
+
+#[derive(clap::Subcommand)]
 pub enum HeadsCommand {
     /// Sign the log's size and Merkle root now and publish the head.
     Publish(HeadsOptions),

@@ -1,7 +1,7 @@
 //! Providers, their sites and GPU pools.
 
 use super::*;
-use crate::model::Ownership;
+use crate::model::{NetworkCluster, Ownership, SITE_DISTANCE_FROM_HUB_KM_MAX};
 
 impl Service {
     pub fn register_provider(
@@ -34,6 +34,16 @@ impl Service {
         }
         check_text("name", &input.name)?;
         check_text("hub", &input.hub)?;
+        if !self.state.network.is_empty() && !self.state.network.iter().any(|c| c.hub.eq_ignore_ascii_case(&input.hub))
+        {
+            let mut hubs: Vec<&str> = self.state.network.iter().map(|c| c.hub.as_str()).collect();
+            hubs.sort_unstable();
+            hubs.dedup();
+            return Err(ServiceError::field(
+                "hub",
+                format!("{:?} is not a hub of the imported network; its hubs: {}", input.hub, hubs.join(", ")),
+            ));
+        }
         if !(-90.0..=90.0).contains(&input.latitude) {
             return Err(ServiceError::field("latitude", "must be between -90 and 90"));
         }
@@ -63,10 +73,58 @@ impl Service {
         if site.verified_at_s.is_some() {
             return Err(ServiceError::new(ErrorCode::AlreadyExists, format!("site: {id} is verified already")));
         }
+        // With the network imported, a site is verified only near a cluster of the hub it names
+        // (a site claiming Shanghai's hub at Inner Mongolia's coordinates is not).
+        if !self.state.network.is_empty() {
+            let nearest = self
+                .state
+                .network
+                .iter()
+                .filter(|c| c.hub.eq_ignore_ascii_case(&site.spec.hub))
+                .map(|c| (c.distance_km(site.spec.latitude, site.spec.longitude), c.id.clone()))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            match nearest {
+                None => {
+                    return Err(ServiceError::field("hub", format!("{:?} is not a hub of the network", site.spec.hub)));
+                }
+                Some((km, cluster)) if km > SITE_DISTANCE_FROM_HUB_KM_MAX => {
+                    return Err(ServiceError::field(
+                        "latitude",
+                        format!(
+                            "{id} lies {km:.0} km from {cluster}, the nearest cluster of hub {}; a verified site is within \
+                             {SITE_DISTANCE_FROM_HUB_KM_MAX:.0} km of one",
+                            site.spec.hub
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let now = self.now_s();
         let mut change = self.begin();
         self.record(&mut change, Event::SiteVerified { site: id }, now);
         self.commit(actor, now, change)
+    }
+
+    /// Records the registry of hubs and clusters a site's hub is checked against (the national
+    /// network of `data/network.csv` by default), replacing any imported before.
+    pub fn import_network(&mut self, actor: &Actor, clusters: Vec<NetworkCluster>) -> Result<usize> {
+        if clusters.is_empty() || clusters.len() > 10_000 {
+            return Err(ServiceError::field("clusters", "must hold 1 to 10000 clusters"));
+        }
+        for (i, cluster) in clusters.iter().enumerate() {
+            check_text(&format!("clusters[{i}].id"), &cluster.id)?;
+            check_text(&format!("clusters[{i}].hub"), &cluster.hub)?;
+            if !(-90.0..=90.0).contains(&cluster.latitude) || !(-180.0..=180.0).contains(&cluster.longitude) {
+                return Err(ServiceError::field(&format!("clusters[{i}]"), "coordinates out of range"));
+            }
+        }
+        let count = clusters.len();
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::NetworkImported { clusters }, now);
+        self.commit(actor, now, change)?;
+        Ok(count)
     }
 
     pub fn add_pool(&mut self, actor: &Actor, input: PoolInput) -> Result<PoolId> {

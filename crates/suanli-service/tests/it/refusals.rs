@@ -322,6 +322,36 @@ fn related_parties_are_found_from_both_sides_declarations() {
     s.w.refused(ErrorCode::InvalidField, |svc| svc.declare_ownership(&op(), "ent-1", Some("12"), Vec::new()));
 }
 
+/// With the national network imported, a site names a registered hub and is verified only near
+/// one of its clusters: a site claiming Shanghai's hub at Inner Mongolia's coordinates is not.
+fn sites_are_verified_against_the_imported_network() {
+    let mut w = World::start();
+    let provider = w.service.register_provider(&op(), uscc("310000", 960), "P", OperatorKind::Government).unwrap();
+    let spec = |hub: &str, latitude: f64, longitude: f64| suanli_service::SiteSpec {
+        provider,
+        name: "S".into(),
+        hub: hub.into(),
+        region: RegionCode::parse("310000").unwrap(),
+        latitude,
+        longitude,
+        operator: OperatorKind::Government,
+        power_price_fen_per_kwh: None,
+        pue: None,
+    };
+    let before = w.service.add_site(&op(), spec("anything", 31.2, 121.5)).unwrap();
+    let count = w.service.import_network(&op(), suanli_service::model::NetworkCluster::national()).unwrap();
+    assert_eq!(count, 10);
+    let message = w.refused(ErrorCode::InvalidField, |s| s.add_site(&op(), spec("Atlantis", 31.2, 121.5)));
+    assert!(message.starts_with("hub: \"Atlantis\" is not a hub"), "{message}");
+    // A site from before the import names no registered hub: it cannot be verified.
+    w.refused(ErrorCode::InvalidField, |s| s.verify_site(&op(), before));
+    let far = w.service.add_site(&op(), spec("Yangtze River Delta", 40.8, 111.7)).unwrap();
+    let message = w.refused(ErrorCode::InvalidField, |s| s.verify_site(&op(), far));
+    assert!(message.contains("1211 km from wuhu, the nearest cluster of hub"), "{message}");
+    let near = w.service.add_site(&op(), spec("yangtze river delta", 31.2, 121.5)).unwrap();
+    w.service.verify_site(&op(), near).unwrap();
+}
+
 fn orders_that_break_a_rule_are_refused() {
     let mut s = setup();
     let order = s.orders();
@@ -896,6 +926,7 @@ suanli_store::conformance!(
     an_application_that_can_never_be_approved_holds_back_no_one,
     registries_decide_what_providers_and_enterprises_only_claim,
     related_parties_are_found_from_both_sides_declarations,
+    sites_are_verified_against_the_imported_network,
     orders_that_break_a_rule_are_refused,
     provider_rules_restrict_where_vouchers_are_spent,
     usage_that_breaks_physics_or_the_order_is_refused_and_the_id_stays_failed,
