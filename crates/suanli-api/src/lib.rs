@@ -13,6 +13,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod evidence;
 pub mod lifecycle;
 pub mod log;
 pub mod login;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/heads", post(transparency::publish))
         .route("/api/v1/audit/proof", get(transparency::proof))
         .merge(lifecycle::routes())
+        .merge(evidence::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::admit))

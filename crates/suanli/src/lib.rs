@@ -6,6 +6,7 @@ mod bench_history;
 mod crash;
 mod database;
 mod demo;
+mod log_cli;
 mod place;
 mod serve;
 mod service_cli;
@@ -107,7 +108,7 @@ enum Command {
         #[command(flatten)]
         common: Common,
         #[command(subcommand)]
-        command: service_cli::LogCommand,
+        command: log_cli::LogCommand,
     },
     /// Anomalies kept as evidence (the newest thousand, read from the log): refused usage,
     /// forged signatures, conflicting replays, stacking attempts, throttled logins, related
@@ -254,8 +255,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Order { common, command } => service_cli::order(&common, command),
         Command::Usage { common, command } => service_cli::usage(&common, command),
         Command::Statement { common, command } => service_cli::statement(&common, command),
-        Command::Log { common, command } => service_cli::log(&common, command),
-        Command::Anomalies { common } => service_cli::anomalies(&common),
+        Command::Log { common, command } => log_cli::log(&common, command),
+        Command::Anomalies { common } => log_cli::anomalies(&common),
         Command::Migrate { from, to } => serve::migrate(&from, &to),
         Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify_against(
             &arg.database,

@@ -1,0 +1,139 @@
+//! Evidence: the anomalies kept (paged from storage) and the control enterprises and providers
+//! declare, matched to find related parties.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use suanli_domain::{ApplicationId, OrderId, Uscc, VoucherId};
+use suanli_service::{ErrorCode, Role, ServiceError};
+
+use crate::lifecycle::{Grant, PAGE_LIMIT_MAX, Page, actor, body, permit, run};
+use crate::{ApiError, AppState, authenticate};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/anomalies", get(list_anomalies)).route("/api/v1/ownership", post(declare_ownership))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnershipJson {
+    /// `ent-N` or `prv-N`.
+    party: String,
+    legal_representative_id: Option<String>,
+    #[serde(default)]
+    shareholders: Vec<String>,
+}
+
+/// `POST /api/v1/ownership`: an enterprise or a provider declares who controls it, so related
+/// parties are found by matching both sides' declarations. Admin or the party itself.
+async fn declare_ownership(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<OwnershipJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let shareholders = input
+        .shareholders
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Uscc::parse(text).map_err(|e| ApiError::field(&format!("shareholders[{i}]"), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    run(&state, &headers, move |s, role| {
+        let own = match role {
+            Role::Enterprise(me) => me.to_string() == input.party,
+            Role::Provider(me) => me.to_string() == input.party,
+            _ => false,
+        };
+        if !own {
+            permit(role, &[Grant::Admin], &input.party)?;
+        }
+        s.declare_ownership(&actor(role), &input.party, input.legal_representative_id.as_deref(), shareholders)?;
+        Ok(s.state().ownership.get(&input.party).cloned())
+    })
+    .await
+}
+
+/// `GET /api/v1/anomalies`: the evidence kept (refused usage, forged signatures, conflicting
+/// replays, clock skew, stacking attempts, throttled logins, related parties), oldest first,
+/// paged from storage and filtered by kind and object. The platform admin and auditors see all;
+/// an authority the anomalies about its programmes' orders, vouchers and applications.
+async fn list_anomalies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let role = authenticate(&state, &headers)?;
+    let authority = match role {
+        Role::PlatformAdmin | Role::Auditor => None,
+        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
+        _ => return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not use anomalies")).into()),
+    };
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > PAGE_LIMIT_MAX {
+        return Err(ApiError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
+    }
+    let filter = suanli_store::AnomalyFilter { kind: page.kind.clone(), object: page.object.clone() };
+    let offset = page.offset as u64;
+    let view = state.writer.view();
+    let in_scope = move |anomaly: &suanli_service::model::Anomaly| {
+        authority.is_none_or(|mine| {
+            let program = if let Ok(id) = OrderId::parse(&anomaly.object) {
+                view.order(id).ok().map(|o| o.program)
+            } else if let Ok(id) = VoucherId::parse(&anomaly.object) {
+                view.voucher(id).ok().map(|v| v.program)
+            } else {
+                ApplicationId::parse(&anomaly.object).ok().and_then(|id| view.application(id).ok()).map(|a| a.program)
+            };
+            program.and_then(|p| view.program(p).ok()).is_some_and(|p| p.authority == mine)
+        })
+    };
+    let (items, total) = state
+        .writer
+        .read_log(move |reader| {
+            let mut items = Vec::new();
+            // The platform's overseers page straight from storage; an authority's scope is
+            // applied as the anomalies are read.
+            if authority.is_none() {
+                let (entries, total) = reader.anomalies(&filter, offset, limit)?;
+                items.extend(entries.iter().filter_map(anomaly_json));
+                return Ok((items, total));
+            }
+            let (mut seen, mut visible) = (0u64, 0u64);
+            loop {
+                let (entries, _) = reader.anomalies(&filter, seen, suanli_store::LOG_PAGE_ENTRIES_MAX)?;
+                if entries.is_empty() {
+                    break;
+                }
+                seen += entries.len() as u64;
+                for item in entries.iter().filter_map(anomaly_json) {
+                    if in_scope(&item.1) {
+                        if visible >= offset && items.len() < limit {
+                            items.push(item);
+                        }
+                        visible += 1;
+                    }
+                }
+            }
+            Ok((items, visible))
+        })
+        .await??;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|(sequence, a)| {
+            serde_json::json!({
+                "sequence": sequence, "time_s": a.time_s, "kind": a.kind, "object": a.object, "detail": a.detail
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "total": total, "offset": offset, "limit": limit, "items": items })).into_response())
+}
+
+/// An anomaly log entry as (sequence, anomaly).
+fn anomaly_json(entry: &suanli_store::LogEntry) -> Option<(u64, suanli_service::model::Anomaly)> {
+    let event: suanli_service::event::Event = serde_json::from_str(&entry.body).ok()?;
+    event.anomaly(entry.time_s).map(|a| (entry.sequence, a))
+}
