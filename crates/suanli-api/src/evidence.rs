@@ -134,6 +134,6 @@ async fn list_anomalies(
 
 /// An anomaly log entry as (sequence, anomaly).
 fn anomaly_json(entry: &suanli_store::LogEntry) -> Option<(u64, suanli_service::model::Anomaly)> {
-    let event: suanli_service::event::Event = serde_json::from_str(&entry.body).ok()?;
+    let event = suanli_service::event::Event::from_body(&entry.body).ok()?;
     event.anomaly(entry.time_s).map(|a| (entry.sequence, a))
 }

@@ -110,7 +110,7 @@ fn may_see(view: &View, role: Role, entry: &suanli_store::LogEntry) -> bool {
     if matches!(role, Role::PlatformAdmin | Role::Auditor) {
         return true;
     }
-    let Ok(event) = serde_json::from_str::<Event>(&entry.body) else { return false };
+    let Ok(event) = Event::from_body(&entry.body) else { return false };
     let order = |object: &str| OrderId::parse(object).ok().and_then(|id| view.order(id).ok());
     event.objects().iter().any(|object| match role {
         Role::Enterprise(me) => {

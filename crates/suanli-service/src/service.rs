@@ -22,16 +22,19 @@ use suanli_store::{
     UsageRow,
 };
 
-use crate::access::{Role, Token, User};
+use crate::access::{Role, User};
 use crate::books::{AccountKind, TransferKind, account_id, create_account, link, release, return_to_budget, transfer};
 use crate::calendar::{YearMonth, format_timestamp, shanghai_year};
 use crate::clock::Clock;
 use crate::error::{ErrorCode, Result, ServiceError};
-use crate::event::Event;
+use crate::event::{
+    Event, NewApplication, NewEnterprise, NewOrder, NewPool, NewProgram, NewProvider, NewSite, NewStatement, NewToken,
+    NewVoucher,
+};
 use crate::model::{
     Anomaly, Application, ApplicationState, Authority, Enterprise, OperatorKind, Order, OrderState, Pool, Program,
-    ProgramState, Provider, ProviderRule, Purpose, Quote, Site, SiteSpec, Statement, StatementState, UsageInput,
-    UsageOutcome, UsageRecord, Voucher, VoucherState,
+    ProgramState, Provider, ProviderRule, Purpose, Quote, Site, SiteSpec, StatementState, UsageInput, UsageOutcome,
+    UsageRecord, Voucher, VoucherState,
 };
 use crate::program_file::parse_program;
 use crate::state::{State, UsageEntry, UsageFacts, usage_decision};
@@ -526,7 +529,7 @@ impl Service {
                         actor: actor_of(index),
                         action: event.action().to_owned(),
                         object: event.object(),
-                        body: serde_json::to_string(event).expect("events serialize"),
+                        body: event.to_body(),
                     })
                     .collect(),
             )
@@ -667,7 +670,7 @@ fn backfill_usage(durable: &mut Durable<AnyStore>, state: &State, log: &[LogEntr
     }
     let mut rows = Vec::new();
     for entry in log.iter().filter(|e| e.action.starts_with("usage.")) {
-        let event: Event = serde_json::from_str(&entry.body)
+        let event = Event::from_body(&entry.body)
             .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("log entry {}: {e}", entry.sequence)))?;
         if let Some(((provider, id), decision)) = usage_decision(&event) {
             let entry = serde_json::to_string(&decision).expect("usage entries serialize");
@@ -698,7 +701,7 @@ fn restore(opened: &Opened) -> Result<State> {
 /// Applies the log's entries to `state`, in order.
 pub(crate) fn replay_onto(mut state: State, log: &[LogEntry]) -> Result<State> {
     for entry in log {
-        let event: Event = serde_json::from_str(&entry.body).map_err(|e| {
+        let event = Event::from_body(&entry.body).map_err(|e| {
             ServiceError::new(ErrorCode::Internal, format!("audit log entry {} cannot be read: {e}", entry.sequence))
         })?;
         if event.action() != entry.action || event.object() != entry.object {
@@ -826,12 +829,11 @@ impl Service {
         }
         let now = self.now_s();
         let id = self.state.tokens.len() as u64 + 1;
-        let token = Token {
+        let token = NewToken {
             id,
             secret_sha256_hex: secret_sha256_hex.to_owned(),
             role: role.to_string(),
             issued_at_s: now,
-            revoked: false,
             expires_at_s: Some(now.saturating_add(ttl_s)),
         };
         let mut change = self.begin();

@@ -149,7 +149,7 @@ impl State {
             }
             Event::ProgramLoaded { program } => {
                 self.program_by_key.insert(program.terms.key.clone(), program.id);
-                insert_new(&mut self.programs, program.id, (**program).clone());
+                insert_new(&mut self.programs, program.id, program.to_model());
             }
             Event::ProgramOpened { program, funded_fen } => {
                 let program = self.programs.get_mut(program).expect("program exists");
@@ -169,10 +169,10 @@ impl State {
             }
             Event::EnterpriseRegistered { enterprise } => {
                 self.enterprise_by_uscc.insert(enterprise.uscc, enterprise.id);
-                insert_new(&mut self.enterprises, enterprise.id, (**enterprise).clone());
+                insert_new(&mut self.enterprises, enterprise.id, enterprise.to_model());
             }
             Event::ApplicationCreated { application } => {
-                insert_new(&mut self.applications, application.id, (**application).clone());
+                insert_new(&mut self.applications, application.id, application.to_model());
             }
             Event::ApplicationSubmitted { application } => {
                 let application = self.applications.get_mut(application).expect("application exists");
@@ -190,7 +190,7 @@ impl State {
                 let program = self.programs.get_mut(&voucher.program).expect("program exists");
                 program.budget_remaining_fen = sub(program.budget_remaining_fen, voucher.face_value_fen);
                 program.issued_fen = add(program.issued_fen, voucher.face_value_fen);
-                insert_new(&mut self.vouchers, voucher.id, (**voucher).clone());
+                insert_new(&mut self.vouchers, voucher.id, voucher.to_model());
             }
             Event::ApplicationRejected { application, reason } => {
                 let application = self.applications.get_mut(application).expect("application exists");
@@ -206,10 +206,10 @@ impl State {
             }
             Event::ProviderRegistered { provider } => {
                 self.provider_by_uscc.insert(provider.uscc, provider.id);
-                insert_new(&mut self.providers, provider.id, provider.clone());
+                insert_new(&mut self.providers, provider.id, provider.to_model());
             }
-            Event::SiteAdded { site } => insert_new(&mut self.sites, site.id, (**site).clone()),
-            Event::PoolAdded { pool } => insert_new(&mut self.pools, pool.id, pool.clone()),
+            Event::SiteAdded { site } => insert_new(&mut self.sites, site.id, site.to_model()),
+            Event::PoolAdded { pool } => insert_new(&mut self.pools, pool.id, pool.to_model()),
             Event::OrderPlaced { order } => {
                 let pool = self.pools.get_mut(&order.pool).expect("pool exists");
                 pool.gpus_reserved += order.quote.gpu_count;
@@ -217,7 +217,7 @@ impl State {
                 let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");
                 voucher.available_fen = sub(voucher.available_fen, order.hold_fen);
                 voucher.held_fen = add(voucher.held_fen, order.hold_fen);
-                insert_new(&mut self.orders, order.id, (**order).clone());
+                insert_new(&mut self.orders, order.id, order.to_model());
             }
             Event::OrderStarted { order } => {
                 let order = self.orders.get_mut(order).expect("order exists");
@@ -307,7 +307,7 @@ impl State {
             Event::StatementIssued { statement } => {
                 let month = YearMonth::parse(&statement.month).expect("statements carry a valid month");
                 self.unsettled.remove(&(statement.provider, statement.program, month));
-                insert_new(&mut self.statements, statement.id, (**statement).clone());
+                insert_new(&mut self.statements, statement.id, statement.to_model());
             }
             Event::StatementApproved { statement } => {
                 let statement = self.statements.get_mut(statement).expect("statement exists");
@@ -328,7 +328,7 @@ impl State {
             }
             Event::TokenIssued { token } => {
                 self.token_by_hash.insert(token.secret_sha256_hex.clone(), token.id);
-                let previous = self.tokens.insert(token.id, token.clone());
+                let previous = self.tokens.insert(token.id, token.to_model());
                 assert!(previous.is_none(), "token ids are assigned once");
             }
             Event::UserCreated { user } => {

@@ -36,8 +36,7 @@ pub fn log(common: &Common, command: LogCommand) -> anyhow::Result<ExitCode> {
             // An object's history is every entry that touched it, not only those filed under it.
             let touches = |e: &suanli_store::LogEntry, o: &String| {
                 &e.object == o
-                    || serde_json::from_str::<suanli_service::event::Event>(&e.body)
-                        .is_ok_and(|event| event.objects().contains(o))
+                    || suanli_service::event::Event::from_body(&e.body).is_ok_and(|event| event.objects().contains(o))
             };
             for entry in page.into_iter().filter(|e| object.as_ref().is_none_or(|o| touches(e, o))) {
                 if kept.len() == limit {
@@ -84,7 +83,7 @@ pub fn anomalies(common: &Common) -> anyhow::Result<ExitCode> {
             }
             seen += page.len() as u64;
             for entry in page {
-                let event: suanli_service::event::Event = serde_json::from_str(&entry.body)?;
+                let event = suanli_service::event::Event::from_body(&entry.body).map_err(anyhow::Error::msg)?;
                 if let Some(anomaly) = event.anomaly(entry.time_s) {
                     if newest.len() == suanli_service::state::ANOMALIES_IN_MEMORY {
                         newest.pop_front();

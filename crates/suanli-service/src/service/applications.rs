@@ -33,7 +33,7 @@ impl Service {
         let mut change = self.begin();
         let id = self.state.next_enterprise();
         self.ensure_account(&mut change, AccountKind::Enterprise, id.get(), 0);
-        let enterprise = Enterprise {
+        let enterprise = NewEnterprise {
             id,
             uscc: input.uscc,
             name: input.name,
@@ -44,7 +44,6 @@ impl Service {
             research_projects: input.research_projects,
             related_parties: input.related_parties,
             registered_at_s: now,
-            paid_fen: Fen::ZERO,
         };
         self.record(&mut change, Event::EnterpriseRegistered { enterprise: Box::new(enterprise) }, now);
         self.commit(actor, now, change)?;
@@ -114,19 +113,13 @@ impl Service {
         let now = self.now_s();
         let mut change = self.begin();
         let id = self.state.next_application();
-        let application = Application {
+        let application = NewApplication {
             id,
             enterprise,
             program,
             requested_fen: requested,
             note: note.to_owned(),
-            state: ApplicationState::Draft,
             created_at_s: now,
-            submitted_at_s: None,
-            decided_at_s: None,
-            approved_fen: None,
-            reason: None,
-            voucher: None,
         };
         self.record(&mut change, Event::ApplicationCreated { application: Box::new(application) }, now);
         self.commit(actor, now, change)?;
@@ -284,7 +277,7 @@ impl Service {
             account_id(AccountKind::Voucher, voucher_id.get(), 0),
             amount.fen(),
         ));
-        let voucher = Voucher {
+        let voucher = NewVoucher {
             id: voucher_id,
             enterprise: application.enterprise,
             program: program.id,
@@ -292,12 +285,6 @@ impl Service {
             face_value_fen: amount,
             issued_at_s: now,
             expires_at_s: now + i64::from(program.terms.voucher_validity_days) * 86_400,
-            state: VoucherState::Active,
-            available_fen: amount,
-            held_fen: Fen::ZERO,
-            spent_fen: Fen::ZERO,
-            returned_fen: Fen::ZERO,
-            reason: None,
         };
         self.record(&mut change, Event::ApplicationApproved { application: id, voucher: Box::new(voucher) }, now);
         self.commit(actor, now, change)?;

@@ -228,7 +228,7 @@ impl Service {
                 hold.fen(),
             ));
         }
-        let order = Order {
+        let order = NewOrder {
             id,
             enterprise: input.enterprise,
             voucher: input.voucher,
@@ -237,20 +237,9 @@ impl Service {
             provider: provider_id,
             purpose: input.purpose,
             quote,
-            state: OrderState::Placed,
             placed_at_s: now,
-            started_at_s: None,
-            ended_at_s: None,
             hold_fen: hold,
-            hold_remaining_fen: hold,
-            gpu_seconds: 0,
-            usage_until_s: None,
-            cost_fen: Fen::ZERO,
-            voucher_paid_fen: Fen::ZERO,
-            enterprise_paid_fen: Fen::ZERO,
-            usage_records: 0,
             flags: flags.clone(),
-            extended_hours: 0,
         };
         self.record(&mut change, Event::OrderPlaced { order: Box::new(order) }, now);
         for flag in flags {

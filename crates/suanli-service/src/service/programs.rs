@@ -31,17 +31,7 @@ impl Service {
         let id = self.state.next_program();
         self.ensure_account(&mut change, AccountKind::Budget, id.get(), 0);
         self.ensure_account(&mut change, AccountKind::Settlement, id.get(), 0);
-        let program = Program {
-            id,
-            authority,
-            terms,
-            state: ProgramState::Draft,
-            budget_remaining_fen: Fen::ZERO,
-            issued_fen: Fen::ZERO,
-            returned_fen: Fen::ZERO,
-            spent_fen: Fen::ZERO,
-            settled_fen: Fen::ZERO,
-        };
+        let program = NewProgram { id, authority, terms };
         self.record(&mut change, Event::ProgramLoaded { program: Box::new(program) }, now);
         self.commit(actor, now, change)?;
         Ok(id)

@@ -22,7 +22,7 @@ impl Service {
         let mut change = self.begin();
         let id = self.state.next_provider();
         self.ensure_account(&mut change, AccountKind::ProviderDirect, id.get(), 0);
-        let provider = Provider { id, uscc, name: name.to_owned(), operator, public_key_hex: None };
+        let provider = NewProvider { id, uscc, name: name.to_owned(), operator };
         self.record(&mut change, Event::ProviderRegistered { provider }, now);
         self.commit(actor, now, change)?;
         Ok(id)
@@ -59,7 +59,7 @@ impl Service {
         let now = self.now_s();
         let mut change = self.begin();
         let id = self.state.next_site();
-        let site = Site { id, spec: input, verified_at_s: None };
+        let site = NewSite { id, spec: input };
         self.record(&mut change, Event::SiteAdded { site: Box::new(site) }, now);
         self.commit(actor, now, change)?;
         Ok(id)
@@ -153,14 +153,13 @@ impl Service {
         let now = self.now_s();
         let mut change = self.begin();
         let id = self.state.next_pool();
-        let pool = Pool {
+        let pool = NewPool {
             id,
             site: input.site,
             chip: chip.name.clone(),
             gpu_count: input.gpu_count,
             domestic: chip.domestic,
             price_fen_per_gpu_hour: input.price_fen_per_gpu_hour,
-            gpus_reserved: 0,
         };
         self.record(&mut change, Event::PoolAdded { pool }, now);
         self.commit(actor, now, change)?;

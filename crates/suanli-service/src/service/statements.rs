@@ -48,7 +48,7 @@ impl Service {
         let (cost, voucher_total, enterprise_total) =
             (sum(|l| l.cost_fen)?, sum(|l| l.voucher_part_fen)?, sum(|l| l.enterprise_part_fen)?);
         let id = self.state.next_statement();
-        let statement = Statement {
+        let statement = NewStatement {
             id,
             provider,
             program,
@@ -58,9 +58,7 @@ impl Service {
             voucher_total_fen: voucher_total,
             enterprise_total_fen: enterprise_total,
             voucher_total_uppercase: voucher_total.to_chinese_uppercase(),
-            state: StatementState::Issued,
             issued_at_s: now,
-            approved_at_s: None,
         };
         let mut change = self.begin();
         self.record(&mut change, Event::StatementIssued { statement: Box::new(statement) }, now);
