@@ -155,7 +155,7 @@ pub async fn json_errors(request: axum::extract::Request, next: axum::middleware
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if status.as_u16() < 400 || is_json {
         return response;
     }

@@ -11,6 +11,7 @@
 //! limited, unknown fields are refused, and no panic reaches a client (the writer answers every
 //! job; a handler that cannot reach it answers 503).
 
+pub mod console;
 pub mod edge;
 pub mod error;
 pub mod evidence;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/proof", get(transparency::proof))
         .merge(lifecycle::routes())
         .merge(evidence::routes())
+        .merge(console::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::admit))

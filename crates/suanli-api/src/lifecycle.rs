@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{
-    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProviderId, RegionCode, SiteId,
-    StatementId, Uscc, VoucherId,
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode,
+    SiteId, StatementId, Uscc, VoucherId,
 };
 use suanli_service::calendar::YearMonth;
 use suanli_service::model::{OperatorKind, Purpose};
@@ -389,26 +389,31 @@ async fn list_applications(
 ) -> Result<Response, ApiError> {
     read(&state, &headers, move |s, role| {
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        let mut items: Vec<_> = s
-            .state()
-            .applications
-            .values()
-            .filter(|a| program.is_none_or(|p| a.program == p))
-            .filter(|a| page.state.as_ref().is_none_or(|wanted| &state_name(&a.state) == wanted))
-            .filter(|a| {
-                let authority = s.state().programs[&a.program].authority;
-                permit(
-                    role,
-                    &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(a.enterprise)],
-                    "",
-                )
-                .is_ok()
-            })
-            .collect();
-        items.sort_by_key(|a| (a.program, a.submitted_at_s.unwrap_or(i64::MAX), a.id));
-        page.window(items)
+        page.window(visible_applications(s, role, program, page.state.as_deref()))
     })
     .await
+}
+
+/// The applications `role` may see, in submission order per programme.
+pub(crate) fn visible_applications<'a>(
+    s: &'a View,
+    role: Role,
+    program: Option<ProgramId>,
+    state: Option<&str>,
+) -> Vec<&'a suanli_service::model::Application> {
+    let mut items: Vec<_> = s
+        .state()
+        .applications
+        .values()
+        .filter(|a| program.is_none_or(|p| a.program == p))
+        .filter(|a| state.is_none_or(|wanted| state_name(&a.state) == wanted))
+        .filter(|a| {
+            let authority = s.state().programs[&a.program].authority;
+            granted(role, &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(a.enterprise)])
+        })
+        .collect();
+    items.sort_by_key(|a| (a.program, a.submitted_at_s.unwrap_or(i64::MAX), a.id));
+    items
 }
 
 async fn show_application(
@@ -457,36 +462,45 @@ async fn application_action(
     let id = id("application", &application, ApplicationId::parse)?;
     let input = body(input)?;
     let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
-    run(&state, &headers, move |s, role| {
-        let (enterprise, authority) = application_scope(s, id)?;
-        let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
-        let who = actor(role);
-        match action.as_str() {
-            "submit" | "withdraw" => {
-                permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
-                if action == "submit" {
-                    let submitted = s.submit_application(&who, id);
-                    flag_stacking(s, id, submitted)?
-                } else {
-                    s.withdraw_application(&who, id)?
-                }
+    run(&state, &headers, move |s, role| act_on_application(s, role, id, &action, amount, input.reason.as_deref()))
+        .await
+}
+
+/// Submits, withdraws, approves or rejects an application as `role` (the API and the console).
+pub(crate) fn act_on_application(
+    s: &mut Service,
+    role: Role,
+    id: ApplicationId,
+    action: &str,
+    amount: Option<Fen>,
+    reason: Option<&str>,
+) -> Result<suanli_service::model::Application, ServiceError> {
+    let (enterprise, authority) = application_scope(s, id)?;
+    let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
+    let who = actor(role);
+    match action {
+        "submit" | "withdraw" => {
+            permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
+            if action == "submit" {
+                let submitted = s.submit_application(&who, id);
+                flag_stacking(s, id, submitted)?
+            } else {
+                s.withdraw_application(&who, id)?
             }
-            "approve" => {
-                permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
-                let amount = amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
-                let approved = s.approve_application(&who, id, amount);
-                flag_stacking(s, id, approved)?;
-            }
-            "reject" => {
-                permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
-                let reason = input.reason.clone().unwrap_or_default();
-                s.reject_application(&who, id, &reason)?;
-            }
-            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
         }
-        s.application(id).cloned()
-    })
-    .await
+        "approve" => {
+            permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
+            let amount = amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
+            let approved = s.approve_application(&who, id, amount);
+            flag_stacking(s, id, approved)?;
+        }
+        "reject" => {
+            permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
+            s.reject_application(&who, id, reason.unwrap_or_default())?;
+        }
+        other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+    }
+    s.application(id).cloned()
 }
 
 /// An application refused by the stacking rule is kept as an anomaly (the refusal itself changed
@@ -517,22 +531,30 @@ async fn voucher_action(
     let id = id("voucher", &voucher, VoucherId::parse)?;
     known_action(&action, &["suspend", "reinstate", "revoke"])?;
     let input = body(input)?;
-    run(&state, &headers, move |s, role| {
-        let (enterprise, authority) = voucher_scope(s, id)?;
-        let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
-        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
-        let reason = input.reason.clone().unwrap_or_default();
-        match action.as_str() {
-            "suspend" => s.suspend_voucher(&actor(role), id, &reason)?,
-            "reinstate" => s.reinstate_voucher(&actor(role), id)?,
-            "revoke" => {
-                s.revoke_voucher(&actor(role), id, &reason)?;
-            }
-            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+    run(&state, &headers, move |s, role| act_on_voucher(s, role, id, &action, input.reason.as_deref())).await
+}
+
+/// Suspends, reinstates or revokes a voucher as `role` (the API and the console).
+pub(crate) fn act_on_voucher(
+    s: &mut Service,
+    role: Role,
+    id: VoucherId,
+    action: &str,
+    reason: Option<&str>,
+) -> Result<suanli_service::model::Voucher, ServiceError> {
+    let (enterprise, authority) = voucher_scope(s, id)?;
+    let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
+    permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
+    let reason = reason.unwrap_or_default();
+    match action {
+        "suspend" => s.suspend_voucher(&actor(role), id, reason)?,
+        "reinstate" => s.reinstate_voucher(&actor(role), id)?,
+        "revoke" => {
+            s.revoke_voucher(&actor(role), id, reason)?;
         }
-        s.voucher(id).cloned()
-    })
-    .await
+        other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+    }
+    s.voucher(id).cloned()
 }
 
 // ------------------------------------------------------------------ providers
@@ -911,14 +933,20 @@ async fn approve_statement(
     Path(statement): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("statement", &statement, StatementId::parse)?;
-    run(&state, &headers, move |s, role| {
-        let (provider, authority) = statement_scope(s, id)?;
-        let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)];
-        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
-        s.approve_statement(&actor(role), id)?;
-        Ok(s.state().statements[&id].clone())
-    })
-    .await
+    run(&state, &headers, move |s, role| act_on_statement(s, role, id)).await
+}
+
+/// Approves a statement as `role` (the API and the console).
+pub(crate) fn act_on_statement(
+    s: &mut Service,
+    role: Role,
+    id: StatementId,
+) -> Result<suanli_service::model::Statement, ServiceError> {
+    let (provider, authority) = statement_scope(s, id)?;
+    let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)];
+    permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
+    s.approve_statement(&actor(role), id)?;
+    Ok(s.state().statements[&id].clone())
 }
 
 async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: Bytes) -> Result<Response, ApiError> {
@@ -1037,25 +1065,28 @@ async fn list_vouchers(
             return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not list vouchers")));
         }
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        let items: Vec<_> = s
-            .state()
-            .vouchers
-            .values()
-            .filter(|v| program.is_none_or(|p| v.program == p))
-            .filter(|v| page.state.as_ref().is_none_or(|wanted| v.state_name() == wanted))
-            .filter(|v| {
-                let authority = s.state().programs[&v.program].authority;
-                permit(
-                    role,
-                    &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(v.enterprise)],
-                    "",
-                )
-                .is_ok()
-            })
-            .collect();
-        page.window(items)
+        page.window(visible_vouchers(s, role, program, page.state.as_deref()))
     })
     .await
+}
+
+/// The vouchers `role` may see (none for a provider), in id order.
+pub(crate) fn visible_vouchers<'a>(
+    s: &'a View,
+    role: Role,
+    program: Option<ProgramId>,
+    state: Option<&str>,
+) -> Vec<&'a suanli_service::model::Voucher> {
+    s.state()
+        .vouchers
+        .values()
+        .filter(|v| program.is_none_or(|p| v.program == p))
+        .filter(|v| state.is_none_or(|wanted| v.state_name() == wanted))
+        .filter(|v| {
+            let authority = s.state().programs[&v.program].authority;
+            granted(role, &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(v.enterprise)])
+        })
+        .collect()
 }
 
 /// Orders within the caller's scope (paged; filter by program and state).
@@ -1066,25 +1097,56 @@ async fn list_orders(
 ) -> Result<Response, ApiError> {
     read(&state, &headers, move |s, role| {
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        let items: Vec<_> = s
-            .state()
-            .orders
-            .values()
-            .filter(|o| program.is_none_or(|p| o.program == p))
-            .filter(|o| page.state.as_ref().is_none_or(|wanted| &state_name(&o.state) == wanted))
-            .filter(|o| {
-                let authority = s.state().programs[&o.program].authority;
-                let grants = [
-                    Grant::Admin,
-                    Grant::Auditor,
-                    Grant::Authority(authority),
-                    Grant::Enterprise(o.enterprise),
-                    Grant::Provider(o.provider),
-                ];
-                permit(role, &grants, "").is_ok()
-            })
-            .collect();
-        page.window(items)
+        page.window(visible_orders(s, role, program, page.state.as_deref()))
     })
     .await
+}
+
+/// The orders `role` may see, in id order.
+pub(crate) fn visible_orders<'a>(
+    s: &'a View,
+    role: Role,
+    program: Option<ProgramId>,
+    state: Option<&str>,
+) -> Vec<&'a suanli_service::model::Order> {
+    s.state()
+        .orders
+        .values()
+        .filter(|o| program.is_none_or(|p| o.program == p))
+        .filter(|o| state.is_none_or(|wanted| state_name(&o.state) == wanted))
+        .filter(|o| {
+            let authority = s.state().programs[&o.program].authority;
+            let grants = [
+                Grant::Admin,
+                Grant::Auditor,
+                Grant::Authority(authority),
+                Grant::Enterprise(o.enterprise),
+                Grant::Provider(o.provider),
+            ];
+            granted(role, &grants)
+        })
+        .collect()
+}
+
+/// The statements `role` may see, in id order.
+pub(crate) fn visible_statements(s: &View, role: Role) -> Vec<&suanli_service::model::Statement> {
+    s.state()
+        .statements
+        .values()
+        .filter(|st| {
+            let authority = s.state().programs[&st.program].authority;
+            granted(role, &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(st.provider)])
+        })
+        .collect()
+}
+
+/// Whether `role` may decide applications and issue or approve statements of `authority`'s
+/// programmes (reviewers decide applications too).
+pub(crate) fn may_review(role: Role, authority: AuthorityId) -> bool {
+    granted(role, &[Grant::Admin, Grant::Authority(authority)])
+}
+
+/// Whether `role` may suspend, reinstate or revoke vouchers and approve statements of `authority`.
+pub(crate) fn may_administer(role: Role, authority: AuthorityId) -> bool {
+    granted(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)])
 }

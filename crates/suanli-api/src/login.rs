@@ -176,13 +176,40 @@ pub async fn login(
     input: Result<Json<LoginJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(input) = input.map_err(ApiError::from_json)?;
-    if input.name.is_empty() || input.name.len() > NAME_BYTES_MAX {
+    let address = address.map(|Extension(ClientAddress(ip))| ip);
+    let done = log_in(&state, address, &input.name, &input.password).await?;
+    Ok(Json(serde_json::json!({
+        "token": done.secret,
+        "token_id": done.token_id,
+        "role": done.role.to_string(),
+        "expires_in_s": done.ttl_s
+    }))
+    .into_response())
+}
+
+/// A successful login: a new token for the user's role.
+pub struct LoggedIn {
+    pub secret: String,
+    pub token_id: u64,
+    pub role: Role,
+    pub ttl_s: i64,
+}
+
+/// Checks a name and password (throttled, argon2 off the async workers) and issues a login
+/// token: the API's login and the console's share it.
+pub async fn log_in(
+    state: &AppState,
+    address: Option<std::net::IpAddr>,
+    name: &str,
+    password: &str,
+) -> Result<LoggedIn, ApiError> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
         return Err(ApiError::field("name", format!("must be 1-{NAME_BYTES_MAX} bytes")));
     }
-    if input.password.len() > PASSWORD_BYTES_MAX {
+    if password.len() > PASSWORD_BYTES_MAX {
         return Err(ApiError::field("password", format!("must be at most {PASSWORD_BYTES_MAX} bytes")));
     }
-    let keys = keys(&input.name, address.map(|Extension(ClientAddress(ip))| ip));
+    let keys = keys(name, address);
     let locked_now = state.logins.attempt(&keys, Instant::now()).map_err(too_many)?;
     for key in locked_now {
         let detail = format!("too many failed logins ({key}); refused for {} s", LOCKOUT.as_secs());
@@ -192,10 +219,10 @@ pub async fn login(
             .await;
     }
     // Read beside the writer: a login never queues on it.
-    let user = state.writer.view().state().users.get(&input.name).cloned();
+    let user = state.writer.view().state().users.get(name).cloned();
     // The same answer, and about the same work, whether the name or the password is wrong.
     let phc = user.as_ref().map(|u| u.password_phc.clone()).unwrap_or_else(|| DUMMY_PHC.to_owned());
-    let password = input.password.clone();
+    let password = password.to_owned();
     let matches = {
         let _permit = state.logins.verifications.acquire().await.map_err(|_| ApiError::overloaded("shutting down"))?;
         tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false)
@@ -209,10 +236,9 @@ pub async fn login(
         .map_err(|e| ApiError::from(suanli_service::ServiceError::new(suanli_service::ErrorCode::Internal, e)))?;
     let hash = sha256_hex(&secret);
     let actor = suanli_service::Actor::of(role);
-    let ttl = suanli_service::access::LOGIN_TOKEN_TTL_S;
-    let id = state.writer.call(move |s| s.issue_token_for(&actor, role, &hash, ttl)).await??;
-    Ok(Json(serde_json::json!({ "token": secret, "token_id": id, "role": role.to_string(), "expires_in_s": ttl }))
-        .into_response())
+    let ttl_s = suanli_service::access::LOGIN_TOKEN_TTL_S;
+    let token_id = state.writer.call(move |s| s.issue_token_for(&actor, role, &hash, ttl_s)).await??;
+    Ok(LoggedIn { secret, token_id, role, ttl_s })
 }
 
 /// A valid argon2id hash of a random string, checked against when the user does not exist.

@@ -445,9 +445,22 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
         money(&json!(voucher)),
         money(&json!(enterprise))
     );
-    println!("\nURLs: {base}/healthz  {base}/metrics  {base}/api/v1/programs  {base}/api/v1/audit/log");
-    println!("Logins (POST {base}/api/v1/login with name and password):");
-    for (name, password, role) in LOGINS {
+    // An enterprise and a provider of the first order log in too, so every role's pages show work.
+    let first_order = api.get("/api/v1/orders/ord-1", &admin)?;
+    let party_logins = [
+        ("company", "suanli-demo-enterprise", format!("enterprise:{}", text(&first_order["enterprise"])?)),
+        ("provider", "suanli-demo-provider", format!("provider:{}", text(&first_order["provider"])?)),
+    ];
+    for (name, password, role) in &party_logins {
+        let phc = suanli_api::login::hash_password(password).map_err(anyhow::Error::msg)?;
+        let (name, role) = (name.to_string(), Role::parse(role)?);
+        runtime.block_on(writer.call(move |s| s.add_user(&Actor::of(Role::PlatformAdmin), &name, role, &phc)))??;
+    }
+    println!("\nConsole: {base}/  (Simplified Chinese; English one click away)");
+    println!("URLs: {base}/healthz  {base}/metrics  {base}/api/v1/programs  {base}/api/v1/audit/log");
+    println!("Logins (the console, or POST {base}/api/v1/login with name and password):");
+    let logins = LOGINS.iter().map(|(n, p, r)| (*n, *p, r.to_string())).chain(party_logins.iter().cloned());
+    for (name, password, role) in logins {
         println!("   {name:<9} {password:<24} {role}");
     }
     let head = api.post("/api/v1/heads", &admin, json!({}))?;

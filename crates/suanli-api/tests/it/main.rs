@@ -2,6 +2,7 @@
 //! metrics, and the authorization matrix.
 
 mod authz;
+mod console;
 mod edge;
 mod nats;
 mod trust;

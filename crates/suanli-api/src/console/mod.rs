@@ -1,0 +1,277 @@
+//! The web console at `/`: server-rendered pages (askama templates, compiled in), in Simplified
+//! Chinese by default and English one click away, with no script. Each role sees its own pages,
+//! filtered by the same rules as the API (`lifecycle::visible_*`, `permit`), and every change goes
+//! through the same service call as the API's.
+//!
+//! A login sets an `HttpOnly`, `SameSite=Strict` session cookie holding an ordinary login token
+//! (12 hours); logging out revokes it. Every form carries a token derived from the session
+//! secret, checked on each post, so a page of another site cannot post in the user's name.
+
+mod chart;
+pub mod i18n;
+mod pages;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use suanli_service::Role;
+use suanli_service::access::sha256_hex;
+
+use crate::{ApiError, AppState};
+pub use i18n::{Lang, Tr};
+
+pub const SESSION_COOKIE: &str = "suanli_session";
+pub const LANG_COOKIE: &str = "suanli_lang";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/lang/{code}", get(choose_language))
+        .route("/static/console.css", get(stylesheet))
+        .route("/programs", get(pages::programs))
+        .route("/programs/{program}", get(pages::program))
+        .route("/programs/{program}/spend.csv", get(pages::program_csv))
+        .route("/applications", get(pages::applications))
+        .route("/applications/{application}/{action}", post(pages::decide_application))
+        .route("/vouchers", get(pages::vouchers))
+        .route("/vouchers/{voucher}/{action}", post(pages::voucher_action))
+        .route("/orders", get(pages::orders))
+        .route("/statements", get(pages::statements))
+        .route("/statements/{statement}/approve", post(pages::approve_statement))
+        .route("/audit", get(pages::audit))
+}
+
+/// Who is logged in: the role of the session's token, and the token's secret (for the form token
+/// and for logging out).
+pub struct Session {
+    pub role: Role,
+    pub secret: String,
+}
+
+impl Session {
+    pub fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+        let secret = cookie(headers, SESSION_COOKIE)?;
+        let role = state.writer.view().authenticate(secret)?;
+        Some(Session { role, secret: secret.to_owned() })
+    }
+
+    /// The token every form of this session carries.
+    pub fn form_token(&self) -> String {
+        sha256_hex(&format!("suanli-console-form:{}", self.secret))[..32].to_owned()
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The language: the one chosen (cookie), else the browser's (`Accept-Language`), else Chinese.
+pub fn language(headers: &HeaderMap) -> Lang {
+    if let Some(lang) = cookie(headers, LANG_COOKIE).and_then(Lang::parse) {
+        return lang;
+    }
+    headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map_or(Lang::Zh, Lang::from_accept_language)
+}
+
+/// A link of the navigation bar.
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// What every page's frame shows.
+pub struct Ctx {
+    pub tr: Tr,
+    pub title: String,
+    pub nav: Vec<NavItem>,
+    pub who: Option<String>,
+    pub switch_href: String,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+    pub form_token: String,
+}
+
+impl Ctx {
+    pub fn new(headers: &HeaderMap, uri: &Uri, session: Option<&Session>, title: &'static str) -> Ctx {
+        let tr = Tr { lang: language(headers) };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let nav = session.map(|s| navigation(tr, s.role, uri.path())).unwrap_or_default();
+        let who = session.map(|s| role_label(tr, s.role));
+        let notice = uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("done=")))
+            .and_then(|key| NOTICES.iter().find(|(k, _)| *k == key))
+            .map(|(_, text)| tr.t(text).to_owned());
+        Ctx {
+            tr,
+            title: tr.t(title).to_owned(),
+            nav,
+            who,
+            switch_href: format!("/lang/{}?next={}", tr.lang.other().code(), percent_encode(path)),
+            error: None,
+            notice,
+            form_token: session.map(Session::form_token).unwrap_or_default(),
+        }
+    }
+
+    pub fn with_error(mut self, error: String) -> Ctx {
+        self.error = Some(error);
+        self
+    }
+
+    /// An error in the reader's language: the translation of its code where there is one, and
+    /// the service's own message (which names the field).
+    pub fn explain(&self, error: &ApiError) -> String {
+        let key = format!("error.{}", error.code);
+        match self.tr.get(&key) {
+            Some(text) if error.code == "not_found" || error.code == "forbidden" => text.to_owned(),
+            Some(text) => format!("{text} ({})", error.message),
+            None => error.message.clone(),
+        }
+    }
+}
+
+/// The notices a redirect after a change may ask for (`?done=approved`): only these keys are
+/// shown, so a link cannot put words on the page.
+const NOTICES: &[(&str, &str)] = &[
+    ("approved", "notice.approved"),
+    ("rejected", "notice.rejected"),
+    ("suspended", "notice.suspended"),
+    ("reinstated", "notice.reinstated"),
+    ("revoked", "notice.revoked"),
+    ("statement_approved", "notice.statement_approved"),
+];
+
+fn role_label(tr: Tr, role: Role) -> String {
+    let (key, id) = match role {
+        Role::PlatformAdmin => ("role.admin", String::new()),
+        Role::Auditor => ("role.auditor", String::new()),
+        Role::AuthorityAdmin(a) => ("role.authority_admin", a.to_string()),
+        Role::AuthorityReviewer(a) => ("role.authority_reviewer", a.to_string()),
+        Role::Enterprise(e) => ("role.enterprise", e.to_string()),
+        Role::Provider(p) => ("role.provider", p.to_string()),
+    };
+    if id.is_empty() { tr.t(key).to_owned() } else { format!("{} {id}", tr.t(key)) }
+}
+
+/// The pages a role has, in the order its work goes.
+fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
+    let pages: &[(&str, &str)] = match role {
+        Role::PlatformAdmin | Role::Auditor => &[
+            ("/programs", "nav.programs"),
+            ("/applications", "nav.applications"),
+            ("/vouchers", "nav.vouchers"),
+            ("/orders", "nav.orders"),
+            ("/statements", "nav.statements"),
+            ("/audit", "nav.audit"),
+        ],
+        Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_) => &[
+            ("/programs", "nav.programs"),
+            ("/applications", "nav.applications"),
+            ("/vouchers", "nav.vouchers"),
+            ("/orders", "nav.orders"),
+            ("/statements", "nav.statements"),
+        ],
+        Role::Enterprise(_) => &[
+            ("/programs", "nav.programs"),
+            ("/applications", "nav.applications"),
+            ("/vouchers", "nav.vouchers"),
+            ("/orders", "nav.orders"),
+        ],
+        Role::Provider(_) => {
+            &[("/programs", "nav.programs"), ("/orders", "nav.orders"), ("/statements", "nav.statements")]
+        }
+    };
+    pages
+        .iter()
+        .map(|(href, key)| NavItem {
+            href,
+            label: tr.t(key),
+            current: path == *href || path.starts_with(&format!("{href}/")),
+        })
+        .collect()
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A `next` target that stays on this site: a path, never `//host` or a scheme.
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Next {
+    next: Option<String>,
+}
+
+/// `GET /lang/{zh|en}?next=/path`: remembers the language for a year and goes back.
+async fn choose_language(
+    axum::extract::Path(code): axum::extract::Path<String>,
+    axum::extract::Query(next): axum::extract::Query<Next>,
+) -> Response {
+    let Some(lang) = Lang::parse(&code) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut response = Redirect::to(&local_path(next.next.as_deref())).into_response();
+    let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../templates/console.css"),
+    )
+        .into_response()
+}
+
+/// A rendered page, with the headers every console page carries: no caching of what a user saw,
+/// no framing by other sites, no script or outside asset.
+pub fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+                (header::REFERRER_POLICY, "same-origin"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the page could not be drawn: {error}")).into_response(),
+    }
+}

@@ -1,0 +1,811 @@
+//! The console's pages: each reads the published view (never the writer) or, for a change, makes
+//! the same service call as the API.
+
+// A page's early answer (a redirect, a refusal) is a whole response, returned once per request.
+#![allow(clippy::result_large_err)]
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use suanli_domain::{ApplicationId, Fen, StatementId, VoucherId};
+use suanli_service::calendar::YearMonth;
+use suanli_service::model::{ApplicationState, StatementState, VoucherState};
+use suanli_service::{Actor, Role, View};
+
+use super::chart::Burn;
+use super::i18n::{percent, when, yuan};
+use super::{Ctx, SESSION_COOKIE, Session, html, local_path};
+use crate::lifecycle::{
+    act_on_application, act_on_statement, act_on_voucher, may_administer, may_review, visible_applications,
+    visible_orders, visible_statements, visible_vouchers,
+};
+use crate::login::ClientAddress;
+use crate::{ApiError, AppState};
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    ctx: Ctx,
+}
+
+/// A page that could not be shown: the frame, the reason, the status.
+fn error_page(ctx: Ctx, status: StatusCode, message: String) -> Response {
+    html(status, &ErrorPage { ctx: ctx.with_error(message) })
+}
+
+fn refused(ctx: Ctx, error: &ApiError) -> Response {
+    let message = ctx.explain(error);
+    error_page(ctx, error.status, message)
+}
+
+/// The session, or a redirect to the login page that comes back here.
+fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Session, Response> {
+    Session::from_headers(state, headers).ok_or_else(|| {
+        let here = uri.path_and_query().map_or("/", |p| p.as_str());
+        Redirect::to(&format!("/login?next={}", super::percent_encode(here))).into_response()
+    })
+}
+
+/// A post must carry the form token of its session.
+fn check_form(session: &Session, token: &str) -> bool {
+    let expected = session.form_token();
+    expected.len() == token.len() && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+// ------------------------------------------------------------------ login
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    ctx: Ctx,
+    next: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let start = match session.role {
+        Role::Enterprise(_) => "/vouchers",
+        Role::Provider(_) => "/orders",
+        _ => "/programs",
+    };
+    Redirect::to(start).into_response()
+}
+
+pub async fn login_form(headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Response {
+    let ctx = Ctx::new(&headers, &uri, None, "login.title");
+    html(StatusCode::OK, &LoginPage { ctx, next: local_path(query.next.as_deref()), name: String::new() })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    address: Option<Extension<ClientAddress>>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let ctx = Ctx::new(&headers, &uri, None, "login.title");
+    let Ok(Form(form)) = form else {
+        let message = ctx.tr.t("error.login_failed").to_owned();
+        return html(
+            StatusCode::BAD_REQUEST,
+            &LoginPage { ctx: ctx.with_error(message), next: "/".into(), name: String::new() },
+        );
+    };
+    let next = local_path(form.next.as_deref());
+    let address = address.map(|Extension(ClientAddress(ip))| ip);
+    match crate::login::log_in(&state, address, &form.name, &form.password).await {
+        Ok(done) => {
+            let mut response = Redirect::to(&next).into_response();
+            let cookie =
+                format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", done.secret, done.ttl_s);
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(error) => {
+            let message = match error.code {
+                "too_many_attempts" => ctx.tr.t("error.too_many_attempts").to_owned(),
+                "unauthenticated" => ctx.tr.t("error.login_failed").to_owned(),
+                _ => ctx.explain(&error),
+            };
+            let page = LoginPage { ctx: ctx.with_error(message), next, name: form.name };
+            html(error.status, &page)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    form_token: String,
+}
+
+/// Revokes the session's token and forgets the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if let Some(session) = Session::from_headers(&state, &headers)
+        && form.is_ok_and(|Form(f)| check_form(&session, &f.form_token))
+    {
+        let hash = suanli_service::access::sha256_hex(&session.secret);
+        let role = session.role;
+        let _ = state
+            .writer
+            .call(move |s| {
+                let id = s.state().token_by_hash.get(&hash).copied();
+                match id {
+                    Some(id) => s.revoke_token(&Actor::of(role), id),
+                    None => Ok(()),
+                }
+            })
+            .await;
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+// ------------------------------------------------------------------ programmes
+
+pub struct ProgramRow {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    pub state: String,
+    pub funded: String,
+    pub issued: String,
+    pub spent: String,
+    pub settled: String,
+    pub returned: String,
+}
+
+#[derive(Template)]
+#[template(path = "programs.html")]
+struct ProgramsPage {
+    ctx: Ctx,
+    rows: Vec<ProgramRow>,
+}
+
+fn state_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// What was put into the budget: what remains, plus what went out, less what came back.
+fn funded(program: &suanli_service::model::Program) -> Fen {
+    let out = program.budget_remaining_fen.checked_add(program.issued_fen).unwrap_or(Fen::new(i64::MAX));
+    out.checked_sub(program.returned_fen).unwrap_or(Fen::ZERO)
+}
+
+pub async fn programs(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "program.list_title");
+    let view = state.writer.view();
+    let rows = view
+        .state()
+        .programs
+        .values()
+        .map(|p| ProgramRow {
+            id: p.id.to_string(),
+            key: p.terms.key.clone(),
+            name: p.terms.name.clone(),
+            state: ctx.tr.state(&state_text(&p.state)),
+            funded: yuan(funded(p)),
+            issued: yuan(p.issued_fen),
+            spent: yuan(p.spent_fen),
+            settled: yuan(p.settled_fen),
+            returned: yuan(p.returned_fen),
+        })
+        .collect();
+    html(StatusCode::OK, &ProgramsPage { ctx, rows })
+}
+
+pub struct MonthRow {
+    pub month: String,
+    pub spent: String,
+    pub cumulative: String,
+    pub settled: String,
+}
+
+#[derive(Template)]
+#[template(path = "program.html")]
+struct ProgramPage {
+    ctx: Ctx,
+    row: ProgramRow,
+    terms: Vec<(String, String)>,
+    rules: Vec<(String, String)>,
+    chart: String,
+    months: Vec<MonthRow>,
+    csv_href: String,
+}
+
+/// Per month of recording: the voucher parts spent and the part of them on approved statements.
+fn spend_by_month(view: &View, program: suanli_domain::ProgramId) -> Vec<(YearMonth, i64, i64)> {
+    let mut months: std::collections::BTreeMap<YearMonth, (i64, i64)> = Default::default();
+    let state = view.state();
+    for statement in state.statements.values().filter(|s| s.program == program) {
+        if let Some(month) = YearMonth::parse(&statement.month) {
+            let entry = months.entry(month).or_default();
+            entry.0 = entry.0.saturating_add(statement.voucher_total_fen.fen());
+            if statement.state == StatementState::Approved {
+                entry.1 = entry.1.saturating_add(statement.voucher_total_fen.fen());
+            }
+        }
+    }
+    for ((_, p, month), lines) in state.unsettled.iter() {
+        if *p == program {
+            let entry = months.entry(*month).or_default();
+            for line in lines.values() {
+                entry.0 = entry.0.saturating_add(line.voucher_part_fen.fen());
+            }
+        }
+    }
+    months.into_iter().map(|(m, (spent, settled))| (m, spent, settled)).collect()
+}
+
+fn find_program(view: &View, text: &str) -> Result<suanli_domain::ProgramId, ApiError> {
+    view.find_program(text).map_err(ApiError::from)
+}
+
+pub async fn program(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let mut ctx = Ctx::new(&headers, &uri, Some(&session), "program.list_title");
+    let view = state.writer.view();
+    let program = match find_program(&view, &id).and_then(|id| view.program(id).map_err(ApiError::from)) {
+        Ok(program) => program,
+        Err(error) => return refused(ctx, &error),
+    };
+    let tr = ctx.tr;
+    ctx.title = program.terms.name.clone();
+    let terms = &program.terms;
+    let mut summary = vec![
+        (tr.t("program.subsidy_rate").to_owned(), percent(terms.subsidy_rate_bp.basis_points())),
+        (tr.t("program.enterprise_cap").to_owned(), yuan(terms.enterprise_cap_fen)),
+        (tr.t("program.validity").to_owned(), terms.voucher_validity_days.to_string()),
+        (
+            tr.t("program.applications_window").to_owned(),
+            format!("{} – {}", when(terms.applications_open_s), when(terms.applications_close_s)),
+        ),
+        (tr.t("program.providers").to_owned(), terms.providers.to_string()),
+        (tr.t("program.remaining").to_owned(), yuan(program.budget_remaining_fen)),
+    ];
+    if let Some(cap) = terms.annual_cap_fen {
+        summary.insert(2, (tr.t("program.annual_cap").to_owned(), yuan(cap)));
+    }
+    let rules = terms.eligibility.iter().map(|r| (r.name.clone(), r.rule.clone())).collect();
+    let mut cumulative = 0i64;
+    let mut points = Vec::new();
+    let mut months = Vec::new();
+    for (month, spent, settled) in spend_by_month(&view, program.id) {
+        cumulative = cumulative.saturating_add(spent);
+        points.push((month.to_string(), cumulative));
+        months.push(MonthRow {
+            month: month.to_string(),
+            spent: yuan(Fen::new(spent)),
+            cumulative: yuan(Fen::new(cumulative)),
+            settled: yuan(Fen::new(settled)),
+        });
+    }
+    let references =
+        [(tr.t("program.funded"), funded(program).fen()), (tr.t("program.issued"), program.issued_fen.fen())];
+    let chart = Burn { points: &points, references: &references, title: tr.t("program.chart_alt") }.svg();
+    let row = ProgramRow {
+        id: program.id.to_string(),
+        key: terms.key.clone(),
+        name: terms.name.clone(),
+        state: tr.state(&state_text(&program.state)),
+        funded: yuan(funded(program)),
+        issued: yuan(program.issued_fen),
+        spent: yuan(program.spent_fen),
+        settled: yuan(program.settled_fen),
+        returned: yuan(program.returned_fen),
+    };
+    let csv_href = format!("/programs/{}/spend.csv", program.id);
+    html(StatusCode::OK, &ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href })
+}
+
+/// The burn chart's numbers, for a spreadsheet: month, spent, spent to date, settled (fen).
+pub async fn program_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(redirect) = require(&state, &headers, &uri) {
+        return redirect;
+    }
+    let view = state.writer.view();
+    let program = match find_program(&view, &id) {
+        Ok(program) => program,
+        Err(error) => return error.into_response(),
+    };
+    let mut text = String::from("month,spent_fen,spent_to_date_fen,settled_fen\n");
+    let mut cumulative = 0i64;
+    for (month, spent, settled) in spend_by_month(&view, program) {
+        cumulative = cumulative.saturating_add(spent);
+        text.push_str(&format!("{month},{spent},{cumulative},{settled}\n"));
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{program}-spend.csv\"")),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+// ------------------------------------------------------------------ applications
+
+pub struct Verdict {
+    pub rule: String,
+    pub passed: bool,
+    pub reason: String,
+}
+
+pub struct ApplicationRow {
+    pub id: String,
+    pub enterprise: String,
+    pub program: String,
+    pub requested: String,
+    pub requested_yuan: String,
+    pub state: String,
+    pub submitted: String,
+    pub verdicts: Vec<Verdict>,
+    pub blocked: Option<String>,
+    pub decidable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "applications.html")]
+struct ApplicationsPage {
+    ctx: Ctx,
+    rows: Vec<ApplicationRow>,
+}
+
+fn applications_page(state: &AppState, ctx: Ctx, role: Role, status: StatusCode) -> Response {
+    let view = state.writer.view();
+    let rows = visible_applications(&view, role, None, None)
+        .into_iter()
+        .map(|a| {
+            let program = &view.state().programs[&a.program];
+            let enterprise = view.state().enterprises.get(&a.enterprise);
+            let verdicts = view
+                .eligibility(a.enterprise, a.program)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(rule, v)| Verdict { rule, passed: v.passed, reason: v.reason })
+                .collect();
+            let submitted = a.state == ApplicationState::Submitted;
+            ApplicationRow {
+                id: a.id.to_string(),
+                enterprise: enterprise.map_or_else(|| a.enterprise.to_string(), |e| e.name.clone()),
+                program: program.terms.name.clone(),
+                requested: yuan(a.requested_fen),
+                requested_yuan: format!("{}.{:02}", a.requested_fen.fen() / 100, a.requested_fen.fen() % 100),
+                state: ctx.tr.state(&state_text(&a.state)),
+                submitted: a.submitted_at_s.map(when).unwrap_or_default(),
+                verdicts,
+                blocked: submitted.then(|| view.blocked_reason(a, program)).flatten(),
+                decidable: submitted && may_review(role, program.authority),
+            }
+        })
+        .collect();
+    html(status, &ApplicationsPage { ctx, rows })
+}
+
+pub async fn applications(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    if matches!(session.role, Role::Provider(_)) {
+        let ctx = Ctx::new(&headers, &uri, Some(&session), "application.title");
+        let message = ctx.tr.t("error.forbidden").to_owned();
+        return error_page(ctx, StatusCode::FORBIDDEN, message);
+    }
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "application.title");
+    applications_page(&state, ctx, session.role, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    form_token: String,
+    amount: Option<String>,
+    reason: Option<String>,
+}
+
+/// A form's post: the session, its form token, then the change on the writer. On success the
+/// browser goes to `done` (a fresh page, so a reload does not post again); on a refusal the
+/// page is drawn again with the reason.
+async fn post_change<T: Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    token: &str,
+    title: &'static str,
+    change: impl FnOnce(&mut suanli_service::Service, Role) -> Result<T, suanli_service::ServiceError> + Send + 'static,
+) -> Result<Session, Response> {
+    let session = require(state, headers, uri)?;
+    let ctx = Ctx::new(headers, uri, Some(&session), title);
+    if !check_form(&session, token) {
+        let message = ctx.tr.t("error.csrf").to_owned();
+        return Err(error_page(ctx, StatusCode::FORBIDDEN, message));
+    }
+    let role = session.role;
+    match state.writer.call(move |s| change(s, role)).await {
+        Ok(Ok(_)) => Ok(session),
+        Ok(Err(error)) => Err(refused(ctx, &ApiError::from(error))),
+        Err(refusal) => Err(refused(ctx, &ApiError::from(refusal))),
+    }
+}
+
+pub async fn decide_application(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let ctx = || Ctx::new(&headers, &uri, None, "application.title");
+    let Ok(id) = ApplicationId::parse(&id) else {
+        let ctx = ctx();
+        let message = ctx.tr.t("error.not_found").to_owned();
+        return error_page(ctx, StatusCode::NOT_FOUND, message);
+    };
+    if action != "approve" && action != "reject" {
+        let ctx = ctx();
+        let message = ctx.tr.t("error.not_found").to_owned();
+        return error_page(ctx, StatusCode::NOT_FOUND, message);
+    }
+    let amount = match form.amount.as_deref().filter(|_| action == "approve").map(|a| Fen::parse_positive(a.trim())) {
+        Some(Err(_)) => {
+            let ctx = ctx();
+            let message = ctx.tr.t("error.amount").to_owned();
+            return error_page(ctx, StatusCode::BAD_REQUEST, message);
+        }
+        Some(Ok(amount)) => Some(amount),
+        None => None,
+    };
+    let reason = form.reason.clone();
+    let done = if action == "approve" { "approved" } else { "rejected" };
+    match post_change(&state, &headers, &uri, &form.form_token, "application.title", move |s, role| {
+        act_on_application(s, role, id, &action, amount, reason.as_deref())
+    })
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/applications?done={done}")).into_response(),
+        Err(response) => response,
+    }
+}
+
+// ------------------------------------------------------------------ vouchers
+
+pub struct VoucherRow {
+    pub id: String,
+    pub enterprise: String,
+    pub program: String,
+    pub face_value: String,
+    pub available: String,
+    pub held: String,
+    pub spent: String,
+    pub state: String,
+    pub expires: String,
+    pub reason: String,
+    pub can_suspend: bool,
+    pub can_reinstate: bool,
+    pub can_revoke: bool,
+}
+
+#[derive(Template)]
+#[template(path = "vouchers.html")]
+struct VouchersPage {
+    ctx: Ctx,
+    rows: Vec<VoucherRow>,
+}
+
+pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "voucher.title");
+    if matches!(session.role, Role::Provider(_)) {
+        let message = ctx.tr.t("error.forbidden").to_owned();
+        return error_page(ctx, StatusCode::FORBIDDEN, message);
+    }
+    let view = state.writer.view();
+    let rows = visible_vouchers(&view, session.role, None, None)
+        .into_iter()
+        .map(|v| {
+            let program = &view.state().programs[&v.program];
+            let administer = may_administer(session.role, program.authority);
+            VoucherRow {
+                id: v.id.to_string(),
+                enterprise: view
+                    .state()
+                    .enterprises
+                    .get(&v.enterprise)
+                    .map_or_else(|| v.enterprise.to_string(), |e| e.name.clone()),
+                program: program.terms.name.clone(),
+                face_value: yuan(v.face_value_fen),
+                available: yuan(v.available_fen),
+                held: yuan(v.held_fen),
+                spent: yuan(v.spent_fen),
+                state: ctx.tr.state(v.state_name()),
+                expires: when(v.expires_at_s),
+                reason: v.reason.clone().unwrap_or_default(),
+                can_suspend: administer && v.state == VoucherState::Active,
+                can_reinstate: administer && v.state == VoucherState::Suspended,
+                can_revoke: administer && matches!(v.state, VoucherState::Active | VoucherState::Suspended),
+            }
+        })
+        .collect();
+    html(StatusCode::OK, &VouchersPage { ctx, rows })
+}
+
+pub async fn voucher_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let known = ["suspend", "reinstate", "revoke"];
+    let (Ok(id), true) = (VoucherId::parse(&id), known.contains(&action.as_str())) else {
+        let ctx = Ctx::new(&headers, &uri, None, "voucher.title");
+        let message = ctx.tr.t("error.not_found").to_owned();
+        return error_page(ctx, StatusCode::NOT_FOUND, message);
+    };
+    let done = match action.as_str() {
+        "suspend" => "suspended",
+        "reinstate" => "reinstated",
+        _ => "revoked",
+    };
+    let reason = form.reason.clone();
+    match post_change(&state, &headers, &uri, &form.form_token, "voucher.title", move |s, role| {
+        act_on_voucher(s, role, id, &action, reason.as_deref())
+    })
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/vouchers?done={done}")).into_response(),
+        Err(response) => response,
+    }
+}
+
+// ------------------------------------------------------------------ orders
+
+pub struct OrderRow {
+    pub id: String,
+    pub enterprise: String,
+    pub provider: String,
+    pub chip: String,
+    pub gpus: u32,
+    pub hours: u32,
+    pub state: String,
+    pub gpu_hours: String,
+    pub cost: String,
+    pub voucher_paid: String,
+    pub enterprise_paid: String,
+    pub usage_records: u32,
+}
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    ctx: Ctx,
+    rows: Vec<OrderRow>,
+}
+
+pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "order.title");
+    let view = state.writer.view();
+    let s = view.state();
+    let rows = visible_orders(&view, session.role, None, None)
+        .into_iter()
+        .map(|o| OrderRow {
+            id: o.id.to_string(),
+            enterprise: s.enterprises.get(&o.enterprise).map_or_else(|| o.enterprise.to_string(), |e| e.name.clone()),
+            provider: s.providers.get(&o.provider).map_or_else(|| o.provider.to_string(), |p| p.name.clone()),
+            chip: s.pools.get(&o.pool).map_or_else(|| o.pool.to_string(), |p| format!("{} · {}", p.chip, p.id)),
+            gpus: o.quote.gpu_count,
+            hours: o.hours_ordered(),
+            state: ctx.tr.state(&state_text(&o.state)),
+            gpu_hours: format!("{:.1}", o.gpu_seconds as f64 / 3600.0),
+            cost: yuan(o.cost_fen),
+            voucher_paid: yuan(o.voucher_paid_fen),
+            enterprise_paid: yuan(o.enterprise_paid_fen),
+            usage_records: o.usage_records,
+        })
+        .collect();
+    html(StatusCode::OK, &OrdersPage { ctx, rows })
+}
+
+// ------------------------------------------------------------------ statements
+
+pub struct StatementRow {
+    pub id: String,
+    pub provider: String,
+    pub program: String,
+    pub month: String,
+    pub cost: String,
+    pub voucher_total: String,
+    pub uppercase: String,
+    pub state: String,
+    pub can_approve: bool,
+}
+
+#[derive(Template)]
+#[template(path = "statements.html")]
+struct StatementsPage {
+    ctx: Ctx,
+    rows: Vec<StatementRow>,
+}
+
+pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "statement.title");
+    if matches!(session.role, Role::Enterprise(_)) {
+        let message = ctx.tr.t("error.forbidden").to_owned();
+        return error_page(ctx, StatusCode::FORBIDDEN, message);
+    }
+    let view = state.writer.view();
+    let s = view.state();
+    let rows = visible_statements(&view, session.role)
+        .into_iter()
+        .map(|st| {
+            let program = &s.programs[&st.program];
+            StatementRow {
+                id: st.id.to_string(),
+                provider: s.providers.get(&st.provider).map_or_else(|| st.provider.to_string(), |p| p.name.clone()),
+                program: program.terms.name.clone(),
+                month: st.month.clone(),
+                cost: yuan(st.cost_fen),
+                voucher_total: yuan(st.voucher_total_fen),
+                uppercase: st.voucher_total_uppercase.clone(),
+                state: ctx.tr.state(&state_text(&st.state)),
+                can_approve: st.state == StatementState::Issued && may_administer(session.role, program.authority),
+            }
+        })
+        .collect();
+    html(StatusCode::OK, &StatementsPage { ctx, rows })
+}
+
+pub async fn approve_statement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let Ok(id) = StatementId::parse(&id) else {
+        let ctx = Ctx::new(&headers, &uri, None, "statement.title");
+        let message = ctx.tr.t("error.not_found").to_owned();
+        return error_page(ctx, StatusCode::NOT_FOUND, message);
+    };
+    match post_change(&state, &headers, &uri, &form.form_token, "statement.title", move |s, role| {
+        act_on_statement(s, role, id)
+    })
+    .await
+    {
+        Ok(_) => Redirect::to("/statements?done=statement_approved").into_response(),
+        Err(response) => response,
+    }
+}
+
+// ------------------------------------------------------------------ audit log
+
+pub struct LogRow {
+    pub sequence: u64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub hash: String,
+    pub previous: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    ctx: Ctx,
+    rows: Vec<LogRow>,
+    older: Option<String>,
+    newer: Option<String>,
+    total: u64,
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    /// The first sequence of the page (newest first: the page holds this entry and older ones).
+    from: Option<u64>,
+}
+
+const AUDIT_PAGE: u64 = 50;
+
+pub async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "audit.title");
+    if !matches!(session.role, Role::PlatformAdmin | Role::Auditor) {
+        let message = ctx.tr.t("error.forbidden").to_owned();
+        return error_page(ctx, StatusCode::FORBIDDEN, message);
+    }
+    // Newest first: find the size, then read the page that ends at `from`.
+    let total = match state.writer.log_page(0, 1).await {
+        Ok(Ok((_, total))) => total,
+        Ok(Err(error)) => return refused(ctx, &ApiError::from(error)),
+        Err(refusal) => return refused(ctx, &ApiError::from(refusal)),
+    };
+    let last = query.from.unwrap_or(total).min(total);
+    let first = last.saturating_sub(AUDIT_PAGE - 1).max(1);
+    let entries = if last == 0 {
+        Vec::new()
+    } else {
+        match state.writer.log_page(first - 1, (last - first + 1) as usize).await {
+            Ok(Ok((entries, _))) => entries,
+            Ok(Err(error)) => return refused(ctx, &ApiError::from(error)),
+            Err(refusal) => return refused(ctx, &ApiError::from(refusal)),
+        }
+    };
+    let hex = |bytes: &[u8]| suanli_service::access::hex(bytes);
+    let rows = entries
+        .into_iter()
+        .rev()
+        .map(|e| LogRow {
+            sequence: e.sequence,
+            time: when(e.time_s),
+            actor: e.actor,
+            action: e.action,
+            object: e.object,
+            hash: hex(&e.hash),
+            previous: hex(&e.previous_hash),
+        })
+        .collect();
+    let older = (first > 1).then(|| format!("/audit?from={}", first - 1));
+    let newer = (last < total).then(|| format!("/audit?from={}", (last + AUDIT_PAGE).min(total)));
+    html(StatusCode::OK, &AuditPage { ctx, rows, older, newer, total })
+}

@@ -1,0 +1,257 @@
+//! The web console over real HTTP: login and session cookie, languages, each role's scope, forms
+//! guarded by the session's form token, escaping, and logout revoking the session.
+
+use suanli_domain::{EnterpriseId, Fen, StatementId};
+use suanli_service::Actor;
+use suanli_service::model::{StatementState, VoucherState};
+
+use super::TestApp;
+
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    cookies: Vec<String>,
+    content_type: String,
+    body: String,
+}
+
+fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(0)
+        .build()
+        .into();
+    let url = format!("{}{path}", app.base);
+    let mut response = match method {
+        "GET" => {
+            let mut request = agent.get(&url);
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.call().unwrap()
+        }
+        _ => {
+            let mut request = agent.post(&url).header("content-type", "application/x-www-form-urlencoded");
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.send(form.unwrap_or("").to_owned()).unwrap()
+        }
+    };
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let location = header("location");
+    let content_type = header("content-type").unwrap_or_default();
+    let cookies = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap();
+    Answer { status, location, cookies, content_type, body }
+}
+
+fn session(app: &TestApp, who: &str) -> String {
+    format!("suanli_session={}", app.tokens[who])
+}
+
+/// The form token a page of this session carries.
+fn form_token(page: &str) -> String {
+    let at = page.find("name=\"form_token\" value=\"").expect("the page has a form") + 25;
+    page[at..at + 32].to_owned()
+}
+
+#[test]
+fn a_visitor_is_sent_to_log_in_and_a_login_sets_a_strict_session_cookie() {
+    let app = TestApp::start();
+    let home = call(&app, "GET", "/", None, &[], None);
+    assert_eq!((home.status, home.location.as_deref()), (303, Some("/login?next=/")));
+    let page = call(&app, "GET", "/login", None, &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    assert!(page.body.contains("lang=\"zh-CN\"") && page.body.contains("登录"), "Chinese by default");
+
+    let wrong = call(&app, "POST", "/login", None, &[], Some("name=lab&password=wrong&next=/vouchers"));
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("用户名或密码错误"), "{}", wrong.body);
+    assert!(wrong.cookies.is_empty());
+
+    let done = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=/vouchers"));
+    assert_eq!((done.status, done.location.as_deref()), (303, Some("/vouchers")));
+    let cookie = done.cookies.iter().find(|c| c.starts_with("suanli_session=sl_")).expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap();
+    let vouchers = call(&app, "GET", "/vouchers", Some(pair), &[], None);
+    assert_eq!(vouchers.status, 200);
+    assert!(vouchers.body.contains(&app.voucher.to_string()));
+
+    // A login never sends anyone off the site.
+    let away = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=//evil.example/"));
+    assert_eq!(away.location.as_deref(), Some("/"));
+}
+
+#[test]
+fn english_is_one_click_away_and_follows_the_browser() {
+    let app = TestApp::start();
+    let cookie = session(&app, "authority");
+    let english = call(&app, "GET", "/programs", Some(&cookie), &[("accept-language", "en-GB,en;q=0.9")], None);
+    assert!(english.body.contains("lang=\"en\"") && english.body.contains("Voucher programmes"), "{}", english.body);
+    let switch = call(&app, "GET", "/lang/en?next=/programs", None, &[], None);
+    assert_eq!((switch.status, switch.location.as_deref()), (303, Some("/programs")));
+    let chosen = switch.cookies.iter().find(|c| c.starts_with("suanli_lang=en")).expect("a language cookie");
+    let both = format!("{cookie}; {}", chosen.split(';').next().unwrap());
+    let page = call(&app, "GET", "/programs", Some(&both), &[("accept-language", "zh-CN")], None);
+    assert!(page.body.contains("Voucher programmes"), "the choice beats the browser");
+    let chinese = call(&app, "GET", "/programs", Some(&cookie), &[], None);
+    assert!(chinese.body.contains("算力券项目"));
+    assert!(chinese.body.contains("¥"), "amounts in yuan");
+}
+
+#[test]
+fn each_role_sees_only_its_own() {
+    let app = TestApp::start();
+    let voucher = app.voucher.to_string();
+    let page = |who: &str, path: &str| call(&app, "GET", path, Some(&session(&app, who)), &[], None);
+    assert!(page("enterprise", "/vouchers").body.contains(&voucher));
+    let other = page("other_enterprise", "/vouchers");
+    assert_eq!(other.status, 200);
+    assert!(!other.body.contains(&voucher) && other.body.contains("没有可显示的算力券"));
+    assert!(!page("other_authority", "/vouchers").body.contains(&voucher));
+    assert_eq!(page("provider", "/vouchers").status, 403);
+    assert_eq!(page("enterprise", "/audit").status, 403);
+    assert_eq!(page("enterprise", "/statements").status, 403);
+    let order = app.orders[1].to_string();
+    assert!(!page("provider", "/orders").body.contains(&format!("id=\"{order}\"")), "another provider's order");
+    assert!(page("other_provider", "/orders").body.contains(&format!("id=\"{order}\"")));
+    let audit = page("auditor", "/audit");
+    assert_eq!(audit.status, 200);
+    assert!(audit.body.contains("class=\"hash\"") && audit.body.contains("program.loaded"));
+    // A session that is not a live token is sent to log in.
+    let stale = call(&app, "GET", "/orders", Some("suanli_session=sl_nothing"), &[], None);
+    assert_eq!(stale.status, 303);
+}
+
+#[test]
+fn forms_need_the_session_form_token_and_obey_the_api_rules() {
+    let app = TestApp::start();
+    let statement = StatementId::new(1).unwrap();
+    let authority = session(&app, "authority");
+    let page = call(&app, "GET", "/statements", Some(&authority), &[], None);
+    assert!(page.body.contains("人民币大写"));
+    let token = form_token(&page.body);
+    let path = format!("/statements/{statement}/approve");
+
+    // Without the form token (another site's page posting in the user's name): refused, unchanged.
+    let forged = call(&app, "POST", &path, Some(&authority), &[], Some("form_token=00000000000000000000000000000000"));
+    assert_eq!(forged.status, 403);
+    let state = |app: &TestApp| app.writer.view().state().statements[&statement].state;
+    assert_eq!(state(&app), StatementState::Issued);
+
+    // A reviewer may not approve statements, even with its own valid token.
+    let reviewer = session(&app, "reviewer");
+    let reviewer_token = form_token(&call(&app, "GET", "/statements", Some(&reviewer), &[], None).body);
+    let refused = call(&app, "POST", &path, Some(&reviewer), &[], Some(&format!("form_token={reviewer_token}")));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(state(&app), StatementState::Issued);
+
+    let done = call(&app, "POST", &path, Some(&authority), &[], Some(&format!("form_token={token}")));
+    assert_eq!((done.status, done.location.as_deref()), (303, Some("/statements?done=statement_approved")));
+    assert_eq!(state(&app), StatementState::Approved);
+    let after = call(&app, "GET", "/statements?done=statement_approved", Some(&authority), &[], None);
+    assert!(after.body.contains("结算单已确认"));
+}
+
+#[test]
+fn what_people_type_is_shown_escaped_and_a_refusal_names_its_reason() {
+    let app = TestApp::start();
+    let authority = session(&app, "authority");
+    let token = form_token(&call(&app, "GET", "/vouchers", Some(&authority), &[], None).body);
+    let path = format!("/vouchers/{}/suspend", app.voucher);
+    let reason = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let done = call(&app, "POST", &path, Some(&authority), &[], Some(&format!("form_token={token}&reason={reason}")));
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(app.writer.view().state().vouchers[&app.voucher].state, VoucherState::Suspended);
+    let page = call(&app, "GET", "/vouchers", Some(&authority), &[], None);
+    assert!(page.body.contains("&#60;script&#62;alert(1)") || page.body.contains("&lt;script&gt;alert(1)"));
+    assert!(!page.body.contains("<script>"));
+    // Suspending again is refused by the service, and the page says why.
+    let again = call(&app, "POST", &path, Some(&authority), &[], Some(&format!("form_token={token}&reason=x")));
+    assert!(again.status >= 400 && again.body.contains("class=\"error\""), "{}", again.body);
+
+    // An application rejected through its form, with the reason.
+    let enterprise = EnterpriseId::new(1).unwrap();
+    let application = app
+        .runtime
+        .block_on(app.writer.call(move |s| {
+            let program = s.find_program("shanghai-compute")?;
+            let id = s.create_application(&Actor::server(), enterprise, program, Fen::from_yuan(1_000).unwrap(), "")?;
+            s.submit_application(&Actor::server(), id).map(|_| id)
+        }))
+        .unwrap()
+        .expect("a second application is drafted and submitted");
+    {
+        let page = call(&app, "GET", "/applications", Some(&authority), &[], None);
+        assert!(page.body.contains(&format!("/applications/{application}/reject")));
+        let token = form_token(&page.body);
+        let bad = call(
+            &app,
+            "POST",
+            &format!("/applications/{application}/approve"),
+            Some(&authority),
+            &[],
+            Some(&format!("form_token={token}&amount=abc")),
+        );
+        assert_eq!(bad.status, 400);
+        let rejected = call(
+            &app,
+            "POST",
+            &format!("/applications/{application}/reject"),
+            Some(&authority),
+            &[],
+            Some(&format!("form_token={token}&reason=not+enough+detail")),
+        );
+        assert_eq!(rejected.status, 303, "{}", rejected.body);
+        let view = app.writer.view();
+        let decided = &view.state().applications[&application];
+        assert_eq!(decided.reason.as_deref(), Some("not enough detail"));
+    }
+}
+
+#[test]
+fn a_programme_dashboard_draws_its_burn_with_a_table_and_csv() {
+    let app = TestApp::start();
+    let cookie = session(&app, "enterprise");
+    let page = call(&app, "GET", "/programs/shanghai-compute", Some(&cookie), &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg") && page.body.contains("<polyline"), "{}", page.body);
+    assert!(page.body.contains("2026-03"));
+    let csv = call(&app, "GET", "/programs/prg-1/spend.csv", Some(&cookie), &[], None);
+    assert!(csv.content_type.starts_with("text/csv"));
+    assert!(csv.body.starts_with("month,spent_fen,spent_to_date_fen,settled_fen\n2026-03,"), "{}", csv.body);
+    let missing = call(&app, "GET", "/programs/prg-999", Some(&cookie), &[], None);
+    assert_eq!(missing.status, 404);
+    assert!(missing.content_type.starts_with("text/html"));
+}
+
+#[test]
+fn logging_out_revokes_the_session() {
+    let app = TestApp::start();
+    let done = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse"));
+    let pair = done.cookies[0].split(';').next().unwrap().to_owned();
+    let page = call(&app, "GET", "/orders", Some(&pair), &[], None);
+    let token = form_token(&page.body);
+    let out = call(&app, "POST", "/logout", Some(&pair), &[], Some(&format!("form_token={token}")));
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("/login")));
+    assert!(out.cookies.iter().any(|c| c.contains("Max-Age=0")));
+    assert_eq!(call(&app, "GET", "/orders", Some(&pair), &[], None).status, 303, "the token is revoked");
+}
