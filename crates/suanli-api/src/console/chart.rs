@@ -16,7 +16,7 @@ pub struct Burn<'a> {
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 16.0;
-const RIGHT: f64 = 200.0;
+const RIGHT: f64 = 220.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 36.0;
 

@@ -315,8 +315,10 @@ pub async fn program(State(state): State<AppState>, headers: HeaderMap, uri: Uri
             settled: yuan(Fen::new(settled)),
         });
     }
-    let references =
-        [(tr.t("program.funded"), funded(program).fen()), (tr.t("program.issued"), program.issued_fen.fen())];
+    // Spending is measured against what was issued (the budget funded is in the figures above: on
+    // its scale a first month's spending would not show).
+    let issued_label = format!("{} {}", tr.t("program.issued"), yuan(program.issued_fen));
+    let references = [(issued_label.as_str(), program.issued_fen.fen())];
     let chart = Burn { points: &points, references: &references, title: tr.t("program.chart_alt") }.svg();
     let row = ProgramRow {
         id: program.id.to_string(),

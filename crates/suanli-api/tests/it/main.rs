@@ -2,6 +2,7 @@
 //! metrics, and the authorization matrix.
 
 mod authz;
+mod browser;
 mod console;
 mod edge;
 mod nats;
