@@ -78,6 +78,28 @@ async fn list_anomalies(
     }
     let filter = suanli_store::AnomalyFilter { kind: page.kind.clone(), object: page.object.clone() };
     let offset = page.offset as u64;
+    let (items, total) = visible_anomalies(&state, authority, filter, offset, limit).await?;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|(sequence, a)| {
+            serde_json::json!({
+                "sequence": sequence, "time_s": a.time_s, "kind": a.kind, "object": a.object, "detail": a.detail
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "total": total, "offset": offset, "limit": limit, "items": items })).into_response())
+}
+
+/// One page of the anomalies kept in the log (sequence and anomaly, oldest first) and how many
+/// there are: all of them for the platform's overseers (`authority` none), else those about the
+/// authority's programmes' orders, vouchers and applications. The API and the console share it.
+pub(crate) async fn visible_anomalies(
+    state: &AppState,
+    authority: Option<suanli_domain::AuthorityId>,
+    filter: suanli_store::AnomalyFilter,
+    offset: u64,
+    limit: usize,
+) -> Result<(Vec<(u64, suanli_service::model::Anomaly)>, u64), ApiError> {
     let view = state.writer.view();
     let in_scope = move |anomaly: &suanli_service::model::Anomaly| {
         authority.is_none_or(|mine| {
@@ -91,7 +113,7 @@ async fn list_anomalies(
             program.and_then(|p| view.program(p).ok()).is_some_and(|p| p.authority == mine)
         })
     };
-    let (items, total) = state
+    Ok(state
         .writer
         .read_log(move |reader| {
             let mut items = Vec::new();
@@ -120,16 +142,7 @@ async fn list_anomalies(
             }
             Ok((items, visible))
         })
-        .await??;
-    let items: Vec<serde_json::Value> = items
-        .into_iter()
-        .map(|(sequence, a)| {
-            serde_json::json!({
-                "sequence": sequence, "time_s": a.time_s, "kind": a.kind, "object": a.object, "detail": a.detail
-            })
-        })
-        .collect();
-    Ok(Json(serde_json::json!({ "total": total, "offset": offset, "limit": limit, "items": items })).into_response())
+        .await??)
 }
 
 /// An anomaly log entry as (sequence, anomaly).

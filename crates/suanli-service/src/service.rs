@@ -348,6 +348,11 @@ impl Service {
     /// start then loads it and replays only the log after it.
     pub fn checkpoint(&mut self) -> Result<u64> {
         let now = self.now_s();
+        // Nothing new since the last checkpoint (a stop right after one): it stands.
+        let at = self.durable.log_count();
+        if at > 0 && at == self.checkpointed.0 {
+            return Ok(at);
+        }
         let text = self.committed.to_checkpoint();
         let checkpoint = self.durable.checkpoint(now, text).map_err(storage_error)?;
         self.checkpointed = (checkpoint.log_sequence, now);

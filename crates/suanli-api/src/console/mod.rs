@@ -35,6 +35,8 @@ pub fn routes() -> Router<AppState> {
         .route("/programs", get(pages::programs))
         .route("/programs/{program}", get(pages::program))
         .route("/programs/{program}/spend.csv", get(pages::program_csv))
+        .route("/apply", get(pages::apply_page))
+        .route("/apply/{program}", post(pages::apply))
         .route("/applications", get(pages::applications))
         .route("/applications/{application}/{action}", post(pages::decide_application))
         .route("/vouchers", get(pages::vouchers))
@@ -43,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/statements", get(pages::statements))
         .route("/statements/{statement}/approve", post(pages::approve_statement))
         .route("/audit", get(pages::audit))
+        .route("/anomalies", get(pages::anomalies))
 }
 
 /// Who is logged in: the role of the session's token, and the token's secret (for the form token
@@ -146,6 +149,7 @@ impl Ctx {
 /// The notices a redirect after a change may ask for (`?done=approved`): only these keys are
 /// shown, so a link cannot put words on the page.
 const NOTICES: &[(&str, &str)] = &[
+    ("submitted", "notice.submitted"),
     ("approved", "notice.approved"),
     ("rejected", "notice.rejected"),
     ("suspended", "notice.suspended"),
@@ -175,6 +179,7 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),
             ("/statements", "nav.statements"),
+            ("/anomalies", "nav.anomalies"),
             ("/audit", "nav.audit"),
         ],
         Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_) => &[
@@ -183,9 +188,11 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),
             ("/statements", "nav.statements"),
+            ("/anomalies", "nav.anomalies"),
         ],
         Role::Enterprise(_) => &[
             ("/programs", "nav.programs"),
+            ("/apply", "nav.apply"),
             ("/applications", "nav.applications"),
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),

@@ -811,3 +811,186 @@ pub async fn audit(
     let newer = (last < total).then(|| format!("/audit?from={}", (last + AUDIT_PAGE).min(total)));
     html(StatusCode::OK, &AuditPage { ctx, rows, older, newer, total })
 }
+
+// ------------------------------------------------------------------ applying
+
+pub struct OpenProgram {
+    pub id: String,
+    pub name: String,
+    pub rate: String,
+    pub cap: String,
+    pub window: String,
+    pub verdicts: Vec<Verdict>,
+    pub eligible: bool,
+}
+
+#[derive(Template)]
+#[template(path = "apply.html")]
+struct ApplyPage {
+    ctx: Ctx,
+    programs: Vec<OpenProgram>,
+}
+
+/// An enterprise's pre-check: every programme open for applications, with each eligibility rule's
+/// verdict for this enterprise, and the application form where it is eligible.
+pub async fn apply_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "apply.title");
+    let Role::Enterprise(enterprise) = session.role else {
+        let message = ctx.tr.t("error.forbidden").to_owned();
+        return error_page(ctx, StatusCode::FORBIDDEN, message);
+    };
+    let view = state.writer.view();
+    let programs = view
+        .state()
+        .programs
+        .values()
+        .filter(|p| p.state == suanli_service::model::ProgramState::Open)
+        .map(|p| {
+            let verdicts: Vec<Verdict> = view
+                .eligibility(enterprise, p.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(rule, v)| Verdict { rule, passed: v.passed, reason: v.reason })
+                .collect();
+            OpenProgram {
+                id: p.id.to_string(),
+                name: p.terms.name.clone(),
+                rate: percent(p.terms.subsidy_rate_bp.basis_points()),
+                cap: yuan(p.terms.enterprise_cap_fen),
+                window: format!("{} – {}", when(p.terms.applications_open_s), when(p.terms.applications_close_s)),
+                eligible: verdicts.iter().all(|v| v.passed),
+                verdicts,
+            }
+        })
+        .collect();
+    html(StatusCode::OK, &ApplyPage { ctx, programs })
+}
+
+#[derive(Deserialize)]
+pub struct ApplyForm {
+    form_token: String,
+    amount: String,
+    note: Option<String>,
+}
+
+/// Drafts and submits an application in the enterprise's name.
+pub async fn apply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(program): Path<String>,
+    Form(form): Form<ApplyForm>,
+) -> Response {
+    let ctx = || Ctx::new(&headers, &uri, None, "apply.title");
+    let Ok(program) = suanli_domain::ProgramId::parse(&program) else {
+        let ctx = ctx();
+        let message = ctx.tr.t("error.not_found").to_owned();
+        return error_page(ctx, StatusCode::NOT_FOUND, message);
+    };
+    let Ok(amount) = Fen::parse_positive(form.amount.trim()) else {
+        let ctx = ctx();
+        let message = ctx.tr.t("error.amount").to_owned();
+        return error_page(ctx, StatusCode::BAD_REQUEST, message);
+    };
+    let note = form.note.clone().unwrap_or_default();
+    match post_change(&state, &headers, &uri, &form.form_token, "apply.title", move |s, role| {
+        let Role::Enterprise(enterprise) = role else {
+            return Err(suanli_service::ServiceError::new(
+                suanli_service::ErrorCode::Forbidden,
+                format!("{role} may not apply; an enterprise applies in its own name"),
+            ));
+        };
+        let id = s.create_application(&Actor::of(role), enterprise, program, amount, &note)?;
+        act_on_application(s, role, id, "submit", None, None)
+    })
+    .await
+    {
+        Ok(_) => Redirect::to("/applications?done=submitted").into_response(),
+        Err(response) => response,
+    }
+}
+
+// ------------------------------------------------------------------ anomalies
+
+pub struct AnomalyRow {
+    pub sequence: u64,
+    pub time: String,
+    pub kind: String,
+    pub object: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "anomalies.html")]
+struct AnomaliesPage {
+    ctx: Ctx,
+    rows: Vec<AnomalyRow>,
+    older: Option<String>,
+    newer: Option<String>,
+    total: u64,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    /// Pages back from the newest (0 is the newest).
+    page: Option<u64>,
+}
+
+const ANOMALY_PAGE: u64 = 50;
+
+/// The evidence kept, newest first: the platform's overseers see all of it, an authority what is
+/// about its programmes (the API's rule, `evidence::visible_anomalies`).
+pub async fn anomalies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let ctx = Ctx::new(&headers, &uri, Some(&session), "anomaly.title");
+    let authority = match session.role {
+        Role::PlatformAdmin | Role::Auditor => None,
+        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
+        _ => {
+            let message = ctx.tr.t("error.forbidden").to_owned();
+            return error_page(ctx, StatusCode::FORBIDDEN, message);
+        }
+    };
+    let filter = || suanli_store::AnomalyFilter { kind: None, object: None };
+    let total = match crate::evidence::visible_anomalies(&state, authority, filter(), 0, 1).await {
+        Ok((_, total)) => total,
+        Err(error) => return refused(ctx, &error),
+    };
+    let page = query.page.unwrap_or(0);
+    let end = total.saturating_sub(page.saturating_mul(ANOMALY_PAGE));
+    let start = end.saturating_sub(ANOMALY_PAGE);
+    let items = if end == 0 {
+        Vec::new()
+    } else {
+        match crate::evidence::visible_anomalies(&state, authority, filter(), start, (end - start) as usize).await {
+            Ok((items, _)) => items,
+            Err(error) => return refused(ctx, &error),
+        }
+    };
+    let rows = items
+        .into_iter()
+        .rev()
+        .map(|(sequence, a)| AnomalyRow {
+            sequence,
+            time: when(a.time_s),
+            kind: a.kind,
+            object: a.object,
+            detail: a.detail,
+        })
+        .collect();
+    let older = (start > 0).then(|| format!("/anomalies?page={}", page + 1));
+    let newer = (page > 0).then(|| format!("/anomalies?page={}", page - 1));
+    html(StatusCode::OK, &AnomaliesPage { ctx, rows, older, newer, total })
+}

@@ -79,6 +79,31 @@ impl Browser {
         value.as_str().unwrap_or_else(|| panic!("url: {value}")).to_owned()
     }
 
+    /// The URL once it satisfies `wanted` (a click's navigation may still be under way), or
+    /// the last one seen after 10 s.
+    fn url_when(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let url = self.url();
+            if wanted(&url) || std::time::Instant::now() > deadline {
+                return url;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The page once it satisfies `wanted`, or the last one seen after 10 s.
+    fn source_when(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let page = self.source();
+            if wanted(&page) || std::time::Instant::now() > deadline {
+                return page;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn source(&self) -> String {
         self.send("GET", &self.at("/source"), None).as_str().unwrap().to_owned()
     }
@@ -107,7 +132,8 @@ impl Browser {
 
     fn log_in(&self, app: &TestApp, name: &str, password: &str) {
         self.open(&format!("{}/", app.base));
-        assert!(self.url().contains("/login"), "a visitor is sent to log in: {}", self.url());
+        let url = self.url_when(|u| u.contains("/login"));
+        assert!(url.contains("/login"), "a visitor is sent to log in: {url}");
         self.type_into("input[name=name]", name);
         self.type_into("input[name=password]", password);
         self.click("form.card button[type=submit]");
@@ -157,17 +183,19 @@ fn an_enterprise_and_an_authority_use_the_console_in_chromium() {
 
     // An enterprise logs in, in Chinese, and lands on its vouchers.
     browser.log_in(&app, "lab", "correct horse");
-    assert!(browser.url().ends_with("/vouchers"), "{}", browser.url());
+    let url = browser.url_when(|u| u.ends_with("/vouchers"));
+    assert!(url.ends_with("/vouchers"), "{url}");
     let page = browser.source();
     assert!(page.contains("算力券") && page.contains(&voucher), "{page}");
     browser.screenshot("console-enterprise-zh.png");
     // English, one click away.
     browser.click("a.lang");
-    let page = browser.source();
+    let page = browser.source_when(|p| p.contains("Log out"));
     assert!(page.contains("Vouchers") && page.contains("Log out"), "{page}");
     browser.screenshot("console-enterprise-en.png");
     browser.click("button.link");
-    assert!(browser.url().contains("/login"));
+    let url = browser.url_when(|u| u.contains("/login"));
+    assert!(url.contains("/login"), "{url}");
     drop(browser);
 
     // The authority's admin suspends the voucher with a reason, through the form.
@@ -184,7 +212,8 @@ fn an_enterprise_and_an_authority_use_the_console_in_chromium() {
     browser.open(&format!("{}/vouchers", app.base));
     browser.type_into(&format!("form[action='/vouchers/{voucher}/suspend'] input[name=reason]"), "需要补充材料");
     browser.click(&format!("form[action='/vouchers/{voucher}/suspend'] button"));
-    assert!(browser.url().ends_with("/vouchers?done=suspended"), "{}", browser.url());
+    let url = browser.url_when(|u| u.ends_with("/vouchers?done=suspended"));
+    assert!(url.ends_with("/vouchers?done=suspended"), "{url}");
     let page = browser.source();
     assert!(page.contains("算力券已暂停") && page.contains("需要补充材料"), "{page}");
     assert_eq!(app.writer.view().state().vouchers[&app.voucher].state, VoucherState::Suspended);

@@ -255,3 +255,53 @@ fn logging_out_revokes_the_session() {
     assert!(out.cookies.iter().any(|c| c.contains("Max-Age=0")));
     assert_eq!(call(&app, "GET", "/orders", Some(&pair), &[], None).status, 303, "the token is revoked");
 }
+
+#[test]
+fn an_enterprise_checks_its_eligibility_and_applies_from_the_console() {
+    let app = TestApp::start();
+    let cookie = session(&app, "enterprise");
+    let page = call(&app, "GET", "/apply", Some(&cookie), &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("action=\"/apply/prg-1\"") && page.body.contains("符合"), "{}", page.body);
+    let token = form_token(&page.body);
+    let before = app.writer.view().state().applications.len();
+    let bad = call(&app, "POST", "/apply/prg-1", Some(&cookie), &[], Some(&format!("form_token={token}&amount=-5")));
+    assert_eq!(bad.status, 400);
+    assert_eq!(app.writer.view().state().applications.len(), before, "a refused form changes nothing");
+    let done = call(
+        &app,
+        "POST",
+        "/apply/prg-1",
+        Some(&cookie),
+        &[],
+        Some(&format!("form_token={token}&amount=1000.50&note=GPU+time")),
+    );
+    assert_eq!((done.status, done.location.as_deref()), (303, Some("/applications?done=submitted")), "{}", done.body);
+    let view = app.writer.view();
+    let newest = view.state().applications.values().next_back().unwrap();
+    assert_eq!((newest.requested_fen, newest.note.as_str()), (Fen::new(1_000_50), "GPU time"));
+    assert_eq!(newest.state, suanli_service::model::ApplicationState::Submitted);
+    assert_eq!(call(&app, "GET", "/apply", Some(&session(&app, "provider")), &[], None).status, 403);
+}
+
+#[test]
+fn anomalies_are_shown_newest_first_to_those_who_oversee() {
+    let app = TestApp::start();
+    for n in 0..3 {
+        app.runtime
+            .block_on(
+                app.writer
+                    .call(move |s| s.flag_anomaly(&Actor::server(), "test_kind", "ord-1", &format!("detail {n}"))),
+            )
+            .unwrap()
+            .unwrap();
+    }
+    let page = call(&app, "GET", "/anomalies", Some(&session(&app, "auditor")), &[], None);
+    assert_eq!(page.status, 200);
+    let (newest, oldest) = (page.body.find("detail 2").unwrap(), page.body.find("detail 0").unwrap());
+    assert!(newest < oldest, "newest first");
+    assert_eq!(call(&app, "GET", "/anomalies", Some(&session(&app, "enterprise")), &[], None).status, 403);
+    let other = call(&app, "GET", "/anomalies", Some(&session(&app, "other_authority")), &[], None);
+    assert_eq!(other.status, 200);
+    assert!(!other.body.contains("detail 0"), "another authority's programme");
+}

@@ -29,7 +29,7 @@ fn demo_runs_twice_through_the_api_and_its_database_passes_the_audit() {
         assert!(text.contains("a replay with another body: usage_record_conflict"), "{text}");
         assert!(text.contains("a forged signature: POST") && text.contains("signature_invalid"), "{text}");
         assert!(text.contains("10 orders, "), "{text}");
-        assert!(text.contains("Logins (POST"), "{text}");
+        assert!(text.contains("Console: http://") && text.contains("Logins (the console"), "{text}");
         assert!(text.contains("audit passed"), "{text}");
     }
     let output = suanli(&["audit", "verify", "--database", "sqlite://suanli-demo.db"], dir.path());
