@@ -36,6 +36,12 @@ fn error_page(ctx: Ctx, status: StatusCode, message: String) -> Response {
     html(status, &ErrorPage { ctx: ctx.with_error(message) })
 }
 
+/// A page refused for a reason the console words itself (`error.forbidden`, `error.amount`...).
+fn refuse(ctx: Ctx, status: StatusCode, key: &'static str) -> Response {
+    let message = ctx.tr.t(key).to_owned();
+    error_page(ctx, status, message)
+}
+
 fn refused(ctx: Ctx, error: &ApiError) -> Response {
     let message = ctx.explain(error);
     error_page(ctx, error.status, message)
@@ -47,6 +53,13 @@ fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Session, 
         let here = uri.path_and_query().map_or("/", |p| p.as_str());
         Redirect::to(&format!("/login?next={}", super::percent_encode(here))).into_response()
     })
+}
+
+/// The session and the frame of a page titled `title`, or the redirect to log in.
+fn open(state: &AppState, headers: &HeaderMap, uri: &Uri, title: &'static str) -> Result<(Session, Ctx), Response> {
+    let session = require(state, headers, uri)?;
+    let ctx = Ctx::new(headers, uri, Some(&session), title);
+    Ok((session, ctx))
 }
 
 /// A post must carry the form token of its session.
@@ -201,11 +214,10 @@ fn funded(program: &suanli_service::model::Program) -> Fen {
 }
 
 pub async fn programs(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (_session, ctx) = match open(&state, &headers, &uri, "program.list_title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "program.list_title");
     let view = state.writer.view();
     let rows = view
         .state()
@@ -432,8 +444,7 @@ pub async fn applications(State(state): State<AppState>, headers: HeaderMap, uri
     };
     if matches!(session.role, Role::Provider(_)) {
         let ctx = Ctx::new(&headers, &uri, Some(&session), "application.title");
-        let message = ctx.tr.t("error.forbidden").to_owned();
-        return error_page(ctx, StatusCode::FORBIDDEN, message);
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     let ctx = Ctx::new(&headers, &uri, Some(&session), "application.title");
     applications_page(&state, ctx, session.role, StatusCode::OK)
@@ -481,19 +492,16 @@ pub async fn decide_application(
     let ctx = || Ctx::new(&headers, &uri, None, "application.title");
     let Ok(id) = ApplicationId::parse(&id) else {
         let ctx = ctx();
-        let message = ctx.tr.t("error.not_found").to_owned();
-        return error_page(ctx, StatusCode::NOT_FOUND, message);
+        return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     };
     if action != "approve" && action != "reject" {
         let ctx = ctx();
-        let message = ctx.tr.t("error.not_found").to_owned();
-        return error_page(ctx, StatusCode::NOT_FOUND, message);
+        return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     }
     let amount = match form.amount.as_deref().filter(|_| action == "approve").map(|a| Fen::parse_positive(a.trim())) {
         Some(Err(_)) => {
             let ctx = ctx();
-            let message = ctx.tr.t("error.amount").to_owned();
-            return error_page(ctx, StatusCode::BAD_REQUEST, message);
+            return refuse(ctx, StatusCode::BAD_REQUEST, "error.amount");
         }
         Some(Ok(amount)) => Some(amount),
         None => None,
@@ -536,14 +544,12 @@ struct VouchersPage {
 }
 
 pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (session, ctx) = match open(&state, &headers, &uri, "voucher.title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "voucher.title");
     if matches!(session.role, Role::Provider(_)) {
-        let message = ctx.tr.t("error.forbidden").to_owned();
-        return error_page(ctx, StatusCode::FORBIDDEN, message);
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     let view = state.writer.view();
     let rows = visible_vouchers(&view, session.role, None, None)
@@ -585,8 +591,7 @@ pub async fn voucher_action(
     let known = ["suspend", "reinstate", "revoke"];
     let (Ok(id), true) = (VoucherId::parse(&id), known.contains(&action.as_str())) else {
         let ctx = Ctx::new(&headers, &uri, None, "voucher.title");
-        let message = ctx.tr.t("error.not_found").to_owned();
-        return error_page(ctx, StatusCode::NOT_FOUND, message);
+        return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     };
     let done = match action.as_str() {
         "suspend" => "suspended",
@@ -629,11 +634,10 @@ struct OrdersPage {
 }
 
 pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (session, ctx) = match open(&state, &headers, &uri, "order.title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "order.title");
     let view = state.writer.view();
     let s = view.state();
     let rows = visible_orders(&view, session.role, None, None)
@@ -678,14 +682,12 @@ struct StatementsPage {
 }
 
 pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (session, ctx) = match open(&state, &headers, &uri, "statement.title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "statement.title");
     if matches!(session.role, Role::Enterprise(_)) {
-        let message = ctx.tr.t("error.forbidden").to_owned();
-        return error_page(ctx, StatusCode::FORBIDDEN, message);
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     let view = state.writer.view();
     let s = view.state();
@@ -718,8 +720,7 @@ pub async fn approve_statement(
 ) -> Response {
     let Ok(id) = StatementId::parse(&id) else {
         let ctx = Ctx::new(&headers, &uri, None, "statement.title");
-        let message = ctx.tr.t("error.not_found").to_owned();
-        return error_page(ctx, StatusCode::NOT_FOUND, message);
+        return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     };
     match post_change(&state, &headers, &uri, &form.form_token, "statement.title", move |s, role| {
         act_on_statement(s, role, id)
@@ -767,14 +768,12 @@ pub async fn audit(
     uri: Uri,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (session, ctx) = match open(&state, &headers, &uri, "audit.title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "audit.title");
     if !matches!(session.role, Role::PlatformAdmin | Role::Auditor) {
-        let message = ctx.tr.t("error.forbidden").to_owned();
-        return error_page(ctx, StatusCode::FORBIDDEN, message);
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     // Newest first: find the size, then read the page that ends at `from`.
     let total = match state.writer.log_page(0, 1).await {
@@ -834,14 +833,12 @@ struct ApplyPage {
 /// An enterprise's pre-check: every programme open for applications, with each eligibility rule's
 /// verdict for this enterprise, and the application form where it is eligible.
 pub async fn apply_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (session, ctx) = match open(&state, &headers, &uri, "apply.title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "apply.title");
     let Role::Enterprise(enterprise) = session.role else {
-        let message = ctx.tr.t("error.forbidden").to_owned();
-        return error_page(ctx, StatusCode::FORBIDDEN, message);
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     };
     let view = state.writer.view();
     let programs = view
@@ -888,13 +885,11 @@ pub async fn apply(
     let ctx = || Ctx::new(&headers, &uri, None, "apply.title");
     let Ok(program) = suanli_domain::ProgramId::parse(&program) else {
         let ctx = ctx();
-        let message = ctx.tr.t("error.not_found").to_owned();
-        return error_page(ctx, StatusCode::NOT_FOUND, message);
+        return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     };
     let Ok(amount) = Fen::parse_positive(form.amount.trim()) else {
         let ctx = ctx();
-        let message = ctx.tr.t("error.amount").to_owned();
-        return error_page(ctx, StatusCode::BAD_REQUEST, message);
+        return refuse(ctx, StatusCode::BAD_REQUEST, "error.amount");
     };
     let note = form.note.clone().unwrap_or_default();
     match post_change(&state, &headers, &uri, &form.form_token, "apply.title", move |s, role| {
@@ -950,17 +945,15 @@ pub async fn anomalies(
     uri: Uri,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let session = match require(&state, &headers, &uri) {
-        Ok(session) => session,
+    let (session, ctx) = match open(&state, &headers, &uri, "anomaly.title") {
+        Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let ctx = Ctx::new(&headers, &uri, Some(&session), "anomaly.title");
     let authority = match session.role {
         Role::PlatformAdmin | Role::Auditor => None,
         Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
         _ => {
-            let message = ctx.tr.t("error.forbidden").to_owned();
-            return error_page(ctx, StatusCode::FORBIDDEN, message);
+            return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
         }
     };
     let filter = || suanli_store::AnomalyFilter { kind: None, object: None };
