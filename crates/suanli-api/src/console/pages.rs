@@ -62,6 +62,43 @@ fn open(state: &AppState, headers: &HeaderMap, uri: &Uri, title: &'static str) -
     Ok((session, ctx))
 }
 
+/// Rows per page of a console list.
+pub const ROWS_PER_PAGE: usize = 100;
+
+/// Links to the neighbouring pages of a list and where this page stands (`101–200 / 2,345`).
+pub struct Pager {
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    pub shown: String,
+    /// Whether the list has any row at all (an empty list shows no pager).
+    pub any: bool,
+}
+
+/// The page of `items` the URI asks for (`?page=N`, from 0; anything else is the first page), and
+/// its pager. Only the page's rows are drawn, whatever the list's length.
+fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
+    let page = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("page=")))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let total = items.len();
+    let start = page.saturating_mul(ROWS_PER_PAGE).min(total);
+    let rows: Vec<T> = items.into_iter().skip(start).take(ROWS_PER_PAGE).collect();
+    let link = |n: usize| format!("{}?page={n}", uri.path());
+    let pager = Pager {
+        previous: (page > 0 && total > 0).then(|| link((page - 1).min((total - 1) / ROWS_PER_PAGE))),
+        next: (start + rows.len() < total).then(|| link(page + 1)),
+        any: total > 0,
+        shown: if rows.is_empty() {
+            format!("0 / {total}")
+        } else {
+            format!("{}–{} / {total}", start + 1, start + rows.len())
+        },
+    };
+    (rows, pager)
+}
+
 /// A post must carry the form token of its session.
 fn check_form(session: &Session, token: &str) -> bool {
     let expected = session.form_token();
@@ -404,11 +441,13 @@ pub struct ApplicationRow {
 struct ApplicationsPage {
     ctx: Ctx,
     rows: Vec<ApplicationRow>,
+    pager: Pager,
 }
 
-fn applications_page(state: &AppState, ctx: Ctx, role: Role, status: StatusCode) -> Response {
+fn applications_page(state: &AppState, ctx: Ctx, role: Role, uri: &Uri) -> Response {
     let view = state.writer.view();
-    let rows = visible_applications(&view, role, None, None)
+    let (page, pager) = window(visible_applications(&view, role, None, None), uri);
+    let rows = page
         .into_iter()
         .map(|a| {
             let program = &view.state().programs[&a.program];
@@ -434,7 +473,7 @@ fn applications_page(state: &AppState, ctx: Ctx, role: Role, status: StatusCode)
             }
         })
         .collect();
-    html(status, &ApplicationsPage { ctx, rows })
+    html(StatusCode::OK, &ApplicationsPage { ctx, rows, pager })
 }
 
 pub async fn applications(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -447,7 +486,7 @@ pub async fn applications(State(state): State<AppState>, headers: HeaderMap, uri
         return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     let ctx = Ctx::new(&headers, &uri, Some(&session), "application.title");
-    applications_page(&state, ctx, session.role, StatusCode::OK)
+    applications_page(&state, ctx, session.role, &uri)
 }
 
 #[derive(Deserialize)]
@@ -541,6 +580,7 @@ pub struct VoucherRow {
 struct VouchersPage {
     ctx: Ctx,
     rows: Vec<VoucherRow>,
+    pager: Pager,
 }
 
 pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -552,7 +592,8 @@ pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     let view = state.writer.view();
-    let rows = visible_vouchers(&view, session.role, None, None)
+    let (page, pager) = window(visible_vouchers(&view, session.role, None, None), &uri);
+    let rows = page
         .into_iter()
         .map(|v| {
             let program = &view.state().programs[&v.program];
@@ -578,7 +619,7 @@ pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             }
         })
         .collect();
-    html(StatusCode::OK, &VouchersPage { ctx, rows })
+    html(StatusCode::OK, &VouchersPage { ctx, rows, pager })
 }
 
 pub async fn voucher_action(
@@ -631,6 +672,7 @@ pub struct OrderRow {
 struct OrdersPage {
     ctx: Ctx,
     rows: Vec<OrderRow>,
+    pager: Pager,
 }
 
 pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -640,7 +682,8 @@ pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
     };
     let view = state.writer.view();
     let s = view.state();
-    let rows = visible_orders(&view, session.role, None, None)
+    let (page, pager) = window(visible_orders(&view, session.role, None, None), &uri);
+    let rows = page
         .into_iter()
         .map(|o| OrderRow {
             id: o.id.to_string(),
@@ -657,7 +700,7 @@ pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
             usage_records: o.usage_records,
         })
         .collect();
-    html(StatusCode::OK, &OrdersPage { ctx, rows })
+    html(StatusCode::OK, &OrdersPage { ctx, rows, pager })
 }
 
 // ------------------------------------------------------------------ statements
@@ -679,6 +722,7 @@ pub struct StatementRow {
 struct StatementsPage {
     ctx: Ctx,
     rows: Vec<StatementRow>,
+    pager: Pager,
 }
 
 pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -691,7 +735,8 @@ pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: 
     }
     let view = state.writer.view();
     let s = view.state();
-    let rows = visible_statements(&view, session.role)
+    let (page, pager) = window(visible_statements(&view, session.role), &uri);
+    let rows = page
         .into_iter()
         .map(|st| {
             let program = &s.programs[&st.program];
@@ -708,7 +753,7 @@ pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: 
             }
         })
         .collect();
-    html(StatusCode::OK, &StatementsPage { ctx, rows })
+    html(StatusCode::OK, &StatementsPage { ctx, rows, pager })
 }
 
 pub async fn approve_statement(

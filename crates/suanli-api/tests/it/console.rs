@@ -305,3 +305,16 @@ fn anomalies_are_shown_newest_first_to_those_who_oversee() {
     assert_eq!(other.status, 200);
     assert!(!other.body.contains("detail 0"), "another authority's programme");
 }
+
+#[test]
+fn lists_are_drawn_a_page_at_a_time() {
+    let app = TestApp::start();
+    let cookie = session(&app, "admin");
+    let first = call(&app, "GET", "/orders", Some(&cookie), &[], None);
+    assert!(first.body.contains("1–2 / 2") && !first.body.contains("rel=\"next\""), "{}", first.body);
+    let beyond = call(&app, "GET", "/orders?page=7", Some(&cookie), &[], None);
+    assert_eq!(beyond.status, 200);
+    assert!(beyond.body.contains("0 / 2") && beyond.body.contains("href=\"/orders?page=0\""), "{}", beyond.body);
+    let odd = call(&app, "GET", "/orders?page=abc", Some(&cookie), &[], None);
+    assert!(odd.body.contains("1–2 / 2"));
+}
