@@ -794,9 +794,7 @@ pub struct LogRow {
 struct AuditPage {
     ctx: Ctx,
     rows: Vec<LogRow>,
-    older: Option<String>,
-    newer: Option<String>,
-    total: u64,
+    recent: Recent,
 }
 
 #[derive(Deserialize)]
@@ -805,7 +803,16 @@ pub struct AuditQuery {
     from: Option<u64>,
 }
 
-const AUDIT_PAGE: u64 = 50;
+/// Links of a list drawn newest first (the audit log, anomalies): to newer and to older entries,
+/// and how many there are.
+pub struct Recent {
+    pub newer: Option<String>,
+    pub older: Option<String>,
+    pub total: u64,
+}
+
+/// Entries per page of a list drawn newest first.
+const NEWEST_FIRST_ROWS: u64 = 50;
 
 pub async fn audit(
     State(state): State<AppState>,
@@ -827,7 +834,7 @@ pub async fn audit(
         Err(refusal) => return refused(ctx, &ApiError::from(refusal)),
     };
     let last = query.from.unwrap_or(total).min(total);
-    let first = last.saturating_sub(AUDIT_PAGE - 1).max(1);
+    let first = last.saturating_sub(NEWEST_FIRST_ROWS - 1).max(1);
     let entries = if last == 0 {
         Vec::new()
     } else {
@@ -852,8 +859,8 @@ pub async fn audit(
         })
         .collect();
     let older = (first > 1).then(|| format!("/audit?from={}", first - 1));
-    let newer = (last < total).then(|| format!("/audit?from={}", (last + AUDIT_PAGE).min(total)));
-    html(StatusCode::OK, &AuditPage { ctx, rows, older, newer, total })
+    let newer = (last < total).then(|| format!("/audit?from={}", (last + NEWEST_FIRST_ROWS).min(total)));
+    html(StatusCode::OK, &AuditPage { ctx, rows, recent: Recent { newer, older, total } })
 }
 
 // ------------------------------------------------------------------ applying
@@ -969,9 +976,7 @@ pub struct AnomalyRow {
 struct AnomaliesPage {
     ctx: Ctx,
     rows: Vec<AnomalyRow>,
-    older: Option<String>,
-    newer: Option<String>,
-    total: u64,
+    recent: Recent,
 }
 
 #[derive(Deserialize)]
@@ -979,8 +984,6 @@ pub struct PageQuery {
     /// Pages back from the newest (0 is the newest).
     page: Option<u64>,
 }
-
-const ANOMALY_PAGE: u64 = 50;
 
 /// The evidence kept, newest first: the platform's overseers see all of it, an authority what is
 /// about its programmes (the API's rule, `evidence::visible_anomalies`).
@@ -1007,8 +1010,8 @@ pub async fn anomalies(
         Err(error) => return refused(ctx, &error),
     };
     let page = query.page.unwrap_or(0);
-    let end = total.saturating_sub(page.saturating_mul(ANOMALY_PAGE));
-    let start = end.saturating_sub(ANOMALY_PAGE);
+    let end = total.saturating_sub(page.saturating_mul(NEWEST_FIRST_ROWS));
+    let start = end.saturating_sub(NEWEST_FIRST_ROWS);
     let items = if end == 0 {
         Vec::new()
     } else {
@@ -1030,5 +1033,5 @@ pub async fn anomalies(
         .collect();
     let older = (start > 0).then(|| format!("/anomalies?page={}", page + 1));
     let newer = (page > 0).then(|| format!("/anomalies?page={}", page - 1));
-    html(StatusCode::OK, &AnomaliesPage { ctx, rows, older, newer, total })
+    html(StatusCode::OK, &AnomaliesPage { ctx, rows, recent: Recent { newer, older, total } })
 }
