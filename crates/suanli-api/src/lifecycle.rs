@@ -798,19 +798,22 @@ async fn show_order(
     Path(order): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("order", &order, OrderId::parse)?;
-    read(&state, &headers, move |s, role| {
-        let (enterprise, provider, authority) = order_scope(s, id)?;
-        let grants = [
-            Grant::Admin,
-            Grant::Auditor,
-            Grant::Authority(authority),
-            Grant::Enterprise(enterprise),
-            Grant::Provider(provider),
-        ];
-        permit(role, &grants, &id.to_string())?;
-        s.order(id).cloned()
-    })
-    .await
+    read(&state, &headers, move |s, role| seen_order(s, role, id).cloned()).await
+}
+
+/// An order, to those who may see it: its enterprise, its provider, its programme's authority
+/// and the platform's overseers.
+pub(crate) fn seen_order(s: &View, role: Role, id: OrderId) -> Result<&suanli_service::model::Order, ServiceError> {
+    let (enterprise, provider, authority) = order_scope(s, id)?;
+    let grants = [
+        Grant::Admin,
+        Grant::Auditor,
+        Grant::Authority(authority),
+        Grant::Enterprise(enterprise),
+        Grant::Provider(provider),
+    ];
+    permit(role, &grants, &id.to_string())?;
+    s.order(id)
 }
 
 async fn order_action(

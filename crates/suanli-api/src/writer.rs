@@ -84,6 +84,10 @@ pub struct Writer {
     /// Per provider, when its last signature anomaly was kept and how many batches were refused
     /// for their signature since.
     signature_flags: Arc<std::sync::Mutex<SignatureFlags>>,
+    /// Where storage is, for the audit's own read-only connection.
+    location: suanli_store::Location,
+    /// One audit at a time: a whole-database audit is the heaviest read there is.
+    audits: Arc<tokio::sync::Semaphore>,
 }
 
 type SignatureFlags = std::collections::HashMap<suanli_domain::ProviderId, (Option<std::time::Instant>, u64)>;
@@ -100,6 +104,7 @@ impl Writer {
         let published = Arc::new(RwLock::new(Arc::new(service.committed_view())));
         let ready = Arc::new(AtomicBool::new(service.is_ready()));
         let heads = service.head_signer().cloned();
+        let location = service.durable().storage().location();
         let log = match service.log_reader() {
             Ok(reader) => Some(Arc::new(std::sync::Mutex::new(reader))),
             Err(error) => {
@@ -136,7 +141,11 @@ impl Writer {
                 .expect("the writer thread starts")
         };
         let signature_flags = Arc::default();
-        (Writer { sender, published, ready, log, queue_jobs_max, stats, heads, signature_flags }, thread)
+        let audits = Arc::new(tokio::sync::Semaphore::new(1));
+        (
+            Writer { sender, published, ready, log, queue_jobs_max, stats, heads, signature_flags, location, audits },
+            thread,
+        )
     }
 
     /// What the last commit left, for a read that must not queue.
@@ -174,6 +183,26 @@ impl Writer {
     /// The head signer of the service, when it signs heads.
     pub fn heads(&self) -> Option<&suanli_service::heads::HeadSigner> {
         self.heads.as_ref()
+    }
+
+    /// Audits the whole database on a read-only connection of its own, beside the writer (the
+    /// checks of `suanli audit verify`); one audit runs at a time, others wait for it.
+    pub async fn audit(&self) -> Result<suanli_store::AuditReport, ServiceError> {
+        let storage = |e: suanli_store::StoreError| {
+            ServiceError::new(suanli_service::ErrorCode::StorageUnavailable, e.to_string())
+        };
+        let _turn = self
+            .audits
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::new(suanli_service::ErrorCode::Internal, "stopping"))?;
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = location.open_reader().map_err(storage)?;
+            suanli_store::audit(&mut store).map_err(storage)
+        })
+        .await
+        .map_err(|_| ServiceError::new(suanli_service::ErrorCode::Internal, "the audit stopped"))?
     }
 
     /// Runs `read` on the log reader beside the writer (or, without one, on the writer).

@@ -63,6 +63,11 @@ impl Actor {
         Actor("server".to_owned())
     }
 
+    /// Someone not logged in: an enterprise registering itself through the console.
+    pub fn visitor() -> Actor {
+        Actor("visitor".to_owned())
+    }
+
     /// `operator`, `auditor`, `authority:ath-1`, `enterprise:ent-3`, `provider:prv-2`, or
     /// `operator:NAME` for a named operator.
     pub fn parse(text: &str) -> Result<Actor> {
@@ -478,6 +483,7 @@ impl Service {
                 provider: provider.get(),
                 id: id.clone(),
                 entry: serde_json::to_string(&entry).expect("usage entries serialize"),
+                order: entry.facts().0.get(),
             });
             change.decided.insert((provider, id), entry);
         }
@@ -679,7 +685,8 @@ fn backfill_usage(durable: &mut Durable<AnyStore>, state: &State, log: &[LogEntr
             .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("log entry {}: {e}", entry.sequence)))?;
         if let Some(((provider, id), decision)) = usage_decision(&event) {
             let entry = serde_json::to_string(&decision).expect("usage entries serialize");
-            rows.push(UsageRow { provider: provider.get(), id, entry });
+            let order = decision.facts().0.get();
+            rows.push(UsageRow { provider: provider.get(), id, entry, order });
         }
     }
     match durable.storage_mut().backfill_usage(&rows) {

@@ -43,6 +43,15 @@ pub enum UsageEntry {
     Refused(UsageFacts, String, String),
 }
 
+impl UsageEntry {
+    /// What the record said, whatever its result.
+    pub fn facts(&self) -> UsageFacts {
+        match self {
+            UsageEntry::Recorded(facts, ..) | UsageEntry::Refused(facts, ..) => *facts,
+        }
+    }
+}
+
 /// What a usage record said, besides its id: order, GPU-seconds, period start and end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsageFacts(pub OrderId, pub i64, pub i64, pub i64);

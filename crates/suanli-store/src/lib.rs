@@ -186,6 +186,14 @@ impl AnyStore {
         self.faults.clone()
     }
 
+    /// Where this store is, to open readers of it (the audit) beside its writer.
+    pub fn location(&self) -> Location {
+        match &self.backend {
+            Backend::Sqlite(store) => Location::Sqlite(store.path().to_path_buf()),
+            Backend::Postgres(store) => Location::Postgres(store.url().to_owned()),
+        }
+    }
+
     /// A reader of the audit log beside this store's writer, on a connection of its own.
     pub fn log_reader(&self) -> Result<LogReader, StoreError> {
         match &self.backend {
@@ -345,6 +353,8 @@ pub struct UsageRow {
     pub provider: u64,
     pub id: String,
     pub entry: String,
+    /// The order the record was for, so an order's usage is found without reading the log.
+    pub order: u64,
 }
 
 /// How far storage's two chains reach: the number of ledger batches and of log entries.

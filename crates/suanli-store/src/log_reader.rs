@@ -157,6 +157,49 @@ impl LogReader {
         }
     }
 
+    /// The usage ids decided for `order` with their first results (the service's JSON), in id
+    /// order from `offset`, at most `limit`, and how many the order has in all.
+    pub fn order_usage(
+        &mut self,
+        order: u64,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<(String, String)>, u64), StoreError> {
+        let limit = limit.min(LOG_PAGE_ENTRIES_MAX) as i64;
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let order = i64::try_from(order).unwrap_or(i64::MAX);
+        match &mut self.backend {
+            Reader::Sqlite(connection) => {
+                let transaction = connection.transaction()?;
+                let total: i64 =
+                    transaction
+                        .query_row("SELECT count(*) FROM usage_ids WHERE order_id = ?1", [order], |r| r.get(0))?;
+                let rows = {
+                    let mut statement = transaction.prepare_cached(
+                        "SELECT id, entry FROM usage_ids WHERE order_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+                    )?;
+                    statement
+                        .query_map([order, limit, offset], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                transaction.commit()?;
+                Ok((rows, total as u64))
+            }
+            Reader::Postgres(client) => {
+                let mut transaction = snapshot(client)?;
+                let total: i64 =
+                    transaction.query_one("SELECT count(*) FROM usage_ids WHERE order_id = $1", &[&order])?.get(0);
+                let rows = transaction.query(
+                    "SELECT id, entry FROM usage_ids WHERE order_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
+                    &[&order, &limit, &offset],
+                )?;
+                transaction.commit()?;
+                Ok((rows.iter().map(|r| (r.get(0), r.get(1))).collect(), total as u64))
+            }
+            Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
+        }
+    }
+
     /// Hashes read in one statement: `sql` takes a lower and an upper bound (exclusive, inclusive)
     /// and selects one 32-byte column; exactly `count` rows must come back.
     fn hashes(&mut self, sql: &str, low: i64, high: i64, count: u64) -> Result<Vec<Hash>, StoreError> {

@@ -113,6 +113,12 @@ const MIGRATIONS: &[&str] = &[
     r"
     CREATE INDEX audit_log_by_action ON audit_log (action, sequence);
     ",
+    // 6: each usage id's order (see the SQLite list).
+    r"
+    ALTER TABLE usage_ids ADD COLUMN order_id BIGINT NOT NULL DEFAULT 0;
+    UPDATE usage_ids SET order_id = substr(coalesce(entry::jsonb #>> '{r,0,0}', entry::jsonb #>> '{x,0,0}', 'ord-0'), 5)::bigint;
+    CREATE INDEX usage_ids_by_order ON usage_ids (order_id, id);
+    ",
 ];
 
 pub struct PostgresStore {
@@ -503,13 +509,18 @@ impl Storage for PostgresStore {
         let providers: Vec<i64> = keys.iter().map(|&(p, _)| p as i64).collect();
         let ids: Vec<&str> = keys.iter().map(|&(_, id)| id).collect();
         let rows = self.client.query(
-            "SELECT u.provider, u.id, u.entry FROM unnest($1::int8[], $2::text[]) AS k(provider, id) \
+            "SELECT u.provider, u.id, u.entry, u.order_id FROM unnest($1::int8[], $2::text[]) AS k(provider, id) \
              JOIN usage_ids u ON u.provider = k.provider AND u.id = k.id",
             &[&providers, &ids],
         )?;
         Ok(rows
             .iter()
-            .map(|r| UsageRow { provider: r.get::<_, i64>(0) as u64, id: r.get(1), entry: r.get(2) })
+            .map(|r| UsageRow {
+                provider: r.get::<_, i64>(0) as u64,
+                id: r.get(1),
+                entry: r.get(2),
+                order: r.get::<_, i64>(3) as u64,
+            })
             .collect())
     }
 
@@ -617,9 +628,13 @@ fn insert_usage(
     let providers: Vec<i64> = rows.iter().map(|r| r.provider as i64).collect();
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let entries: Vec<&str> = rows.iter().map(|r| r.entry.as_str()).collect();
+    let orders: Vec<i64> = rows.iter().map(|r| r.order as i64).collect();
     transaction.execute(
-        &format!("INSERT INTO usage_ids SELECT * FROM unnest($1::int8[], $2::text[], $3::text[]) {on_conflict}"),
-        &[&providers, &ids, &entries],
+        &format!(
+            "INSERT INTO usage_ids (provider, id, entry, order_id) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[]) {on_conflict}"
+        ),
+        &[&providers, &ids, &entries, &orders],
     )?;
     Ok(())
 }

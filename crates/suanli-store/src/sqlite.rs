@@ -111,6 +111,14 @@ const MIGRATIONS: &[&str] = &[
     r"
     CREATE INDEX audit_log_by_action ON audit_log (action, sequence);
     ",
+    // 6: each usage id's order, so an order's usage pages from storage (filled from the entries
+    // already kept: `{"r": [["ord-N", ...], ...]}` or `{"x": [...]}`).
+    r"
+    ALTER TABLE usage_ids ADD COLUMN order_id INTEGER NOT NULL DEFAULT 0;
+    UPDATE usage_ids SET order_id = CAST(substr(coalesce(json_extract(entry, '$.r[0][0]'),
+        json_extract(entry, '$.x[0][0]'), 'ord-0'), 5) AS INTEGER);
+    CREATE INDEX usage_ids_by_order ON usage_ids (order_id, id);
+    ",
 ];
 
 /// How hard a commit waits for the disk.
@@ -562,13 +570,14 @@ impl Storage for SqliteStore {
 
     fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, StoreError> {
         let mut statement =
-            self.connection.prepare_cached("SELECT entry FROM usage_ids WHERE provider = ?1 AND id = ?2")?;
+            self.connection.prepare_cached("SELECT entry, order_id FROM usage_ids WHERE provider = ?1 AND id = ?2")?;
         let mut found = Vec::new();
         for &(provider, id) in keys {
-            if let Some(entry) =
-                statement.query_row(params![provider as i64, id], |r| r.get::<_, String>(0)).optional()?
+            if let Some((entry, order)) = statement
+                .query_row(params![provider as i64, id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .optional()?
             {
-                found.push(UsageRow { provider, id: id.to_owned(), entry });
+                found.push(UsageRow { provider, id: id.to_owned(), entry, order: order as u64 });
             }
         }
         Ok(found)
@@ -584,10 +593,11 @@ impl Storage for SqliteStore {
         }
         let transaction = self.connection.transaction()?;
         {
-            let mut insert = transaction
-                .prepare_cached("INSERT OR IGNORE INTO usage_ids (provider, id, entry) VALUES (?1, ?2, ?3)")?;
+            let mut insert = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO usage_ids (provider, id, entry, order_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for row in rows {
-                insert.execute(params![row.provider as i64, row.id, row.entry])?;
+                insert.execute(params![row.provider as i64, row.id, row.entry, row.order as i64])?;
             }
         }
         transaction.commit()?;
@@ -605,10 +615,10 @@ impl Storage for SqliteStore {
         }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut insert =
-                transaction.prepare_cached("INSERT INTO usage_ids (provider, id, entry) VALUES (?1, ?2, ?3)")?;
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO usage_ids (provider, id, entry, order_id) VALUES (?1, ?2, ?3, ?4)")?;
             for row in usage {
-                insert.execute(params![row.provider as i64, row.id, row.entry])?;
+                insert.execute(params![row.provider as i64, row.id, row.entry, row.order as i64])?;
             }
         }
         let batch_id = match batch {

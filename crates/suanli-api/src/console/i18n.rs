@@ -106,6 +106,11 @@ impl Tr {
         self.table().get(key).map(String::as_str)
     }
 
+    /// The text for `key` with each `{name}` replaced by its value.
+    pub fn fill(&self, key: &'static str, values: &[(&str, &str)]) -> String {
+        values.iter().fold(self.t(key).to_owned(), |text, (name, value)| text.replace(&format!("{{{name}}}"), value))
+    }
+
     /// A state's name (`state.open`...), or the state as it is.
     pub fn state(&self, state: &str) -> String {
         self.get(&format!("state.{state}")).map_or_else(|| state.to_owned(), str::to_owned)

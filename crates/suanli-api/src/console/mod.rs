@@ -8,8 +8,12 @@
 //! secret, checked on each post, so a page of another site cannot post in the user's name.
 
 mod chart;
+mod enterprise;
 pub mod i18n;
+mod map;
+mod oversight;
 mod pages;
+mod usage;
 
 use askama::Template;
 use axum::Router;
@@ -32,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(pages::logout))
         .route("/lang/{code}", get(choose_language))
         .route("/static/console.css", get(stylesheet))
+        .route("/static/console.js", get(script))
         .route("/programs", get(pages::programs))
         .route("/programs/{program}", get(pages::program))
         .route("/programs/{program}/spend.csv", get(pages::program_csv))
@@ -41,10 +46,17 @@ pub fn routes() -> Router<AppState> {
         .route("/applications/{application}/{action}", post(pages::decide_application))
         .route("/vouchers", get(pages::vouchers))
         .route("/vouchers/{voucher}/{action}", post(pages::voucher_action))
+        .route("/register", get(enterprise::register_form).post(enterprise::register))
+        .route("/register/uscc", get(enterprise::check_uscc))
+        .route("/quote", get(enterprise::quote))
+        .route("/quote/place", post(enterprise::place))
         .route("/orders", get(pages::orders))
+        .route("/orders/{order}", get(enterprise::order))
         .route("/statements", get(pages::statements))
+        .route("/statements/issue", post(oversight::issue_statement))
         .route("/statements/{statement}/approve", post(pages::approve_statement))
         .route("/audit", get(pages::audit))
+        .route("/audit/run", post(oversight::run_audit))
         .route("/anomalies", get(pages::anomalies))
 }
 
@@ -68,7 +80,7 @@ impl Session {
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -156,6 +168,9 @@ const NOTICES: &[(&str, &str)] = &[
     ("reinstated", "notice.reinstated"),
     ("revoked", "notice.revoked"),
     ("statement_approved", "notice.statement_approved"),
+    ("registered", "notice.registered"),
+    ("placed", "notice.placed"),
+    ("statement_issued", "notice.statement_issued"),
 ];
 
 fn role_label(tr: Tr, role: Role) -> String {
@@ -195,6 +210,7 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/apply", "nav.apply"),
             ("/applications", "nav.applications"),
             ("/vouchers", "nav.vouchers"),
+            ("/quote", "nav.quote"),
             ("/orders", "nav.orders"),
         ],
         Role::Provider(_) => {
@@ -252,6 +268,16 @@ async fn choose_language(
     response
 }
 
+/// The console's only script: the USCC checked on the server as it is typed. Every form works
+/// without it.
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../templates/console.js"),
+    )
+        .into_response()
+}
+
 async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
@@ -272,7 +298,7 @@ pub fn html(status: StatusCode, page: &impl Template) -> Response {
                 (header::X_FRAME_OPTIONS, "DENY"),
                 (
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
                 ),
                 (header::REFERRER_POLICY, "same-origin"),
             ],

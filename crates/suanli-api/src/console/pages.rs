@@ -32,23 +32,23 @@ struct ErrorPage {
 }
 
 /// A page that could not be shown: the frame, the reason, the status.
-fn error_page(ctx: Ctx, status: StatusCode, message: String) -> Response {
+pub(super) fn error_page(ctx: Ctx, status: StatusCode, message: String) -> Response {
     html(status, &ErrorPage { ctx: ctx.with_error(message) })
 }
 
 /// A page refused for a reason the console words itself (`error.forbidden`, `error.amount`...).
-fn refuse(ctx: Ctx, status: StatusCode, key: &'static str) -> Response {
+pub(super) fn refuse(ctx: Ctx, status: StatusCode, key: &'static str) -> Response {
     let message = ctx.tr.t(key).to_owned();
     error_page(ctx, status, message)
 }
 
-fn refused(ctx: Ctx, error: &ApiError) -> Response {
+pub(super) fn refused(ctx: Ctx, error: &ApiError) -> Response {
     let message = ctx.explain(error);
     error_page(ctx, error.status, message)
 }
 
 /// The session, or a redirect to the login page that comes back here.
-fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Session, Response> {
+pub(super) fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Session, Response> {
     Session::from_headers(state, headers).ok_or_else(|| {
         let here = uri.path_and_query().map_or("/", |p| p.as_str());
         Redirect::to(&format!("/login?next={}", super::percent_encode(here))).into_response()
@@ -56,7 +56,12 @@ fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Session, 
 }
 
 /// The session and the frame of a page titled `title`, or the redirect to log in.
-fn open(state: &AppState, headers: &HeaderMap, uri: &Uri, title: &'static str) -> Result<(Session, Ctx), Response> {
+pub(super) fn open(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    title: &'static str,
+) -> Result<(Session, Ctx), Response> {
     let session = require(state, headers, uri)?;
     let ctx = Ctx::new(headers, uri, Some(&session), title);
     Ok((session, ctx))
@@ -76,7 +81,7 @@ pub struct Pager {
 
 /// The page of `items` the URI asks for (`?page=N`, from 0; anything else is the first page), and
 /// its pager. Only the page's rows are drawn, whatever the list's length.
-fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
+pub(super) fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
     let page = uri
         .query()
         .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("page=")))
@@ -100,7 +105,7 @@ fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
 }
 
 /// A post must carry the form token of its session.
-fn check_form(session: &Session, token: &str) -> bool {
+pub(super) fn check_form(session: &Session, token: &str) -> bool {
     let expected = session.form_token();
     expected.len() == token.len() && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
@@ -186,7 +191,7 @@ pub async fn login(
 
 #[derive(Deserialize)]
 pub struct TokenForm {
-    form_token: String,
+    pub(super) form_token: String,
 }
 
 /// Revokes the session's token and forgets the cookie.
@@ -240,7 +245,7 @@ struct ProgramsPage {
     rows: Vec<ProgramRow>,
 }
 
-fn state_text<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn state_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
@@ -499,14 +504,14 @@ pub struct DecisionForm {
 /// A form's post: the session, its form token, then the change on the writer. On success the
 /// browser goes to `done` (a fresh page, so a reload does not post again); on a refusal the
 /// page is drawn again with the reason.
-async fn post_change<T: Send + 'static>(
+pub(super) async fn post_change<T: Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
     token: &str,
     title: &'static str,
     change: impl FnOnce(&mut suanli_service::Service, Role) -> Result<T, suanli_service::ServiceError> + Send + 'static,
-) -> Result<Session, Response> {
+) -> Result<(Session, T), Response> {
     let session = require(state, headers, uri)?;
     let ctx = Ctx::new(headers, uri, Some(&session), title);
     if !check_form(&session, token) {
@@ -515,7 +520,7 @@ async fn post_change<T: Send + 'static>(
     }
     let role = session.role;
     match state.writer.call(move |s| change(s, role)).await {
-        Ok(Ok(_)) => Ok(session),
+        Ok(Ok(done)) => Ok((session, done)),
         Ok(Err(error)) => Err(refused(ctx, &ApiError::from(error))),
         Err(refusal) => Err(refused(ctx, &ApiError::from(refusal))),
     }
@@ -723,6 +728,35 @@ struct StatementsPage {
     ctx: Ctx,
     rows: Vec<StatementRow>,
     pager: Pager,
+    issue: Option<IssueChoices>,
+}
+
+/// What an authority may issue a statement for: its programmes, the providers, last month.
+pub struct IssueChoices {
+    pub programs: Vec<(String, String)>,
+    pub providers: Vec<(String, String)>,
+    pub month: String,
+}
+
+fn issue_choices(view: &View, role: Role) -> Option<IssueChoices> {
+    let s = view.state();
+    let programs: Vec<(String, String)> = s
+        .programs
+        .values()
+        .filter(|p| p.state != suanli_service::model::ProgramState::Draft && may_administer(role, p.authority))
+        .map(|p| (p.id.to_string(), p.terms.name.clone()))
+        .collect();
+    if programs.is_empty() {
+        return None;
+    }
+    let providers = s.providers.values().map(|p| (p.id.to_string(), format!("{} · {}", p.id, p.name))).collect();
+    let now = YearMonth::of(view.now_s());
+    let last = if now.month == 1 {
+        YearMonth { year: now.year - 1, month: 12 }
+    } else {
+        YearMonth { year: now.year, month: now.month - 1 }
+    };
+    Some(IssueChoices { programs, providers, month: last.to_string() })
 }
 
 pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -753,7 +787,8 @@ pub async fn statements(State(state): State<AppState>, headers: HeaderMap, uri: 
             }
         })
         .collect();
-    html(StatusCode::OK, &StatementsPage { ctx, rows, pager })
+    let issue = issue_choices(&view, session.role);
+    html(StatusCode::OK, &StatementsPage { ctx, rows, pager, issue })
 }
 
 pub async fn approve_statement(
