@@ -835,42 +835,48 @@ async fn order_action(
         _ => None,
     };
     run(&state, &headers, move |s, role| {
-        let (enterprise, provider, authority) = order_scope(s, id)?;
-        let readers = [
-            Grant::Admin,
-            Grant::Auditor,
-            Grant::Authority(authority),
-            Grant::Enterprise(enterprise),
-            Grant::Provider(provider),
-        ];
-        let who = actor(role);
-        match action.as_str() {
-            "start" => {
-                permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], &readers, &id.to_string())?;
-                s.start_order(&who, id)?;
-            }
-            "complete" => {
-                permit_seen(
-                    role,
-                    &[Grant::Admin, Grant::Provider(provider), Grant::Enterprise(enterprise)],
-                    &readers,
-                    &id.to_string(),
-                )?;
-                s.complete_order(&who, id)?;
-            }
-            "cancel" => {
-                permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
-                s.cancel_order(&who, id)?;
-            }
-            "extend" => {
-                permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &id.to_string())?;
-                s.extend_order(&who, id, extension.unwrap_or(0))?;
-            }
-            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
-        }
+        act_on_order(s, role, id, &action, extension)?;
         s.order(id).cloned()
     })
     .await
+}
+
+/// Who may act on an order: the provider starts it, the enterprise cancels or extends it, either
+/// completes it, and the platform admin may do all; the order's other readers are told they may
+/// not, everyone else that it does not exist. The API and the console both go through here.
+pub(crate) fn act_on_order(
+    s: &mut Service,
+    role: Role,
+    id: OrderId,
+    action: &str,
+    extension: Option<u32>,
+) -> Result<(), ServiceError> {
+    let (enterprise, provider, authority) = order_scope(s, id)?;
+    let readers =
+        [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise), Grant::Provider(provider)];
+    let who = actor(role);
+    let what = id.to_string();
+    match action {
+        "start" => {
+            permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], &readers, &what)?;
+            s.start_order(&who, id)?;
+        }
+        "complete" => {
+            let grants = [Grant::Admin, Grant::Provider(provider), Grant::Enterprise(enterprise)];
+            permit_seen(role, &grants, &readers, &what)?;
+            s.complete_order(&who, id)?;
+        }
+        "cancel" => {
+            permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &what)?;
+            s.cancel_order(&who, id)?;
+        }
+        "extend" => {
+            permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &what)?;
+            s.extend_order(&who, id, extension.unwrap_or(0))?;
+        }
+        other => return Err(ServiceError::not_found(format!("action {other:?}"))),
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

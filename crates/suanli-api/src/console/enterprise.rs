@@ -482,6 +482,8 @@ pub async fn place(
 #[template(path = "order.html")]
 struct OrderPage {
     ctx: Ctx,
+    id: String,
+    actions: Vec<(&'static str, &'static str)>,
     facts: Vec<(&'static str, String)>,
     usage: Vec<super::usage::UsageRow>,
     usage_pager: super::usage::UsagePager,
@@ -543,7 +545,56 @@ pub async fn order(
         ("order.hold_remaining", yuan(order.hold_remaining_fen)),
         ("order.usage_records", order.usage_records.to_string()),
     ];
+    let actions = order_actions(session.role, &order);
     let mut ctx = ctx;
     ctx.title = format!("{} {id}", ctx.title);
-    html(StatusCode::OK, &OrderPage { ctx, facts, usage, usage_pager })
+    html(StatusCode::OK, &OrderPage { ctx, id: id.to_string(), actions, facts, usage, usage_pager })
+}
+
+/// The buttons a role has on an order in its state (the rule itself is `act_on_order`'s).
+fn order_actions(role: Role, order: &suanli_service::model::Order) -> Vec<(&'static str, &'static str)> {
+    use suanli_service::model::OrderState;
+    let provider = matches!(role, Role::PlatformAdmin) || role == Role::Provider(order.provider);
+    let enterprise = matches!(role, Role::PlatformAdmin) || role == Role::Enterprise(order.enterprise);
+    let mut actions = Vec::new();
+    match order.state {
+        OrderState::Placed => {
+            if provider {
+                actions.push(("start", "order.start"));
+            }
+            if enterprise {
+                actions.push(("cancel", "order.cancel"));
+            }
+        }
+        OrderState::Running if provider || enterprise => actions.push(("complete", "order.complete")),
+        _ => {}
+    }
+    actions
+}
+
+#[derive(Deserialize)]
+pub struct OrderActionForm {
+    form_token: String,
+}
+
+/// `POST /orders/{id}/{start|complete|cancel}`: the API's rule (`act_on_order`), then the page.
+pub async fn order_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<OrderActionForm>,
+) -> Response {
+    let (Ok(id), true) = (OrderId::parse(&id), ["start", "complete", "cancel"].contains(&action.as_str())) else {
+        return refuse(Ctx::new(&headers, &uri, None, "order.detail_title"), StatusCode::NOT_FOUND, "error.not_found");
+    };
+    let done = format!("/orders/{id}?done=order_{action}");
+    match post_change(&state, &headers, &uri, &form.form_token, "order.detail_title", move |s, role| {
+        crate::lifecycle::act_on_order(s, role, id, &action, None)
+    })
+    .await
+    {
+        Ok(_) => Redirect::to(&done).into_response(),
+        Err(response) => response,
+    }
 }

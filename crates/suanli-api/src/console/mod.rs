@@ -52,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/quote/place", post(enterprise::place))
         .route("/orders", get(pages::orders))
         .route("/orders/{order}", get(enterprise::order))
+        .route("/orders/{order}/{action}", post(enterprise::order_action))
         .route("/statements", get(pages::statements))
         .route("/statements/issue", post(oversight::issue_statement))
         .route("/statements/{statement}/approve", post(pages::approve_statement))
@@ -171,6 +172,9 @@ const NOTICES: &[(&str, &str)] = &[
     ("registered", "notice.registered"),
     ("placed", "notice.placed"),
     ("statement_issued", "notice.statement_issued"),
+    ("order_start", "notice.order_start"),
+    ("order_complete", "notice.order_complete"),
+    ("order_cancel", "notice.order_cancel"),
 ];
 
 fn role_label(tr: Tr, role: Role) -> String {

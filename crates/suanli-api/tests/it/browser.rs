@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use suanli_service::model::VoucherState;
-use suanli_service::{Actor, Role};
+use suanli_service::{Actor, Clock, Role};
 
 use super::TestApp;
 
@@ -220,4 +220,212 @@ fn an_enterprise_and_an_authority_use_the_console_in_chromium() {
     browser.open(&format!("{}/programs/prg-1", app.base));
     assert!(browser.source().contains("<svg"));
     browser.screenshot("console-programme-zh.png");
+}
+
+/// The words a flow looks for, in the language it is clicked through in.
+struct Words {
+    lang: &'static str,
+    valid_code: &'static str,
+    registered: &'static str,
+    submitted: &'static str,
+    approved: &'static str,
+    placed: &'static str,
+    usage_result: &'static str,
+    issued: &'static str,
+    statement_approved: &'static str,
+    audit_passed: &'static str,
+}
+
+const CHINESE: Words = Words {
+    lang: "zh",
+    valid_code: "代码有效",
+    registered: "注册成功",
+    submitted: "申请已提交",
+    approved: "申请已通过",
+    placed: "订单已下达",
+    usage_result: "算力券支付",
+    issued: "结算单已出具",
+    statement_approved: "结算单已确认",
+    audit_passed: "审计通过",
+};
+
+const ENGLISH: Words = Words {
+    lang: "en",
+    valid_code: "Valid code",
+    registered: "Registered",
+    submitted: "Application submitted",
+    approved: "Application approved",
+    placed: "Order placed",
+    usage_result: "Paid by voucher",
+    issued: "Statement issued",
+    statement_approved: "Statement approved",
+    audit_passed: "The audit passed",
+};
+
+impl Browser {
+    /// Logs in from the login page (the session of the last role is logged out first).
+    fn log_in_as(&self, app: &TestApp, name: &str, password: &str) {
+        self.open(&format!("{}/login", app.base));
+        self.type_into("input[name=name]", name);
+        self.type_into("input[name=password]", password);
+        self.click("form.card button[type=submit]");
+        let url = self.url_when(|u| !u.contains("/login"));
+        assert!(!url.contains("/login"), "{name} logs in: {}", self.source());
+    }
+
+    fn log_out(&self) {
+        self.click("button.link");
+        self.url_when(|u| u.contains("/login"));
+    }
+
+    /// Waits for the page to hold `text`, or fails showing the page.
+    fn expect(&self, text: &str) -> String {
+        let page = self.source_when(|p| p.contains(text));
+        assert!(page.contains(text), "expected {text:?} at {}: {page}", self.url());
+        page
+    }
+}
+
+fn add_user(app: &TestApp, name: &'static str, role: Role) {
+    let phc = suanli_api::login::hash_password("flow password").unwrap();
+    app.runtime.block_on(app.writer.call(move |s| s.add_user(&Actor::server(), name, role, &phc))).unwrap().unwrap();
+}
+
+/// One whole programme flow clicked through in one language: an enterprise registers and
+/// applies, the authority approves, the enterprise quotes and places an order, the provider
+/// starts it and its usage arrives (signed, over the API), the provider sees each record, the
+/// authority issues and approves the month's statement, the auditor runs the audit.
+fn programme_flow(app: &TestApp, chromedriver: &str, words: &Words, n: u32, month: u8) {
+    let lang = words.lang;
+    let shot = |browser: &Browser, page: &str| browser.screenshot(&format!("flow-{lang}-{page}.png"));
+    let browser = Browser::start(chromedriver);
+    browser.open(&format!("{}/lang/{lang}?next=/register", app.base));
+
+    // The enterprise registers; its USCC is checked by the server as it is typed.
+    let uscc = super::uscc("310115", 500 + n);
+    let code = uscc.to_string();
+    browser.type_into("#uscc", &code[..17]);
+    browser.expect("class=\"fail\"");
+    browser.type_into("#uscc", &code[17..]);
+    browser.expect(words.valid_code);
+    browser.type_into("input[name=name]", &format!("Flow Lab {lang}"));
+    browser.type_into("input[name=headcount]", "12");
+    browser.type_into("input[name=revenue]", "9000000");
+    browser.type_into("input[name=username]", &format!("flow-{lang}"));
+    browser.type_into("input[name=password]", "flow password");
+    shot(&browser, "register");
+    browser.click("form.card button[type=submit]");
+    browser.expect(words.registered);
+    let enterprise = *app.writer.view().state().enterprise_by_uscc.get(&uscc).expect("registered");
+
+    // It applies to the open programme.
+    browser.expect("action=\"/apply/prg-1\"");
+    browser.type_into("form[action='/apply/prg-1'] input[name=amount]", "50000");
+    shot(&browser, "apply");
+    browser.click("form[action='/apply/prg-1'] button");
+    browser.expect(words.submitted);
+    browser.log_out();
+    let application = app
+        .writer
+        .view()
+        .state()
+        .applications
+        .values()
+        .find(|a| a.enterprise == enterprise)
+        .map(|a| a.id)
+        .expect("an application");
+
+    // The authority approves it.
+    browser.log_in_as(app, "officer", "flow password");
+    browser.open(&format!("{}/applications", app.base));
+    shot(&browser, "applications");
+    browser.click(&format!("form[action='/applications/{application}/approve'] button"));
+    browser.expect(words.approved);
+    browser.log_out();
+
+    // The enterprise quotes, sees where the work would run, and places the order.
+    browser.log_in_as(app, &format!("flow-{lang}"), "flow password");
+    browser.open(&format!("{}/quote", app.base));
+    browser.type_into("input[name=gpus]", "4");
+    browser.type_into("input[name=hours]", "10");
+    browser.click("form.card button[type=submit]");
+    let page = browser.expect("id=\"place\"");
+    assert!(page.contains("svg") && page.contains("class=\"chosen\""), "the quote draws its map: {page}");
+    shot(&browser, "quote");
+    browser.click("#place");
+    browser.expect(words.placed);
+    browser.log_out();
+    let order = app.writer.view().state().orders.values().find(|o| o.enterprise == enterprise).cloned().expect("an order");
+    let provider = app.providers.iter().position(|p| *p == order.provider).expect("a test provider");
+
+    // The provider starts it; the usage arrives from its machine, signed; the provider sees it.
+    browser.log_in_as(app, if provider == 0 { "provider-a" } else { "provider-b" }, "flow password");
+    browser.open(&format!("{}/orders/{}", app.base, order.id));
+    browser.click("#order-start");
+    browser.expect("id=\"order-complete\"");
+    let start = app.clock.now_s();
+    app.clock.set(start + 2 * 3600);
+    let records: Vec<suanli_api::UsageRecordJson> = (0..2)
+        .map(|h| suanli_api::UsageRecordJson {
+            id: format!("flow-{lang}-{h}"),
+            order: order.id.to_string(),
+            gpu_seconds: 4 * 3600,
+            period_start: suanli_service::calendar::format_timestamp(start + h * 3600),
+            period_end: suanli_service::calendar::format_timestamp(start + (h + 1) * 3600),
+        })
+        .collect();
+    let token = if provider == 0 { "provider" } else { "other_provider" };
+    let (status, body) = app.send_usage(token, provider, provider, &records);
+    assert_eq!(status, 200, "{body}");
+    browser.open(&format!("{}/orders/{}", app.base, order.id));
+    let page = browser.expect(words.usage_result);
+    assert!(page.contains(&format!("flow-{lang}-0")) && page.contains(&format!("flow-{lang}-1")), "{page}");
+    shot(&browser, "provider-order");
+    browser.log_out();
+
+    // Next month the authority issues the provider's statement for this one and approves it.
+    app.clock.set(suanli_service::calendar::shanghai_midnight(2026, month + 1, 2).unwrap());
+    browser.log_in_as(app, "officer", "flow password");
+    browser.open(&format!("{}/statements", app.base));
+    browser.find(&format!("select[name=provider] option[value='{}']", order.provider));
+    browser.click(&format!("select[name=provider] option[value='{}']", order.provider));
+    browser.click("#issue-statement");
+    browser.expect(words.issued);
+    let statement = app
+        .writer
+        .view()
+        .state()
+        .statements
+        .values()
+        .find(|s| s.provider == order.provider && s.month == format!("2026-{month:02}"))
+        .map(|s| s.id)
+        .expect("the statement");
+    shot(&browser, "statements");
+    browser.click(&format!("form[action='/statements/{statement}/approve'] button"));
+    browser.expect(words.statement_approved);
+    browser.log_out();
+
+    // The auditor runs the audit.
+    browser.log_in_as(app, "inspector", "flow password");
+    browser.open(&format!("{}/audit", app.base));
+    browser.click("#run-audit");
+    browser.expect(words.audit_passed);
+    shot(&browser, "audit");
+}
+
+#[test]
+fn a_whole_programme_is_clicked_through_in_both_languages() {
+    let Ok(chromedriver) = std::env::var("SUANLI_TEST_CHROMEDRIVER") else {
+        eprintln!("SUANLI_TEST_CHROMEDRIVER is not set: the browser test is skipped (.ci/run sets it)");
+        return;
+    };
+    let app = TestApp::start();
+    let authority = app.writer.view().state().programs.values().next().unwrap().authority;
+    add_user(&app, "officer", Role::AuthorityAdmin(authority));
+    add_user(&app, "provider-a", Role::Provider(app.providers[0]));
+    add_user(&app, "provider-b", Role::Provider(app.providers[1]));
+    add_user(&app, "inspector", Role::Auditor);
+    // April in Chinese, May in English: each month's statement is issued once.
+    programme_flow(&app, &chromedriver, &CHINESE, 1, 4);
+    programme_flow(&app, &chromedriver, &ENGLISH, 2, 5);
 }

@@ -39,9 +39,11 @@ pub struct TestApp {
     _postgres: Option<suanli_store::scratch::ScratchDatabase>,
     /// Makes the server's commits fail on demand.
     faults: suanli_store::FaultSwitch,
+    /// The server's clock (2026-04-02 00:00 in Shanghai when the app starts).
+    pub clock: ManualClock,
 }
 
-fn uscc(region: &str, n: u32) -> Uscc {
+pub fn uscc(region: &str, n: u32) -> Uscc {
     Uscc::with_check_characters(&format!("91{region}{n:08}")).unwrap()
 }
 
@@ -210,6 +212,7 @@ impl TestApp {
             _dir: dir,
             _postgres: postgres,
             faults,
+            clock,
         }
     }
 
