@@ -852,8 +852,13 @@ pub(crate) fn act_on_order(
     extension: Option<u32>,
 ) -> Result<(), ServiceError> {
     let (enterprise, provider, authority) = order_scope(s, id)?;
-    let readers =
-        [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise), Grant::Provider(provider)];
+    let readers = [
+        Grant::Admin,
+        Grant::Auditor,
+        Grant::Authority(authority),
+        Grant::Enterprise(enterprise),
+        Grant::Provider(provider),
+    ];
     let who = actor(role);
     let what = id.to_string();
     match action {

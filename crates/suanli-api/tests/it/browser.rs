@@ -355,7 +355,8 @@ fn programme_flow(app: &TestApp, chromedriver: &str, words: &Words, n: u32, mont
     browser.click("#place");
     browser.expect(words.placed);
     browser.log_out();
-    let order = app.writer.view().state().orders.values().find(|o| o.enterprise == enterprise).cloned().expect("an order");
+    let order =
+        app.writer.view().state().orders.values().find(|o| o.enterprise == enterprise).cloned().expect("an order");
     let provider = app.providers.iter().position(|p| *p == order.provider).expect("a test provider");
 
     // The provider starts it; the usage arrives from its machine, signed; the provider sees it.

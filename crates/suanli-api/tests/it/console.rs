@@ -318,3 +318,209 @@ fn lists_are_drawn_a_page_at_a_time() {
     let odd = call(&app, "GET", "/orders?page=abc", Some(&cookie), &[], None);
     assert!(odd.body.contains("1–2 / 2"));
 }
+
+/// A visitor's registration form: its cookie pair and its form token.
+fn visitor(app: &TestApp) -> (String, String) {
+    let page = call(app, "GET", "/register", None, &[], None);
+    assert_eq!(page.status, 200);
+    let cookie = page.cookies.iter().find(|c| c.starts_with("suanli_visitor=")).expect("a visitor cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    (cookie.split(';').next().unwrap().to_owned(), form_token(&page.body))
+}
+
+fn counts(app: &TestApp) -> (usize, usize) {
+    let view = app.writer.view();
+    (view.state().enterprises.len(), view.state().users.len())
+}
+
+#[test]
+fn registration_checks_every_field_and_writes_nothing_when_refused() {
+    let app = TestApp::start();
+    let (cookie, token) = visitor(&app);
+    let good = super::uscc("310115", 77).to_string();
+    let form = |uscc: &str, username: &str, password: &str, token: &str| {
+        format!(
+            "form_token={token}&uscc={uscc}&name=Lab+77&kind=sme&headcount=9&revenue=9000000&research_projects=&username={username}&password={password}"
+        )
+    };
+    let before = counts(&app);
+    let post = |cookie: Option<&str>, body: &str| call(&app, "POST", "/register", cookie, &[], Some(body));
+
+    // Without the visitor's cookie, or with another token, the form is refused.
+    assert_eq!(post(None, &form(&good, "lab77", "long+enough+1", &token)).status, 403);
+    assert_eq!(
+        post(Some(&cookie), &form(&good, "lab77", "long+enough+1", "0123456789abcdef0123456789abcdef")).status,
+        403
+    );
+    // Each bad field is named with its reason, in the reader's language.
+    let mut wrong = good.clone();
+    wrong.replace_range(17.., if good.ends_with('0') { "1" } else { "0" });
+    let refused = post(Some(&cookie), &form(&wrong, "lab77", "long+enough+1", &token));
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("统一社会信用代码") && refused.body.contains("第 18 位校验码应为"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains(&format!("value=\"{wrong}\"")), "the form keeps what was typed");
+    let short = post(Some(&cookie), &form(&good, "lab77", "short", &token));
+    assert_eq!(short.status, 400);
+    assert!(short.body.contains("密码应为 10–256 个字符") && !short.body.contains("value=\"short\""));
+    let name = post(Some(&cookie), &form(&good, "Lab+77", "long+enough+1", &token));
+    assert!(name.status == 400 && name.body.contains("登录用户名"), "{}", name.body);
+    // A login name or a USCC already taken: refused before anything is written.
+    let taken = post(Some(&cookie), &form(&good, "lab", "long+enough+1", &token));
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    let registered = super::uscc("310115", 1).to_string();
+    assert_eq!(post(Some(&cookie), &form(&registered, "lab78", "long+enough+1", &token)).status, 409);
+    assert_eq!(counts(&app), before, "no refused registration wrote anything");
+
+    // A good one registers the enterprise and its login, and logs it in.
+    let done = post(Some(&cookie), &form(&good, "lab77", "long+enough+1", &token));
+    assert_eq!((done.status, done.location.as_deref()), (303, Some("/apply?done=registered")), "{}", done.body);
+    assert_eq!(counts(&app), (before.0 + 1, before.1 + 1));
+    let session = done.cookies.iter().find(|c| c.starts_with("suanli_session=sl_")).expect("logged in");
+    let apply = call(&app, "GET", "/apply?done=registered", Some(session.split(';').next().unwrap()), &[], None);
+    assert!(
+        apply.status == 200 && apply.body.contains("注册成功") && apply.body.contains("Shanghai"),
+        "{}",
+        apply.body
+    );
+    let enterprise = app.writer.view().state().enterprise_by_uscc[&super::uscc("310115", 77)];
+    let log = app.runtime.block_on(app.writer.log_page(0, 1000)).unwrap().unwrap().0;
+    assert!(log.iter().any(|e| e.action == "enterprise.registered" && e.actor == "visitor"), "kept as a visitor's act");
+    assert!(app.writer.view().state().users["lab77"].role == suanli_service::Role::Enterprise(enterprise).to_string());
+}
+
+#[test]
+fn the_uscc_is_checked_as_it_is_typed() {
+    let app = TestApp::start();
+    let good = super::uscc("310115", 77).to_string();
+    let check = |value: &str, language: &str| {
+        let answer =
+            call(&app, "GET", &format!("/register/uscc?value={value}"), None, &[("accept-language", language)], None);
+        assert_eq!(answer.status, 200);
+        serde_json::from_str::<serde_json::Value>(&answer.body).unwrap()
+    };
+    let verdict = check(&good, "zh-CN");
+    assert_eq!(verdict["ok"], true);
+    assert!(verdict["message"].as_str().unwrap().contains("浦东新区"), "{verdict}");
+    let verdict = check(&good[..10], "en");
+    assert_eq!(verdict["ok"], false);
+    assert_eq!(verdict["message"], "a Unified Social Credit Code has 18 characters, got 10");
+    let verdict = check("91310115OOOOOOOOOO", "zh");
+    assert!(verdict["message"].as_str().unwrap().contains("第 9 位"), "{verdict}");
+}
+
+#[test]
+fn a_quote_shows_where_the_work_runs_and_places_the_order_it_quoted() {
+    let app = TestApp::start();
+    let cookie = session(&app, "enterprise");
+    let voucher = app.voucher.to_string();
+    let path = format!("/quote?voucher={voucher}&chip=&gpus=4&hours=10&purpose=training");
+    let page = call(&app, "GET", &path, Some(&cookie), &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg") && page.body.contains("class=\"chosen\""), "{}", page.body);
+    assert!(page.body.contains("和林格尔集群") && page.body.contains("¥576.00"), "clusters and the voucher share");
+    let bad = call(
+        &app,
+        "GET",
+        &format!("/quote?voucher={voucher}&gpus=0&hours=10&purpose=training"),
+        Some(&cookie),
+        &[],
+        None,
+    );
+    assert!(bad.body.contains("GPU 数量应为正整数") && !bad.body.contains("id=\"place\""));
+
+    let token = form_token(&page.body);
+    let pool = {
+        let at = page.body.find("name=\"pool\" value=\"").unwrap() + 19;
+        page.body[at..].split('"').next().unwrap().to_owned()
+    };
+    let form = format!("pool={pool}&voucher={voucher}&chip=&gpus=4&hours=10&purpose=training");
+    let orders = app.writer.view().state().orders.len();
+    // Another role, or a post without the session's token, places nothing.
+    let authority = call(
+        &app,
+        "POST",
+        "/quote/place",
+        Some(&session(&app, "authority")),
+        &[],
+        Some(&format!("form_token={token}&{form}")),
+    );
+    assert_eq!(authority.status, 403);
+    assert_eq!(
+        call(&app, "POST", "/quote/place", Some(&cookie), &[], Some(&format!("form_token=x&{form}"))).status,
+        403
+    );
+    assert_eq!(app.writer.view().state().orders.len(), orders);
+    let placed = call(&app, "POST", "/quote/place", Some(&cookie), &[], Some(&format!("form_token={token}&{form}")));
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    let view = app.writer.view();
+    let order = view.state().orders.values().max_by_key(|o| o.id).unwrap();
+    assert_eq!(placed.location, Some(format!("/orders/{}?done=placed", order.id)));
+    assert_eq!((order.pool.to_string(), order.quote.gpu_count, order.quote.hours), (pool, 4, 10));
+}
+
+#[test]
+fn an_order_page_shows_its_usage_to_its_scope_and_its_actions_to_their_roles() {
+    let app = TestApp::start();
+    let order = app.orders[0].to_string();
+    let page = |who: &str| call(&app, "GET", &format!("/orders/{order}"), Some(&session(&app, who)), &[], None);
+    let seen = page("provider");
+    assert_eq!(seen.status, 200);
+    assert!(
+        seen.body.contains("fixture") && seen.body.contains("算力券支付"),
+        "the usage with its result: {}",
+        seen.body
+    );
+    assert!(seen.body.contains("id=\"order-complete\""));
+    assert_eq!(page("enterprise").status, 200);
+    assert_eq!(page("auditor").status, 200);
+    assert_eq!(page("other_provider").status, 404);
+    assert_eq!(page("other_enterprise").status, 404);
+    assert_eq!(page("other_authority").status, 404);
+
+    let cookie = session(&app, "enterprise");
+    let token = form_token(&page("enterprise").body);
+    let post = |who: &str, action: &str, token: &str| {
+        call(
+            &app,
+            "POST",
+            &format!("/orders/{order}/{action}"),
+            Some(&session(&app, who)),
+            &[],
+            Some(&format!("form_token={token}")),
+        )
+    };
+    assert_eq!(
+        call(&app, "POST", &format!("/orders/{order}/complete"), Some(&cookie), &[], Some("form_token=x")).status,
+        403
+    );
+    assert_eq!(post("enterprise", "start", &token).status, 403, "an enterprise does not start an order");
+    assert_eq!(post("enterprise", "launch", &token).status, 404);
+    let state = || app.writer.view().state().orders[&app.orders[0]].state;
+    assert_eq!(state(), suanli_service::model::OrderState::Running);
+    let done = post("enterprise", "complete", &token);
+    assert_eq!(done.location, Some(format!("/orders/{order}?done=order_complete")), "{}", done.body);
+    assert_eq!(state(), suanli_service::model::OrderState::Completed);
+}
+
+#[test]
+fn the_auditor_runs_the_audit_from_the_console() {
+    let app = TestApp::start();
+    let page = call(&app, "GET", "/audit", Some(&session(&app, "auditor")), &[], None);
+    let token = form_token(&page.body);
+    let run =
+        call(&app, "POST", "/audit/run", Some(&session(&app, "auditor")), &[], Some(&format!("form_token={token}")));
+    assert_eq!(run.status, 200);
+    assert!(run.body.contains("审计通过") && run.body.contains("审计日志条目"), "{}", run.body);
+    assert_eq!(
+        call(&app, "POST", "/audit/run", Some(&session(&app, "auditor")), &[], Some("form_token=x")).status,
+        403
+    );
+    let enterprise = session(&app, "enterprise");
+    let token = form_token(&call(&app, "GET", "/vouchers", Some(&enterprise), &[], None).body);
+    let refused = call(&app, "POST", "/audit/run", Some(&enterprise), &[], Some(&format!("form_token={token}")));
+    assert_eq!(refused.status, 403);
+}
