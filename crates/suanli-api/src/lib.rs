@@ -21,6 +21,7 @@ pub mod login;
 pub mod metrics;
 pub mod nats;
 pub mod openapi;
+pub mod operate;
 pub mod transparency;
 pub mod writer;
 
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/proof", get(transparency::proof))
         .merge(lifecycle::routes())
         .merge(evidence::routes())
+        .merge(operate::routes())
         .merge(console::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -198,6 +200,32 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Verify a site's operator kind and region; until then they are claims and count for no provider rule (government_run, within_region). Admin.",
     ),
     ("GET", "/api/v1/pools", "List pools (paged). Any role."),
+    (
+        "POST",
+        "/api/v1/pools/{pool}",
+        "Change a pool for orders placed from now on {gpus?, price_fen_per_gpu_hour?}; it never shrinks below the GPUs its orders hold. Admin or the pool's provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/pools/{pool}/retire",
+        "Retire a pool: no new order is placed on it; the orders on it run to their end. Admin or the pool's provider.",
+    ),
+    (
+        "GET",
+        "/api/v1/users",
+        "List the people who log in (paged): name, role, created, disabled; never a password. Admin.",
+    ),
+    ("POST", "/api/v1/users", "Add a person who logs in {name, role, password (10-256 characters)}. Admin."),
+    (
+        "POST",
+        "/api/v1/users/{name}/{action}",
+        "disable | enable | password {password}; disabling and a new password revoke the person's sessions. Admin.",
+    ),
+    (
+        "GET",
+        "/api/v1/tokens",
+        "List tokens, newest first (paged): role, person, issued, expires, revoked; never a secret. Admin.",
+    ),
     (
         "POST",
         "/api/v1/orders",

@@ -48,7 +48,7 @@ pub enum Grant {
 
 /// An action name is checked before the object is looked up, so an unknown action answers the
 /// same whether the object exists or not.
-fn known_action(action: &str, known: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn known_action(action: &str, known: &[&str]) -> Result<(), ApiError> {
     if known.contains(&action) {
         return Ok(());
     }
@@ -88,7 +88,7 @@ pub fn permit_seen(role: Role, grants: &[Grant], readers: &[Grant], what: &str) 
 }
 
 /// Programmes, providers, sites and pools are public: anyone may see them.
-const PUBLIC: &[Grant] = &[Grant::Anyone];
+pub(crate) const PUBLIC: &[Grant] = &[Grant::Anyone];
 
 /// Checks `role` against `grants` for an endpoint that names no object (loading a programme,
 /// the audit log, the sweep): `forbidden`.
@@ -101,7 +101,7 @@ pub fn permit_endpoint(role: Role, grants: &[Grant], what: &str) -> Result<(), S
 
 /// Authenticates, then runs `work` on what the last commit left, beside the writer (it never
 /// queues), and answers its JSON.
-async fn read<T: Serialize + Send + 'static>(
+pub(crate) async fn read<T: Serialize + Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     work: impl FnOnce(&View, Role) -> Result<T, ServiceError> + Send + 'static,
@@ -127,11 +127,15 @@ pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiErro
     body.map(|Json(value)| value).map_err(ApiError::from_json)
 }
 
-fn id<T>(field: &str, text: &str, parse: fn(&str) -> Result<T, suanli_domain::IdError>) -> Result<T, ApiError> {
+pub(crate) fn id<T>(
+    field: &str,
+    text: &str,
+    parse: fn(&str) -> Result<T, suanli_domain::IdError>,
+) -> Result<T, ApiError> {
     parse(text).map_err(|e| ApiError::field(field, e))
 }
 
-fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
+pub(crate) fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
     Fen::positive(amount).map_err(|e| ApiError::field(field, e))
 }
 
@@ -161,7 +165,7 @@ pub const PAGE_LIMIT_MAX: usize = 500;
 impl Page {
     /// One page of `items` (references into the published state: only the page is serialized,
     /// nothing is copied).
-    fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
+    pub(crate) fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
         let limit = self.limit.unwrap_or(100);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
             return Err(ServiceError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
@@ -202,7 +206,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/statements/{statement}/approve", post(approve_statement))
         .route("/api/v1/sweep", post(sweep))
         .route("/api/v1/audit/log", get(audit_log))
-        .route("/api/v1/tokens", post(issue_token))
+        .route("/api/v1/tokens", get(crate::operate::list_tokens).post(issue_token))
         .route("/api/v1/tokens/{token}/revoke", post(revoke_token))
         .route("/api/v1/vouchers", get(list_vouchers))
         .route("/api/v1/orders", get(list_orders).post(place_order))

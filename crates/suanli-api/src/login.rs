@@ -230,14 +230,15 @@ pub async fn log_in(
     let Some(user) = user.filter(|_| matches) else {
         return Err(ApiError::unauthenticated_with("name or password: no such user, or the password is wrong"));
     };
+    if user.disabled {
+        return Err(ApiError::unauthenticated_with("name: this login is disabled; ask the platform's operator"));
+    }
     state.logins.succeeded(&keys);
-    let role = Role::parse(&user.role)?;
     let secret = new_secret()
         .map_err(|e| ApiError::from(suanli_service::ServiceError::new(suanli_service::ErrorCode::Internal, e)))?;
     let hash = sha256_hex(&secret);
-    let actor = suanli_service::Actor::of(role);
     let ttl_s = suanli_service::access::LOGIN_TOKEN_TTL_S;
-    let token_id = state.writer.call(move |s| s.issue_token_for(&actor, role, &hash, ttl_s)).await??;
+    let (token_id, role) = state.writer.call(move |s| s.issue_login_token(&user.name, &hash, ttl_s)).await??;
     Ok(LoggedIn { secret, token_id, role, ttl_s })
 }
 

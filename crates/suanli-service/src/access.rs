@@ -78,6 +78,9 @@ pub struct Token {
     /// When the token stops working (tokens issued before expiries existed have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_s: Option<i64>,
+    /// The person a login token was issued to (machine tokens have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// How long a token lasts unless its issuer says otherwise: 90 days for machine tokens.
@@ -94,6 +97,9 @@ pub struct User {
     pub password_phc: String,
     pub role: String,
     pub created_at_s: i64,
+    /// A disabled person cannot log in; disabling revoked the sessions it had.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 pub fn sha256_hex(text: &str) -> String {

@@ -59,6 +59,7 @@ error_codes! {
     ChipNotInPool => "chip_not_in_pool",
     ChipUnknown => "chip_unknown",
     PoolCapacityExceeded => "pool_capacity_exceeded",
+    PoolRetired => "pool_retired",
     NoPoolAvailable => "no_pool_available",
     OrderState => "order_state",
     OrderOfAnotherProvider => "order_of_another_provider",

@@ -307,6 +307,9 @@ pub struct Pool {
     pub price_fen_per_gpu_hour: Fen,
     /// GPUs promised to placed or running orders.
     pub gpus_reserved: u32,
+    /// When the provider retired it: no new order is placed on it; orders on it run to their end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at_s: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -826,6 +826,29 @@ impl Service {
 
     /// Issues a token for `role` that stops working `ttl_s` seconds from now.
     pub fn issue_token_for(&mut self, actor: &Actor, role: Role, secret_sha256_hex: &str, ttl_s: i64) -> Result<u64> {
+        self.issue_token_to(actor, role, secret_sha256_hex, ttl_s, None)
+    }
+
+    /// A login token for the person `name` (its role is the person's): refused if the person
+    /// was disabled meanwhile. Disabling the person or setting its password revokes it.
+    pub fn issue_login_token(&mut self, name: &str, secret_sha256_hex: &str, ttl_s: i64) -> Result<(u64, Role)> {
+        let user = self.state.users.get(name).ok_or_else(|| ServiceError::not_found(format!("user {name:?}")))?;
+        if user.disabled {
+            return Err(ServiceError::new(ErrorCode::Forbidden, format!("name: user {name:?} is disabled")));
+        }
+        let role = Role::parse(&user.role)?;
+        let id = self.issue_token_to(&Actor::of(role), role, secret_sha256_hex, ttl_s, Some(name))?;
+        Ok((id, role))
+    }
+
+    fn issue_token_to(
+        &mut self,
+        actor: &Actor,
+        role: Role,
+        secret_sha256_hex: &str,
+        ttl_s: i64,
+        user: Option<&str>,
+    ) -> Result<u64> {
         self.check_role_scope(role)?;
         if !(60..=crate::access::TOKEN_TTL_MAX_S).contains(&ttl_s) {
             return Err(ServiceError::field(
@@ -847,6 +870,7 @@ impl Service {
             role: role.to_string(),
             issued_at_s: now,
             expires_at_s: Some(now.saturating_add(ttl_s)),
+            user: user.map(str::to_owned),
         };
         let mut change = self.begin();
         self.record(&mut change, Event::TokenIssued { token }, now);
@@ -893,10 +917,78 @@ impl Service {
             password_phc: password_phc.to_owned(),
             role: role.to_string(),
             created_at_s: now,
+            disabled: false,
         };
         let mut change = self.begin();
         self.record(&mut change, Event::UserCreated { user }, now);
         self.commit(actor, now, change)
+    }
+
+    /// Disables a person's login and revokes the sessions it has.
+    pub fn disable_user(&mut self, actor: &Actor, name: &str) -> Result<()> {
+        match self.state.users.get(name) {
+            None => return Err(ServiceError::not_found(format!("user {name:?}"))),
+            Some(user) if user.disabled => {
+                return Err(ServiceError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("name: user {name:?} is already disabled"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::UserDisabled { name: name.to_owned() }, now);
+        self.revoke_sessions(&mut change, name, now);
+        self.commit(actor, now, change)
+    }
+
+    pub fn enable_user(&mut self, actor: &Actor, name: &str) -> Result<()> {
+        match self.state.users.get(name) {
+            None => return Err(ServiceError::not_found(format!("user {name:?}"))),
+            Some(user) if !user.disabled => {
+                return Err(ServiceError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("name: user {name:?} is not disabled"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::UserEnabled { name: name.to_owned() }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Sets a person's password (`password_phc`, the argon2 hash the caller computed) and
+    /// revokes the sessions it has.
+    pub fn set_password(&mut self, actor: &Actor, name: &str, password_phc: &str) -> Result<()> {
+        if !self.state.users.contains_key(name) {
+            return Err(ServiceError::not_found(format!("user {name:?}")));
+        }
+        if !password_phc.starts_with("$argon2") {
+            return Err(ServiceError::field("password", "must be stored as an argon2 hash"));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let event = Event::UserPasswordSet { name: name.to_owned(), password_phc: password_phc.to_owned() };
+        self.record(&mut change, event, now);
+        self.revoke_sessions(&mut change, name, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Revokes every live login token of the person `name` within `change`.
+    fn revoke_sessions(&mut self, change: &mut Change, name: &str, now: i64) {
+        let live: Vec<u64> = self
+            .state
+            .tokens
+            .values()
+            .filter(|t| !t.revoked && t.user.as_deref() == Some(name) && t.expires_at_s.is_none_or(|e| e > now))
+            .map(|t| t.id)
+            .collect();
+        for token in live {
+            self.record(change, Event::TokenRevoked { token }, now);
+        }
     }
 }
 

@@ -349,6 +349,20 @@ impl State {
                 token.revoked = true;
                 self.token_by_hash.remove(&token.secret_sha256_hex);
             }
+            Event::PoolChanged { pool, gpu_count, price_fen_per_gpu_hour } => {
+                let pool = self.pools.get_mut(pool).expect("pool exists");
+                assert!(*gpu_count >= pool.gpus_reserved, "a pool is never made smaller than its orders");
+                pool.gpu_count = *gpu_count;
+                pool.price_fen_per_gpu_hour = *price_fen_per_gpu_hour;
+            }
+            Event::PoolRetired { pool } => {
+                self.pools.get_mut(pool).expect("pool exists").retired_at_s = Some(time_s);
+            }
+            Event::UserDisabled { name } => self.users.get_mut(name).expect("user exists").disabled = true,
+            Event::UserEnabled { name } => self.users.get_mut(name).expect("user exists").disabled = false,
+            Event::UserPasswordSet { name, password_phc } => {
+                self.users.get_mut(name).expect("user exists").password_phc = password_phc.clone();
+            }
         }
     }
 

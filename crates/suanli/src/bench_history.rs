@@ -48,24 +48,24 @@ pub struct HistoryOptions {
 }
 
 /// The world the server runs: its providers' keys and tokens, and the orders.
-struct World {
+pub(crate) struct World {
     database: String,
     now: String,
     started_at: i64,
     providers: [ProviderId; 2],
     keys: [SigningKey; 2],
-    orders: Vec<(ProviderId, OrderId)>,
+    pub(crate) orders: Vec<(ProviderId, OrderId)>,
     voucher: String,
 }
 
 /// A running `suanli serve`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(world: &World) -> anyhow::Result<(Server, Duration)> {
+    pub(crate) fn start(world: &World) -> anyhow::Result<(Server, Duration)> {
         let started = Instant::now();
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &world.database, "--now", &world.now])
@@ -95,7 +95,7 @@ impl Server {
         memory_mib(self.child.id(), "VmRSS:").unwrap_or(f64::NAN)
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -111,7 +111,7 @@ fn memory_mib(pid: u32, field: &str) -> Option<f64> {
         .map(|kib| kib / 1024.0)
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
@@ -121,7 +121,7 @@ fn heads_dir(database: &str) -> String {
 }
 
 /// Builds the world in a fresh SQLite file and gives providers their keys and tokens.
-fn world(dir: &std::path::Path, orders: usize) -> anyhow::Result<World> {
+pub(crate) fn world(dir: &std::path::Path, orders: usize) -> anyhow::Result<World> {
     let database = dir.join("history.db").display().to_string();
     let (mut service, _clock, orders) = crate::bench::usage_world_at(&database, orders)?;
     let operator = Actor::operator();
@@ -134,6 +134,9 @@ fn world(dir: &std::path::Path, orders: usize) -> anyhow::Result<World> {
     }
     service.issue_token_for(&operator, Role::Auditor, &sha256_hex("history-auditor"), TOKEN_TTL_MAX_S)?;
     service.issue_token_for(&operator, Role::PlatformAdmin, &sha256_hex("history-admin"), TOKEN_TTL_MAX_S)?;
+    let authority = service.state().programs.values().next().context("a programme")?.authority;
+    let secret = sha256_hex("history-authority");
+    service.issue_token_for(&operator, Role::AuthorityAdmin(authority), &secret, TOKEN_TTL_MAX_S)?;
     let started_at = service.now_s();
     let voucher = service.state().vouchers.keys().next().context("a voucher")?.to_string();
     // Far enough ahead that every record's minute has passed.
@@ -143,7 +146,14 @@ fn world(dir: &std::path::Path, orders: usize) -> anyhow::Result<World> {
 
 /// Sends the records numbered `from..to` (record k is minute k / orders of order k % orders) from
 /// `clients` threads in signed batches; answers the seconds it took.
-fn ingest(world: &World, url: &str, from: usize, to: usize, batch: usize, clients: usize) -> anyhow::Result<f64> {
+pub(crate) fn ingest(
+    world: &World,
+    url: &str,
+    from: usize,
+    to: usize,
+    batch: usize,
+    clients: usize,
+) -> anyhow::Result<f64> {
     let next = AtomicUsize::new(from);
     let timer = Instant::now();
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -232,22 +242,26 @@ fn send(agent: &ureq::Agent, url: &str, world: &World, p: usize, records: &[Usag
 }
 
 /// Latencies in milliseconds, sorted, and their percentiles.
-struct Latencies(Vec<f64>);
+pub(crate) struct Latencies(Vec<f64>);
 
 impl Latencies {
-    fn new(mut values: Vec<f64>) -> Latencies {
+    pub(crate) fn new(mut values: Vec<f64>) -> Latencies {
         values.sort_by(f64::total_cmp);
         Latencies(values)
     }
 
-    fn at(&self, q: f64) -> f64 {
+    pub(crate) fn at(&self, q: f64) -> f64 {
         if self.0.is_empty() {
             return f64::NAN;
         }
         self.0[((self.0.len() as f64 - 1.0) * q).round() as usize]
     }
 
-    fn max(&self) -> f64 {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn max(&self) -> f64 {
         self.0.last().copied().unwrap_or(f64::NAN)
     }
 }

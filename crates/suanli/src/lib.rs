@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bench_console;
 mod bench_history;
 mod crash;
 mod database;
@@ -226,6 +227,8 @@ enum BenchCommand {
     /// A real server carried to millions of usage records: restart, memory, reads beside
     /// ingestion, audit time, at each milestone.
     History(bench_history::HistoryOptions),
+    /// The console's busiest pages over HTTP on a grown history, alone and while usage streams in.
+    Console(bench_console::ConsoleOptions),
 }
 
 #[derive(Subcommand)]
@@ -267,6 +270,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
         Command::Bench { command: BenchCommand::Ingest(options) } => bench::ingest(&options),
         Command::Bench { command: BenchCommand::History(options) } => bench_history::history(&options),
+        Command::Bench { command: BenchCommand::Console(options) } => bench_console::console(&options),
         Command::Place(options) => place::run(&options),
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),

@@ -11,6 +11,7 @@ mod chart;
 mod enterprise;
 pub mod i18n;
 mod map;
+mod operate;
 mod oversight;
 mod pages;
 mod usage;
@@ -59,6 +60,13 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(pages::audit))
         .route("/audit/run", post(oversight::run_audit))
         .route("/anomalies", get(pages::anomalies))
+        .route("/sites", get(operate::sites))
+        .route("/pools/{pool}/{action}", post(operate::pool_action))
+        .route("/users", get(operate::users).post(operate::add_user))
+        .route("/users/{name}/{action}", post(operate::user_action))
+        .route("/tokens", get(operate::tokens))
+        .route("/tokens/{token}/revoke", post(operate::revoke_token))
+        .route("/health", get(operate::health))
 }
 
 /// Who is logged in: the role of the session's token, and the token's secret (for the form token
@@ -175,6 +183,13 @@ const NOTICES: &[(&str, &str)] = &[
     ("order_start", "notice.order_start"),
     ("order_complete", "notice.order_complete"),
     ("order_cancel", "notice.order_cancel"),
+    ("pool_changed", "notice.pool_changed"),
+    ("pool_retired", "notice.pool_retired"),
+    ("user_added", "notice.user_added"),
+    ("user_disable", "notice.user_disable"),
+    ("user_enable", "notice.user_enable"),
+    ("user_password", "notice.user_password"),
+    ("token_revoked", "notice.token_revoked"),
 ];
 
 fn role_label(tr: Tr, role: Role) -> String {
@@ -192,14 +207,29 @@ fn role_label(tr: Tr, role: Role) -> String {
 /// The pages a role has, in the order its work goes.
 fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
     let pages: &[(&str, &str)] = match role {
-        Role::PlatformAdmin | Role::Auditor => &[
+        Role::PlatformAdmin => &[
             ("/programs", "nav.programs"),
             ("/applications", "nav.applications"),
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),
             ("/statements", "nav.statements"),
+            ("/sites", "nav.sites"),
             ("/anomalies", "nav.anomalies"),
             ("/audit", "nav.audit"),
+            ("/users", "nav.users"),
+            ("/tokens", "nav.tokens"),
+            ("/health", "nav.health"),
+        ],
+        Role::Auditor => &[
+            ("/programs", "nav.programs"),
+            ("/applications", "nav.applications"),
+            ("/vouchers", "nav.vouchers"),
+            ("/orders", "nav.orders"),
+            ("/statements", "nav.statements"),
+            ("/sites", "nav.sites"),
+            ("/anomalies", "nav.anomalies"),
+            ("/audit", "nav.audit"),
+            ("/health", "nav.health"),
         ],
         Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_) => &[
             ("/programs", "nav.programs"),
@@ -217,9 +247,12 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/quote", "nav.quote"),
             ("/orders", "nav.orders"),
         ],
-        Role::Provider(_) => {
-            &[("/programs", "nav.programs"), ("/orders", "nav.orders"), ("/statements", "nav.statements")]
-        }
+        Role::Provider(_) => &[
+            ("/programs", "nav.programs"),
+            ("/sites", "nav.sites"),
+            ("/orders", "nav.orders"),
+            ("/statements", "nav.statements"),
+        ],
     };
     pages
         .iter()

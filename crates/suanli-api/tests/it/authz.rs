@@ -251,6 +251,33 @@ fn cases(app: &TestApp) -> Vec<Case> {
             &["admin", "auditor", "authority", "reviewer", "other_authority"],
             &[],
         ),
+        case(
+            "POST",
+            "/api/v1/pools/{pool}",
+            "/api/v1/pools/pol-1".into(),
+            Some(json!({ "price_fen_per_gpu_hour": 1_900 })),
+            &["admin", "provider"],
+            &[],
+        ),
+        case(
+            "POST",
+            "/api/v1/pools/{pool}/retire",
+            "/api/v1/pools/pol-1/retire".into(),
+            None,
+            &["admin", "provider"],
+            &[],
+        ),
+        case("GET", "/api/v1/users", "/api/v1/users".into(), None, &["admin"], &[]),
+        case(
+            "POST",
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            Some(json!({ "name": "newcomer", "role": "auditor", "password": "long enough 1" })),
+            &["admin"],
+            &[],
+        ),
+        case("POST", "/api/v1/users/{name}/{action}", "/api/v1/users/lab/disable".into(), None, &["admin"], &[]),
+        case("GET", "/api/v1/tokens", "/api/v1/tokens".into(), None, &["admin"], &[]),
         // Entry 4 registered ent-1: its proof is for the overseers and that enterprise only.
         case(
             "GET",

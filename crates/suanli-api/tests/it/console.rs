@@ -524,3 +524,71 @@ fn the_auditor_runs_the_audit_from_the_console() {
     let refused = call(&app, "POST", "/audit/run", Some(&enterprise), &[], Some(&format!("form_token={token}")));
     assert_eq!(refused.status, 403);
 }
+
+#[test]
+fn a_provider_keeps_its_pools_and_the_admin_its_people_from_the_console() {
+    let app = TestApp::start();
+    let provider = session(&app, "provider");
+    let sites = call(&app, "GET", "/sites", Some(&provider), &[], None);
+    assert_eq!(sites.status, 200);
+    assert!(sites.body.contains("id=\"pol-1\"") && !sites.body.contains("id=\"pol-2\""), "only its own pools");
+    let token = form_token(&sites.body);
+    let change = call(
+        &app,
+        "POST",
+        "/pools/pol-1/change",
+        Some(&provider),
+        &[],
+        Some(&format!("form_token={token}&gpus=80&price=19.50")),
+    );
+    assert_eq!(change.location.as_deref(), Some("/sites?done=pool_changed"), "{}", change.body);
+    let pool = |id: &str| app.writer.view().state().pools.values().find(|p| p.id.to_string() == id).cloned().unwrap();
+    assert_eq!((pool("pol-1").gpu_count, pool("pol-1").price_fen_per_gpu_hour.fen()), (80, 1_950));
+    // Another provider's pool, a bad price, a missing form token: refused, nothing changed.
+    assert_eq!(
+        call(&app, "POST", "/pools/pol-2/change", Some(&provider), &[], Some(&format!("form_token={token}&gpus=1")))
+            .status,
+        403
+    );
+    assert_eq!(
+        call(&app, "POST", "/pools/pol-1/change", Some(&provider), &[], Some(&format!("form_token={token}&price=abc")))
+            .status,
+        400
+    );
+    assert_eq!(call(&app, "POST", "/pools/pol-1/retire", Some(&provider), &[], Some("form_token=x")).status, 403);
+    assert_eq!(pool("pol-2").gpu_count, 64);
+    let retire = call(&app, "POST", "/pools/pol-1/retire", Some(&provider), &[], Some(&format!("form_token={token}")));
+    assert_eq!(retire.status, 303);
+    assert!(pool("pol-1").retired_at_s.is_some());
+    assert_eq!(call(&app, "GET", "/sites", Some(&session(&app, "enterprise")), &[], None).status, 403);
+
+    let admin = session(&app, "admin");
+    let users = call(&app, "GET", "/users", Some(&admin), &[], None);
+    assert!(users.status == 200 && users.body.contains("id=\"user-lab\"") && !users.body.contains("argon2"));
+    let token = form_token(&users.body);
+    let added = call(
+        &app,
+        "POST",
+        "/users",
+        Some(&admin),
+        &[],
+        Some(&format!("form_token={token}&name=inspector&role=auditor&password=long+enough+1")),
+    );
+    assert_eq!(added.location.as_deref(), Some("/users?done=user_added"), "{}", added.body);
+    assert_eq!(app.writer.view().state().users["inspector"].role, "auditor");
+    let disabled = call(&app, "POST", "/users/lab/disable", Some(&admin), &[], Some(&format!("form_token={token}")));
+    assert_eq!(disabled.status, 303);
+    assert!(app.writer.view().state().users["lab"].disabled);
+    let login = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=/"));
+    assert_eq!(login.status, 401, "a disabled person cannot log in");
+    assert_eq!(call(&app, "GET", "/users", Some(&session(&app, "auditor")), &[], None).status, 403);
+
+    let tokens = call(&app, "GET", "/tokens", Some(&admin), &[], None);
+    assert!(tokens.status == 200 && tokens.body.contains("token-1") && !tokens.body.contains("secret-"));
+    let revoked = call(&app, "POST", "/tokens/2/revoke", Some(&admin), &[], Some(&format!("form_token={token}")));
+    assert_eq!(revoked.location.as_deref(), Some("/tokens?done=token_revoked"));
+    assert!(app.writer.view().state().tokens[&2].revoked);
+    let health = call(&app, "GET", "/health", Some(&admin), &[], None);
+    assert!(health.status == 200 && health.body.contains("存储可写"), "{}", health.body);
+    assert_eq!(call(&app, "GET", "/health", Some(&session(&app, "enterprise")), &[], None).status, 403);
+}

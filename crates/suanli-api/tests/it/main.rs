@@ -6,6 +6,7 @@ mod browser;
 mod console;
 mod edge;
 mod nats;
+mod operate;
 mod trust;
 
 use std::sync::Arc;

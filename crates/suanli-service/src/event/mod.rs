@@ -75,6 +75,16 @@ pub enum Event {
     PoolAdded {
         pool: NewPool,
     },
+    /// A pool's size and list price for orders placed from now on (orders keep their quote).
+    PoolChanged {
+        pool: suanli_domain::PoolId,
+        gpu_count: u32,
+        price_fen_per_gpu_hour: Fen,
+    },
+    /// No new order on the pool; the orders on it run to their end.
+    PoolRetired {
+        pool: suanli_domain::PoolId,
+    },
     OrderPlaced {
         order: Box<NewOrder>,
     },
@@ -153,6 +163,19 @@ pub enum Event {
     UserCreated {
         user: User,
     },
+    /// The person can no longer log in; the sessions it had are revoked in the same entry's
+    /// change (`token_revoked` entries beside it).
+    UserDisabled {
+        name: String,
+    },
+    UserEnabled {
+        name: String,
+    },
+    /// A new password (its argon2 hash); the sessions the person had are revoked beside it.
+    UserPasswordSet {
+        name: String,
+        password_phc: String,
+    },
 }
 
 /// How a body of the current version begins: the version first, then the event's own JSON.
@@ -207,6 +230,8 @@ impl Event {
             Event::SiteVerified { .. } => "site.verified",
             Event::NetworkImported { .. } => "network.imported",
             Event::PoolAdded { .. } => "pool.added",
+            Event::PoolChanged { .. } => "pool.changed",
+            Event::PoolRetired { .. } => "pool.retired",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
             Event::OrderExtended { .. } => "order.extended",
@@ -226,6 +251,9 @@ impl Event {
             Event::TokenIssued { .. } => "token.issued",
             Event::TokenRevoked { .. } => "token.revoked",
             Event::UserCreated { .. } => "user.created",
+            Event::UserDisabled { .. } => "user.disabled",
+            Event::UserEnabled { .. } => "user.enabled",
+            Event::UserPasswordSet { .. } => "user.password_set",
         }
     }
 
@@ -248,6 +276,7 @@ impl Event {
             Event::SiteVerified { site } => site.to_string(),
             Event::NetworkImported { .. } => "network".to_owned(),
             Event::PoolAdded { pool } => pool.id.to_string(),
+            Event::PoolChanged { pool, .. } | Event::PoolRetired { pool } => pool.to_string(),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }
             | Event::OrderExtended { order, .. }
@@ -267,6 +296,9 @@ impl Event {
             Event::TokenIssued { token } => format!("token-{}", token.id),
             Event::TokenRevoked { token } => format!("token-{token}"),
             Event::UserCreated { user } => format!("user:{}", user.name),
+            Event::UserDisabled { name } | Event::UserEnabled { name } | Event::UserPasswordSet { name, .. } => {
+                format!("user:{name}")
+            }
         }
     }
 
@@ -385,12 +417,17 @@ mod tests {
             Event::TokenIssued { .. } => 32,
             Event::TokenRevoked { .. } => 33,
             Event::UserCreated { .. } => 34,
+            Event::PoolChanged { .. } => 35,
+            Event::PoolRetired { .. } => 36,
+            Event::UserDisabled { .. } => 37,
+            Event::UserEnabled { .. } => 38,
+            Event::UserPasswordSet { .. } => 39,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 35];
+        let mut seen = [false; 40];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

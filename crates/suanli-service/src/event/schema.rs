@@ -197,6 +197,7 @@ impl NewPool {
             domestic: self.domestic,
             price_fen_per_gpu_hour: self.price_fen_per_gpu_hour,
             gpus_reserved: 0,
+            retired_at_s: None,
         }
     }
 }
@@ -292,6 +293,9 @@ pub struct NewToken {
     /// Tokens issued before expiries existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_s: Option<i64>,
+    /// The person a login token was issued to (machine tokens have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl NewToken {
@@ -303,6 +307,7 @@ impl NewToken {
             issued_at_s: self.issued_at_s,
             revoked: false,
             expires_at_s: self.expires_at_s,
+            user: self.user.clone(),
         }
     }
 }

@@ -84,9 +84,13 @@ impl View {
         let site_ids: Vec<_> = state.sites.keys().copied().collect();
         let site_index: HashMap<_, _> = site_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         // Only pools of registered chips are offered (a pool added before the registry may name
-        // a chip it does not know).
-        let pool_ids: Vec<_> =
-            state.pools.iter().filter(|(_, p)| crate::chips::find(&p.chip).is_some()).map(|(id, _)| *id).collect();
+        // a chip it does not know), and never a retired one.
+        let pool_ids: Vec<_> = state
+            .pools
+            .iter()
+            .filter(|(_, p)| crate::chips::find(&p.chip).is_some() && p.retired_at_s.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         let mut busy: HashMap<_, (u64, u64)> = HashMap::new();
         for pool in state.pools.values() {
             let entry = busy.entry(pool.site).or_insert((0, 0));

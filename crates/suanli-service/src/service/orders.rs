@@ -61,6 +61,9 @@ impl View {
     pub(super) fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
         let (voucher, program) = self.check_voucher_use(input.enterprise, input.voucher, input.purpose, now)?;
         let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
+        if pool.retired_at_s.is_some() {
+            return Err(ServiceError::new(ErrorCode::PoolRetired, format!("pool: {} is retired", pool.id)));
+        }
         crate::chips::require("pool", &pool.chip)?;
         if let Some(chip) = &input.chip {
             let chip = crate::chips::require("chip", chip)?;

@@ -165,6 +165,51 @@ impl Service {
         self.commit(actor, now, change)?;
         Ok(id)
     }
+
+    /// Changes a pool's size or list price for orders placed from now on (an order keeps the
+    /// price it was quoted). A pool never shrinks below the GPUs its orders hold.
+    pub fn change_pool(&mut self, actor: &Actor, id: PoolId, gpus: Option<u32>, price: Option<Fen>) -> Result<()> {
+        let pool = self.state.pools.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
+        if pool.retired_at_s.is_some() {
+            return Err(ServiceError::new(ErrorCode::PoolRetired, format!("pool: {id} is retired")));
+        }
+        if gpus.is_none() && price.is_none() {
+            return Err(ServiceError::field("gpus", "give the new GPU count, the new price, or both"));
+        }
+        let gpu_count = gpus.unwrap_or(pool.gpu_count);
+        if gpu_count == 0 || gpu_count > 1_000_000 {
+            return Err(ServiceError::field("gpus", "must be between 1 and 1000000"));
+        }
+        if gpu_count < pool.gpus_reserved {
+            return Err(ServiceError::new(
+                ErrorCode::PoolCapacityExceeded,
+                format!(
+                    "gpus: {id} has {} GPUs held by its orders; it cannot shrink to {gpu_count}",
+                    pool.gpus_reserved
+                ),
+            ));
+        }
+        let price_fen_per_gpu_hour = price.unwrap_or(pool.price_fen_per_gpu_hour);
+        if price_fen_per_gpu_hour <= Fen::ZERO {
+            return Err(ServiceError::field("price", "must be positive"));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::PoolChanged { pool: id, gpu_count, price_fen_per_gpu_hour }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Retires a pool: no new order is placed on it; the orders on it run to their end.
+    pub fn retire_pool(&mut self, actor: &Actor, id: PoolId) -> Result<()> {
+        let pool = self.state.pools.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
+        if pool.retired_at_s.is_some() {
+            return Err(ServiceError::new(ErrorCode::PoolRetired, format!("pool: {id} is already retired")));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::PoolRetired { pool: id }, now);
+        self.commit(actor, now, change)
+    }
 }
 
 impl Service {

@@ -1,0 +1,248 @@
+//! The platform's running: a provider changes or retires its pools; the platform admin keeps the
+//! people who log in (add, disable, enable, set a password) and sees the tokens issued.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Json, routing::get};
+use serde::{Deserialize, Serialize};
+use suanli_domain::PoolId;
+use suanli_service::{Role, Service, ServiceError};
+
+use crate::lifecycle::{Grant, PUBLIC, Page, body, fen, id, known_action, permit_endpoint, permit_seen, read, run};
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/pools/{pool}", post(change_pool))
+        .route("/api/v1/pools/{pool}/retire", post(retire_pool))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{name}/{action}", post(user_action))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolChangeJson {
+    pub gpus: Option<u32>,
+    pub price_fen_per_gpu_hour: Option<i64>,
+}
+
+/// The pool's provider, who alone (with the admin) changes it; pools are public to read.
+fn permit_pool(s: &Service, role: Role, pool: PoolId) -> Result<(), ServiceError> {
+    let site = s.state().pools.get(&pool).ok_or_else(|| ServiceError::not_found(pool))?.site;
+    let provider = s.state().sites[&site].spec.provider;
+    permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], PUBLIC, &pool.to_string())
+}
+
+/// Changes a pool's size or list price for new orders, or retires it; the API and the console
+/// both go through here.
+pub(crate) fn act_on_pool(
+    s: &mut Service,
+    role: Role,
+    pool: PoolId,
+    change: Option<(Option<u32>, Option<suanli_domain::Fen>)>,
+) -> Result<(), ServiceError> {
+    permit_pool(s, role, pool)?;
+    let actor = suanli_service::Actor::of(role);
+    match change {
+        Some((gpus, price)) => s.change_pool(&actor, pool, gpus, price),
+        None => s.retire_pool(&actor, pool),
+    }
+}
+
+async fn change_pool(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pool): Path<String>,
+    input: Result<Json<PoolChangeJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let pool = id("pool", &pool, PoolId::parse)?;
+    let input = body(input)?;
+    let price = input.price_fen_per_gpu_hour.map(|p| fen("price_fen_per_gpu_hour", p)).transpose()?;
+    run(&state, &headers, move |s, role| {
+        act_on_pool(s, role, pool, Some((input.gpus, price)))?;
+        Ok(s.state().pools[&pool].clone())
+    })
+    .await
+}
+
+async fn retire_pool(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pool): Path<String>,
+    _unused_body: Bytes,
+) -> Result<Response, ApiError> {
+    let pool = id("pool", &pool, PoolId::parse)?;
+    run(&state, &headers, move |s, role| {
+        act_on_pool(s, role, pool, None)?;
+        Ok(s.state().pools[&pool].clone())
+    })
+    .await
+}
+
+/// A person who logs in, as the admin sees it: never the password's hash.
+#[derive(Serialize)]
+pub struct UserJson {
+    pub name: String,
+    pub role: String,
+    pub created_at_s: i64,
+    pub disabled: bool,
+}
+
+pub(crate) fn users(s: &suanli_service::View) -> Vec<UserJson> {
+    s.state()
+        .users
+        .values()
+        .map(|u| UserJson {
+            name: u.name.clone(),
+            role: u.role.clone(),
+            created_at_s: u.created_at_s,
+            disabled: u.disabled,
+        })
+        .collect()
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    read(&state, &headers, move |s, role| {
+        permit_endpoint(role, &[Grant::Admin], "users")?;
+        page.window(users(s))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserInputJson {
+    name: String,
+    role: String,
+    password: String,
+}
+
+/// The shortest password a person may be given.
+pub const PASSWORD_CHARS_MIN: usize = 10;
+
+/// The argon2 hash of a new password, computed off the async threads.
+pub(crate) async fn new_password_hash(password: String) -> Result<String, ApiError> {
+    let length = password.chars().count();
+    if !(PASSWORD_CHARS_MIN..=256).contains(&length) {
+        return Err(ApiError::field("password", format!("must be {PASSWORD_CHARS_MIN}-256 characters")));
+    }
+    tokio::task::spawn_blocking(move || crate::login::hash_password(&password))
+        .await
+        .map_err(|_| ApiError::from(ServiceError::new(suanli_service::ErrorCode::Internal, "hashing stopped")))?
+        .map_err(|e| ApiError::from(ServiceError::new(suanli_service::ErrorCode::Internal, e)))
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<UserInputJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    let role_for = Role::parse(&input.role)?;
+    crate::authenticate(&state, &headers)?;
+    let phc = new_password_hash(input.password).await?;
+    run(&state, &headers, move |s, role| {
+        permit_endpoint(role, &[Grant::Admin], "users")?;
+        s.add_user(&suanli_service::Actor::of(role), &input.name, role_for, &phc)?;
+        Ok(users(s).into_iter().find(|u| u.name == input.name))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PasswordJson {
+    password: String,
+}
+
+/// `disable | enable | password {password}` on a person. Admin.
+async fn user_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    known_action(&action, &["disable", "enable", "password"])?;
+    let role = crate::authenticate(&state, &headers)?;
+    permit_endpoint(role, &[Grant::Admin], "users")?;
+    let phc = match action.as_str() {
+        "password" => {
+            let input: PasswordJson = serde_json::from_slice(&raw)
+                .map_err(|e| ApiError::field("body", format!("expected {{\"password\": \"...\"}}: {e}")))?;
+            Some(new_password_hash(input.password).await?)
+        }
+        _ => None,
+    };
+    run(&state, &headers, move |s, role| {
+        act_on_user(s, role, &name, &action, phc.as_deref())?;
+        Ok(users(s).into_iter().find(|u| u.name == name))
+    })
+    .await
+}
+
+/// The admin's actions on a person; the API and the console both go through here.
+pub(crate) fn act_on_user(
+    s: &mut Service,
+    role: Role,
+    name: &str,
+    action: &str,
+    password_phc: Option<&str>,
+) -> Result<(), ServiceError> {
+    permit_endpoint(role, &[Grant::Admin], "users")?;
+    let actor = suanli_service::Actor::of(role);
+    match (action, password_phc) {
+        ("disable", _) => s.disable_user(&actor, name),
+        ("enable", _) => s.enable_user(&actor, name),
+        ("password", Some(phc)) => s.set_password(&actor, name, phc),
+        _ => Err(ServiceError::not_found(format!("action {action:?}"))),
+    }
+}
+
+/// A token as the admin sees it: never its secret or the secret's hash.
+#[derive(Serialize)]
+pub struct TokenJson {
+    pub token_id: String,
+    pub role: String,
+    pub user: Option<String>,
+    pub issued_at_s: i64,
+    pub expires_at_s: Option<i64>,
+    pub revoked: bool,
+}
+
+pub(crate) fn tokens(s: &suanli_service::View) -> Vec<TokenJson> {
+    s.state()
+        .tokens
+        .values()
+        .rev()
+        .map(|t| TokenJson {
+            token_id: format!("token-{}", t.id),
+            role: t.role.clone(),
+            user: t.user.clone(),
+            issued_at_s: t.issued_at_s,
+            expires_at_s: t.expires_at_s,
+            revoked: t.revoked,
+        })
+        .collect()
+}
+
+/// Tokens, newest first (paged). Admin.
+pub(crate) async fn list_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    read(&state, &headers, move |s, role| {
+        permit_endpoint(role, &[Grant::Admin], "tokens")?;
+        page.window(tokens(s))
+    })
+    .await
+}
