@@ -136,7 +136,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/programs", "List programmes (paged; filter by state). Any role."),
     ("POST", "/api/v1/programs", "Load a programme file {toml} as a draft. Admin."),
     ("GET", "/api/v1/programs/{program}", "One programme by id or key. Any role."),
-    ("POST", "/api/v1/programs/{program}/{action}", "open | close | finish. Admin or the authority's admin."),
+    (
+        "POST",
+        "/api/v1/programs/preview",
+        "Check a programme file {toml} as loading would, write nothing, and answer its terms and each registered enterprise's eligibility verdicts. Admin or an authority's admin.",
+    ),
+    (
+        "POST",
+        "/api/v1/programs/{program}/{action}",
+        "open | close | finish | amend {toml} (a draft's terms replaced; same key and authority). Admin or the authority's admin.",
+    ),
     (
         "POST",
         "/api/v1/enterprises",

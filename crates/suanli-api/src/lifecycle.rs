@@ -184,6 +184,7 @@ pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
     Router::new()
         .route("/api/v1/programs", get(list_programs).post(load_program))
+        .route("/api/v1/programs/preview", post(crate::operate::preview_program))
         .route("/api/v1/programs/{program}", get(show_program))
         .route("/api/v1/programs/{program}/{action}", post(program_action))
         .route("/api/v1/enterprises", post(register_enterprise))
@@ -241,9 +242,9 @@ async fn show_program(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProgramFileJson {
+pub(crate) struct ProgramFileJson {
     /// The programme file's TOML text.
-    toml: String,
+    pub(crate) toml: String,
 }
 
 async fn load_program(
@@ -264,24 +265,44 @@ async fn program_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((program, action)): Path<(String, String)>,
-    _unused_body: Bytes,
+    raw: Bytes,
 ) -> Result<Response, ApiError> {
-    known_action(&action, &["open", "close", "finish"])?;
+    known_action(&action, &["open", "close", "finish", "amend"])?;
+    // Only `amend` has a body: {"toml": "..."}.
+    let source = match action.as_str() {
+        "amend" => Some(
+            serde_json::from_slice::<ProgramFileJson>(&raw)
+                .map_err(|e| ApiError::field("body", format!("expected {{\"toml\": \"...\"}}: {e}")))?
+                .toml,
+        ),
+        _ => None,
+    };
     run(&state, &headers, move |s, role| {
         let id = s.find_program(&program)?;
-        let authority = s.program(id)?.authority;
-        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &id.to_string())?;
-        match action.as_str() {
-            "open" => s.open_program(&actor(role), id)?,
-            "close" => s.close_program(&actor(role), id)?,
-            "finish" => {
-                s.finish_program(&actor(role), id)?;
-            }
-            other => return Err(ServiceError::not_found(format!("action {other:?}"))),
-        }
+        act_on_program(s, role, id, &action, source.as_deref())?;
         s.program(id).cloned()
     })
     .await
+}
+
+/// A programme's admin (or the platform's) opens, closes, finishes or amends it; the API and the
+/// console both go through here.
+pub(crate) fn act_on_program(
+    s: &mut Service,
+    role: Role,
+    id: ProgramId,
+    action: &str,
+    source: Option<&str>,
+) -> Result<(), ServiceError> {
+    let authority = s.program(id)?.authority;
+    permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &id.to_string())?;
+    match action {
+        "amend" => s.amend_program(&actor(role), id, source.unwrap_or_default()),
+        "open" => s.open_program(&actor(role), id),
+        "close" => s.close_program(&actor(role), id),
+        "finish" => s.finish_program(&actor(role), id).map(|_| ()),
+        other => Err(ServiceError::not_found(format!("action {other:?}"))),
+    }
 }
 
 // ------------------------------------------------------------------ enterprises

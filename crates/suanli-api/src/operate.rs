@@ -246,3 +246,101 @@ pub(crate) async fn list_tokens(
     })
     .await
 }
+
+/// A programme file's preview: its checked terms, how many registered enterprises each rule
+/// admits, and every enterprise's verdicts.
+#[derive(Serialize)]
+pub struct PreviewJson {
+    pub terms: suanli_service::model::ProgramTerms,
+    pub enterprises_registered: usize,
+    pub eligible: usize,
+    pub rules: Vec<RuleCount>,
+    pub enterprises: Vec<EnterpriseVerdicts>,
+}
+
+#[derive(Serialize)]
+pub struct RuleCount {
+    pub rule: String,
+    pub admitted: usize,
+}
+
+#[derive(Serialize)]
+pub struct EnterpriseVerdicts {
+    pub enterprise: String,
+    pub name: String,
+    pub eligible: bool,
+    pub verdicts: Vec<VerdictJson>,
+}
+
+#[derive(Serialize)]
+pub struct VerdictJson {
+    pub rule: String,
+    pub passed: bool,
+    pub reason: String,
+}
+
+/// Who may preview a programme file: the platform admin, or the admin of the authority it names.
+pub(crate) fn preview(s: &suanli_service::View, role: Role, source: &str) -> Result<PreviewJson, ServiceError> {
+    if !matches!(role, Role::PlatformAdmin | Role::AuthorityAdmin(_)) {
+        return Err(ServiceError::new(
+            suanli_service::ErrorCode::Forbidden,
+            format!("{role} may not preview programmes"),
+        ));
+    }
+    let preview = s.preview_program(source)?;
+    if let Role::AuthorityAdmin(authority) = role {
+        let region = s.state().authorities.get(&authority).map(|a| a.region);
+        if region != Some(preview.terms.authority_region) {
+            return Err(ServiceError::new(
+                suanli_service::ErrorCode::Forbidden,
+                format!("authority.region: {role} previews only programmes of its own region"),
+            ));
+        }
+    }
+    let names: Vec<String> = preview
+        .enterprises
+        .first()
+        .map(|(_, verdicts)| verdicts.iter().map(|(rule, _)| rule.clone()).collect())
+        .unwrap_or_else(|| {
+            std::iter::once("applicant_kind".to_owned())
+                .chain(preview.terms.eligibility.iter().map(|r| r.name.clone()))
+                .collect()
+        });
+    let rules = names
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| RuleCount {
+            rule: rule.clone(),
+            admitted: preview.enterprises.iter().filter(|(_, v)| v.get(i).is_some_and(|(_, v)| v.passed)).count(),
+        })
+        .collect();
+    let enterprises: Vec<EnterpriseVerdicts> = preview
+        .enterprises
+        .into_iter()
+        .map(|(id, verdicts)| EnterpriseVerdicts {
+            enterprise: id.to_string(),
+            name: s.state().enterprises.get(&id).map(|e| e.name.clone()).unwrap_or_default(),
+            eligible: verdicts.iter().all(|(_, v)| v.passed),
+            verdicts: verdicts
+                .into_iter()
+                .map(|(rule, v)| VerdictJson { rule, passed: v.passed, reason: v.reason })
+                .collect(),
+        })
+        .collect();
+    Ok(PreviewJson {
+        terms: preview.terms,
+        enterprises_registered: enterprises.len(),
+        eligible: enterprises.iter().filter(|e| e.eligible).count(),
+        rules,
+        enterprises,
+    })
+}
+
+pub(crate) async fn preview_program(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    input: Result<Json<crate::lifecycle::ProgramFileJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    read(&state, &headers, move |s, role| preview(s, role, &input.toml)).await
+}

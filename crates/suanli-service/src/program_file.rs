@@ -200,3 +200,96 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         eligibility: file.eligibility,
     })
 }
+
+/// A TOML string: quoted, with the escapes TOML needs.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn list<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
+    format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", "))
+}
+
+/// Writes terms back as a programme file that [`parse_program`] reads to the same terms (the
+/// programme editor starts from it). Comments of the original file are not kept.
+pub fn to_toml(terms: &ProgramTerms) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: String| out.push_str(&format!("{key} = {value}\n"));
+    line("key", quoted(&terms.key));
+    line("name", quoted(&terms.name));
+    line(
+        "authority",
+        format!(
+            "{{ region = {}, name = {} }}",
+            quoted(&terms.authority_region.to_string()),
+            quoted(&terms.authority_name)
+        ),
+    );
+    line("budget_fen", terms.budget_fen.fen().to_string());
+    line("subsidy_rate_bp", terms.subsidy_rate_bp.basis_points().to_string());
+    if let Some(bp) = terms.domestic_chip_rate_bp {
+        line("domestic_chip_rate_bp", bp.basis_points().to_string());
+    }
+    line("enterprise_cap_fen", terms.enterprise_cap_fen.fen().to_string());
+    if let Some(cap) = terms.annual_cap_fen {
+        line("annual_cap_fen", cap.fen().to_string());
+    }
+    line("voucher_validity_days", terms.voucher_validity_days.to_string());
+    line("applications_open", crate::calendar::format_date(terms.applications_open_s));
+    line("applications_close", crate::calendar::format_date(terms.applications_close_s - 86_400));
+    line("applicant_kinds", list(&terms.applicant_kinds, |k| quoted(k.as_str())));
+    line("purposes", list(&terms.purposes, |p| quoted(p.as_str())));
+    let providers = match &terms.providers {
+        ProviderRule::Any => "{ rule = \"any\" }".to_owned(),
+        ProviderRule::GovernmentRun => "{ rule = \"government_run\" }".to_owned(),
+        ProviderRule::WithinRegion => "{ rule = \"within_region\" }".to_owned(),
+        ProviderRule::Listed { providers } => {
+            format!("{{ rule = \"listed\", providers = {} }}", list(providers, |u| quoted(&u.to_string())))
+        }
+    };
+    line("providers", providers);
+    let stacking = match terms.stacking.cap_fen {
+        Some(cap) => format!("{{ allowed = {}, cap_fen = {} }}", terms.stacking.allowed, cap.fen()),
+        None => format!("{{ allowed = {} }}", terms.stacking.allowed),
+    };
+    line("stacking", stacking);
+    for rule in &terms.eligibility {
+        out.push_str(&format!("\n[[eligibility]]\nname = {}\nrule = {}\n", quoted(&rule.name), quoted(&rule.rule)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_programme_is_written_back_to_the_same_terms() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../programs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let terms = parse_program(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let written = to_toml(&terms);
+                assert_eq!(parse_program(&written).unwrap(), terms, "{}:\n{written}", path.display());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 7);
+        let mut odd = parse_program(include_str!("../../../programs/shanghai-compute.toml")).unwrap();
+        odd.name = "a \"quoted\" \\ name".into();
+        assert_eq!(parse_program(&to_toml(&odd)).unwrap(), odd);
+    }
+}

@@ -47,6 +47,7 @@ mod providers;
 mod statements;
 mod usage;
 mod vouchers;
+pub use applications::ProgramPreview;
 pub use choose::{PoolChoice, PoolRequest};
 
 /// Who asks for a change; recorded on every audit-log entry.

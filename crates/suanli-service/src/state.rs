@@ -355,6 +355,11 @@ impl State {
                 pool.gpu_count = *gpu_count;
                 pool.price_fen_per_gpu_hour = *price_fen_per_gpu_hour;
             }
+            Event::ProgramAmended { program, terms } => {
+                let program = self.programs.get_mut(program).expect("program exists");
+                assert_eq!(program.state, ProgramState::Draft, "only a draft is amended");
+                program.terms = (**terms).clone();
+            }
             Event::PoolRetired { pool } => {
                 self.pools.get_mut(pool).expect("pool exists").retired_at_s = Some(time_s);
             }

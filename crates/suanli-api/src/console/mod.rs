@@ -8,6 +8,7 @@
 //! secret, checked on each post, so a page of another site cannot post in the user's name.
 
 mod chart;
+mod editor;
 mod enterprise;
 pub mod i18n;
 mod map;
@@ -39,7 +40,11 @@ pub fn routes() -> Router<AppState> {
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         .route("/programs", get(pages::programs))
+        .route("/programs/new", get(editor::new_program))
+        .route("/programs/editor", post(editor::submit))
         .route("/programs/{program}", get(pages::program))
+        .route("/programs/{program}/edit", get(editor::edit_program))
+        .route("/programs/{program}/state/{action}", post(editor::change_state))
         .route("/programs/{program}/spend.csv", get(pages::program_csv))
         .route("/apply", get(pages::apply_page))
         .route("/apply/{program}", post(pages::apply))
@@ -190,6 +195,10 @@ const NOTICES: &[(&str, &str)] = &[
     ("user_enable", "notice.user_enable"),
     ("user_password", "notice.user_password"),
     ("token_revoked", "notice.token_revoked"),
+    ("program_saved", "notice.program_saved"),
+    ("program_open", "notice.program_open"),
+    ("program_close", "notice.program_close"),
+    ("program_finish", "notice.program_finish"),
 ];
 
 fn role_label(tr: Tr, role: Role) -> String {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use suanli_domain::{ApplicationId, Fen, StatementId, VoucherId};
 use suanli_service::calendar::YearMonth;
-use suanli_service::model::{ApplicationState, StatementState, VoucherState};
+use suanli_service::model::{ApplicationState, ProgramState, StatementState, VoucherState};
 use suanli_service::{Actor, Role, View};
 
 use super::chart::Burn;
@@ -243,6 +243,7 @@ pub struct ProgramRow {
 struct ProgramsPage {
     ctx: Ctx,
     rows: Vec<ProgramRow>,
+    can_create: bool,
 }
 
 pub(super) fn state_text<T: serde::Serialize>(value: &T) -> String {
@@ -256,7 +257,7 @@ fn funded(program: &suanli_service::model::Program) -> Fen {
 }
 
 pub async fn programs(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let (_session, ctx) = match open(&state, &headers, &uri, "program.list_title") {
+    let (session, ctx) = match open(&state, &headers, &uri, "program.list_title") {
         Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
@@ -277,7 +278,7 @@ pub async fn programs(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             returned: yuan(p.returned_fen),
         })
         .collect();
-    html(StatusCode::OK, &ProgramsPage { ctx, rows })
+    html(StatusCode::OK, &ProgramsPage { ctx, rows, can_create: session.role == Role::PlatformAdmin })
 }
 
 pub struct MonthRow {
@@ -297,6 +298,10 @@ struct ProgramPage {
     chart: String,
     months: Vec<MonthRow>,
     csv_href: String,
+    /// The state changes the reader may make now (`open`, `close`, `finish`), and whether it may
+    /// edit the draft.
+    actions: Vec<(&'static str, &'static str)>,
+    editable: bool,
 }
 
 /// Per month of recording: the voucher parts spent and the part of them on approved statements.
@@ -386,7 +391,17 @@ pub async fn program(State(state): State<AppState>, headers: HeaderMap, uri: Uri
         returned: yuan(program.returned_fen),
     };
     let csv_href = format!("/programs/{}/spend.csv", program.id);
-    html(StatusCode::OK, &ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href })
+    let administers = may_administer(session.role, program.authority);
+    let actions = match (administers, program.state) {
+        (false, _) => vec![],
+        (true, ProgramState::Draft) => vec![("open", "program.open")],
+        (true, ProgramState::Open) => vec![("close", "program.close")],
+        (true, ProgramState::Closed) => vec![("finish", "program.finish")],
+        (true, ProgramState::Finished) => vec![],
+    };
+    let editable = administers && program.state == ProgramState::Draft;
+    let page = ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href, actions, editable };
+    html(StatusCode::OK, &page)
 }
 
 /// The burn chart's numbers, for a spreadsheet: month, spent, spent to date, settled (fen).

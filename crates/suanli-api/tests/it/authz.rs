@@ -58,6 +58,14 @@ fn cases(app: &TestApp) -> Vec<Case> {
         case("GET", "/api/v1/programs/{program}", "/api/v1/programs/prg-1".into(), None, all, &[]),
         case(
             "POST",
+            "/api/v1/programs/preview",
+            "/api/v1/programs/preview".into(),
+            Some(json!({ "toml": include_str!("../../../../programs/shanghai-compute.toml") })),
+            &["admin", "authority"],
+            &[],
+        ),
+        case(
+            "POST",
             "/api/v1/programs/{program}/{action}",
             "/api/v1/programs/prg-1/close".into(),
             None,

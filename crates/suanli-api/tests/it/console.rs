@@ -592,3 +592,64 @@ fn a_provider_keeps_its_pools_and_the_admin_its_people_from_the_console() {
     assert!(health.status == 200 && health.body.contains("存储可写"), "{}", health.body);
     assert_eq!(call(&app, "GET", "/health", Some(&session(&app, "enterprise")), &[], None).status, 403);
 }
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[test]
+fn a_programme_is_written_previewed_saved_and_opened_from_the_console() {
+    let app = TestApp::start();
+    let admin = session(&app, "admin");
+    let page = call(&app, "GET", "/programs/new", Some(&admin), &[], None);
+    assert!(page.status == 200 && page.body.contains("<textarea"), "{}", page.body);
+    let token = form_token(&page.body);
+    let file = include_str!("../../../../programs/shanghai-compute.toml")
+        .replace("shanghai-compute", "shanghai-pilot")
+        .replace("revenue_fen >= 5000000_00", "revenue_fen >= 50000000_00");
+    let post = |cookie: &str, body: String| call(&app, "POST", "/programs/editor", Some(cookie), &[], Some(&body));
+    let preview = post(&admin, format!("form_token={token}&program=&intent=preview&toml={}", encode(&file)));
+    assert_eq!(preview.status, 200);
+    assert!(preview.body.contains("检查通过") && preview.body.contains("id=\"rule-counts\""), "{}", preview.body);
+    assert!(preview.body.contains("0 / 2"), "the strict rule admits neither enterprise: {}", preview.body);
+    let programs = app.writer.view().state().programs.len();
+    let bad = post(
+        &admin,
+        format!("form_token={token}&program=&intent=save&toml={}", encode(&file.replace("8000", "80000"))),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("subsidy_rate_bp"), "the field is named: {}", bad.body);
+    assert_eq!(post(&admin, format!("form_token=x&program=&intent=save&toml={}", encode(&file))).status, 403);
+    assert_eq!(app.writer.view().state().programs.len(), programs, "nothing refused was written");
+    let saved = post(&admin, format!("form_token={token}&program=&intent=save&toml={}", encode(&file)));
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let id = app.writer.view().find_program("shanghai-pilot").unwrap();
+    assert_eq!(saved.location, Some(format!("/programs/{id}?done=program_saved")));
+
+    // Beijing's admin edits its own draft and opens it; not Shanghai's.
+    let beijing = session(&app, "other_authority");
+    assert_eq!(call(&app, "GET", &format!("/programs/{id}/edit"), Some(&beijing), &[], None).status, 403);
+    assert_eq!(call(&app, "GET", "/programs/new", Some(&beijing), &[], None).status, 403);
+    let draft = app.writer.view().find_program("beijing-compute").unwrap();
+    let edit = call(&app, "GET", &format!("/programs/{draft}/edit"), Some(&beijing), &[], None);
+    assert!(edit.status == 200 && edit.body.contains("beijing-compute"), "{}", edit.body);
+    let token = form_token(&edit.body);
+    let amended = suanli_service::program_file::to_toml(&app.writer.view().program(draft).unwrap().terms)
+        .replace("voucher_validity_days = 365", "voucher_validity_days = 180");
+    let saved = post(&beijing, format!("form_token={token}&program={draft}&intent=save&toml={}", encode(&amended)));
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(app.writer.view().program(draft).unwrap().terms.voucher_validity_days, 180);
+    let opened = call(
+        &app,
+        "POST",
+        &format!("/programs/{draft}/state/open"),
+        Some(&beijing),
+        &[],
+        Some(&format!("form_token={token}")),
+    );
+    assert_eq!(opened.location, Some(format!("/programs/{draft}?done=program_open")));
+    assert_eq!(app.writer.view().program(draft).unwrap().state, suanli_service::model::ProgramState::Open);
+    assert_eq!(call(&app, "GET", &format!("/programs/{draft}/edit"), Some(&beijing), &[], None).status, 409);
+}

@@ -111,3 +111,59 @@ fn disabling_a_person_ends_its_sessions_and_a_new_password_replaces_the_old() {
     assert_eq!(app.request("POST", "/api/v1/users", Some("admin"), &[], Some(add)).0, 409);
     assert_eq!(login(&app, "officer", "long enough 1").1["role"], "authority-admin:ath-1");
 }
+
+#[test]
+fn a_programme_file_is_previewed_against_every_enterprise_and_a_draft_is_amended() {
+    let app = TestApp::start();
+    let shanghai = include_str!("../../../../programs/shanghai-compute.toml");
+    let preview = |who: &str, toml: &str| {
+        app.request("POST", "/api/v1/programs/preview", Some(who), &[], Some(json!({ "toml": toml }).to_string()))
+    };
+    let log_before = app.runtime.block_on(app.writer.log_page(0, 1)).unwrap().unwrap().1;
+    let (status, answer) = preview("authority", shanghai);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["enterprises_registered"], 2);
+    assert_eq!(answer["eligible"], 2, "E1 and E2 earn 9M and are in Pudong: {answer}");
+    assert_eq!(answer["rules"][1]["rule"], "revenue-or-research");
+    // A stricter rule admits no one, and the preview says so rule by rule.
+    let strict = shanghai.replace("revenue_fen >= 5000000_00", "revenue_fen >= 50000000_00");
+    let (_, answer) = preview("authority", &strict);
+    assert_eq!((answer["eligible"].as_u64(), answer["rules"][1]["admitted"].as_u64()), (Some(0), Some(0)), "{answer}");
+    assert_eq!(answer["rules"][2]["admitted"], 2);
+    // A file that would not load is refused with the field named; another authority's file too.
+    let (status, answer) = preview("admin", &shanghai.replace("subsidy_rate_bp = 8000", "subsidy_rate_bp = 18000"));
+    assert_eq!(status, 400);
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("subsidy_rate_bp"), "{answer}");
+    let beijing = include_str!("../../../../programs/beijing.toml");
+    assert_eq!(preview("authority", beijing).0, 403);
+    assert_eq!(preview("enterprise", shanghai).0, 403);
+    let log_after = app.runtime.block_on(app.writer.log_page(0, 1)).unwrap().unwrap().1;
+    assert_eq!(log_after, log_before, "a preview writes nothing");
+
+    // Beijing's programme is a draft: its admin amends it; the key and region stay.
+    let amend = |toml: &str| {
+        app.request(
+            "POST",
+            "/api/v1/programs/beijing-compute/amend",
+            Some("admin"),
+            &[],
+            Some(json!({ "toml": toml }).to_string()),
+        )
+    };
+    let key = |toml: &str| toml.lines().find(|l| l.starts_with("key")).unwrap().to_owned();
+    let renamed = beijing.replacen("\nname = ", "\nname = \"Beijing vouchers, second draft\" # ", 1);
+    let (status, answer) = amend(&renamed);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["terms"]["name"], "Beijing vouchers, second draft");
+    let (status, answer) = amend(&beijing.replace(&key(beijing), "key = \"beijing-other\""));
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("program_file_invalid")), "{answer}");
+    // An open programme is never amended.
+    let (status, answer) = app.request(
+        "POST",
+        "/api/v1/programs/prg-1/amend",
+        Some("admin"),
+        &[],
+        Some(json!({ "toml": shanghai }).to_string()),
+    );
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("program_state")), "{answer}");
+}

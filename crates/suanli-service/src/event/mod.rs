@@ -32,6 +32,11 @@ pub enum Event {
         program: ProgramId,
         funded_fen: Fen,
     },
+    /// A draft's terms replaced (same key, same authority).
+    ProgramAmended {
+        program: ProgramId,
+        terms: Box<crate::model::ProgramTerms>,
+    },
     ProgramClosed {
         program: ProgramId,
     },
@@ -217,6 +222,7 @@ impl Event {
             Event::AuthorityCreated { .. } => "authority.created",
             Event::ProgramLoaded { .. } => "program.loaded",
             Event::ProgramOpened { .. } => "program.opened",
+            Event::ProgramAmended { .. } => "program.amended",
             Event::ProgramClosed { .. } => "program.closed",
             Event::ProgramFinished { .. } => "program.finished",
             Event::EnterpriseRegistered { .. } => "enterprise.registered",
@@ -263,6 +269,7 @@ impl Event {
             Event::AuthorityCreated { authority } => authority.id.to_string(),
             Event::ProgramLoaded { program } => program.id.to_string(),
             Event::ProgramOpened { program, .. }
+            | Event::ProgramAmended { program, .. }
             | Event::ProgramClosed { program }
             | Event::ProgramFinished { program, .. } => program.to_string(),
             Event::EnterpriseRegistered { enterprise } => enterprise.id.to_string(),
@@ -422,12 +429,13 @@ mod tests {
             Event::UserDisabled { .. } => 37,
             Event::UserEnabled { .. } => 38,
             Event::UserPasswordSet { .. } => 39,
+            Event::ProgramAmended { .. } => 40,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 40];
+        let mut seen = [false; 41];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

@@ -60,8 +60,31 @@ impl View {
 impl View {
     /// Every eligibility verdict of `enterprise` for `program`, the applicant-kind rule first.
     pub fn eligibility(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Vec<(String, Verdict)>> {
-        let enterprise = self.enterprise(enterprise)?;
-        let program = self.program(program)?;
+        verdicts(self.enterprise(enterprise)?, &self.program(program)?.terms)
+    }
+
+    /// What `source`, a programme file, would be, checked as loading it checks it, and each
+    /// registered enterprise's verdicts under its rules: the programme editor's preview. Nothing
+    /// is written.
+    pub fn preview_program(&self, source: &str) -> Result<ProgramPreview> {
+        let terms = crate::program_file::parse_program(source)?;
+        let enterprises =
+            self.state.enterprises.values().map(|e| Ok((e.id, verdicts(e, &terms)?))).collect::<Result<Vec<_>>>()?;
+        Ok(ProgramPreview { terms, enterprises })
+    }
+}
+
+/// A programme file checked but not loaded, and every registered enterprise's verdicts under it.
+#[derive(Clone, Debug)]
+pub struct ProgramPreview {
+    pub terms: crate::model::ProgramTerms,
+    pub enterprises: Vec<(EnterpriseId, Vec<(String, Verdict)>)>,
+}
+
+/// Every eligibility verdict of `enterprise` under `terms`, the applicant-kind rule first.
+fn verdicts(enterprise: &Enterprise, terms: &crate::model::ProgramTerms) -> Result<Vec<(String, Verdict)>> {
+    {
+        let program = terms;
         let profile = Profile {
             kind: enterprise.kind,
             region: enterprise.region,
@@ -69,7 +92,7 @@ impl View {
             revenue: enterprise.revenue_fen,
             research_projects: u32::try_from(enterprise.research_projects.len()).unwrap_or(u32::MAX),
         };
-        let kinds = &program.terms.applicant_kinds;
+        let kinds = &program.applicant_kinds;
         let kind_names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         let kind_verdict = Verdict {
             passed: kinds.contains(&enterprise.kind),
@@ -81,7 +104,7 @@ impl View {
             ),
         };
         let mut verdicts = vec![("applicant_kind".to_owned(), kind_verdict)];
-        for named in &program.terms.eligibility {
+        for named in &program.eligibility {
             let rule = Rule::parse(&named.rule).map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
             verdicts.push((named.name.clone(), rule.evaluate(&profile)));
         }

@@ -38,6 +38,41 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Replaces a draft programme's terms with those of `source`, checked as loading checks
+    /// them. The key and the authority's region stay what they were (the authority and the
+    /// accounts hang on them); a programme once opened is never amended.
+    pub fn amend_program(&mut self, actor: &Actor, id: ProgramId, source: &str) -> Result<()> {
+        let terms = parse_program(source)?;
+        let program = self.program(id)?;
+        if program.state != ProgramState::Draft {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramState,
+                format!("program: {id} is {:?}; only a draft is amended", program.state),
+            ));
+        }
+        if terms.key != program.terms.key {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramFileInvalid,
+                format!("key: a draft keeps its key {:?}", program.terms.key),
+            ));
+        }
+        if terms.authority_region != program.terms.authority_region {
+            return Err(ServiceError::new(
+                ErrorCode::ProgramFileInvalid,
+                format!("authority.region: a draft keeps its authority's region {}", program.terms.authority_region),
+            ));
+        }
+        if terms == program.terms {
+            return Ok(());
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::ProgramAmended { program: id, terms: Box::new(terms) }, now);
+        self.commit(actor, now, change)
+    }
+}
+
 impl View {
     pub fn program(&self, id: ProgramId) -> Result<&Program> {
         self.state.programs.get(&id).ok_or_else(|| ServiceError::not_found(id))
