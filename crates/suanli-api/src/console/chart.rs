@@ -80,6 +80,51 @@ impl Burn<'_> {
     }
 }
 
+/// Horizontal bars, one per labelled amount, each with its value written beside it: months of
+/// spending, GPU-hours by hub and chip, the load of each site.
+pub struct Bars<'a> {
+    /// Label, amount (any unit, compared with each other), and the amount as shown.
+    pub bars: &'a [(String, i64, String)],
+    /// What the chart shows, for screen readers.
+    pub title: &'a str,
+}
+
+const BAR_HEIGHT: f64 = 22.0;
+const BAR_LABEL: f64 = 190.0;
+const BAR_VALUE: f64 = 150.0;
+
+impl Bars<'_> {
+    pub fn svg(&self) -> String {
+        let top = self.bars.iter().map(|(_, v, _)| *v).max().unwrap_or(0).max(1) as f64;
+        let height = TOP + BAR_HEIGHT * self.bars.len() as f64 + 8.0;
+        let plot_w = WIDTH - BAR_LABEL - BAR_VALUE;
+        let title = escape(self.title);
+        let mut svg = String::new();
+        let _ = write!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height:.0}" role="img" aria-label="{title}" class="chart bars"><title>{title}</title>"#
+        );
+        for (i, (label, amount, shown)) in self.bars.iter().enumerate() {
+            let y = TOP + BAR_HEIGHT * i as f64;
+            let w = (amount.max(&0).to_owned() as f64 / top * plot_w).max(if *amount > 0 { 1.0 } else { 0.0 });
+            let _ = write!(
+                svg,
+                r##"<text x="{0:.1}" y="{1:.1}" font-size="12" text-anchor="end" fill="#1f2328">{2}</text><rect x="{3:.1}" y="{4:.1}" width="{w:.1}" height="{5:.1}" fill="#1d4ed8"/><text x="{6:.1}" y="{1:.1}" font-size="12" fill="#1f2328">{7}</text>"##,
+                BAR_LABEL - 8.0,
+                y + BAR_HEIGHT * 0.65,
+                escape(label),
+                BAR_LABEL,
+                y + 3.0,
+                BAR_HEIGHT - 6.0,
+                BAR_LABEL + w + 6.0,
+                escape(shown)
+            );
+        }
+        svg.push_str("</svg>");
+        svg
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

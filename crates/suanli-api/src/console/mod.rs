@@ -11,6 +11,7 @@ mod chart;
 mod editor;
 mod enterprise;
 pub mod i18n;
+mod insight;
 mod map;
 mod operate;
 mod oversight;
@@ -72,6 +73,10 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens", get(operate::tokens))
         .route("/tokens/{token}/revoke", post(operate::revoke_token))
         .route("/health", get(operate::health))
+        .route("/bill", get(insight::bill_page))
+        .route("/bill.csv", get(insight::bill_csv))
+        .route("/network", get(insight::network_page))
+        .route("/network.csv", get(insight::network_csv))
 }
 
 /// Who is logged in: the role of the session's token, and the token's secret (for the form token
@@ -222,6 +227,7 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),
             ("/statements", "nav.statements"),
+            ("/network", "nav.network"),
             ("/sites", "nav.sites"),
             ("/anomalies", "nav.anomalies"),
             ("/audit", "nav.audit"),
@@ -235,6 +241,7 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),
             ("/statements", "nav.statements"),
+            ("/network", "nav.network"),
             ("/sites", "nav.sites"),
             ("/anomalies", "nav.anomalies"),
             ("/audit", "nav.audit"),
@@ -246,6 +253,7 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/vouchers", "nav.vouchers"),
             ("/orders", "nav.orders"),
             ("/statements", "nav.statements"),
+            ("/network", "nav.network"),
             ("/anomalies", "nav.anomalies"),
         ],
         Role::Enterprise(_) => &[
@@ -255,6 +263,7 @@ fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
             ("/vouchers", "nav.vouchers"),
             ("/quote", "nav.quote"),
             ("/orders", "nav.orders"),
+            ("/bill", "nav.bill"),
         ],
         Role::Provider(_) => &[
             ("/programs", "nav.programs"),

@@ -653,3 +653,37 @@ fn a_programme_is_written_previewed_saved_and_opened_from_the_console() {
     assert_eq!(app.writer.view().program(draft).unwrap().state, suanli_service::model::ProgramState::Open);
     assert_eq!(call(&app, "GET", &format!("/programs/{draft}/edit"), Some(&beijing), &[], None).status, 409);
 }
+
+#[test]
+fn an_enterprise_reads_its_monthly_bill_and_overseers_the_network_charts() {
+    let app = TestApp::start();
+    let statement = app.writer.view().state().statements.values().next().cloned().unwrap();
+    let line = &statement.lines[0];
+    let bill = call(&app, "GET", "/bill", Some(&session(&app, "enterprise")), &[], None);
+    assert_eq!(bill.status, 200);
+    assert!(bill.body.contains("id=\"month-2026-03\"") && bill.body.contains("结算单待确认"), "{}", bill.body);
+    assert!(bill.body.contains(&line.enterprise_part_fen.to_chinese_uppercase()), "the own share in words");
+    let csv = call(&app, "GET", "/bill.csv", Some(&session(&app, "enterprise")), &[], None);
+    assert!(csv.content_type.starts_with("text/csv"));
+    assert!(
+        csv.body.contains(&format!("2026-03,{},", line.order))
+            && csv.body.ends_with(&format!(",{},issued\n", line.enterprise_part_fen.fen())),
+        "{}",
+        csv.body
+    );
+    let other = call(&app, "GET", "/bill", Some(&session(&app, "other_enterprise")), &[], None);
+    assert!(other.status == 200 && !other.body.contains("month-2026-03"));
+    assert_eq!(call(&app, "GET", "/bill", Some(&session(&app, "provider")), &[], None).status, 403);
+
+    let network = call(&app, "GET", "/network", Some(&session(&app, "authority")), &[], None);
+    assert_eq!(network.status, 200);
+    assert!(network.body.matches("<svg").count() == 3 && network.body.contains("H · H100"), "{}", network.body);
+    let usage = call(&app, "GET", "/network.csv?chart=usage", Some(&session(&app, "authority")), &[], None);
+    assert_eq!(usage.body, format!("hub,chip,gpu_seconds\nH,H100,{}\n", line.gpu_seconds));
+    let load = call(&app, "GET", "/network.csv?chart=load", Some(&session(&app, "auditor")), &[], None);
+    assert_eq!(load.body, "site,hub,gpus_held,gpus\nS,H,8,64\nS,H,8,64\n");
+    let foreign = call(&app, "GET", "/network.csv?chart=spend", Some(&session(&app, "other_authority")), &[], None);
+    assert_eq!(foreign.body, "month,voucher_fen\n", "another authority's spending is not shown");
+    assert_eq!(call(&app, "GET", "/network", Some(&session(&app, "enterprise")), &[], None).status, 403);
+    assert_eq!(call(&app, "GET", "/network.csv?chart=x", Some(&session(&app, "admin")), &[], None).status, 404);
+}

@@ -1,0 +1,354 @@
+//! What the money bought, read from the statements and the month's unsettled lines (memory holds
+//! one line per order and month, never the usage records): an enterprise's monthly bill of its
+//! own share, and the overseers' network view — spending by month across programmes, GPU-hours
+//! by hub and chip, and the load of each site — each chart beside its table and a CSV.
+
+// A page's early answer (a redirect, a refusal) is a whole response, returned once per request.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use suanli_domain::{AuthorityId, Fen, ProgramId};
+use suanli_service::model::{StatementLine, StatementState};
+use suanli_service::{Role, View};
+
+use super::chart::Bars;
+use super::i18n::{Tr, yuan};
+use super::pages::{open, refuse, require};
+use super::{Ctx, html};
+use crate::AppState;
+
+/// Where a line stands: on an approved statement, on one waiting, or not yet on any.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Settled,
+    Issued,
+    Open,
+}
+
+impl Standing {
+    fn key(self) -> &'static str {
+        match self {
+            Standing::Settled => "bill.settled",
+            Standing::Issued => "bill.issued",
+            Standing::Open => "bill.open",
+        }
+    }
+}
+
+/// Every line of usage by month (Asia/Shanghai, as statements count them) of the programmes
+/// `program` admits, with where it stands.
+fn lines(view: &View, program: impl Fn(ProgramId) -> bool) -> Vec<(String, ProgramId, Standing, StatementLine)> {
+    let s = view.state();
+    let mut out = Vec::new();
+    for statement in s.statements.values().filter(|st| program(st.program)) {
+        let standing = if statement.state == StatementState::Approved { Standing::Settled } else { Standing::Issued };
+        for line in &statement.lines {
+            out.push((statement.month.clone(), statement.program, standing, line.clone()));
+        }
+    }
+    for ((_, p, month), open) in s.unsettled.iter() {
+        if program(*p) {
+            for line in open.values() {
+                out.push((month.to_string(), *p, Standing::Open, line.clone()));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(a.3.order.cmp(&b.3.order)));
+    out
+}
+
+fn gpu_hours(seconds: i64) -> String {
+    format!("{:.1}", seconds as f64 / 3600.0)
+}
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180); a leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs it as a formula.
+fn field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+}
+
+fn csv_response(name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ------------------------------------------------------------------ the bill
+
+pub struct BillLine {
+    pub order: String,
+    pub provider: String,
+    pub program: String,
+    pub records: u32,
+    pub gpu_hours: String,
+    pub cost: String,
+    pub voucher: String,
+    pub own: String,
+    pub standing: &'static str,
+}
+
+pub struct BillMonth {
+    pub month: String,
+    pub lines: Vec<BillLine>,
+    pub cost: String,
+    pub voucher: String,
+    pub own: String,
+    pub own_words: String,
+}
+
+#[derive(Template)]
+#[template(path = "bill.html")]
+struct BillPage {
+    ctx: Ctx,
+    months: Vec<BillMonth>,
+}
+
+/// An enterprise's lines, newest month first, with each month's totals (checked sums).
+fn bill(view: &View, tr: Tr, enterprise: suanli_domain::EnterpriseId) -> Vec<BillMonth> {
+    let s = view.state();
+    let mut months: BTreeMap<String, Vec<(ProgramId, Standing, StatementLine)>> = BTreeMap::new();
+    for (month, program, standing, line) in lines(view, |_| true) {
+        if line.enterprise == enterprise {
+            months.entry(month).or_default().push((program, standing, line));
+        }
+    }
+    let sum = |lines: &[(ProgramId, Standing, StatementLine)], part: fn(&StatementLine) -> Fen| {
+        lines.iter().try_fold(Fen::ZERO, |total, (_, _, l)| total.checked_add(part(l))).unwrap_or(Fen::MAX)
+    };
+    months
+        .into_iter()
+        .rev()
+        .map(|(month, lines)| {
+            let own = sum(&lines, |l| l.enterprise_part_fen);
+            BillMonth {
+                cost: yuan(sum(&lines, |l| l.cost_fen)),
+                voucher: yuan(sum(&lines, |l| l.voucher_part_fen)),
+                own: yuan(own),
+                own_words: own.to_chinese_uppercase(),
+                lines: lines
+                    .iter()
+                    .map(|(program, standing, l)| {
+                        let order = s.orders.get(&l.order);
+                        BillLine {
+                            order: l.order.to_string(),
+                            provider: order
+                                .and_then(|o| s.providers.get(&o.provider))
+                                .map_or_else(String::new, |p| p.name.clone()),
+                            program: s.programs.get(program).map_or_else(String::new, |p| p.terms.name.clone()),
+                            records: l.usage_records,
+                            gpu_hours: gpu_hours(l.gpu_seconds),
+                            cost: yuan(l.cost_fen),
+                            voucher: yuan(l.voucher_part_fen),
+                            own: yuan(l.enterprise_part_fen),
+                            standing: tr.t(standing.key()),
+                        }
+                    })
+                    .collect(),
+                month,
+            }
+        })
+        .collect()
+}
+
+/// `GET /bill`: the enterprise's monthly bill of its own share.
+pub async fn bill_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let (session, ctx) = match open(&state, &headers, &uri, "bill.title") {
+        Ok(opened) => opened,
+        Err(redirect) => return redirect,
+    };
+    let Role::Enterprise(enterprise) = session.role else {
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
+    };
+    let months = bill(&state.writer.view(), ctx.tr, enterprise);
+    html(StatusCode::OK, &BillPage { ctx, months })
+}
+
+/// `GET /bill.csv`: the same lines, in fen, for a spreadsheet.
+pub async fn bill_csv(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let Role::Enterprise(enterprise) = session.role else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let view = state.writer.view();
+    let mut csv = String::from("month,order,program,usage_records,gpu_seconds,cost_fen,voucher_fen,own_fen,standing\n");
+    for (month, program, standing, line) in lines(&view, |_| true) {
+        if line.enterprise == enterprise {
+            let standing = match standing {
+                Standing::Settled => "settled",
+                Standing::Issued => "issued",
+                Standing::Open => "open",
+            };
+            csv.push_str(&format!(
+                "{month},{},{program},{},{},{},{},{},{standing}\n",
+                line.order,
+                line.usage_records,
+                line.gpu_seconds,
+                line.cost_fen.fen(),
+                line.voucher_part_fen.fen(),
+                line.enterprise_part_fen.fen()
+            ));
+        }
+    }
+    csv_response("bill.csv", csv)
+}
+
+// ------------------------------------------------------------------ the network
+
+/// The programmes a role oversees: all for the platform's overseers, its own for an authority.
+fn overseen(role: Role) -> Option<Option<AuthorityId>> {
+    match role {
+        Role::PlatformAdmin | Role::Auditor => Some(None),
+        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(Some(a)),
+        _ => None,
+    }
+}
+
+/// The three charts' numbers: spending by month, GPU-hours by hub and chip, site load.
+struct Network {
+    spend: Vec<(String, i64)>,
+    usage: Vec<(String, String, i64)>,
+    load: Vec<(String, String, u32, u32)>,
+}
+
+fn network(view: &View, authority: Option<AuthorityId>) -> Network {
+    let s = view.state();
+    let admitted = |p: ProgramId| authority.is_none_or(|a| s.programs.get(&p).is_some_and(|p| p.authority == a));
+    let mut spend: BTreeMap<String, i64> = BTreeMap::new();
+    let mut usage: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (month, _, _, line) in lines(view, admitted) {
+        let entry = spend.entry(month).or_default();
+        *entry = entry.saturating_add(line.voucher_part_fen.fen());
+        let pool = s.pools.get(&line.pool);
+        let hub = pool.and_then(|p| s.sites.get(&p.site)).map_or_else(String::new, |site| site.spec.hub.clone());
+        let chip = pool.map_or_else(String::new, |p| p.chip.clone());
+        let entry = usage.entry((hub, chip)).or_default();
+        *entry = entry.saturating_add(line.gpu_seconds);
+    }
+    let load = s
+        .sites
+        .values()
+        .map(|site| {
+            let (reserved, total) = s
+                .pools
+                .values()
+                .filter(|p| p.site == site.id && p.retired_at_s.is_none())
+                .fold((0u32, 0u32), |(r, t), p| (r.saturating_add(p.gpus_reserved), t.saturating_add(p.gpu_count)));
+            (site.spec.name.clone(), site.spec.hub.clone(), reserved, total)
+        })
+        .collect();
+    Network {
+        spend: spend.into_iter().collect(),
+        usage: usage.into_iter().map(|((hub, chip), seconds)| (hub, chip, seconds)).collect(),
+        load,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "network.html")]
+struct NetworkPage {
+    ctx: Ctx,
+    spend_chart: String,
+    spend: Vec<(String, String)>,
+    usage_chart: String,
+    usage: Vec<(String, String, String)>,
+    load_chart: String,
+    load: Vec<(String, String, u32, u32, String)>,
+}
+
+fn percent_of(part: u32, whole: u32) -> i64 {
+    if whole == 0 { 0 } else { i64::from(part) * 1_000 / i64::from(whole) }
+}
+
+/// `GET /network`: the overseers' charts, scoped as the API scopes programmes.
+pub async fn network_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let (session, ctx) = match open(&state, &headers, &uri, "network.title") {
+        Ok(opened) => opened,
+        Err(redirect) => return redirect,
+    };
+    let Some(authority) = overseen(session.role) else {
+        return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
+    };
+    let n = network(&state.writer.view(), authority);
+    let tr = ctx.tr;
+    let spend_bars: Vec<_> = n.spend.iter().map(|(m, fen)| (m.clone(), *fen, yuan(Fen::new(*fen)))).collect();
+    let usage_bars: Vec<_> =
+        n.usage.iter().map(|(hub, chip, s)| (format!("{hub} · {chip}"), *s, gpu_hours(*s))).collect();
+    let load_bars: Vec<_> = n
+        .load
+        .iter()
+        .map(|(site, _, r, t)| {
+            let permille = percent_of(*r, *t);
+            (site.clone(), permille, format!("{:.1}% ({r}/{t})", permille as f64 / 10.0))
+        })
+        .collect();
+    let page = NetworkPage {
+        spend_chart: Bars { bars: &spend_bars, title: tr.t("network.spend_title") }.svg(),
+        spend: spend_bars.iter().map(|(m, _, shown)| (m.clone(), shown.clone())).collect(),
+        usage_chart: Bars { bars: &usage_bars, title: tr.t("network.usage_title") }.svg(),
+        usage: n.usage.iter().map(|(hub, chip, s)| (hub.clone(), chip.clone(), gpu_hours(*s))).collect(),
+        load_chart: Bars { bars: &load_bars, title: tr.t("network.load_title") }.svg(),
+        load: n
+            .load
+            .iter()
+            .zip(&load_bars)
+            .map(|((site, hub, r, t), (_, _, shown))| (site.clone(), hub.clone(), *r, *t, shown.clone()))
+            .collect(),
+        ctx,
+    };
+    html(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+pub struct ChartQuery {
+    chart: Option<String>,
+}
+
+/// `GET /network.csv?chart=spend|usage|load`: a chart's numbers.
+pub async fn network_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<ChartQuery>,
+) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let Some(authority) = overseen(session.role) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let n = network(&state.writer.view(), authority);
+    match query.chart.as_deref() {
+        Some("spend") => {
+            let rows: String = n.spend.iter().map(|(m, fen)| format!("{m},{fen}\n")).collect();
+            csv_response("spend-by-month.csv", format!("month,voucher_fen\n{rows}"))
+        }
+        Some("usage") => {
+            let rows: String =
+                n.usage.iter().map(|(hub, chip, s)| format!("{},{},{s}\n", field(hub), field(chip))).collect();
+            csv_response("usage-by-hub-and-chip.csv", format!("hub,chip,gpu_seconds\n{rows}"))
+        }
+        Some("load") => {
+            let rows: String =
+                n.load.iter().map(|(site, hub, r, t)| format!("{},{},{r},{t}\n", field(site), field(hub))).collect();
+            csv_response("site-load.csv", format!("site,hub,gpus_held,gpus\n{rows}"))
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
