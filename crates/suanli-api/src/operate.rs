@@ -280,14 +280,19 @@ pub struct VerdictJson {
 }
 
 /// Who may preview a programme file: the platform admin, or the admin of the authority it names.
-pub(crate) fn preview(s: &suanli_service::View, role: Role, source: &str) -> Result<PreviewJson, ServiceError> {
+pub(crate) fn preview(
+    s: &suanli_service::View,
+    role: Role,
+    source: &str,
+    wording: suanli_domain::Wording,
+) -> Result<PreviewJson, ServiceError> {
     if !matches!(role, Role::PlatformAdmin | Role::AuthorityAdmin(_)) {
         return Err(ServiceError::new(
             suanli_service::ErrorCode::Forbidden,
             format!("{role} may not preview programmes"),
         ));
     }
-    let preview = s.preview_program(source)?;
+    let preview = s.preview_program(source, wording)?;
     if let Role::AuthorityAdmin(authority) = role {
         let region = s.state().authorities.get(&authority).map(|a| a.region);
         if region != Some(preview.terms.authority_region) {
@@ -342,5 +347,5 @@ pub(crate) async fn preview_program(
     input: Result<Json<crate::lifecycle::ProgramFileJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let input = body(input)?;
-    read(&state, &headers, move |s, role| preview(s, role, &input.toml)).await
+    read(&state, &headers, move |s, role| preview(s, role, &input.toml, suanli_domain::Wording::English)).await
 }

@@ -54,6 +54,24 @@ impl ApplicantKind {
     }
 }
 
+impl ApplicantKind {
+    /// The kind as Chinese programme documents name it.
+    pub fn chinese(self) -> &'static str {
+        match self {
+            ApplicantKind::Sme => "中小企业",
+            ApplicantKind::Startup => "初创企业",
+            ApplicantKind::ResearchInstitute => "科研机构",
+        }
+    }
+}
+
+/// The language a verdict's reason is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wording {
+    English,
+    Chinese,
+}
+
 impl fmt::Display for ApplicantKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -161,30 +179,37 @@ impl Rule {
     }
 
     pub fn evaluate(&self, profile: &Profile) -> Verdict {
-        let (passed, reason) = evaluate(&self.root, profile);
+        self.evaluate_worded(profile, Wording::English)
+    }
+
+    /// The verdict with its reason in `wording` (the same decision in either language).
+    pub fn evaluate_worded(&self, profile: &Profile, wording: Wording) -> Verdict {
+        let (passed, reason) = evaluate(&self.root, profile, wording);
         Verdict { passed, reason }
     }
 }
 
-fn evaluate(node: &Node, profile: &Profile) -> (bool, String) {
+fn evaluate(node: &Node, profile: &Profile, wording: Wording) -> (bool, String) {
+    let chinese = wording == Wording::Chinese;
+    let (and_not, both) = if chinese { ("；且", "，") } else { ("; and ", ", ") };
     match node {
         Node::Or(children) => {
-            let results: Vec<(bool, String)> = children.iter().map(|child| evaluate(child, profile)).collect();
+            let results: Vec<(bool, String)> = children.iter().map(|child| evaluate(child, profile, wording)).collect();
             match results.iter().find(|(passed, _)| *passed) {
                 Some((_, reason)) => (true, reason.clone()),
-                None => (false, join(results.into_iter().map(|(_, reason)| reason), "; and ")),
+                None => (false, join(results.into_iter().map(|(_, reason)| reason), and_not)),
             }
         }
         Node::And(children) => {
-            let results: Vec<(bool, String)> = children.iter().map(|child| evaluate(child, profile)).collect();
+            let results: Vec<(bool, String)> = children.iter().map(|child| evaluate(child, profile, wording)).collect();
             if results.iter().all(|(passed, _)| *passed) {
-                (true, join(results.into_iter().map(|(_, reason)| reason), ", "))
+                (true, join(results.into_iter().map(|(_, reason)| reason), both))
             } else {
-                (false, join(results.into_iter().filter(|(passed, _)| !passed).map(|(_, reason)| reason), "; and "))
+                (false, join(results.into_iter().filter(|(passed, _)| !passed).map(|(_, reason)| reason), and_not))
             }
         }
         Node::Not(child) => {
-            let (passed, reason) = evaluate(child, profile);
+            let (passed, reason) = evaluate(child, profile, wording);
             (!passed, reason)
         }
         Node::Compare { field, op, value } => {
@@ -202,37 +227,62 @@ fn evaluate(node: &Node, profile: &Profile) -> (bool, String) {
                     value.to_string(),
                 ),
             };
-            let (passed, yes, no) = match op {
-                Op::AtLeast => (actual >= *value, "is at least", "is below"),
-                Op::AtMost => (actual <= *value, "is at most", "is above"),
-                Op::Above => (actual > *value, "is above", "is not above"),
-                Op::Below => (actual < *value, "is below", "is not below"),
-                Op::Equal => (actual == *value, "equals", "does not equal"),
-                Op::NotEqual => (actual != *value, "differs from", "equals"),
+            let (passed, yes, no) = match (op, chinese) {
+                (Op::AtLeast, false) => (actual >= *value, "is at least", "is below"),
+                (Op::AtMost, false) => (actual <= *value, "is at most", "is above"),
+                (Op::Above, false) => (actual > *value, "is above", "is not above"),
+                (Op::Below, false) => (actual < *value, "is below", "is not below"),
+                (Op::Equal, false) => (actual == *value, "equals", "does not equal"),
+                (Op::NotEqual, false) => (actual != *value, "differs from", "equals"),
+                (Op::AtLeast, true) => (actual >= *value, "不低于", "低于"),
+                (Op::AtMost, true) => (actual <= *value, "不高于", "高于"),
+                (Op::Above, true) => (actual > *value, "高于", "不高于"),
+                (Op::Below, true) => (actual < *value, "低于", "不低于"),
+                (Op::Equal, true) => (actual == *value, "等于", "不等于"),
+                (Op::NotEqual, true) => (actual != *value, "不等于", "等于"),
+            };
+            let name = match (chinese, name) {
+                (false, name) => name,
+                (true, "annual revenue") => "上年营业收入",
+                (true, "headcount") => "从业人数",
+                (true, _) => "在研科研项目数",
             };
             (passed, format!("{name} {shown_actual} {} {shown_value}", if passed { yes } else { no }))
         }
         Node::KindIn { kinds, negated } => {
             let listed = kinds.contains(&profile.kind);
-            let names = join(kinds.iter().map(|k| k.as_str().to_owned()), ", ");
             let passed = listed != *negated;
-            let reason = if listed {
-                format!("kind {} is one of {names}", profile.kind)
+            let reason = if chinese {
+                let names = join(kinds.iter().map(|k| k.chinese().to_owned()), "、");
+                let verb = if listed { "属于" } else { "不属于" };
+                format!("主体类型 {} {verb} {names}", profile.kind.chinese())
             } else {
-                format!("kind {} is not one of {names}", profile.kind)
+                let names = join(kinds.iter().map(|k| k.as_str().to_owned()), ", ");
+                let verb = if listed { "is one of" } else { "is not one of" };
+                format!("kind {} {verb} {names}", profile.kind)
             };
             (passed, reason)
         }
         Node::RegionWithin(outer) => {
             let passed = profile.region.within(*outer);
-            let outer_name = outer.name().map_or_else(|| outer.to_string(), |n| format!("{outer} {}", n.english));
-            let word = if passed { "within" } else { "outside" };
-            (passed, format!("region {} is {word} {outer_name}", profile.region))
+            let outer_name = outer.name().map_or_else(
+                || outer.to_string(),
+                |n| format!("{outer} {}", if chinese { n.chinese } else { n.english }),
+            );
+            let reason = match (chinese, passed) {
+                (false, true) => format!("region {} is within {outer_name}", profile.region),
+                (false, false) => format!("region {} is outside {outer_name}", profile.region),
+                (true, true) => format!("注册地 {} 位于 {outer_name} 之内", profile.region),
+                (true, false) => format!("注册地 {} 不在 {outer_name} 之内", profile.region),
+            };
+            (passed, reason)
         }
-        Node::ResearchProject => match profile.research_projects {
-            0 => (false, "takes part in no government-sponsored research project".to_owned()),
-            1 => (true, "takes part in 1 government-sponsored research project".to_owned()),
-            n => (true, format!("takes part in {n} government-sponsored research projects")),
+        Node::ResearchProject => match (profile.research_projects, chinese) {
+            (0, false) => (false, "takes part in no government-sponsored research project".to_owned()),
+            (1, false) => (true, "takes part in 1 government-sponsored research project".to_owned()),
+            (n, false) => (true, format!("takes part in {n} government-sponsored research projects")),
+            (0, true) => (false, "未参与政府资助的科研项目".to_owned()),
+            (n, true) => (true, format!("参与 {n} 个政府资助的科研项目")),
         },
     }
 }
@@ -603,5 +653,27 @@ mod tests {
     fn the_pointer_marks_the_column() {
         let error = Rule::parse("headcount <= x").unwrap_err();
         assert_eq!(error.pointer("headcount <= x"), "headcount <= x\n             ^");
+    }
+
+    #[test]
+    fn reasons_are_worded_in_chinese_with_the_same_decision() {
+        let chinese = |rule: &str| Rule::parse(rule).unwrap().evaluate_worded(&profile(), Wording::Chinese);
+        let verdict = chinese("revenue_fen >= 5000000_00 or research_project");
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.reason,
+            format!(
+                "上年营业收入 {} 低于 {}；且未参与政府资助的科研项目",
+                Fen::new(3_000_000_00),
+                Fen::new(5_000_000_00)
+            )
+        );
+        assert_eq!(chinese("kind in [sme, startup]").reason, "主体类型 中小企业 属于 中小企业、初创企业");
+        assert_eq!(chinese("region within 310000").reason, "注册地 310115 位于 310000 上海市 之内");
+        assert_eq!(chinese("headcount <= 100").reason, "从业人数 120 高于 100");
+        for rule in ["headcount > 5 and not kind == startup", "research_projects >= 1 or region within 110000"] {
+            let english = Rule::parse(rule).unwrap().evaluate(&profile());
+            assert_eq!(chinese(rule).passed, english.passed, "{rule}");
+        }
     }
 }

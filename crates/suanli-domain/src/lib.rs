@@ -14,7 +14,7 @@ pub mod uscc;
 #[cfg(feature = "serde")]
 mod serde_impls;
 
-pub use eligibility::{ApplicantKind, KindError, Profile, Rule, RuleError, Verdict};
+pub use eligibility::{ApplicantKind, KindError, Profile, Rule, RuleError, Verdict, Wording};
 pub use ids::{
     ApplicationId, AuthorityId, EnterpriseId, IdError, OrderId, PoolId, ProgramId, ProviderId, SiteId, StatementId,
     VoucherId,

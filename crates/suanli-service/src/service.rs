@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use suanli_domain::{
     ApplicantKind, ApplicationId, EnterpriseId, Fen, OrderId, PoolId, Profile, ProgramId, ProviderId, RateBp,
-    RegionCode, Rule, SiteId, StatementId, Uscc, Verdict, VoucherId,
+    RegionCode, Rule, SiteId, StatementId, Uscc, Verdict, VoucherId, Wording,
 };
 use suanli_ledger::{Event as LedgerEvent, Outcome};
 use suanli_store::{

@@ -138,7 +138,7 @@ pub async fn submit(
     }
     let view = state.writer.view();
     let program = form.program.clone();
-    match crate::operate::preview(&view, session.role, &source) {
+    match crate::operate::preview(&view, session.role, &source, ctx.tr.wording()) {
         Ok(preview) => {
             let shown = preview.enterprises.len().min(PREVIEW_ROWS);
             html(StatusCode::OK, &EditorPage { ctx, program, source, preview: Some(preview), shown })

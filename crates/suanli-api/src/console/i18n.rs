@@ -106,6 +106,14 @@ impl Tr {
         self.table().get(key).map(String::as_str)
     }
 
+    /// The language verdicts' reasons are worded in.
+    pub fn wording(&self) -> suanli_domain::Wording {
+        match self.lang {
+            Lang::Zh => suanli_domain::Wording::Chinese,
+            Lang::En => suanli_domain::Wording::English,
+        }
+    }
+
     /// The text for `key` with each `{name}` replaced by its value.
     pub fn fill(&self, key: &'static str, values: &[(&str, &str)]) -> String {
         values.iter().fold(self.t(key).to_owned(), |text, (name, value)| text.replace(&format!("{{{name}}}"), value))

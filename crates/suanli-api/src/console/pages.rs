@@ -473,7 +473,7 @@ fn applications_page(state: &AppState, ctx: Ctx, role: Role, uri: &Uri) -> Respo
             let program = &view.state().programs[&a.program];
             let enterprise = view.state().enterprises.get(&a.enterprise);
             let verdicts = view
-                .eligibility(a.enterprise, a.program)
+                .eligibility_worded(a.enterprise, a.program, ctx.tr.wording())
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(rule, v)| Verdict { rule, passed: v.passed, reason: v.reason })
@@ -950,7 +950,7 @@ pub async fn apply_page(State(state): State<AppState>, headers: HeaderMap, uri: 
         .filter(|p| p.state == suanli_service::model::ProgramState::Open)
         .map(|p| {
             let verdicts: Vec<Verdict> = view
-                .eligibility(enterprise, p.id)
+                .eligibility_worded(enterprise, p.id, ctx.tr.wording())
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(rule, v)| Verdict { rule, passed: v.passed, reason: v.reason })

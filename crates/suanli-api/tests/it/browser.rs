@@ -134,9 +134,17 @@ impl Browser {
         self.open(&format!("{}/", app.base));
         let url = self.url_when(|u| u.contains("/login"));
         assert!(url.contains("/login"), "a visitor is sent to log in: {url}");
+        self.submit_login(name, password);
+    }
+
+    /// Fills the login form shown and waits for the session: the cookie is set by the answer to
+    /// the post, so nothing may go on before it.
+    fn submit_login(&self, name: &str, password: &str) {
         self.type_into("input[name=name]", name);
         self.type_into("input[name=password]", password);
         self.click("form.card button[type=submit]");
+        let url = self.url_when(|u| !u.contains("/login"));
+        assert!(!url.contains("/login"), "{name} logs in: {}", self.source());
     }
 }
 
@@ -266,11 +274,7 @@ impl Browser {
     /// Logs in from the login page (the session of the last role is logged out first).
     fn log_in_as(&self, app: &TestApp, name: &str, password: &str) {
         self.open(&format!("{}/login", app.base));
-        self.type_into("input[name=name]", name);
-        self.type_into("input[name=password]", password);
-        self.click("form.card button[type=submit]");
-        let url = self.url_when(|u| !u.contains("/login"));
-        assert!(!url.contains("/login"), "{name} logs in: {}", self.source());
+        self.submit_login(name, password);
     }
 
     fn log_out(&self) {

@@ -60,16 +60,30 @@ impl View {
 impl View {
     /// Every eligibility verdict of `enterprise` for `program`, the applicant-kind rule first.
     pub fn eligibility(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Vec<(String, Verdict)>> {
-        verdicts(self.enterprise(enterprise)?, &self.program(program)?.terms)
+        self.eligibility_worded(enterprise, program, Wording::English)
+    }
+
+    /// [`View::eligibility`] with the reasons in `wording` (the console's Chinese pages).
+    pub fn eligibility_worded(
+        &self,
+        enterprise: EnterpriseId,
+        program: ProgramId,
+        wording: Wording,
+    ) -> Result<Vec<(String, Verdict)>> {
+        verdicts(self.enterprise(enterprise)?, &self.program(program)?.terms, wording)
     }
 
     /// What `source`, a programme file, would be, checked as loading it checks it, and each
     /// registered enterprise's verdicts under its rules: the programme editor's preview. Nothing
     /// is written.
-    pub fn preview_program(&self, source: &str) -> Result<ProgramPreview> {
+    pub fn preview_program(&self, source: &str, wording: Wording) -> Result<ProgramPreview> {
         let terms = crate::program_file::parse_program(source)?;
-        let enterprises =
-            self.state.enterprises.values().map(|e| Ok((e.id, verdicts(e, &terms)?))).collect::<Result<Vec<_>>>()?;
+        let enterprises = self
+            .state
+            .enterprises
+            .values()
+            .map(|e| Ok((e.id, verdicts(e, &terms, wording)?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(ProgramPreview { terms, enterprises })
     }
 }
@@ -82,7 +96,11 @@ pub struct ProgramPreview {
 }
 
 /// Every eligibility verdict of `enterprise` under `terms`, the applicant-kind rule first.
-fn verdicts(enterprise: &Enterprise, terms: &crate::model::ProgramTerms) -> Result<Vec<(String, Verdict)>> {
+fn verdicts(
+    enterprise: &Enterprise,
+    terms: &crate::model::ProgramTerms,
+    wording: Wording,
+) -> Result<Vec<(String, Verdict)>> {
     {
         let program = terms;
         let profile = Profile {
@@ -94,19 +112,26 @@ fn verdicts(enterprise: &Enterprise, terms: &crate::model::ProgramTerms) -> Resu
         };
         let kinds = &program.applicant_kinds;
         let kind_names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        let kind_verdict = Verdict {
-            passed: kinds.contains(&enterprise.kind),
-            reason: format!(
+        let listed = kinds.contains(&enterprise.kind);
+        let reason = match wording {
+            Wording::English => format!(
                 "kind {} is {}one of {}",
                 enterprise.kind,
-                if kinds.contains(&enterprise.kind) { "" } else { "not " },
+                if listed { "" } else { "not " },
                 kind_names.join(", ")
             ),
+            Wording::Chinese => format!(
+                "主体类型 {} {} {}",
+                enterprise.kind.chinese(),
+                if listed { "属于" } else { "不属于" },
+                kinds.iter().map(|k| k.chinese()).collect::<Vec<_>>().join("、")
+            ),
         };
+        let kind_verdict = Verdict { passed: listed, reason };
         let mut verdicts = vec![("applicant_kind".to_owned(), kind_verdict)];
         for named in &program.eligibility {
             let rule = Rule::parse(&named.rule).map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
-            verdicts.push((named.name.clone(), rule.evaluate(&profile)));
+            verdicts.push((named.name.clone(), rule.evaluate_worded(&profile, wording)));
         }
         Ok(verdicts)
     }
