@@ -55,11 +55,19 @@ pub struct AppState {
     pub admission: edge::Admission,
     /// Failed logins per name and address.
     pub logins: Arc<login::Throttle>,
+    /// Whether the console's cookies are marked `Secure` (the server is reached over TLS).
+    pub secure_cookies: bool,
 }
 
 impl AppState {
     pub fn new(writer: Writer) -> AppState {
-        AppState { writer, metrics: Default::default(), admission: Default::default(), logins: Default::default() }
+        AppState {
+            writer,
+            metrics: Default::default(),
+            admission: Default::default(),
+            logins: Default::default(),
+            secure_cookies: false,
+        }
     }
 }
 

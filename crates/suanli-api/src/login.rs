@@ -88,18 +88,35 @@ impl Default for Throttle {
 }
 
 /// The keys one attempt counts against, with their limits.
+/// Registrations from one address (or /64) in a window before it must wait out the lockout.
+pub const REGISTRATIONS_PER_ADDRESS_MAX: u32 = 10;
+
+/// The throttle's name for an address: an IPv6 client holds a whole /64, so count the network,
+/// not the address.
+fn network(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
+    }
+}
+
+impl Throttle {
+    /// Counts a self-registration from `address` (every one counts, whatever its outcome);
+    /// `Err(seconds)` while the address must wait.
+    pub fn registration(&self, address: Option<std::net::IpAddr>) -> Result<(), u64> {
+        let key = format!("register:{}", address.map_or_else(|| "unknown".to_owned(), network));
+        self.attempt(&[(key, REGISTRATIONS_PER_ADDRESS_MAX)], Instant::now()).map(|_| ())
+    }
+}
+
 fn keys(name: &str, address: Option<std::net::IpAddr>) -> Vec<(String, u32)> {
     let name = sha256_hex(name);
     let mut keys = vec![(format!("name:{name}"), FAILURES_PER_NAME_ANYWHERE_MAX)];
     if let Some(ip) = address {
-        // An IPv6 client holds a whole /64: count the network, not the address.
-        let network = match ip {
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-            v4 => v4.to_string(),
-        };
+        let network = network(ip);
         keys.push((format!("pair:{name}:{network}"), FAILURES_PER_NAME_MAX));
         keys.push((format!("address:{network}"), FAILURES_PER_ADDRESS_MAX));
     } else {

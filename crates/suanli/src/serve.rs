@@ -51,6 +51,10 @@ pub struct ServeOptions {
     /// [default: beside the database, <name>-signing.key].
     #[arg(long, env = "SUANLI_SIGNING_KEY")]
     signing_key: Option<std::path::PathBuf>,
+    /// Mark the console's cookies `Secure`: set it when browsers reach the server over TLS (a
+    /// proxy in front), so a session cookie is never sent over plain HTTP.
+    #[arg(long, env = "SUANLI_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 /// The configuration file's keys; every one optional.
@@ -71,6 +75,7 @@ struct ConfigFile {
     clock_skew_seconds: Option<i64>,
     heads_dir: Option<std::path::PathBuf>,
     signing_key: Option<std::path::PathBuf>,
+    secure_cookies: Option<bool>,
 }
 
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
@@ -85,6 +90,7 @@ struct Settings {
     clock_skew_s: i64,
     heads_dir: std::path::PathBuf,
     signing_key: std::path::PathBuf,
+    secure_cookies: bool,
 }
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
@@ -152,6 +158,7 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         queue_jobs_max,
         log_format,
         log_requests,
+        secure_cookies: options.secure_cookies || file.secure_cookies.unwrap_or(false),
     })
 }
 
@@ -175,7 +182,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     service.set_head_signer(signer);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (writer, thread) = Writer::start_with(service, settings.queue_jobs_max);
-    let state = AppState::new(writer.clone());
+    let state = AppState { secure_cookies: settings.secure_cookies, ..AppState::new(writer.clone()) };
     let nats_stats = state.metrics.nats.clone();
     runtime.block_on(async {
         // Connect to NATS first: an unreachable server stops the start, before anything listens.

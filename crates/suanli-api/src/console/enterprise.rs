@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use serde::Deserialize;
 use suanli_domain::{ApplicantKind, EnterpriseId, Fen, OrderId, PoolId, Uscc, UsccError, VoucherId};
@@ -17,7 +17,7 @@ use suanli_service::{Actor, EnterpriseInput, PoolRequest, Role, ServiceError, Vi
 use super::i18n::{Tr, percent, when, yuan};
 use super::map::{Mark, MarkKind};
 use super::pages::{error_page, open, post_change, refuse, refused, state_text};
-use super::{Ctx, SESSION_COOKIE, Session, html};
+use super::{Ctx, Session, html};
 use crate::login::ClientAddress;
 use crate::{ApiError, AppState};
 
@@ -74,19 +74,17 @@ fn visitor_token(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn register_page(ctx: Ctx, status: StatusCode, visitor: String, mut form: RegisterForm) -> Response {
+fn register_page(state: &AppState, ctx: Ctx, status: StatusCode, visitor: String, mut form: RegisterForm) -> Response {
     form.password.clear();
     let kinds = KINDS.iter().map(|(code, key)| (*code, ctx.tr.t(key))).collect();
     let mut response = html(status, &RegisterPage { ctx, visitor: visitor.clone(), form, kinds });
     let cookie = format!("{VISITOR_COOKIE}={visitor}; Path=/register; HttpOnly; SameSite=Strict; Max-Age=3600");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    super::add_cookie(&mut response, state, &cookie);
     response
 }
 
 /// `GET /register`: the form, open to anyone.
-pub async fn register_form(headers: HeaderMap, uri: Uri) -> Response {
+pub async fn register_form(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&headers, &uri, None, "register.title");
     let visitor = match visitor_token(&headers) {
         Some(token) => token,
@@ -95,7 +93,7 @@ pub async fn register_form(headers: HeaderMap, uri: Uri) -> Response {
             Err(error) => return error_page(ctx, StatusCode::INTERNAL_SERVER_ERROR, error),
         },
     };
-    register_page(ctx, StatusCode::OK, visitor, RegisterForm::default())
+    register_page(&state, ctx, StatusCode::OK, visitor, RegisterForm::default())
 }
 
 /// A USCC's verdict in the reader's language: empty when the code is valid.
@@ -202,9 +200,13 @@ pub async fn register(
         let message = ctx.tr.t("error.csrf").to_owned();
         return error_page(ctx, StatusCode::FORBIDDEN, message);
     };
+    let address = address.map(|Extension(ClientAddress(ip))| ip);
+    if state.logins.registration(address).is_err() {
+        return refuse(ctx, StatusCode::TOO_MANY_REQUESTS, "register.too_many");
+    }
     let input = match registration(ctx.tr, &form) {
         Ok(input) => input,
-        Err(message) => return register_page(ctx.with_error(message), StatusCode::BAD_REQUEST, visitor, form),
+        Err(message) => return register_page(&state, ctx.with_error(message), StatusCode::BAD_REQUEST, visitor, form),
     };
     let password = form.password.clone();
     let phc = match tokio::task::spawn_blocking(move || crate::login::hash_password(&password)).await {
@@ -231,21 +233,12 @@ pub async fn register(
         Ok(Ok(_)) => {}
         Ok(Err(error)) => {
             let message = ctx.explain(&ApiError::from(error));
-            return register_page(ctx.with_error(message), StatusCode::CONFLICT, visitor, form);
+            return register_page(&state, ctx.with_error(message), StatusCode::CONFLICT, visitor, form);
         }
         Err(refusal) => return refused(ctx, &ApiError::from(refusal)),
     }
-    let address = address.map(|Extension(ClientAddress(ip))| ip);
     match crate::login::log_in(&state, address, &username, &form.password).await {
-        Ok(done) => {
-            let mut response = Redirect::to("/apply?done=registered").into_response();
-            let cookie =
-                format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", done.secret, done.ttl_s);
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            response
-        }
+        Ok(done) => super::logged_in(&state, "/apply?done=registered", &done),
         Err(_) => Redirect::to("/login?next=/apply").into_response(),
     }
 }
@@ -415,12 +408,18 @@ pub async fn quote(
                     }
                     let credits =
                         yuan(Fen::new(choice.underused_credit_fen.saturating_add(choice.domestic_credit_fen)));
+                    let excluded = match tr.lang {
+                        super::Lang::En => choice.excluded,
+                        super::Lang::Zh => {
+                            choice.excluded_why.iter().map(|(pool, why)| (pool.clone(), exclusion_zh(why))).collect()
+                        }
+                    };
                     answer = Some(Answer {
                         map: super::map::svg(tr.t("quote.map_title"), &marks),
                         rate: percent(choice.chosen.rate_bp.basis_points()),
                         chosen,
                         alternatives,
-                        excluded: choice.excluded,
+                        excluded,
                         credits,
                     });
                 }
@@ -428,6 +427,23 @@ pub async fn quote(
         }
     }
     html(StatusCode::OK, &QuotePage { ctx, vouchers, chips, purposes, query, answer })
+}
+
+/// Why the engine left a pool out, in Chinese (the service words it in English).
+fn exclusion_zh(why: &suanli_placement::Exclusion) -> String {
+    use suanli_placement::Exclusion;
+    match why {
+        Exclusion::ChipNotAccepted { chip } => format!("芯片为 {chip}，不是所选芯片"),
+        Exclusion::NoSpeed { class, chip } => format!("芯片 {chip} 没有 {class} 类任务的速度数据"),
+        Exclusion::TooFar { rtt_ms, rtt_ms_max } => {
+            format!("往返时延 {rtt_ms:.1} 毫秒，超过 {rtt_ms_max:.1} 毫秒的上限")
+        }
+        Exclusion::SiteNotAllowed { .. } => "项目的服务商规则不允许此站点".to_owned(),
+        Exclusion::TooSlow { hours, deadline_hours } => {
+            format!("需运行 {hours:.2} 小时，超过 {deadline_hours:.2} 小时的期限")
+        }
+        Exclusion::TooBig { gpus, gpus_free } => format!("仅 {gpus_free} 张 GPU 空闲，需要 {gpus} 张"),
+    }
 }
 
 fn purpose_key(purpose: Purpose) -> &'static str {

@@ -309,6 +309,7 @@ struct Next {
 
 /// `GET /lang/{zh|en}?next=/path`: remembers the language for a year and goes back.
 async fn choose_language(
+    axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path(code): axum::extract::Path<String>,
     axum::extract::Query(next): axum::extract::Query<Next>,
 ) -> Response {
@@ -317,9 +318,25 @@ async fn choose_language(
     };
     let mut response = Redirect::to(&local_path(next.next.as_deref())).into_response();
     let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    add_cookie(&mut response, &state, &cookie);
+    response
+}
+
+/// Adds a cookie to the answer, marked `Secure` when the deployment is served over TLS
+/// (`serve --secure-cookies`), so the browser never sends it over plain HTTP.
+pub fn add_cookie(response: &mut Response, state: &AppState, cookie: &str) {
+    let text = if state.secure_cookies { format!("{cookie}; Secure") } else { cookie.to_owned() };
+    if let Ok(value) = HeaderValue::from_str(&text) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
+}
+
+/// The answer to a login: the session cookie (the login token, `HttpOnly`, `SameSite=Strict`,
+/// as long as the token lives) and the way on.
+pub fn logged_in(state: &AppState, next: &str, done: &crate::login::LoggedIn) -> Response {
+    let mut response = Redirect::to(next).into_response();
+    let cookie = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", done.secret, done.ttl_s);
+    add_cookie(&mut response, state, &cookie);
     response
 }
 

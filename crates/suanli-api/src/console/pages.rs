@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use suanli_domain::{ApplicationId, Fen, StatementId, VoucherId};
@@ -168,15 +168,7 @@ pub async fn login(
     let next = local_path(form.next.as_deref());
     let address = address.map(|Extension(ClientAddress(ip))| ip);
     match crate::login::log_in(&state, address, &form.name, &form.password).await {
-        Ok(done) => {
-            let mut response = Redirect::to(&next).into_response();
-            let cookie =
-                format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", done.secret, done.ttl_s);
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            response
-        }
+        Ok(done) => super::logged_in(&state, &next, &done),
         Err(error) => {
             let message = match error.code {
                 "too_many_attempts" => ctx.tr.t("error.too_many_attempts").to_owned(),
@@ -217,10 +209,11 @@ pub async fn logout(
             .await;
     }
     let mut response = Redirect::to("/login").into_response();
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    super::add_cookie(
+        &mut response,
+        &state,
+        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
     response
 }
 

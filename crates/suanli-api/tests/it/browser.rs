@@ -233,6 +233,8 @@ fn an_enterprise_and_an_authority_use_the_console_in_chromium() {
 /// The words a flow looks for, in the language it is clicked through in.
 struct Words {
     lang: &'static str,
+    not_found: &'static str,
+    csrf: &'static str,
     valid_code: &'static str,
     registered: &'static str,
     submitted: &'static str,
@@ -246,6 +248,8 @@ struct Words {
 
 const CHINESE: Words = Words {
     lang: "zh",
+    not_found: "找不到该页面或对象",
+    csrf: "表单已过期",
     valid_code: "代码有效",
     registered: "注册成功",
     submitted: "申请已提交",
@@ -259,6 +263,8 @@ const CHINESE: Words = Words {
 
 const ENGLISH: Words = Words {
     lang: "en",
+    not_found: "No such page or object",
+    csrf: "This form has expired",
     valid_code: "Valid code",
     registered: "Registered",
     submitted: "Application submitted",
@@ -275,6 +281,10 @@ impl Browser {
     fn log_in_as(&self, app: &TestApp, name: &str, password: &str) {
         self.open(&format!("{}/login", app.base));
         self.submit_login(name, password);
+    }
+
+    fn execute(&self, script: &str) {
+        self.send("POST", &self.at("/execute/sync"), Some(json!({ "script": script, "args": [] })));
     }
 
     fn log_out(&self) {
@@ -322,7 +332,15 @@ fn programme_flow(app: &TestApp, chromedriver: &str, words: &Words, n: u32, mont
     browser.expect(words.registered);
     let enterprise = *app.writer.view().state().enterprise_by_uscc.get(&uscc).expect("registered");
 
+    // A form whose token was tampered with changes nothing.
+    browser.expect("action=\"/apply/prg-1\"");
+    browser.execute("document.querySelector(\"form[action='/apply/prg-1'] input[name=form_token]\").value = 'forged'");
+    browser.type_into("form[action='/apply/prg-1'] input[name=amount]", "50000");
+    browser.click("form[action='/apply/prg-1'] button");
+    browser.expect(words.csrf);
+    assert!(app.writer.view().state().applications.values().all(|a| a.enterprise != enterprise));
     // It applies to the open programme.
+    browser.open(&format!("{}/apply", app.base));
     browser.expect("action=\"/apply/prg-1\"");
     browser.type_into("form[action='/apply/prg-1'] input[name=amount]", "50000");
     shot(&browser, "apply");
@@ -358,6 +376,9 @@ fn programme_flow(app: &TestApp, chromedriver: &str, words: &Words, n: u32, mont
     shot(&browser, "quote");
     browser.click("#place");
     browser.expect(words.placed);
+    // Another enterprise's order is not there for it.
+    browser.open(&format!("{}/orders/{}", app.base, app.orders[0]));
+    browser.expect(words.not_found);
     browser.log_out();
     let order =
         app.writer.view().state().orders.values().find(|o| o.enterprise == enterprise).cloned().expect("an order");

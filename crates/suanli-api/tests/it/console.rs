@@ -687,3 +687,53 @@ fn an_enterprise_reads_its_monthly_bill_and_overseers_the_network_charts() {
     assert_eq!(call(&app, "GET", "/network", Some(&session(&app, "enterprise")), &[], None).status, 403);
     assert_eq!(call(&app, "GET", "/network.csv?chart=x", Some(&session(&app, "admin")), &[], None).status, 404);
 }
+
+#[test]
+fn behind_tls_every_console_cookie_is_secure() {
+    let app = TestApp::start();
+    // A second server over the same writer, as `serve --secure-cookies` runs it.
+    let state = suanli_api::AppState { secure_cookies: true, ..suanli_api::AppState::new(app.writer.clone()) };
+    let listener = app.runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = suanli_api::edge::Limits::default();
+    app.runtime.spawn(suanli_api::edge::serve(listener, suanli_api::router(state), limits, std::future::pending()));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let cookies = |response: &ureq::http::Response<ureq::Body>| -> Vec<String> {
+        response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    };
+    let login = agent
+        .post(&format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("name=lab&password=correct+horse&next=/")
+        .unwrap();
+    let lang = agent.get(&format!("{base}/lang/en?next=/")).call().unwrap();
+    let register = agent.get(&format!("{base}/register")).call().unwrap();
+    let all: Vec<String> = [cookies(&login), cookies(&lang), cookies(&register)].concat();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(all.iter().all(|c| c.ends_with("; Secure")), "{all:?}");
+    // The plain-HTTP test server marks none.
+    let plain = call(&app, "GET", "/register", None, &[], None);
+    assert!(plain.cookies.iter().all(|c| !c.contains("Secure")));
+}
+
+#[test]
+fn registrations_from_one_address_are_throttled() {
+    let app = TestApp::start();
+    let (cookie, token) = visitor(&app);
+    let before = counts(&app);
+    let statuses: Vec<u16> = (0..=suanli_api::login::REGISTRATIONS_PER_ADDRESS_MAX)
+        .map(|_| {
+            let body = format!("form_token={token}&uscc=bad&name=x&kind=sme&headcount=1&username=x&password=x");
+            call(&app, "POST", "/register", Some(&cookie), &[], Some(&body)).status
+        })
+        .collect();
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 400), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429));
+    let good = super::uscc("310115", 91).to_string();
+    let body = format!(
+        "form_token={token}&uscc={good}&name=Lab&kind=sme&headcount=1&revenue=0&username=lab91&password=long+enough+1"
+    );
+    let refused = call(&app, "POST", "/register", Some(&cookie), &[], Some(&body));
+    assert!(refused.status == 429 && refused.body.contains("注册过于频繁"), "{}", refused.body);
+    assert_eq!(counts(&app), before);
+}

@@ -48,7 +48,7 @@ impl PoolRequest {
 }
 
 /// The engine's answer for one order.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PoolChoice {
     pub chosen: Quote,
     /// The policy credits behind the choice, in fen (zero or negative).
@@ -58,6 +58,10 @@ pub struct PoolChoice {
     pub alternatives: Vec<Quote>,
     /// Every other pool and the first rule that excluded it.
     pub excluded: Vec<(String, String)>,
+    /// The same, as the engine decided it, for words in other languages (a full pool is
+    /// `TooBig`).
+    #[serde(skip)]
+    pub excluded_why: Vec<(String, Exclusion)>,
 }
 
 /// The service's policy weights (DESIGN.md §5): sites under 60% load earn ¥0.50 per GPU-hour;
@@ -211,23 +215,26 @@ impl View {
         ranked.sort_unstable();
         let alternatives =
             ranked.iter().take(ALTERNATIVES_MAX).map(|&(_, index)| quote_of(index)).collect::<Result<Vec<_>>>()?;
-        let excluded = explanation
+        let excluded_why: Vec<(String, Exclusion)> = explanation
             .pools
             .iter()
             .filter_map(|(pool, verdict)| match verdict {
-                PoolVerdict::Excluded(why) => Some((pool.clone(), describe(why))),
-                PoolVerdict::Full { gpus_left, gpus } => {
-                    Some((pool.clone(), format!("only {gpus_left} GPUs free, {gpus} needed")))
-                }
+                PoolVerdict::Excluded(why) => Some((pool.clone(), why.clone())),
+                PoolVerdict::Full { gpus_left, gpus } => Some((
+                    pool.clone(),
+                    Exclusion::TooBig { gpus: *gpus, gpus_free: u32::try_from((*gpus_left).max(0)).unwrap_or(0) },
+                )),
                 _ => None,
             })
             .collect();
+        let excluded = excluded_why.iter().map(|(pool, why)| (pool.clone(), describe(why))).collect();
         Ok(PoolChoice {
             chosen: quote_of(chosen_index)?,
             underused_credit_fen: terms.underused_fen,
             domestic_credit_fen: terms.domestic_fen,
             alternatives,
             excluded,
+            excluded_why,
         })
     }
 }
