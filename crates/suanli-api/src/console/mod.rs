@@ -10,6 +10,7 @@
 mod chart;
 mod editor;
 mod enterprise;
+mod filter;
 pub mod i18n;
 mod insight;
 mod map;

@@ -16,6 +16,7 @@ use suanli_service::model::{ApplicationState, ProgramState, StatementState, Vouc
 use suanli_service::{Actor, Role, View};
 
 use super::chart::Burn;
+use super::filter::Filter;
 use super::i18n::{percent, when, yuan};
 use super::{Ctx, SESSION_COOKIE, Session, html, local_path};
 use crate::lifecycle::{
@@ -90,7 +91,15 @@ pub(super) fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
     let total = items.len();
     let start = page.saturating_mul(ROWS_PER_PAGE).min(total);
     let rows: Vec<T> = items.into_iter().skip(start).take(ROWS_PER_PAGE).collect();
-    let link = |n: usize| format!("{}?page={n}", uri.path());
+    // The other parameters (a filter) stay on the neighbouring pages.
+    let kept: String = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("page=") && !pair.starts_with("done="))
+        .map(|pair| format!("&{pair}"))
+        .collect();
+    let link = |n: usize| format!("{}?page={n}{kept}", uri.path());
     let pager = Pager {
         previous: (page > 0 && total > 0).then(|| link((page - 1).min((total - 1) / ROWS_PER_PAGE))),
         next: (start + rows.len() < total).then(|| link(page + 1)),
@@ -455,11 +464,13 @@ struct ApplicationsPage {
     ctx: Ctx,
     rows: Vec<ApplicationRow>,
     pager: Pager,
+    filter: Filter,
 }
 
 fn applications_page(state: &AppState, ctx: Ctx, role: Role, uri: &Uri) -> Response {
     let view = state.writer.view();
-    let (page, pager) = window(visible_applications(&view, role, None, None), uri);
+    let filter = Filter::read(&view, ctx.tr, uri, &["draft", "submitted", "approved", "rejected", "withdrawn"]);
+    let (page, pager) = window(visible_applications(&view, role, filter.program, filter.state.as_deref()), uri);
     let rows = page
         .into_iter()
         .map(|a| {
@@ -486,7 +497,11 @@ fn applications_page(state: &AppState, ctx: Ctx, role: Role, uri: &Uri) -> Respo
             }
         })
         .collect();
-    html(StatusCode::OK, &ApplicationsPage { ctx, rows, pager })
+    let ctx = match filter.error.clone() {
+        Some(error) => ctx.with_error(error),
+        None => ctx,
+    };
+    html(StatusCode::OK, &ApplicationsPage { ctx, rows, pager, filter })
 }
 
 pub async fn applications(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -594,6 +609,7 @@ struct VouchersPage {
     ctx: Ctx,
     rows: Vec<VoucherRow>,
     pager: Pager,
+    filter: Filter,
 }
 
 pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -605,7 +621,8 @@ pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     }
     let view = state.writer.view();
-    let (page, pager) = window(visible_vouchers(&view, session.role, None, None), &uri);
+    let filter = Filter::read(&view, ctx.tr, &uri, &["active", "exhausted", "suspended", "revoked", "expired"]);
+    let (page, pager) = window(visible_vouchers(&view, session.role, filter.program, filter.state.as_deref()), &uri);
     let rows = page
         .into_iter()
         .map(|v| {
@@ -632,7 +649,11 @@ pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             }
         })
         .collect();
-    html(StatusCode::OK, &VouchersPage { ctx, rows, pager })
+    let ctx = match filter.error.clone() {
+        Some(error) => ctx.with_error(error),
+        None => ctx,
+    };
+    html(StatusCode::OK, &VouchersPage { ctx, rows, pager, filter })
 }
 
 pub async fn voucher_action(
@@ -686,6 +707,7 @@ struct OrdersPage {
     ctx: Ctx,
     rows: Vec<OrderRow>,
     pager: Pager,
+    filter: Filter,
 }
 
 pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -695,7 +717,8 @@ pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
     };
     let view = state.writer.view();
     let s = view.state();
-    let (page, pager) = window(visible_orders(&view, session.role, None, None), &uri);
+    let filter = Filter::read(&view, ctx.tr, &uri, &["placed", "running", "completed", "cancelled"]);
+    let (page, pager) = window(visible_orders(&view, session.role, filter.program, filter.state.as_deref()), &uri);
     let rows = page
         .into_iter()
         .map(|o| OrderRow {
@@ -713,7 +736,11 @@ pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
             usage_records: o.usage_records,
         })
         .collect();
-    html(StatusCode::OK, &OrdersPage { ctx, rows, pager })
+    let ctx = match filter.error.clone() {
+        Some(error) => ctx.with_error(error),
+        None => ctx,
+    };
+    html(StatusCode::OK, &OrdersPage { ctx, rows, pager, filter })
 }
 
 // ------------------------------------------------------------------ statements

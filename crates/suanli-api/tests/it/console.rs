@@ -737,3 +737,26 @@ fn registrations_from_one_address_are_throttled() {
     assert!(refused.status == 429 && refused.body.contains("注册过于频繁"), "{}", refused.body);
     assert_eq!(counts(&app), before);
 }
+
+#[test]
+fn lists_are_filtered_by_programme_and_state() {
+    let app = TestApp::start();
+    let page = |path: &str| call(&app, "GET", path, Some(&session(&app, "admin")), &[], None);
+    let (first, second) = (app.orders[0].to_string(), app.orders[1].to_string());
+    let running = page("/orders?state=running");
+    assert!(running.body.contains(&format!("id=\"{first}\"")) && running.body.contains(&format!("id=\"{second}\"")));
+    assert!(running.body.contains("<option value=\"running\" selected>"), "the choice stays selected");
+    let completed = page("/orders?state=completed");
+    assert!(!completed.body.contains(&format!("id=\"{first}\"")) && completed.body.contains("没有可显示的订单"));
+    let other = page("/vouchers?program=beijing-compute");
+    assert!(!other.body.contains(&format!("id=\"{}\"", app.voucher)), "{}", other.body);
+    let approved = page("/applications?program=prg-1&state=approved");
+    assert!(approved.body.contains("app-1"), "{}", approved.body);
+    let bad = page("/orders?state=flying");
+    assert_eq!(bad.status, 200);
+    assert!(bad.body.contains("此列表没有这个状态: flying") && bad.body.contains(&format!("id=\"{first}\"")));
+    assert!(page("/vouchers?program=nowhere").body.contains("没有这个项目: nowhere"));
+    // An enterprise's filter never widens its scope.
+    let other = call(&app, "GET", "/orders?state=running", Some(&session(&app, "other_enterprise")), &[], None);
+    assert!(!other.body.contains(&format!("id=\"{first}\"")));
+}
