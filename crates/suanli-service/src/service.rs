@@ -485,6 +485,7 @@ impl Service {
                 id: id.clone(),
                 entry: serde_json::to_string(&entry).expect("usage entries serialize"),
                 order: entry.facts().0.get(),
+                period_start_s: entry.facts().2,
             });
             change.decided.insert((provider, id), entry);
         }
@@ -686,8 +687,8 @@ fn backfill_usage(durable: &mut Durable<AnyStore>, state: &State, log: &[LogEntr
             .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("log entry {}: {e}", entry.sequence)))?;
         if let Some(((provider, id), decision)) = usage_decision(&event) {
             let entry = serde_json::to_string(&decision).expect("usage entries serialize");
-            let order = decision.facts().0.get();
-            rows.push(UsageRow { provider: provider.get(), id, entry, order });
+            let facts = decision.facts();
+            rows.push(UsageRow { provider: provider.get(), id, entry, order: facts.0.get(), period_start_s: facts.2 });
         }
     }
     match durable.storage_mut().backfill_usage(&rows) {

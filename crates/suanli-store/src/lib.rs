@@ -355,6 +355,8 @@ pub struct UsageRow {
     pub entry: String,
     /// The order the record was for, so an order's usage is found without reading the log.
     pub order: u64,
+    /// When the record's period began, so an order's usage is listed in time order.
+    pub period_start_s: i64,
 }
 
 /// How far storage's two chains reach: the number of ledger batches and of log entries.

@@ -157,8 +157,8 @@ impl LogReader {
         }
     }
 
-    /// The usage ids decided for `order` with their first results (the service's JSON), in id
-    /// order from `offset`, at most `limit`, and how many the order has in all.
+    /// The usage ids decided for `order` with their first results (the service's JSON), in the
+    /// order of their periods from `offset`, at most `limit`, and how many the order has in all.
     pub fn order_usage(
         &mut self,
         order: u64,
@@ -176,7 +176,7 @@ impl LogReader {
                         .query_row("SELECT count(*) FROM usage_ids WHERE order_id = ?1", [order], |r| r.get(0))?;
                 let rows = {
                     let mut statement = transaction.prepare_cached(
-                        "SELECT id, entry FROM usage_ids WHERE order_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+                        "SELECT id, entry FROM usage_ids WHERE order_id = ?1 ORDER BY period_start_s, id LIMIT ?2 OFFSET ?3",
                     )?;
                     statement
                         .query_map([order, limit, offset], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -190,7 +190,7 @@ impl LogReader {
                 let total: i64 =
                     transaction.query_one("SELECT count(*) FROM usage_ids WHERE order_id = $1", &[&order])?.get(0);
                 let rows = transaction.query(
-                    "SELECT id, entry FROM usage_ids WHERE order_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
+                    "SELECT id, entry FROM usage_ids WHERE order_id = $1 ORDER BY period_start_s, id LIMIT $2 OFFSET $3",
                     &[&order, &limit, &offset],
                 )?;
                 transaction.commit()?;

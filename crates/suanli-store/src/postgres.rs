@@ -119,6 +119,13 @@ const MIGRATIONS: &[&str] = &[
     UPDATE usage_ids SET order_id = substr(coalesce(entry::jsonb #>> '{r,0,0}', entry::jsonb #>> '{x,0,0}', 'ord-0'), 5)::bigint;
     CREATE INDEX usage_ids_by_order ON usage_ids (order_id, id);
     ",
+    // 7: each usage id's period start (see the SQLite list).
+    r"
+    ALTER TABLE usage_ids ADD COLUMN period_start_s BIGINT NOT NULL DEFAULT 0;
+    UPDATE usage_ids SET period_start_s = coalesce(entry::jsonb #>> '{r,0,2}', entry::jsonb #>> '{x,0,2}', '0')::bigint;
+    DROP INDEX usage_ids_by_order;
+    CREATE INDEX usage_ids_by_order_period ON usage_ids (order_id, period_start_s, id);
+    ",
 ];
 
 pub struct PostgresStore {
@@ -509,7 +516,8 @@ impl Storage for PostgresStore {
         let providers: Vec<i64> = keys.iter().map(|&(p, _)| p as i64).collect();
         let ids: Vec<&str> = keys.iter().map(|&(_, id)| id).collect();
         let rows = self.client.query(
-            "SELECT u.provider, u.id, u.entry, u.order_id FROM unnest($1::int8[], $2::text[]) AS k(provider, id) \
+            "SELECT u.provider, u.id, u.entry, u.order_id, u.period_start_s \
+             FROM unnest($1::int8[], $2::text[]) AS k(provider, id) \
              JOIN usage_ids u ON u.provider = k.provider AND u.id = k.id",
             &[&providers, &ids],
         )?;
@@ -520,6 +528,7 @@ impl Storage for PostgresStore {
                 id: r.get(1),
                 entry: r.get(2),
                 order: r.get::<_, i64>(3) as u64,
+                period_start_s: r.get(4),
             })
             .collect())
     }
@@ -629,12 +638,13 @@ fn insert_usage(
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let entries: Vec<&str> = rows.iter().map(|r| r.entry.as_str()).collect();
     let orders: Vec<i64> = rows.iter().map(|r| r.order as i64).collect();
+    let starts: Vec<i64> = rows.iter().map(|r| r.period_start_s).collect();
     transaction.execute(
         &format!(
-            "INSERT INTO usage_ids (provider, id, entry, order_id) \
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[]) {on_conflict}"
+            "INSERT INTO usage_ids (provider, id, entry, order_id, period_start_s) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[]) {on_conflict}"
         ),
-        &[&providers, &ids, &entries, &orders],
+        &[&providers, &ids, &entries, &orders, &starts],
     )?;
     Ok(())
 }

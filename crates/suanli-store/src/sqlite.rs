@@ -119,6 +119,14 @@ const MIGRATIONS: &[&str] = &[
         json_extract(entry, '$.x[0][0]'), 'ord-0'), 5) AS INTEGER);
     CREATE INDEX usage_ids_by_order ON usage_ids (order_id, id);
     ",
+    // 7: each usage id's period start, so an order's usage lists in time order.
+    r"
+    ALTER TABLE usage_ids ADD COLUMN period_start_s INTEGER NOT NULL DEFAULT 0;
+    UPDATE usage_ids SET period_start_s = coalesce(json_extract(entry, '$.r[0][2]'),
+        json_extract(entry, '$.x[0][2]'), 0);
+    DROP INDEX usage_ids_by_order;
+    CREATE INDEX usage_ids_by_order_period ON usage_ids (order_id, period_start_s, id);
+    ",
 ];
 
 /// How hard a commit waits for the disk.
@@ -569,15 +577,18 @@ impl Storage for SqliteStore {
     }
 
     fn usage_lookup(&mut self, keys: &[(u64, &str)]) -> Result<Vec<UsageRow>, StoreError> {
-        let mut statement =
-            self.connection.prepare_cached("SELECT entry, order_id FROM usage_ids WHERE provider = ?1 AND id = ?2")?;
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT entry, order_id, period_start_s FROM usage_ids WHERE provider = ?1 AND id = ?2")?;
         let mut found = Vec::new();
         for &(provider, id) in keys {
-            if let Some((entry, order)) = statement
-                .query_row(params![provider as i64, id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            if let Some((entry, order, period_start_s)) = statement
+                .query_row(params![provider as i64, id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
                 .optional()?
             {
-                found.push(UsageRow { provider, id: id.to_owned(), entry, order: order as u64 });
+                found.push(UsageRow { provider, id: id.to_owned(), entry, order: order as u64, period_start_s });
             }
         }
         Ok(found)
@@ -594,10 +605,16 @@ impl Storage for SqliteStore {
         let transaction = self.connection.transaction()?;
         {
             let mut insert = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO usage_ids (provider, id, entry, order_id) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO usage_ids (provider, id, entry, order_id, period_start_s) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for row in rows {
-                insert.execute(params![row.provider as i64, row.id, row.entry, row.order as i64])?;
+                insert.execute(params![
+                    row.provider as i64,
+                    row.id,
+                    row.entry,
+                    row.order as i64,
+                    row.period_start_s
+                ])?;
             }
         }
         transaction.commit()?;
@@ -615,10 +632,17 @@ impl Storage for SqliteStore {
         }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut insert = transaction
-                .prepare_cached("INSERT INTO usage_ids (provider, id, entry, order_id) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO usage_ids (provider, id, entry, order_id, period_start_s) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for row in usage {
-                insert.execute(params![row.provider as i64, row.id, row.entry, row.order as i64])?;
+                insert.execute(params![
+                    row.provider as i64,
+                    row.id,
+                    row.entry,
+                    row.order as i64,
+                    row.period_start_s
+                ])?;
             }
         }
         let batch_id = match batch {

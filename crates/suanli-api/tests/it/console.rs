@@ -467,8 +467,14 @@ fn an_order_page_shows_its_usage_to_its_scope_and_its_actions_to_their_roles() {
     let app = TestApp::start();
     let order = app.orders[0].to_string();
     let page = |who: &str| call(&app, "GET", &format!("/orders/{order}"), Some(&session(&app, who)), &[], None);
+    // Two more records, the later one sent first and named to sort first: listed by their periods.
+    let records = [app.record("a-later", 0, 30, 60), app.record("z-sooner", 0, 20, 60)];
+    let (status, body) = app.send_usage("provider", 0, 0, &records);
+    assert_eq!(status, 200, "{body}");
     let seen = page("provider");
     assert_eq!(seen.status, 200);
+    let (sooner, later) = (seen.body.find("z-sooner").unwrap(), seen.body.find("a-later").unwrap());
+    assert!(seen.body.find("fixture").unwrap() < sooner && sooner < later, "in time order");
     assert!(
         seen.body.contains("fixture") && seen.body.contains("算力券支付"),
         "the usage with its result: {}",
