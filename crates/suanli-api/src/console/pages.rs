@@ -610,6 +610,49 @@ struct VouchersPage {
     rows: Vec<VoucherRow>,
     pager: Pager,
     filter: Filter,
+    caps: Vec<CapRow>,
+}
+
+/// What an enterprise may still receive and spend under a programme's caps.
+pub struct CapRow {
+    pub program: String,
+    pub cap: String,
+    pub issued: String,
+    pub cap_left: String,
+    pub annual: String,
+    pub annual_used: String,
+    pub annual_left: String,
+}
+
+/// An enterprise's caps left, one row per programme it holds a voucher of.
+fn caps_left(view: &View, enterprise: suanli_domain::EnterpriseId) -> Vec<CapRow> {
+    let s = view.state();
+    let mut programs: Vec<_> = s.vouchers.values().filter(|v| v.enterprise == enterprise).map(|v| v.program).collect();
+    programs.sort_unstable();
+    programs.dedup();
+    programs
+        .into_iter()
+        .filter_map(|id| {
+            let program = s.programs.get(&id)?;
+            let issued = view.issued_to(enterprise, id).ok()?;
+            let used = s.annual_used(enterprise, id, view.now_s());
+            let annual = program.terms.annual_cap_fen;
+            Some(CapRow {
+                program: program.terms.name.clone(),
+                cap: yuan(program.terms.enterprise_cap_fen),
+                issued: yuan(issued),
+                cap_left: yuan(
+                    program.terms.enterprise_cap_fen.checked_sub(issued).unwrap_or(Fen::ZERO).max(Fen::ZERO),
+                ),
+                annual: annual.map_or_else(|| "—".to_owned(), yuan),
+                annual_used: yuan(used),
+                annual_left: annual.map_or_else(
+                    || "—".to_owned(),
+                    |cap| yuan(cap.checked_sub(used).unwrap_or(Fen::ZERO).max(Fen::ZERO)),
+                ),
+            })
+        })
+        .collect()
 }
 
 pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -653,7 +696,11 @@ pub async fn vouchers(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         Some(error) => ctx.with_error(error),
         None => ctx,
     };
-    html(StatusCode::OK, &VouchersPage { ctx, rows, pager, filter })
+    let caps = match session.role {
+        Role::Enterprise(enterprise) => caps_left(&view, enterprise),
+        _ => Vec::new(),
+    };
+    html(StatusCode::OK, &VouchersPage { ctx, rows, pager, filter, caps })
 }
 
 pub async fn voucher_action(

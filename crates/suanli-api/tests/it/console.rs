@@ -766,3 +766,20 @@ fn lists_are_filtered_by_programme_and_state() {
     let other = call(&app, "GET", "/orders?state=running", Some(&session(&app, "other_enterprise")), &[], None);
     assert!(!other.body.contains(&format!("id=\"{first}\"")));
 }
+
+#[test]
+fn an_enterprise_sees_the_caps_it_has_left() {
+    let app = TestApp::start();
+    let page = call(&app, "GET", "/vouchers", Some(&session(&app, "enterprise")), &[], None);
+    let caps = &page.body[page.body.find("id=\"caps\"").expect("a caps table")..];
+    // Cap ¥2,000,000, a ¥1,000,000 voucher issued: ¥1,000,000 left; the fixture's subsidy used.
+    let spent = app.writer.view().state().vouchers[&app.voucher].spent_fen;
+    let left = suanli_domain::Fen::from_yuan(2_000_000).unwrap().checked_sub(spent).unwrap();
+    for figure in ["¥2,000,000.00", "¥1,000,000.00"] {
+        assert!(caps.contains(figure), "{figure}: {caps}");
+    }
+    let yuan = suanli_api::console::i18n::yuan;
+    assert!(caps.contains(&yuan(spent)) && caps.contains(&yuan(left)), "{caps}");
+    let authority = call(&app, "GET", "/vouchers", Some(&session(&app, "authority")), &[], None);
+    assert!(!authority.body.contains("id=\"caps\""));
+}

@@ -360,15 +360,21 @@ impl View {
         self.check_caps(application, program, Fen::new(1)).err().map(|e| e.to_string())
     }
 
-    pub(super) fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
-        let enterprise = application.enterprise;
-        let issued_here = self
+    /// The face value of `enterprise`'s vouchers of `program` that count toward its
+    /// per-enterprise cap (every one not revoked).
+    pub fn issued_to(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Fen> {
+        Ok(self
             .state
             .vouchers
             .values()
-            .filter(|v| v.enterprise == enterprise && v.program == program.id && v.state != VoucherState::Revoked)
+            .filter(|v| v.enterprise == enterprise && v.program == program && v.state != VoucherState::Revoked)
             .map(|v| v.face_value_fen)
-            .try_fold(Fen::ZERO, |sum, f| sum.checked_add(f))?;
+            .try_fold(Fen::ZERO, |sum, f| sum.checked_add(f))?)
+    }
+
+    pub(super) fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
+        let enterprise = application.enterprise;
+        let issued_here = self.issued_to(enterprise, program.id)?;
         if issued_here.checked_add(amount)? > program.terms.enterprise_cap_fen {
             return Err(ServiceError::new(
                 ErrorCode::EnterpriseCapExceeded,
