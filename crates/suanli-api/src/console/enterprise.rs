@@ -333,7 +333,7 @@ fn quoted(tr: Tr, view: &View, quote: &Quote, purpose: Purpose) -> (QuotedPool, 
         list_cost: yuan(quote.list_cost_fen),
         voucher_share: yuan(quote.voucher_share_fen),
         own_share: yuan(quote.enterprise_share_fen),
-        limited_by: quote.limited_by.clone().unwrap_or_default(),
+        limited_by: quote.limited_by.as_deref().map(|why| limit_words(tr, why)).unwrap_or_default(),
     };
     (answer, site.map(|site| (site.spec.longitude, site.spec.latitude)))
 }
@@ -427,6 +427,24 @@ pub async fn quote(
         }
     }
     html(StatusCode::OK, &QuotePage { ctx, vouchers, chips, purposes, query, answer })
+}
+
+/// What bounded a voucher share, in the reader's language (the service words it in English,
+/// with its figures: `the voucher's available balance ¥1.00`, `the annual cap: ¥1.00 left of
+/// ¥2.00 in 2026`); anything else is shown as it is.
+fn limit_words(tr: Tr, why: &str) -> String {
+    if tr.lang == super::Lang::En {
+        return why.to_owned();
+    }
+    if let Some(balance) = why.strip_prefix("the voucher's available balance ") {
+        return format!("算力券可用余额 {balance}");
+    }
+    let annual = why.strip_prefix("the annual cap: ").and_then(|rest| {
+        let (left, rest) = rest.split_once(" left of ")?;
+        let (cap, year) = rest.split_once(" in ")?;
+        Some(format!("年度上限 {cap}，{year} 年剩余 {left}"))
+    });
+    annual.unwrap_or_else(|| why.to_owned())
 }
 
 /// Why the engine left a pool out, in Chinese (the service words it in English).
@@ -612,5 +630,23 @@ pub async fn order_action(
     {
         Ok(_) => Redirect::to(&done).into_response(),
         Err(response) => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_bounds_a_share_is_worded_in_chinese() {
+        let zh = Tr { lang: super::super::Lang::Zh };
+        assert_eq!(limit_words(zh, "the voucher's available balance ¥12.00"), "算力券可用余额 ¥12.00");
+        assert_eq!(limit_words(zh, "the annual cap: ¥1.00 left of ¥2.00 in 2026"), "年度上限 ¥2.00，2026 年剩余 ¥1.00");
+        assert_eq!(limit_words(zh, "something new"), "something new");
+        let en = Tr { lang: super::super::Lang::En };
+        assert_eq!(
+            limit_words(en, "the annual cap: ¥1.00 left of ¥2.00 in 2026"),
+            "the annual cap: ¥1.00 left of ¥2.00 in 2026"
+        );
     }
 }
