@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod nats;
 pub mod openapi;
 pub mod operate;
+pub mod report;
 pub mod transparency;
 pub mod writer;
 
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lifecycle::routes())
         .merge(evidence::routes())
         .merge(operate::routes())
+        .merge(report::routes())
         .merge(console::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -144,6 +146,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/programs", "List programmes (paged; filter by state). Any role."),
     ("POST", "/api/v1/programs", "Load a programme file {toml} as a draft. Admin."),
     ("GET", "/api/v1/programs/{program}", "One programme by id or key. Any role."),
+    (
+        "GET",
+        "/api/v1/programs/{program}/outcome",
+        "What the programme's money achieved: budget, vouchers used, partly used and unused, GPU-hours subsidized and the subsidy per GPU-hour by chip, hub and operator kind, the price cut, the domestic-chip share, who was served (kind, region, size) and how concentrated (top-10 share, Gini). Admin, auditor, the authority.",
+    ),
     (
         "POST",
         "/api/v1/programs/preview",

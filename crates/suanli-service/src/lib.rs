@@ -21,6 +21,7 @@ pub mod event;
 pub mod heads;
 pub mod model;
 pub mod occupancy;
+pub mod outcome;
 pub mod program_file;
 pub mod service;
 pub mod state;

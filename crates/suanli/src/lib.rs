@@ -9,6 +9,7 @@ mod database;
 mod demo;
 mod log_cli;
 mod place;
+mod report;
 mod serve;
 mod service_cli;
 mod usage_import;
@@ -47,6 +48,17 @@ enum Command {
         /// Exit after the summary instead of serving.
         #[arg(long)]
         no_serve: bool,
+    },
+    /// What each programme's money achieved: budget, vouchers used and unused, GPU-hours and the
+    /// subsidy per GPU-hour by chip, hub and operator, who was served and how concentrated.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// A programme's id or key [default: every programme].
+        program: Option<String>,
+        /// One row per group, in fen and seconds, instead of tables.
+        #[arg(long)]
+        csv: bool,
     },
     /// Voucher programmes: load files, list, open, close, finish.
     Program {
@@ -251,6 +263,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { database, listen, no_serve } => demo::run(&database, &listen, !no_serve),
         Command::Program { common, command } => service_cli::program(&common, command),
+        Command::Report { common, program, csv } => report::report(&common, program, csv),
         Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
         Command::Application { common, command } => service_cli::application(&common, command),
         Command::Voucher { common, command } => service_cli::voucher(&common, command),

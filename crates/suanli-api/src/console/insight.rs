@@ -352,3 +352,148 @@ pub async fn network_csv(
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+// ------------------------------------------------------------------ a programme's outcome
+
+pub struct GroupRow {
+    pub key: String,
+    pub gpu_hours: String,
+    pub cost: String,
+    pub voucher: String,
+    pub per_hour: String,
+}
+
+pub struct Dimension {
+    pub title: &'static str,
+    pub rows: Vec<GroupRow>,
+    pub chart: String,
+}
+
+#[derive(Template)]
+#[template(path = "outcome.html")]
+struct OutcomePage {
+    ctx: Ctx,
+    id: String,
+    figures: Vec<(&'static str, String)>,
+    vouchers: Vec<(&'static str, u64)>,
+    dimensions: Vec<Dimension>,
+}
+
+fn share(bp: Option<u32>) -> String {
+    bp.map_or_else(|| "—".to_owned(), |bp| format!("{}.{:02}%", bp / 100, bp % 100))
+}
+
+/// `GET /programs/{id}/outcome`: the outcome report, with a chart of the subsidy per GPU-hour
+/// beside each table, and `/programs/{id}/outcome.csv`.
+pub async fn outcome_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (session, mut ctx) = match open(&state, &headers, &uri, "outcome.title") {
+        Ok(opened) => opened,
+        Err(redirect) => return redirect,
+    };
+    let o = match crate::report::seen_outcome(&state.writer.view(), session.role, &id) {
+        Ok(o) => o,
+        Err(error) => return super::pages::refused(ctx, &crate::ApiError::from(error)),
+    };
+    let tr = ctx.tr;
+    ctx.title = format!("{} · {}", tr.t("outcome.title"), o.name);
+    let figures = vec![
+        ("program.funded", yuan(o.funded_fen)),
+        ("program.issued", yuan(o.issued_fen)),
+        ("program.spent", yuan(o.spent_fen)),
+        ("program.settled", yuan(o.settled_fen)),
+        ("program.returned", yuan(o.returned_fen)),
+        ("outcome.gpu_hours", gpu_hours(o.usage.gpu_seconds)),
+        ("outcome.per_hour", o.usage.voucher_fen_per_gpu_hour.map_or_else(|| "—".to_owned(), |f| yuan(Fen::new(f)))),
+        ("outcome.cost_cut", share(o.cost_cut_bp)),
+        ("outcome.domestic", share(o.domestic_share_bp)),
+        ("outcome.enterprises", o.served.enterprises.to_string()),
+        ("outcome.top10", share(o.served.top10_share_bp)),
+        ("outcome.gini", o.served.gini.map_or_else(|| "—".to_owned(), |g| format!("{g:.3}"))),
+    ];
+    let v = &o.vouchers;
+    let vouchers = vec![
+        ("outcome.issued", v.issued),
+        ("outcome.used", v.used),
+        ("outcome.partly_used", v.partly_used),
+        ("outcome.unused", v.unused),
+        ("state.expired", v.expired),
+        ("state.revoked", v.revoked),
+    ];
+    let dimension = |title: &'static str, groups: &[suanli_service::outcome::Group]| {
+        let bars: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                let per = g.voucher_fen_per_gpu_hour.unwrap_or(0);
+                (g.key.clone(), per, yuan(Fen::new(per)))
+            })
+            .collect();
+        Dimension {
+            title,
+            chart: Bars { bars: &bars, title: tr.t(title) }.svg(),
+            rows: groups
+                .iter()
+                .map(|g| GroupRow {
+                    key: g.key.clone(),
+                    gpu_hours: gpu_hours(g.gpu_seconds),
+                    cost: yuan(g.cost_fen),
+                    voucher: yuan(g.voucher_fen),
+                    per_hour: g.voucher_fen_per_gpu_hour.map_or_else(|| "—".to_owned(), |f| yuan(Fen::new(f))),
+                })
+                .collect(),
+        }
+    };
+    let dimensions = vec![
+        dimension("outcome.by_chip", &o.by_chip),
+        dimension("outcome.by_hub", &o.by_hub),
+        dimension("outcome.by_operator", &o.by_operator),
+        dimension("outcome.by_kind", &o.served.by_kind),
+        dimension("outcome.by_region", &o.served.by_region),
+        dimension("outcome.by_size", &o.served.by_size),
+    ];
+    html(StatusCode::OK, &OutcomePage { ctx, id: o.program.to_string(), figures, vouchers, dimensions })
+}
+
+/// `GET /programs/{id}/outcome.csv`: every group of the report, in fen and seconds.
+pub async fn outcome_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let session = match require(&state, &headers, &uri) {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
+    let o = match crate::report::seen_outcome(&state.writer.view(), session.role, &id) {
+        Ok(o) => o,
+        Err(error) => return crate::ApiError::from(error).into_response(),
+    };
+    let mut csv = String::from("dimension,key,gpu_seconds,cost_fen,voucher_fen,voucher_fen_per_gpu_hour\n");
+    let all = [("all", std::slice::from_ref(&o.usage))];
+    let groups = [
+        ("chip", o.by_chip.as_slice()),
+        ("hub", &o.by_hub),
+        ("operator", &o.by_operator),
+        ("kind", &o.served.by_kind),
+        ("region", &o.served.by_region),
+        ("size", &o.served.by_size),
+    ];
+    for (name, groups) in all.into_iter().chain(groups) {
+        for g in groups {
+            let key = if name == "all" { "all".to_owned() } else { field(&g.key) };
+            let per = g.voucher_fen_per_gpu_hour.map_or_else(String::new, |v| v.to_string());
+            csv.push_str(&format!(
+                "{name},{key},{},{},{},{per}\n",
+                g.gpu_seconds,
+                g.cost_fen.fen(),
+                g.voucher_fen.fen()
+            ));
+        }
+    }
+    csv_response(&format!("{}-outcome.csv", o.key), csv)
+}

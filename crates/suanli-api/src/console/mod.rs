@@ -48,6 +48,8 @@ pub fn routes() -> Router<AppState> {
         .route("/programs/{program}/edit", get(editor::edit_program))
         .route("/programs/{program}/state/{action}", post(editor::change_state))
         .route("/programs/{program}/spend.csv", get(pages::program_csv))
+        .route("/programs/{program}/outcome", get(insight::outcome_page))
+        .route("/programs/{program}/outcome.csv", get(insight::outcome_csv))
         .route("/apply", get(pages::apply_page))
         .route("/apply/{program}", post(pages::apply))
         .route("/applications", get(pages::applications))

@@ -304,6 +304,8 @@ struct ProgramPage {
     /// edit the draft.
     actions: Vec<(&'static str, &'static str)>,
     editable: bool,
+    /// Whether the reader may see the outcome report (its authority and the overseers).
+    oversees: bool,
 }
 
 /// Per month of recording: the voucher parts spent and the part of them on approved statements.
@@ -402,7 +404,12 @@ pub async fn program(State(state): State<AppState>, headers: HeaderMap, uri: Uri
         (true, ProgramState::Finished) => vec![],
     };
     let editable = administers && program.state == ProgramState::Draft;
-    let page = ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href, actions, editable };
+    let oversees = match session.role {
+        Role::PlatformAdmin | Role::Auditor => true,
+        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => a == program.authority,
+        _ => false,
+    };
+    let page = ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href, actions, editable, oversees };
     html(StatusCode::OK, &page)
 }
 

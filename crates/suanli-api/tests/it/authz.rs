@@ -57,6 +57,14 @@ fn cases(app: &TestApp) -> Vec<Case> {
         ),
         case("GET", "/api/v1/programs/{program}", "/api/v1/programs/prg-1".into(), None, all, &[]),
         case(
+            "GET",
+            "/api/v1/programs/{program}/outcome",
+            "/api/v1/programs/prg-1/outcome".into(),
+            None,
+            &["admin", "auditor", "authority", "reviewer"],
+            &[],
+        ),
+        case(
             "POST",
             "/api/v1/programs/preview",
             "/api/v1/programs/preview".into(),

@@ -783,3 +783,35 @@ fn an_enterprise_sees_the_caps_it_has_left() {
     let authority = call(&app, "GET", "/vouchers", Some(&session(&app, "authority")), &[], None);
     assert!(!authority.body.contains("id=\"caps\""));
 }
+
+#[test]
+fn the_outcome_report_is_drawn_for_the_programmes_overseers() {
+    let app = TestApp::start();
+    let (status, report) = app.request("GET", "/api/v1/programs/prg-1/outcome", Some("authority"), &[], None);
+    assert_eq!(status, 200, "{report}");
+    let program = app.writer.view().program(app.writer.view().find_program("prg-1").unwrap()).unwrap().clone();
+    assert_eq!(report["spent_fen"], program.spent_fen.fen());
+    assert_eq!(report["vouchers"]["issued"], 1);
+    assert_eq!(report["usage"]["gpu_seconds"], 60, "the fixture's one record");
+    assert_eq!(app.request("GET", "/api/v1/programs/prg-1/outcome", Some("enterprise"), &[], None).0, 403);
+
+    let page = call(&app, "GET", "/programs/prg-1/outcome", Some(&session(&app, "reviewer")), &[], None);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("成效报告") && page.body.contains("id=\"outcome-figures\"") && page.body.contains("H100"),
+        "{}",
+        page.body
+    );
+    let csv = call(&app, "GET", "/programs/prg-1/outcome.csv", Some(&session(&app, "auditor")), &[], None);
+    assert!(csv.body.starts_with("dimension,key,gpu_seconds") && csv.body.contains("\nchip,H100,60,"), "{}", csv.body);
+    assert_eq!(
+        call(&app, "GET", "/programs/prg-1/outcome", Some(&session(&app, "other_authority")), &[], None).status,
+        403
+    );
+    assert_eq!(
+        call(&app, "GET", "/programs/prg-1/outcome.csv", Some(&session(&app, "provider")), &[], None).status,
+        403
+    );
+    let dashboard = call(&app, "GET", "/programs/prg-1", Some(&session(&app, "authority")), &[], None);
+    assert!(dashboard.body.contains("id=\"outcome-link\""));
+}

@@ -35,6 +35,14 @@ fn demo_runs_twice_through_the_api_and_its_database_passes_the_audit() {
     let output = suanli(&["audit", "verify", "--database", "sqlite://suanli-demo.db"], dir.path());
     assert!(output.status.success());
     assert!(stdout(&output).contains("usage records  1600"), "{}", stdout(&output));
+    // The outcome report of the demo's programmes: as JSON it agrees with the programme's books.
+    let report = stdout(&suanli(&["report", "--json", "--database", "suanli-demo.db"], dir.path()));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    let shanghai = report.as_array().unwrap().iter().find(|r| r["key"] == "shanghai-compute").unwrap();
+    assert_eq!(shanghai["usage"]["voucher_fen"], shanghai["spent_fen"], "{shanghai}");
+    assert!(shanghai["usage"]["gpu_seconds"].as_i64().unwrap() > 0 && shanghai["vouchers"]["issued"] == 2);
+    let csv = stdout(&suanli(&["report", "--csv", "shanghai-compute", "--database", "suanli-demo.db"], dir.path()));
+    assert!(csv.starts_with("program,dimension,key,") && csv.contains("\nshanghai-compute,chip,"), "{csv}");
     // One object's history is every entry that touched it: the voucher's issuance is filed
     // under its application, its orders under themselves.
     let history = stdout(&suanli(&["log", "show", "--object", "vch-1", "--database", "suanli-demo.db"], dir.path()));

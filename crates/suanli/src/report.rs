@@ -1,0 +1,124 @@
+//! `suanli report`: what each programme's money achieved (`View::outcome`), as tables, `--json`
+//! or `--csv`.
+
+use std::process::ExitCode;
+
+use suanli_domain::Fen;
+use suanli_service::outcome::{Group, Outcome};
+
+use crate::Common;
+use crate::service_cli::{Reply, run, table};
+
+fn bp(value: Option<u32>) -> String {
+    value.map_or_else(|| "—".to_owned(), |bp| format!("{}.{:02}%", bp / 100, bp % 100))
+}
+
+fn per_hour(value: Option<i64>) -> String {
+    value.map_or_else(|| "—".to_owned(), |fen| Fen::new(fen).to_string())
+}
+
+fn hours(seconds: i64) -> String {
+    format!("{:.1}", seconds as f64 / 3600.0)
+}
+
+/// Every group of a report under its dimension's name, in the order they are shown.
+fn dimensions(o: &Outcome) -> [(&'static str, &[Group]); 6] {
+    [
+        ("chip", &o.by_chip),
+        ("hub", &o.by_hub),
+        ("operator", &o.by_operator),
+        ("kind", &o.served.by_kind),
+        ("region", &o.served.by_region),
+        ("size", &o.served.by_size),
+    ]
+}
+
+fn text(o: &Outcome) -> String {
+    let v = &o.vouchers;
+    let mut out = format!(
+        "{} {} ({})\n\
+         budget        funded {}, issued {}, spent {}, settled {}, returned {}\n\
+         vouchers      {} issued: {} used, {} partly used, {} unused ({} expired, {} revoked)\n\
+         compute       {} GPU-hours subsidized; list cost {}, voucher {}, enterprises {}\n\
+         per GPU-hour  {} of subsidy; the price cut {}; on domestic chips {} of GPU-hours\n\
+         served        {} enterprises; the top 10 spent {} of the subsidy; Gini {}\n",
+        o.program,
+        o.name,
+        o.key,
+        o.funded_fen,
+        o.issued_fen,
+        o.spent_fen,
+        o.settled_fen,
+        o.returned_fen,
+        v.issued,
+        v.used,
+        v.partly_used,
+        v.unused,
+        v.expired,
+        v.revoked,
+        hours(o.usage.gpu_seconds),
+        o.usage.cost_fen,
+        o.usage.voucher_fen,
+        o.enterprise_fen,
+        per_hour(o.usage.voucher_fen_per_gpu_hour),
+        bp(o.cost_cut_bp),
+        bp(o.domestic_share_bp),
+        o.served.enterprises,
+        bp(o.served.top10_share_bp),
+        o.served.gini.map_or_else(|| "—".to_owned(), |g| format!("{g:.3}")),
+    );
+    for (name, groups) in dimensions(o) {
+        if groups.is_empty() {
+            continue;
+        }
+        let mut t = table(&[name, "GPU-hours", "list cost", "voucher", "voucher per GPU-hour"]);
+        for g in groups {
+            t.add_row(vec![
+                g.key.clone(),
+                hours(g.gpu_seconds),
+                g.cost_fen.to_string(),
+                g.voucher_fen.to_string(),
+                per_hour(g.voucher_fen_per_gpu_hour),
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+    out
+}
+
+/// One row per group of every report, in fen and seconds, for a spreadsheet.
+fn csv(outcomes: &[Outcome]) -> String {
+    let mut out = String::from("program,dimension,key,gpu_seconds,cost_fen,voucher_fen,voucher_fen_per_gpu_hour\n");
+    for o in outcomes {
+        let total = [("all", std::slice::from_ref(&o.usage))];
+        for (name, groups) in total.into_iter().chain(dimensions(o)) {
+            for g in groups {
+                let key = if name == "all" { "all" } else { g.key.as_str() };
+                let key =
+                    if key.contains([',', '"']) { format!("\"{}\"", key.replace('"', "\"\"")) } else { key.to_owned() };
+                out.push_str(&format!(
+                    "{},{name},{key},{},{},{},{}\n",
+                    o.key,
+                    g.gpu_seconds,
+                    g.cost_fen.fen(),
+                    g.voucher_fen.fen(),
+                    g.voucher_fen_per_gpu_hour.map_or_else(String::new, |v| v.to_string())
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The reports of one programme (id or key) or of all.
+pub fn report(common: &Common, program: Option<String>, as_csv: bool) -> anyhow::Result<ExitCode> {
+    run(common, |service, _| {
+        let ids = match &program {
+            Some(text) => vec![service.find_program(text)?],
+            None => service.state().programs.keys().copied().collect(),
+        };
+        let outcomes = ids.into_iter().map(|id| service.outcome(id)).collect::<Result<Vec<_>, _>>()?;
+        let text = if as_csv { csv(&outcomes) } else { outcomes.iter().map(text).collect::<Vec<_>>().join("\n") };
+        Ok(Reply::new(serde_json::to_value(&outcomes)?, text))
+    })
+}
