@@ -49,6 +49,7 @@ error_codes! {
     BudgetExceeded => "budget_exceeded",
     BudgetReservedForEarlierApplications => "budget_reserved_for_earlier_applications",
     EnterpriseCapExceeded => "enterprise_cap_exceeded",
+    ProgramAnnualCapExceeded => "program_annual_cap_exceeded",
     StackingNotAllowed => "stacking_not_allowed",
     StackingCapExceeded => "stacking_cap_exceeded",
     VoucherState => "voucher_state",

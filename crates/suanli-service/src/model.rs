@@ -147,6 +147,10 @@ pub struct ProgramTerms {
     pub domestic_chip_rate_bp: Option<RateBp>,
     pub enterprise_cap_fen: Fen,
     pub annual_cap_fen: Option<Fen>,
+    /// The most the programme issues in one calendar year (Asia/Shanghai) across every
+    /// enterprise, as Chengdu's "no more than 10 million yuan a year".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program_annual_cap_fen: Option<Fen>,
     pub voucher_validity_days: u32,
     /// First second applications are accepted (Asia/Shanghai midnight of the opening date).
     pub applications_open_s: i64,

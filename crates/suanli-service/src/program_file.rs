@@ -23,6 +23,7 @@ struct ProgramFile {
     domestic_chip_rate_bp: Option<i64>,
     enterprise_cap_fen: i64,
     annual_cap_fen: Option<i64>,
+    program_annual_cap_fen: Option<i64>,
     voucher_validity_days: i64,
     applications_open: toml::value::Datetime,
     applications_close: toml::value::Datetime,
@@ -118,6 +119,11 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         return Err(invalid("enterprise_cap_fen", "is larger than budget_fen"));
     }
     let annual_cap_fen = file.annual_cap_fen.map(|fen| positive("annual_cap_fen", fen)).transpose()?;
+    let program_annual_cap_fen =
+        file.program_annual_cap_fen.map(|fen| positive("program_annual_cap_fen", fen)).transpose()?;
+    if program_annual_cap_fen.is_some_and(|cap| cap > budget_fen) {
+        return Err(invalid("program_annual_cap_fen", "is larger than budget_fen"));
+    }
     let voucher_validity_days = u32::try_from(file.voucher_validity_days)
         .ok()
         .filter(|days| (1..=3_650).contains(days))
@@ -190,6 +196,7 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         domestic_chip_rate_bp,
         enterprise_cap_fen,
         annual_cap_fen,
+        program_annual_cap_fen,
         voucher_validity_days,
         applications_open_s,
         applications_close_s,
@@ -245,6 +252,9 @@ pub fn to_toml(terms: &ProgramTerms) -> String {
     if let Some(cap) = terms.annual_cap_fen {
         line("annual_cap_fen", cap.fen().to_string());
     }
+    if let Some(cap) = terms.program_annual_cap_fen {
+        line("program_annual_cap_fen", cap.fen().to_string());
+    }
     line("voucher_validity_days", terms.voucher_validity_days.to_string());
     line("applications_open", crate::calendar::format_date(terms.applications_open_s));
     line("applications_close", crate::calendar::format_date(terms.applications_close_s - 86_400));
@@ -287,7 +297,7 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 7);
+        assert_eq!(seen, 8);
         let mut odd = parse_program(include_str!("../../../programs/shanghai-compute.toml")).unwrap();
         odd.name = "a \"quoted\" \\ name".into();
         assert_eq!(parse_program(&to_toml(&odd)).unwrap(), odd);

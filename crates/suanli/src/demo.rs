@@ -1,7 +1,7 @@
 //! `suanli demo`: the whole system on a fresh embedded database, driven through the HTTP API.
 //!
 //! The demo starts the server on `--listen`, then acts as every user over HTTP:
-//! - the platform admin loads the seven shipped programmes and registers the national network:
+//! - the platform admin loads the eight shipped programmes and registers the national network:
 //!   one provider, site and pools per cluster of `data/network.csv`, each provider with its
 //!   Ed25519 key;
 //! - six enterprises apply; the authorities review (one applicant is refused as ineligible, with
@@ -30,7 +30,7 @@ use suanli_service::{Actor, ManualClock, Role, Service};
 use suanli_store::{SqliteStore, Storage, StoreError};
 
 /// The shipped programme files, built into the binary so the demo runs from any directory.
-const PROGRAMS: [&str; 7] = [
+const PROGRAMS: [&str; 8] = [
     include_str!("../../../programs/shanghai-compute.toml"),
     include_str!("../../../programs/shanghai-data.toml"),
     include_str!("../../../programs/beijing.toml"),
@@ -38,6 +38,7 @@ const PROGRAMS: [&str; 7] = [
     include_str!("../../../programs/shandong.toml"),
     include_str!("../../../programs/shenzhen.toml"),
     include_str!("../../../programs/ningbo.toml"),
+    include_str!("../../../programs/henan.toml"),
 ];
 
 /// Demo logins: (name, password, role). Printed at the end; only their hashes are stored.
@@ -201,7 +202,7 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     // works with a machine token it issues itself.
     let admin = api.token(&text(&login["token"])?, "admin")?;
 
-    println!("1. The admin loads the seven programmes and opens them");
+    println!("1. The admin loads the eight programmes and opens them");
     for source in PROGRAMS {
         let program = api.post("/api/v1/programs", &admin, json!({ "toml": source }))?;
         api.post(&format!("/api/v1/programs/{}/open", text(&program["id"])?), &admin, json!({}))?;

@@ -375,6 +375,24 @@ impl View {
     pub(super) fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
         let enterprise = application.enterprise;
         let issued_here = self.issued_to(enterprise, program.id)?;
+        if let Some(cap) = program.terms.program_annual_cap_fen {
+            let year = shanghai_year(self.now_s());
+            let issued_this_year = self
+                .state
+                .vouchers
+                .values()
+                .filter(|v| v.program == program.id && shanghai_year(v.issued_at_s) == year)
+                .try_fold(Fen::ZERO, |sum, v| sum.checked_add(v.face_value_fen.checked_sub(v.returned_fen)?))?;
+            if issued_this_year.checked_add(amount)? > cap {
+                return Err(ServiceError::new(
+                    ErrorCode::ProgramAnnualCapExceeded,
+                    format!(
+                        "amount: {amount} on top of {issued_this_year} issued by {} in {year} exceeds its annual total {cap}",
+                        program.id
+                    ),
+                ));
+            }
+        }
         if issued_here.checked_add(amount)? > program.terms.enterprise_cap_fen {
             return Err(ServiceError::new(
                 ErrorCode::EnterpriseCapExceeded,

@@ -90,3 +90,34 @@ fn the_report_of_a_hand_made_programme() {
     assert_eq!(report.served.top10_share_bp, Some(10_000));
     assert!((report.served.gini.unwrap() - 8.0 / 21.0).abs() < 1e-12, "{:?}", report.served.gini);
 }
+
+#[test]
+fn a_programme_wide_annual_total_is_checked_at_each_approval() {
+    let mut w = World::start();
+    // ¥30,000 a year across every enterprise, ¥20,000 each at most.
+    let source = SHANGHAI_LIKE
+        .replace("annual_cap_fen = 1_500_000_00", "annual_cap_fen = 1_500_000_00\nprogram_annual_cap_fen = 30_000_00")
+        .replace("applications_close = 2026-12-31", "applications_close = 2027-12-31");
+    let program = w.program(&source);
+    assert_eq!(w.service.program(program).unwrap().terms.program_annual_cap_fen, Some(Fen::new(30_000_00)));
+    let mut apps = Vec::new();
+    for n in 1..=3 {
+        let e = w.enterprise(n, 9_000_000, ApplicantKind::Sme, &[]);
+        let app = w.service.create_application(&op(), e, program, Fen::from_yuan(20_000).unwrap(), "").unwrap();
+        w.service.submit_application(&op(), app).unwrap();
+        apps.push(app);
+    }
+    w.service.approve_application(&op(), apps[0], Fen::from_yuan(20_000).unwrap()).unwrap();
+    // ¥20,000 issued: another ¥20,000 would pass ¥30,000; ¥10,000 fits exactly.
+    let message = w.refused(suanli_service::ErrorCode::ProgramAnnualCapExceeded, |s| {
+        s.approve_application(&op(), apps[1], Fen::from_yuan(20_000).unwrap())
+    });
+    assert!(message.contains("exceeds its annual total"), "{message}");
+    w.service.approve_application(&op(), apps[1], Fen::from_yuan(10_000).unwrap()).unwrap();
+    w.refused(suanli_service::ErrorCode::ProgramAnnualCapExceeded, |s| {
+        s.approve_application(&op(), apps[2], Fen::new(1))
+    });
+    // A new year starts a new total.
+    w.clock.set(crate::at(2027, 1, 2));
+    w.service.approve_application(&op(), apps[2], Fen::from_yuan(20_000).unwrap()).unwrap();
+}

@@ -654,6 +654,7 @@ fn the_shipped_programmes_load_and_mark_what_is_assumed() {
         [
             "beijing-compute",
             "chengdu-compute",
+            "henan-compute",
             "ningbo-compute",
             "shandong-compute",
             "shanghai-compute",
@@ -664,8 +665,8 @@ fn the_shipped_programmes_load_and_mark_what_is_assumed() {
     let shanghai = w.service.find_program("shanghai-compute").unwrap();
     let terms = &w.service.program(shanghai).unwrap().terms;
     assert_eq!((terms.budget_fen, terms.subsidy_rate_bp.basis_points()), (Fen::from_yuan(600_000_000).unwrap(), 8000));
-    // Seven programmes of six authorities: Shanghai runs two.
-    assert_eq!(w.service.state().authorities.len(), 6);
+    // Eight programmes of seven authorities: Shanghai runs two.
+    assert_eq!(w.service.state().authorities.len(), 7);
 }
 
 fn a_programme_closes_to_applications_and_finishes_once_nothing_is_open() {

@@ -54,8 +54,8 @@ fn a_programme_runs_from_the_command_line() {
         std::fs::read_dir(&programs).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
     let mut load = vec!["program", "load"];
     load.extend(files.iter().map(String::as_str));
-    assert_eq!(json(d, MARCH, &load).as_array().unwrap().len(), 7);
-    assert_eq!(json(d, MARCH, &["program", "list"]).as_array().unwrap().len(), 7);
+    assert_eq!(json(d, MARCH, &load).as_array().unwrap().len(), 8);
+    assert_eq!(json(d, MARCH, &["program", "list"]).as_array().unwrap().len(), 8);
     json(d, MARCH, &["program", "open", "shanghai-compute"]);
     refused(d, MARCH, &["program", "open", "shanghai-compute"], "program_state");
 
