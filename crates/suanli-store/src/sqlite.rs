@@ -603,20 +603,7 @@ impl Storage for SqliteStore {
             return Err(StoreError::ReadOnly { url: path.clone() });
         }
         let transaction = self.connection.transaction()?;
-        {
-            let mut insert = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO usage_ids (provider, id, entry, order_id, period_start_s) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for row in rows {
-                insert.execute(params![
-                    row.provider as i64,
-                    row.id,
-                    row.entry,
-                    row.order as i64,
-                    row.period_start_s
-                ])?;
-            }
-        }
+        insert_usage(&transaction, rows, "INSERT OR IGNORE")?;
         transaction.commit()?;
         Ok(())
     }
@@ -631,20 +618,7 @@ impl Storage for SqliteStore {
             return Err(StoreError::ReadOnly { url: path.clone() });
         }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut insert = transaction.prepare_cached(
-                "INSERT INTO usage_ids (provider, id, entry, order_id, period_start_s) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for row in usage {
-                insert.execute(params![
-                    row.provider as i64,
-                    row.id,
-                    row.entry,
-                    row.order as i64,
-                    row.period_start_s
-                ])?;
-            }
-        }
+        insert_usage(&transaction, usage, "INSERT")?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&transaction, changes, previous_hash, hash)? as u64)
@@ -696,6 +670,17 @@ pub(crate) fn fill_tiles(connection: &Connection) -> Result<(), StoreError> {
             return Err(StoreError::Malformed(format!("audit log: tile {tile} has {} of its entries", hashes.len())));
         }
         insert.execute(params![tile, &crate::merkle::perfect_root(&hashes)[..]])?;
+    }
+    Ok(())
+}
+
+/// Writes usage rows with `verb` (`INSERT`, or `INSERT OR IGNORE` for a backfill).
+fn insert_usage(transaction: &rusqlite::Transaction<'_>, rows: &[UsageRow], verb: &str) -> Result<(), StoreError> {
+    let mut insert = transaction.prepare_cached(&format!(
+        "{verb} INTO usage_ids (provider, id, entry, order_id, period_start_s) VALUES (?1, ?2, ?3, ?4, ?5)"
+    ))?;
+    for row in rows {
+        insert.execute(params![row.provider as i64, row.id, row.entry, row.order as i64, row.period_start_s])?;
     }
     Ok(())
 }

@@ -221,63 +221,66 @@ fn role_label(tr: Tr, role: Role) -> String {
     if id.is_empty() { tr.t(key).to_owned() } else { format!("{} {id}", tr.t(key)) }
 }
 
+/// Who a page of the navigation bar is for.
+#[derive(Clone, Copy)]
+enum For {
+    Everyone,
+    /// The platform's admin and auditor, and authorities.
+    Overseers,
+    /// The platform's admin and auditor.
+    Platform,
+    Admin,
+    Enterprises,
+    Providers,
+    /// Authorities, the platform's overseers and providers (statements).
+    NotEnterprises,
+    /// Everyone but providers (applications, vouchers).
+    NotProviders,
+}
+
+impl For {
+    fn admits(self, role: Role) -> bool {
+        let platform = matches!(role, Role::PlatformAdmin | Role::Auditor);
+        let authority = matches!(role, Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_));
+        match self {
+            For::Everyone => true,
+            For::Overseers => platform || authority,
+            For::Platform => platform,
+            For::Admin => role == Role::PlatformAdmin,
+            For::Enterprises => matches!(role, Role::Enterprise(_)),
+            For::Providers => matches!(role, Role::Provider(_)),
+            For::NotEnterprises => !matches!(role, Role::Enterprise(_)),
+            For::NotProviders => !matches!(role, Role::Provider(_)),
+        }
+    }
+}
+
+/// Every page of the navigation bar, in the order the work goes, and who has it.
+const NAVIGATION: &[(&str, &str, For)] = &[
+    ("/programs", "nav.programs", For::Everyone),
+    ("/apply", "nav.apply", For::Enterprises),
+    ("/applications", "nav.applications", For::NotProviders),
+    ("/vouchers", "nav.vouchers", For::NotProviders),
+    ("/quote", "nav.quote", For::Enterprises),
+    ("/sites", "nav.sites", For::Providers),
+    ("/orders", "nav.orders", For::Everyone),
+    ("/bill", "nav.bill", For::Enterprises),
+    ("/statements", "nav.statements", For::NotEnterprises),
+    ("/network", "nav.network", For::Overseers),
+    ("/sites", "nav.sites", For::Platform),
+    ("/anomalies", "nav.anomalies", For::Overseers),
+    ("/audit", "nav.audit", For::Platform),
+    ("/users", "nav.users", For::Admin),
+    ("/tokens", "nav.tokens", For::Admin),
+    ("/health", "nav.health", For::Platform),
+];
+
 /// The pages a role has, in the order its work goes.
 fn navigation(tr: Tr, role: Role, path: &str) -> Vec<NavItem> {
-    let pages: &[(&str, &str)] = match role {
-        Role::PlatformAdmin => &[
-            ("/programs", "nav.programs"),
-            ("/applications", "nav.applications"),
-            ("/vouchers", "nav.vouchers"),
-            ("/orders", "nav.orders"),
-            ("/statements", "nav.statements"),
-            ("/network", "nav.network"),
-            ("/sites", "nav.sites"),
-            ("/anomalies", "nav.anomalies"),
-            ("/audit", "nav.audit"),
-            ("/users", "nav.users"),
-            ("/tokens", "nav.tokens"),
-            ("/health", "nav.health"),
-        ],
-        Role::Auditor => &[
-            ("/programs", "nav.programs"),
-            ("/applications", "nav.applications"),
-            ("/vouchers", "nav.vouchers"),
-            ("/orders", "nav.orders"),
-            ("/statements", "nav.statements"),
-            ("/network", "nav.network"),
-            ("/sites", "nav.sites"),
-            ("/anomalies", "nav.anomalies"),
-            ("/audit", "nav.audit"),
-            ("/health", "nav.health"),
-        ],
-        Role::AuthorityAdmin(_) | Role::AuthorityReviewer(_) => &[
-            ("/programs", "nav.programs"),
-            ("/applications", "nav.applications"),
-            ("/vouchers", "nav.vouchers"),
-            ("/orders", "nav.orders"),
-            ("/statements", "nav.statements"),
-            ("/network", "nav.network"),
-            ("/anomalies", "nav.anomalies"),
-        ],
-        Role::Enterprise(_) => &[
-            ("/programs", "nav.programs"),
-            ("/apply", "nav.apply"),
-            ("/applications", "nav.applications"),
-            ("/vouchers", "nav.vouchers"),
-            ("/quote", "nav.quote"),
-            ("/orders", "nav.orders"),
-            ("/bill", "nav.bill"),
-        ],
-        Role::Provider(_) => &[
-            ("/programs", "nav.programs"),
-            ("/sites", "nav.sites"),
-            ("/orders", "nav.orders"),
-            ("/statements", "nav.statements"),
-        ],
-    };
-    pages
+    NAVIGATION
         .iter()
-        .map(|(href, key)| NavItem {
+        .filter(|(_, _, who)| who.admits(role))
+        .map(|(href, key, _)| NavItem {
             href,
             label: tr.t(key),
             current: path == *href || path.starts_with(&format!("{href}/")),

@@ -180,7 +180,9 @@ struct UsersPage {
     pager: Pager,
 }
 
-fn admin_only(session: &super::Session, ctx: Ctx) -> Result<Ctx, Response> {
+/// The frame of a page for the platform admin only: the redirect to log in, or the refusal.
+fn open_as_admin(state: &AppState, headers: &HeaderMap, uri: &Uri, title: &'static str) -> Result<Ctx, Response> {
+    let (session, ctx) = open(state, headers, uri, title)?;
     if session.role == Role::PlatformAdmin {
         Ok(ctx)
     } else {
@@ -190,13 +192,9 @@ fn admin_only(session: &super::Session, ctx: Ctx) -> Result<Ctx, Response> {
 
 /// `GET /users`: the people who log in, and a form to add one. Admin.
 pub async fn users(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let (session, ctx) = match open(&state, &headers, &uri, "user.title") {
-        Ok(opened) => opened,
-        Err(redirect) => return redirect,
-    };
-    let ctx = match admin_only(&session, ctx) {
+    let ctx = match open_as_admin(&state, &headers, &uri, "user.title") {
         Ok(ctx) => ctx,
-        Err(refusal) => return refusal,
+        Err(answer) => return answer,
     };
     let view = state.writer.view();
     let (users, pager) = window(crate::operate::users(&view), &uri);
@@ -300,13 +298,9 @@ struct TokensPage {
 
 /// `GET /tokens`: every token, newest first, live ones with a revoke button. Admin.
 pub async fn tokens(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let (session, ctx) = match open(&state, &headers, &uri, "token.title") {
-        Ok(opened) => opened,
-        Err(redirect) => return redirect,
-    };
-    let ctx = match admin_only(&session, ctx) {
+    let ctx = match open_as_admin(&state, &headers, &uri, "token.title") {
         Ok(ctx) => ctx,
-        Err(refusal) => return refusal,
+        Err(answer) => return answer,
     };
     let view = state.writer.view();
     let now = view.now_s();
