@@ -900,6 +900,21 @@ impl Service {
     /// Adds a person who logs in with a password; `password_phc` is the argon2 hash (PHC string)
     /// the caller computed. Names are 1-64 characters of a-z, 0-9, '.', '_' and '-'.
     pub fn add_user(&mut self, actor: &Actor, name: &str, role: Role, password_phc: &str) -> Result<()> {
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.add_user_into(&mut change, name, role, password_phc, now)?;
+        self.commit(actor, now, change)
+    }
+
+    /// Checks a new person and records it into `change` (nothing is recorded when refused).
+    fn add_user_into(
+        &mut self,
+        change: &mut Change,
+        name: &str,
+        role: Role,
+        password_phc: &str,
+        now: i64,
+    ) -> Result<()> {
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
@@ -913,7 +928,6 @@ impl Service {
             return Err(ServiceError::new(ErrorCode::AlreadyExists, format!("name: user {name:?} exists")));
         }
         self.check_role_scope(role)?;
-        let now = self.now_s();
         let user = User {
             name: name.to_owned(),
             password_phc: password_phc.to_owned(),
@@ -921,9 +935,8 @@ impl Service {
             created_at_s: now,
             disabled: false,
         };
-        let mut change = self.begin();
-        self.record(&mut change, Event::UserCreated { user }, now);
-        self.commit(actor, now, change)
+        self.record(change, Event::UserCreated { user }, now);
+        Ok(())
     }
 
     /// Disables a person's login and revokes the sessions it has.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Json, Redirect, Response};
 use serde::Deserialize;
 use suanli_domain::{ApplicantKind, EnterpriseId, Fen, OrderId, PoolId, Uscc, UsccError, VoucherId};
 use suanli_service::model::{Purpose, Quote, VoucherState};
-use suanli_service::{Actor, EnterpriseInput, PoolRequest, Role, ServiceError, View};
+use suanli_service::{Actor, EnterpriseInput, PoolRequest, Role, View};
 
 use super::i18n::{Tr, percent, when, yuan};
 use super::map::{Mark, MarkKind};
@@ -22,10 +22,6 @@ use crate::login::ClientAddress;
 use crate::{ApiError, AppState};
 
 // ------------------------------------------------------------------ registering
-
-/// The cookie that pairs a visitor's form with its browser before there is a session (a form of
-/// another site cannot read it, so cannot post in the visitor's name).
-pub const VISITOR_COOKIE: &str = "suanli_visitor";
 
 /// What the registration form shows again after a refusal (never the password).
 #[derive(Default, Deserialize)]
@@ -68,30 +64,19 @@ const KINDS: [(&str, &str); 3] = [
 /// The shortest password a registration accepts.
 pub const PASSWORD_CHARS_MIN: usize = 10;
 
-fn visitor_token(headers: &HeaderMap) -> Option<String> {
-    super::cookie(headers, VISITOR_COOKIE)
-        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
-}
-
 fn register_page(state: &AppState, ctx: Ctx, status: StatusCode, visitor: String, mut form: RegisterForm) -> Response {
     form.password.clear();
     let kinds = KINDS.iter().map(|(code, key)| (*code, ctx.tr.t(key))).collect();
     let mut response = html(status, &RegisterPage { ctx, visitor: visitor.clone(), form, kinds });
-    let cookie = format!("{VISITOR_COOKIE}={visitor}; Path=/register; HttpOnly; SameSite=Strict; Max-Age=3600");
-    super::add_cookie(&mut response, state, &cookie);
+    super::add_visitor_cookie(&mut response, state, &visitor);
     response
 }
 
 /// `GET /register`: the form, open to anyone.
 pub async fn register_form(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&headers, &uri, None, "register.title");
-    let visitor = match visitor_token(&headers) {
-        Some(token) => token,
-        None => match crate::login::new_secret() {
-            Ok(secret) => suanli_service::access::sha256_hex(&secret)[..32].to_owned(),
-            Err(error) => return error_page(ctx, StatusCode::INTERNAL_SERVER_ERROR, error),
-        },
+    let Some(visitor) = super::visitor_token(&headers) else {
+        return error_page(ctx, StatusCode::INTERNAL_SERVER_ERROR, "no randomness from the operating system".into());
     };
     register_page(&state, ctx, StatusCode::OK, visitor, RegisterForm::default())
 }
@@ -196,7 +181,7 @@ pub async fn register(
 ) -> Response {
     let ctx = Ctx::new(&headers, &uri, None, "register.title");
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    let Some(visitor) = visitor_token(&headers).filter(|v| *v == form.form_token) else {
+    let Some(visitor) = Some(form.form_token.clone()).filter(|t| super::visitor_form_ok(&headers, t)) else {
         let message = ctx.tr.t("error.csrf").to_owned();
         return error_page(ctx, StatusCode::FORBIDDEN, message);
     };
@@ -217,17 +202,8 @@ pub async fn register(
     let login = username.clone();
     let created = state
         .writer
-        .call(move |s| {
-            if s.state().users.contains_key(&login) {
-                return Err(ServiceError::new(
-                    suanli_service::ErrorCode::AlreadyExists,
-                    format!("name: user {login:?} exists"),
-                ));
-            }
-            let id = s.register_enterprise(&Actor::visitor(), input)?;
-            s.add_user(&Actor::visitor(), &login, Role::Enterprise(id), &phc)?;
-            Ok(id)
-        })
+        // The enterprise and its login in one commit: both, or neither.
+        .call(move |s| s.register_with_login(&Actor::visitor(), input, &login, &phc))
         .await;
     match created {
         Ok(Ok(_)) => {}

@@ -1,6 +1,6 @@
 //! A list's filter: by programme and by state, from the query (`?program=prg-1&state=submitted`),
-//! applied by the same functions as the API's list filters. A value the list does not know is
-//! named in the page's error and not applied.
+//! applied by the same functions as the API's list filters. A value the list does not know is not
+//! applied, and the page says so in its own words (a link cannot put text on the page).
 
 use axum::http::Uri;
 use suanli_domain::ProgramId;
@@ -61,7 +61,7 @@ impl Filter {
             text => match view.find_program(text) {
                 Ok(id) => Some(id),
                 Err(_) => {
-                    error = Some(format!("{}: {text}", tr.t("filter.bad_program")));
+                    error = Some(tr.t("filter.bad_program").to_owned());
                     None
                 }
             },
@@ -69,8 +69,8 @@ impl Filter {
         let state = match chosen_state.as_str() {
             "" => None,
             text if states.contains(&text) => Some(text.to_owned()),
-            text => {
-                error = Some(format!("{}: {text}", tr.t("filter.bad_state")));
+            _ => {
+                error = Some(tr.t("filter.bad_state").to_owned());
                 None
             }
         };

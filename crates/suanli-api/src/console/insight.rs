@@ -68,9 +68,9 @@ fn gpu_hours(seconds: i64) -> String {
 }
 
 /// A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180); a leading
-/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs it as a formula.
+/// `=`, `+`, `-`, `@`, tab or carriage return is prefixed with `'` so a spreadsheet never runs it as a formula.
 fn field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 

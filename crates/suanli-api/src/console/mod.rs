@@ -303,7 +303,15 @@ fn percent_encode(text: &str) -> String {
 /// A `next` target that stays on this site: a path, never `//host` or a scheme.
 pub fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        // Only plain path characters: a tab or a newline would be dropped by the browser and
+        // `/\t/host` would become `//host`.
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.~?=&%-".contains(&b)) =>
+        {
+            path.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -326,6 +334,31 @@ async fn choose_language(
     let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
     add_cookie(&mut response, &state, &cookie);
     response
+}
+
+/// The cookie that pairs a visitor's form (logging in, registering) with its browser before there
+/// is a session: a page of another site cannot read it, so cannot post in the visitor's name (nor
+/// log the visitor into the other site's account).
+pub const VISITOR_COOKIE: &str = "suanli_visitor";
+
+/// The visitor's token: the one its cookie holds, or a new one (`None` if the system has no
+/// randomness to give).
+pub fn visitor_token(headers: &HeaderMap) -> Option<String> {
+    let held = cookie(headers, VISITOR_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+    match held {
+        Some(token) => Some(token.to_owned()),
+        None => crate::login::new_secret().ok().map(|secret| sha256_hex(&secret)[..32].to_owned()),
+    }
+}
+
+/// Whether a visitor's form carries the token its cookie holds.
+pub fn visitor_form_ok(headers: &HeaderMap, token: &str) -> bool {
+    cookie(headers, VISITOR_COOKIE).is_some_and(|held| held.len() == 32 && held == token)
+}
+
+/// Sets the visitor cookie on a page that carries its token.
+pub fn add_visitor_cookie(response: &mut Response, state: &AppState, token: &str) {
+    add_cookie(response, state, &format!("{VISITOR_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600"));
 }
 
 /// Adds a cookie to the answer, marked `Secure` when the deployment is served over TLS

@@ -180,6 +180,19 @@ struct UsersPage {
     pager: Pager,
 }
 
+/// Before any costly work on a form (hashing a password): the session is the platform admin's
+/// and the form carries its token.
+fn admin_form(state: &AppState, headers: &HeaderMap, uri: &Uri, token: &str) -> Result<(), Response> {
+    let ctx = open_as_admin(state, headers, uri, "user.title")?;
+    let session = super::pages::require(state, headers, uri)?;
+    if super::pages::check_form(&session, token) {
+        Ok(())
+    } else {
+        let message = ctx.tr.t("error.csrf").to_owned();
+        Err(super::pages::error_page(ctx, StatusCode::FORBIDDEN, message))
+    }
+}
+
 /// The frame of a page for the platform admin only: the redirect to log in, or the refusal.
 fn open_as_admin(state: &AppState, headers: &HeaderMap, uri: &Uri, title: &'static str) -> Result<Ctx, Response> {
     let (session, ctx) = open(state, headers, uri, title)?;
@@ -229,6 +242,9 @@ pub async fn add_user(
     uri: Uri,
     Form(form): Form<UserForm>,
 ) -> Response {
+    if let Err(refusal) = admin_form(&state, &headers, &uri, &form.form_token) {
+        return refusal;
+    }
     let ctx = Ctx::new(&headers, &uri, None, "user.title");
     let Ok(role_for) = Role::parse(form.role.as_deref().unwrap_or_default()) else {
         return refuse(ctx, StatusCode::BAD_REQUEST, "user.bad_role");
@@ -259,6 +275,9 @@ pub async fn user_action(
     let ctx = || Ctx::new(&headers, &uri, None, "user.title");
     if !["disable", "enable", "password"].contains(&action.as_str()) {
         return refuse(ctx(), StatusCode::NOT_FOUND, "error.not_found");
+    }
+    if let Err(refusal) = admin_form(&state, &headers, &uri, &form.form_token) {
+        return refusal;
     }
     let phc = if action == "password" {
         match crate::operate::new_password_hash(form.password.unwrap_or_default()).await {

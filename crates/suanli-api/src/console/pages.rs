@@ -127,6 +127,22 @@ struct LoginPage {
     ctx: Ctx,
     next: String,
     name: String,
+    visitor: String,
+}
+
+/// The login page with its visitor token, set in its cookie.
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    ctx: Ctx,
+    next: String,
+    name: String,
+) -> Response {
+    let visitor = super::visitor_token(headers).unwrap_or_default();
+    let mut response = html(status, &LoginPage { ctx, next, name, visitor: visitor.clone() });
+    super::add_visitor_cookie(&mut response, state, &visitor);
+    response
 }
 
 #[derive(Deserialize)]
@@ -147,13 +163,20 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     Redirect::to(start).into_response()
 }
 
-pub async fn login_form(headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Response {
+pub async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Response {
     let ctx = Ctx::new(&headers, &uri, None, "login.title");
-    html(StatusCode::OK, &LoginPage { ctx, next: local_path(query.next.as_deref()), name: String::new() })
+    login_page(&state, &headers, StatusCode::OK, ctx, local_path(query.next.as_deref()), String::new())
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    form_token: String,
     name: String,
     password: String,
     next: Option<String>,
@@ -169,12 +192,21 @@ pub async fn login(
     let ctx = Ctx::new(&headers, &uri, None, "login.title");
     let Ok(Form(form)) = form else {
         let message = ctx.tr.t("error.login_failed").to_owned();
-        return html(
+        return login_page(
+            &state,
+            &headers,
             StatusCode::BAD_REQUEST,
-            &LoginPage { ctx: ctx.with_error(message), next: "/".into(), name: String::new() },
+            ctx.with_error(message),
+            "/".into(),
+            String::new(),
         );
     };
     let next = local_path(form.next.as_deref());
+    // A login posted from another site would put the visitor in the other site's account.
+    if !super::visitor_form_ok(&headers, &form.form_token) {
+        let message = ctx.tr.t("error.csrf").to_owned();
+        return login_page(&state, &headers, StatusCode::FORBIDDEN, ctx.with_error(message), next, form.name);
+    }
     let address = address.map(|Extension(ClientAddress(ip))| ip);
     match crate::login::log_in(&state, address, &form.name, &form.password).await {
         Ok(done) => super::logged_in(&state, &next, &done),
@@ -184,8 +216,7 @@ pub async fn login(
                 "unauthenticated" => ctx.tr.t("error.login_failed").to_owned(),
                 _ => ctx.explain(&error),
             };
-            let page = LoginPage { ctx: ctx.with_error(message), next, name: form.name };
-            html(error.status, &page)
+            login_page(&state, &headers, error.status, ctx.with_error(message), next, form.name)
         }
     }
 }
@@ -1075,8 +1106,8 @@ pub async fn apply(
                 format!("{role} may not apply; an enterprise applies in its own name"),
             ));
         };
-        let id = s.create_application(&Actor::of(role), enterprise, program, amount, &note)?;
-        act_on_application(s, role, id, "submit", None, None)
+        // Drafted and submitted in one commit: a refused submission leaves no draft behind.
+        s.apply(&Actor::of(role), enterprise, program, amount, &note)
     })
     .await
     {

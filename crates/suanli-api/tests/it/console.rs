@@ -71,6 +71,16 @@ fn form_token(page: &str) -> String {
     page[at..at + 32].to_owned()
 }
 
+/// Posts the login form as a browser does: the login page first, for its visitor cookie and
+/// token, then the form with both.
+fn log_in(app: &TestApp, form: &str) -> Answer {
+    let page = call(app, "GET", "/login", None, &[], None);
+    let cookie = page.cookies.iter().find(|c| c.starts_with("suanli_visitor=")).expect("a visitor cookie");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let body = format!("form_token={}&{form}", form_token(&page.body));
+    call(app, "POST", "/login", Some(&cookie), &[], Some(&body))
+}
+
 #[test]
 fn a_visitor_is_sent_to_log_in_and_a_login_sets_a_strict_session_cookie() {
     let app = TestApp::start();
@@ -81,12 +91,12 @@ fn a_visitor_is_sent_to_log_in_and_a_login_sets_a_strict_session_cookie() {
     assert!(page.content_type.starts_with("text/html"));
     assert!(page.body.contains("lang=\"zh-CN\"") && page.body.contains("登录"), "Chinese by default");
 
-    let wrong = call(&app, "POST", "/login", None, &[], Some("name=lab&password=wrong&next=/vouchers"));
+    let wrong = log_in(&app, "name=lab&password=wrong&next=/vouchers");
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("用户名或密码错误"), "{}", wrong.body);
-    assert!(wrong.cookies.is_empty());
+    assert!(wrong.cookies.iter().all(|c| !c.starts_with("suanli_session=")));
 
-    let done = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=/vouchers"));
+    let done = log_in(&app, "name=lab&password=correct+horse&next=/vouchers");
     assert_eq!((done.status, done.location.as_deref()), (303, Some("/vouchers")));
     let cookie = done.cookies.iter().find(|c| c.starts_with("suanli_session=sl_")).expect("a session cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
@@ -96,8 +106,14 @@ fn a_visitor_is_sent_to_log_in_and_a_login_sets_a_strict_session_cookie() {
     assert!(vouchers.body.contains(&app.voucher.to_string()));
 
     // A login never sends anyone off the site.
-    let away = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=//evil.example/"));
+    let away = log_in(&app, "name=lab&password=correct+horse&next=//evil.example/");
     assert_eq!(away.location.as_deref(), Some("/"));
+    let tab = log_in(&app, "name=lab&password=correct+horse&next=/%09/evil.example/");
+    assert_eq!(tab.location.as_deref(), Some("/"), "a tab the browser would drop is refused too");
+    // A login posted by another site (no visitor cookie or token) logs no one in.
+    let forged = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=/"));
+    assert_eq!(forged.status, 403);
+    assert!(forged.cookies.iter().all(|c| !c.starts_with("suanli_session=")));
 }
 
 #[test]
@@ -246,7 +262,7 @@ fn a_programme_dashboard_draws_its_burn_with_a_table_and_csv() {
 #[test]
 fn logging_out_revokes_the_session() {
     let app = TestApp::start();
-    let done = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse"));
+    let done = log_in(&app, "name=lab&password=correct+horse");
     let pair = done.cookies[0].split(';').next().unwrap().to_owned();
     let page = call(&app, "GET", "/orders", Some(&pair), &[], None);
     let token = form_token(&page.body);
@@ -585,7 +601,7 @@ fn a_provider_keeps_its_pools_and_the_admin_its_people_from_the_console() {
     let disabled = call(&app, "POST", "/users/lab/disable", Some(&admin), &[], Some(&format!("form_token={token}")));
     assert_eq!(disabled.status, 303);
     assert!(app.writer.view().state().users["lab"].disabled);
-    let login = call(&app, "POST", "/login", None, &[], Some("name=lab&password=correct+horse&next=/"));
+    let login = log_in(&app, "name=lab&password=correct+horse&next=/");
     assert_eq!(login.status, 401, "a disabled person cannot log in");
     assert_eq!(call(&app, "GET", "/users", Some(&session(&app, "auditor")), &[], None).status, 403);
 
@@ -760,8 +776,11 @@ fn lists_are_filtered_by_programme_and_state() {
     assert!(approved.body.contains("app-1"), "{}", approved.body);
     let bad = page("/orders?state=flying");
     assert_eq!(bad.status, 200);
-    assert!(bad.body.contains("此列表没有这个状态: flying") && bad.body.contains(&format!("id=\"{first}\"")));
-    assert!(page("/vouchers?program=nowhere").body.contains("没有这个项目: nowhere"));
+    assert!(bad.body.contains("此列表没有这个状态") && bad.body.contains(&format!("id=\"{first}\"")));
+    let alert = &bad.body[bad.body.find("role=\"alert\"").unwrap()..];
+    assert!(!alert[..alert.find("</p>").unwrap()].contains("flying"), "a link does not put its words on the page");
+    let nowhere = page("/vouchers?program=Your+account+is+closed");
+    assert!(nowhere.body.contains("没有这个项目") && !nowhere.body.contains("account is closed"));
     // An enterprise's filter never widens its scope.
     let other = call(&app, "GET", "/orders?state=running", Some(&session(&app, "other_enterprise")), &[], None);
     assert!(!other.body.contains(&format!("id=\"{first}\"")));

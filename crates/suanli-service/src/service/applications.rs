@@ -4,6 +4,34 @@ use super::*;
 
 impl Service {
     pub fn register_enterprise(&mut self, actor: &Actor, input: EnterpriseInput) -> Result<EnterpriseId> {
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.register_into(&mut change, input, now)?;
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    /// An enterprise registering itself with its login, in one commit: both, or neither.
+    pub fn register_with_login(
+        &mut self,
+        actor: &Actor,
+        input: EnterpriseInput,
+        name: &str,
+        password_phc: &str,
+    ) -> Result<EnterpriseId> {
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.register_into(&mut change, input, now)?;
+        if let Err(error) = self.add_user_into(&mut change, name, Role::Enterprise(id), password_phc, now) {
+            self.forget(&change);
+            return Err(error);
+        }
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    /// Checks a registration and records it into `change` (nothing is recorded when refused).
+    fn register_into(&mut self, change: &mut Change, input: EnterpriseInput, now: i64) -> Result<EnterpriseId> {
         check_text("name", &input.name)?;
         for (index, project) in input.research_projects.iter().enumerate() {
             check_text(&format!("research_projects[{index}]"), project)?;
@@ -29,10 +57,8 @@ impl Service {
                 ),
             ));
         }
-        let now = self.now_s();
-        let mut change = self.begin();
         let id = self.state.next_enterprise();
-        self.ensure_account(&mut change, AccountKind::Enterprise, id.get(), 0);
+        self.ensure_account(change, AccountKind::Enterprise, id.get(), 0);
         let enterprise = NewEnterprise {
             id,
             uscc: input.uscc,
@@ -45,8 +71,7 @@ impl Service {
             related_parties: input.related_parties,
             registered_at_s: now,
         };
-        self.record(&mut change, Event::EnterpriseRegistered { enterprise: Box::new(enterprise) }, now);
-        self.commit(actor, now, change)?;
+        self.record(change, Event::EnterpriseRegistered { enterprise: Box::new(enterprise) }, now);
         Ok(id)
     }
 }
@@ -146,6 +171,43 @@ impl Service {
         requested: Fen,
         note: &str,
     ) -> Result<ApplicationId> {
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.draft_into(&mut change, enterprise, program, requested, note, now)?;
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    /// Drafts and submits an application in one commit: submitted, or nothing at all.
+    pub fn apply(
+        &mut self,
+        actor: &Actor,
+        enterprise: EnterpriseId,
+        program: ProgramId,
+        requested: Fen,
+        note: &str,
+    ) -> Result<ApplicationId> {
+        let now = self.now_s();
+        let mut change = self.begin();
+        let id = self.draft_into(&mut change, enterprise, program, requested, note, now)?;
+        if let Err(error) = self.submit_into(&mut change, id, now) {
+            self.forget(&change);
+            return Err(error);
+        }
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    /// Checks a draft and records it into `change` (nothing is recorded when refused).
+    fn draft_into(
+        &mut self,
+        change: &mut Change,
+        enterprise: EnterpriseId,
+        program: ProgramId,
+        requested: Fen,
+        note: &str,
+        now: i64,
+    ) -> Result<ApplicationId> {
         self.enterprise(enterprise)?;
         let terms = &self.program(program)?.terms;
         if requested <= Fen::ZERO {
@@ -158,8 +220,6 @@ impl Service {
             ));
         }
         check_text_allow_empty("note", note)?;
-        let now = self.now_s();
-        let mut change = self.begin();
         let id = self.state.next_application();
         let application = NewApplication {
             id,
@@ -169,8 +229,7 @@ impl Service {
             note: note.to_owned(),
             created_at_s: now,
         };
-        self.record(&mut change, Event::ApplicationCreated { application: Box::new(application) }, now);
-        self.commit(actor, now, change)?;
+        self.record(change, Event::ApplicationCreated { application: Box::new(application) }, now);
         Ok(id)
     }
 }
@@ -184,10 +243,17 @@ impl View {
 impl Service {
     /// Draft → submitted, inside the programme's application window while it is open.
     pub fn submit_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.submit_into(&mut change, id, now)?;
+        self.commit(actor, now, change)
+    }
+
+    /// Checks a submission and records it into `change` (nothing is recorded when refused).
+    fn submit_into(&mut self, change: &mut Change, id: ApplicationId, now: i64) -> Result<()> {
         let application = self.application(id)?;
         require_application_state(application, ApplicationState::Draft, "submit")?;
         let program = self.program(application.program)?;
-        let now = self.now_s();
         if program.state != ProgramState::Open {
             return Err(ServiceError::new(
                 ErrorCode::ProgramState,
@@ -210,9 +276,8 @@ impl Service {
         // refused now, with the reason, instead of waiting in the queue.
         let (application, program) = (application.clone(), program.clone());
         self.check_caps(&application, &program, Fen::new(1))?;
-        let mut change = self.begin();
-        self.record(&mut change, Event::ApplicationSubmitted { application: id }, now);
-        self.commit(actor, now, change)
+        self.record(change, Event::ApplicationSubmitted { application: id }, now);
+        Ok(())
     }
 
     pub fn withdraw_application(&mut self, actor: &Actor, id: ApplicationId) -> Result<()> {

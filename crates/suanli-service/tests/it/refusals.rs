@@ -941,3 +941,31 @@ suanli_store::conformance!(
     a_programme_closes_to_applications_and_finishes_once_nothing_is_open,
     the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules,
 );
+
+#[test]
+fn applying_and_registering_with_a_login_are_all_or_nothing() {
+    let mut w = World::start();
+    let program = w.program(crate::SHANGHAI_LIKE);
+    let e = w.enterprise(1, 9_000_000, ApplicantKind::Sme, &[]);
+    // After the window: the draft would be valid, the submission is not; nothing is kept.
+    w.clock.set(crate::at(2027, 1, 2));
+    w.refused(ErrorCode::ApplicationWindowClosed, |s| s.apply(&op(), e, program, Fen::from_yuan(1_000).unwrap(), ""));
+    w.clock.set(crate::at(2026, 6, 1));
+    let id = w.service.apply(&op(), e, program, Fen::from_yuan(1_000).unwrap(), "").unwrap();
+    assert_eq!(w.service.application(id).unwrap().state, suanli_service::model::ApplicationState::Submitted);
+    // A login name taken: the enterprise is not registered either.
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let input = |n: u32| suanli_service::EnterpriseInput {
+        uscc: crate::uscc("310115", n),
+        name: format!("E{n}"),
+        region: suanli_domain::RegionCode::parse("310115").unwrap(),
+        kind: ApplicantKind::Sme,
+        headcount: 10,
+        revenue_fen: Fen::ZERO,
+        research_projects: vec![],
+        related_parties: vec![],
+    };
+    w.service.register_with_login(&op(), input(7), "seven", phc).unwrap();
+    w.refused(ErrorCode::AlreadyExists, |s| s.register_with_login(&op(), input(8), "seven", phc));
+    assert!(w.service.state().enterprise_by_uscc.get(&crate::uscc("310115", 8)).is_none());
+}
