@@ -121,13 +121,15 @@ pub fn gini(amounts: &[i64]) -> Option<f64> {
     Some((2 * weighted) as f64 / (n * total) as f64 - (n + 1) as f64 / n as f64)
 }
 
-/// The size band of an enterprise by headcount.
+/// The size bands of enterprises by headcount, smallest first.
+const SIZE_BANDS: [&str; 4] = ["1-19", "20-99", "100-299", "300+"];
+
 fn size_band(headcount: u32) -> &'static str {
     match headcount {
-        0..=19 => "1-19",
-        20..=99 => "20-99",
-        100..=299 => "100-299",
-        _ => "300+",
+        0..=19 => SIZE_BANDS[0],
+        20..=99 => SIZE_BANDS[1],
+        100..=299 => SIZE_BANDS[2],
+        _ => SIZE_BANDS[3],
     }
 }
 
@@ -204,6 +206,8 @@ impl View {
         let total: i128 = spent.iter().map(|x| i128::from(*x)).sum();
         let top10: i128 = spent.iter().take(10).map(|x| i128::from(*x)).sum();
         let usage = usage.finish();
+        let mut by_size = groups(by_size);
+        by_size.sort_by_key(|g| SIZE_BANDS.iter().position(|band| *band == g.key));
         Ok(Outcome {
             program,
             key: p.terms.key.clone(),
@@ -225,7 +229,7 @@ impl View {
                 enterprises: spent_by.len() as u64,
                 by_kind: groups(by_kind),
                 by_region: groups(by_region),
-                by_size: groups(by_size),
+                by_size,
                 top10_share_bp: share_bp(top10, total),
                 gini: gini(&spent),
             },

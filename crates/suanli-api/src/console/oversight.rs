@@ -15,7 +15,7 @@ use suanli_service::calendar::YearMonth;
 
 use super::pages::{TokenForm, check_form, error_page, post_change, refuse, refused, require};
 use super::{Ctx, html};
-use crate::lifecycle::{Grant, permit_seen};
+use crate::lifecycle::{Grant, PUBLIC, permit_seen};
 use crate::{ApiError, AppState};
 
 #[derive(Template)]
@@ -93,7 +93,7 @@ pub async fn issue_statement(
     match post_change(&state, &headers, &uri, &form.form_token, "statement.title", move |s, role| {
         let program = s.find_program(&program)?;
         let authority = s.program(program)?.authority;
-        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &[], &program.to_string())?;
+        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &program.to_string())?;
         s.issue_statement(&suanli_service::Actor::of(role), provider, program, month)
     })
     .await
