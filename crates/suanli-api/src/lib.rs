@@ -185,7 +185,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/api/v1/applications/{application}/{action}",
-        "submit | withdraw (the enterprise); approve {amount_fen} | reject {reason} (the authority).",
+        "submit | withdraw (the enterprise); approve {amount_fen, rate_bp?} (a rate at most the programme's) | reject {reason} (the authority).",
     ),
     (
         "GET",

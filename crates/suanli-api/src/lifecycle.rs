@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{
-    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode,
-    SiteId, StatementId, Uscc, VoucherId,
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
+    RegionCode, SiteId, StatementId, Uscc, VoucherId,
 };
 use suanli_service::calendar::YearMonth;
 use suanli_service::model::{OperatorKind, Purpose};
@@ -474,6 +474,8 @@ async fn show_application(
 #[serde(deny_unknown_fields)]
 struct DecisionJson {
     amount_fen: Option<i64>,
+    /// Approve at this rate (at most the programme's).
+    rate_bp: Option<i64>,
     reason: Option<String>,
 }
 
@@ -487,18 +489,27 @@ async fn application_action(
     let id = id("application", &application, ApplicationId::parse)?;
     let input = body(input)?;
     let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
-    run(&state, &headers, move |s, role| act_on_application(s, role, id, &action, amount, input.reason.as_deref()))
-        .await
+    let rate = input.rate_bp.map(|r| RateBp::new(r).map_err(|e| ApiError::field("rate_bp", e))).transpose()?;
+    let decision = Decision { amount, rate, reason: input.reason };
+    run(&state, &headers, move |s, role| act_on_application(s, role, id, &action, &decision)).await
 }
 
 /// Submits, withdraws, approves or rejects an application as `role` (the API and the console).
+/// What an authority decides on an application: an amount (and a rate) to approve with, or the
+/// reason it is rejected.
+#[derive(Default)]
+pub(crate) struct Decision {
+    pub amount: Option<Fen>,
+    pub rate: Option<RateBp>,
+    pub reason: Option<String>,
+}
+
 pub(crate) fn act_on_application(
     s: &mut Service,
     role: Role,
     id: ApplicationId,
     action: &str,
-    amount: Option<Fen>,
-    reason: Option<&str>,
+    decision: &Decision,
 ) -> Result<suanli_service::model::Application, ServiceError> {
     let (enterprise, authority) = application_scope(s, id)?;
     let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(enterprise)];
@@ -515,13 +526,13 @@ pub(crate) fn act_on_application(
         }
         "approve" => {
             permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
-            let amount = amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
-            let approved = s.approve_application(&who, id, amount);
+            let amount = decision.amount.ok_or_else(|| ServiceError::field("amount_fen", "is required to approve"))?;
+            let approved = s.approve_application_at(&who, id, amount, decision.rate);
             flag_stacking(s, id, approved)?;
         }
         "reject" => {
             permit_seen(role, &[Grant::Admin, Grant::Authority(authority)], &readers, &id.to_string())?;
-            s.reject_application(&who, id, reason.unwrap_or_default())?;
+            s.reject_application(&who, id, decision.reason.as_deref().unwrap_or_default())?;
         }
         other => return Err(ServiceError::not_found(format!("action {other:?}"))),
     }

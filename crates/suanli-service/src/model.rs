@@ -246,6 +246,10 @@ pub struct Voucher {
     pub spent_fen: Fen,
     pub returned_fen: Fen,
     pub reason: Option<String>,
+    /// The subsidy rate chosen at approval, at most the programme's (`subsidy_rate_bp` is then a
+    /// maximum, as Shanghai's "up to 80%"); none means the programme's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bp: Option<RateBp>,
 }
 
 impl Voucher {

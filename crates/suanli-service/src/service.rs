@@ -583,13 +583,19 @@ pub fn cost_of(gpu_seconds: i64, price_fen_per_gpu_hour: Fen) -> Result<Fen> {
         .map_err(|_| ServiceError::new(ErrorCode::AmountOverflow, "gpu_seconds: the cost does not fit in 64-bit fen"))
 }
 
-/// The rate a pool's usage is subsidized at: the domestic rate only for a chip the registry says
-/// is domestic (a pool's own flag, from before the registry, is not believed).
-fn rate_for(program: &Program, pool: &Pool) -> RateBp {
+/// The rate a pool's usage is subsidized at under a voucher: the voucher's own rate (chosen at
+/// approval) or the programme's; on a chip the registry says is domestic, the programme's
+/// domestic bonus on top, never above the programme's domestic rate (a pool's own flag, from
+/// before the registry, is not believed).
+fn rate_for(program: &Program, voucher: &Voucher, pool: &Pool) -> RateBp {
     let domestic = crate::chips::find(&pool.chip).is_some_and(|chip| chip.domestic);
+    let base = voucher.rate_bp.unwrap_or(program.terms.subsidy_rate_bp);
     match (domestic, program.terms.domestic_chip_rate_bp) {
-        (true, Some(rate)) => rate,
-        _ => program.terms.subsidy_rate_bp,
+        (true, Some(rate)) => {
+            let bonus = rate.basis_points().saturating_sub(program.terms.subsidy_rate_bp.basis_points());
+            RateBp::new(i64::from(base.basis_points()) + i64::from(bonus)).map_or(rate, |r| r.min(rate))
+        }
+        _ => base,
     }
 }
 

@@ -489,6 +489,8 @@ pub struct ApplicationRow {
     pub program: String,
     pub requested: String,
     pub requested_yuan: String,
+    /// The programme's rate, the most an approval may give (a number of percent).
+    pub max_rate: String,
     pub state: String,
     pub submitted: String,
     pub verdicts: Vec<Verdict>,
@@ -527,6 +529,7 @@ fn applications_page(state: &AppState, ctx: Ctx, role: Role, uri: &Uri) -> Respo
                 program: program.terms.name.clone(),
                 requested: yuan(a.requested_fen),
                 requested_yuan: format!("{}.{:02}", a.requested_fen.fen() / 100, a.requested_fen.fen() % 100),
+                max_rate: percent(program.terms.subsidy_rate_bp.basis_points()).trim_end_matches('%').to_owned(),
                 state: ctx.tr.state(&state_text(&a.state)),
                 submitted: a.submitted_at_s.map(when).unwrap_or_default(),
                 verdicts,
@@ -559,6 +562,7 @@ pub async fn applications(State(state): State<AppState>, headers: HeaderMap, uri
 pub struct DecisionForm {
     form_token: String,
     amount: Option<String>,
+    rate: Option<String>,
     reason: Option<String>,
 }
 
@@ -611,10 +615,18 @@ pub async fn decide_application(
         Some(Ok(amount)) => Some(amount),
         None => None,
     };
-    let reason = form.reason.clone();
+    // A rate in percent (`62.5`), at most the programme's; empty for the programme's own.
+    let rate = match form.rate.as_deref().map(str::trim).filter(|r| !r.is_empty() && action == "approve") {
+        None => None,
+        Some(text) => match text.parse::<f64>().ok().filter(|p| p.is_finite() && *p > 0.0 && *p <= 100.0) {
+            Some(percent) => suanli_domain::RateBp::new((percent * 100.0).round() as i64).ok(),
+            None => return refuse(ctx(), StatusCode::BAD_REQUEST, "application.bad_rate"),
+        },
+    };
+    let decision = crate::lifecycle::Decision { amount, rate, reason: form.reason.clone() };
     let done = if action == "approve" { "approved" } else { "rejected" };
     match post_change(&state, &headers, &uri, &form.form_token, "application.title", move |s, role| {
-        act_on_application(s, role, id, &action, amount, reason.as_deref())
+        act_on_application(s, role, id, &action, &decision)
     })
     .await
     {

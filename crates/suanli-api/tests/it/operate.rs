@@ -167,3 +167,35 @@ fn a_programme_file_is_previewed_against_every_enterprise_and_a_draft_is_amended
     );
     assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("program_state")), "{answer}");
 }
+
+#[test]
+fn an_authority_approves_at_a_rate_below_the_maximum_over_the_api() {
+    let app = TestApp::start();
+    let create = json!({ "enterprise": "ent-2", "program": "prg-1", "amount_fen": 1_000_00, "note": "" }).to_string();
+    let (status, answer) = app.request("POST", "/api/v1/applications", Some("other_enterprise"), &[], Some(create));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.request(
+            "POST",
+            &format!("/api/v1/applications/{id}/submit"),
+            Some("other_enterprise"),
+            &[],
+            Some("{}".into())
+        )
+        .0,
+        200
+    );
+    let approve = |rate: i64| {
+        let body = json!({ "amount_fen": 1_000_00, "rate_bp": rate }).to_string();
+        app.request("POST", &format!("/api/v1/applications/{id}/approve"), Some("authority"), &[], Some(body))
+    };
+    let (status, answer) = approve(9_000);
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("rate_bp"), "{answer}");
+    let (status, answer) = approve(6_000);
+    assert_eq!(status, 200, "{answer}");
+    let voucher =
+        app.writer.view().state().vouchers.values().find(|v| v.enterprise.to_string() == "ent-2").cloned().unwrap();
+    assert_eq!(voucher.rate_bp.map(|r| r.basis_points()), Some(6_000));
+}

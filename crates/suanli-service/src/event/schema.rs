@@ -120,6 +120,9 @@ pub struct NewVoucher {
     pub face_value_fen: Fen,
     pub issued_at_s: i64,
     pub expires_at_s: i64,
+    /// The rate chosen at approval, when below the programme's maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bp: Option<suanli_domain::RateBp>,
 }
 
 impl NewVoucher {
@@ -138,6 +141,7 @@ impl NewVoucher {
             spent_fen: Fen::ZERO,
             returned_fen: Fen::ZERO,
             reason: None,
+            rate_bp: self.rate_bp,
         }
     }
 }

@@ -308,6 +308,18 @@ impl Service {
     /// per-enterprise cap, the stacking rule or the remaining budget, and when money still free
     /// is owed to applications submitted earlier.
     pub fn approve_application(&mut self, actor: &Actor, id: ApplicationId, amount: Fen) -> Result<VoucherId> {
+        self.approve_application_at(actor, id, amount, None)
+    }
+
+    /// Approves with `amount` and, when given, a subsidy rate for this voucher at most the
+    /// programme's (which is then a maximum, as Shanghai's "up to 80%").
+    pub fn approve_application_at(
+        &mut self,
+        actor: &Actor,
+        id: ApplicationId,
+        amount: Fen,
+        rate: Option<RateBp>,
+    ) -> Result<VoucherId> {
         let application = self.application(id)?.clone();
         require_application_state(&application, ApplicationState::Submitted, "approve")?;
         let program = self.program(application.program)?.clone();
@@ -336,6 +348,14 @@ impl Service {
             return Err(ServiceError::new(
                 ErrorCode::NotEligible,
                 format!("enterprise: {} is not eligible: {}", application.enterprise, failed.join("; ")),
+            ));
+        }
+        if let Some(rate) = rate
+            && (rate > program.terms.subsidy_rate_bp || rate == RateBp::ZERO)
+        {
+            return Err(ServiceError::field(
+                "rate_bp",
+                format!("{rate} is not above 0 and at most the programme's rate {}", program.terms.subsidy_rate_bp),
             ));
         }
         self.check_caps(&application, &program, amount)?;
@@ -398,6 +418,8 @@ impl Service {
             face_value_fen: amount,
             issued_at_s: now,
             expires_at_s: now + i64::from(program.terms.voucher_validity_days) * 86_400,
+            // The programme's own rate is kept as none, so a voucher never pins what it defaults to.
+            rate_bp: rate.filter(|r| *r != program.terms.subsidy_rate_bp),
         };
         self.record(&mut change, Event::ApplicationApproved { application: id, voucher: Box::new(voucher) }, now);
         self.commit(actor, now, change)?;

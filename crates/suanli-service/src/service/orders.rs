@@ -106,7 +106,7 @@ impl View {
         now: i64,
     ) -> Result<Quote> {
         let list_cost = pool.price_fen_per_gpu_hour.checked_mul(i64::from(gpus))?.checked_mul(i64::from(hours))?;
-        let rate = rate_for(program, pool);
+        let rate = rate_for(program, voucher, pool);
         let (share, limited_by) = self.limit_share(voucher, program, rate.share_floor(list_cost), now)?;
         Ok(Quote {
             pool: pool.id,

@@ -121,3 +121,42 @@ fn a_programme_wide_annual_total_is_checked_at_each_approval() {
     w.clock.set(crate::at(2027, 1, 2));
     w.service.approve_application(&op(), apps[2], Fen::from_yuan(20_000).unwrap()).unwrap();
 }
+
+#[test]
+fn a_voucher_approved_below_the_programmes_maximum_rate_pays_its_own_rate() {
+    let mut w = World::start();
+    let program = w.program(SHANGHAI_LIKE);
+    let e = w.enterprise(1, 9_000_000, ApplicantKind::Sme, &[]);
+    let amount = Fen::from_yuan(10_000).unwrap();
+    let app = w.service.create_application(&op(), e, program, amount, "").unwrap();
+    w.service.submit_application(&op(), app).unwrap();
+    // Up to 80%: 90% is refused and changes nothing; 50% is given.
+    let above = suanli_domain::RateBp::new(9_000).unwrap();
+    w.refused(suanli_service::ErrorCode::InvalidField, |s| s.approve_application_at(&op(), app, amount, Some(above)));
+    let half = suanli_domain::RateBp::new(5_000).unwrap();
+    let voucher = w.service.approve_application_at(&op(), app, amount, Some(half)).unwrap();
+    assert_eq!(w.service.voucher(voucher).unwrap().rate_bp, Some(half));
+    // H100 at ¥10: 2 GPUs × 10 h = ¥200 listed, ¥100 by the voucher at 50%.
+    let (_, pool) = w.provider(1, "310000", OperatorKind::Government, "H100", false, 1_000);
+    let input =
+        OrderInput { enterprise: e, voucher, pool, chip: None, gpu_count: 2, hours: 10, purpose: Purpose::Training };
+    let order = w.service.place_order(&op(), input).unwrap();
+    let quote = &w.service.order(order).unwrap().quote;
+    assert_eq!(
+        (quote.rate_bp, quote.voucher_share_fen, quote.enterprise_share_fen),
+        (half, Fen::new(100_00), Fen::new(100_00))
+    );
+    // On a domestic chip the programme's 10-point bonus comes on top: 60%.
+    let (_, domestic) = w.provider(2, "640500", OperatorKind::Commercial, "Ascend-910B", true, 1_000);
+    let input = OrderInput {
+        enterprise: e,
+        voucher,
+        pool: domestic,
+        chip: None,
+        gpu_count: 1,
+        hours: 10,
+        purpose: Purpose::Training,
+    };
+    let order = w.service.place_order(&op(), input).unwrap();
+    assert_eq!(w.service.order(order).unwrap().quote.rate_bp.basis_points(), 6_000);
+}
