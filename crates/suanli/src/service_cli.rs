@@ -117,6 +117,10 @@ pub enum ApplicationCommand {
         application: String,
         #[arg(long)]
         amount: String,
+        /// A subsidy rate in basis points for this voucher, at most the programme's [default: the
+        /// programme's].
+        #[arg(long)]
+        rate_bp: Option<i64>,
     },
     Reject {
         application: String,
@@ -619,9 +623,10 @@ pub fn application(common: &Common, command: ApplicationCommand) -> anyhow::Resu
             let text = format!("{id} submitted\n{}", verdict_lines(&verdicts));
             Ok(Reply::new(json!({"application": to_json(a), "eligibility": verdicts_json(&verdicts)}), text))
         }
-        ApplicationCommand::Approve { application, amount } => {
+        ApplicationCommand::Approve { application, amount, rate_bp } => {
             let id = parse_id("application", &application, ApplicationId::parse)?;
-            let voucher = service.approve_application(actor, id, yuan("amount", &amount)?)?;
+            let rate = rate_bp.map(suanli_domain::RateBp::new).transpose().context("--rate-bp")?;
+            let voucher = service.approve_application_at(actor, id, yuan("amount", &amount)?, rate)?;
             let v = service.voucher(voucher)?;
             Ok(Reply::new(
                 to_json(v),

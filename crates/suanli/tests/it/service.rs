@@ -118,6 +118,7 @@ fn a_programme_runs_from_the_command_line() {
     let submitted = json(d, MARCH, &["application", "submit", &application]);
     assert!(submitted["eligibility"].as_array().unwrap().iter().all(|v| v["passed"] == true), "{submitted}");
     refused(d, MARCH, &["application", "approve", &application, "--amount", "2000000.01"], "amount_above_request");
+    refused(d, MARCH, &["application", "approve", &application, "--amount", "1", "--rate-bp", "9000"], "invalid_field");
     let voucher = json(d, MARCH, &["application", "approve", &application, "--amount", "2000000"]);
     let voucher = text(&voucher["id"]).to_owned();
     refused(d, MARCH, &["application", "approve", &application, "--amount", "1"], "application_state");
