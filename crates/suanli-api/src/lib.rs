@@ -23,6 +23,7 @@ pub mod nats;
 pub mod openapi;
 pub mod operate;
 pub mod report;
+mod scope;
 pub mod transparency;
 pub mod writer;
 

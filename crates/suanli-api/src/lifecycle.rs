@@ -29,6 +29,7 @@ use suanli_service::{
     Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec, View,
 };
 
+pub(crate) use crate::scope::{may_administer, may_review, visible_orders, visible_statements};
 use crate::{ApiError, AppState, authenticate};
 
 /// Who may use an endpoint on a given object.
@@ -56,7 +57,7 @@ pub(crate) fn known_action(action: &str, known: &[&str]) -> Result<(), ApiError>
 }
 
 /// Whether `role` holds one of `grants`.
-fn granted(role: Role, grants: &[Grant]) -> bool {
+pub(crate) fn granted(role: Role, grants: &[Grant]) -> bool {
     grants.iter().any(|grant| match (*grant, role) {
         (Grant::Anyone, _) | (Grant::Admin, Role::PlatformAdmin) | (Grant::Auditor, Role::Auditor) => true,
         (Grant::Authority(a), Role::AuthorityAdmin(b) | Role::AuthorityReviewer(b)) => a == b,
@@ -176,7 +177,7 @@ impl Page {
     }
 }
 
-fn state_name<T: Serialize>(value: &T) -> String {
+pub(crate) fn state_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
@@ -1150,53 +1151,4 @@ async fn list_orders(
         page.window(visible_orders(s, role, program, page.state.as_deref()))
     })
     .await
-}
-
-/// The orders `role` may see, in id order.
-pub(crate) fn visible_orders<'a>(
-    s: &'a View,
-    role: Role,
-    program: Option<ProgramId>,
-    state: Option<&str>,
-) -> Vec<&'a suanli_service::model::Order> {
-    s.state()
-        .orders
-        .values()
-        .filter(|o| program.is_none_or(|p| o.program == p))
-        .filter(|o| state.is_none_or(|wanted| state_name(&o.state) == wanted))
-        .filter(|o| {
-            let authority = s.state().programs[&o.program].authority;
-            let grants = [
-                Grant::Admin,
-                Grant::Auditor,
-                Grant::Authority(authority),
-                Grant::Enterprise(o.enterprise),
-                Grant::Provider(o.provider),
-            ];
-            granted(role, &grants)
-        })
-        .collect()
-}
-
-/// The statements `role` may see, in id order.
-pub(crate) fn visible_statements(s: &View, role: Role) -> Vec<&suanli_service::model::Statement> {
-    s.state()
-        .statements
-        .values()
-        .filter(|st| {
-            let authority = s.state().programs[&st.program].authority;
-            granted(role, &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(st.provider)])
-        })
-        .collect()
-}
-
-/// Whether `role` may decide applications and issue or approve statements of `authority`'s
-/// programmes (reviewers decide applications too).
-pub(crate) fn may_review(role: Role, authority: AuthorityId) -> bool {
-    granted(role, &[Grant::Admin, Grant::Authority(authority)])
-}
-
-/// Whether `role` may suspend, reinstate or revoke vouchers and approve statements of `authority`.
-pub(crate) fn may_administer(role: Role, authority: AuthorityId) -> bool {
-    granted(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)])
 }

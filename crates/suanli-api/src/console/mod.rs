@@ -68,7 +68,7 @@ pub fn routes() -> Router<AppState> {
         .route("/statements/{statement}/approve", post(pages::approve_statement))
         .route("/audit", get(pages::audit))
         .route("/audit/run", post(oversight::run_audit))
-        .route("/anomalies", get(pages::anomalies))
+        .route("/anomalies", get(oversight::anomalies))
         .route("/sites", get(operate::sites))
         .route("/pools/{pool}/{action}", post(operate::pool_action))
         .route("/users", get(operate::users).post(operate::add_user))

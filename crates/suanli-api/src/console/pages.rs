@@ -979,7 +979,7 @@ pub struct Recent {
 }
 
 /// Entries per page of a list drawn newest first.
-const NEWEST_FIRST_ROWS: u64 = 50;
+pub(super) const NEWEST_FIRST_ROWS: u64 = 50;
 
 pub async fn audit(
     State(state): State<AppState>,
@@ -1126,79 +1126,4 @@ pub async fn apply(
         Ok(_) => Redirect::to("/applications?done=submitted").into_response(),
         Err(response) => response,
     }
-}
-
-// ------------------------------------------------------------------ anomalies
-
-pub struct AnomalyRow {
-    pub sequence: u64,
-    pub time: String,
-    pub kind: String,
-    pub object: String,
-    pub detail: String,
-}
-
-#[derive(Template)]
-#[template(path = "anomalies.html")]
-struct AnomaliesPage {
-    ctx: Ctx,
-    rows: Vec<AnomalyRow>,
-    recent: Recent,
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    /// Pages back from the newest (0 is the newest).
-    page: Option<u64>,
-}
-
-/// The evidence kept, newest first: the platform's overseers see all of it, an authority what is
-/// about its programmes (the API's rule, `evidence::visible_anomalies`).
-pub async fn anomalies(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Query(query): Query<PageQuery>,
-) -> Response {
-    let (session, ctx) = match open(&state, &headers, &uri, "anomaly.title") {
-        Ok(opened) => opened,
-        Err(redirect) => return redirect,
-    };
-    let authority = match session.role {
-        Role::PlatformAdmin | Role::Auditor => None,
-        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => Some(a),
-        _ => {
-            return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
-        }
-    };
-    let filter = || suanli_store::AnomalyFilter { kind: None, object: None };
-    let total = match crate::evidence::visible_anomalies(&state, authority, filter(), 0, 1).await {
-        Ok((_, total)) => total,
-        Err(error) => return refused(ctx, &error),
-    };
-    let page = query.page.unwrap_or(0);
-    let end = total.saturating_sub(page.saturating_mul(NEWEST_FIRST_ROWS));
-    let start = end.saturating_sub(NEWEST_FIRST_ROWS);
-    let items = if end == 0 {
-        Vec::new()
-    } else {
-        match crate::evidence::visible_anomalies(&state, authority, filter(), start, (end - start) as usize).await {
-            Ok((items, _)) => items,
-            Err(error) => return refused(ctx, &error),
-        }
-    };
-    let rows = items
-        .into_iter()
-        .rev()
-        .map(|(sequence, a)| AnomalyRow {
-            sequence,
-            time: when(a.time_s),
-            kind: a.kind,
-            object: a.object,
-            detail: a.detail,
-        })
-        .collect();
-    let older = (start > 0).then(|| format!("/anomalies?page={}", page + 1));
-    let newer = (page > 0).then(|| format!("/anomalies?page={}", page - 1));
-    html(StatusCode::OK, &AnomaliesPage { ctx, rows, recent: Recent { newer, older, total } })
 }
