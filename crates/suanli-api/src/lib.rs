@@ -25,6 +25,7 @@ pub mod operate;
 pub mod report;
 mod scope;
 pub mod transparency;
+pub mod utilization;
 pub mod writer;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(evidence::routes())
         .merge(operate::routes())
         .merge(report::routes())
+        .merge(utilization::routes())
         .merge(console::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -213,6 +215,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "POST",
         "/api/v1/providers/{provider}/usage",
         "A signed usage batch {records: [{id, order, gpu_seconds, period_start, period_end}]} (at most 4,000 records, 2 MiB; header Suanli-Signature). The provider.",
+    ),
+    (
+        "POST",
+        "/api/v1/providers/{provider}/utilization",
+        "A signed utilization batch {samples: [{pool, at, busy_gpus}]}: each pool's busy GPUs at an instant, all work counted (at most 4,000 samples; header Suanli-Signature over the utilization signing bytes). Each sample answers ok, exists (the same sample again) or error (utilization_conflict, utilization_too_old beyond 7 days, utilization_in_future, utilization_exceeds_pool, not_found). The provider.",
+    ),
+    (
+        "GET",
+        "/api/v1/utilization",
+        "The load series of one pool, site or hub (?pool= | ?site= | ?hub=, from, to, step=hour|day): per bucket the load in basis points and the sums it comes from. Samples are kept as sent for 7 days, hourly for 400, daily after. Admin, auditor, authorities; a provider its own pools; not enterprises.",
     ),
     (
         "POST",

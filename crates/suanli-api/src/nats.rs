@@ -2,7 +2,8 @@
 //! subject per provider (`suanli.usage.prv-7`), and the server consumes them through the same
 //! single writer as the HTTP API.
 //!
-//! A message is the HTTP body (`{"records": [...]}`) with the `Suanli-Signature` header; the
+//! A message is the HTTP body (`{"records": [...]}`) with the `Suanli-Signature` header; with
+//! the header `Suanli-Kind: utilization` it is a utilization batch (`{"samples": [...]}`); the
 //! provider is the last token of its subject, so a batch signed by one provider and published on
 //! another's subject fails the signature check. The consumer is durable and pull-based with
 //! explicit acknowledgement: a message is acknowledged only after the writer has committed its
@@ -26,6 +27,7 @@ use suanli_service::model::UsageOutcome;
 use suanli_service::{Actor, ErrorCode, Role};
 use tokio::sync::Semaphore;
 
+use crate::utilization::{UtilizationBatch, check_utilization_batch};
 use crate::writer::{Refused, Writer};
 use crate::{ApiError, UsageBatch, check_usage_batch};
 
@@ -266,6 +268,17 @@ async fn apply(writer: &Writer, prefix: &str, message: &jetstream::Message) -> V
         Some(Ok(provider)) => provider,
         _ => return Verdict::Rejected(ApiError::field("subject", format!("must be {prefix}<provider>"))),
     };
+    let kind = message.headers.as_ref().and_then(|h| h.get("Suanli-Kind")).map(|v| v.as_str().to_owned());
+    match kind.as_deref() {
+        None | Some("usage") => {}
+        Some("utilization") => return apply_utilization(writer, provider, message).await,
+        Some(other) => {
+            return Verdict::Rejected(ApiError::field(
+                "Suanli-Kind",
+                format!("{other:?} must be usage or utilization"),
+            ));
+        }
+    }
     let batch: UsageBatch = match serde_json::from_slice(&message.payload) {
         Ok(batch) => batch,
         Err(error) => return Verdict::Rejected(ApiError::field("body", format!("not a usage batch: {error}"))),
@@ -294,13 +307,48 @@ async fn apply(writer: &Writer, prefix: &str, message: &jetstream::Message) -> V
             }
             Verdict::Applied { records: count, refused }
         }
-        Ok(Err(error)) if matches!(error.code, ErrorCode::Storage | ErrorCode::Internal) => {
-            Verdict::Retry(error.message)
-        }
+        Ok(Err(error)) if retry_later(&error) => Verdict::Retry(error.message),
         Ok(Err(error)) => Verdict::Rejected(error.into()),
         Err(Refused::Overloaded) => Verdict::Retry("the writer's queue is full".into()),
         Err(Refused::Stopped) => Verdict::Stopped,
     }
+}
+
+/// A message with header `Suanli-Kind: utilization`: a utilization batch, checked and recorded
+/// like one posted over HTTP. Redelivery is harmless: a sample stored before answers `exists`.
+async fn apply_utilization(writer: &Writer, provider: ProviderId, message: &jetstream::Message) -> Verdict {
+    let batch: UtilizationBatch = match serde_json::from_slice(&message.payload) {
+        Ok(batch) => batch,
+        Err(error) => return Verdict::Rejected(ApiError::field("body", format!("not a utilization batch: {error}"))),
+    };
+    let signature = message.headers.as_ref().and_then(|h| h.get("Suanli-Signature")).map(|v| v.as_str());
+    let samples = match check_utilization_batch(writer, provider, &batch, signature) {
+        Ok(samples) => samples,
+        Err(error) => {
+            crate::flag_bad_signature(writer, provider, &error).await;
+            return Verdict::Rejected(error);
+        }
+    };
+    let count = samples.len();
+    let actor = Actor::of(Role::Provider(provider));
+    match writer.call(move |s| s.record_utilization(&actor, provider, &samples)).await {
+        Ok(Ok(outcomes)) => {
+            let refused = outcomes.iter().filter(|o| o.status == "error").count();
+            Verdict::Applied { records: count, refused }
+        }
+        Ok(Err(error)) if retry_later(&error) => Verdict::Retry(error.message),
+        Ok(Err(error)) => Verdict::Rejected(error.into()),
+        Err(Refused::Overloaded) => Verdict::Retry("the writer's queue is full".into()),
+        Err(Refused::Stopped) => Verdict::Stopped,
+    }
+}
+
+/// A refusal that says "not stored, try again": storage failed or is out of space.
+fn retry_later(error: &suanli_service::ServiceError) -> bool {
+    matches!(
+        error.code,
+        ErrorCode::Storage | ErrorCode::StorageUnavailable | ErrorCode::StorageFull | ErrorCode::Internal
+    )
 }
 
 async fn settle(message: &jetstream::Message, verdict: Verdict, stats: &NatsStats) {

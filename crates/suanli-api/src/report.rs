@@ -1,16 +1,20 @@
 //! `GET /api/v1/programs/{program}/outcome`: what a programme's money achieved
 //! (`View::outcome`), for its authority and the platform's overseers.
 
+use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
+use suanli_service::evaluation::WINDOW_DAYS_DEFAULT;
 use suanli_service::outcome::Outcome;
 use suanli_service::{Role, ServiceError, View};
 
-use crate::lifecycle::{Grant, PUBLIC, permit_seen, read};
-use crate::{ApiError, AppState};
+use crate::lifecycle::{Grant, PUBLIC, permit_seen};
+use crate::{ApiError, AppState, authenticate};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/programs/{program}/outcome", get(outcome))
@@ -25,10 +29,40 @@ pub(crate) fn seen_outcome(s: &View, role: Role, program: &str) -> Result<Outcom
     s.outcome(id)
 }
 
+/// `?window_days=` (1–366, default 28): the weeks the load comparison covers on each side.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeQuery {
+    window_days: Option<i64>,
+}
+
+/// The outcome with the load of the sites served, read from storage beside the writer.
+pub(crate) async fn outcome_with_load(
+    state: &AppState,
+    role: Role,
+    program: String,
+    window_days: i64,
+) -> Result<Outcome, ApiError> {
+    let view = state.writer.view();
+    let id = {
+        seen_outcome(&view, role, &program)?;
+        view.find_program(&program)?
+    };
+    let outcome = state.writer.read_log(move |reader| Ok(view.outcome_with_load(id, window_days, reader))).await??;
+    Ok(outcome?)
+}
+
 async fn outcome(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(program): Path<String>,
+    query: Result<Query<OutcomeQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    read(&state, &headers, move |s, role| seen_outcome(s, role, &program)).await
+    let role = authenticate(&state, &headers)?;
+    let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let window_days = query.window_days.unwrap_or(WINDOW_DAYS_DEFAULT);
+    if !(1..=366).contains(&window_days) {
+        return Err(ApiError::field("window_days", "must be 1 to 366 days"));
+    }
+    Ok(Json(outcome_with_load(&state, role, program, window_days).await?).into_response())
 }

@@ -141,17 +141,52 @@ pub fn usage_signing_bytes(provider: ProviderId, records: &[UsageInput]) -> Vec<
     out
 }
 
-/// Checks a batch's signature against the provider's registered key.
+/// The bytes a provider signs for a utilization batch, built like [`usage_signing_bytes`] with
+/// a prefix of its own, so a usage signature never verifies a utilization batch or the reverse.
+pub fn utilization_signing_bytes(provider: ProviderId, samples: &[crate::model::UtilizationInput]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + samples.len() * 20);
+    out.extend_from_slice(b"suanli-utilization-v1\0");
+    out.extend_from_slice(&provider.get().to_le_bytes());
+    out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
+    for sample in samples {
+        out.extend_from_slice(&sample.pool.get().to_le_bytes());
+        out.extend_from_slice(&sample.at_s.to_le_bytes());
+        out.extend_from_slice(&sample.busy_gpus.to_le_bytes());
+    }
+    out
+}
+
+/// Checks a usage batch's signature against the provider's registered key.
 pub fn verify_usage(
     public_key_hex: Option<&str>,
     provider: ProviderId,
     records: &[UsageInput],
     signature_hex: &str,
 ) -> Result<()> {
+    verify_signed(public_key_hex, provider, "usage", &usage_signing_bytes(provider, records), signature_hex)
+}
+
+/// Checks a utilization batch's signature against the provider's registered key.
+pub fn verify_utilization(
+    public_key_hex: Option<&str>,
+    provider: ProviderId,
+    samples: &[crate::model::UtilizationInput],
+    signature_hex: &str,
+) -> Result<()> {
+    verify_signed(public_key_hex, provider, "utilization", &utilization_signing_bytes(provider, samples), signature_hex)
+}
+
+fn verify_signed(
+    public_key_hex: Option<&str>,
+    provider: ProviderId,
+    what: &str,
+    bytes: &[u8],
+    signature_hex: &str,
+) -> Result<()> {
     let Some(public_key_hex) = public_key_hex else {
         return Err(ServiceError::new(
             ErrorCode::SignatureInvalid,
-            format!("signature: {provider} has registered no public key, so its usage cannot be verified"),
+            format!("signature: {provider} has registered no public key, so its {what} cannot be verified"),
         ));
     };
     let key = unhex::<32>(public_key_hex).and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok()).ok_or_else(|| {
@@ -160,7 +195,7 @@ pub fn verify_usage(
     let signature = unhex::<64>(signature_hex).map(|bytes| Signature::from_bytes(&bytes)).ok_or_else(|| {
         ServiceError::new(ErrorCode::SignatureInvalid, "signature: must be 128 hex characters (an Ed25519 signature)")
     })?;
-    key.verify_strict(&usage_signing_bytes(provider, records), &signature).map_err(|_| {
+    key.verify_strict(bytes, &signature).map_err(|_| {
         ServiceError::new(ErrorCode::SignatureInvalid, "signature: does not match the batch and the provider's key")
     })
 }

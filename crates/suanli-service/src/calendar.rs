@@ -33,6 +33,16 @@ impl YearMonth {
         let month: u8 = month.parse().ok()?;
         (1..=12).contains(&month).then_some(YearMonth { year, month })
     }
+
+    /// Where the month begins and where the next begins, in seconds.
+    pub fn bounds_s(self) -> (i64, i64) {
+        let next = match self.month {
+            12 => (self.year + 1, 1),
+            m => (self.year, m + 1),
+        };
+        let start = shanghai_midnight(self.year, self.month, 1).unwrap_or(0);
+        (start, shanghai_midnight(next.0, next.1, 1).unwrap_or(i64::MAX))
+    }
 }
 
 impl std::fmt::Display for YearMonth {

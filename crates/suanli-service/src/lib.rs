@@ -17,6 +17,7 @@ pub mod check;
 pub mod chips;
 pub mod clock;
 pub mod error;
+pub mod evaluation;
 pub mod event;
 pub mod heads;
 pub mod model;

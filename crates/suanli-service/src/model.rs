@@ -393,6 +393,29 @@ pub struct UsageInput {
     pub period_end_s: i64,
 }
 
+/// One utilization sample as a provider reports it: at `at_s`, `busy_gpus` of the pool's GPUs
+/// were busy with any work (the platform's orders or not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UtilizationInput {
+    pub pool: PoolId,
+    pub at_s: i64,
+    pub busy_gpus: u32,
+}
+
+/// What became of one utilization sample: `stored`, `exists` (the same sample was stored
+/// before) or `error` with a code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UtilizationOutcome {
+    pub pool: PoolId,
+    pub at_s: i64,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// A usage record as priced and posted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {

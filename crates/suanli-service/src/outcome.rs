@@ -6,8 +6,7 @@
 //! Usage is read from the statement lines (one per order and month, on a statement or still
 //! open), never from the usage records, so the report costs what the programme's orders cost.
 //! Money stays integer fen; a rate per GPU-hour is rounded down to the fen; shares are basis
-//! points. What needs data the platform does not have yet (site load over time, a control group)
-//! is not estimated here.
+//! points. The load of the sites served, which needs storage's telemetry, is `evaluation`'s.
 
 use std::collections::BTreeMap;
 
@@ -81,6 +80,10 @@ pub struct Outcome {
     pub by_hub: Vec<Group>,
     pub by_operator: Vec<Group>,
     pub served: Served,
+    /// The load of the sites served against those not served, from utilization telemetry
+    /// (`View::load_effect`, which reads storage: filled in by whoever can read it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::evaluation::LoadEffect>,
 }
 
 fn share_bp(part: i128, whole: i128) -> Option<u32> {
@@ -233,6 +236,7 @@ impl View {
                 top10_share_bp: share_bp(top10, total),
                 gini: gini(&spent),
             },
+            load: None,
         })
     }
 }

@@ -46,9 +46,11 @@ mod programs;
 mod providers;
 mod statements;
 mod usage;
+mod utilization;
+pub use utilization::UTILIZATION_BATCH_SAMPLES_MAX;
 mod vouchers;
 pub use applications::ProgramPreview;
-pub use choose::{PoolChoice, PoolRequest};
+pub use choose::{PLACEMENT_POLICY, PoolChoice, PoolRequest};
 
 /// Who asks for a change; recorded on every audit-log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -240,6 +240,25 @@ impl<S: Storage> Durable<S> {
         })
     }
 
+    /// Records utilization samples in a transaction of their own (they touch neither the ledger
+    /// nor the log). A failure leaves storage in doubt, like a failed commit.
+    pub fn record_utilization(
+        &mut self,
+        samples: &[crate::utilization::Sample],
+        now_s: i64,
+    ) -> Result<Vec<crate::utilization::SampleAnswer>, DurableError> {
+        if self.poisoned {
+            return Err(DurableError::LockLost);
+        }
+        if self.in_doubt {
+            return Err(DurableError::Unavailable);
+        }
+        self.storage.record_utilization(samples, now_s).map_err(|error| {
+            self.in_doubt = true;
+            error.into()
+        })
+    }
+
     /// Whether the store can take a commit now: no failed commit is in doubt and the writer lock
     /// was never lost.
     pub fn is_ready(&self) -> bool {

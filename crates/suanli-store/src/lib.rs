@@ -16,6 +16,7 @@ pub mod merkle;
 mod postgres;
 pub mod scratch;
 mod sqlite;
+pub mod utilization;
 
 pub use audit::{AuditReport, TreeClaim, audit, audit_against};
 pub use durable::{Committed, Durable, DurableError, Opened, Recovered};
@@ -327,6 +328,20 @@ impl Storage for AnyStore {
         }
     }
 
+    fn record_utilization(
+        &mut self,
+        samples: &[utilization::Sample],
+        now_s: i64,
+    ) -> Result<Vec<utilization::SampleAnswer>, StoreError> {
+        if let Some(fault) = self.faults.get() {
+            return Err(StoreError::Injected(fault));
+        }
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.record_utilization(samples, now_s),
+            Backend::Postgres(store) => store.record_utilization(samples, now_s),
+        }
+    }
+
     fn heads(&mut self) -> Result<Heads, StoreError> {
         match &mut self.backend {
             Backend::Sqlite(store) => store.heads(),
@@ -440,6 +455,15 @@ pub trait Storage {
     /// The stored roots of Merkle tiles `first..first + count` that exist, in order (fewer
     /// when some are missing).
     fn tile_roots(&mut self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Records utilization samples in a transaction of their own (not the ledger's, not the
+    /// log's: telemetry moves no money), each answered stored, duplicate or conflicting, and
+    /// folds the older tiers of their pools as of `now_s` (see [`utilization`]).
+    fn record_utilization(
+        &mut self,
+        samples: &[utilization::Sample],
+        now_s: i64,
+    ) -> Result<Vec<utilization::SampleAnswer>, StoreError>;
 
     /// How far the stored chains reach now, read from storage (after a failed commit, to learn
     /// whether it was stored after all).

@@ -94,6 +94,41 @@ impl LogReader {
     }
 }
 
+impl LogReader {
+    /// The utilization series of each of `pools` in buckets of `step` seconds (an hour or a day)
+    /// over `[from_s, to_s)`, all read in one snapshot.
+    pub fn utilization(
+        &mut self,
+        pools: &[u64],
+        from_s: i64,
+        to_s: i64,
+        step: i64,
+    ) -> Result<Vec<Vec<crate::utilization::Point>>, StoreError> {
+        use crate::utilization::{series_postgres, series_sqlite};
+        match &mut self.backend {
+            Reader::Sqlite(connection) => {
+                let transaction = connection.transaction()?;
+                let series = pools
+                    .iter()
+                    .map(|pool| series_sqlite(&transaction, *pool, from_s, to_s, step))
+                    .collect::<Result<Vec<_>, _>>()?;
+                transaction.commit()?;
+                Ok(series)
+            }
+            Reader::Postgres(client) => {
+                let mut transaction = snapshot(client)?;
+                let series = pools
+                    .iter()
+                    .map(|pool| series_postgres(&mut transaction, *pool, from_s, to_s, step))
+                    .collect::<Result<Vec<_>, _>>()?;
+                transaction.commit()?;
+                Ok(series)
+            }
+            Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
+        }
+    }
+}
+
 /// Which anomalies to page through: of one kind, about one object.
 #[derive(Clone, Debug, Default)]
 pub struct AnomalyFilter {

@@ -126,6 +126,18 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX usage_ids_by_order;
     CREATE INDEX usage_ids_by_order_period ON usage_ids (order_id, period_start_s, id);
     ",
+    // 8: utilization telemetry, three tiers of sums per pool (see `utilization`).
+    r"
+    CREATE TABLE utilization (
+        pool BIGINT NOT NULL,
+        resolution_s BIGINT NOT NULL CHECK (resolution_s IN (0, 3600, 86400)),
+        at_s BIGINT NOT NULL CHECK (at_s >= 0),
+        busy_sum BIGINT NOT NULL CHECK (busy_sum >= 0),
+        gpus_sum BIGINT NOT NULL CHECK (gpus_sum >= busy_sum),
+        samples BIGINT NOT NULL CHECK (samples > 0),
+        PRIMARY KEY (pool, resolution_s, at_s)
+    );
+    ",
 ];
 
 pub struct PostgresStore {
@@ -485,6 +497,17 @@ impl Storage for PostgresStore {
                 r.get::<_, &[u8]>(0).try_into().map_err(|_| StoreError::Malformed("a tile root is not 32 bytes".into()))
             })
             .collect()
+    }
+
+    fn record_utilization(
+        &mut self,
+        samples: &[crate::utilization::Sample],
+        now_s: i64,
+    ) -> Result<Vec<crate::utilization::SampleAnswer>, StoreError> {
+        if let Some(url) = &self.reader {
+            return Err(StoreError::ReadOnly { url: url.clone() });
+        }
+        crate::utilization::record_postgres(&mut self.client, samples, now_s)
     }
 
     fn heads(&mut self) -> Result<Heads, StoreError> {

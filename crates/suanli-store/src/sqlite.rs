@@ -127,6 +127,18 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX usage_ids_by_order;
     CREATE INDEX usage_ids_by_order_period ON usage_ids (order_id, period_start_s, id);
     ",
+    // 8: utilization telemetry, three tiers of sums per pool (see `utilization`).
+    r"
+    CREATE TABLE utilization (
+        pool INTEGER NOT NULL,
+        resolution_s INTEGER NOT NULL CHECK (resolution_s IN (0, 3600, 86400)),
+        at_s INTEGER NOT NULL CHECK (at_s >= 0),
+        busy_sum INTEGER NOT NULL CHECK (busy_sum >= 0),
+        gpus_sum INTEGER NOT NULL CHECK (gpus_sum >= busy_sum),
+        samples INTEGER NOT NULL CHECK (samples > 0),
+        PRIMARY KEY (pool, resolution_s, at_s)
+    );
+    ",
 ];
 
 /// How hard a commit waits for the disk.
@@ -564,6 +576,17 @@ impl Storage for SqliteStore {
             .prepare_cached("SELECT root FROM merkle_tiles WHERE tile >= ?1 AND tile < ?2 ORDER BY tile")?;
         let rows = statement.query_map([first as i64, (first + count) as i64], |r| hash_from(r.get(0)?))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn record_utilization(
+        &mut self,
+        samples: &[crate::utilization::Sample],
+        now_s: i64,
+    ) -> Result<Vec<crate::utilization::SampleAnswer>, StoreError> {
+        if let Some(url) = &self.reader {
+            return Err(StoreError::ReadOnly { url: url.clone() });
+        }
+        crate::utilization::record_sqlite(&mut self.connection, samples, now_s)
     }
 
     fn heads(&mut self) -> Result<Heads, StoreError> {

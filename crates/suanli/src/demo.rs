@@ -29,6 +29,8 @@ use suanli_service::model::UsageInput;
 use suanli_service::{Actor, ManualClock, Role, Service};
 use suanli_store::{SqliteStore, Storage, StoreError};
 
+use crate::demo_telemetry::{self, DemoPool};
+
 /// The shipped programme files, built into the binary so the demo runs from any directory.
 const PROGRAMS: [&str; 8] = [
     include_str!("../../../programs/shanghai-compute.toml"),
@@ -49,13 +51,13 @@ const LOGINS: [(&str, &str, &str); 3] = [
 ];
 
 /// A small JSON client over HTTP that turns any error answer into an error naming its code.
-struct Api {
+pub(crate) struct Api {
     base: String,
     agent: ureq::Agent,
 }
 
 impl Api {
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -83,7 +85,7 @@ impl Api {
         Ok(value)
     }
 
-    fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
         self.call("GET", path, token, None, &[])
     }
 
@@ -227,6 +229,7 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
 
     println!("2. The national network: one provider, site and pools per cluster of data/network.csv");
     let mut providers: Vec<(ProviderId, String, SigningKey)> = Vec::new();
+    let mut demo_pools: Vec<DemoPool> = Vec::new();
     for (index, cluster) in clusters().iter().enumerate() {
         let uscc = Uscc::with_check_characters(&format!("91{}MA2NW{:03}", cluster_region(&cluster.id), index + 1))?;
         let operator = match cluster.operator {
@@ -259,16 +262,27 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
         api.post(&format!("/api/v1/sites/{site_id}/verify"), &admin, json!({}))?;
         let network = suanli_placement::network::default_problem();
         for pool in network.pools.iter().filter(|p| network.sites[p.site].id == cluster.id) {
-            api.post(
+            let made = api.post(
                 &format!("/api/v1/sites/{site_id}/pools"),
                 &token,
                 json!({ "chip": pool.chip, "gpus": pool.gpus_free, "domestic": pool.domestic, "price_fen_per_gpu_hour": pool.price_fen_per_gpu_hour }),
             )?;
+            demo_pools.push(DemoPool {
+                provider: index,
+                id: suanli_domain::PoolId::parse(&text(&made["id"])?)?,
+                gpus: pool.gpus_free,
+                base_bp: (network.sites[pool.site].utilization * 10_000.0).round() as u32,
+            });
         }
         providers.push((id, token, key));
     }
     let pools = api.get("/api/v1/pools?limit=500", &admin)?;
-    println!("   {} providers, {} pools\n", providers.len(), pools["total"]);
+    println!("   {} providers, {} pools", providers.len(), pools["total"]);
+    // The week before: each pool's monitoring reports its busy GPUs every hour.
+    let now = clock_now(&clock);
+    let week = (now - 168 * 3_600, now);
+    let sent = demo_telemetry::send(&api, &providers, &demo_pools, week, i64::MAX, &[])?;
+    println!("   a week of hourly utilization from every pool: {sent} samples\n");
 
     println!("3. Six enterprises apply; the authorities review");
     let mut holders: Vec<(String, String, String)> = Vec::new(); // (enterprise, token, voucher)
@@ -346,9 +360,19 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     }
     println!("   {} orders running\n", orders.len());
 
-    println!("5. A month of signed hourly usage from the providers");
+    println!("5. A month of signed hourly usage from the providers, and each pool's utilization");
     let hours_max = orders.iter().map(|o| o.4).max().unwrap_or(0);
-    clock.set(started + i64::from(hours_max) * 3600 + 60);
+    let placed: Vec<(OrderId, u32, u32)> = orders.iter().map(|o| (o.0, o.3, o.4)).collect();
+    let running = demo_telemetry::running(&api, &admin, &placed)?;
+    // Telemetry is taken up to 7 days late, so it is sent as the clock moves: half, then the rest.
+    let end = started + i64::from(hours_max) * 3600 + 60;
+    let middle = started + (end - started) / 2;
+    let mut sent = 0;
+    for (until, from) in [(middle, week.1), (end, middle)] {
+        clock.set(until);
+        sent += demo_telemetry::send(&api, &providers, &demo_pools, (from, until), started, &running)?;
+    }
+    println!("   {sent} utilization samples while the orders ran");
     let mut recorded = 0;
     let mut duplicates = 0;
     for (order, _, p, gpus, hours) in &orders {

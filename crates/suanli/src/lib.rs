@@ -7,6 +7,7 @@ mod bench_history;
 mod crash;
 mod database;
 mod demo;
+mod demo_telemetry;
 mod log_cli;
 mod place;
 mod report;
@@ -59,6 +60,10 @@ enum Command {
         /// One row per group, in fen and seconds, instead of tables.
         #[arg(long)]
         csv: bool,
+        /// Days before and after the programme began serving that the load comparison covers.
+        #[arg(long, default_value_t = suanli_service::evaluation::WINDOW_DAYS_DEFAULT,
+              value_parser = clap::value_parser!(i64).range(1..=366))]
+        window_days: i64,
     },
     /// Voucher programmes: load files, list, open, close, finish.
     Program {
@@ -263,7 +268,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { database, listen, no_serve } => demo::run(&database, &listen, !no_serve),
         Command::Program { common, command } => service_cli::program(&common, command),
-        Command::Report { common, program, csv } => report::report(&common, program, csv),
+        Command::Report { common, program, csv, window_days } => report::report(&common, program, csv, window_days),
         Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
         Command::Application { common, command } => service_cli::application(&common, command),
         Command::Voucher { common, command } => service_cli::voucher(&common, command),

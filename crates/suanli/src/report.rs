@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use suanli_domain::Fen;
+use suanli_service::evaluation::LoadEffect;
 use suanli_service::outcome::{Group, Outcome};
 
 use crate::Common;
@@ -67,6 +68,9 @@ fn text(o: &Outcome) -> String {
         bp(o.served.top10_share_bp),
         o.served.gini.map_or_else(|| "—".to_owned(), |g| format!("{g:.3}")),
     );
+    if let Some(load) = &o.load {
+        out.push_str(&load_text(load));
+    }
     for (name, groups) in dimensions(o) {
         if groups.is_empty() {
             continue;
@@ -83,6 +87,53 @@ fn text(o: &Outcome) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
+    out
+}
+
+fn pp(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".to_owned(), |v| format!("{v:+.1}"))
+}
+
+/// The sites' load before and after the programme began serving, and the difference in
+/// differences.
+fn load_text(load: &LoadEffect) -> String {
+    let Some(pivot) = load.pivot_s else {
+        return "site load    — (the programme has served no site yet)\n".to_owned();
+    };
+    let mut out = format!(
+        "site load     {} days before and after {}; load target {}; subsidized GPU-hours under target {} (of the {} measured)\n",
+        load.window_days,
+        suanli_service::calendar::format_timestamp(pivot),
+        bp(Some(load.target_bp)),
+        bp(load.under_target_share_bp),
+        bp(load.measured_share_bp),
+    );
+    match &load.did {
+        Some(d) => out.push_str(&format!(
+            "effect        {} points (95% interval {} to {}); served sites {} (n = {}), others {} (n = {})\n",
+            pp(Some(d.estimate_pp)),
+            pp(d.low_pp),
+            pp(d.high_pp),
+            pp(Some(d.treated_change_pp)),
+            d.treated_sites,
+            pp(Some(d.control_change_pp)),
+            d.control_sites,
+        )),
+        None => out.push_str("effect        — (needs telemetry before and after at served sites and at others)\n"),
+    }
+    let mut t = table(&["site", "hub", "served", "before", "after", "before its first order", "after"]);
+    for site in load.sites.iter().filter(|s| s.before_bp.is_some() || s.after_bp.is_some()) {
+        t.add_row(vec![
+            format!("{} {}", site.site, site.name),
+            site.hub.clone(),
+            if site.served { "yes".into() } else { "no".into() },
+            bp(site.before_bp),
+            bp(site.after_bp),
+            bp(site.own_before_bp),
+            bp(site.own_after_bp),
+        ]);
+    }
+    out.push_str(&format!("{t}\n"));
     out
 }
 
@@ -111,13 +162,17 @@ fn csv(outcomes: &[Outcome]) -> String {
 }
 
 /// The reports of one programme (id or key) or of all.
-pub fn report(common: &Common, program: Option<String>, as_csv: bool) -> anyhow::Result<ExitCode> {
+pub fn report(common: &Common, program: Option<String>, as_csv: bool, window_days: i64) -> anyhow::Result<ExitCode> {
     run(common, |service, _| {
         let ids = match &program {
             Some(text) => vec![service.find_program(text)?],
             None => service.state().programs.keys().copied().collect(),
         };
-        let outcomes = ids.into_iter().map(|id| service.outcome(id)).collect::<Result<Vec<_>, _>>()?;
+        let mut reader = service.log_reader()?;
+        let outcomes = ids
+            .into_iter()
+            .map(|id| service.outcome_with_load(id, window_days, &mut reader))
+            .collect::<Result<Vec<_>, _>>()?;
         let text = if as_csv { csv(&outcomes) } else { outcomes.iter().map(text).collect::<Vec<_>>().join("\n") };
         Ok(Reply::new(serde_json::to_value(&outcomes)?, text))
     })

@@ -170,6 +170,24 @@ fn cases(app: &TestApp) -> Vec<Case> {
             &["provider"],
             &[],
         ),
+        // Telemetry is the provider's own, like usage.
+        case(
+            "POST",
+            "/api/v1/providers/{provider}/utilization",
+            format!("/api/v1/providers/{prv}/utilization"),
+            Some(json!({ "samples": [] })),
+            &["provider"],
+            &[],
+        ),
+        // Overseers read every site's load; a provider its own; enterprises none.
+        case(
+            "GET",
+            "/api/v1/utilization",
+            "/api/v1/utilization?site=sit-1".into(),
+            None,
+            &["admin", "auditor", "authority", "reviewer", "other_authority", "provider"],
+            &["other_provider"],
+        ),
         case(
             "POST",
             "/api/v1/sites/{site}/pools",

@@ -8,6 +8,7 @@ mod edge;
 mod nats;
 mod operate;
 mod trust;
+mod utilization;
 
 use std::sync::Arc;
 

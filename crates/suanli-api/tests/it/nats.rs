@@ -182,6 +182,46 @@ fn a_full_writer_queue_sends_messages_back_and_none_is_lost() {
     app.runtime.block_on(handle).unwrap().unwrap();
 }
 
+fn utilization_from_nats_is_stored_once_by_its_kind_header() {
+    use suanli_service::access::utilization_signing_bytes;
+    use suanli_service::clock::Clock;
+    use suanli_service::model::UtilizationInput;
+    let Some(url) = nats_url() else { return };
+    let app = TestApp::start();
+    let Consumer { options, stats, stop, context, handle, _guard } = Consumer::start(&app, &url);
+    let now = app.clock.now_s();
+    let pool = suanli_domain::PoolId::parse("pol-1").unwrap();
+    let inputs: Vec<UtilizationInput> =
+        (0..10).map(|i| UtilizationInput { pool, at_s: now - i * 60, busy_gpus: 32 }).collect();
+    let signature = hex(&app.keys[0].sign(&utilization_signing_bytes(app.providers[0], &inputs)).to_bytes());
+    let samples: Vec<_> = inputs
+        .iter()
+        .map(|s| serde_json::json!({ "pool": "pol-1", "at": suanli_service::calendar::format_timestamp(s.at_s), "busy_gpus": 32 }))
+        .collect();
+    let body = serde_json::json!({ "samples": samples }).to_string().into_bytes();
+    let subject = options.subject(app.providers[0]);
+    app.runtime.block_on(async {
+        for kind in ["utilization", "utilization", "telemetry"] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Suanli-Signature", signature.as_str());
+            headers.insert("Suanli-Kind", kind);
+            context.publish_with_headers(subject.clone(), headers, body.clone().into()).await.unwrap().await.unwrap();
+        }
+    });
+    wait_for("settling 3 messages", || {
+        stats.applied.load(Ordering::SeqCst) + stats.rejected.load(Ordering::SeqCst) >= 3
+    });
+    assert_eq!((stats.applied.load(Ordering::SeqCst), stats.rejected.load(Ordering::SeqCst)), (2, 1));
+    let stored = app
+        .runtime
+        .block_on(app.writer.read_log(move |reader| reader.utilization(&[pool.get()], now - 3_600, now + 1, 86_400)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored[0].iter().map(|p| p.samples).sum::<i64>(), 10, "each sample once: {stored:?}");
+    let _ = stop.send(());
+    app.runtime.block_on(handle).unwrap().unwrap();
+}
+
 #[test]
 fn an_unreachable_nats_server_is_a_clear_error() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -209,4 +249,5 @@ fn nats_names_are_checked() {
 suanli_store::conformance!(
     usage_from_nats_is_applied_once_and_what_is_not_a_signed_batch_is_set_aside,
     a_full_writer_queue_sends_messages_back_and_none_is_lost,
+    utilization_from_nats_is_stored_once_by_its_kind_header,
 );

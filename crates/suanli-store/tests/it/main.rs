@@ -7,6 +7,9 @@ use suanli_ledger::{AccountFlags, Event, NewAccount, Outcome, Transfer, Transfer
 use suanli_store::scratch::{ScratchDatabase, postgres_requested};
 use suanli_store::{AnyStore, AuditReport, Durable, FsyncMode, PostgresStore, SqliteStore, StoreError, audit};
 
+mod utilization;
+use utilization::*;
+
 const LEDGER: u32 = 156;
 
 /// A fresh database of the backend the running test asks for.
@@ -226,6 +229,8 @@ suanli_store::conformance!(
     a_reopened_store_has_the_same_state_and_passes_the_audit,
     the_audit_notices_each_kind_of_tampering,
     a_failed_commit_leaves_memory_equal_to_disk,
+    samples_are_idempotent_and_conflicts_are_refused,
+    old_samples_are_folded_into_hours_and_days_with_exact_sums,
 );
 
 #[test]

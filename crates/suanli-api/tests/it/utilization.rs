@@ -1,0 +1,190 @@
+//! Utilization telemetry over HTTP: signed, idempotent samples, each refusal with its code; the
+//! series by pool, site and hub within each role's scope; and the outcome report's difference
+//! in differences computed by hand.
+
+use ed25519_dalek::Signer;
+use serde_json::{Value, json};
+use suanli_service::access::{hex, utilization_signing_bytes};
+use suanli_service::calendar::format_timestamp;
+use suanli_service::model::UtilizationInput;
+
+use suanli_service::clock::Clock;
+
+use crate::TestApp;
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+impl TestApp {
+    /// Sends `(pool, at_s, busy)` samples for provider `provider`, signed with `signer`'s key.
+    fn send_samples(&self, provider: usize, signer: usize, samples: &[(&str, i64, u32)]) -> (u16, Value) {
+        let inputs: Vec<UtilizationInput> = samples
+            .iter()
+            .map(|(pool, at_s, busy)| UtilizationInput {
+                pool: suanli_domain::PoolId::parse(pool).unwrap(),
+                at_s: *at_s,
+                busy_gpus: *busy,
+            })
+            .collect();
+        let signature =
+            hex(&self.keys[signer].sign(&utilization_signing_bytes(self.providers[provider], &inputs)).to_bytes());
+        let body: Vec<Value> = samples
+            .iter()
+            .map(|(pool, at_s, busy)| json!({ "pool": pool, "at": format_timestamp(*at_s), "busy_gpus": busy }))
+            .collect();
+        let token = if provider == 0 { "provider" } else { "other_provider" };
+        self.request(
+            "POST",
+            &format!("/api/v1/providers/{}/utilization", self.providers[provider]),
+            Some(token),
+            &[("suanli-signature", signature)],
+            Some(json!({ "samples": body }).to_string()),
+        )
+    }
+}
+
+fn statuses(answer: &Value) -> Vec<String> {
+    answer["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or(r["status"].as_str().unwrap()).to_owned())
+        .collect()
+}
+
+fn samples_are_signed_idempotent_and_each_refusal_has_its_code() {
+    let app = TestApp::start();
+    let now = app.clock.now_s();
+    let (status, answer) = app.send_samples(0, 0, &[("pol-1", now - HOUR, 16), ("pol-1", now, 32)]);
+    assert_eq!((status, statuses(&answer)), (200, vec!["ok".into(), "ok".into()]), "{answer}");
+    let (status, answer) = app.send_samples(
+        0,
+        0,
+        &[
+            ("pol-1", now - HOUR, 16),
+            ("pol-1", now, 33),
+            ("pol-2", now, 1),
+            ("pol-1", now - 60, 65),
+            ("pol-1", now + 3_600, 1),
+            ("pol-1", now - 8 * DAY, 1),
+        ],
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        statuses(&answer),
+        [
+            "exists",
+            "utilization_conflict",
+            "not_found",
+            "utilization_exceeds_pool",
+            "utilization_in_future",
+            "utilization_too_old"
+        ]
+    );
+    // Signed with the other provider's key, or by another role: refused, nothing stored.
+    let (status, answer) = app.send_samples(0, 1, &[("pol-1", now - 120, 1)]);
+    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("signature_invalid")), "{answer}");
+    for body in [json!({ "samples": [] }), json!({ "samples": [{ "pool": "pol-1", "at": "x", "busy_gpus": 1 }] })] {
+        let (status, answer) = app.request(
+            "POST",
+            &format!("/api/v1/providers/{}/utilization", app.providers[0]),
+            Some("provider"),
+            &[("suanli-signature", "00".repeat(64))],
+            Some(body.to_string()),
+        );
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{answer}");
+    }
+    // Stored: 16 and 32 of 64 in one hour (the conflicting 33 was not).
+    let from = format_timestamp(now - 2 * HOUR).replace("+", "%2B");
+    let (status, answer) =
+        app.request("GET", &format!("/api/v1/utilization?pool=pol-1&from={from}"), Some("admin"), &[], None);
+    assert_eq!(status, 200, "{answer}");
+    let loads: Vec<u64> = answer["points"].as_array().unwrap().iter().map(|p| p["load_bp"].as_u64().unwrap()).collect();
+    assert_eq!(loads, [2_500, 5_000], "{answer}");
+    // Scopes: a provider reads its own site, not another's; enterprises read none.
+    for (role, query, expected) in [
+        ("provider", "site=sit-1", 200),
+        ("provider", "site=sit-2", 404),
+        ("other_provider", "pool=pol-1", 404),
+        ("authority", "hub=H", 200),
+        ("auditor", "site=sit-2", 200),
+        ("enterprise", "site=sit-1", 403),
+        ("admin", "site=sit-1&pool=pol-1", 400),
+        ("admin", "site=sit-1&step=week", 400),
+    ] {
+        let (status, answer) = app.request("GET", &format!("/api/v1/utilization?{query}"), Some(role), &[], None);
+        assert_eq!(status, expected, "{role} {query}: {answer}");
+    }
+}
+
+fn the_outcome_report_compares_served_and_unserved_sites_by_hand() {
+    let app = TestApp::start();
+    // A third site, of the second provider, that the programme never served.
+    let provider = app.providers[1];
+    let pool = app
+        .runtime
+        .block_on(app.writer.call(move |s| {
+            let op = suanli_service::Actor::operator();
+            let mut spec = s.state().sites.values().next().unwrap().spec.clone();
+            spec.provider = provider;
+            spec.name = "unserved".into();
+            let site = s.add_site(&op, spec)?;
+            s.add_pool(
+                &op,
+                suanli_service::PoolInput {
+                    site,
+                    chip: "H100".into(),
+                    gpu_count: 64,
+                    domestic: false,
+                    price_fen_per_gpu_hour: suanli_domain::Fen::new(1_800),
+                },
+            )
+        }))
+        .unwrap()
+        .unwrap();
+    assert_eq!(pool.to_string(), "pol-3");
+    // Both orders were placed when the app started: the pivot. Six days before it, every site
+    // ran 16 of 64 GPUs (25%). The six days after, the served sites ran 48 (75%, +50 points) and
+    // 35.2 (55%, +30), the unserved one 22.5 on average (20 and 25 alternately: 35.16%, +10.16):
+    // the effect is (50 + 30) / 2 − 10.16 = 29.84 points.
+    let pivot = app.started_s;
+    app.clock.set(pivot + HOUR);
+    for (provider, pool) in [(0, "pol-1"), (1, "pol-2"), (1, "pol-3")] {
+        let before: Vec<_> = (1..=6 * 24).map(|h| (pool, pivot - h * HOUR, 16)).collect();
+        let (status, answer) = app.send_samples(provider, provider, &before);
+        assert_eq!(status, 200, "{answer}");
+    }
+    app.clock.advance(6 * DAY);
+    let after = |pool: &'static str, busy: fn(i64) -> u32| -> Vec<(&'static str, i64, u32)> {
+        (0..6 * 24).map(|h| (pool, pivot + h * HOUR, busy(h))).collect()
+    };
+    assert_eq!(app.send_samples(0, 0, &after("pol-1", |_| 48)).0, 200);
+    assert_eq!(app.send_samples(1, 1, &after("pol-2", |h| if h % 5 == 0 { 36 } else { 35 })).0, 200);
+    assert_eq!(app.send_samples(1, 1, &after("pol-3", |h| if h % 2 == 0 { 20 } else { 25 })).0, 200);
+    let (status, answer) = app.request("GET", "/api/v1/programs/prg-1/outcome?window_days=6", Some("admin"), &[], None);
+    assert_eq!(status, 200, "{answer}");
+    let load = &answer["load"];
+    assert_eq!(load["pivot_s"], pivot, "{load}");
+    let sites = load["sites"].as_array().unwrap();
+    let site = |id: &str| sites.iter().find(|s| s["site"] == id).unwrap().clone();
+    let loads = |id: &str| (site(id)["before_bp"].as_u64(), site(id)["after_bp"].as_u64());
+    assert_eq!(loads("sit-1"), (Some(2_500), Some(7_500)));
+    // 144 samples, 29 of them 36 and 115 of them 35: 5,069 of 9,216 GPU-samples = 55.00%.
+    assert_eq!(loads("sit-2"), (Some(2_500), Some(5_500)));
+    assert_eq!(loads("sit-3"), (Some(2_500), Some(3_515)));
+    assert_eq!((site("sit-1")["served"].as_bool(), site("sit-3")["served"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(site("sit-1")["own_after_bp"], 7_500);
+    let did = &load["did"];
+    assert!((did["estimate_pp"].as_f64().unwrap() - 29.85).abs() < 1e-9, "{did}");
+    assert_eq!((did["treated_sites"].as_u64(), did["control_sites"].as_u64()), (Some(2), Some(1)));
+    assert!(did["low_pp"].is_null(), "one unserved site: no interval, {did}");
+    // A bad window is refused by name.
+    let (status, answer) = app.request("GET", "/api/v1/programs/prg-1/outcome?window_days=0", Some("admin"), &[], None);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("window_days"), "{answer}");
+}
+
+suanli_store::conformance!(
+    samples_are_signed_idempotent_and_each_refusal_has_its_code,
+    the_outcome_report_compares_served_and_unserved_sites_by_hand,
+);
