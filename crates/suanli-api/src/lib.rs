@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod log;
 pub mod login;
+pub mod lottery;
 pub mod metrics;
 pub mod nats;
 pub mod openapi;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operate::routes())
         .merge(report::routes())
         .merge(utilization::routes())
+        .merge(lottery::routes())
         .merge(console::routes())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -153,6 +155,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "GET",
         "/api/v1/programs/{program}/outcome",
         "What the programme's money achieved: budget, vouchers used, partly used and unused, GPU-hours subsidized and the subsidy per GPU-hour by chip, hub and operator kind, the price cut, the domestic-chip share, who was served (kind, region, size) and how concentrated (top-10 share, Gini). Admin, auditor, the authority.",
+    ),
+    (
+        "GET",
+        "/api/v1/programs/{program}/lottery",
+        "A lottery programme's rounds: the seed's SHA-256 committed before the round closed, the seed revealed, the participants with their amounts, the budget and the drawn; each drawn round redone from its seed (verified, or the problem). Admin, auditor, the authority.",
+    ),
+    (
+        "POST",
+        "/api/v1/programs/{program}/lottery/commit",
+        "Commit a lottery round {seed_sha256 (hex SHA-256 of the seed's UTF-8 bytes), closes_at (RFC 3339; applications submitted before it take part)}. Admin or the authority's admin.",
+    ),
+    (
+        "POST",
+        "/api/v1/programs/{program}/lottery/draw",
+        "Reveal the round's seed {seed} after it closed and draw: refused lottery_seed_mismatch unless it hashes to the commitment; those drawn are approved for what they asked while the budget lasts, the others rejected as the control group, in one commit. Admin or the authority's admin.",
     ),
     (
         "POST",

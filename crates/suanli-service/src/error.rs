@@ -72,6 +72,8 @@ error_codes! {
     UsageExceedsOrderGpus => "usage_exceeds_order_gpus",
     UsageExceedsOrderHours => "usage_exceeds_order_hours",
     UsageAfterOrderEnd => "usage_after_order_end",
+    LotteryState => "lottery_state",
+    LotterySeedMismatch => "lottery_seed_mismatch",
     UtilizationConflict => "utilization_conflict",
     UtilizationTooOld => "utilization_too_old",
     UtilizationInFuture => "utilization_in_future",

@@ -44,20 +44,22 @@ pub struct SiteLoad {
     pub own_after_bp: Option<u32>,
 }
 
-/// A difference in differences in percentage points of load, with its 95% interval.
+/// A difference of two groups' means with its 95% interval (Welch's): for the load effect, of
+/// the sites' changes in load in percentage points; for a lottery, of the compute bought per
+/// enterprise in fen.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Estimate {
-    pub estimate_pp: f64,
-    /// The interval, when both sides have at least two sites.
-    pub low_pp: Option<f64>,
-    pub high_pp: Option<f64>,
+    /// Treated mean less control mean.
+    pub estimate: f64,
+    /// The interval, when both groups have at least two members.
+    pub low: Option<f64>,
+    pub high: Option<f64>,
     /// Welch–Satterthwaite degrees of freedom.
     pub df: Option<f64>,
-    pub treated_sites: u32,
-    pub control_sites: u32,
-    /// Mean change in load of each side, in percentage points.
-    pub treated_change_pp: f64,
-    pub control_change_pp: f64,
+    pub treated: u32,
+    pub control: u32,
+    pub treated_mean: f64,
+    pub control_mean: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,6 +70,7 @@ pub struct LoadEffect {
     /// The placement policy's load target, in basis points.
     pub target_bp: u32,
     pub sites: Vec<SiteLoad>,
+    /// The difference in differences, in percentage points of load.
     pub did: Option<Estimate>,
     /// Of the subsidized GPU-hours at sites with telemetry that month, the share at sites under
     /// the load target, in basis points.
@@ -109,9 +112,9 @@ pub fn t_975(df: f64) -> f64 {
     z + (z.powi(3) + z) / (4.0 * df) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * df * df)
 }
 
-/// The difference in differences of per-site changes (after − before, in percentage points):
-/// mean of the treated less mean of the controls, with Welch's 95% interval.
-pub fn diff_in_diff(treated: &[f64], control: &[f64]) -> Option<Estimate> {
+/// The mean of the treated less the mean of the controls, with Welch's 95% interval. Given each
+/// site's change in load (after − before), it is the difference in differences.
+pub fn welch(treated: &[f64], control: &[f64]) -> Option<Estimate> {
     if treated.is_empty() || control.is_empty() {
         return None;
     }
@@ -131,14 +134,14 @@ pub fn diff_in_diff(treated: &[f64], control: &[f64]) -> Option<Estimate> {
         (low, high, df) = (Some(estimate - half), Some(estimate + half), Some(freedom));
     }
     Some(Estimate {
-        estimate_pp: estimate,
-        low_pp: low,
-        high_pp: high,
+        estimate,
+        low,
+        high,
         df,
-        treated_sites: treated.len() as u32,
-        control_sites: control.len() as u32,
-        treated_change_pp: mt,
-        control_change_pp: mc,
+        treated: treated.len() as u32,
+        control: control.len() as u32,
+        treated_mean: mt,
+        control_mean: mc,
     })
 }
 
@@ -208,7 +211,7 @@ impl View {
                 own_after_bp: own_after,
             });
         }
-        effect.did = diff_in_diff(&treated, &control);
+        effect.did = welch(&treated, &control);
 
         // Subsidized GPU-hours by site and month, against that site's load that month.
         let mut lines: Vec<(YearMonth, &crate::model::StatementLine)> = Vec::new();
@@ -271,16 +274,16 @@ mod tests {
         // Treated sites rose 10, 14 and 12 points (mean 12, variance 4); controls 1 and 3 (mean 2,
         // variance 2): the estimate is 10 points, its standard error √(4/3 + 2/2) = 1.5275, and
         // Welch's df = (7/3)² / ((4/3)²/2 + 1²/1) = 5.444/1.8889 = 2.882, so t = 4.303 (df 2).
-        let e = diff_in_diff(&[10.0, 14.0, 12.0], &[1.0, 3.0]).unwrap();
-        assert!((e.estimate_pp - 10.0).abs() < 1e-9);
+        let e = welch(&[10.0, 14.0, 12.0], &[1.0, 3.0]).unwrap();
+        assert!((e.estimate - 10.0).abs() < 1e-9);
         assert!((e.df.unwrap() - 2.882_352_9).abs() < 1e-6, "{e:?}");
         let half = 4.303 * (7.0f64 / 3.0).sqrt();
-        assert!((e.low_pp.unwrap() - (10.0 - half)).abs() < 1e-9);
-        assert!((e.high_pp.unwrap() - (10.0 + half)).abs() < 1e-9);
+        assert!((e.low.unwrap() - (10.0 - half)).abs() < 1e-9);
+        assert!((e.high.unwrap() - (10.0 + half)).abs() < 1e-9);
         // One site on a side: an estimate, no interval.
-        let single = diff_in_diff(&[5.0], &[1.0, 2.0]).unwrap();
-        assert_eq!((single.estimate_pp, single.low_pp), (3.5, None));
-        assert!(diff_in_diff(&[], &[1.0]).is_none());
+        let single = welch(&[5.0], &[1.0, 2.0]).unwrap();
+        assert_eq!((single.estimate, single.low), (3.5, None));
+        assert!(welch(&[], &[1.0]).is_none());
     }
 
     #[test]

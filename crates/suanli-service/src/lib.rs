@@ -20,6 +20,7 @@ pub mod error;
 pub mod evaluation;
 pub mod event;
 pub mod heads;
+pub mod lottery;
 pub mod model;
 pub mod occupancy;
 pub mod outcome;

@@ -151,6 +151,11 @@ pub struct ProgramTerms {
     /// enterprise, as Chengdu's "no more than 10 million yuan a year".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program_annual_cap_fen: Option<Fen>,
+    /// How an oversubscribed round is decided: first come, first served (the default), or a
+    /// verifiable lottery among the eligible applications, whose applicants not drawn form a
+    /// control group (`lottery`).
+    #[serde(default, skip_serializing_if = "Allocation::is_first_come")]
+    pub allocation: Allocation,
     pub voucher_validity_days: u32,
     /// First second applications are accepted (Asia/Shanghai midnight of the opening date).
     pub applications_open_s: i64,
@@ -161,6 +166,52 @@ pub struct ProgramTerms {
     pub providers: ProviderRule,
     pub stacking: Stacking,
     pub eligibility: Vec<NamedRule>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    #[default]
+    FirstCome,
+    Lottery,
+}
+
+impl Allocation {
+    pub fn is_first_come(&self) -> bool {
+        *self == Allocation::FirstCome
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allocation::FirstCome => "first_come",
+            Allocation::Lottery => "lottery",
+        }
+    }
+}
+
+/// One lottery round of a programme: the seed's SHA-256 committed before the round closes, then
+/// the seed revealed and the draw made from it (`lottery::draw`), which anyone can redo.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotteryRound {
+    pub round: u32,
+    /// Hex SHA-256 of the seed's UTF-8 bytes.
+    pub seed_sha256: String,
+    pub committed_at_s: i64,
+    /// Applications submitted before this instant take part; the draw comes after it.
+    pub closes_at_s: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawn_at_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// The eligible applications that took part and the amount each could be granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<(ApplicationId, Fen)>,
+    /// The budget left when the draw was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_fen: Option<Fen>,
+    /// The applications drawn, in the order drawn; the others are the control group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drawn: Vec<ApplicationId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +227,8 @@ pub struct Program {
     /// Voucher parts of usage: the subsidy actually spent.
     pub spent_fen: Fen,
     pub settled_fen: Fen,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lotteries: Vec<LotteryRound>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use suanli_domain::{EnterpriseId, Fen, ProgramId};
+use suanli_domain::{ApplicationId, EnterpriseId, Fen, ProgramId};
 
 use crate::error::Result;
 use crate::model::{StatementLine, VoucherState};
@@ -56,6 +56,23 @@ pub struct Served {
     pub gini: Option<f64>,
 }
 
+/// A lottery round's evaluation: the compute bought on the platform (list cost of the orders
+/// placed after the draw, under any programme) per participating enterprise, drawn against not
+/// drawn. The difference is what the vouchers added (additionality), with Welch's interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RoundOutcome {
+    pub round: u32,
+    pub drawn_at_s: i64,
+    pub participants: u32,
+    pub drawn: u32,
+    pub not_drawn: u32,
+    /// The round redone from its seed agrees with the draw made, and the seed is the one
+    /// committed.
+    pub verified: bool,
+    /// In fen per enterprise.
+    pub bought: Option<crate::evaluation::Estimate>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outcome {
     pub program: ProgramId,
@@ -80,6 +97,9 @@ pub struct Outcome {
     pub by_hub: Vec<Group>,
     pub by_operator: Vec<Group>,
     pub served: Served,
+    /// Each lottery round drawn: those drawn against the control group.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lottery: Vec<RoundOutcome>,
     /// The load of the sites served against those not served, from utilization telemetry
     /// (`View::load_effect`, which reads storage: filled in by whoever can read it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,8 +256,48 @@ impl View {
                 top10_share_bp: share_bp(top10, total),
                 gini: gini(&spent),
             },
+            lottery: self.lottery_outcomes(program),
             load: None,
         })
+    }
+}
+
+impl View {
+    fn lottery_outcomes(&self, program: ProgramId) -> Vec<RoundOutcome> {
+        let s = self.state();
+        let Some(p) = s.programs.get(&program) else { return Vec::new() };
+        p.lotteries
+            .iter()
+            .filter_map(|round| {
+                let drawn_at = round.drawn_at_s?;
+                let bought = |application: &ApplicationId| -> f64 {
+                    let Some(enterprise) = s.applications.get(application).map(|a| a.enterprise) else { return 0.0 };
+                    s.orders
+                        .values()
+                        .filter(|o| o.enterprise == enterprise && o.placed_at_s >= drawn_at)
+                        .map(|o| o.cost_fen.fen() as f64)
+                        .sum::<f64>()
+                        // An empty sum is −0.0; no one bought "minus nothing".
+                        + 0.0
+                };
+                let drawn: Vec<f64> = round.drawn.iter().map(bought).collect();
+                let control: Vec<f64> = round
+                    .participants
+                    .iter()
+                    .filter(|(id, _)| !round.drawn.contains(id))
+                    .map(|(id, _)| bought(id))
+                    .collect();
+                Some(RoundOutcome {
+                    round: round.round,
+                    drawn_at_s: drawn_at,
+                    participants: round.participants.len() as u32,
+                    drawn: drawn.len() as u32,
+                    not_drawn: control.len() as u32,
+                    verified: crate::lottery::check_round(round).is_ok(),
+                    bought: crate::evaluation::welch(&drawn, &control),
+                })
+            })
+            .collect()
     }
 }
 

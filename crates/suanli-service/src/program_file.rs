@@ -24,6 +24,7 @@ struct ProgramFile {
     enterprise_cap_fen: i64,
     annual_cap_fen: Option<i64>,
     program_annual_cap_fen: Option<i64>,
+    allocation: Option<String>,
     voucher_validity_days: i64,
     applications_open: toml::value::Datetime,
     applications_close: toml::value::Datetime,
@@ -186,6 +187,11 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
             invalid(&format!("eligibility[{index}].rule ({})", rule.name), format!("{e}\n{}", e.pointer(&rule.rule)))
         })?;
     }
+    let allocation = match file.allocation.as_deref() {
+        None | Some("first_come") => crate::model::Allocation::FirstCome,
+        Some("lottery") => crate::model::Allocation::Lottery,
+        Some(other) => return Err(invalid("allocation", format!("{other:?} must be first_come or lottery"))),
+    };
     Ok(ProgramTerms {
         key: file.key,
         name: file.name,
@@ -197,6 +203,7 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         enterprise_cap_fen,
         annual_cap_fen,
         program_annual_cap_fen,
+        allocation,
         voucher_validity_days,
         applications_open_s,
         applications_close_s,
@@ -254,6 +261,9 @@ pub fn to_toml(terms: &ProgramTerms) -> String {
     }
     if let Some(cap) = terms.program_annual_cap_fen {
         line("program_annual_cap_fen", cap.fen().to_string());
+    }
+    if !terms.allocation.is_first_come() {
+        line("allocation", quoted(terms.allocation.as_str()));
     }
     line("voucher_validity_days", terms.voucher_validity_days.to_string());
     line("applications_open", crate::calendar::format_date(terms.applications_open_s));

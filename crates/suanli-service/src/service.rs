@@ -41,6 +41,7 @@ use crate::state::{State, UsageEntry, UsageFacts, usage_decision};
 
 mod applications;
 mod choose;
+mod lottery;
 mod orders;
 mod programs;
 mod providers;

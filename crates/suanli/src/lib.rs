@@ -9,6 +9,7 @@ mod database;
 mod demo;
 mod demo_telemetry;
 mod log_cli;
+mod lottery_cli;
 mod place;
 mod report;
 mod serve;
@@ -49,6 +50,13 @@ enum Command {
         /// Exit after the summary instead of serving.
         #[arg(long)]
         no_serve: bool,
+    },
+    /// Lottery rounds of a programme that allocates by lottery: commit a seed, draw, verify.
+    Lottery {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: lottery_cli::LotteryCommand,
     },
     /// What each programme's money achieved: budget, vouchers used and unused, GPU-hours and the
     /// subsidy per GPU-hour by chip, hub and operator, who was served and how concentrated.
@@ -268,6 +276,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { database, listen, no_serve } => demo::run(&database, &listen, !no_serve),
         Command::Program { common, command } => service_cli::program(&common, command),
+        Command::Lottery { common, command } => lottery_cli::lottery(&common, command),
         Command::Report { common, program, csv, window_days } => report::report(&common, program, csv, window_days),
         Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
         Command::Application { common, command } => service_cli::application(&common, command),

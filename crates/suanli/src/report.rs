@@ -71,6 +71,24 @@ fn text(o: &Outcome) -> String {
     if let Some(load) = &o.load {
         out.push_str(&load_text(load));
     }
+    for r in &o.lottery {
+        let bought = r.bought.as_ref();
+        let fen = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| Fen::new(v.round() as i64).to_string());
+        out.push_str(&format!(
+            "lottery       round {} ({}): {} drawn of {}; bought per enterprise since: drawn {}, not drawn {}; \
+             additionality {} (95% interval {} to {}); redone from its seed: {}\n",
+            r.round,
+            suanli_service::calendar::format_date(r.drawn_at_s),
+            r.drawn,
+            r.participants,
+            fen(bought.map(|b| b.treated_mean)),
+            fen(bought.map(|b| b.control_mean)),
+            fen(bought.map(|b| b.estimate)),
+            fen(bought.and_then(|b| b.low)),
+            fen(bought.and_then(|b| b.high)),
+            if r.verified { "the same draw" } else { "A DIFFERENT DRAW" },
+        ));
+    }
     for (name, groups) in dimensions(o) {
         if groups.is_empty() {
             continue;
@@ -111,13 +129,13 @@ fn load_text(load: &LoadEffect) -> String {
     match &load.did {
         Some(d) => out.push_str(&format!(
             "effect        {} points (95% interval {} to {}); served sites {} (n = {}), others {} (n = {})\n",
-            pp(Some(d.estimate_pp)),
-            pp(d.low_pp),
-            pp(d.high_pp),
-            pp(Some(d.treated_change_pp)),
-            d.treated_sites,
-            pp(Some(d.control_change_pp)),
-            d.control_sites,
+            pp(Some(d.estimate)),
+            pp(d.low),
+            pp(d.high),
+            pp(Some(d.treated_mean)),
+            d.treated,
+            pp(Some(d.control_mean)),
+            d.control,
         )),
         None => out.push_str("effect        — (needs telemetry before and after at served sites and at others)\n"),
     }

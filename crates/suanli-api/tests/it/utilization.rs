@@ -175,16 +175,70 @@ fn the_outcome_report_compares_served_and_unserved_sites_by_hand() {
     assert_eq!((site("sit-1")["served"].as_bool(), site("sit-3")["served"].as_bool()), (Some(true), Some(false)));
     assert_eq!(site("sit-1")["own_after_bp"], 7_500);
     let did = &load["did"];
-    assert!((did["estimate_pp"].as_f64().unwrap() - 29.85).abs() < 1e-9, "{did}");
-    assert_eq!((did["treated_sites"].as_u64(), did["control_sites"].as_u64()), (Some(2), Some(1)));
-    assert!(did["low_pp"].is_null(), "one unserved site: no interval, {did}");
+    assert!((did["estimate"].as_f64().unwrap() - 29.85).abs() < 1e-9, "{did}");
+    assert_eq!((did["treated"].as_u64(), did["control"].as_u64()), (Some(2), Some(1)));
+    assert!(did["low"].is_null(), "one unserved site: no interval, {did}");
     // A bad window is refused by name.
     let (status, answer) = app.request("GET", "/api/v1/programs/prg-1/outcome?window_days=0", Some("admin"), &[], None);
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().starts_with("window_days"), "{answer}");
 }
 
+fn a_lottery_round_over_http_is_committed_refused_with_another_seed_drawn_and_verified() {
+    let app = TestApp::start();
+    let source = include_str!("../../../../programs/shanghai-compute.toml")
+        .replace("key = \"shanghai-compute\"", "key = \"shanghai-lottery\"")
+        .replace("voucher_validity_days", "allocation = \"lottery\"\nvoucher_validity_days");
+    let (status, program) =
+        app.request("POST", "/api/v1/programs", Some("admin"), &[], Some(json!({ "toml": source }).to_string()));
+    assert_eq!(status, 200, "{program}");
+    let id = program["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.request("POST", &format!("/api/v1/programs/{id}/open"), Some("admin"), &[], Some("{}".into())).0,
+        200
+    );
+    let (status, application) = app.request(
+        "POST",
+        "/api/v1/applications",
+        Some("admin"),
+        &[],
+        Some(json!({ "enterprise": "ent-2", "program": id, "amount_fen": 100_000 }).to_string()),
+    );
+    assert!(status < 300, "{application}");
+    let application = application["id"].as_str().unwrap().to_owned();
+    let (status, answer) = app.request(
+        "POST",
+        &format!("/api/v1/applications/{application}/submit"),
+        Some("admin"),
+        &[],
+        Some("{}".into()),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let now = app.clock.now_s();
+    let seed = "a seed kept secret until the draw";
+    let commit = json!({
+        "seed_sha256": suanli_service::lottery::seed_sha256(seed),
+        "closes_at": format_timestamp(now + HOUR),
+    });
+    let path = |what: &str| format!("/api/v1/programs/{id}/lottery{what}");
+    let (status, answer) = app.request("POST", &path("/commit"), Some("admin"), &[], Some(commit.to_string()));
+    assert_eq!(status, 200, "{answer}");
+    app.clock.advance(HOUR);
+    let draw =
+        |seed: &str| app.request("POST", &path("/draw"), Some("admin"), &[], Some(json!({ "seed": seed }).to_string()));
+    let (status, answer) = draw("another seed");
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("lottery_seed_mismatch")), "{answer}");
+    let (status, answer) = draw(seed);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["drawn"], json!([application]), "one participant, budget enough: drawn");
+    let (status, rounds) = app.request("GET", &path(""), Some("auditor"), &[], None);
+    assert_eq!(status, 200, "{rounds}");
+    assert_eq!(rounds["rounds"][0]["verified"], true, "{rounds}");
+    assert_eq!(rounds["rounds"][0]["seed"], seed);
+}
+
 suanli_store::conformance!(
     samples_are_signed_idempotent_and_each_refusal_has_its_code,
     the_outcome_report_compares_served_and_unserved_sites_by_hand,
+    a_lottery_round_over_http_is_committed_refused_with_another_seed_drawn_and_verified,
 );

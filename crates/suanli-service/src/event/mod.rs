@@ -40,6 +40,23 @@ pub enum Event {
     ProgramClosed {
         program: ProgramId,
     },
+    /// A lottery round's seed committed: its SHA-256, before the round closes.
+    LotteryCommitted {
+        program: ProgramId,
+        round: u32,
+        seed_sha256: String,
+        closes_at_s: i64,
+    },
+    /// The seed revealed and the draw made from it; the approvals of those drawn and the
+    /// rejections of the others follow in the same commit.
+    LotteryDrawn {
+        program: ProgramId,
+        round: u32,
+        seed: String,
+        participants: Vec<(ApplicationId, Fen)>,
+        budget_fen: Fen,
+        drawn: Vec<ApplicationId>,
+    },
     ProgramFinished {
         program: ProgramId,
         returned_fen: Fen,
@@ -224,6 +241,8 @@ impl Event {
             Event::ProgramOpened { .. } => "program.opened",
             Event::ProgramAmended { .. } => "program.amended",
             Event::ProgramClosed { .. } => "program.closed",
+            Event::LotteryCommitted { .. } => "lottery.committed",
+            Event::LotteryDrawn { .. } => "lottery.drawn",
             Event::ProgramFinished { .. } => "program.finished",
             Event::EnterpriseRegistered { .. } => "enterprise.registered",
             Event::ApplicationCreated { .. } => "application.created",
@@ -271,6 +290,8 @@ impl Event {
             Event::ProgramOpened { program, .. }
             | Event::ProgramAmended { program, .. }
             | Event::ProgramClosed { program }
+            | Event::LotteryCommitted { program, .. }
+            | Event::LotteryDrawn { program, .. }
             | Event::ProgramFinished { program, .. } => program.to_string(),
             Event::EnterpriseRegistered { enterprise } => enterprise.id.to_string(),
             Event::ApplicationCreated { application } => application.id.to_string(),
@@ -430,12 +451,14 @@ mod tests {
             Event::UserEnabled { .. } => 38,
             Event::UserPasswordSet { .. } => 39,
             Event::ProgramAmended { .. } => 40,
+            Event::LotteryCommitted { .. } => 41,
+            Event::LotteryDrawn { .. } => 42,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 41];
+        let mut seen = [false; 43];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

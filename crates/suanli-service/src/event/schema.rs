@@ -45,6 +45,7 @@ impl NewProgram {
             returned_fen: Fen::ZERO,
             spent_fen: Fen::ZERO,
             settled_fen: Fen::ZERO,
+            lotteries: Vec::new(),
         }
     }
 }

@@ -323,6 +323,64 @@ impl Service {
         let application = self.application(id)?.clone();
         require_application_state(&application, ApplicationState::Submitted, "approve")?;
         let program = self.program(application.program)?.clone();
+        if program.terms.allocation == crate::model::Allocation::Lottery {
+            return Err(ServiceError::new(
+                ErrorCode::ApplicationState,
+                format!(
+                    "application: {id} is in {}, which allocates by lottery: it is approved when drawn \
+                     (commit a seed, then draw the round)",
+                    program.id
+                ),
+            ));
+        }
+        self.check_approval(&application, &program, amount, rate)?;
+        // First come, first served: money still free is owed first to applications submitted
+        // earlier and not yet decided, except those that cannot be approved as things stand
+        // (ineligible, or refused by a cap or the stacking rule): they hold nothing back.
+        let submitted_at = application.submitted_at_s.unwrap_or(i64::MAX);
+        let earlier: Vec<&Application> = self
+            .state
+            .applications
+            .values()
+            .filter(|a| {
+                a.program == program.id
+                    && a.state == ApplicationState::Submitted
+                    && a.id != id
+                    && (a.submitted_at_s, a.id) < (Some(submitted_at), id)
+            })
+            .filter(|a| self.blocked_reason(a, &program).is_none())
+            .collect();
+        let owed_earlier = earlier.iter().map(|a| a.requested_fen).try_fold(Fen::ZERO, |sum, r| sum.checked_add(r))?;
+        let free = program.budget_remaining_fen.checked_sub(owed_earlier)?;
+        if amount > free {
+            let names: Vec<String> = earlier.iter().map(|a| a.id.to_string()).collect();
+            return Err(ServiceError::new(
+                ErrorCode::BudgetReservedForEarlierApplications,
+                format!(
+                    "amount: {amount} is more than the {} not owed to earlier applications ({}, asking {owed_earlier}); \
+                     decide those first",
+                    Fen::new(free.fen().max(0)),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        let voucher_id = self.issue_into(&mut change, &application, &program, amount, rate, now);
+        self.commit(actor, now, change)?;
+        Ok(voucher_id)
+    }
+
+    /// Every check an approval of `amount` makes but the order of arrival: the programme open or
+    /// closed, the amount within the request, the applicant eligible, the rate at most the
+    /// programme's, the caps and the stacking rule, the budget.
+    pub(super) fn check_approval(
+        &self,
+        application: &Application,
+        program: &Program,
+        amount: Fen,
+        rate: Option<RateBp>,
+    ) -> Result<()> {
         if !matches!(program.state, ProgramState::Open | ProgramState::Closed) {
             return Err(ServiceError::new(
                 ErrorCode::ProgramState,
@@ -358,24 +416,7 @@ impl Service {
                 format!("{rate} is not above 0 and at most the programme's rate {}", program.terms.subsidy_rate_bp),
             ));
         }
-        self.check_caps(&application, &program, amount)?;
-        // First come, first served: money still free is owed first to applications submitted
-        // earlier and not yet decided, except those that cannot be approved as things stand
-        // (ineligible, or refused by a cap or the stacking rule): they hold nothing back.
-        let submitted_at = application.submitted_at_s.unwrap_or(i64::MAX);
-        let earlier: Vec<&Application> = self
-            .state
-            .applications
-            .values()
-            .filter(|a| {
-                a.program == program.id
-                    && a.state == ApplicationState::Submitted
-                    && a.id != id
-                    && (a.submitted_at_s, a.id) < (Some(submitted_at), id)
-            })
-            .filter(|a| self.blocked_reason(a, &program).is_none())
-            .collect();
-        let owed_earlier = earlier.iter().map(|a| a.requested_fen).try_fold(Fen::ZERO, |sum, r| sum.checked_add(r))?;
+        self.check_caps(application, program, amount)?;
         if amount > program.budget_remaining_fen {
             return Err(ServiceError::new(
                 ErrorCode::BudgetExceeded,
@@ -385,23 +426,22 @@ impl Service {
                 ),
             ));
         }
-        let free = program.budget_remaining_fen.checked_sub(owed_earlier)?;
-        if amount > free {
-            let names: Vec<String> = earlier.iter().map(|a| a.id.to_string()).collect();
-            return Err(ServiceError::new(
-                ErrorCode::BudgetReservedForEarlierApplications,
-                format!(
-                    "amount: {amount} is more than the {} not owed to earlier applications ({}, asking {owed_earlier}); \
-                     decide those first",
-                    Fen::new(free.fen().max(0)),
-                    names.join(", ")
-                ),
-            ));
-        }
-        let now = self.now_s();
-        let mut change = self.begin();
+        Ok(())
+    }
+
+    /// Records the approval of a checked application: the voucher's account, the issue transfer
+    /// from the budget, and the event.
+    pub(super) fn issue_into(
+        &mut self,
+        change: &mut Change,
+        application: &Application,
+        program: &Program,
+        amount: Fen,
+        rate: Option<RateBp>,
+        now: i64,
+    ) -> VoucherId {
         let voucher_id = self.state.next_voucher();
-        self.ensure_account(&mut change, AccountKind::Voucher, voucher_id.get(), 0);
+        self.ensure_account(change, AccountKind::Voucher, voucher_id.get(), 0);
         change.ledger.push(transfer(
             change.next_sequence(),
             0,
@@ -414,16 +454,19 @@ impl Service {
             id: voucher_id,
             enterprise: application.enterprise,
             program: program.id,
-            application: id,
+            application: application.id,
             face_value_fen: amount,
             issued_at_s: now,
             expires_at_s: now + i64::from(program.terms.voucher_validity_days) * 86_400,
             // The programme's own rate is kept as none, so a voucher never pins what it defaults to.
             rate_bp: rate.filter(|r| *r != program.terms.subsidy_rate_bp),
         };
-        self.record(&mut change, Event::ApplicationApproved { application: id, voucher: Box::new(voucher) }, now);
-        self.commit(actor, now, change)?;
-        Ok(voucher_id)
+        self.record(
+            change,
+            Event::ApplicationApproved { application: application.id, voucher: Box::new(voucher) },
+            now,
+        );
+        voucher_id
     }
 }
 
