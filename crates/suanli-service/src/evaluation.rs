@@ -157,7 +157,7 @@ impl View {
         let s = self.state();
         let now = self.now_s();
         let window = window_days.clamp(1, 366) * DAY_S;
-        let target_bp = (crate::service::PLACEMENT_POLICY.utilization_target * 10_000.0).round() as u32;
+        let target_bp = (self.placement_policy().utilization_target * 10_000.0).round() as u32;
         let mut began: BTreeMap<SiteId, i64> = BTreeMap::new();
         for order in s.orders.values().filter(|o| o.program == program) {
             if let Some(pool) = s.pools.get(&order.pool) {

@@ -206,6 +206,9 @@ pub struct View {
     clock: Arc<dyn Clock>,
     /// How far past the server's clock a usage period may end (a provider's clock running ahead).
     clock_skew_s: i64,
+    /// The placement engine's policy weights: [`PLACEMENT_POLICY`] unless the deployment (or a
+    /// simulation's variant) sets others.
+    placement_policy: suanli_placement::model::Policy,
 }
 
 /// The default clock-skew tolerance for usage periods: five minutes.
@@ -305,7 +308,7 @@ impl Service {
         Ok(Service {
             durable,
             committed: state.clone(),
-            view: View { state, clock, clock_skew_s: CLOCK_SKEW_DEFAULT_S },
+            view: View { state, clock, clock_skew_s: CLOCK_SKEW_DEFAULT_S, placement_policy: PLACEMENT_POLICY },
             policy: CheckpointPolicy::default(),
             checkpointed,
             heads: None,
@@ -346,6 +349,12 @@ impl Service {
     /// `usage_in_future` (such a refusal is not kept: the same id may be sent again later).
     pub fn set_clock_skew_tolerance(&mut self, seconds: i64) {
         self.view.clock_skew_s = seconds.max(0);
+    }
+
+    /// The placement policy's weights for the orders placed from now on (a simulation tries
+    /// variants side by side).
+    pub fn set_placement_policy(&mut self, policy: suanli_placement::model::Policy) {
+        self.view.placement_policy = policy;
     }
 
     /// When the writer checkpoints its state.
@@ -421,7 +430,12 @@ impl Service {
     /// A copy of what the last commit left, for reads beside the writer (constant time: the
     /// state's maps are shared, not copied). Between commands it equals the working state.
     pub fn committed_view(&self) -> View {
-        View { state: self.committed.clone(), clock: self.view.clock.clone(), clock_skew_s: self.view.clock_skew_s }
+        View {
+            state: self.committed.clone(),
+            clock: self.view.clock.clone(),
+            clock_skew_s: self.view.clock_skew_s,
+            placement_policy: self.view.placement_policy,
+        }
     }
 
     /// A reader of the audit log on a connection of its own, for pages read beside the writer.
@@ -452,6 +466,10 @@ impl Service {
 impl View {
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    pub fn placement_policy(&self) -> suanli_placement::model::Policy {
+        self.placement_policy
     }
 }
 

@@ -149,6 +149,9 @@ pub enum FsyncMode {
     /// `synchronous=NORMAL`: survives a crash of the process, not of the machine. For benchmarks
     /// that compare, never the default.
     Normal,
+    /// `synchronous=OFF`: no fsync at all. Only for a store thrown away after use (a
+    /// simulation's temporary database), never for a deployment.
+    Off,
 }
 
 impl FsyncMode {
@@ -156,6 +159,7 @@ impl FsyncMode {
         match self {
             FsyncMode::Full => "synchronous=FULL",
             FsyncMode::Normal => "synchronous=NORMAL",
+            FsyncMode::Off => "synchronous=OFF",
         }
     }
 }
@@ -205,6 +209,7 @@ impl SqliteStore {
         let synchronous = match fsync {
             FsyncMode::Full => "FULL",
             FsyncMode::Normal => "NORMAL",
+            FsyncMode::Off => "OFF",
         };
         connection
             .execute_batch(&format!(

@@ -32,7 +32,7 @@ use suanli_store::{SqliteStore, Storage, StoreError};
 use crate::demo_telemetry::{self, DemoPool};
 
 /// The shipped programme files, built into the binary so the demo runs from any directory.
-const PROGRAMS: [&str; 8] = [
+pub(crate) const PROGRAMS: [&str; 8] = [
     include_str!("../../../programs/shanghai-compute.toml"),
     include_str!("../../../programs/shanghai-data.toml"),
     include_str!("../../../programs/beijing.toml"),
@@ -552,7 +552,7 @@ fn program_authority(programs: &Value, program: &str) -> String {
 }
 
 /// The GB/T 2260 code of a cluster's province (the data file names provinces in English).
-fn cluster_region(cluster: &str) -> &'static str {
+pub(crate) fn cluster_region(cluster: &str) -> &'static str {
     match cluster {
         "zjk" => "130700",
         "yrd" => "310000",

@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod bench_console;
 mod bench_history;
+mod bench_simulate;
 mod crash;
 mod database;
 mod demo;
@@ -14,6 +15,7 @@ mod place;
 mod report;
 mod serve;
 mod service_cli;
+pub mod simulate;
 mod usage_import;
 mod usage_publish;
 
@@ -50,6 +52,18 @@ enum Command {
         /// Exit after the summary instead of serving.
         #[arg(long)]
         no_serve: bool,
+    },
+    /// A seeded year of a programme through the real service in-process, once per policy variant
+    /// of a scenario file (scenarios/*.toml), compared side by side, with CSV, SVG and JSON.
+    Simulate {
+        /// The scenario file.
+        scenario: std::path::PathBuf,
+        /// Where the variants' databases and the outputs go.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Print the whole run as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Lottery rounds of a programme that allocates by lottery: commit a seed, draw, verify.
     Lottery {
@@ -254,6 +268,8 @@ enum BenchCommand {
     History(bench_history::HistoryOptions),
     /// The console's busiest pages over HTTP on a grown history, alone and while usage streams in.
     Console(bench_console::ConsoleOptions),
+    /// A programme year through the real service in-process (`suanli simulate`), timed.
+    Simulate(bench_simulate::SimulateOptions),
 }
 
 #[derive(Subcommand)]
@@ -277,6 +293,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Demo { database, listen, no_serve } => demo::run(&database, &listen, !no_serve),
         Command::Program { common, command } => service_cli::program(&common, command),
         Command::Lottery { common, command } => lottery_cli::lottery(&common, command),
+        Command::Simulate { scenario, out, json } => simulate::command(&scenario, out, json),
         Command::Report { common, program, csv, window_days } => report::report(&common, program, csv, window_days),
         Command::Enterprise { common, command } => service_cli::enterprise(&common, command),
         Command::Application { common, command } => service_cli::application(&common, command),
@@ -298,6 +315,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Ingest(options) } => bench::ingest(&options),
         Command::Bench { command: BenchCommand::History(options) } => bench_history::history(&options),
         Command::Bench { command: BenchCommand::Console(options) } => bench_console::console(&options),
+        Command::Bench { command: BenchCommand::Simulate(options) } => bench_simulate::simulate(&options),
         Command::Place(options) => place::run(&options),
         Command::Serve { common, options } => serve::serve(&common, &options),
         Command::Token { common, command } => serve::token(&common, command),

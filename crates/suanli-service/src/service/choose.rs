@@ -177,7 +177,7 @@ impl View {
             sites,
             pools,
             orders: vec![order],
-            policy: PLACEMENT_POLICY,
+            policy: self.placement_policy,
         };
         let solution = solve(&problem, &Limits { solve_ms_max: 200, ..Limits::default() });
         let explanation = explain(&problem, &solution, 0);

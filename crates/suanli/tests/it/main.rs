@@ -5,6 +5,7 @@ mod heads;
 mod nats;
 mod restart;
 mod service;
+mod simulate;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,532 @@
+//! One variant of a scenario, run through the real service in-process: a temporary SQLite store,
+//! a manual clock, the national network's providers, sites and pools, the programme with the
+//! variant's terms, synthetic enterprises applying and ordering month by month through the
+//! placement engine (with the variant's policy), their usage, each pool's utilization
+//! telemetry (its base load plus the orders running on it), and monthly statements.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use suanli_domain::{
+    ApplicantKind, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode, Uscc, VoucherId,
+};
+use suanli_placement::network::{Rng, clusters, default_problem};
+use suanli_service::calendar::{YearMonth, shanghai_midnight};
+use suanli_service::model::{
+    ApplicationState, NetworkCluster, OperatorKind, Purpose, UsageInput, UtilizationInput, VoucherState,
+};
+use suanli_service::outcome::Outcome;
+use suanli_service::{Actor, EnterpriseInput, ManualClock, PoolInput, PoolRequest, Service, SiteSpec, UsageGroup};
+use suanli_store::FsyncMode;
+
+use super::scenario::{Scenario, Variant};
+
+/// A pool as the simulation sees it.
+struct SimPool {
+    id: PoolId,
+    provider: ProviderId,
+    gpus: u32,
+    /// GPUs busy with work from outside the platform.
+    base_busy: u32,
+    west: bool,
+}
+
+struct SimEnterprise {
+    id: Option<EnterpriseId>,
+    region: RegionCode,
+    revenue_yuan: i64,
+    headcount: u32,
+    kind: ApplicantKind,
+    /// Monthly GPU-hours at the reference price.
+    base_hours: f64,
+    arrives: u32,
+    voucher: Option<VoucherId>,
+}
+
+/// An order placed this month: its pool, GPUs, hours and when it started.
+struct Running {
+    order: OrderId,
+    provider: ProviderId,
+    pool: PoolId,
+    gpus: u32,
+    hours: u32,
+    started_s: i64,
+}
+
+/// One month's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Month {
+    pub month: String,
+    /// The subsidy spent so far.
+    pub spent_fen: i64,
+    pub orders: u64,
+    pub gpu_hours: f64,
+    pub west_load_bp: u32,
+    pub east_load_bp: u32,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VariantResult {
+    pub name: String,
+    pub enterprises: u64,
+    pub approved: u64,
+    pub orders: u64,
+    pub orders_refused: u64,
+    pub usage_records: u64,
+    pub gpu_hours: f64,
+    /// Of the GPU-hours bought on the platform, the share at western sites (basis points).
+    pub west_share_bp: u32,
+    /// Mean load of the western (eastern) sites in the month before the programme and over the
+    /// months after.
+    pub west_load_before_bp: u32,
+    pub west_load_after_bp: u32,
+    pub east_load_before_bp: u32,
+    pub east_load_after_bp: u32,
+    pub months: Vec<Month>,
+    /// The programme's outcome report (none without a programme).
+    pub outcome: Option<Outcome>,
+    /// The ledger's state hash and the audit log's head: equal for equal runs.
+    pub state_hash: String,
+}
+
+/// The first second of the `k`-th month after January 2026, Asia/Shanghai.
+pub fn month_start(k: u32) -> i64 {
+    let (year, month) = (2026 + (k / 12) as i32, (k % 12) as u8 + 1);
+    shanghai_midnight(year, month, 1).expect("a valid month")
+}
+
+fn op() -> Actor {
+    Actor::operator()
+}
+
+/// The programme file's text with the variant's terms in place.
+pub fn program_source(base: &str, variant: &Variant) -> anyhow::Result<String> {
+    let mut table: toml::Table = toml::from_str(base)?;
+    let mut set = |key: &str, value: toml::Value| {
+        table.insert(key.to_owned(), value);
+    };
+    if let Some(v) = variant.subsidy_rate_bp {
+        set("subsidy_rate_bp", toml::Value::Integer(v));
+    }
+    if let Some(v) = variant.domestic_chip_rate_bp {
+        set("domestic_chip_rate_bp", toml::Value::Integer(v));
+    }
+    if let Some(v) = variant.enterprise_cap_fen {
+        set("enterprise_cap_fen", toml::Value::Integer(v));
+        set("annual_cap_fen", toml::Value::Integer(v));
+    }
+    if let Some(v) = &variant.allocation {
+        set("allocation", toml::Value::String(v.clone()));
+    }
+    if let Some(rule) = &variant.providers {
+        let mut providers = toml::Table::new();
+        providers.insert("rule".into(), toml::Value::String(rule.clone()));
+        set("providers", toml::Value::Table(providers));
+    }
+    Ok(toml::to_string(&table)?)
+}
+
+/// Runs one variant in `dir` (its database is `dir/<name>.db`).
+pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Path) -> anyhow::Result<VariantResult> {
+    let clock = ManualClock::new(month_start(0));
+    let path = dir.join(format!("{}.db", variant.name));
+    let _ = std::fs::remove_file(&path);
+    let mut s = Service::open_with(&path, FsyncMode::Off, Arc::new(clock.clone()))?;
+    let mut policy = s.placement_policy();
+    if let Some(credit) = variant.underused_credit_fen_per_gpu_hour {
+        policy.underused_credit_fen_per_gpu_hour = credit;
+    }
+    if let Some(weight) = variant.domestic_weight_bp {
+        policy.domestic_weight_bp = weight;
+    }
+    if let Some(target) = variant.utilization_target {
+        policy.utilization_target = target;
+    }
+    s.set_placement_policy(policy);
+    let pools = network(&mut s)?;
+    let program = match variant.subsidy {
+        true => {
+            let id = s.load_program(&op(), &program_source(base_program, variant)?)?;
+            Some(id)
+        }
+        false => None,
+    };
+    let lottery = variant.allocation.as_deref() == Some("lottery");
+    let region = program.map(|p| s.program(p).map(|p| p.terms.authority_region)).transpose()?;
+    let mut rng = Rng::new(scenario.seed);
+    let mut enterprises = synthesize(scenario, region, &mut rng);
+
+    let mut result = VariantResult {
+        name: variant.name.clone(),
+        enterprises: enterprises.len() as u64,
+        approved: 0,
+        orders: 0,
+        orders_refused: 0,
+        usage_records: 0,
+        gpu_hours: 0.0,
+        west_share_bp: 0,
+        west_load_before_bp: 0,
+        west_load_after_bp: 0,
+        east_load_before_bp: 0,
+        east_load_after_bp: 0,
+        months: Vec::new(),
+        outcome: None,
+        state_hash: String::new(),
+    };
+    let (mut west_hours, mut load_sums) = (0.0f64, [[0i64; 2]; 4]); // [west before, west after, east before, east after] × [busy, gpus]
+    for m in 0..=scenario.months {
+        let start = month_start(m);
+        let days = ((month_start(m + 1) - start) / 86_400) as u32;
+        clock.set(start + 60);
+        if m == 1
+            && let Some(p) = program
+        {
+            s.open_program(&op(), p)?;
+        }
+        // Last month's statements, now that it has ended.
+        if m >= 2
+            && let Some(p) = program
+        {
+            statements(&mut s, p, &pools, YearMonth::of(month_start(m - 1)))?;
+        }
+        if lottery && let Some(p) = program {
+            let seed = format!("{}-{m}", scenario.seed);
+            let committed =
+                s.commit_lottery(&op(), p, &suanli_service::lottery::seed_sha256(&seed), start + 10 * 86_400);
+            if committed.is_err() {
+                // The programme no longer takes applications (closed): no round.
+            }
+        }
+        let mut running: Vec<Running> = Vec::new();
+        let mut month_orders = 0u64;
+        let mut month_sums = [[0i64; 2]; 2];
+        for day in 0..days {
+            let noon = start + i64::from(day) * 86_400 + 12 * 3_600;
+            clock.set(noon.max(clock_now(&clock)));
+            if let Some(p) = program {
+                if day < 10 {
+                    arrive(&mut s, p, &mut enterprises, m, day, lottery, &mut result)?;
+                }
+                if day == 10 && lottery {
+                    let seed = format!("{}-{m}", scenario.seed);
+                    if s.draw_lottery(&op(), p, &seed).is_ok() {
+                        adopt_vouchers(&s, &mut enterprises, &mut result);
+                    }
+                }
+                if day == 11 {
+                    month_orders = place(&mut s, scenario, &enterprises, &mut running, &mut result, &clock)?;
+                }
+            }
+            telemetry(&mut s, &pools, &running, noon, m, &mut load_sums, &mut month_sums)?;
+        }
+        // The month's usage, then the orders end.
+        clock.set(month_start(m + 1) - 60);
+        let mut groups: BTreeMap<ProviderId, Vec<UsageInput>> = BTreeMap::new();
+        for r in &running {
+            let share = 85 + (r.order.get() * 7 % 16) as i64;
+            groups.entry(r.provider).or_default().push(UsageInput {
+                id: format!("{}-all", r.order),
+                order: r.order,
+                gpu_seconds: i64::from(r.gpus) * i64::from(r.hours) * 3_600 * share / 100,
+                period_start_s: r.started_s,
+                period_end_s: r.started_s + i64::from(r.hours) * 3_600,
+            });
+            let hours = f64::from(r.gpus) * f64::from(r.hours) * share as f64 / 100.0;
+            result.gpu_hours += hours;
+            if pools.iter().any(|p| p.id == r.pool && p.west) {
+                west_hours += hours;
+            }
+        }
+        let mut batch: Vec<UsageGroup> = Vec::new();
+        let mut in_batch = 0;
+        for (provider, records) in groups {
+            for chunk in records.chunks(4_000) {
+                if in_batch + chunk.len() > 4_000 {
+                    s.record_usage_groups(&op(), &batch)?;
+                    batch.clear();
+                    in_batch = 0;
+                }
+                in_batch += chunk.len();
+                result.usage_records += chunk.len() as u64;
+                batch.push(UsageGroup { actor: op(), provider, records: chunk.to_vec() });
+            }
+        }
+        if !batch.is_empty() {
+            s.record_usage_groups(&op(), &batch)?;
+        }
+        for r in &running {
+            s.complete_order(&op(), r.order)?;
+        }
+        let (west, east) = (load_bp(month_sums[0]), load_bp(month_sums[1]));
+        let spent = program.map(|p| s.program(p).map(|p| p.spent_fen.fen())).transpose()?.unwrap_or(0);
+        result.months.push(Month {
+            month: YearMonth::of(start).to_string(),
+            spent_fen: spent,
+            orders: month_orders,
+            gpu_hours: running.iter().map(|r| f64::from(r.gpus) * f64::from(r.hours)).sum::<f64>() + 0.0,
+            west_load_bp: west,
+            east_load_bp: east,
+        });
+    }
+    result.west_load_before_bp = load_bp(load_sums[0]);
+    result.west_load_after_bp = load_bp(load_sums[1]);
+    result.east_load_before_bp = load_bp(load_sums[2]);
+    result.east_load_after_bp = load_bp(load_sums[3]);
+    result.west_share_bp = if result.gpu_hours > 0.0 { (west_hours * 10_000.0 / result.gpu_hours) as u32 } else { 0 };
+    if let Some(p) = program {
+        let mut reader = s.log_reader()?;
+        result.outcome = Some(s.outcome_with_load(p, 28, &mut reader)?);
+    }
+    let ledger = suanli_ledger::state_hash(s.durable().ledger());
+    result.state_hash = format!("{}{}", hex(&ledger), hex(&s.durable().log_head()));
+    Ok(result)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    suanli_service::access::hex(bytes)
+}
+
+fn clock_now(clock: &ManualClock) -> i64 {
+    use suanli_service::Clock;
+    clock.now_s()
+}
+
+/// Busy GPUs over GPUs, in basis points.
+fn load_bp([busy, gpus]: [i64; 2]) -> u32 {
+    if gpus > 0 { (i128::from(busy) * 10_000 / i128::from(gpus)) as u32 } else { 0 }
+}
+
+/// The national network: a provider, a verified site and the pools of each cluster.
+fn network(s: &mut Service) -> anyhow::Result<Vec<SimPool>> {
+    s.import_network(&op(), NetworkCluster::national())?;
+    let problem = default_problem();
+    let mut pools = Vec::new();
+    for (index, cluster) in clusters().iter().enumerate() {
+        let region = crate::demo::cluster_region(&cluster.id);
+        let uscc = Uscc::with_check_characters(&format!("91{region}MA3TR{:03}", index + 1))?;
+        let operator = match cluster.operator {
+            suanli_placement::Operator::Government => OperatorKind::Government,
+            suanli_placement::Operator::State => OperatorKind::StateOwned,
+            suanli_placement::Operator::Commercial => OperatorKind::Commercial,
+        };
+        let provider = s.register_provider(&op(), uscc, &format!("{} operator", cluster.name), operator)?;
+        let site = s.add_site(
+            &op(),
+            SiteSpec {
+                provider,
+                name: cluster.name.clone(),
+                hub: cluster.hub.clone(),
+                region: RegionCode::parse(region)?,
+                latitude: cluster.lat,
+                longitude: cluster.lon,
+                operator,
+                power_price_fen_per_kwh: Some(Fen::new((cluster.power_price_cny_kwh * 100.0).round() as i64)),
+                pue: Some(cluster.pue_cap),
+            },
+        )?;
+        s.verify_site(&op(), site)?;
+        for (pool, (_, total)) in problem.pools.iter().filter(|p| p.site == index).zip(&cluster.gpus) {
+            let id = s.add_pool(
+                &op(),
+                PoolInput {
+                    site,
+                    chip: pool.chip.clone(),
+                    gpu_count: *total,
+                    domestic: pool.domestic,
+                    price_fen_per_gpu_hour: Fen::new(pool.price_fen_per_gpu_hour),
+                },
+            )?;
+            pools.push(SimPool {
+                id,
+                provider,
+                gpus: *total,
+                base_busy: (f64::from(*total) * cluster.base_utilization).round() as u32,
+                west: cluster.class == "west",
+            });
+        }
+    }
+    Ok(pools)
+}
+
+/// The synthetic enterprises: in the programme's region, arriving evenly over the first half
+/// of the months, each with a monthly demand.
+fn synthesize(scenario: &Scenario, region: Option<RegionCode>, rng: &mut Rng) -> Vec<SimEnterprise> {
+    let region = region.unwrap_or_else(|| RegionCode::parse("310000").expect("Shanghai"));
+    let d = &scenario.demand;
+    let spread = (scenario.months / 2).max(1);
+    (0..scenario.enterprises)
+        .map(|n| SimEnterprise {
+            id: None,
+            region,
+            revenue_yuan: 2_000_000 + rng.below(48_000_000) as i64,
+            headcount: 10 + rng.below(290) as u32,
+            kind: if rng.below(3) == 0 { ApplicantKind::Startup } else { ApplicantKind::Sme },
+            base_hours: f64::from(d.gpu_hours_min) + rng.unit() * f64::from(d.gpu_hours_max - d.gpu_hours_min),
+            arrives: 1 + (u64::from(n) * u64::from(spread) / u64::from(scenario.enterprises)) as u32,
+            voucher: None,
+        })
+        .collect()
+}
+
+/// The enterprises arriving on this day of month `m` register and apply; under first come, first
+/// served the authority decides at once.
+fn arrive(
+    s: &mut Service,
+    program: ProgramId,
+    enterprises: &mut [SimEnterprise],
+    m: u32,
+    day: u32,
+    lottery: bool,
+    result: &mut VariantResult,
+) -> anyhow::Result<()> {
+    let cap = s.program(program)?.terms.enterprise_cap_fen;
+    let arriving: Vec<usize> = enterprises
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| e.arrives == m && (*i as u32) % 10 == day)
+        .map(|(i, _)| i)
+        .collect();
+    for i in arriving {
+        let e = &mut enterprises[i];
+        let uscc = Uscc::with_check_characters(&format!("91{}{:08}", e.region, i + 1))?;
+        let id = s.register_enterprise(
+            &op(),
+            EnterpriseInput {
+                uscc,
+                name: format!("Simulated enterprise {}", i + 1),
+                region: e.region,
+                kind: e.kind,
+                headcount: e.headcount,
+                revenue_fen: Fen::from_yuan(e.revenue_yuan)?,
+                research_projects: vec![],
+                related_parties: vec![],
+            },
+        )?;
+        e.id = Some(id);
+        // Asks for a year of its demand's voucher share, within the cap.
+        let asked = Fen::new(((e.base_hours * 12.0 * 1_000.0) as i64).clamp(100, cap.fen()));
+        let Ok(application) = s.apply(&op(), id, program, asked, "") else { continue };
+        if !lottery && let Ok(voucher) = s.approve_application(&op(), application, asked) {
+            e.voucher = Some(voucher);
+            result.approved += 1;
+        }
+    }
+    Ok(())
+}
+
+/// After a draw, the enterprises whose applications were approved hold their vouchers.
+fn adopt_vouchers(s: &Service, enterprises: &mut [SimEnterprise], result: &mut VariantResult) {
+    for e in enterprises.iter_mut().filter(|e| e.voucher.is_none()) {
+        let Some(id) = e.id else { continue };
+        if let Some(voucher) = s
+            .state()
+            .applications
+            .values()
+            .find(|a| a.enterprise == id && a.state == ApplicationState::Approved)
+            .and_then(|a| a.voucher)
+        {
+            e.voucher = Some(voucher);
+            result.approved += 1;
+        }
+    }
+}
+
+/// Every enterprise holding a voucher with money orders its month's compute through the
+/// placement engine; demand responds to the price it pays itself.
+fn place(
+    s: &mut Service,
+    scenario: &Scenario,
+    enterprises: &[SimEnterprise],
+    running: &mut Vec<Running>,
+    result: &mut VariantResult,
+    clock: &ManualClock,
+) -> anyhow::Result<u64> {
+    let d = &scenario.demand;
+    let mut placed = 0;
+    for e in enterprises {
+        let (Some(enterprise), Some(voucher)) = (e.id, e.voucher) else { continue };
+        let v = s.voucher(voucher)?;
+        if v.state != VoucherState::Active || v.available_fen <= Fen::ZERO {
+            continue;
+        }
+        let rate = f64::from(s.program(v.program)?.terms.subsidy_rate_bp.basis_points()) / 10_000.0;
+        let own = (1.0 - rate).max(0.01);
+        let hours_wanted = (e.base_hours * own.powf(-d.elasticity)).min(e.base_hours * d.boost_max);
+        let hours = ((hours_wanted / f64::from(d.gpus)).ceil() as u32).clamp(1, 18 * 24);
+        let request =
+            PoolRequest { enterprise, voucher, chip: None, gpu_count: d.gpus, hours, purpose: Purpose::Training };
+        match s.place_order_anywhere(&op(), &request) {
+            Ok(order) => {
+                s.start_order(&op(), order)?;
+                let o = s.order(order)?;
+                running.push(Running {
+                    order,
+                    provider: o.provider,
+                    pool: o.pool,
+                    gpus: d.gpus,
+                    hours,
+                    started_s: clock_now(clock),
+                });
+                result.orders += 1;
+                placed += 1;
+            }
+            Err(_) => result.orders_refused += 1,
+        }
+    }
+    Ok(placed)
+}
+
+/// Each pool's busy GPUs at noon: its base load plus the orders running on it, sent signed-free
+/// through the service (the simulation is the provider).
+fn telemetry(
+    s: &mut Service,
+    pools: &[SimPool],
+    running: &[Running],
+    noon: i64,
+    m: u32,
+    sums: &mut [[i64; 2]; 4],
+    month: &mut [[i64; 2]; 2],
+) -> anyhow::Result<()> {
+    let mut by_provider: BTreeMap<ProviderId, Vec<UtilizationInput>> = BTreeMap::new();
+    for pool in pools {
+        let ordered: u32 = running
+            .iter()
+            .filter(|r| r.pool == pool.id && noon >= r.started_s && noon < r.started_s + i64::from(r.hours) * 3_600)
+            .map(|r| r.gpus)
+            .sum();
+        let busy = (pool.base_busy + ordered).min(pool.gpus);
+        by_provider.entry(pool.provider).or_default().push(UtilizationInput {
+            pool: pool.id,
+            at_s: noon,
+            busy_gpus: busy,
+        });
+        let slot = match (pool.west, m == 0) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (false, false) => 3,
+        };
+        sums[slot][0] += i64::from(busy);
+        sums[slot][1] += i64::from(pool.gpus);
+        let this = &mut month[usize::from(!pool.west)];
+        this[0] += i64::from(busy);
+        this[1] += i64::from(pool.gpus);
+    }
+    for (provider, samples) in by_provider {
+        s.record_utilization(&op(), provider, &samples)?;
+    }
+    Ok(())
+}
+
+/// Statements of `month` for every provider that has usage in it, issued and approved.
+fn statements(s: &mut Service, program: ProgramId, pools: &[SimPool], month: YearMonth) -> anyhow::Result<()> {
+    let mut providers: Vec<ProviderId> = pools.iter().map(|p| p.provider).collect();
+    providers.dedup();
+    for provider in providers {
+        if let Ok(statement) = s.issue_statement(&op(), provider, program, month) {
+            s.approve_statement(&op(), statement)?;
+        }
+    }
+    Ok(())
+}
