@@ -369,6 +369,27 @@ pub struct Dimension {
     pub chart: String,
 }
 
+/// A site's load before and after the programme began serving.
+pub struct SiteLoadRow {
+    pub name: String,
+    pub hub: String,
+    pub served: bool,
+    pub before: String,
+    pub after: String,
+}
+
+/// A lottery round as the page shows it.
+pub struct RoundRow {
+    pub round: u32,
+    pub drawn_at: String,
+    pub drawn: u32,
+    pub participants: u32,
+    pub drawn_bought: String,
+    pub control_bought: String,
+    pub additionality: String,
+    pub verified: bool,
+}
+
 #[derive(Template)]
 #[template(path = "outcome.html")]
 struct OutcomePage {
@@ -377,6 +398,22 @@ struct OutcomePage {
     figures: Vec<(&'static str, String)>,
     vouchers: Vec<(&'static str, u64)>,
     dimensions: Vec<Dimension>,
+    /// The comparison of the sites served with the others: figures, a chart, a table.
+    load: Vec<(&'static str, String)>,
+    load_chart: String,
+    sites: Vec<SiteLoadRow>,
+    rounds: Vec<RoundRow>,
+}
+
+/// An estimate with its interval, in the page's words.
+fn estimate(e: Option<&suanli_service::evaluation::Estimate>, unit: impl Fn(f64) -> String) -> String {
+    match e {
+        None => "—".to_owned(),
+        Some(e) => match (e.low, e.high) {
+            (Some(low), Some(high)) => format!("{} [{}, {}]", unit(e.estimate), unit(low), unit(high)),
+            _ => unit(e.estimate),
+        },
+    }
 }
 
 fn share(bp: Option<u32>) -> String {
@@ -395,12 +432,62 @@ pub async fn outcome_page(
         Ok(opened) => opened,
         Err(redirect) => return redirect,
     };
-    let o = match crate::report::seen_outcome(&state.writer.view(), session.role, &id) {
+    let o = match crate::report::outcome_with_load(
+        &state,
+        session.role,
+        id,
+        suanli_service::evaluation::WINDOW_DAYS_DEFAULT,
+    )
+    .await
+    {
         Ok(o) => o,
-        Err(error) => return super::pages::refused(ctx, &crate::ApiError::from(error)),
+        Err(error) => return super::pages::refused(ctx, &error),
     };
     let tr = ctx.tr;
     ctx.title = format!("{} · {}", tr.t("outcome.title"), o.name);
+    let points = |v: f64| format!("{v:+.1}");
+    let (mut load, mut sites, mut load_bars) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(l) = &o.load {
+        load = vec![
+            ("outcome.pivot", l.pivot_s.map_or_else(|| "—".to_owned(), super::i18n::when)),
+            ("outcome.window", l.window_days.to_string()),
+            ("outcome.did", estimate(l.did.as_ref(), points)),
+            ("outcome.served_change", l.did.as_ref().map_or_else(|| "—".to_owned(), |d| points(d.treated_mean))),
+            ("outcome.others_change", l.did.as_ref().map_or_else(|| "—".to_owned(), |d| points(d.control_mean))),
+            ("outcome.under_target", share(l.under_target_share_bp)),
+        ];
+        for site in l.sites.iter().filter(|s| s.before_bp.is_some() || s.after_bp.is_some()) {
+            let change = i64::from(site.after_bp.unwrap_or(0)) - i64::from(site.before_bp.unwrap_or(0));
+            load_bars.push((site.name.clone(), change.max(0), format!("{:+.1}", change as f64 / 100.0)));
+            sites.push(SiteLoadRow {
+                name: site.name.clone(),
+                hub: site.hub.clone(),
+                served: site.served,
+                before: share(site.before_bp),
+                after: share(site.after_bp),
+            });
+        }
+    }
+    let load_chart = if load_bars.is_empty() {
+        String::new()
+    } else {
+        Bars { bars: &load_bars, title: tr.t("outcome.load_change") }.svg()
+    };
+    let fen = |v: f64| yuan(Fen::new(v.round() as i64));
+    let rounds = o
+        .lottery
+        .iter()
+        .map(|r| RoundRow {
+            round: r.round,
+            drawn_at: super::i18n::when(r.drawn_at_s),
+            drawn: r.drawn,
+            participants: r.participants,
+            drawn_bought: r.bought.as_ref().map_or_else(|| "—".to_owned(), |b| fen(b.treated_mean)),
+            control_bought: r.bought.as_ref().map_or_else(|| "—".to_owned(), |b| fen(b.control_mean)),
+            additionality: estimate(r.bought.as_ref(), fen),
+            verified: r.verified,
+        })
+        .collect();
     let figures = vec![
         ("program.funded", yuan(o.funded_fen)),
         ("program.issued", yuan(o.issued_fen)),
@@ -455,7 +542,9 @@ pub async fn outcome_page(
         dimension("outcome.by_region", &o.served.by_region),
         dimension("outcome.by_size", &o.served.by_size),
     ];
-    html(StatusCode::OK, &OutcomePage { ctx, id: o.program.to_string(), figures, vouchers, dimensions })
+    let page =
+        OutcomePage { ctx, id: o.program.to_string(), figures, vouchers, dimensions, load, load_chart, sites, rounds };
+    html(StatusCode::OK, &page)
 }
 
 /// `GET /programs/{id}/outcome.csv`: every group of the report, in fen and seconds.

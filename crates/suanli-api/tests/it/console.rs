@@ -7,15 +7,15 @@ use suanli_service::model::{StatementState, VoucherState};
 
 use super::TestApp;
 
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     location: Option<String>,
     cookies: Vec<String>,
     content_type: String,
-    body: String,
+    pub(crate) body: String,
 }
 
-fn call(
+pub(crate) fn call(
     app: &TestApp,
     method: &str,
     path: &str,
@@ -61,7 +61,7 @@ fn call(
     Answer { status, location, cookies, content_type, body }
 }
 
-fn session(app: &TestApp, who: &str) -> String {
+pub(crate) fn session(app: &TestApp, who: &str) -> String {
     format!("suanli_session={}", app.tokens[who])
 }
 

@@ -178,6 +178,12 @@ fn the_outcome_report_compares_served_and_unserved_sites_by_hand() {
     assert!((did["estimate"].as_f64().unwrap() - 29.85).abs() < 1e-9, "{did}");
     assert_eq!((did["treated"].as_u64(), did["control"].as_u64()), (Some(2), Some(1)));
     assert!(did["low"].is_null(), "one unserved site: no interval, {did}");
+    // The console's outcome page draws the same comparison (its window is 28 days, which holds
+    // the same six days of samples on each side).
+    let reviewer = crate::console::session(&app, "reviewer");
+    let page = crate::console::call(&app, "GET", "/programs/prg-1/outcome", Some(&reviewer), &[], None);
+    assert!(page.body.contains("id=\"outcome-sites\"") && page.body.contains("双重差分"), "{}", page.body);
+    assert!(page.body.contains("+29.9") && page.body.contains("75.00%"), "{}", page.body);
     // A bad window is refused by name.
     let (status, answer) = app.request("GET", "/api/v1/programs/prg-1/outcome?window_days=0", Some("admin"), &[], None);
     assert_eq!(status, 400, "{answer}");
