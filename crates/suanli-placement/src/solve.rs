@@ -150,6 +150,22 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
         (best, best_objective) = (other, other_objective);
     }
 
+    // Every order on its cheapest candidate (or unplaced, when that is cheaper) is a bound that
+    // ignores capacity; a first answer that reaches it is optimal, and nothing is left to do
+    // (a one-order quote always ends here).
+    let relaxed: i64 = (0..n).map(|o| candidates.of(o).map(|(_, c)| c).fold(candidates.penalty[o], i64::min)).sum();
+    if best_objective == relaxed {
+        let cost_of = (0..n).map(|o| candidates.cost(o, best[o])).collect();
+        return Solution {
+            pool_of: best,
+            cost_of,
+            objective_fen: best_objective,
+            lower_bound_fen: relaxed,
+            method: Method::Exact,
+            solve_ms: started.elapsed().as_millis() as u64,
+        };
+    }
+
     let bound_deadline = stage(60);
     // Start the prices where the first answer says they are: a full pool is worth what its
     // least valuable order saves per GPU.

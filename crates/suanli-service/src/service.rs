@@ -41,6 +41,7 @@ use crate::state::{State, UsageEntry, UsageFacts, usage_decision};
 
 mod applications;
 mod choose;
+mod group;
 mod lottery;
 mod orders;
 mod programs;
@@ -190,6 +191,17 @@ struct Change {
 }
 
 impl Change {
+    fn empty() -> Change {
+        Change {
+            first_sequence: 0,
+            events: Vec::new(),
+            ledger: Vec::new(),
+            actors: Vec::new(),
+            usage_rows: Vec::new(),
+            decided: std::collections::HashMap::new(),
+        }
+    }
+
     /// The log sequence the next recorded event will get; ledger transfers derive their ids
     /// from it.
     fn next_sequence(&self) -> u64 {
@@ -240,6 +252,8 @@ pub struct Service {
     committed: State,
     /// Signs and publishes heads at every checkpoint and on demand, when set.
     heads: Option<crate::heads::HeadSigner>,
+    /// Commands gathered into one commit (`in_one_commit`), when they are.
+    group: Option<group::Group>,
 }
 
 impl std::ops::Deref for Service {
@@ -312,6 +326,7 @@ impl Service {
             policy: CheckpointPolicy::default(),
             checkpointed,
             heads: None,
+            group: None,
         })
     }
 
@@ -453,13 +468,23 @@ impl Service {
         // unnoticed: nothing of this command is recorded yet).
         self.recover()?;
         let rows = self.durable.usage_lookup(&wanted).map_err(storage_error)?;
-        rows.into_iter()
+        let mut known: std::collections::HashMap<(ProviderId, String), UsageEntry> = rows
+            .into_iter()
             .map(|row| {
                 let provider = ProviderId::new(row.provider).ok_or_else(|| bad_usage_row(&row.id))?;
                 let entry: UsageEntry = serde_json::from_str(&row.entry).map_err(|_| bad_usage_row(&row.id))?;
                 Ok(((provider, row.id), entry))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        // Decided earlier in a group of commands, not stored yet.
+        if let Some(gathered) = self.gathered_decisions() {
+            for (provider, id) in keys {
+                if let Some(entry) = gathered.get(&(*provider, (*id).to_owned())) {
+                    known.insert((*provider, (*id).to_owned()), entry.clone());
+                }
+            }
+        }
+        Ok(known)
     }
 }
 
@@ -488,7 +513,10 @@ impl View {
 impl Service {
     fn begin(&self) -> Change {
         Change {
-            first_sequence: self.durable.log_count() + 1,
+            // In a group, a command's events follow those gathered before it.
+            first_sequence: self.durable.log_count()
+                + 1
+                + self.group.as_ref().map_or(0, |g| g.change.events.len() as u64),
             events: Vec::new(),
             ledger: Vec::new(),
             actors: Vec::new(),
@@ -516,9 +544,17 @@ impl Service {
     /// Returns memory to the last commit (usage decisions were never in memory beyond the change).
     fn forget(&mut self, _change: &Change) {
         self.state = self.committed.clone();
+        if let Some(group) = &mut self.group {
+            // What the group gathered is gone from memory with it: the group fails whole.
+            group.failed = true;
+            group.change = Change { first_sequence: group.change.first_sequence, ..Change::empty() };
+        }
     }
 
     fn commit(&mut self, actor: &Actor, now_s: i64, change: Change) -> Result<()> {
+        if self.group.is_some() {
+            return self.gather(actor, now_s, change);
+        }
         // Storage failed before and is still in doubt: find it again first. Unchanged, memory is
         // what storage holds and the change stands; reloaded, the change was decided against a
         // stale state and is refused (the client retries).
@@ -587,7 +623,9 @@ impl Service {
 
     fn ensure_account(&self, change: &mut Change, kind: AccountKind, a: u64, b: u64) {
         let id = account_id(kind, a, b);
-        let pending = change.ledger.iter().any(|e| matches!(e, LedgerEvent::CreateAccount(n) if n.id == id));
+        let created =
+            |ledger: &[LedgerEvent]| ledger.iter().any(|e| matches!(e, LedgerEvent::CreateAccount(n) if n.id == id));
+        let pending = created(&change.ledger) || self.group.as_ref().is_some_and(|g| created(&g.change.ledger));
         if self.durable.ledger().account(id).is_none() && !pending {
             change.ledger.push(create_account(kind, a, b));
         }

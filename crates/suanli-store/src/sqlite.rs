@@ -684,8 +684,12 @@ impl Storage for SqliteStore {
 /// completes a tile; all of them, once, for a database written before tiles were kept).
 pub(crate) fn fill_tiles(connection: &Connection) -> Result<(), StoreError> {
     let tiles = crate::merkle::TILE_LEAVES as i64;
-    let entries: i64 = connection.query_row("SELECT coalesce(max(sequence), 0) FROM audit_log", [], |r| r.get(0))?;
-    let kept: i64 = connection.query_row("SELECT coalesce(max(tile) + 1, 0) FROM merkle_tiles", [], |r| r.get(0))?;
+    // Cached: this runs at every commit.
+    let entries: i64 =
+        connection.prepare_cached("SELECT coalesce(max(sequence), 0) FROM audit_log")?.query_row([], |r| r.get(0))?;
+    let kept: i64 = connection
+        .prepare_cached("SELECT coalesce(max(tile) + 1, 0) FROM merkle_tiles")?
+        .query_row([], |r| r.get(0))?;
     let mut select = connection
         .prepare_cached("SELECT hash FROM audit_log WHERE sequence > ?1 AND sequence <= ?2 ORDER BY sequence")?;
     let mut insert = connection.prepare_cached("INSERT INTO merkle_tiles (tile, root) VALUES (?1, ?2)")?;

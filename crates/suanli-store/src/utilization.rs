@@ -161,8 +161,8 @@ pub(crate) fn record_sqlite(
     let (raw_until, hourly_until) = cutoffs(now_s);
     for pool in pools_of(samples) {
         for (from, to, until) in [(0, HOUR_S, raw_until), (HOUR_S, DAY_S, hourly_until)] {
-            transaction.execute(&fold_sql(FOLD, from, to, true), params![pool, until])?;
-            transaction.execute(&fold_sql(DROP, from, to, true), params![pool, until])?;
+            transaction.prepare_cached(&fold_sql(FOLD, from, to, true))?.execute(params![pool, until])?;
+            transaction.prepare_cached(&fold_sql(DROP, from, to, true))?.execute(params![pool, until])?;
         }
     }
     transaction.commit()?;

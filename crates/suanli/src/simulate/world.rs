@@ -255,8 +255,14 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
         if !batch.is_empty() {
             s.record_usage_groups(&op(), &batch)?;
         }
-        for r in &running {
-            s.complete_order(&op(), r.order)?;
+        // Many commands to a commit, as bulk work goes (`Service::in_one_commit`).
+        for chunk in running.chunks(GROUP_ORDERS) {
+            s.in_one_commit(&op(), |s| {
+                for r in chunk {
+                    s.complete_order(&op(), r.order)?;
+                }
+                Ok(())
+            })?;
         }
         let (west, east) = (load_bp(month_sums[0]), load_bp(month_sums[1]));
         let spent = program.map(|p| s.program(p).map(|p| p.spent_fen.fen())).transpose()?.unwrap_or(0);
@@ -291,6 +297,9 @@ fn clock_now(clock: &ManualClock) -> i64 {
     use suanli_service::Clock;
     clock.now_s()
 }
+
+/// Orders placed (or ended) in one commit.
+const GROUP_ORDERS: usize = 500;
 
 /// Busy GPUs over GPUs, in basis points.
 fn load_bp([busy, gpus]: [i64; 2]) -> u32 {
@@ -387,30 +396,36 @@ fn arrive(
         .filter(|(i, e)| e.arrives == m && (*i as u32) % 10 == day)
         .map(|(i, _)| i)
         .collect();
-    for i in arriving {
-        let e = &mut enterprises[i];
-        let uscc = Uscc::with_check_characters(&format!("91{}{:08}", e.region, i + 1))?;
-        let id = s.register_enterprise(
-            &op(),
-            EnterpriseInput {
-                uscc,
-                name: format!("Simulated enterprise {}", i + 1),
-                region: e.region,
-                kind: e.kind,
-                headcount: e.headcount,
-                revenue_fen: Fen::from_yuan(e.revenue_yuan)?,
-                research_projects: vec![],
-                related_parties: vec![],
-            },
-        )?;
-        e.id = Some(id);
-        // Asks for a year of its demand's voucher share, within the cap.
-        let asked = Fen::new(((e.base_hours * 12.0 * 1_000.0) as i64).clamp(100, cap.fen()));
-        let Ok(application) = s.apply(&op(), id, program, asked, "") else { continue };
-        if !lottery && let Ok(voucher) = s.approve_application(&op(), application, asked) {
-            e.voucher = Some(voucher);
-            result.approved += 1;
-        }
+    for chunk in arriving.chunks(GROUP_ORDERS) {
+        s.in_one_commit(&op(), |s| {
+            for &i in chunk {
+                let e = &mut enterprises[i];
+                let uscc = Uscc::with_check_characters(&format!("91{}{:08}", e.region, i + 1))
+                    .map_err(|error| suanli_service::ServiceError::field("uscc", error))?;
+                let id = s.register_enterprise(
+                    &op(),
+                    EnterpriseInput {
+                        uscc,
+                        name: format!("Simulated enterprise {}", i + 1),
+                        region: e.region,
+                        kind: e.kind,
+                        headcount: e.headcount,
+                        revenue_fen: Fen::from_yuan(e.revenue_yuan)?,
+                        research_projects: vec![],
+                        related_parties: vec![],
+                    },
+                )?;
+                e.id = Some(id);
+                // Asks for a year of its demand's voucher share, within the cap.
+                let asked = Fen::new(((e.base_hours * 12.0 * 1_000.0) as i64).clamp(100, cap.fen()));
+                let Ok(application) = s.apply(&op(), id, program, asked, "") else { continue };
+                if !lottery && let Ok(voucher) = s.approve_application(&op(), application, asked) {
+                    e.voucher = Some(voucher);
+                    result.approved += 1;
+                }
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }
@@ -442,6 +457,23 @@ fn place(
     result: &mut VariantResult,
     clock: &ManualClock,
 ) -> anyhow::Result<u64> {
+    let holders: Vec<&SimEnterprise> = enterprises.iter().filter(|e| e.id.is_some() && e.voucher.is_some()).collect();
+    let mut placed = 0;
+    for chunk in holders.chunks(GROUP_ORDERS) {
+        placed += s.in_one_commit(&op(), |s| place_some(s, scenario, chunk, running, result, clock))?;
+    }
+    Ok(placed)
+}
+
+/// Places and starts the orders of some enterprises (in one commit).
+fn place_some(
+    s: &mut Service,
+    scenario: &Scenario,
+    enterprises: &[&SimEnterprise],
+    running: &mut Vec<Running>,
+    result: &mut VariantResult,
+    clock: &ManualClock,
+) -> Result<u64, suanli_service::ServiceError> {
     let d = &scenario.demand;
     let mut placed = 0;
     for e in enterprises {
