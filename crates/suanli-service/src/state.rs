@@ -89,6 +89,8 @@ pub struct State {
     pub authority_by_region: ImHashMap<RegionCode, AuthorityId>,
     pub program_by_key: ImHashMap<String, ProgramId>,
     pub enterprise_by_uscc: ImHashMap<Uscc, EnterpriseId>,
+    /// Each enterprise's vouchers (an index: the caps and the stacking rule look at them).
+    pub vouchers_by_enterprise: ImHashMap<EnterpriseId, Vector<VoucherId>>,
     pub provider_by_uscc: ImHashMap<Uscc, ProviderId>,
     pub usage_recorded: u64,
     pub usage_refused: u64,
@@ -200,6 +202,7 @@ impl State {
                 program.budget_remaining_fen = sub(program.budget_remaining_fen, voucher.face_value_fen);
                 program.issued_fen = add(program.issued_fen, voucher.face_value_fen);
                 insert_new(&mut self.vouchers, voucher.id, voucher.to_model());
+                self.vouchers_by_enterprise.entry(voucher.enterprise).or_default().push_back(voucher.id);
             }
             Event::ApplicationRejected { application, reason } => {
                 let application = self.applications.get_mut(application).expect("application exists");
@@ -645,6 +648,9 @@ impl State {
         }
         state.applications = saved.applications.into_iter().map(|a| (a.id, a)).collect();
         state.vouchers = saved.vouchers.into_iter().map(|v| (v.id, v)).collect();
+        for voucher in state.vouchers.values() {
+            state.vouchers_by_enterprise.entry(voucher.enterprise).or_default().push_back(voucher.id);
+        }
         for provider in saved.providers {
             state.provider_by_uscc.insert(provider.uscc, provider.id);
             state.providers.insert(provider.id, provider);

@@ -494,12 +494,20 @@ impl View {
     /// per-enterprise cap (every one not revoked).
     pub fn issued_to(&self, enterprise: EnterpriseId, program: ProgramId) -> Result<Fen> {
         Ok(self
-            .state
-            .vouchers
-            .values()
-            .filter(|v| v.enterprise == enterprise && v.program == program && v.state != VoucherState::Revoked)
+            .vouchers_of(enterprise)
+            .filter(|v| v.program == program && v.state != VoucherState::Revoked)
             .map(|v| v.face_value_fen)
             .try_fold(Fen::ZERO, |sum, f| sum.checked_add(f))?)
+    }
+
+    /// The enterprise's vouchers, through the state's index.
+    pub fn vouchers_of(&self, enterprise: EnterpriseId) -> impl Iterator<Item = &Voucher> + '_ {
+        self.state
+            .vouchers_by_enterprise
+            .get(&enterprise)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.state.vouchers.get(id))
     }
 
     pub(super) fn check_caps(&self, application: &Application, program: &Program, amount: Fen) -> Result<()> {
@@ -533,14 +541,8 @@ impl View {
             ));
         }
         let others: Vec<&Voucher> = self
-            .state
-            .vouchers
-            .values()
-            .filter(|v| {
-                v.enterprise == enterprise
-                    && v.program != program.id
-                    && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
-            })
+            .vouchers_of(enterprise)
+            .filter(|v| v.program != program.id && matches!(v.state, VoucherState::Active | VoucherState::Suspended))
             .collect();
         for other in &others {
             let other_program = self.program(other.program)?;

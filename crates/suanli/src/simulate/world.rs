@@ -419,9 +419,18 @@ fn arrive(
                 // Asks for a year of its demand's voucher share, within the cap.
                 let asked = Fen::new(((e.base_hours * 12.0 * 1_000.0) as i64).clamp(100, cap.fen()));
                 let Ok(application) = s.apply(&op(), id, program, asked, "") else { continue };
-                if !lottery && let Ok(voucher) = s.approve_application(&op(), application, asked) {
-                    e.voucher = Some(voucher);
-                    result.approved += 1;
+                if !lottery {
+                    // The authority decides at once: approved, or rejected with the reason.
+                    match s.approve_application(&op(), application, asked) {
+                        Ok(voucher) => {
+                            e.voucher = Some(voucher);
+                            result.approved += 1;
+                        }
+                        Err(refused) => {
+                            let reason: String = refused.message.chars().take(900).collect();
+                            s.reject_application(&op(), application, &reason)?;
+                        }
+                    }
                 }
             }
             Ok(())
