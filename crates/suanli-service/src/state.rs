@@ -89,6 +89,9 @@ pub struct State {
     pub authority_by_region: ImHashMap<RegionCode, AuthorityId>,
     pub program_by_key: ImHashMap<String, ProgramId>,
     pub enterprise_by_uscc: ImHashMap<Uscc, EnterpriseId>,
+    /// Each programme's applications submitted and not decided (an index: first come, first
+    /// served and the lottery look at them).
+    pub submitted: ImHashMap<ProgramId, imbl::OrdSet<ApplicationId>>,
     /// Each enterprise's vouchers (an index: the caps and the stacking rule look at them).
     pub vouchers_by_enterprise: ImHashMap<EnterpriseId, Vector<VoucherId>>,
     pub provider_by_uscc: ImHashMap<Uscc, ProviderId>,
@@ -190,12 +193,18 @@ impl State {
                 assert_eq!(application.state, ApplicationState::Draft);
                 application.state = ApplicationState::Submitted;
                 application.submitted_at_s = Some(time_s);
+                let (program, id) = (application.program, application.id);
+                self.submitted.entry(program).or_default().insert(id);
             }
             Event::ApplicationApproved { application, voucher } => {
                 let application = self.applications.get_mut(application).expect("application exists");
                 assert_eq!(application.state, ApplicationState::Submitted);
                 application.state = ApplicationState::Approved;
                 application.decided_at_s = Some(time_s);
+                let (program, id) = (application.program, application.id);
+                if let Some(set) = self.submitted.get_mut(&program) {
+                    set.remove(&id);
+                }
                 application.approved_fen = Some(voucher.face_value_fen);
                 application.voucher = Some(voucher.id);
                 let program = self.programs.get_mut(&voucher.program).expect("program exists");
@@ -210,11 +219,19 @@ impl State {
                 application.state = ApplicationState::Rejected;
                 application.decided_at_s = Some(time_s);
                 application.reason = Some(reason.clone());
+                let (program, id) = (application.program, application.id);
+                if let Some(set) = self.submitted.get_mut(&program) {
+                    set.remove(&id);
+                }
             }
             Event::ApplicationWithdrawn { application } => {
                 let application = self.applications.get_mut(application).expect("application exists");
                 application.state = ApplicationState::Withdrawn;
                 application.decided_at_s = Some(time_s);
+                let (program, id) = (application.program, application.id);
+                if let Some(set) = self.submitted.get_mut(&program) {
+                    set.remove(&id);
+                }
             }
             Event::ProviderRegistered { provider } => {
                 self.provider_by_uscc.insert(provider.uscc, provider.id);
@@ -647,6 +664,9 @@ impl State {
             state.enterprises.insert(enterprise.id, enterprise);
         }
         state.applications = saved.applications.into_iter().map(|a| (a.id, a)).collect();
+        for a in state.applications.values().filter(|a| a.state == ApplicationState::Submitted) {
+            state.submitted.entry(a.program).or_default().insert(a.id);
+        }
         state.vouchers = saved.vouchers.into_iter().map(|v| (v.id, v)).collect();
         for voucher in state.vouchers.values() {
             state.vouchers_by_enterprise.entry(voucher.enterprise).or_default().push_back(voucher.id);

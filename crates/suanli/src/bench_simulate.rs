@@ -31,6 +31,7 @@ pub fn simulate(options: &SimulateOptions) -> anyhow::Result<ExitCode> {
             subsidy: true,
             // A budget and caps large enough that every enterprise keeps ordering all year.
             enterprise_cap_fen: Some(100_000_00),
+            budget_fen: Some(1_000_000_000_000_00),
             ..Variant::default()
         }],
     };

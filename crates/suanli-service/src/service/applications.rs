@@ -339,15 +339,8 @@ impl Service {
         // (ineligible, or refused by a cap or the stacking rule): they hold nothing back.
         let submitted_at = application.submitted_at_s.unwrap_or(i64::MAX);
         let earlier: Vec<&Application> = self
-            .state
-            .applications
-            .values()
-            .filter(|a| {
-                a.program == program.id
-                    && a.state == ApplicationState::Submitted
-                    && a.id != id
-                    && (a.submitted_at_s, a.id) < (Some(submitted_at), id)
-            })
+            .submitted_applications(program.id)
+            .filter(|a| a.id != id && (a.submitted_at_s, a.id) < (Some(submitted_at), id))
             .filter(|a| self.blocked_reason(a, &program).is_none())
             .collect();
         let owed_earlier = earlier.iter().map(|a| a.requested_fen).try_fold(Fen::ZERO, |sum, r| sum.checked_add(r))?;
@@ -500,6 +493,16 @@ impl View {
             .try_fold(Fen::ZERO, |sum, f| sum.checked_add(f))?)
     }
 
+    /// The programme's applications submitted and not decided, through the state's index.
+    pub fn submitted_applications(&self, program: ProgramId) -> impl Iterator<Item = &Application> + '_ {
+        self.state
+            .submitted
+            .get(&program)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.state.applications.get(id))
+    }
+
     /// The enterprise's vouchers, through the state's index.
     pub fn vouchers_of(&self, enterprise: EnterpriseId) -> impl Iterator<Item = &Voucher> + '_ {
         self.state
@@ -562,13 +565,9 @@ impl View {
             .iter()
             .map(|v| v.face_value_fen)
             .chain(
-                self.state
-                    .vouchers
-                    .values()
+                self.vouchers_of(enterprise)
                     .filter(|v| {
-                        v.enterprise == enterprise
-                            && v.program == program.id
-                            && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
+                        v.program == program.id && matches!(v.state, VoucherState::Active | VoucherState::Suspended)
                     })
                     .map(|v| v.face_value_fen),
             )

@@ -91,14 +91,8 @@ impl Service {
             ));
         }
         let participants: Vec<(ApplicationId, Fen)> = self
-            .state
-            .applications
-            .values()
-            .filter(|a| {
-                a.program == program
-                    && a.state == ApplicationState::Submitted
-                    && a.submitted_at_s.is_some_and(|at| at < open.closes_at_s)
-            })
+            .submitted_applications(program)
+            .filter(|a| a.submitted_at_s.is_some_and(|at| at < open.closes_at_s))
             .filter(|a| self.blocked_reason(a, &p).is_none())
             .map(|a| (a.id, a.requested_fen))
             .collect();

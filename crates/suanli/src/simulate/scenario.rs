@@ -71,6 +71,8 @@ pub struct Variant {
     /// `false`: no programme at all (the baseline every lift is measured against).
     #[serde(default = "yes")]
     pub subsidy: bool,
+    /// The programme's budget instead of its file's.
+    pub budget_fen: Option<i64>,
     pub subsidy_rate_bp: Option<i64>,
     pub domestic_chip_rate_bp: Option<i64>,
     pub enterprise_cap_fen: Option<i64>,

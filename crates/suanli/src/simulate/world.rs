@@ -106,6 +106,9 @@ pub fn program_source(base: &str, variant: &Variant) -> anyhow::Result<String> {
     let mut set = |key: &str, value: toml::Value| {
         table.insert(key.to_owned(), value);
     };
+    if let Some(v) = variant.budget_fen {
+        set("budget_fen", toml::Value::Integer(v));
+    }
     if let Some(v) = variant.subsidy_rate_bp {
         set("subsidy_rate_bp", toml::Value::Integer(v));
     }
