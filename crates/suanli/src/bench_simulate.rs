@@ -7,7 +7,7 @@ use crate::simulate::scenario::{Demand, Scenario, Variant};
 
 #[derive(clap::Args)]
 pub struct SimulateOptions {
-    /// Synthetic enterprises (each orders about once a month once it holds a voucher).
+    /// Synthetic enterprises (each orders three times a month once it holds a voucher).
     #[arg(long, default_value_t = 10_000)]
     enterprises: u32,
     #[arg(long, default_value_t = 12)]
@@ -25,7 +25,7 @@ pub fn simulate(options: &SimulateOptions) -> anyhow::Result<ExitCode> {
         months: options.months,
         program: "shanghai-compute".into(),
         enterprises: options.enterprises,
-        demand: Demand { gpus: 1, gpu_hours_min: 20, gpu_hours_max: 200, ..Demand::default() },
+        demand: Demand { gpus: 1, gpu_hours_min: 20, gpu_hours_max: 200, orders_per_month: 3, ..Demand::default() },
         variants: vec![Variant {
             name: "national".into(),
             subsidy: true,

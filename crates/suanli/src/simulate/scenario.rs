@@ -47,6 +47,8 @@ pub struct Demand {
     pub boost_max: f64,
     /// GPUs per order.
     pub gpus: u32,
+    /// Orders each enterprise places a month (1 to 6), one after another.
+    pub orders_per_month: u32,
 }
 
 impl Default for Demand {
@@ -58,6 +60,7 @@ impl Default for Demand {
             reference_fen_per_gpu_hour: 1_500,
             boost_max: 4.0,
             gpus: 8,
+            orders_per_month: 1,
         }
     }
 }
@@ -108,6 +111,7 @@ impl Scenario {
         anyhow::ensure!((1.0..=20.0).contains(&d.boost_max), "demand.boost_max: must be 1 to 20");
         anyhow::ensure!(d.reference_fen_per_gpu_hour > 0, "demand.reference_fen_per_gpu_hour: must be positive");
         anyhow::ensure!((1..=64).contains(&d.gpus), "demand.gpus: must be 1 to 64");
+        anyhow::ensure!((1..=6).contains(&d.orders_per_month), "demand.orders_per_month: must be 1 to 6");
         let mut names: Vec<&str> = scenario.variants.iter().map(|v| v.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();

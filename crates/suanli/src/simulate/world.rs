@@ -178,6 +178,10 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
         state_hash: String::new(),
     };
     let (mut west_hours, mut load_sums) = (0.0f64, [[0i64; 2]; 4]); // [west before, west after, east before, east after] × [busy, gpus]
+    // Orders go out on these days of each month (the first after the lottery's draw), each
+    // running at most until the next.
+    let per_month = scenario.demand.orders_per_month;
+    let order_days: Vec<u32> = (0..per_month).map(|j| 11 + j * (18 / per_month)).collect();
     for m in 0..=scenario.months {
         let start = month_start(m);
         let days = ((month_start(m + 1) - start) / 86_400) as u32;
@@ -202,6 +206,7 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
             }
         }
         let mut running: Vec<Running> = Vec::new();
+        let mut closed = 0;
         let mut month_orders = 0u64;
         let mut month_sums = [[0i64; 2]; 2];
         for day in 0..days {
@@ -217,56 +222,18 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
                         adopt_vouchers(&s, &mut enterprises, &mut result);
                     }
                 }
-                if day == 11 {
-                    month_orders = place(&mut s, scenario, &enterprises, &mut running, &mut result, &clock)?;
+                if order_days.contains(&day) {
+                    // The orders placed last time have ended: their usage, then their end.
+                    west_hours += close(&mut s, &pools, &running[closed..], &mut result)?;
+                    closed = running.len();
+                    month_orders += place(&mut s, scenario, &enterprises, &mut running, &mut result, &clock)?;
                 }
             }
             telemetry(&mut s, &pools, &running, noon, m, &mut load_sums, &mut month_sums)?;
         }
-        // The month's usage, then the orders end.
+        // The month's last orders end.
         clock.set(month_start(m + 1) - 60);
-        let mut groups: BTreeMap<ProviderId, Vec<UsageInput>> = BTreeMap::new();
-        for r in &running {
-            let share = 85 + (r.order.get() * 7 % 16) as i64;
-            groups.entry(r.provider).or_default().push(UsageInput {
-                id: format!("{}-all", r.order),
-                order: r.order,
-                gpu_seconds: i64::from(r.gpus) * i64::from(r.hours) * 3_600 * share / 100,
-                period_start_s: r.started_s,
-                period_end_s: r.started_s + i64::from(r.hours) * 3_600,
-            });
-            let hours = f64::from(r.gpus) * f64::from(r.hours) * share as f64 / 100.0;
-            result.gpu_hours += hours;
-            if pools.iter().any(|p| p.id == r.pool && p.west) {
-                west_hours += hours;
-            }
-        }
-        let mut batch: Vec<UsageGroup> = Vec::new();
-        let mut in_batch = 0;
-        for (provider, records) in groups {
-            for chunk in records.chunks(4_000) {
-                if in_batch + chunk.len() > 4_000 {
-                    s.record_usage_groups(&op(), &batch)?;
-                    batch.clear();
-                    in_batch = 0;
-                }
-                in_batch += chunk.len();
-                result.usage_records += chunk.len() as u64;
-                batch.push(UsageGroup { actor: op(), provider, records: chunk.to_vec() });
-            }
-        }
-        if !batch.is_empty() {
-            s.record_usage_groups(&op(), &batch)?;
-        }
-        // Many commands to a commit, as bulk work goes (`Service::in_one_commit`).
-        for chunk in running.chunks(GROUP_ORDERS) {
-            s.in_one_commit(&op(), |s| {
-                for r in chunk {
-                    s.complete_order(&op(), r.order)?;
-                }
-                Ok(())
-            })?;
-        }
+        west_hours += close(&mut s, &pools, &running[closed..], &mut result)?;
         let (west, east) = (load_bp(month_sums[0]), load_bp(month_sums[1]));
         let spent = program.map(|p| s.program(p).map(|p| p.spent_fen.fen())).transpose()?.unwrap_or(0);
         result.months.push(Month {
@@ -299,6 +266,55 @@ fn hex(bytes: &[u8]) -> String {
 fn clock_now(clock: &ManualClock) -> i64 {
     use suanli_service::Clock;
     clock.now_s()
+}
+
+/// The usage of orders that have ended (one record each, as a provider's accounting sends it at
+/// the end of a job), then their ends. Answers the GPU-hours that ran in the west.
+fn close(s: &mut Service, pools: &[SimPool], orders: &[Running], result: &mut VariantResult) -> anyhow::Result<f64> {
+    let mut west_hours = 0.0;
+    let mut groups: BTreeMap<ProviderId, Vec<UsageInput>> = BTreeMap::new();
+    for r in orders {
+        let share = 85 + (r.order.get() * 7 % 16) as i64;
+        groups.entry(r.provider).or_default().push(UsageInput {
+            id: format!("{}-all", r.order),
+            order: r.order,
+            gpu_seconds: i64::from(r.gpus) * i64::from(r.hours) * 3_600 * share / 100,
+            period_start_s: r.started_s,
+            period_end_s: r.started_s + i64::from(r.hours) * 3_600,
+        });
+        let hours = f64::from(r.gpus) * f64::from(r.hours) * share as f64 / 100.0;
+        result.gpu_hours += hours;
+        if pools.iter().any(|p| p.id == r.pool && p.west) {
+            west_hours += hours;
+        }
+    }
+    let mut batch: Vec<UsageGroup> = Vec::new();
+    let mut in_batch = 0;
+    for (provider, records) in groups {
+        for chunk in records.chunks(4_000) {
+            if in_batch + chunk.len() > 4_000 {
+                s.record_usage_groups(&op(), &batch)?;
+                batch.clear();
+                in_batch = 0;
+            }
+            in_batch += chunk.len();
+            result.usage_records += chunk.len() as u64;
+            batch.push(UsageGroup { actor: op(), provider, records: chunk.to_vec() });
+        }
+    }
+    if !batch.is_empty() {
+        s.record_usage_groups(&op(), &batch)?;
+    }
+    // Many commands to a commit, as bulk work goes (`Service::in_one_commit`).
+    for chunk in orders.chunks(GROUP_ORDERS) {
+        s.in_one_commit(&op(), |s| {
+            for r in chunk {
+                s.complete_order(&op(), r.order)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(west_hours)
 }
 
 /// Orders placed (or ended) in one commit.
@@ -497,7 +513,9 @@ fn place_some(
         let rate = f64::from(s.program(v.program)?.terms.subsidy_rate_bp.basis_points()) / 10_000.0;
         let own = (1.0 - rate).max(0.01);
         let hours_wanted = (e.base_hours * own.powf(-d.elasticity)).min(e.base_hours * d.boost_max);
-        let hours = ((hours_wanted / f64::from(d.gpus)).ceil() as u32).clamp(1, 18 * 24);
+        // Each order of the month asks its share, and ends before the next goes out.
+        let per = f64::from(d.orders_per_month);
+        let hours = ((hours_wanted / per / f64::from(d.gpus)).ceil() as u32).clamp(1, (18 / d.orders_per_month) * 24);
         let request =
             PoolRequest { enterprise, voucher, chip: None, gpu_count: d.gpus, hours, purpose: Purpose::Training };
         match s.place_order_anywhere(&op(), &request) {
