@@ -269,6 +269,52 @@ struct NetworkPage {
     usage: Vec<(String, String, String)>,
     load_chart: String,
     load: Vec<(String, String, u32, u32, String)>,
+    measured_chart: String,
+    measured: Vec<(String, String, String, String)>,
+}
+
+/// Each site's measured load (providers' telemetry, all work counted) over the last 7 and 30
+/// days, read from storage beside the writer: (site, hub, 7 days, 30 days) in basis points.
+async fn measured_load(
+    state: &AppState,
+    view: &View,
+) -> Result<Vec<(String, String, Option<u32>, Option<u32>)>, crate::ApiError> {
+    use suanli_store::utilization::{DAY_S, merge};
+    let s = view.state();
+    let now = view.now_s();
+    let sites: Vec<(String, String, Vec<u64>)> = s
+        .sites
+        .values()
+        .map(|site| {
+            let pools = s.pools.values().filter(|p| p.site == site.id).map(|p| p.id.get()).collect();
+            (site.spec.name.clone(), site.spec.hub.clone(), pools)
+        })
+        .collect();
+    let all: Vec<Vec<u64>> = sites.iter().map(|(_, _, pools)| pools.clone()).collect();
+    let series = state
+        .writer
+        .read_log(move |reader| {
+            all.iter()
+                .map(|pools| reader.utilization(pools, now - 30 * DAY_S, now + 1, DAY_S).map(|s| merge(&s)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??;
+    let load = |points: &[suanli_store::utilization::Point], from: i64| {
+        let (busy, gpus) = points
+            .iter()
+            .filter(|p| p.at_s >= from)
+            .fold((0i128, 0i128), |(b, g), p| (b + i128::from(p.busy_sum), g + i128::from(p.gpus_sum)));
+        (gpus > 0).then(|| (busy * 10_000 / gpus) as u32)
+    };
+    Ok(sites
+        .into_iter()
+        .zip(series)
+        .map(|((name, hub, _), points)| (name, hub, load(&points, now - 7 * DAY_S), load(&points, now - 30 * DAY_S)))
+        .collect())
+}
+
+fn share_of(bp: Option<u32>) -> String {
+    bp.map_or_else(|| "—".to_owned(), |bp| format!("{}.{:02}%", bp / 100, bp % 100))
 }
 
 fn percent_of(part: u32, whole: u32) -> i64 {
@@ -284,8 +330,17 @@ pub async fn network_page(State(state): State<AppState>, headers: HeaderMap, uri
     let Some(authority) = overseen(session.role) else {
         return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     };
-    let n = network(&state.writer.view(), authority);
+    let view = state.writer.view();
+    let n = network(&view, authority);
+    let measured = match measured_load(&state, &view).await {
+        Ok(measured) => measured,
+        Err(error) => return super::pages::refused(ctx, &error),
+    };
     let tr = ctx.tr;
+    let measured_bars: Vec<_> = measured
+        .iter()
+        .filter_map(|(site, _, week, _)| week.map(|bp| (site.clone(), i64::from(bp), share_of(Some(bp)))))
+        .collect();
     let spend_bars: Vec<_> = n.spend.iter().map(|(m, fen)| (m.clone(), *fen, yuan(Fen::new(*fen)))).collect();
     let usage_bars: Vec<_> =
         n.usage.iter().map(|(hub, chip, s)| (format!("{hub} · {chip}"), *s, gpu_hours(*s))).collect();
@@ -309,6 +364,15 @@ pub async fn network_page(State(state): State<AppState>, headers: HeaderMap, uri
             .zip(&load_bars)
             .map(|((site, hub, r, t), (_, _, shown))| (site.clone(), hub.clone(), *r, *t, shown.clone()))
             .collect(),
+        measured_chart: if measured_bars.is_empty() {
+            String::new()
+        } else {
+            Bars { bars: &measured_bars, title: tr.t("network.measured_title") }.svg()
+        },
+        measured: measured
+            .iter()
+            .map(|(site, hub, week, month)| (site.clone(), hub.clone(), share_of(*week), share_of(*month)))
+            .collect(),
         ctx,
     };
     html(StatusCode::OK, &page)
@@ -319,7 +383,7 @@ pub struct ChartQuery {
     chart: Option<String>,
 }
 
-/// `GET /network.csv?chart=spend|usage|load`: a chart's numbers.
+/// `GET /network.csv?chart=spend|usage|load|measured`: a chart's numbers.
 pub async fn network_csv(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -343,6 +407,20 @@ pub async fn network_csv(
             let rows: String =
                 n.usage.iter().map(|(hub, chip, s)| format!("{},{},{s}\n", field(hub), field(chip))).collect();
             csv_response("usage-by-hub-and-chip.csv", format!("hub,chip,gpu_seconds\n{rows}"))
+        }
+        Some("measured") => {
+            let measured = match measured_load(&state, &state.writer.view()).await {
+                Ok(measured) => measured,
+                Err(error) => return error.into_response(),
+            };
+            let num = |bp: Option<u32>| bp.map_or_else(String::new, |bp| bp.to_string());
+            let rows: String = measured
+                .iter()
+                .map(|(site, hub, week, month)| {
+                    format!("{},{},{},{}\n", field(site), field(hub), num(*week), num(*month))
+                })
+                .collect();
+            csv_response("site-measured-load.csv", format!("site,hub,load_7_days_bp,load_30_days_bp\n{rows}"))
         }
         Some("load") => {
             let rows: String =

@@ -184,6 +184,11 @@ fn the_outcome_report_compares_served_and_unserved_sites_by_hand() {
     let page = crate::console::call(&app, "GET", "/programs/prg-1/outcome", Some(&reviewer), &[], None);
     assert!(page.body.contains("id=\"outcome-sites\"") && page.body.contains("双重差分"), "{}", page.body);
     assert!(page.body.contains("+29.9") && page.body.contains("75.00%"), "{}", page.body);
+    // The network page shows each site's measured load: sit-1's last 30 days are 144 samples at
+    // 25% and 144 at 75%, so 50.00%.
+    let admin = crate::console::session(&app, "admin");
+    let page = crate::console::call(&app, "GET", "/network", Some(&admin), &[], None);
+    assert!(page.body.contains("id=\"site-measured-load\"") && page.body.contains("50.00%"), "{}", page.body);
     // A bad window is refused by name.
     let (status, answer) = app.request("GET", "/api/v1/programs/prg-1/outcome?window_days=0", Some("admin"), &[], None);
     assert_eq!(status, 400, "{answer}");
