@@ -50,7 +50,7 @@ struct RoundJson {
 }
 
 /// The programme's admins act; everyone may know the programme exists.
-fn permit_admin(s: &View, role: Role, program: &str) -> Result<suanli_domain::ProgramId, ServiceError> {
+pub(crate) fn permit_admin(s: &View, role: Role, program: &str) -> Result<suanli_domain::ProgramId, ServiceError> {
     let id = s.find_program(program)?;
     let authority = s.program(id)?.authority;
     permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &id.to_string())?;

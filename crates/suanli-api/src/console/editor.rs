@@ -181,3 +181,47 @@ pub async fn change_state(
         Err(response) => response,
     }
 }
+
+#[derive(Deserialize)]
+pub struct LotteryForm {
+    form_token: String,
+    /// Commit: the seed's SHA-256 in hex, and the date the round closes (Asia/Shanghai midnight).
+    seed_sha256: Option<String>,
+    closes_on: Option<String>,
+    /// Draw: the seed itself.
+    seed: Option<String>,
+}
+
+/// `POST /programs/{id}/lottery/{commit|draw}`: the authority's admin commits a round's seed
+/// (only its hash reaches the server) or reveals it to draw; the same checks as the API's.
+pub async fn lottery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<LotteryForm>,
+) -> Response {
+    let ctx = || Ctx::new(&headers, &uri, None, "program.list_title");
+    let (Ok(id), true) = (ProgramId::parse(&id), ["commit", "draw"].contains(&action.as_str())) else {
+        return refuse(ctx(), StatusCode::NOT_FOUND, "error.not_found");
+    };
+    let done = format!("/programs/{id}?done=lottery_{action}");
+    let program = id.to_string();
+    let result = post_change(&state, &headers, &uri, &form.form_token, "program.list_title", move |s, role| {
+        let id = crate::lottery::permit_admin(s, role, &program)?;
+        let actor = suanli_service::Actor::of(role);
+        if action == "commit" {
+            let date = form.closes_on.unwrap_or_default();
+            let closes = suanli_service::calendar::parse_timestamp(&format!("{date}T00:00:00+08:00"))
+                .ok_or_else(|| suanli_service::ServiceError::field("closes_on", "must be a date, YYYY-MM-DD"))?;
+            s.commit_lottery(&actor, id, form.seed_sha256.unwrap_or_default().trim(), closes).map(|_| ())
+        } else {
+            s.draw_lottery(&actor, id, &form.seed.unwrap_or_default()).map(|_| ())
+        }
+    })
+    .await;
+    match result {
+        Ok(_) => Redirect::to(&done).into_response(),
+        Err(response) => response,
+    }
+}

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/programs/{program}", get(pages::program))
         .route("/programs/{program}/edit", get(editor::edit_program))
         .route("/programs/{program}/state/{action}", post(editor::change_state))
+        .route("/programs/{program}/lottery/{action}", post(editor::lottery))
         .route("/programs/{program}/spend.csv", get(pages::program_csv))
         .route("/programs/{program}/outcome", get(insight::outcome_page))
         .route("/programs/{program}/outcome.csv", get(insight::outcome_csv))
@@ -207,6 +208,8 @@ const NOTICES: &[(&str, &str)] = &[
     ("program_open", "notice.program_open"),
     ("program_close", "notice.program_close"),
     ("program_finish", "notice.program_finish"),
+    ("lottery_commit", "notice.lottery_commit"),
+    ("lottery_draw", "notice.lottery_draw"),
 ];
 
 fn role_label(tr: Tr, role: Role) -> String {

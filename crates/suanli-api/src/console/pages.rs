@@ -337,6 +337,15 @@ struct ProgramPage {
     editable: bool,
     /// Whether the reader may see the outcome report (its authority and the overseers).
     oversees: bool,
+    /// A lottery programme's rounds (round, state in words) and what its admin may do now:
+    /// commit a round (none open) or draw the open one.
+    lottery: Option<LotteryPanel>,
+}
+
+pub struct LotteryPanel {
+    pub rounds: Vec<(u32, String)>,
+    pub may_commit: bool,
+    pub may_draw: bool,
 }
 
 /// Per month of recording: the voucher parts spent and the part of them on approved statements.
@@ -440,7 +449,33 @@ pub async fn program(State(state): State<AppState>, headers: HeaderMap, uri: Uri
         Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => a == program.authority,
         _ => false,
     };
-    let page = ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href, actions, editable, oversees };
+    let lottery = (program.terms.allocation == suanli_service::model::Allocation::Lottery).then(|| {
+        let open = program.lotteries.iter().any(|r| r.drawn_at_s.is_none());
+        LotteryPanel {
+            rounds: program
+                .lotteries
+                .iter()
+                .map(|r| {
+                    let text = match r.drawn_at_s {
+                        None => tr.fill("lottery.committed", &[("closes", &when(r.closes_at_s))]),
+                        Some(at) => tr.fill(
+                            "lottery.drawn",
+                            &[
+                                ("at", &when(at)),
+                                ("drawn", &r.drawn.len().to_string()),
+                                ("of", &r.participants.len().to_string()),
+                            ],
+                        ),
+                    };
+                    (r.round, text)
+                })
+                .collect(),
+            may_commit: administers && program.state == ProgramState::Open && !open,
+            may_draw: administers && open,
+        }
+    });
+    let page =
+        ProgramPage { ctx, row, terms: summary, rules, chart, months, csv_href, actions, editable, oversees, lottery };
     html(StatusCode::OK, &page)
 }
 

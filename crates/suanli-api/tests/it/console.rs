@@ -8,8 +8,8 @@ use suanli_service::model::{StatementState, VoucherState};
 use super::TestApp;
 
 pub(crate) struct Answer {
-    status: u16,
-    location: Option<String>,
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
     cookies: Vec<String>,
     content_type: String,
     pub(crate) body: String,
@@ -66,7 +66,7 @@ pub(crate) fn session(app: &TestApp, who: &str) -> String {
 }
 
 /// The form token a page of this session carries.
-fn form_token(page: &str) -> String {
+pub(crate) fn form_token(page: &str) -> String {
     let at = page.find("name=\"form_token\" value=\"").expect("the page has a form") + 25;
     page[at..at + 32].to_owned()
 }

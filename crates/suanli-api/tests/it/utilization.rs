@@ -246,6 +246,56 @@ fn a_lottery_round_over_http_is_committed_refused_with_another_seed_drawn_and_ve
     assert_eq!(status, 200, "{rounds}");
     assert_eq!(rounds["rounds"][0]["verified"], true, "{rounds}");
     assert_eq!(rounds["rounds"][0]["seed"], seed);
+
+    // In the console, the authority's admin commits the next round and draws it.
+    use crate::console::{call, form_token, session};
+    let authority = session(&app, "authority");
+    let page = call(&app, "GET", &format!("/programs/{id}"), Some(&authority), &[], None);
+    assert!(page.body.contains("id=\"lottery-commit\"") && !page.body.contains("id=\"lottery-draw\""), "{}", page.body);
+    let token = form_token(&page.body);
+    let hash = suanli_service::lottery::seed_sha256("round two");
+    let tomorrow = suanli_service::calendar::format_date(app.clock.now_s() + 86_400);
+    let form = format!("form_token={token}&seed_sha256={hash}&closes_on={tomorrow}");
+    let committed = call(&app, "POST", &format!("/programs/{id}/lottery/commit"), Some(&authority), &[], Some(&form));
+    assert_eq!(committed.status, 303, "{}", committed.body);
+    let page = call(&app, "GET", &format!("/programs/{id}"), Some(&authority), &[], None);
+    assert!(page.body.contains("id=\"lottery-draw\"") && page.body.contains("已提交种子哈希"), "{}", page.body);
+    // Another role cannot draw; a draw before the close is refused with the reason.
+    let reviewer = session(&app, "reviewer");
+    let reviewer_token = form_token(&call(&app, "GET", "/programs", Some(&reviewer), &[], None).body);
+    let refused = call(
+        &app,
+        "POST",
+        &format!("/programs/{id}/lottery/draw"),
+        Some(&reviewer),
+        &[],
+        Some(&format!("form_token={reviewer_token}&seed=round+two")),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let early = call(
+        &app,
+        "POST",
+        &format!("/programs/{id}/lottery/draw"),
+        Some(&authority),
+        &[],
+        Some(&format!("form_token={token}&seed=round+two")),
+    );
+    assert!(early.status >= 400 && early.body.contains("it is drawn after"), "{}", early.body);
+    app.clock.advance(2 * 86_400);
+    let drawn = call(
+        &app,
+        "POST",
+        &format!("/programs/{id}/lottery/draw"),
+        Some(&authority),
+        &[],
+        Some(&format!("form_token={token}&seed=round+two")),
+    );
+    assert_eq!(drawn.status, 303, "{}", drawn.body);
+    let (_, rounds) = app.request("GET", &path(""), Some("auditor"), &[], None);
+    assert_eq!(
+        (rounds["rounds"][1]["verified"].as_bool(), rounds["rounds"][1]["seed"].as_str()),
+        (Some(true), Some("round two"))
+    );
 }
 
 suanli_store::conformance!(
