@@ -7,6 +7,7 @@ mod outcome;
 mod properties;
 mod refusals;
 mod shanghai;
+mod signing;
 mod usage_bounds;
 
 use std::path::PathBuf;
