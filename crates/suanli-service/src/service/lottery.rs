@@ -18,10 +18,11 @@ impl Service {
         seed_sha256_hex: &str,
         closes_at_s: i64,
     ) -> Result<u32> {
+        let seed_sha256_hex = &seed_sha256_hex.trim().to_ascii_lowercase();
         if seed_sha256_hex.len() != 64
             || !seed_sha256_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(ServiceError::field("seed_sha256", "must be 64 lowercase hex characters (a SHA-256)"));
+            return Err(ServiceError::field("seed_sha256", "must be 64 hex characters (a SHA-256)"));
         }
         let p = self.program(program)?;
         if p.terms.allocation != Allocation::Lottery {
