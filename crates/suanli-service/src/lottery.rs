@@ -75,24 +75,12 @@ pub fn rounds_from_events<'a>(events: impl IntoIterator<Item = (i64, &'a crate::
     let mut rounds: Vec<LotteryRound> = Vec::new();
     for (time_s, event) in events {
         match event {
-            Event::LotteryCommitted { round, seed_sha256, closes_at_s, .. } => rounds.push(LotteryRound {
-                round: *round,
-                seed_sha256: seed_sha256.clone(),
-                committed_at_s: time_s,
-                closes_at_s: *closes_at_s,
-                drawn_at_s: None,
-                seed: None,
-                participants: Vec::new(),
-                budget_fen: None,
-                drawn: Vec::new(),
-            }),
+            Event::LotteryCommitted { round, seed_sha256, closes_at_s, .. } => {
+                rounds.push(LotteryRound::committed(*round, seed_sha256, time_s, *closes_at_s));
+            }
             Event::LotteryDrawn { round, seed, participants, budget_fen, drawn, .. } => {
                 if let Some(open) = rounds.iter_mut().find(|r| r.round == *round) {
-                    open.drawn_at_s = Some(time_s);
-                    open.seed = Some(seed.clone());
-                    open.participants = participants.clone();
-                    open.budget_fen = Some(*budget_fen);
-                    open.drawn = drawn.clone();
+                    open.record_draw(time_s, seed, participants, *budget_fen, drawn);
                 }
             }
             _ => {}

@@ -214,6 +214,39 @@ pub struct LotteryRound {
     pub drawn: Vec<ApplicationId>,
 }
 
+impl LotteryRound {
+    /// A round as its commitment opens it.
+    pub fn committed(round: u32, seed_sha256: &str, committed_at_s: i64, closes_at_s: i64) -> LotteryRound {
+        LotteryRound {
+            round,
+            seed_sha256: seed_sha256.to_owned(),
+            committed_at_s,
+            closes_at_s,
+            drawn_at_s: None,
+            seed: None,
+            participants: Vec::new(),
+            budget_fen: None,
+            drawn: Vec::new(),
+        }
+    }
+
+    /// The draw, as `lottery.drawn` records it.
+    pub fn record_draw(
+        &mut self,
+        at_s: i64,
+        seed: &str,
+        participants: &[(ApplicationId, Fen)],
+        budget: Fen,
+        drawn: &[ApplicationId],
+    ) {
+        self.drawn_at_s = Some(at_s);
+        self.seed = Some(seed.to_owned());
+        self.participants = participants.to_vec();
+        self.budget_fen = Some(budget);
+        self.drawn = drawn.to_vec();
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Program {
     pub id: ProgramId,

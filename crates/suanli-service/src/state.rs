@@ -384,27 +384,18 @@ impl State {
                 let program = self.programs.get_mut(program).expect("program exists");
                 assert!(program.lotteries.iter().all(|r| r.drawn_at_s.is_some()), "one round open at a time");
                 assert_eq!(*round as usize, program.lotteries.len() + 1);
-                program.lotteries.push(crate::model::LotteryRound {
-                    round: *round,
-                    seed_sha256: seed_sha256.clone(),
-                    committed_at_s: time_s,
-                    closes_at_s: *closes_at_s,
-                    drawn_at_s: None,
-                    seed: None,
-                    participants: Vec::new(),
-                    budget_fen: None,
-                    drawn: Vec::new(),
-                });
+                program.lotteries.push(crate::model::LotteryRound::committed(
+                    *round,
+                    seed_sha256,
+                    time_s,
+                    *closes_at_s,
+                ));
             }
             Event::LotteryDrawn { program, round, seed, participants, budget_fen, drawn } => {
                 let program = self.programs.get_mut(program).expect("program exists");
                 let open = program.lotteries.last_mut().expect("a committed round");
                 assert!(open.round == *round && open.drawn_at_s.is_none());
-                open.drawn_at_s = Some(time_s);
-                open.seed = Some(seed.clone());
-                open.participants = participants.clone();
-                open.budget_fen = Some(*budget_fen);
-                open.drawn = drawn.clone();
+                open.record_draw(time_s, seed, participants, *budget_fen, drawn);
             }
             Event::PoolRetired { pool } => {
                 self.pools.get_mut(pool).expect("pool exists").retired_at_s = Some(time_s);
