@@ -185,7 +185,7 @@ fn pools_of(view: &View, role: Role, query: &SeriesQuery) -> Result<(String, Vec
     let sites: Vec<SiteId> =
         s.sites.values().filter(|site| site.spec.hub == hub && own(site.id)).map(|x| x.id).collect();
     if sites.is_empty() {
-        return Err(ServiceError::new(ErrorCode::NotFound, format!("hub: no site of yours in hub {hub:?}")));
+        return Err(ServiceError::new(ErrorCode::NotFound, format!("hub: no site you may read in hub {hub:?}")));
     }
     Ok((hub, s.pools.values().filter(|p| sites.contains(&p.site)).map(|p| p.id.get()).collect()))
 }
