@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use suanli_domain::{ProgramId, SiteId};
-use suanli_store::utilization::{DAY_S, Point, merge};
+use suanli_store::utilization::{DAY_S, Point, load_between as load_bp, merge};
 
 use crate::calendar::YearMonth;
 use crate::service::View;
@@ -77,15 +77,6 @@ pub struct LoadEffect {
     pub under_target_share_bp: Option<u32>,
     /// Of all subsidized GPU-hours, the share at sites with telemetry that month.
     pub measured_share_bp: Option<u32>,
-}
-
-fn load_bp(points: &[Point], from_s: i64, to_s: i64) -> Option<u32> {
-    let (mut busy, mut gpus) = (0i128, 0i128);
-    for point in points.iter().filter(|p| p.at_s >= from_s && p.at_s < to_s) {
-        busy += i128::from(point.busy_sum);
-        gpus += i128::from(point.gpus_sum);
-    }
-    (gpus > 0).then(|| (busy * 10_000 / gpus) as u32)
 }
 
 fn mean_var(values: &[f64]) -> (f64, f64) {

@@ -73,6 +73,17 @@ impl Point {
     }
 }
 
+/// The mean load over `[from_s, to_s)` of a series' points, in basis points (none without
+/// samples there).
+pub fn load_between(points: &[Point], from_s: i64, to_s: i64) -> Option<u32> {
+    let (mut busy, mut gpus) = (0i128, 0i128);
+    for point in points.iter().filter(|p| p.at_s >= from_s && p.at_s < to_s) {
+        busy += i128::from(point.busy_sum);
+        gpus += i128::from(point.gpus_sum);
+    }
+    (gpus > 0).then(|| (busy * 10_000 / gpus) as u32)
+}
+
 /// The start of the bucket of `step` seconds (an hour or a day, Asia/Shanghai) holding `at_s`.
 pub fn bucket(at_s: i64, step: i64) -> i64 {
     at_s - (at_s + DAY_OFFSET_S).rem_euclid(step)

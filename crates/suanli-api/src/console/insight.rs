@@ -300,21 +300,13 @@ async fn measured_load(
         })
         .await??;
     let load = |points: &[suanli_store::utilization::Point], from: i64| {
-        let (busy, gpus) = points
-            .iter()
-            .filter(|p| p.at_s >= from)
-            .fold((0i128, 0i128), |(b, g), p| (b + i128::from(p.busy_sum), g + i128::from(p.gpus_sum)));
-        (gpus > 0).then(|| (busy * 10_000 / gpus) as u32)
+        suanli_store::utilization::load_between(points, from, i64::MAX)
     };
     Ok(sites
         .into_iter()
         .zip(series)
         .map(|((name, hub, _), points)| (name, hub, load(&points, now - 7 * DAY_S), load(&points, now - 30 * DAY_S)))
         .collect())
-}
-
-fn share_of(bp: Option<u32>) -> String {
-    bp.map_or_else(|| "—".to_owned(), |bp| format!("{}.{:02}%", bp / 100, bp % 100))
 }
 
 fn percent_of(part: u32, whole: u32) -> i64 {
@@ -339,7 +331,7 @@ pub async fn network_page(State(state): State<AppState>, headers: HeaderMap, uri
     let tr = ctx.tr;
     let measured_bars: Vec<_> = measured
         .iter()
-        .filter_map(|(site, _, week, _)| week.map(|bp| (site.clone(), i64::from(bp), share_of(Some(bp)))))
+        .filter_map(|(site, _, week, _)| week.map(|bp| (site.clone(), i64::from(bp), share(Some(bp)))))
         .collect();
     let spend_bars: Vec<_> = n.spend.iter().map(|(m, fen)| (m.clone(), *fen, yuan(Fen::new(*fen)))).collect();
     let usage_bars: Vec<_> =
@@ -371,7 +363,7 @@ pub async fn network_page(State(state): State<AppState>, headers: HeaderMap, uri
         },
         measured: measured
             .iter()
-            .map(|(site, hub, week, month)| (site.clone(), hub.clone(), share_of(*week), share_of(*month)))
+            .map(|(site, hub, week, month)| (site.clone(), hub.clone(), share(*week), share(*month)))
             .collect(),
         ctx,
     };
