@@ -29,7 +29,7 @@ use suanli_service::{
     Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec, View,
 };
 
-pub(crate) use crate::scope::{may_administer, may_review, visible_orders, visible_statements};
+pub(crate) use crate::scope::{may_administer, may_review, order_query, visible_statements};
 use crate::{ApiError, AppState, authenticate};
 
 /// Who may use an endpoint on a given object.
@@ -164,13 +164,19 @@ pub struct Page {
 pub const PAGE_LIMIT_MAX: usize = 500;
 
 impl Page {
-    /// One page of `items` (references into the published state: only the page is serialized,
-    /// nothing is copied).
-    pub(crate) fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
+    /// The page's size, checked.
+    pub(crate) fn limit(&self) -> Result<usize, ServiceError> {
         let limit = self.limit.unwrap_or(100);
         if limit == 0 || limit > PAGE_LIMIT_MAX {
             return Err(ServiceError::field("limit", format!("must be between 1 and {PAGE_LIMIT_MAX}")));
         }
+        Ok(limit)
+    }
+
+    /// One page of `items` (references into the published state: only the page is serialized,
+    /// nothing is copied).
+    pub(crate) fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
+        let limit = self.limit()?;
         let total = items.len();
         let page: Vec<T> = items.into_iter().skip(self.offset).take(limit).collect();
         Ok(serde_json::json!({ "total": total, "offset": self.offset, "limit": limit, "items": page }))
@@ -824,33 +830,42 @@ async fn place_order(
 }
 
 /// An order's enterprise, provider and programme authority.
-fn order_scope(s: &View, id: OrderId) -> Result<(EnterpriseId, ProviderId, AuthorityId), ServiceError> {
-    let order = s.order(id)?;
-    Ok((order.enterprise, order.provider, s.program(order.program)?.authority))
-}
-
 async fn show_order(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(order): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("order", &order, OrderId::parse)?;
-    read(&state, &headers, move |s, role| seen_order(s, role, id).cloned()).await
+    let role = authenticate(&state, &headers)?;
+    Ok(Json(seen_order(&state, role, id).await?).into_response())
 }
 
 /// An order, to those who may see it: its enterprise, its provider, its programme's authority
-/// and the platform's overseers.
-pub(crate) fn seen_order(s: &View, role: Role, id: OrderId) -> Result<&suanli_service::model::Order, ServiceError> {
-    let (enterprise, provider, authority) = order_scope(s, id)?;
+/// and the platform's overseers. From memory, or from storage's archive once it was archived.
+pub(crate) async fn seen_order(
+    state: &AppState,
+    role: Role,
+    id: OrderId,
+) -> Result<suanli_service::model::Order, ApiError> {
+    let view = state.writer.view();
+    let live = view.state().orders.get(&id).cloned();
+    let order = match live {
+        Some(order) => order,
+        None => {
+            let view = view.clone();
+            state.writer.read_log(move |reader| Ok(view.find_order(id, reader))).await???
+        }
+    };
+    let authority = view.program(order.program)?.authority;
     let grants = [
         Grant::Admin,
         Grant::Auditor,
         Grant::Authority(authority),
-        Grant::Enterprise(enterprise),
-        Grant::Provider(provider),
+        Grant::Enterprise(order.enterprise),
+        Grant::Provider(order.provider),
     ];
     permit(role, &grants, &id.to_string())?;
-    s.order(id)
+    Ok(order)
 }
 
 async fn order_action(
@@ -888,7 +903,8 @@ pub(crate) fn act_on_order(
     action: &str,
     extension: Option<u32>,
 ) -> Result<(), ServiceError> {
-    let (enterprise, provider, authority) = order_scope(s, id)?;
+    let (enterprise, provider, program) = s.order_parties(id)?;
+    let authority = s.program(program)?.authority;
     let readers = [
         Grant::Admin,
         Grant::Auditor,
@@ -1146,9 +1162,14 @@ async fn list_orders(
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    read(&state, &headers, move |s, role| {
-        let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        page.window(visible_orders(s, role, program, page.state.as_deref()))
-    })
-    .await
+    let role = authenticate(&state, &headers)?;
+    let view = state.writer.view();
+    let program = page.program.as_ref().map(|p| view.find_program(p)).transpose()?;
+    let limit = page.limit()?;
+    let query = order_query(role, program, page.state.as_deref());
+    let offset = page.offset;
+    let found =
+        state.writer.read_log(move |reader| Ok(view.orders_page(&query, offset as u64, limit, reader))).await???;
+    Ok(Json(serde_json::json!({ "total": found.total, "offset": offset, "limit": limit, "items": found.orders }))
+        .into_response())
 }

@@ -2,34 +2,21 @@
 //! lists and the console's pages share.
 
 use suanli_domain::{AuthorityId, ProgramId};
-use suanli_service::{Role, View};
+use suanli_service::{OrderQuery, Role, View};
 
-use crate::lifecycle::{Grant, granted, state_name};
+use crate::lifecycle::{Grant, granted};
 
-/// The orders `role` may see, in id order.
-pub(crate) fn visible_orders<'a>(
-    s: &'a View,
-    role: Role,
-    program: Option<ProgramId>,
-    state: Option<&str>,
-) -> Vec<&'a suanli_service::model::Order> {
-    s.state()
-        .orders
-        .values()
-        .filter(|o| program.is_none_or(|p| o.program == p))
-        .filter(|o| state.is_none_or(|wanted| state_name(&o.state) == wanted))
-        .filter(|o| {
-            let authority = s.state().programs[&o.program].authority;
-            let grants = [
-                Grant::Admin,
-                Grant::Auditor,
-                Grant::Authority(authority),
-                Grant::Enterprise(o.enterprise),
-                Grant::Provider(o.provider),
-            ];
-            granted(role, &grants)
-        })
-        .collect()
+/// The orders `role` may see, as a query over memory and storage's archive: the platform's
+/// overseers see all, an authority its programmes' orders, an enterprise and a provider their own.
+pub(crate) fn order_query(role: Role, program: Option<ProgramId>, state: Option<&str>) -> OrderQuery {
+    let mut query = OrderQuery { program, state: state.map(str::to_owned), ..OrderQuery::default() };
+    match role {
+        Role::PlatformAdmin | Role::Auditor => {}
+        Role::AuthorityAdmin(a) | Role::AuthorityReviewer(a) => query.authority = Some(a),
+        Role::Enterprise(e) => query.enterprise = Some(e),
+        Role::Provider(p) => query.provider = Some(p),
+    }
+    query
 }
 
 /// The statements `role` may see, in id order.

@@ -115,7 +115,22 @@ pub fn check_books(state: &State, ledger: &Ledger) -> Vec<String> {
         );
     }
     problems.extend(problems_vouchers);
+    // An archived order's hold stays in the ledger, empty.
+    let placed = state.orders.len() as u64 + state.orders_archived;
     for account in ledger.accounts() {
+        let order = (account.id >> 56) as u64 & ((1 << 56) - 1);
+        if account.id >> 112 == AccountKind::Hold as u128
+            && !known.contains(&account.id)
+            && (1..=placed).contains(&order)
+        {
+            if account.credit_balance_posted() != 0 {
+                problems.push(format!(
+                    "ord-{order} is archived but its hold holds {} fen",
+                    account.credit_balance_posted()
+                ));
+            }
+            continue;
+        }
         if !known.contains(&account.id) {
             problems.push(format!("ledger account {:#x} belongs to nothing the service knows", account.id));
         }

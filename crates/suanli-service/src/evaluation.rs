@@ -149,13 +149,8 @@ impl View {
         let now = self.now_s();
         let window = window_days.clamp(1, 366) * DAY_S;
         let target_bp = (self.placement_policy().utilization_target * 10_000.0).round() as u32;
-        let mut began: BTreeMap<SiteId, i64> = BTreeMap::new();
-        for order in s.orders.values().filter(|o| o.program == program) {
-            if let Some(pool) = s.pools.get(&order.pool) {
-                let first = began.entry(pool.site).or_insert(order.placed_at_s);
-                *first = (*first).min(order.placed_at_s);
-            }
-        }
+        let began: BTreeMap<SiteId, i64> =
+            s.orders_began.iter().filter(|((p, _), _)| *p == program).map(|(&(_, site), &at)| (site, at)).collect();
         let pivot = began.values().min().copied();
         let mut effect = LoadEffect {
             pivot_s: pivot,
@@ -246,6 +241,11 @@ impl View {
         reader: &mut suanli_store::LogReader,
     ) -> crate::error::Result<crate::outcome::Outcome> {
         let mut outcome = self.outcome(program)?;
+        outcome.lottery = self.lottery_outcomes(program, |enterprises, since| {
+            reader.archived_bought(enterprises, since).map_err(|e| {
+                crate::error::ServiceError::new(crate::error::ErrorCode::StorageUnavailable, e.to_string())
+            })
+        })?;
         let load = self.load_effect(program, window_days, |pools, from, to| {
             reader.utilization(pools, from, to, suanli_store::utilization::HOUR_S).map(|series| merge(&series))
         });

@@ -33,7 +33,7 @@ pub use clock::{Clock, ManualClock, RunningClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
-    Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EnterpriseInput, OrderInput, PoolChoice, PoolInput, PoolRequest,
-    Service, SweepReport, UsageGroup, View, cost_of,
+    ARCHIVE_AFTER_S, Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EnterpriseInput, OrderInput, OrderPage, OrderQuery,
+    PoolChoice, PoolInput, PoolRequest, Service, SweepReport, UsageGroup, View, cost_of,
 };
 pub use state::State;

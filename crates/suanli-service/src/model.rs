@@ -415,6 +415,18 @@ pub enum OrderState {
     Cancelled,
 }
 
+impl OrderState {
+    /// The state as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Placed => "placed",
+            OrderState::Running => "running",
+            OrderState::Completed => "completed",
+            OrderState::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// A price for an order before it is placed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quote {

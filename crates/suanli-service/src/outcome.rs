@@ -256,48 +256,61 @@ impl View {
                 top10_share_bp: share_bp(top10, total),
                 gini: gini(&spent),
             },
-            lottery: self.lottery_outcomes(program),
+            lottery: self.lottery_outcomes(program, |_, _| Ok(Vec::new()))?,
             load: None,
         })
     }
 }
 
 impl View {
-    fn lottery_outcomes(&self, program: ProgramId) -> Vec<RoundOutcome> {
+    /// Each drawn round's additionality: what the drawn and the not drawn bought on the platform
+    /// since the draw. `archived(enterprises, since)` answers their spending on archived orders
+    /// placed since (storage's reader); [`View::outcome`] counts the orders in memory only.
+    pub(crate) fn lottery_outcomes(
+        &self,
+        program: ProgramId,
+        mut archived: impl FnMut(&[u64], i64) -> Result<Vec<(u64, i64)>>,
+    ) -> Result<Vec<RoundOutcome>> {
         let s = self.state();
-        let Some(p) = s.programs.get(&program) else { return Vec::new() };
-        p.lotteries
-            .iter()
-            .filter_map(|round| {
-                let drawn_at = round.drawn_at_s?;
-                let bought = |application: &ApplicationId| -> f64 {
-                    let Some(enterprise) = s.applications.get(application).map(|a| a.enterprise) else { return 0.0 };
-                    s.orders
-                        .values()
-                        .filter(|o| o.enterprise == enterprise && o.placed_at_s >= drawn_at)
-                        .map(|o| o.cost_fen.fen() as f64)
-                        .sum::<f64>()
-                        // An empty sum is −0.0; no one bought "minus nothing".
-                        + 0.0
-                };
-                let drawn: Vec<f64> = round.drawn.iter().map(bought).collect();
-                let control: Vec<f64> = round
-                    .participants
-                    .iter()
-                    .filter(|(id, _)| !round.drawn.contains(id))
-                    .map(|(id, _)| bought(id))
-                    .collect();
-                Some(RoundOutcome {
-                    round: round.round,
-                    drawn_at_s: drawn_at,
-                    participants: round.participants.len() as u32,
-                    drawn: drawn.len() as u32,
-                    not_drawn: control.len() as u32,
-                    verified: crate::lottery::check_round(round).is_ok(),
-                    bought: crate::evaluation::welch(&drawn, &control),
-                })
-            })
-            .collect()
+        let Some(p) = s.programs.get(&program) else { return Ok(Vec::new()) };
+        let mut rounds = Vec::new();
+        for round in &p.lotteries {
+            let Some(drawn_at) = round.drawn_at_s else { continue };
+            let enterprise_of = |application: &ApplicationId| s.applications.get(application).map(|a| a.enterprise);
+            let enterprises: Vec<u64> =
+                round.participants.iter().filter_map(|(a, _)| enterprise_of(a)).map(|e| e.get()).collect();
+            let mut spent: BTreeMap<EnterpriseId, i64> = BTreeMap::new();
+            for (enterprise, fen) in archived(&enterprises, drawn_at)? {
+                *spent.entry(EnterpriseId::new(enterprise).expect("stored ids are positive")).or_default() += fen;
+            }
+            for o in s.orders.values().filter(|o| o.placed_at_s >= drawn_at) {
+                if let Some(sum) = spent.get_mut(&o.enterprise) {
+                    *sum += o.cost_fen.fen();
+                } else if enterprises.contains(&o.enterprise.get()) {
+                    spent.insert(o.enterprise, o.cost_fen.fen());
+                }
+            }
+            let bought = |application: &ApplicationId| -> f64 {
+                enterprise_of(application).and_then(|e| spent.get(&e)).map_or(0.0, |&fen| fen as f64)
+            };
+            let drawn: Vec<f64> = round.drawn.iter().map(bought).collect();
+            let control: Vec<f64> = round
+                .participants
+                .iter()
+                .filter(|(id, _)| !round.drawn.contains(id))
+                .map(|(id, _)| bought(id))
+                .collect();
+            rounds.push(RoundOutcome {
+                round: round.round,
+                drawn_at_s: drawn_at,
+                participants: round.participants.len() as u32,
+                drawn: drawn.len() as u32,
+                not_drawn: control.len() as u32,
+                verified: crate::lottery::check_round(round).is_ok(),
+                bought: crate::evaluation::welch(&drawn, &control),
+            });
+        }
+        Ok(rounds)
     }
 }
 

@@ -78,7 +78,13 @@ pub struct State {
     pub providers: BTreeMap<ProviderId, Provider>,
     pub sites: BTreeMap<SiteId, Site>,
     pub pools: BTreeMap<PoolId, Pool>,
+    /// The orders not archived: open ones, and ended ones still taking late usage records.
     pub orders: BTreeMap<OrderId, Order>,
+    /// How many orders were archived (they live in storage; ids run on past them).
+    pub orders_archived: u64,
+    /// When each programme's first order at each site was placed (the outcome report's
+    /// before-and-after pivot; kept here since orders leave memory).
+    pub orders_began: BTreeMap<(ProgramId, SiteId), i64>,
     pub statements: BTreeMap<StatementId, Statement>,
     /// The newest anomalies (at most [`ANOMALIES_IN_MEMORY`]); every one is in the log.
     pub anomalies: Vector<Anomaly>,
@@ -143,7 +149,7 @@ impl State {
         PoolId::new(next(&self.pools)).expect("positive")
     }
     pub fn next_order(&self) -> OrderId {
-        OrderId::new(next(&self.orders)).expect("positive")
+        OrderId::new(self.orders.len() as u64 + self.orders_archived + 1).expect("positive")
     }
     pub fn next_statement(&self) -> StatementId {
         StatementId::new(next(&self.statements)).expect("positive")
@@ -246,7 +252,17 @@ impl State {
                 let voucher = self.vouchers.get_mut(&order.voucher).expect("voucher exists");
                 voucher.available_fen = sub(voucher.available_fen, order.hold_fen);
                 voucher.held_fen = add(voucher.held_fen, order.hold_fen);
+                let began = self.orders_began.entry((order.program, pool.site)).or_insert(order.placed_at_s);
+                *began = (*began).min(order.placed_at_s);
                 insert_new(&mut self.orders, order.id, order.to_model());
+            }
+            Event::OrdersArchived { orders } => {
+                for id in orders {
+                    let order = self.orders.remove(id).expect("order exists");
+                    assert!(order.ended_at_s.is_some() && order.hold_remaining_fen == Fen::ZERO);
+                    self.occupancy.remove(id);
+                    self.orders_archived += 1;
+                }
             }
             Event::OrderStarted { order } => {
                 let order = self.orders.get_mut(order).expect("order exists");
@@ -527,8 +543,10 @@ pub(crate) fn sub(a: Fen, b: Fen) -> Fen {
 /// The version of the checkpoint format written by [`State::to_checkpoint`].
 /// Version 2 added the orders' occupancy; a version-1 checkpoint still loads (each open order's
 /// used period counts as fully occupied, which may refuse a late record but never admits one too
-/// many) and the audit compares it in its own version.
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// many) and the audit compares it in its own version. Version 3 added when each programme
+/// began at each site (`orders_began`, derived from the orders in an older checkpoint, which
+/// holds all of them) and the count of archived orders.
+pub const CHECKPOINT_VERSION: u32 = 3;
 
 /// An order's occupancy as a checkpoint keeps it: (breakpoint, level) pairs.
 type Steps = Vec<(i64, i64)>;
@@ -566,6 +584,15 @@ struct Saved {
     ownership: Vec<(String, Ownership)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     network: Vec<NetworkCluster>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    orders_archived: u64,
+    /// Absent from a checkpoint written before orders were archived (it holds every order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    orders_began: Option<Vec<(ProgramId, SiteId, i64)>>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl State {
@@ -631,6 +658,8 @@ impl State {
             occupancy: (version >= 2).then(|| self.occupancy.iter().map(|(order, o)| (*order, o.steps())).collect()),
             ownership: self.ownership.iter().map(|(party, o)| (party.clone(), o.clone())).collect(),
             network: self.network.iter().cloned().collect(),
+            orders_archived: self.orders_archived,
+            orders_began: (version >= 3).then(|| self.orders_began.iter().map(|(&(p, s), &t)| (p, s, t)).collect()),
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -669,6 +698,20 @@ impl State {
         state.sites = saved.sites.into_iter().map(|s| (s.id, s)).collect();
         state.pools = saved.pools.into_iter().map(|p| (p.id, p)).collect();
         state.orders = saved.orders.into_iter().map(|o| (o.id, o)).collect();
+        state.orders_archived = saved.orders_archived;
+        state.orders_began = match saved.orders_began {
+            Some(kept) => kept.into_iter().map(|(p, s, t)| ((p, s), t)).collect(),
+            None => {
+                let mut began = BTreeMap::new();
+                for o in state.orders.values() {
+                    let site =
+                        state.pools.get(&o.pool).ok_or_else(|| format!("checkpoint: {} has no pool", o.id))?.site;
+                    let first = began.entry((o.program, site)).or_insert(o.placed_at_s);
+                    *first = (*first).min(o.placed_at_s);
+                }
+                began
+            }
+        };
         state.statements = saved.statements.into_iter().map(|s| (s.id, s)).collect();
         state.anomalies = saved.anomalies.into_iter().collect();
         state.annual_used = saved.annual_used.into_iter().map(|(e, p, y, f)| ((e, p, y), f)).collect();

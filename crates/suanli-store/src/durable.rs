@@ -134,18 +134,19 @@ impl<S: Storage> Durable<S> {
 
     /// Applies one batch and makes it durable; returns the outcomes only after the commit.
     pub fn apply(&mut self, now_ns: u64, events: &[Event]) -> Result<BatchResult, DurableError> {
-        let committed = self.commit(now_ns, events, &[], |_| Some(Vec::new()))?;
+        let committed = self.commit(now_ns, events, &[], &[], |_| Some(Vec::new()))?;
         Ok(committed.batch.expect("a commit with events has a batch"))
     }
 
     /// Applies `events` (if any) to the ledger, asks `describe` for the log entries given the
-    /// ledger's answer, and commits both, with the usage ids the change decided, in one
-    /// transaction.
+    /// ledger's answer, and commits both, with the usage ids the change decided and the orders it
+    /// archived, in one transaction.
     pub fn commit(
         &mut self,
         now_ns: u64,
         events: &[Event],
         usage: &[UsageRow],
+        orders: &[crate::orders::OrderRow],
         describe: impl FnOnce(Option<&BatchResult>) -> Option<Vec<NewLogEntry>>,
     ) -> Result<Committed, DurableError> {
         if self.poisoned {
@@ -206,7 +207,7 @@ impl<S: Storage> Durable<S> {
             previous_hash: &self.head,
             hash,
         });
-        match self.storage.commit(ledger_batch, &log, usage) {
+        match self.storage.commit(ledger_batch, &log, usage, orders) {
             Ok(stored_batch_id) => {
                 assert_eq!(stored_batch_id, batch_id, "batch ids are consecutive");
                 if let (Some(id), Some(hash)) = (stored_batch_id, batch_hash) {
@@ -235,6 +236,17 @@ impl<S: Storage> Durable<S> {
             return Err(DurableError::LockLost);
         }
         self.storage.usage_lookup(keys).map_err(|error| {
+            self.in_doubt = true;
+            error.into()
+        })
+    }
+
+    /// Archived order `id` (JSON), if it is archived. A failure leaves storage in doubt.
+    pub fn archived_order(&mut self, id: u64) -> Result<Option<String>, DurableError> {
+        if self.poisoned {
+            return Err(DurableError::LockLost);
+        }
+        self.storage.archived_order(id).map_err(|error| {
             self.in_doubt = true;
             error.into()
         })

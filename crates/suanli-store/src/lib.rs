@@ -13,6 +13,7 @@ mod location;
 mod log;
 mod log_reader;
 pub mod merkle;
+pub mod orders;
 mod postgres;
 pub mod scratch;
 mod sqlite;
@@ -231,13 +232,14 @@ impl Storage for AnyStore {
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
+        orders: &[orders::OrderRow],
     ) -> Result<Option<u64>, StoreError> {
         if let Some(fault) = self.faults.get() {
             return Err(StoreError::Injected(fault));
         }
         match &mut self.backend {
-            Backend::Sqlite(store) => store.commit(batch, log, usage),
-            Backend::Postgres(store) => store.commit(batch, log, usage),
+            Backend::Sqlite(store) => store.commit(batch, log, usage, orders),
+            Backend::Postgres(store) => store.commit(batch, log, usage, orders),
         }
     }
 
@@ -245,6 +247,13 @@ impl Storage for AnyStore {
         match &mut self.backend {
             Backend::Sqlite(store) => store.usage_lookup(keys),
             Backend::Postgres(store) => store.usage_lookup(keys),
+        }
+    }
+
+    fn archived_order(&mut self, id: u64) -> Result<Option<String>, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.archived_order(id),
+            Backend::Postgres(store) => store.archived_order(id),
         }
     }
 
@@ -434,12 +443,13 @@ pub trait Storage {
     /// with its hash, every record it created and the final balances of every account it
     /// changed) and the audit-log entries that describe it. When this returns `Ok` all of it is
     /// durable (within the backend's fsync mode); when it returns `Err` none of it is. Returns the
-    /// ledger batch id, if a batch was written.
+    /// ledger batch id, if a batch was written. `orders` are the orders the log entries archive.
     fn commit(
         &mut self,
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
+        orders: &[orders::OrderRow],
     ) -> Result<Option<u64>, StoreError>;
 
     /// The decided usage ids among `keys` (provider, id), with their first results.
@@ -447,6 +457,9 @@ pub trait Storage {
 
     /// How many usage ids are kept.
     fn usage_count(&mut self) -> Result<u64, StoreError>;
+
+    /// Archived order `id` as the service held it (JSON), if it is archived.
+    fn archived_order(&mut self, id: u64) -> Result<Option<String>, StoreError>;
 
     /// Adds usage rows that are missing (a database written before usage ids were kept apart
     /// gets them from its log once); rows already kept are left as they are.

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use suanli_ledger::Hash;
 
 use crate::merkle::TreeSource;
+use crate::orders;
 use crate::{LogEntry, StoreError};
 
 pub struct LogReader {
@@ -233,6 +234,68 @@ impl LogReader {
             }
             Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
         }
+    }
+
+    /// Runs `sqlite` or `postgres` in one read snapshot.
+    fn in_snapshot<T>(
+        &mut self,
+        sqlite: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+        postgres: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &mut self.backend {
+            Reader::Sqlite(connection) => {
+                let transaction = connection.transaction()?;
+                let answer = sqlite(&transaction)?;
+                transaction.commit()?;
+                Ok(answer)
+            }
+            Reader::Postgres(client) => {
+                let mut transaction = snapshot(client)?;
+                let answer = postgres(&mut transaction)?;
+                transaction.commit()?;
+                Ok(answer)
+            }
+            Reader::Closed => Err(StoreError::Malformed("the log reader is closed".into())),
+        }
+    }
+
+    /// The sequence of the last log entry with `action`, if there is one.
+    pub fn last_of(&mut self, action: &str) -> Result<Option<u64>, StoreError> {
+        let sql = "SELECT max(sequence) FROM audit_log WHERE action = ";
+        self.in_snapshot(
+            |c| Ok(c.query_row(&format!("{sql}?1"), [action], |r| r.get::<_, Option<i64>>(0))?),
+            |t| Ok(t.query_one(&format!("{sql}$1"), &[&action])?.get::<_, Option<i64>>(0)),
+        )
+        .map(|last| last.map(|s| s as u64))
+    }
+
+    /// The archived order `id` as the service held it (JSON), if it is archived.
+    pub fn archived_order(&mut self, id: u64) -> Result<Option<String>, StoreError> {
+        self.in_snapshot(|c| orders::find_sqlite(c, id), |t| orders::find_postgres(t, id))
+    }
+
+    /// The archived orders matching `filter` (JSON), by id from `offset`, at most `limit`, and how
+    /// many match in all.
+    pub fn archived_orders(
+        &mut self,
+        filter: &orders::OrderFilter,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        let limit = limit.min(LOG_PAGE_ENTRIES_MAX) as u64;
+        self.in_snapshot(
+            |c| orders::page_sqlite(c, filter, offset, limit),
+            |t| orders::page_postgres(t, filter, offset, limit),
+        )
+    }
+
+    /// What each of `enterprises` spent (fen) on archived orders placed at or after `since_s`;
+    /// enterprises with none are left out.
+    pub fn archived_bought(&mut self, enterprises: &[u64], since_s: i64) -> Result<Vec<(u64, i64)>, StoreError> {
+        self.in_snapshot(
+            |c| orders::bought_sqlite(c, enterprises, since_s),
+            |t| orders::bought_postgres(t, enterprises, since_s),
+        )
     }
 
     /// Hashes read in one statement: `sql` takes a lower and an upper bound (exclusive, inclusive)

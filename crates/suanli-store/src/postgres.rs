@@ -137,6 +137,23 @@ const MIGRATIONS: &[&str] = &[
         samples BIGINT NOT NULL CHECK (samples > 0),
         PRIMARY KEY (pool, resolution_s, at_s)
     );
+    ", // 9: orders that ended long ago leave memory for storage (see `orders`).
+    r"
+    CREATE TABLE orders_archive (
+        id BIGINT PRIMARY KEY,
+        program BIGINT NOT NULL,
+        authority BIGINT NOT NULL,
+        enterprise BIGINT NOT NULL,
+        provider BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        placed_at_s BIGINT NOT NULL,
+        cost_fen BIGINT NOT NULL CHECK (cost_fen >= 0),
+        body TEXT NOT NULL
+    );
+    CREATE INDEX orders_archive_by_program ON orders_archive (program, id);
+    CREATE INDEX orders_archive_by_authority ON orders_archive (authority, id);
+    CREATE INDEX orders_archive_by_enterprise ON orders_archive (enterprise, placed_at_s);
+    CREATE INDEX orders_archive_by_provider ON orders_archive (provider, id);
     ",
 ];
 
@@ -556,6 +573,10 @@ impl Storage for PostgresStore {
             .collect())
     }
 
+    fn archived_order(&mut self, id: u64) -> Result<Option<String>, StoreError> {
+        crate::orders::find_postgres(&mut self.client, id)
+    }
+
     fn usage_count(&mut self) -> Result<u64, StoreError> {
         Ok(self.client.query_one("SELECT count(*) FROM usage_ids", &[])?.get::<_, i64>(0) as u64)
     }
@@ -577,6 +598,7 @@ impl Storage for PostgresStore {
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
+        orders: &[crate::orders::OrderRow],
     ) -> Result<Option<u64>, StoreError> {
         if let Some(url) = &self.reader {
             return Err(StoreError::ReadOnly { url: url.clone() });
@@ -585,6 +607,7 @@ impl Storage for PostgresStore {
         if !usage.is_empty() {
             insert_usage(&mut transaction, usage, "")?;
         }
+        crate::orders::insert_postgres(&mut transaction, orders)?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&mut transaction, changes, previous_hash, hash)?)

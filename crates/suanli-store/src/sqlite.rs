@@ -138,6 +138,23 @@ const MIGRATIONS: &[&str] = &[
         samples INTEGER NOT NULL CHECK (samples > 0),
         PRIMARY KEY (pool, resolution_s, at_s)
     );
+    ", // 9: orders that ended long ago leave memory for storage (see `orders`).
+    r"
+    CREATE TABLE orders_archive (
+        id INTEGER PRIMARY KEY,
+        program INTEGER NOT NULL,
+        authority INTEGER NOT NULL,
+        enterprise INTEGER NOT NULL,
+        provider INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        placed_at_s INTEGER NOT NULL,
+        cost_fen INTEGER NOT NULL CHECK (cost_fen >= 0),
+        body TEXT NOT NULL
+    );
+    CREATE INDEX orders_archive_by_program ON orders_archive (program, id);
+    CREATE INDEX orders_archive_by_authority ON orders_archive (authority, id);
+    CREATE INDEX orders_archive_by_enterprise ON orders_archive (enterprise, placed_at_s);
+    CREATE INDEX orders_archive_by_provider ON orders_archive (provider, id);
     ",
 ];
 
@@ -622,6 +639,10 @@ impl Storage for SqliteStore {
         Ok(found)
     }
 
+    fn archived_order(&mut self, id: u64) -> Result<Option<String>, StoreError> {
+        crate::orders::find_sqlite(&self.connection, id)
+    }
+
     fn usage_count(&mut self) -> Result<u64, StoreError> {
         Ok(self.connection.query_row("SELECT count(*) FROM usage_ids", [], |r| r.get::<_, i64>(0))? as u64)
     }
@@ -641,12 +662,14 @@ impl Storage for SqliteStore {
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
+        orders: &[crate::orders::OrderRow],
     ) -> Result<Option<u64>, StoreError> {
         if let Some(path) = &self.reader {
             return Err(StoreError::ReadOnly { url: path.clone() });
         }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         insert_usage(&transaction, usage, "INSERT")?;
+        crate::orders::insert_sqlite(&transaction, orders)?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&transaction, changes, previous_hash, hash)? as u64)

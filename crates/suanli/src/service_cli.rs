@@ -994,7 +994,18 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             ))
         }
         OrderCommand::List => {
-            let all: Vec<_> = service.state().orders.values().collect();
+            // Every order, in memory and archived, a page at a time.
+            let mut reader = service.log_reader()?;
+            let query = suanli_service::OrderQuery::default();
+            let mut all = Vec::new();
+            loop {
+                let page = service.orders_page(&query, all.len() as u64, 1_000, &mut reader)?;
+                let done = page.orders.is_empty() || all.len() + page.orders.len() >= page.total as usize;
+                all.extend(page.orders);
+                if done {
+                    break;
+                }
+            }
             let mut t = table(&[
                 "id",
                 "enterprise",
@@ -1026,7 +1037,8 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             Ok(Reply::new(to_json(&all), t.to_string()))
         }
         OrderCommand::Show { order } => {
-            let o = service.order(parse_id("order", &order, OrderId::parse)?)?;
+            let id = parse_id("order", &order, OrderId::parse)?;
+            let o = &service.find_order(id, &mut service.log_reader()?)?;
             let text = format!(
                 "{} ({:?}) by {} with {}\n{}\nhold {} (left {})\nusage: {} records, {} GPU-seconds, cost {}, voucher paid {}, enterprise paid {}",
                 o.id,

@@ -515,11 +515,11 @@ pub async fn order(
     let Ok(id) = OrderId::parse(&id) else {
         return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     };
-    let view = state.writer.view();
-    let order = match crate::lifecycle::seen_order(&view, session.role, id) {
-        Ok(order) => order.clone(),
-        Err(error) => return refused(ctx, &ApiError::from(error)),
+    let order = match crate::lifecycle::seen_order(&state, session.role, id).await {
+        Ok(order) => order,
+        Err(error) => return refused(ctx, &error),
     };
+    let view = state.writer.view();
     let (usage, usage_pager) = match super::usage::page(&state, ctx.tr, id, &page).await {
         Ok(found) => found,
         Err(error) => return refused(ctx, &error),

@@ -141,11 +141,12 @@ fn bill(view: &View, tr: Tr, enterprise: suanli_domain::EnterpriseId) -> Vec<Bil
                 lines: lines
                     .iter()
                     .map(|(program, standing, l)| {
-                        let order = s.orders.get(&l.order);
+                        // The pool names the provider, whether or not the order is archived.
+                        let site = s.pools.get(&l.pool).and_then(|p| s.sites.get(&p.site));
                         BillLine {
                             order: l.order.to_string(),
-                            provider: order
-                                .and_then(|o| s.providers.get(&o.provider))
+                            provider: site
+                                .and_then(|site| s.providers.get(&site.spec.provider))
                                 .map_or_else(String::new, |p| p.name.clone()),
                             program: s.programs.get(program).map_or_else(String::new, |p| p.terms.name.clone()),
                             records: l.usage_records,

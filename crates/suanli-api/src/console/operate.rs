@@ -400,7 +400,7 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
         ("health.usage", (s.usage_recorded + s.usage_refused).to_string()),
         ("health.programs", s.programs.len().to_string()),
         ("health.enterprises", s.enterprises.len().to_string()),
-        ("health.orders", s.orders.len().to_string()),
+        ("health.orders", format!("{} + {}", s.orders.len(), s.orders_archived)),
         ("health.tokens", s.tokens.len().to_string()),
     ];
     html(StatusCode::OK, &HealthPage { ctx, ready: state.writer.is_ready(), figures })

@@ -20,8 +20,8 @@ use super::filter::Filter;
 use super::i18n::{percent, when, yuan};
 use super::{Ctx, SESSION_COOKIE, Session, html, local_path};
 use crate::lifecycle::{
-    act_on_application, act_on_statement, act_on_voucher, may_administer, may_review, visible_applications,
-    visible_orders, visible_statements, visible_vouchers,
+    act_on_application, act_on_statement, act_on_voucher, may_administer, may_review, order_query,
+    visible_applications, visible_statements, visible_vouchers,
 };
 use crate::login::ClientAddress;
 use crate::{ApiError, AppState};
@@ -83,14 +83,25 @@ pub struct Pager {
 /// The page of `items` the URI asks for (`?page=N`, from 0; anything else is the first page), and
 /// its pager. Only the page's rows are drawn, whatever the list's length.
 pub(super) fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
-    let page = uri
-        .query()
+    let total = items.len();
+    let start = page_number(uri).saturating_mul(ROWS_PER_PAGE).min(total);
+    let rows: Vec<T> = items.into_iter().skip(start).take(ROWS_PER_PAGE).collect();
+    let pager = pager(uri, total, rows.len());
+    (rows, pager)
+}
+
+/// The page a list's `?page=` asks for (from 0).
+fn page_number(uri: &Uri) -> usize {
+    uri.query()
         .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("page=")))
         .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0);
-    let total = items.len();
+        .unwrap_or(0)
+}
+
+/// The links around page `?page=` of a list of `total` rows that shows `shown` of them.
+fn pager(uri: &Uri, total: usize, shown: usize) -> Pager {
+    let page = page_number(uri);
     let start = page.saturating_mul(ROWS_PER_PAGE).min(total);
-    let rows: Vec<T> = items.into_iter().skip(start).take(ROWS_PER_PAGE).collect();
     // The other parameters (a filter) stay on the neighbouring pages.
     let kept: String = uri
         .query()
@@ -100,17 +111,12 @@ pub(super) fn window<T>(items: Vec<T>, uri: &Uri) -> (Vec<T>, Pager) {
         .map(|pair| format!("&{pair}"))
         .collect();
     let link = |n: usize| format!("{}?page={n}{kept}", uri.path());
-    let pager = Pager {
+    Pager {
         previous: (page > 0 && total > 0).then(|| link((page - 1).min((total - 1) / ROWS_PER_PAGE))),
-        next: (start + rows.len() < total).then(|| link(page + 1)),
+        next: (start + shown < total).then(|| link(page + 1)),
         any: total > 0,
-        shown: if rows.is_empty() {
-            format!("0 / {total}")
-        } else {
-            format!("{}–{} / {total}", start + 1, start + rows.len())
-        },
-    };
-    (rows, pager)
+        shown: if shown == 0 { format!("0 / {total}") } else { format!("{}–{} / {total}", start + 1, start + shown) },
+    }
 }
 
 /// A post must carry the form token of its session.
@@ -848,11 +854,20 @@ pub async fn orders(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
         Err(redirect) => return redirect,
     };
     let view = state.writer.view();
-    let s = view.state();
     let filter = Filter::read(&view, ctx.tr, &uri, &["placed", "running", "completed", "cancelled"]);
-    let (page, pager) = window(visible_orders(&view, session.role, filter.program, filter.state.as_deref()), &uri);
-    let rows = page
-        .into_iter()
+    let query = order_query(session.role, filter.program, filter.state.as_deref());
+    let offset = (page_number(&uri).saturating_mul(ROWS_PER_PAGE)) as u64;
+    let reading = view.clone();
+    let found = match state.writer.read_log(move |r| Ok(reading.orders_page(&query, offset, ROWS_PER_PAGE, r))).await {
+        Ok(Ok(Ok(found))) => found,
+        Ok(Ok(Err(error)) | Err(error)) => return refused(ctx, &ApiError::from(error)),
+        Err(refusal) => return refused(ctx, &ApiError::from(refusal)),
+    };
+    let pager = pager(&uri, found.total as usize, found.orders.len());
+    let s = view.state();
+    let rows = found
+        .orders
+        .iter()
         .map(|o| OrderRow {
             id: o.id.to_string(),
             enterprise: s.enterprises.get(&o.enterprise).map_or_else(|| o.enterprise.to_string(), |e| e.name.clone()),

@@ -132,6 +132,11 @@ pub enum Event {
         voucher: VoucherId,
         released_fen: Fen,
     },
+    /// Orders that ended long enough ago (see [`crate::service::ARCHIVE_AFTER_S`]) leave the
+    /// writer's memory; storage keeps each as it was, in the same commit.
+    OrdersArchived {
+        orders: Vec<OrderId>,
+    },
     UsageRecorded {
         record: Box<UsageRecord>,
     },
@@ -262,6 +267,7 @@ impl Event {
             Event::OrderExtended { .. } => "order.extended",
             Event::OrderEnded { .. } => "order.ended",
             Event::OrderHoldReleased { .. } => "order.hold_released",
+            Event::OrdersArchived { .. } => "orders.archived",
             Event::UsageRecorded { .. } => "usage.recorded",
             Event::UsageRefused { .. } => "usage.refused",
             Event::VoucherSuspended { .. } => "voucher.suspended",
@@ -310,6 +316,7 @@ impl Event {
             | Event::OrderExtended { order, .. }
             | Event::OrderEnded { order, .. }
             | Event::OrderHoldReleased { order, .. } => order.to_string(),
+            Event::OrdersArchived { .. } => "orders".to_owned(),
             Event::UsageRecorded { record } => format!("usage:{}:{}", record.provider, record.input.id),
             Event::UsageRefused { provider, input, .. } => format!("usage:{provider}:{}", input.id),
             Event::VoucherSuspended { voucher, .. }
@@ -453,12 +460,13 @@ mod tests {
             Event::ProgramAmended { .. } => 40,
             Event::LotteryCommitted { .. } => 41,
             Event::LotteryDrawn { .. } => 42,
+            Event::OrdersArchived { .. } => 43,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 43];
+        let mut seen = [false; 44];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

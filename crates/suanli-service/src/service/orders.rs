@@ -256,8 +256,19 @@ impl Service {
 }
 
 impl View {
+    /// An order in memory. An archived one is refused with `order_state`: it can no longer
+    /// change (read it with [`View::find_order`]).
     pub fn order(&self, id: OrderId) -> Result<&Order> {
-        self.state.orders.get(&id).ok_or_else(|| ServiceError::not_found(id))
+        self.state.orders.get(&id).ok_or_else(|| {
+            if self.is_archived(id) {
+                ServiceError::new(
+                    ErrorCode::OrderState,
+                    format!("order: {id} ended more than 31 days ago and is archived; it can no longer change"),
+                )
+            } else {
+                ServiceError::not_found(id)
+            }
+        })
     }
 }
 

@@ -202,6 +202,15 @@ impl Service {
 
 impl View {
     pub(super) fn check_usage(&self, provider: ProviderId, input: &UsageInput, now: i64) -> Result<UsageRecord> {
+        if self.is_archived(input.order) {
+            return Err(ServiceError::new(
+                ErrorCode::UsageAfterOrderEnd,
+                format!(
+                    "order: {} ended more than 31 days ago and is archived; late records are no longer taken",
+                    input.order
+                ),
+            ));
+        }
         let order = self.order(input.order)?;
         // Another provider's order answers as one that does not exist (and is not kept).
         if order.provider != provider {

@@ -1,6 +1,7 @@
 //! The service through its public surface: a whole programme end to end, and every refusal path
 //! with proof that it changed nothing.
 
+mod archive;
 mod group;
 mod lottery;
 mod outcome;

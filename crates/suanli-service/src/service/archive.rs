@@ -1,0 +1,179 @@
+//! Archiving: an order that ended [`ARCHIVE_AFTER_S`] ago can no longer change (late usage
+//! records are taken until then), so it leaves the writer's memory for storage. The writer's
+//! memory then grows with the orders open in the last month, not with every order ever placed.
+//!
+//! One `orders.archived` entry names the orders; the same commit writes each as it was into
+//! storage's archive, where readers find it by id or page through it (see
+//! [`suanli_store::orders`]).
+
+use super::*;
+use suanli_domain::AuthorityId;
+use suanli_store::orders::{OrderFilter, OrderRow};
+
+/// How long after its end an order still takes late usage records, and so stays in memory: a
+/// month and a day, so a provider reporting monthly is still in time.
+pub const ARCHIVE_AFTER_S: i64 = 31 * 86_400;
+
+/// The most orders one commit archives (one log entry, a bounded transaction).
+pub const ARCHIVE_ORDERS_PER_COMMIT_MAX: usize = 1_000;
+
+impl Service {
+    /// Archives every order that ended [`ARCHIVE_AFTER_S`] ago or earlier, a bounded number to a
+    /// commit. Answers how many were archived. The writer runs it before each checkpoint, so a
+    /// checkpoint never holds them.
+    pub fn archive_orders(&mut self, actor: &Actor) -> Result<usize> {
+        let now = self.now_s();
+        let due: Vec<OrderId> = self
+            .state
+            .orders
+            .values()
+            .filter(|o| o.ended_at_s.is_some_and(|ended| ended <= now.saturating_sub(ARCHIVE_AFTER_S)))
+            .map(|o| o.id)
+            .collect();
+        for chunk in due.chunks(ARCHIVE_ORDERS_PER_COMMIT_MAX) {
+            let mut change = self.begin();
+            change.order_rows = chunk.iter().map(|id| self.archive_row(&self.state.orders[id])).collect();
+            self.record(&mut change, Event::OrdersArchived { orders: chunk.to_vec() }, now);
+            self.commit(actor, now, change)?;
+        }
+        Ok(due.len())
+    }
+
+    /// Who order `id` belongs to: its enterprise, provider and programme, from memory or, archived,
+    /// from storage (so a refusal to act on it tells only those who may see it that it exists).
+    pub fn order_parties(&mut self, id: OrderId) -> Result<(EnterpriseId, ProviderId, ProgramId)> {
+        if let Some(o) = self.state.orders.get(&id) {
+            return Ok((o.enterprise, o.provider, o.program));
+        }
+        if !self.is_archived(id) {
+            return Err(ServiceError::not_found(id));
+        }
+        let body = self.durable.archived_order(id.get()).map_err(storage_error)?;
+        let o = stored(&body.ok_or_else(|| ServiceError::not_found(id))?)?;
+        Ok((o.enterprise, o.provider, o.program))
+    }
+
+    fn archive_row(&self, order: &Order) -> OrderRow {
+        OrderRow {
+            id: order.id.get(),
+            program: order.program.get(),
+            authority: self.state.programs[&order.program].authority.get(),
+            enterprise: order.enterprise.get(),
+            provider: order.provider.get(),
+            state: order.state.as_str().to_owned(),
+            placed_at_s: order.placed_at_s,
+            cost_fen: order.cost_fen.fen(),
+            body: serde_json::to_string(order).expect("orders serialize"),
+        }
+    }
+}
+
+/// Which orders a list asks for, and within whose scope.
+#[derive(Clone, Debug, Default)]
+pub struct OrderQuery {
+    pub program: Option<ProgramId>,
+    /// `placed`, `running`, `completed` or `cancelled`.
+    pub state: Option<String>,
+    /// Set for a caller who sees only one authority's programmes, one enterprise's or one
+    /// provider's orders; none for the platform's overseers.
+    pub authority: Option<AuthorityId>,
+    pub enterprise: Option<EnterpriseId>,
+    pub provider: Option<ProviderId>,
+}
+
+impl OrderQuery {
+    fn admits(&self, s: &State, o: &Order) -> bool {
+        self.program.is_none_or(|p| o.program == p)
+            && self.state.as_deref().is_none_or(|wanted| o.state.as_str() == wanted)
+            && self.authority.is_none_or(|a| s.programs.get(&o.program).is_some_and(|p| p.authority == a))
+            && self.enterprise.is_none_or(|e| o.enterprise == e)
+            && self.provider.is_none_or(|p| o.provider == p)
+    }
+
+    fn filter(&self) -> OrderFilter {
+        OrderFilter {
+            program: self.program.map(|p| p.get()),
+            authority: self.authority.map(|a| a.get()),
+            enterprise: self.enterprise.map(|e| e.get()),
+            provider: self.provider.map(|p| p.get()),
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// A page of orders: those on it, in id order, and how many match in all.
+#[derive(Clone, Debug)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    pub total: u64,
+}
+
+fn stored(body: &str) -> Result<Order> {
+    serde_json::from_str(body)
+        .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("an archived order cannot be read: {e}")))
+}
+
+fn storage(error: suanli_store::StoreError) -> ServiceError {
+    ServiceError::new(ErrorCode::StorageUnavailable, error.to_string())
+}
+
+impl View {
+    /// Whether `id` names an order that was archived (it was placed and is no longer in memory).
+    pub fn is_archived(&self, id: OrderId) -> bool {
+        !self.state.orders.contains_key(&id) && id.get() <= self.state.orders.len() as u64 + self.state.orders_archived
+    }
+
+    /// Order `id`, from memory or, archived, from storage. The view is taken before the read, so
+    /// an order archived since is found in storage, which the archiving commit wrote first.
+    pub fn find_order(&self, id: OrderId, reader: &mut suanli_store::LogReader) -> Result<Order> {
+        if let Some(order) = self.state.orders.get(&id) {
+            return Ok(order.clone());
+        }
+        match reader.archived_order(id.get()).map_err(storage)? {
+            Some(body) => stored(&body),
+            None => Err(ServiceError::not_found(id)),
+        }
+    }
+
+    /// One page of the orders `query` admits, in id order, from memory and storage's archive.
+    pub fn orders_page(
+        &self,
+        query: &OrderQuery,
+        offset: u64,
+        limit: usize,
+        reader: &mut suanli_store::LogReader,
+    ) -> Result<OrderPage> {
+        let s = &self.state;
+        let live: Vec<&Order> = s.orders.values().filter(|o| query.admits(s, o)).collect();
+        // The first `offset + limit` archived ones are enough: the page cannot reach further.
+        let wanted = offset.saturating_add(limit as u64);
+        let mut archived = Vec::new();
+        let archived_total = loop {
+            let from = archived.len() as u64;
+            let chunk = suanli_store::LOG_PAGE_ENTRIES_MAX;
+            let (bodies, total) = reader.archived_orders(&query.filter(), from, chunk).map_err(storage)?;
+            for body in &bodies {
+                archived.push(stored(body)?);
+            }
+            if bodies.is_empty() || archived.len() as u64 >= wanted {
+                break total;
+            }
+        };
+        // An order archived after this view was taken is in both: memory's copy counts once.
+        let fetched = archived.len() as u64;
+        archived.retain(|o| !s.orders.contains_key(&o.id));
+        let total = live.len() as u64 + archived_total - (fetched - archived.len() as u64);
+        let mut all: Vec<Order> = Vec::with_capacity(live.len() + archived.len());
+        let (mut a, mut b) = (live.into_iter().peekable(), archived.into_iter().peekable());
+        while let Some(next) = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.id <= y.id => a.next().cloned(),
+            (_, Some(_)) => b.next(),
+            (Some(_), None) => a.next().cloned(),
+            (None, None) => None,
+        } {
+            all.push(next);
+        }
+        let orders = all.into_iter().skip(offset as usize).take(limit).collect();
+        Ok(OrderPage { orders, total })
+    }
+}

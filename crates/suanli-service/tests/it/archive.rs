@@ -1,0 +1,145 @@
+//! Orders that ended over a month ago leave memory for storage: still found by id and in lists,
+//! no longer changed, replayed and checked by the audit, and the same after a restart — on
+//! SQLite and on PostgreSQL.
+
+use suanli_domain::{ApplicantKind, Fen, OrderId};
+use suanli_service::model::UsageOutcome;
+use suanli_service::model::{OperatorKind, OrderState, Purpose, UsageInput};
+use suanli_service::{ARCHIVE_AFTER_S, ErrorCode, OrderInput, OrderQuery};
+
+use crate::{SHANGHAI_LIKE, World, op};
+
+/// Two enterprises, one order each (the first completed after 3 hours of usage, the second still
+/// running); answers the orders.
+fn two_orders(w: &mut World) -> (OrderId, OrderId) {
+    let program = w.program(SHANGHAI_LIKE);
+    let (provider, pool) = w.provider(1, "310000", OperatorKind::Government, "H100", false, 100);
+    let mut orders = Vec::new();
+    for n in 1..=2 {
+        let enterprise = w.enterprise(n, 9_000_000, ApplicantKind::Sme, &[]);
+        let amount = Fen::from_yuan(10_000).unwrap();
+        let app = w.service.create_application(&op(), enterprise, program, amount, "").unwrap();
+        w.service.submit_application(&op(), app).unwrap();
+        let voucher = w.service.approve_application(&op(), app, amount).unwrap();
+        let input =
+            OrderInput { enterprise, voucher, pool, chip: None, gpu_count: 2, hours: 10, purpose: Purpose::Training };
+        let order = w.service.place_order(&op(), input).unwrap();
+        w.service.start_order(&op(), order).unwrap();
+        orders.push(order);
+    }
+    let start = w.service.now_s();
+    w.clock.set(start + 4 * 3600);
+    let records: Vec<UsageInput> = (0..3)
+        .map(|h| UsageInput {
+            id: format!("u-{h}"),
+            order: orders[0],
+            gpu_seconds: 2 * 3600,
+            period_start_s: start + h * 3600,
+            period_end_s: start + (h + 1) * 3600,
+        })
+        .collect();
+    w.service.record_usage(&op(), provider, &records).unwrap();
+    w.service.complete_order(&op(), orders[0]).unwrap();
+    (orders[0], orders[1])
+}
+
+fn archive_and_check(mut w: World) {
+    let (ended, running) = two_orders(&mut w);
+    let before = w.service.order(ended).unwrap().clone();
+    assert_eq!(before.state, OrderState::Completed);
+    let ended_at = before.ended_at_s.unwrap();
+
+    // A day short of the window: late records are still taken, nothing is archived.
+    w.clock.set(ended_at + ARCHIVE_AFTER_S - 86_400);
+    assert_eq!(w.service.archive_orders(&op()).unwrap(), 0);
+    w.clock.set(ended_at + ARCHIVE_AFTER_S);
+    let entries = w.service.durable().log_count();
+    assert_eq!(w.service.archive_orders(&op()).unwrap(), 1);
+    assert_eq!(w.service.durable().log_count(), entries + 1, "one log entry archives them");
+    assert!(!w.service.state().orders.contains_key(&ended) && w.service.state().orders.contains_key(&running));
+    assert_eq!(w.service.state().orders_archived, 1);
+    assert_eq!(w.service.archive_orders(&op()).unwrap(), 0, "archiving twice archives nothing");
+
+    // Read from storage as it was.
+    let mut reader = w.service.log_reader().unwrap();
+    assert_eq!(w.service.find_order(ended, &mut reader).unwrap(), before);
+    assert_eq!(w.service.order_parties(ended).unwrap(), (before.enterprise, before.provider, before.program));
+    let all = w.service.orders_page(&OrderQuery::default(), 0, 10, &mut reader).unwrap();
+    assert_eq!((all.total, all.orders.iter().map(|o| o.id).collect::<Vec<_>>()), (2, vec![ended, running]));
+    let mine = OrderQuery { enterprise: Some(before.enterprise), ..OrderQuery::default() };
+    let page = w.service.orders_page(&mine, 0, 10, &mut reader).unwrap();
+    assert_eq!((page.total, page.orders.len(), page.orders[0].id), (1, 1, ended));
+    let completed = OrderQuery { state: Some("completed".to_owned()), ..OrderQuery::default() };
+    assert_eq!(w.service.orders_page(&completed, 0, 10, &mut reader).unwrap().total, 1);
+    let second = w.service.orders_page(&OrderQuery::default(), 1, 1, &mut reader).unwrap();
+    assert_eq!((second.total, second.orders[0].id), (2, running));
+
+    // No longer changed: a late record and an action are refused, and nothing changes.
+    let late = UsageInput {
+        id: "late".to_owned(),
+        order: ended,
+        gpu_seconds: 60,
+        period_start_s: ended_at - 120,
+        period_end_s: ended_at - 60,
+    };
+    let outcome = w.service.record_usage(&op(), before.provider, std::slice::from_ref(&late)).unwrap();
+    match &outcome[0] {
+        UsageOutcome::Refused { code, .. } => assert_eq!(code, "usage_after_order_end"),
+        other => panic!("{other:?}"),
+    }
+    w.refused(ErrorCode::OrderState, |s| s.complete_order(&op(), ended));
+    // A record already applied still answers `exists`, however old.
+    let retry = UsageInput {
+        id: "u-0".to_owned(),
+        order: ended,
+        gpu_seconds: 2 * 3600,
+        period_start_s: before.started_at_s.unwrap(),
+        period_end_s: before.started_at_s.unwrap() + 3600,
+    };
+    let again = w.service.record_usage(&op(), before.provider, &[retry]).unwrap();
+    assert!(matches!(&again[0], UsageOutcome::Duplicate { cost_fen, .. } if *cost_fen == Fen::new(2_00)), "{again:?}");
+
+    // Ids go on past archived orders.
+    assert_eq!(w.service.state().next_order().get(), 3);
+
+    // After a checkpoint and a restart, and replayed from the first entry, the same.
+    w.service.checkpoint().unwrap();
+    let state = w.service.state().to_checkpoint();
+    w.restart();
+    assert_eq!(w.service.state().to_checkpoint(), state);
+    assert!(w.service.check_books().is_empty(), "{:?}", w.service.check_books());
+    let (_, problems) = w.service.verify_checkpoints().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn ended_orders_leave_memory_on_sqlite() {
+    archive_and_check(World::start());
+}
+
+#[test]
+fn ended_orders_leave_memory_on_postgres() {
+    if let Some(w) = World::start_postgres() {
+        archive_and_check(w);
+    }
+}
+
+#[test]
+fn the_audit_finds_an_archived_order_changed_in_storage() {
+    let mut w = World::start();
+    let (ended, _) = two_orders(&mut w);
+    let ended_at = w.service.order(ended).unwrap().ended_at_s.unwrap();
+    w.clock.set(ended_at + ARCHIVE_AFTER_S);
+    w.service.archive_orders(&op()).unwrap();
+    let path = w.path.clone();
+    drop(w.service);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let changed = connection
+        .execute("UPDATE orders_archive SET body = replace(body, '\"usage_records\":3', '\"usage_records\":2')", [])
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(connection);
+    let mut service = suanli_service::Service::open(&path, std::sync::Arc::new(suanli_service::SystemClock)).unwrap();
+    let (_, problems) = service.verify_checkpoints().unwrap();
+    assert!(problems.iter().any(|p| p.contains(&format!("archived {ended}"))), "{problems:?}");
+}

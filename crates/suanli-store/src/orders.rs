@@ -1,0 +1,196 @@
+//! Archived orders: an order that ended long enough ago that nothing can change it any more
+//! leaves the writer's memory and lives here, written in the same transaction as the log entry
+//! that archives it. Readers find it by id and page through archived orders by who may see them.
+//!
+//! The row keeps the order as the service last held it (its JSON, `body`) and the columns that
+//! lists filter on.
+
+use postgres::GenericClient;
+use rusqlite::{OptionalExtension, params};
+
+use crate::StoreError;
+
+/// One archived order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: u64,
+    pub program: u64,
+    /// The programme's authority, so an authority's list is one indexed filter.
+    pub authority: u64,
+    pub enterprise: u64,
+    pub provider: u64,
+    /// `completed` or `cancelled`.
+    pub state: String,
+    pub placed_at_s: i64,
+    pub cost_fen: i64,
+    /// The order as the service held it, in JSON.
+    pub body: String,
+}
+
+/// Which archived orders a list shows: every filter that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub program: Option<u64>,
+    pub authority: Option<u64>,
+    pub enterprise: Option<u64>,
+    pub provider: Option<u64>,
+    pub state: Option<String>,
+}
+
+impl OrderFilter {
+    fn values(&self) -> [Option<i64>; 4] {
+        [self.program, self.authority, self.enterprise, self.provider].map(|v| v.map(|v| v as i64))
+    }
+}
+
+const MATCHING: &str = "FROM orders_archive WHERE ({1} IS NULL OR program = {1}) AND ({2} IS NULL OR authority = {2}) \
+     AND ({3} IS NULL OR enterprise = {3}) AND ({4} IS NULL OR provider = {4}) AND ({5} IS NULL OR state = {5})";
+
+fn matching(sqlite: bool) -> String {
+    let mut sql = MATCHING.to_owned();
+    for n in 1..=5 {
+        let placeholder = match (sqlite, n) {
+            (true, _) => format!("?{n}"),
+            (false, 5) => "$5::text".to_owned(),
+            (false, _) => format!("${n}::int8"),
+        };
+        sql = sql.replace(&format!("{{{n}}}"), &placeholder);
+    }
+    sql
+}
+
+const INSERT: &str = "INTO orders_archive (id, program, authority, enterprise, provider, state, placed_at_s, \
+     cost_fen, body) VALUES ";
+
+pub(crate) fn insert_sqlite(transaction: &rusqlite::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = transaction.prepare_cached(&format!("INSERT {INSERT} (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))?;
+    for r in rows {
+        insert.execute(params![
+            r.id as i64,
+            r.program as i64,
+            r.authority as i64,
+            r.enterprise as i64,
+            r.provider as i64,
+            r.state,
+            r.placed_at_s,
+            r.cost_fen,
+            r.body
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_postgres(client: &mut impl GenericClient, rows: &[OrderRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let insert = client.prepare(&format!("INSERT {INSERT} ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))?;
+    for r in rows {
+        client.execute(
+            &insert,
+            &[
+                &(r.id as i64),
+                &(r.program as i64),
+                &(r.authority as i64),
+                &(r.enterprise as i64),
+                &(r.provider as i64),
+                &r.state,
+                &r.placed_at_s,
+                &r.cost_fen,
+                &r.body,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The body of archived order `id`, if it is archived.
+pub(crate) fn find_sqlite(connection: &rusqlite::Connection, id: u64) -> Result<Option<String>, StoreError> {
+    let mut statement = connection.prepare_cached("SELECT body FROM orders_archive WHERE id = ?1")?;
+    Ok(statement.query_row([id as i64], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn find_postgres(client: &mut impl GenericClient, id: u64) -> Result<Option<String>, StoreError> {
+    Ok(client.query_opt("SELECT body FROM orders_archive WHERE id = $1", &[&(id as i64)])?.map(|r| r.get(0)))
+}
+
+/// The bodies of the archived orders matching `filter`, by id from `offset`, at most `limit`, and
+/// how many match in all.
+pub(crate) fn page_sqlite(
+    connection: &rusqlite::Connection,
+    filter: &OrderFilter,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<String>, u64), StoreError> {
+    let [program, authority, enterprise, provider] = filter.values();
+    let state = filter.state.clone();
+    let matching = matching(true);
+    let total: i64 = connection
+        .prepare_cached(&format!("SELECT count(*) {matching}"))?
+        .query_row(params![program, authority, enterprise, provider, state], |r| r.get(0))?;
+    let mut statement = connection.prepare_cached(&format!("SELECT body {matching} ORDER BY id LIMIT ?6 OFFSET ?7"))?;
+    let bodies = statement
+        .query_map(
+            params![program, authority, enterprise, provider, state, limit as i64, offset.min(i64::MAX as u64) as i64],
+            |r| r.get(0),
+        )?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok((bodies, total as u64))
+}
+
+pub(crate) fn page_postgres(
+    client: &mut impl GenericClient,
+    filter: &OrderFilter,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<String>, u64), StoreError> {
+    let [program, authority, enterprise, provider] = filter.values();
+    let state = filter.state.clone();
+    let matching = matching(false);
+    let total: i64 = client
+        .query_one(&format!("SELECT count(*) {matching}"), &[&program, &authority, &enterprise, &provider, &state])?
+        .get(0);
+    let rows = client.query(
+        &format!("SELECT body {matching} ORDER BY id LIMIT $6 OFFSET $7"),
+        &[&program, &authority, &enterprise, &provider, &state, &(limit as i64), &(offset.min(i64::MAX as u64) as i64)],
+    )?;
+    Ok((rows.iter().map(|r| r.get(0)).collect(), total as u64))
+}
+
+const BOUGHT: &str = "SELECT enterprise, CAST(sum(cost_fen) AS BIGINT) FROM orders_archive \
+     WHERE enterprise = {1} AND placed_at_s >= {2} GROUP BY enterprise";
+
+/// What each of `enterprises` spent (cost in fen) on archived orders placed at or after
+/// `since_s`.
+pub(crate) fn bought_sqlite(
+    connection: &rusqlite::Connection,
+    enterprises: &[u64],
+    since_s: i64,
+) -> Result<Vec<(u64, i64)>, StoreError> {
+    let mut statement = connection.prepare_cached(&BOUGHT.replace("{1}", "?1").replace("{2}", "?2"))?;
+    let mut bought = Vec::new();
+    for &enterprise in enterprises {
+        if let Some(sum) = statement.query_row(params![enterprise as i64, since_s], |r| r.get(1)).optional()? {
+            bought.push((enterprise, sum));
+        }
+    }
+    Ok(bought)
+}
+
+pub(crate) fn bought_postgres(
+    client: &mut impl GenericClient,
+    enterprises: &[u64],
+    since_s: i64,
+) -> Result<Vec<(u64, i64)>, StoreError> {
+    let statement = client.prepare(&BOUGHT.replace("{1}", "$1").replace("{2}", "$2"))?;
+    let mut bought = Vec::new();
+    for &enterprise in enterprises {
+        if let Some(row) = client.query_opt(&statement, &[&(enterprise as i64), &since_s])? {
+            bought.push((enterprise, row.get(1)));
+        }
+    }
+    Ok(bought)
+}
