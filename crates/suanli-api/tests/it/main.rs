@@ -1,6 +1,7 @@
 //! The API over real HTTP on port 0: signed usage ingestion, its refusals, scopes, health and
 //! metrics, and the authorization matrix.
 
+mod archive;
 mod authz;
 mod browser;
 mod console;
