@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use suanli_domain::{EnterpriseId, VoucherId};
+use suanli_domain::{EnterpriseId, PoolId, VoucherId};
 use suanli_placement::{
     Exclusion, Limits, Operator, Order, Origin, Policy, PoolVerdict, Problem, Site, explain, solve,
 };
@@ -76,8 +76,15 @@ impl View {
     /// Chooses the pool for an order through the placement engine and quotes it, with the best
     /// alternatives and the reason each other pool was left out.
     pub fn choose_pool(&self, request: &PoolRequest) -> Result<PoolChoice> {
+        let (problem, solution, pool_ids) = self.engine(request)?;
+        self.quote_choice(request, &problem, &solution, &pool_ids)
+    }
+
+    /// The engine's answer for one order: the problem it was given, its solution, and the pool
+    /// each of the problem's pools stands for.
+    fn engine(&self, request: &PoolRequest) -> Result<(Problem, suanli_placement::solve::Solution, Vec<PoolId>)> {
         let now = self.now_s();
-        let (voucher, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
+        let (_, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
         if request.gpu_count == 0 {
             return Err(ServiceError::field("gpus", "must be at least 1"));
         }
@@ -180,7 +187,22 @@ impl View {
             policy: self.placement_policy,
         };
         let solution = solve(&problem, &Limits { solve_ms_max: 200, ..Limits::default() });
-        let explanation = explain(&problem, &solution, 0);
+        Ok((problem, solution, pool_ids))
+    }
+
+    /// The quote of the engine's choice, with the best alternatives and why each other pool was
+    /// left out.
+    fn quote_choice(
+        &self,
+        request: &PoolRequest,
+        problem: &Problem,
+        solution: &suanli_placement::solve::Solution,
+        pool_ids: &[PoolId],
+    ) -> Result<PoolChoice> {
+        let now = self.now_s();
+        let state = &self.state;
+        let (voucher, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
+        let explanation = explain(problem, solution, 0);
         let quote_of = |index: usize| {
             let pool = &state.pools[&pool_ids[index]];
             self.price(voucher, program, pool, request.gpu_count, request.hours, now)
@@ -246,8 +268,16 @@ impl super::Service {
         actor: &super::Actor,
         request: &PoolRequest,
     ) -> Result<suanli_domain::OrderId> {
-        let choice = self.choose_pool(request)?;
-        self.place_order(actor, request.pinned(choice.chosen.pool))
+        // The engine's choice is all placing needs; the quote's alternatives and reasons are made
+        // only when no pool can take the order (for the refusal's words).
+        let (problem, solution, pool_ids) = self.engine(request)?;
+        let Some(chosen) = solution.pool_of[0] else {
+            let refusal = self.quote_choice(request, &problem, &solution, &pool_ids).err();
+            return Err(refusal.unwrap_or_else(|| {
+                ServiceError::new(ErrorCode::NoPoolAvailable, "pool: no pool can take this order")
+            }));
+        };
+        self.place_order(actor, request.pinned(pool_ids[chosen]))
     }
 }
 
