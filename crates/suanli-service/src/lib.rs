@@ -34,6 +34,6 @@ pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
     ARCHIVE_AFTER_S, Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EnterpriseInput, OrderInput, OrderPage, OrderQuery,
-    PoolChoice, PoolInput, PoolRequest, Service, SweepReport, UsageGroup, View, cost_of,
+    PoolChoice, PoolInput, PoolRequest, Service, SweepReport, TOKEN_PURGE_AFTER_S, UsageGroup, View, cost_of,
 };
 pub use state::State;

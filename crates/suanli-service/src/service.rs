@@ -41,7 +41,7 @@ use crate::state::{State, UsageEntry, UsageFacts, usage_decision};
 
 mod applications;
 mod archive;
-pub use archive::{ARCHIVE_AFTER_S, OrderPage, OrderQuery};
+pub use archive::{ARCHIVE_AFTER_S, OrderPage, OrderQuery, TOKEN_PURGE_AFTER_S};
 mod choose;
 mod group;
 mod lottery;
@@ -412,6 +412,7 @@ impl Service {
         }
         // Orders past their late-record window leave memory first, so no checkpoint holds them.
         self.archive_orders(&Actor::server())?;
+        self.purge_tokens(&Actor::server())?;
         self.checkpoint().map(Some)
     }
 
@@ -956,7 +957,7 @@ impl Service {
             return Err(ServiceError::new(ErrorCode::AlreadyExists, "token: this secret is already registered"));
         }
         let now = self.now_s();
-        let id = self.state.tokens.len() as u64 + 1;
+        let id = self.state.tokens.len() as u64 + self.state.tokens_purged + 1;
         let token = NewToken {
             id,
             secret_sha256_hex: secret_sha256_hex.to_owned(),

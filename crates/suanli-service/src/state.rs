@@ -108,6 +108,8 @@ pub struct State {
     pub voucher_parts_fen: BTreeMap<(ProviderId, ProgramId), i128>,
     pub enterprise_parts_fen: BTreeMap<ProviderId, i128>,
     pub tokens: BTreeMap<u64, Token>,
+    /// How many expired tokens were purged from memory (ids go on past them).
+    pub tokens_purged: u64,
     /// Live (unrevoked) tokens by the SHA-256 of their secret, in hex.
     pub token_by_hash: ImHashMap<String, u64>,
     pub users: BTreeMap<String, User>,
@@ -380,6 +382,16 @@ impl State {
                 let previous = self.users.insert(user.name.clone(), user.clone());
                 assert!(previous.is_none(), "user names are unique");
             }
+            Event::TokensPurged { tokens } => {
+                for id in tokens {
+                    let token = self.tokens.remove(id).expect("token exists");
+                    assert!(token.expires_at_s.is_some_and(|e| e <= time_s), "only expired tokens are purged");
+                    if self.token_by_hash.get(&token.secret_sha256_hex) == Some(id) {
+                        self.token_by_hash.remove(&token.secret_sha256_hex);
+                    }
+                    self.tokens_purged += 1;
+                }
+            }
             Event::TokenRevoked { token } => {
                 let token = self.tokens.get_mut(token).expect("token exists");
                 token.revoked = true;
@@ -586,6 +598,8 @@ struct Saved {
     network: Vec<NetworkCluster>,
     #[serde(default, skip_serializing_if = "is_zero")]
     orders_archived: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    tokens_purged: u64,
     /// Absent from a checkpoint written before orders were archived (it holds every order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     orders_began: Option<Vec<(ProgramId, SiteId, i64)>>,
@@ -659,6 +673,7 @@ impl State {
             ownership: self.ownership.iter().map(|(party, o)| (party.clone(), o.clone())).collect(),
             network: self.network.iter().cloned().collect(),
             orders_archived: self.orders_archived,
+            tokens_purged: self.tokens_purged,
             orders_began: (version >= 3).then(|| self.orders_began.iter().map(|(&(p, s), &t)| (p, s, t)).collect()),
         };
         serde_json::to_string(&saved).expect("the state serializes")
@@ -699,6 +714,7 @@ impl State {
         state.pools = saved.pools.into_iter().map(|p| (p.id, p)).collect();
         state.orders = saved.orders.into_iter().map(|o| (o.id, o)).collect();
         state.orders_archived = saved.orders_archived;
+        state.tokens_purged = saved.tokens_purged;
         state.orders_began = match saved.orders_began {
             Some(kept) => kept.into_iter().map(|(p, s, t)| ((p, s), t)).collect(),
             None => {

@@ -137,6 +137,11 @@ pub enum Event {
     OrdersArchived {
         orders: Vec<OrderId>,
     },
+    /// Tokens that expired a week ago or more leave memory (they can never work again; their
+    /// issuance stays in the log).
+    TokensPurged {
+        tokens: Vec<u64>,
+    },
     UsageRecorded {
         record: Box<UsageRecord>,
     },
@@ -268,6 +273,7 @@ impl Event {
             Event::OrderEnded { .. } => "order.ended",
             Event::OrderHoldReleased { .. } => "order.hold_released",
             Event::OrdersArchived { .. } => "orders.archived",
+            Event::TokensPurged { .. } => "tokens.purged",
             Event::UsageRecorded { .. } => "usage.recorded",
             Event::UsageRefused { .. } => "usage.refused",
             Event::VoucherSuspended { .. } => "voucher.suspended",
@@ -317,6 +323,7 @@ impl Event {
             | Event::OrderEnded { order, .. }
             | Event::OrderHoldReleased { order, .. } => order.to_string(),
             Event::OrdersArchived { .. } => "orders".to_owned(),
+            Event::TokensPurged { .. } => "tokens".to_owned(),
             Event::UsageRecorded { record } => format!("usage:{}:{}", record.provider, record.input.id),
             Event::UsageRefused { provider, input, .. } => format!("usage:{provider}:{}", input.id),
             Event::VoucherSuspended { voucher, .. }
@@ -461,12 +468,13 @@ mod tests {
             Event::LotteryCommitted { .. } => 41,
             Event::LotteryDrawn { .. } => 42,
             Event::OrdersArchived { .. } => 43,
+            Event::TokensPurged { .. } => 44,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 44];
+        let mut seen = [false; 45];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

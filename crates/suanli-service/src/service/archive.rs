@@ -17,6 +17,10 @@ pub const ARCHIVE_AFTER_S: i64 = 31 * 86_400;
 /// The most orders one commit archives (one log entry, a bounded transaction).
 pub const ARCHIVE_ORDERS_PER_COMMIT_MAX: usize = 1_000;
 
+/// How long after it expired a token stays in memory (and in the token lists): a week, so an
+/// admin sees why a session ended.
+pub const TOKEN_PURGE_AFTER_S: i64 = 7 * 86_400;
+
 impl Service {
     /// Archives every order that ended [`ARCHIVE_AFTER_S`] ago or earlier, a bounded number to a
     /// commit. Answers how many were archived. The writer runs it before each checkpoint, so a
@@ -34,6 +38,25 @@ impl Service {
             let mut change = self.begin();
             change.order_rows = chunk.iter().map(|id| self.archive_row(&self.state.orders[id])).collect();
             self.record(&mut change, Event::OrdersArchived { orders: chunk.to_vec() }, now);
+            self.commit(actor, now, change)?;
+        }
+        Ok(due.len())
+    }
+
+    /// Purges every token that expired [`TOKEN_PURGE_AFTER_S`] ago or earlier (each login adds
+    /// one, so memory would otherwise grow with logins). Answers how many were purged.
+    pub fn purge_tokens(&mut self, actor: &Actor) -> Result<usize> {
+        let now = self.now_s();
+        let due: Vec<u64> = self
+            .state
+            .tokens
+            .values()
+            .filter(|t| t.expires_at_s.is_some_and(|e| e <= now.saturating_sub(TOKEN_PURGE_AFTER_S)))
+            .map(|t| t.id)
+            .collect();
+        for chunk in due.chunks(ARCHIVE_ORDERS_PER_COMMIT_MAX) {
+            let mut change = self.begin();
+            self.record(&mut change, Event::TokensPurged { tokens: chunk.to_vec() }, now);
             self.commit(actor, now, change)?;
         }
         Ok(due.len())

@@ -5,7 +5,7 @@
 use suanli_domain::{ApplicantKind, Fen, OrderId};
 use suanli_service::model::UsageOutcome;
 use suanli_service::model::{OperatorKind, OrderState, Purpose, UsageInput};
-use suanli_service::{ARCHIVE_AFTER_S, ErrorCode, OrderInput, OrderQuery};
+use suanli_service::{ARCHIVE_AFTER_S, ErrorCode, OrderInput, OrderQuery, Role, TOKEN_PURGE_AFTER_S};
 
 use crate::{SHANGHAI_LIKE, World, op};
 
@@ -44,6 +44,10 @@ fn two_orders(w: &mut World) -> (OrderId, OrderId) {
 }
 
 fn archive_and_check(mut w: World) {
+    // A token for an hour and one for a year, issued first.
+    let secret = |n: u8| suanli_service::access::sha256_hex(&format!("secret-{n}"));
+    let short = w.service.issue_token_for(&op(), Role::PlatformAdmin, &secret(1), 3_600).unwrap();
+    let long = w.service.issue_token_for(&op(), Role::PlatformAdmin, &secret(2), 365 * 86_400).unwrap();
     let (ended, running) = two_orders(&mut w);
     let before = w.service.order(ended).unwrap().clone();
     assert_eq!(before.state, OrderState::Completed);
@@ -101,6 +105,15 @@ fn archive_and_check(mut w: World) {
 
     // Ids go on past archived orders.
     assert_eq!(w.service.state().next_order().get(), 3);
+
+    // The hour's token expired long ago: it leaves memory; the year's stays and works.
+    assert_eq!(w.service.purge_tokens(&op()).unwrap(), 1);
+    assert!(!w.service.state().tokens.contains_key(&short) && w.service.state().tokens.contains_key(&long));
+    assert_eq!(w.service.authenticate("secret-1"), None);
+    assert_eq!(w.service.authenticate("secret-2"), Some(Role::PlatformAdmin));
+    let next = w.service.issue_token(&op(), Role::Auditor, &secret(3)).unwrap();
+    assert_eq!(next, long + 1, "token ids go on past purged ones");
+    let _ = TOKEN_PURGE_AFTER_S;
 
     // After a checkpoint and a restart, and replayed from the first entry, the same.
     w.service.checkpoint().unwrap();
