@@ -982,16 +982,17 @@ async fn show_statement(
     Path(statement): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id("statement", &statement, StatementId::parse)?;
-    read(&state, &headers, move |s, role| {
-        let (provider, authority) = statement_scope(s, id)?;
-        permit(
-            role,
-            &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)],
-            &id.to_string(),
-        )?;
-        Ok(s.state().statements[&id].clone())
-    })
-    .await
+    let role = authenticate(&state, &headers)?;
+    let view = state.writer.view();
+    let (provider, authority) = statement_scope(&view, id)?;
+    permit(
+        role,
+        &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)],
+        &id.to_string(),
+    )?;
+    // An approved statement's lines are read back from storage once archived.
+    let statement = state.writer.read_log(move |reader| Ok(view.statement_with_lines(id, reader))).await???;
+    Ok(Json(statement).into_response())
 }
 
 async fn approve_statement(

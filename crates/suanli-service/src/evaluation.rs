@@ -17,7 +17,6 @@ use serde::Serialize;
 use suanli_domain::{ProgramId, SiteId};
 use suanli_store::utilization::{DAY_S, Point, load_between as load_bp, merge};
 
-use crate::calendar::YearMonth;
 use crate::service::View;
 
 /// Weeks before and after the programme began serving that each side of the comparison covers.
@@ -200,22 +199,12 @@ impl View {
         effect.did = welch(&treated, &control);
 
         // Subsidized GPU-hours by site and month, against that site's load that month.
-        let mut lines: Vec<(YearMonth, &crate::model::StatementLine)> = Vec::new();
-        for statement in s.statements.values().filter(|st| st.program == program) {
-            if let Some(month) = YearMonth::parse(&statement.month) {
-                lines.extend(statement.lines.iter().map(|line| (month, line)));
-            }
-        }
-        for ((_, p, month), open) in s.unsettled.iter() {
-            if *p == program {
-                lines.extend(open.values().map(|line| (*month, line)));
-            }
-        }
         let (mut all, mut measured, mut under) = (0i128, 0i128, 0i128);
-        for (month, line) in lines {
-            let seconds = i128::from(line.gpu_seconds.max(0));
+        for part in self.usage_parts(|p| p == program) {
+            let month = part.month;
+            let seconds = i128::from(part.sums.gpu_seconds.max(0));
             all += seconds;
-            let Some(site) = s.pools.get(&line.pool).map(|p| p.site) else { continue };
+            let Some(site) = s.pools.get(&part.pool).map(|p| p.site) else { continue };
             let (start, end) = month.bounds_s();
             if let Some(load) = points.get(&site).and_then(|p| load_bp(p, start, end)) {
                 measured += seconds;

@@ -570,6 +570,68 @@ pub struct StatementLine {
     pub enterprise_part_fen: Fen,
 }
 
+/// Statement lines summed: what the reports keep of an approved statement's lines once they
+/// leave memory for storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineSums {
+    pub usage_records: u64,
+    pub gpu_seconds: i64,
+    pub cost_fen: Fen,
+    pub voucher_part_fen: Fen,
+    pub enterprise_part_fen: Fen,
+}
+
+impl LineSums {
+    pub fn of(line: &StatementLine) -> LineSums {
+        LineSums {
+            usage_records: u64::from(line.usage_records),
+            gpu_seconds: line.gpu_seconds,
+            cost_fen: line.cost_fen,
+            voucher_part_fen: line.voucher_part_fen,
+            enterprise_part_fen: line.enterprise_part_fen,
+        }
+    }
+
+    /// Adds `other`; the sums are bounded by the ledger's, so an overflow is a bug.
+    pub fn add(&mut self, other: &LineSums) {
+        self.usage_records += other.usage_records;
+        self.gpu_seconds = self.gpu_seconds.checked_add(other.gpu_seconds).expect("bounded by the orders");
+        self.cost_fen = self.cost_fen.checked_add(other.cost_fen).expect("bounded by the ledger");
+        self.voucher_part_fen =
+            self.voucher_part_fen.checked_add(other.voucher_part_fen).expect("bounded by the ledger");
+        self.enterprise_part_fen =
+            self.enterprise_part_fen.checked_add(other.enterprise_part_fen).expect("bounded by the ledger");
+    }
+}
+
+/// What the lines of archived statements are summed by: the programme, the month recorded, the
+/// pool, and the enterprise's kind, province and size band (the outcome report's groups), so the
+/// sums stay bounded by programmes, months and pools, not by orders or enterprises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SettledKey {
+    pub program: ProgramId,
+    /// `(year, month)` in Asia/Shanghai.
+    pub month: (i32, u8),
+    pub pool: PoolId,
+    pub kind: ApplicantKind,
+    pub province: RegionCode,
+    /// An index into the outcome report's size bands.
+    pub size_band: u8,
+}
+
+/// The outcome report's size bands, by headcount.
+pub const SIZE_BANDS: [&str; 4] = ["1-19", "20-99", "100-299", "300+"];
+
+/// The size band of `headcount` (an index into [`SIZE_BANDS`]).
+pub fn size_band(headcount: u32) -> u8 {
+    match headcount {
+        0..=19 => 0,
+        20..=99 => 1,
+        100..=299 => 2,
+        _ => 3,
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     pub id: StatementId,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use suanli_domain::{ApplicationId, EnterpriseId, Fen, ProgramId};
 
 use crate::error::Result;
-use crate::model::{StatementLine, VoucherState};
+use crate::model::{LineSums, SIZE_BANDS, VoucherState};
 use crate::service::View;
 
 /// What became of the programme's vouchers (each counted once in `used`, `partly_used` or
@@ -111,7 +111,7 @@ fn share_bp(part: i128, whole: i128) -> Option<u32> {
 }
 
 impl Group {
-    fn add(&mut self, line: &StatementLine) -> Result<()> {
+    fn add(&mut self, line: &LineSums) -> Result<()> {
         self.gpu_seconds = self.gpu_seconds.saturating_add(line.gpu_seconds);
         self.cost_fen = self.cost_fen.checked_add(line.cost_fen)?;
         self.voucher_fen = self.voucher_fen.checked_add(line.voucher_part_fen)?;
@@ -144,18 +144,6 @@ pub fn gini(amounts: &[i64]) -> Option<f64> {
     Some((2 * weighted) as f64 / (n * total) as f64 - (n + 1) as f64 / n as f64)
 }
 
-/// The size bands of enterprises by headcount, smallest first.
-const SIZE_BANDS: [&str; 4] = ["1-19", "20-99", "100-299", "300+"];
-
-fn size_band(headcount: u32) -> &'static str {
-    match headcount {
-        0..=19 => SIZE_BANDS[0],
-        20..=99 => SIZE_BANDS[1],
-        100..=299 => SIZE_BANDS[2],
-        _ => SIZE_BANDS[3],
-    }
-}
-
 impl View {
     /// The outcome report of one programme.
     pub fn outcome(&self, program: ProgramId) -> Result<Outcome> {
@@ -183,24 +171,17 @@ impl View {
             *entry = entry.saturating_add(v.spent_fen.fen());
         }
 
-        let mut lines: Vec<&StatementLine> = Vec::new();
-        for statement in s.statements.values().filter(|st| st.program == program) {
-            lines.extend(statement.lines.iter());
-        }
-        for ((_, p, _), open) in s.unsettled.iter() {
-            if *p == program {
-                lines.extend(open.values());
-            }
-        }
+        let parts = self.usage_parts(|p| p == program);
         let mut usage = Group::default();
         let mut enterprise_fen = Fen::ZERO;
         let mut domestic_seconds = 0i64;
         let (mut by_chip, mut by_hub, mut by_operator) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         let (mut by_kind, mut by_region, mut by_size) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        for line in lines {
+        for part in &parts {
+            let line = &part.sums;
             usage.add(line)?;
             enterprise_fen = enterprise_fen.checked_add(line.enterprise_part_fen)?;
-            let pool = s.pools.get(&line.pool);
+            let pool = s.pools.get(&part.pool);
             let site = pool.and_then(|pool| s.sites.get(&pool.site));
             if pool.is_some_and(|pool| pool.domestic) {
                 domestic_seconds = domestic_seconds.saturating_add(line.gpu_seconds);
@@ -211,13 +192,12 @@ impl View {
             for (map, key) in [(&mut by_chip, chip), (&mut by_hub, hub), (&mut by_operator, operator)] {
                 map.entry(key).or_insert_with(Group::default).add(line)?;
             }
-            if let Some(e) = s.enterprises.get(&line.enterprise) {
-                let region = e.region.province();
-                let region = region.name().map_or_else(|| region.to_string(), |n| n.english.to_owned());
+            if let Some((kind, province, band)) = part.group {
+                let region = province.name().map_or_else(|| province.to_string(), |n| n.english.to_owned());
                 let keys = [
-                    (&mut by_kind, e.kind.as_str().to_owned()),
+                    (&mut by_kind, kind.as_str().to_owned()),
                     (&mut by_region, region),
-                    (&mut by_size, size_band(e.headcount).to_owned()),
+                    (&mut by_size, SIZE_BANDS[usize::from(band)].to_owned()),
                 ];
                 for (map, key) in keys {
                     map.entry(key).or_insert_with(Group::default).add(line)?;

@@ -41,7 +41,7 @@ use crate::state::{State, UsageEntry, UsageFacts, usage_decision};
 
 mod applications;
 mod archive;
-pub use archive::{ARCHIVE_AFTER_S, OrderPage, OrderQuery, TOKEN_PURGE_AFTER_S};
+pub use archive::{ARCHIVE_AFTER_S, OrderPage, OrderQuery, Standing, TOKEN_PURGE_AFTER_S, UsagePart};
 mod choose;
 mod group;
 mod lottery;
@@ -188,8 +188,8 @@ struct Change {
     actors: Vec<(usize, Actor)>,
     /// Usage ids this change decided, written to storage with the commit.
     usage_rows: Vec<UsageRow>,
-    /// Orders this change archives, written to storage with the commit.
-    order_rows: Vec<suanli_store::orders::OrderRow>,
+    /// Orders and statement lines this change archives, written to storage with the commit.
+    archive: suanli_store::orders::Archive,
     /// The same decisions, for a later record of the same change with the same id.
     decided: std::collections::HashMap<(ProviderId, String), UsageEntry>,
 }
@@ -202,7 +202,7 @@ impl Change {
             ledger: Vec::new(),
             actors: Vec::new(),
             usage_rows: Vec::new(),
-            order_rows: Vec::new(),
+            archive: suanli_store::orders::Archive::default(),
             decided: std::collections::HashMap::new(),
         }
     }
@@ -412,6 +412,7 @@ impl Service {
         }
         // Orders past their late-record window leave memory first, so no checkpoint holds them.
         self.archive_orders(&Actor::server())?;
+        self.archive_statements(&Actor::server())?;
         self.purge_tokens(&Actor::server())?;
         self.checkpoint().map(Some)
     }
@@ -529,7 +530,7 @@ impl Service {
             ledger: Vec::new(),
             actors: Vec::new(),
             usage_rows: Vec::new(),
-            order_rows: Vec::new(),
+            archive: suanli_store::orders::Archive::default(),
             decided: std::collections::HashMap::new(),
         }
     }
@@ -591,7 +592,7 @@ impl Service {
             actors.iter().rev().find(|(start, _)| *start <= index).map_or(actor, |(_, actor)| actor).to_string()
         };
         let mut refused = None;
-        let result = self.durable.commit(now_ns, &change.ledger, &change.usage_rows, &change.order_rows, |batch| {
+        let result = self.durable.commit(now_ns, &change.ledger, &change.usage_rows, &change.archive, |batch| {
             if let Some(batch) = batch
                 && let Some((index, outcome)) =
                     batch.outcomes.iter().enumerate().find(|(_, o)| !matches!(o, Outcome::Ok(_)))
@@ -846,7 +847,14 @@ impl Service {
             compare(&state, None, checkpoint);
         }
         let mut reader = self.log_reader()?;
-        let last_archive = reader.last_of("orders.archived").map_err(storage)?.unwrap_or(0);
+        let last_archive = ["orders.archived", "statements.archived"]
+            .into_iter()
+            .map(|action| reader.last_of(action).map_err(storage))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0);
         let mut differing = Vec::new();
         if pending.peek().is_some() || last_archive > 0 {
             let mut after = 0;
@@ -865,6 +873,26 @@ impl Service {
                             if kept != replayed {
                                 differing.push(format!(
                                     "archived {id}: the stored order differs from the log replayed up to entry {}",
+                                    entry.sequence
+                                ));
+                            }
+                        }
+                    }
+                    if let Ok(Event::StatementsArchived { statements }) = Event::from_body(&entry.body)
+                        && entry.action == "statements.archived"
+                    {
+                        for id in statements {
+                            let of = suanli_store::orders::LinesOf::Statement(id.get());
+                            let mut kept: Vec<String> =
+                                reader.archived_lines(of).map_err(storage)?.into_iter().map(|(_, l)| l).collect();
+                            let mut replayed: Vec<String> = state.statements.get(&id).map_or_else(Vec::new, |st| {
+                                st.lines.iter().map(|l| serde_json::to_string(l).expect("serializes")).collect()
+                            });
+                            kept.sort();
+                            replayed.sort();
+                            if kept != replayed {
+                                differing.push(format!(
+                                    "archived lines of {id}: the stored lines differ from the log replayed up to entry {}",
                                     entry.sequence
                                 ));
                             }

@@ -25,9 +25,9 @@ use crate::access::{Token, User};
 use crate::calendar::{YearMonth, shanghai_year};
 use crate::event::Event;
 use crate::model::{
-    Anomaly, Application, ApplicationState, Authority, Enterprise, NetworkCluster, Order, OrderState, Ownership, Pool,
-    Program, ProgramState, Provider, Site, Statement, StatementLine, StatementState, UsageInput, UsageRecord, Voucher,
-    VoucherState,
+    Anomaly, Application, ApplicationState, Authority, Enterprise, LineSums, NetworkCluster, Order, OrderState,
+    Ownership, Pool, Program, ProgramState, Provider, SettledKey, Site, Statement, StatementLine, StatementState,
+    UsageInput, UsageRecord, Voucher, VoucherState,
 };
 
 /// What happened to a usage record id, as storage keeps it for retries: the body's facts (to tell
@@ -85,7 +85,12 @@ pub struct State {
     /// When each programme's first order at each site was placed (the outcome report's
     /// before-and-after pivot; kept here since orders leave memory).
     pub orders_began: BTreeMap<(ProgramId, SiteId), i64>,
+    /// Statements; an approved one's lines leave memory for storage (its lines are then empty
+    /// and their sums are in `settled`).
     pub statements: BTreeMap<StatementId, Statement>,
+    /// The lines of archived statements, summed by programme, month, pool and the enterprise's
+    /// group.
+    pub settled: BTreeMap<SettledKey, LineSums>,
     /// The newest anomalies (at most [`ANOMALIES_IN_MEMORY`]); every one is in the log.
     pub anomalies: Vector<Anomaly>,
     /// Voucher parts received per enterprise, programme and Asia/Shanghai calendar year.
@@ -382,6 +387,25 @@ impl State {
                 let previous = self.users.insert(user.name.clone(), user.clone());
                 assert!(previous.is_none(), "user names are unique");
             }
+            Event::StatementsArchived { statements } => {
+                for id in statements {
+                    let statement = self.statements.get_mut(id).expect("statement exists");
+                    assert_eq!(statement.state, StatementState::Approved);
+                    let month = YearMonth::parse(&statement.month).expect("a statement's month is valid");
+                    for line in std::mem::take(&mut statement.lines) {
+                        let enterprise = &self.enterprises[&line.enterprise];
+                        let key = SettledKey {
+                            program: statement.program,
+                            month: (month.year, month.month),
+                            pool: line.pool,
+                            kind: enterprise.kind,
+                            province: enterprise.region.province(),
+                            size_band: crate::model::size_band(enterprise.headcount),
+                        };
+                        self.settled.entry(key).or_default().add(&LineSums::of(&line));
+                    }
+                }
+            }
             Event::TokensPurged { tokens } => {
                 for id in tokens {
                     let token = self.tokens.remove(id).expect("token exists");
@@ -600,6 +624,8 @@ struct Saved {
     orders_archived: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     tokens_purged: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    settled: Vec<(SettledKey, LineSums)>,
     /// Absent from a checkpoint written before orders were archived (it holds every order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     orders_began: Option<Vec<(ProgramId, SiteId, i64)>>,
@@ -674,6 +700,7 @@ impl State {
             network: self.network.iter().cloned().collect(),
             orders_archived: self.orders_archived,
             tokens_purged: self.tokens_purged,
+            settled: self.settled.iter().map(|(k, v)| (*k, *v)).collect(),
             orders_began: (version >= 3).then(|| self.orders_began.iter().map(|(&(p, s), &t)| (p, s, t)).collect()),
         };
         serde_json::to_string(&saved).expect("the state serializes")
@@ -715,6 +742,7 @@ impl State {
         state.orders = saved.orders.into_iter().map(|o| (o.id, o)).collect();
         state.orders_archived = saved.orders_archived;
         state.tokens_purged = saved.tokens_purged;
+        state.settled = saved.settled.into_iter().collect();
         state.orders_began = match saved.orders_began {
             Some(kept) => kept.into_iter().map(|(p, s, t)| ((p, s), t)).collect(),
             None => {

@@ -134,7 +134,7 @@ impl<S: Storage> Durable<S> {
 
     /// Applies one batch and makes it durable; returns the outcomes only after the commit.
     pub fn apply(&mut self, now_ns: u64, events: &[Event]) -> Result<BatchResult, DurableError> {
-        let committed = self.commit(now_ns, events, &[], &[], |_| Some(Vec::new()))?;
+        let committed = self.commit(now_ns, events, &[], &crate::orders::Archive::default(), |_| Some(Vec::new()))?;
         Ok(committed.batch.expect("a commit with events has a batch"))
     }
 
@@ -146,7 +146,7 @@ impl<S: Storage> Durable<S> {
         now_ns: u64,
         events: &[Event],
         usage: &[UsageRow],
-        orders: &[crate::orders::OrderRow],
+        archive: &crate::orders::Archive,
         describe: impl FnOnce(Option<&BatchResult>) -> Option<Vec<NewLogEntry>>,
     ) -> Result<Committed, DurableError> {
         if self.poisoned {
@@ -207,7 +207,7 @@ impl<S: Storage> Durable<S> {
             previous_hash: &self.head,
             hash,
         });
-        match self.storage.commit(ledger_batch, &log, usage, orders) {
+        match self.storage.commit(ledger_batch, &log, usage, archive) {
             Ok(stored_batch_id) => {
                 assert_eq!(stored_batch_id, batch_id, "batch ids are consecutive");
                 if let (Some(id), Some(hash)) = (stored_batch_id, batch_hash) {

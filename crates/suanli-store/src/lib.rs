@@ -232,14 +232,14 @@ impl Storage for AnyStore {
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
-        orders: &[orders::OrderRow],
+        archive: &orders::Archive,
     ) -> Result<Option<u64>, StoreError> {
         if let Some(fault) = self.faults.get() {
             return Err(StoreError::Injected(fault));
         }
         match &mut self.backend {
-            Backend::Sqlite(store) => store.commit(batch, log, usage, orders),
-            Backend::Postgres(store) => store.commit(batch, log, usage, orders),
+            Backend::Sqlite(store) => store.commit(batch, log, usage, archive),
+            Backend::Postgres(store) => store.commit(batch, log, usage, archive),
         }
     }
 
@@ -443,13 +443,14 @@ pub trait Storage {
     /// with its hash, every record it created and the final balances of every account it
     /// changed) and the audit-log entries that describe it. When this returns `Ok` all of it is
     /// durable (within the backend's fsync mode); when it returns `Err` none of it is. Returns the
-    /// ledger batch id, if a batch was written. `orders` are the orders the log entries archive.
+    /// ledger batch id, if a batch was written. `archive` holds what the log
+    /// entries archive.
     fn commit(
         &mut self,
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
-        orders: &[orders::OrderRow],
+        archive: &orders::Archive,
     ) -> Result<Option<u64>, StoreError>;
 
     /// The decided usage ids among `keys` (provider, id), with their first results.

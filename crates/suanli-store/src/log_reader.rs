@@ -289,6 +289,11 @@ impl LogReader {
         )
     }
 
+    /// The archived statement lines `of` asks for: (statement, line JSON), by statement and order.
+    pub fn archived_lines(&mut self, of: orders::LinesOf) -> Result<Vec<(u64, String)>, StoreError> {
+        self.in_snapshot(|c| orders::lines_sqlite(c, of), |t| orders::lines_postgres(t, of))
+    }
+
     /// What each of `enterprises` spent (fen) on archived orders placed at or after `since_s`;
     /// enterprises with none are left out.
     pub fn archived_bought(&mut self, enterprises: &[u64], since_s: i64) -> Result<Vec<(u64, i64)>, StoreError> {

@@ -194,3 +194,94 @@ pub(crate) fn bought_postgres(
     }
     Ok(bought)
 }
+
+/// One line of an approved statement (an order's usage in the statement's month), kept here
+/// once the statement's lines leave memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineRow {
+    pub statement: u64,
+    pub order: u64,
+    pub enterprise: u64,
+    /// The line as the service held it, in JSON.
+    pub body: String,
+}
+
+/// What leaves memory in one commit: orders and statement lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Archive {
+    pub orders: Vec<OrderRow>,
+    pub lines: Vec<LineRow>,
+}
+
+impl Archive {
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty() && self.lines.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Archive) {
+        self.orders.extend(other.orders);
+        self.lines.extend(other.lines);
+    }
+}
+
+const INSERT_LINE: &str = "INSERT INTO statement_lines (statement, order_id, enterprise, body) VALUES ";
+
+pub(crate) fn insert_lines_sqlite(transaction: &rusqlite::Transaction<'_>, rows: &[LineRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = transaction.prepare_cached(&format!("{INSERT_LINE} (?1, ?2, ?3, ?4)"))?;
+    for r in rows {
+        insert.execute(params![r.statement as i64, r.order as i64, r.enterprise as i64, r.body])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_lines_postgres(client: &mut impl GenericClient, rows: &[LineRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let insert = client.prepare(&format!("{INSERT_LINE} ($1, $2, $3, $4)"))?;
+    for r in rows {
+        client.execute(&insert, &[&(r.statement as i64), &(r.order as i64), &(r.enterprise as i64), &r.body])?;
+    }
+    Ok(())
+}
+
+/// Which archived lines to read: one statement's, or one enterprise's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinesOf {
+    Statement(u64),
+    Enterprise(u64),
+}
+
+impl LinesOf {
+    fn sql(self, sqlite: bool) -> (String, i64) {
+        let (column, value) = match self {
+            LinesOf::Statement(id) => ("statement", id),
+            LinesOf::Enterprise(id) => ("enterprise", id),
+        };
+        let placeholder = if sqlite { "?1" } else { "$1" };
+        (
+            format!(
+                "SELECT statement, body FROM statement_lines WHERE {column} = {placeholder} ORDER BY statement, order_id"
+            ),
+            value as i64,
+        )
+    }
+}
+
+/// The archived lines `of` asks for: (statement, line JSON), by statement and order.
+pub(crate) fn lines_sqlite(connection: &rusqlite::Connection, of: LinesOf) -> Result<Vec<(u64, String)>, StoreError> {
+    let (sql, value) = of.sql(true);
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement
+        .query_map([value], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn lines_postgres(client: &mut impl GenericClient, of: LinesOf) -> Result<Vec<(u64, String)>, StoreError> {
+    let (sql, value) = of.sql(false);
+    Ok(client.query(&sql, &[&value])?.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+}

@@ -155,6 +155,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_archive_by_enterprise ON orders_archive (enterprise, placed_at_s);
     CREATE INDEX orders_archive_by_provider ON orders_archive (provider, id);
     ",
+    // 10: the lines of approved statements leave memory for storage (see `orders`).
+    r"
+    CREATE TABLE statement_lines (
+        statement BIGINT NOT NULL,
+        order_id BIGINT NOT NULL,
+        enterprise BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (statement, order_id)
+    );
+    CREATE INDEX statement_lines_by_enterprise ON statement_lines (enterprise, statement);
+    ",
 ];
 
 pub struct PostgresStore {
@@ -598,7 +609,7 @@ impl Storage for PostgresStore {
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
-        orders: &[crate::orders::OrderRow],
+        archive: &crate::orders::Archive,
     ) -> Result<Option<u64>, StoreError> {
         if let Some(url) = &self.reader {
             return Err(StoreError::ReadOnly { url: url.clone() });
@@ -607,7 +618,8 @@ impl Storage for PostgresStore {
         if !usage.is_empty() {
             insert_usage(&mut transaction, usage, "")?;
         }
-        crate::orders::insert_postgres(&mut transaction, orders)?;
+        crate::orders::insert_postgres(&mut transaction, &archive.orders)?;
+        crate::orders::insert_lines_postgres(&mut transaction, &archive.lines)?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&mut transaction, changes, previous_hash, hash)?)

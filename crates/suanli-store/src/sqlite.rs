@@ -156,6 +156,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_archive_by_enterprise ON orders_archive (enterprise, placed_at_s);
     CREATE INDEX orders_archive_by_provider ON orders_archive (provider, id);
     ",
+    // 10: the lines of approved statements leave memory for storage (see `orders`).
+    r"
+    CREATE TABLE statement_lines (
+        statement INTEGER NOT NULL,
+        order_id INTEGER NOT NULL,
+        enterprise INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (statement, order_id)
+    );
+    CREATE INDEX statement_lines_by_enterprise ON statement_lines (enterprise, statement);
+    ",
 ];
 
 /// How hard a commit waits for the disk.
@@ -662,14 +673,15 @@ impl Storage for SqliteStore {
         batch: Option<LedgerBatch<'_>>,
         log: &[LogEntry],
         usage: &[UsageRow],
-        orders: &[crate::orders::OrderRow],
+        archive: &crate::orders::Archive,
     ) -> Result<Option<u64>, StoreError> {
         if let Some(path) = &self.reader {
             return Err(StoreError::ReadOnly { url: path.clone() });
         }
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         insert_usage(&transaction, usage, "INSERT")?;
-        crate::orders::insert_sqlite(&transaction, orders)?;
+        crate::orders::insert_sqlite(&transaction, &archive.orders)?;
+        crate::orders::insert_lines_sqlite(&transaction, &archive.lines)?;
         let batch_id = match batch {
             Some(LedgerBatch { changes, previous_hash, hash }) => {
                 Some(commit_batch(&transaction, changes, previous_hash, hash)? as u64)

@@ -1122,7 +1122,8 @@ pub fn statement(common: &Common, command: StatementCommand) -> anyhow::Result<E
                     s.provider.to_string(),
                     s.program.to_string(),
                     s.month.clone(),
-                    s.lines.len().to_string(),
+                    // An approved statement's lines leave memory for the database.
+                    if s.lines.is_empty() { "stored".to_owned() } else { s.lines.len().to_string() },
                     s.cost_fen.to_string(),
                     s.voucher_total_fen.to_string(),
                     s.enterprise_total_fen.to_string(),
@@ -1133,8 +1134,8 @@ pub fn statement(common: &Common, command: StatementCommand) -> anyhow::Result<E
         }
         StatementCommand::Show { statement } => {
             let id = parse_id("statement", &statement, StatementId::parse)?;
-            let s = service.state().statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
-            Ok(Reply::new(to_json(s), statement_text(s)))
+            let s = service.statement_with_lines(id, &mut service.log_reader()?)?;
+            Ok(Reply::new(to_json(&s), statement_text(&s)))
         }
     })
 }

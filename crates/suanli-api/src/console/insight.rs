@@ -21,7 +21,9 @@ use super::chart::Bars;
 use super::i18n::{Tr, yuan};
 use super::pages::{open, refuse, require};
 use super::{Ctx, html};
-use crate::AppState;
+use crate::{ApiError, AppState};
+use std::sync::Arc;
+use suanli_domain::EnterpriseId;
 
 /// Where a line stands: on an approved statement, on one waiting, or not yet on any.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,26 +43,35 @@ impl Standing {
     }
 }
 
-/// Every line of usage by month (Asia/Shanghai, as statements count them) of the programmes
-/// `program` admits, with where it stands.
-fn lines(view: &View, program: impl Fn(ProgramId) -> bool) -> Vec<(String, ProgramId, Standing, StatementLine)> {
+type Line = (String, ProgramId, Standing, StatementLine);
+
+/// Every line of `enterprise`'s usage by month (Asia/Shanghai, as statements count them), with
+/// where it stands: from memory, and from storage for approved statements whose lines were
+/// archived.
+async fn enterprise_lines(state: &AppState, enterprise: EnterpriseId) -> Result<(Arc<View>, Vec<Line>), ApiError> {
+    let view = state.writer.view();
+    let reading = view.clone();
+    let archived = state.writer.read_log(move |r| Ok(reading.archived_lines_of(enterprise, r))).await???;
     let s = view.state();
     let mut out = Vec::new();
-    for statement in s.statements.values().filter(|st| program(st.program)) {
+    for statement in s.statements.values() {
         let standing = if statement.state == StatementState::Approved { Standing::Settled } else { Standing::Issued };
-        for line in &statement.lines {
+        for line in statement.lines.iter().filter(|l| l.enterprise == enterprise) {
             out.push((statement.month.clone(), statement.program, standing, line.clone()));
         }
     }
     for ((_, p, month), open) in s.unsettled.iter() {
-        if program(*p) {
-            for line in open.values() {
-                out.push((month.to_string(), *p, Standing::Open, line.clone()));
-            }
+        for line in open.values().filter(|l| l.enterprise == enterprise) {
+            out.push((month.to_string(), *p, Standing::Open, line.clone()));
+        }
+    }
+    for (statement, line) in archived {
+        if let Some(st) = s.statements.get(&statement) {
+            out.push((st.month.clone(), st.program, Standing::Settled, line));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0).then(a.3.order.cmp(&b.3.order)));
-    out
+    Ok((view, out))
 }
 
 fn gpu_hours(seconds: i64) -> String {
@@ -117,13 +128,11 @@ struct BillPage {
 }
 
 /// An enterprise's lines, newest month first, with each month's totals (checked sums).
-fn bill(view: &View, tr: Tr, enterprise: suanli_domain::EnterpriseId) -> Vec<BillMonth> {
+fn bill(view: &View, tr: Tr, lines: Vec<Line>) -> Vec<BillMonth> {
     let s = view.state();
     let mut months: BTreeMap<String, Vec<(ProgramId, Standing, StatementLine)>> = BTreeMap::new();
-    for (month, program, standing, line) in lines(view, |_| true) {
-        if line.enterprise == enterprise {
-            months.entry(month).or_default().push((program, standing, line));
-        }
+    for (month, program, standing, line) in lines {
+        months.entry(month).or_default().push((program, standing, line));
     }
     let sum = |lines: &[(ProgramId, Standing, StatementLine)], part: fn(&StatementLine) -> Fen| {
         lines.iter().try_fold(Fen::ZERO, |total, (_, _, l)| total.checked_add(part(l))).unwrap_or(Fen::MAX)
@@ -173,7 +182,11 @@ pub async fn bill_page(State(state): State<AppState>, headers: HeaderMap, uri: U
     let Role::Enterprise(enterprise) = session.role else {
         return refuse(ctx, StatusCode::FORBIDDEN, "error.forbidden");
     };
-    let months = bill(&state.writer.view(), ctx.tr, enterprise);
+    let (view, lines) = match enterprise_lines(&state, enterprise).await {
+        Ok(found) => found,
+        Err(error) => return super::pages::refused(ctx, &error),
+    };
+    let months = bill(&view, ctx.tr, lines);
     html(StatusCode::OK, &BillPage { ctx, months })
 }
 
@@ -186,10 +199,13 @@ pub async fn bill_csv(State(state): State<AppState>, headers: HeaderMap, uri: Ur
     let Role::Enterprise(enterprise) = session.role else {
         return StatusCode::FORBIDDEN.into_response();
     };
-    let view = state.writer.view();
+    let lines = match enterprise_lines(&state, enterprise).await {
+        Ok((_, lines)) => lines,
+        Err(error) => return error.into_response(),
+    };
     let mut csv = String::from("month,order,program,usage_records,gpu_seconds,cost_fen,voucher_fen,own_fen,standing\n");
-    for (month, program, standing, line) in lines(&view, |_| true) {
-        if line.enterprise == enterprise {
+    for (month, program, standing, line) in lines {
+        {
             let standing = match standing {
                 Standing::Settled => "settled",
                 Standing::Issued => "issued",
@@ -232,10 +248,11 @@ fn network(view: &View, authority: Option<AuthorityId>) -> Network {
     let admitted = |p: ProgramId| authority.is_none_or(|a| s.programs.get(&p).is_some_and(|p| p.authority == a));
     let mut spend: BTreeMap<String, i64> = BTreeMap::new();
     let mut usage: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for (month, _, _, line) in lines(view, admitted) {
-        let entry = spend.entry(month).or_default();
+    for part in view.usage_parts(admitted) {
+        let line = part.sums;
+        let entry = spend.entry(part.month.to_string()).or_default();
         *entry = entry.saturating_add(line.voucher_part_fen.fen());
-        let pool = s.pools.get(&line.pool);
+        let pool = s.pools.get(&part.pool);
         let hub = pool.and_then(|p| s.sites.get(&p.site)).map_or_else(String::new, |site| site.spec.hub.clone());
         let chip = pool.map_or_else(String::new, |p| p.chip.clone());
         let entry = usage.entry((hub, chip)).or_default();

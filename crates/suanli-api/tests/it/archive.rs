@@ -21,11 +21,7 @@ fn an_archived_order_reads_as_before_to_those_who_may_see_it() {
     let (_, list_before) = app.request("GET", "/api/v1/orders", Some("admin"), &[], None);
 
     app.clock.advance(ARCHIVE_AFTER_S);
-    let archived = app
-        .runtime
-        .block_on(app.writer.call(|s| s.archive_orders(&Actor::operator())))
-        .unwrap()
-        .unwrap();
+    let archived = app.runtime.block_on(app.writer.call(|s| s.archive_orders(&Actor::operator()))).unwrap().unwrap();
     assert_eq!(archived, 1);
 
     for role in ["enterprise", "provider", "authority", "auditor", "admin"] {
@@ -55,4 +51,23 @@ fn an_archived_order_reads_as_before_to_those_who_may_see_it() {
     let (status, answer) = app.send_usage("provider", 0, 0, &[app.record("late", 0, 5, 60)]);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["results"][0]["code"].as_str(), Some("usage_after_order_end"), "{answer}");
+}
+
+#[test]
+fn an_approved_statement_reads_as_before_once_its_lines_leave_memory() {
+    let app = TestApp::start();
+    let path = "/api/v1/statements/stm-1";
+    let (status, _) = app.request("POST", &format!("{path}/approve"), Some("authority"), &[], Some("{}".into()));
+    assert_eq!(status, 200);
+    let (_, before) = app.request("GET", path, Some("provider"), &[], None);
+    assert_eq!(before["lines"].as_array().map(Vec::len), Some(1), "{before}");
+    let archived =
+        app.runtime.block_on(app.writer.call(|s| s.archive_statements(&Actor::operator()))).unwrap().unwrap();
+    assert_eq!(archived, 1);
+    for role in ["provider", "authority", "auditor"] {
+        let (status, after) = app.request("GET", path, Some(role), &[], None);
+        assert_eq!((status, &after), (200, &before), "{role}");
+    }
+    let (status, _) = app.request("GET", path, Some("other_provider"), &[], None);
+    assert_eq!(status, 404);
 }

@@ -7,8 +7,9 @@
 //! [`suanli_store::orders`]).
 
 use super::*;
+use crate::model::{Statement, StatementLine};
 use suanli_domain::AuthorityId;
-use suanli_store::orders::{OrderFilter, OrderRow};
+use suanli_store::orders::{LineRow, LinesOf, OrderFilter, OrderRow};
 
 /// How long after its end an order still takes late usage records, and so stays in memory: a
 /// month and a day, so a provider reporting monthly is still in time.
@@ -16,6 +17,9 @@ pub const ARCHIVE_AFTER_S: i64 = 31 * 86_400;
 
 /// The most orders one commit archives (one log entry, a bounded transaction).
 pub const ARCHIVE_ORDERS_PER_COMMIT_MAX: usize = 1_000;
+
+/// The most statement lines one commit archives (past the first statement's).
+pub const ARCHIVE_LINES_PER_COMMIT_MAX: usize = 20_000;
 
 /// How long after it expired a token stays in memory (and in the token lists): a week, so an
 /// admin sees why a session ended.
@@ -36,8 +40,47 @@ impl Service {
             .collect();
         for chunk in due.chunks(ARCHIVE_ORDERS_PER_COMMIT_MAX) {
             let mut change = self.begin();
-            change.order_rows = chunk.iter().map(|id| self.archive_row(&self.state.orders[id])).collect();
+            change.archive.orders = chunk.iter().map(|id| self.archive_row(&self.state.orders[id])).collect();
             self.record(&mut change, Event::OrdersArchived { orders: chunk.to_vec() }, now);
+            self.commit(actor, now, change)?;
+        }
+        Ok(due.len())
+    }
+
+    /// Archives the lines of every approved statement still holding them, a bounded number of
+    /// lines to a commit. Answers how many statements.
+    pub fn archive_statements(&mut self, actor: &Actor) -> Result<usize> {
+        let now = self.now_s();
+        let due: Vec<(StatementId, usize)> = self
+            .state
+            .statements
+            .values()
+            .filter(|st| st.state == StatementState::Approved && !st.lines.is_empty())
+            .map(|st| (st.id, st.lines.len()))
+            .collect();
+        let mut rest = due.as_slice();
+        while !rest.is_empty() {
+            // At least one statement a commit, then as many as fit the bound.
+            let mut lines = rest[0].1;
+            let mut take = 1;
+            while take < rest.len() && lines + rest[take].1 <= ARCHIVE_LINES_PER_COMMIT_MAX {
+                lines += rest[take].1;
+                take += 1;
+            }
+            let (chunk, after) = rest.split_at(take);
+            rest = after;
+            let mut change = self.begin();
+            for (id, _) in chunk {
+                let statement = &self.state.statements[id];
+                change.archive.lines.extend(statement.lines.iter().map(|line| LineRow {
+                    statement: id.get(),
+                    order: line.order.get(),
+                    enterprise: line.enterprise.get(),
+                    body: serde_json::to_string(line).expect("lines serialize"),
+                }));
+            }
+            let statements = chunk.iter().map(|(id, _)| *id).collect();
+            self.record(&mut change, Event::StatementsArchived { statements }, now);
             self.commit(actor, now, change)?;
         }
         Ok(due.len())
@@ -199,4 +242,96 @@ impl View {
         let orders = all.into_iter().skip(offset as usize).take(limit).collect();
         Ok(OrderPage { orders, total })
     }
+}
+
+/// Usage on statement lines, from memory or summed once archived: what the reports read.
+#[derive(Clone, Copy, Debug)]
+pub struct UsagePart {
+    pub program: ProgramId,
+    pub month: YearMonth,
+    pub pool: PoolId,
+    /// The enterprise, for a line still in memory.
+    pub enterprise: Option<EnterpriseId>,
+    /// The enterprise's kind, province and size band (an index into
+    /// [`crate::model::SIZE_BANDS`]), if known.
+    pub group: Option<(suanli_domain::ApplicantKind, suanli_domain::RegionCode, u8)>,
+    pub standing: Standing,
+    pub sums: crate::model::LineSums,
+}
+
+/// Where a line stands: still open (not on a statement), on an issued statement, or settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Open,
+    Issued,
+    Settled,
+}
+
+impl View {
+    /// Every line's usage of the programmes `admitted`: the lines in memory (open, on issued
+    /// statements, on approved statements not archived yet) and the sums of archived ones.
+    pub fn usage_parts(&self, admitted: impl Fn(ProgramId) -> bool) -> Vec<UsagePart> {
+        let s = &self.state;
+        let group_of = |enterprise: EnterpriseId| {
+            s.enterprises.get(&enterprise).map(|e| (e.kind, e.region.province(), crate::model::size_band(e.headcount)))
+        };
+        let part = |program, month, line: &StatementLine, standing| UsagePart {
+            program,
+            month,
+            pool: line.pool,
+            enterprise: Some(line.enterprise),
+            group: group_of(line.enterprise),
+            standing,
+            sums: crate::model::LineSums::of(line),
+        };
+        let mut parts = Vec::new();
+        for st in s.statements.values().filter(|st| admitted(st.program)) {
+            let Some(month) = YearMonth::parse(&st.month) else { continue };
+            let standing = if st.state == StatementState::Approved { Standing::Settled } else { Standing::Issued };
+            parts.extend(st.lines.iter().map(|line| part(st.program, month, line, standing)));
+        }
+        for ((_, program, month), open) in s.unsettled.iter().filter(|((_, p, _), _)| admitted(*p)) {
+            parts.extend(open.values().map(|line| part(*program, *month, line, Standing::Open)));
+        }
+        for (key, sums) in s.settled.iter().filter(|(k, _)| admitted(k.program)) {
+            parts.push(UsagePart {
+                program: key.program,
+                month: YearMonth { year: key.month.0, month: key.month.1 },
+                pool: key.pool,
+                enterprise: None,
+                group: Some((key.kind, key.province, key.size_band)),
+                standing: Standing::Settled,
+                sums: *sums,
+            });
+        }
+        parts
+    }
+
+    /// Statement `id` with its lines, read back from storage once archived.
+    pub fn statement_with_lines(&self, id: StatementId, reader: &mut suanli_store::LogReader) -> Result<Statement> {
+        let mut statement = self.state.statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?.clone();
+        if statement.state == StatementState::Approved && statement.lines.is_empty() {
+            for (_, body) in reader.archived_lines(LinesOf::Statement(id.get())).map_err(storage)? {
+                statement.lines.push(line(&body)?);
+            }
+        }
+        Ok(statement)
+    }
+
+    /// The archived lines of `enterprise`'s usage, with their statements.
+    pub fn archived_lines_of(
+        &self,
+        enterprise: EnterpriseId,
+        reader: &mut suanli_store::LogReader,
+    ) -> Result<Vec<(StatementId, StatementLine)>> {
+        let rows = reader.archived_lines(LinesOf::Enterprise(enterprise.get())).map_err(storage)?;
+        rows.into_iter()
+            .map(|(statement, body)| Ok((StatementId::new(statement).expect("stored ids are positive"), line(&body)?)))
+            .collect()
+    }
+}
+
+fn line(body: &str) -> Result<StatementLine> {
+    serde_json::from_str(body)
+        .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("an archived statement line cannot be read: {e}")))
 }

@@ -88,7 +88,7 @@ impl Service {
         gathered.events.extend(change.events);
         gathered.ledger.extend(change.ledger);
         gathered.usage_rows.extend(change.usage_rows);
-        gathered.order_rows.extend(change.order_rows);
+        gathered.archive.extend(change.archive);
         gathered.decided.extend(change.decided);
         Ok(())
     }

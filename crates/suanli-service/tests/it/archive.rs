@@ -106,6 +106,24 @@ fn archive_and_check(mut w: World) {
     // Ids go on past archived orders.
     assert_eq!(w.service.state().next_order().get(), 3);
 
+    // The month's statement, approved: its lines leave memory, and nothing read from them changes.
+    let program = before.program;
+    let month = suanli_service::calendar::YearMonth::of(before.started_at_s.unwrap());
+    let statement = w.service.issue_statement(&op(), before.provider, program, month).unwrap();
+    w.service.approve_statement(&op(), statement).unwrap();
+    let full = w.service.state().statements[&statement].clone();
+    assert_eq!(full.lines.len(), 1);
+    let outcome = serde_json::to_value(w.service.outcome(program).unwrap()).unwrap();
+    assert_eq!(w.service.archive_statements(&op()).unwrap(), 1);
+    assert!(w.service.state().statements[&statement].lines.is_empty());
+    assert_eq!(w.service.state().settled.len(), 1);
+    assert_eq!(serde_json::to_value(w.service.outcome(program).unwrap()).unwrap(), outcome);
+    let mut reader = w.service.log_reader().unwrap();
+    assert_eq!(w.service.statement_with_lines(statement, &mut reader).unwrap(), full);
+    let mine = w.service.archived_lines_of(before.enterprise, &mut reader).unwrap();
+    assert_eq!(mine, vec![(statement, full.lines[0].clone())]);
+    assert_eq!(w.service.archive_statements(&op()).unwrap(), 0);
+
     // The hour's token expired long ago: it leaves memory; the year's stays and works.
     assert_eq!(w.service.purge_tokens(&op()).unwrap(), 1);
     assert!(!w.service.state().tokens.contains_key(&short) && w.service.state().tokens.contains_key(&long));
