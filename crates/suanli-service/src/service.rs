@@ -410,10 +410,8 @@ impl Service {
         if !due || !self.durable.is_ready() {
             return Ok(None);
         }
-        // Orders past their late-record window leave memory first, so no checkpoint holds them.
-        self.archive_orders(&Actor::server())?;
-        self.archive_statements(&Actor::server())?;
-        self.purge_tokens(&Actor::server())?;
+        // What has become final leaves memory first, so no checkpoint holds it.
+        self.archive(&Actor::server())?;
         self.checkpoint().map(Some)
     }
 

@@ -47,6 +47,15 @@ impl Service {
         Ok(due.len())
     }
 
+    /// Moves what has become final out of memory: orders past their late-record window, approved
+    /// statements' lines and tokens expired a week ago.
+    pub fn archive(&mut self, actor: &Actor) -> Result<()> {
+        self.archive_orders(actor)?;
+        self.archive_statements(actor)?;
+        self.purge_tokens(actor)?;
+        Ok(())
+    }
+
     /// Archives the lines of every approved statement still holding them, a bounded number of
     /// lines to a commit. Answers how many statements.
     pub fn archive_statements(&mut self, actor: &Actor) -> Result<usize> {

@@ -198,7 +198,7 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
             statements(&mut s, p, &pools, YearMonth::of(month_start(m - 1)))?;
         }
         // Orders that ended over a month ago leave memory, as a server's writer does.
-        s.archive_orders(&op())?;
+        s.archive(&op())?;
         if lottery && let Some(p) = program {
             let seed = format!("{}-{m}", scenario.seed);
             let committed =
