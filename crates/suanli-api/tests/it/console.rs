@@ -708,6 +708,33 @@ fn an_enterprise_reads_its_monthly_bill_and_overseers_the_network_charts() {
     assert_eq!(foreign.body, "month,voucher_fen\n", "another authority's spending is not shown");
     assert_eq!(call(&app, "GET", "/network", Some(&session(&app, "enterprise")), &[], None).status, 403);
     assert_eq!(call(&app, "GET", "/network.csv?chart=x", Some(&session(&app, "admin")), &[], None).status, 404);
+
+    // Approved, then its lines archived: the bill reads them back from storage, the charts from
+    // their sums.
+    let id = statement.id;
+    let archived = app
+        .runtime
+        .block_on(app.writer.call(move |s| {
+            s.approve_statement(&suanli_service::Actor::operator(), id)?;
+            s.archive_statements(&suanli_service::Actor::operator())
+        }))
+        .unwrap()
+        .unwrap();
+    assert_eq!(archived, 1);
+    assert!(app.writer.view().state().statements[&id].lines.is_empty());
+    let csv = call(&app, "GET", "/bill.csv", Some(&session(&app, "enterprise")), &[], None);
+    assert!(
+        csv.body.contains(&format!("2026-03,{},", line.order))
+            && csv.body.ends_with(&format!(",{},settled\n", line.enterprise_part_fen.fen())),
+        "{}",
+        csv.body
+    );
+    let bill = call(&app, "GET", "/bill", Some(&session(&app, "enterprise")), &[], None);
+    assert!(bill.body.contains(&line.enterprise_part_fen.to_chinese_uppercase()), "{}", bill.body);
+    let usage = call(&app, "GET", "/network.csv?chart=usage", Some(&session(&app, "authority")), &[], None);
+    assert_eq!(usage.body, format!("hub,chip,gpu_seconds\nH,H100,{}\n", line.gpu_seconds));
+    let spend = call(&app, "GET", "/network.csv?chart=spend", Some(&session(&app, "authority")), &[], None);
+    assert_eq!(spend.body, format!("month,voucher_fen\n2026-03,{}\n", line.voucher_part_fen.fen()));
 }
 
 #[test]
