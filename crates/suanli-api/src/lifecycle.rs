@@ -128,6 +128,30 @@ pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiErro
     body.map(|Json(value)| value).map_err(ApiError::from_json)
 }
 
+/// A body that may be left out: none (or only white space) reads as `T::default()`; anything else
+/// must be JSON, sent as `application/json`.
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    raw: &Bytes,
+) -> Result<T, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+    if !json {
+        return Err(ApiError::with_status(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_json",
+            "content-type: must be application/json",
+        ));
+    }
+    serde_json::from_slice(raw)
+        .map_err(|e| ApiError::with_status(axum::http::StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))
+}
+
 pub(crate) fn id<T>(
     field: &str,
     text: &str,
@@ -490,11 +514,12 @@ async fn application_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((application, action)): Path<(String, String)>,
-    input: Result<Json<DecisionJson>, JsonRejection>,
+    raw: Bytes,
 ) -> Result<Response, ApiError> {
     known_action(&action, &["submit", "withdraw", "approve", "reject"])?;
     let id = id("application", &application, ApplicationId::parse)?;
-    let input = body(input)?;
+    // Submitting and withdrawing need no body.
+    let input: DecisionJson = optional_body(&headers, &raw)?;
     let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
     let rate = input.rate_bp.map(|r| RateBp::new(r).map_err(|e| ApiError::field("rate_bp", e))).transpose()?;
     let decision = Decision { amount, rate, reason: input.reason };
@@ -569,11 +594,11 @@ async fn voucher_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((voucher, action)): Path<(String, String)>,
-    input: Result<Json<DecisionJson>, JsonRejection>,
+    raw: Bytes,
 ) -> Result<Response, ApiError> {
     let id = id("voucher", &voucher, VoucherId::parse)?;
     known_action(&action, &["suspend", "reinstate", "revoke"])?;
-    let input = body(input)?;
+    let input: DecisionJson = optional_body(&headers, &raw)?;
     run(&state, &headers, move |s, role| act_on_voucher(s, role, id, &action, input.reason.as_deref())).await
 }
 

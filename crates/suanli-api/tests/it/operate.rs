@@ -176,14 +176,7 @@ fn an_authority_approves_at_a_rate_below_the_maximum_over_the_api() {
     assert_eq!(status, 200, "{answer}");
     let id = answer["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        app.request(
-            "POST",
-            &format!("/api/v1/applications/{id}/submit"),
-            Some("other_enterprise"),
-            &[],
-            Some("{}".into())
-        )
-        .0,
+        app.request("POST", &format!("/api/v1/applications/{id}/submit"), Some("other_enterprise"), &[], None).0,
         200
     );
     let approve = |rate: i64| {
