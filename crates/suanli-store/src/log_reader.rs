@@ -274,18 +274,21 @@ impl LogReader {
         self.in_snapshot(|c| orders::find_sqlite(c, id), |t| orders::find_postgres(t, id))
     }
 
-    /// The archived orders matching `filter` (JSON), by id from `offset`, at most `limit`, and how
-    /// many match in all.
-    pub fn archived_orders(
+    /// The ids of the first `limit` archived orders matching `filter`, in id order, and how many
+    /// match in all.
+    pub fn archived_order_ids(
         &mut self,
         filter: &orders::OrderFilter,
-        offset: u64,
-        limit: usize,
-    ) -> Result<(Vec<String>, u64), StoreError> {
-        let limit = limit.min(LOG_PAGE_ENTRIES_MAX) as u64;
+        limit: u64,
+    ) -> Result<(Vec<u64>, u64), StoreError> {
+        self.in_snapshot(|c| orders::ids_sqlite(c, filter, limit), |t| orders::ids_postgres(t, filter, limit))
+    }
+
+    /// The archived orders among `ids` (JSON), in the order asked.
+    pub fn archived_orders(&mut self, ids: &[u64]) -> Result<Vec<String>, StoreError> {
         self.in_snapshot(
-            |c| orders::page_sqlite(c, filter, offset, limit),
-            |t| orders::page_postgres(t, filter, offset, limit),
+            |c| ids.iter().filter_map(|id| orders::find_sqlite(c, *id).transpose()).collect(),
+            |t| ids.iter().filter_map(|id| orders::find_postgres(t, *id).transpose()).collect(),
         )
     }
 

@@ -117,47 +117,45 @@ pub(crate) fn find_postgres(client: &mut impl GenericClient, id: u64) -> Result<
     Ok(client.query_opt("SELECT body FROM orders_archive WHERE id = $1", &[&(id as i64)])?.map(|r| r.get(0)))
 }
 
-/// The bodies of the archived orders matching `filter`, by id from `offset`, at most `limit`, and
-/// how many match in all.
-pub(crate) fn page_sqlite(
+/// The ids of the first `limit` archived orders matching `filter`, in id order, and how many
+/// match in all.
+pub(crate) fn ids_sqlite(
     connection: &rusqlite::Connection,
     filter: &OrderFilter,
-    offset: u64,
     limit: u64,
-) -> Result<(Vec<String>, u64), StoreError> {
+) -> Result<(Vec<u64>, u64), StoreError> {
     let [program, authority, enterprise, provider] = filter.values();
     let state = filter.state.clone();
     let matching = matching(true);
     let total: i64 = connection
         .prepare_cached(&format!("SELECT count(*) {matching}"))?
         .query_row(params![program, authority, enterprise, provider, state], |r| r.get(0))?;
-    let mut statement = connection.prepare_cached(&format!("SELECT body {matching} ORDER BY id LIMIT ?6 OFFSET ?7"))?;
-    let bodies = statement
-        .query_map(
-            params![program, authority, enterprise, provider, state, limit as i64, offset.min(i64::MAX as u64) as i64],
-            |r| r.get(0),
-        )?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok((bodies, total as u64))
+    let mut statement = connection.prepare_cached(&format!("SELECT id {matching} ORDER BY id LIMIT ?6"))?;
+    let limit = limit.min(i64::MAX as u64) as i64;
+    let ids = statement
+        .query_map(params![program, authority, enterprise, provider, state, limit], |r| r.get::<_, i64>(0))?
+        .map(|id| id.map(|id| id as u64))
+        .collect::<Result<Vec<u64>, _>>()?;
+    Ok((ids, total as u64))
 }
 
-pub(crate) fn page_postgres(
+pub(crate) fn ids_postgres(
     client: &mut impl GenericClient,
     filter: &OrderFilter,
-    offset: u64,
     limit: u64,
-) -> Result<(Vec<String>, u64), StoreError> {
+) -> Result<(Vec<u64>, u64), StoreError> {
     let [program, authority, enterprise, provider] = filter.values();
     let state = filter.state.clone();
     let matching = matching(false);
     let total: i64 = client
         .query_one(&format!("SELECT count(*) {matching}"), &[&program, &authority, &enterprise, &provider, &state])?
         .get(0);
+    let limit = limit.min(i64::MAX as u64) as i64;
     let rows = client.query(
-        &format!("SELECT body {matching} ORDER BY id LIMIT $6 OFFSET $7"),
-        &[&program, &authority, &enterprise, &provider, &state, &(limit as i64), &(offset.min(i64::MAX as u64) as i64)],
+        &format!("SELECT id {matching} ORDER BY id LIMIT $6"),
+        &[&program, &authority, &enterprise, &provider, &state, &limit],
     )?;
-    Ok((rows.iter().map(|r| r.get(0)).collect(), total as u64))
+    Ok((rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect(), total as u64))
 }
 
 const BOUGHT: &str = "SELECT enterprise, CAST(sum(cost_fen) AS BIGINT) FROM orders_archive \

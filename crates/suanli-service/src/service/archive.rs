@@ -183,6 +183,10 @@ pub struct OrderPage {
     pub total: u64,
 }
 
+fn order_id(id: u64) -> OrderId {
+    OrderId::new(id).expect("stored ids are positive")
+}
+
 fn stored(body: &str) -> Result<Order> {
     serde_json::from_str(body)
         .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("an archived order cannot be read: {e}")))
@@ -220,35 +224,35 @@ impl View {
     ) -> Result<OrderPage> {
         let s = &self.state;
         let live: Vec<&Order> = s.orders.values().filter(|o| query.admits(s, o)).collect();
-        // The first `offset + limit` archived ones are enough: the page cannot reach further.
+        // The ids of the first `offset + limit` archived ones are enough: the page cannot reach
+        // further. Only the page's bodies are read.
         let wanted = offset.saturating_add(limit as u64);
-        let mut archived = Vec::new();
-        let archived_total = loop {
-            let from = archived.len() as u64;
-            let chunk = suanli_store::LOG_PAGE_ENTRIES_MAX;
-            let (bodies, total) = reader.archived_orders(&query.filter(), from, chunk).map_err(storage)?;
-            for body in &bodies {
-                archived.push(stored(body)?);
-            }
-            if bodies.is_empty() || archived.len() as u64 >= wanted {
-                break total;
-            }
-        };
+        let (ids, archived_total) = reader.archived_order_ids(&query.filter(), wanted).map_err(storage)?;
         // An order archived after this view was taken is in both: memory's copy counts once.
-        let fetched = archived.len() as u64;
-        archived.retain(|o| !s.orders.contains_key(&o.id));
-        let total = live.len() as u64 + archived_total - (fetched - archived.len() as u64);
-        let mut all: Vec<Order> = Vec::with_capacity(live.len() + archived.len());
+        let archived: Vec<u64> = ids.iter().copied().filter(|id| !s.orders.contains_key(&order_id(*id))).collect();
+        let total = live.len() as u64 + archived_total - (ids.len() - archived.len()) as u64;
+        let mut merged: Vec<Result<&Order, u64>> = Vec::with_capacity(live.len() + archived.len());
         let (mut a, mut b) = (live.into_iter().peekable(), archived.into_iter().peekable());
         while let Some(next) = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.id <= y.id => a.next().cloned(),
-            (_, Some(_)) => b.next(),
-            (Some(_), None) => a.next().cloned(),
+            (Some(x), Some(y)) if x.id.get() <= *y => a.next().map(Ok),
+            (_, Some(_)) => b.next().map(Err),
+            (Some(_), None) => a.next().map(Ok),
             (None, None) => None,
         } {
-            all.push(next);
+            merged.push(next);
         }
-        let orders = all.into_iter().skip(offset as usize).take(limit).collect();
+        let window: Vec<Result<&Order, u64>> = merged.into_iter().skip(offset as usize).take(limit).collect();
+        let wanted_ids: Vec<u64> = window.iter().filter_map(|item| item.err()).collect();
+        let mut bodies = reader.archived_orders(&wanted_ids).map_err(storage)?.into_iter();
+        let mut orders = Vec::with_capacity(window.len());
+        for item in window {
+            match item {
+                Ok(order) => orders.push(order.clone()),
+                Err(_) => orders.push(stored(&bodies.next().ok_or_else(|| {
+                    ServiceError::new(ErrorCode::StorageUnavailable, "an archived order was not found; retry")
+                })?)?),
+            }
+        }
         Ok(OrderPage { orders, total })
     }
 }

@@ -174,3 +174,46 @@ fn the_audit_finds_an_archived_order_changed_in_storage() {
     let (_, problems) = service.verify_checkpoints().unwrap();
     assert!(problems.iter().any(|p| p.contains(&format!("archived {ended}"))), "{problems:?}");
 }
+
+#[test]
+fn pages_of_orders_interleave_memory_and_the_archive() {
+    let mut w = World::start();
+    let (first, _) = two_orders(&mut w);
+    let base = w.service.order(first).unwrap().clone();
+    // Orders 3 to 6, of the first enterprise; 3 and 5 cancelled: 1, 3 and 5 end up archived,
+    // 2, 4 and 6 stay in memory.
+    for n in 0..4 {
+        let input = OrderInput {
+            enterprise: base.enterprise,
+            voucher: base.voucher,
+            pool: base.pool,
+            chip: None,
+            gpu_count: 1,
+            hours: 1,
+            purpose: Purpose::Training,
+        };
+        let id = w.service.place_order(&op(), input).unwrap();
+        if n % 2 == 0 {
+            w.service.cancel_order(&op(), id).unwrap();
+        }
+    }
+    w.clock.advance(ARCHIVE_AFTER_S + 1);
+    assert_eq!(w.service.archive_orders(&op()).unwrap(), 3);
+    let ids = |orders: &[suanli_service::model::Order]| orders.iter().map(|o| o.id.get()).collect::<Vec<_>>();
+    let mut reader = w.service.log_reader().unwrap();
+    let queries = [
+        (OrderQuery::default(), vec![1, 2, 3, 4, 5, 6]),
+        (OrderQuery { enterprise: Some(base.enterprise), ..OrderQuery::default() }, vec![1, 3, 4, 5, 6]),
+        (OrderQuery { state: Some("cancelled".to_owned()), ..OrderQuery::default() }, vec![3, 5]),
+        (OrderQuery { state: Some("placed".to_owned()), ..OrderQuery::default() }, vec![4, 6]),
+    ];
+    for (query, all) in queries {
+        for offset in 0..8u64 {
+            for limit in 1..5usize {
+                let page = w.service.orders_page(&query, offset, limit, &mut reader).unwrap();
+                let expected: Vec<u64> = all.iter().skip(offset as usize).take(limit).copied().collect();
+                assert_eq!((page.total, ids(&page.orders)), (all.len() as u64, expected), "{query:?} {offset} {limit}");
+            }
+        }
+    }
+}
