@@ -46,14 +46,11 @@ impl OrderFilter {
 const MATCHING: &str = "FROM orders_archive WHERE ({1} IS NULL OR program = {1}) AND ({2} IS NULL OR authority = {2}) \
      AND ({3} IS NULL OR enterprise = {3}) AND ({4} IS NULL OR provider = {4}) AND ({5} IS NULL OR state = {5})";
 
-fn matching(sqlite: bool) -> String {
+/// PostgreSQL plans each call with the values bound, so one statement serves every filter.
+fn matching_postgres() -> String {
     let mut sql = MATCHING.to_owned();
     for n in 1..=5 {
-        let placeholder = match (sqlite, n) {
-            (true, _) => format!("?{n}"),
-            (false, 5) => "$5::text".to_owned(),
-            (false, _) => format!("${n}::int8"),
-        };
+        let placeholder = if n == 5 { "$5::text".to_owned() } else { format!("${n}::int8") };
         sql = sql.replace(&format!("{{{n}}}"), &placeholder);
     }
     sql
@@ -124,16 +121,39 @@ pub(crate) fn ids_sqlite(
     filter: &OrderFilter,
     limit: u64,
 ) -> Result<(Vec<u64>, u64), StoreError> {
+    // Only the filters set are written, so SQLite's planner sees which index serves them (a
+    // count with no filter walks the smallest index, not the rows and their bodies).
+    use rusqlite::types::Value;
     let [program, authority, enterprise, provider] = filter.values();
-    let state = filter.state.clone();
-    let matching = matching(true);
-    let total: i64 = connection
-        .prepare_cached(&format!("SELECT count(*) {matching}"))?
-        .query_row(params![program, authority, enterprise, provider, state], |r| r.get(0))?;
-    let mut statement = connection.prepare_cached(&format!("SELECT id {matching} ORDER BY id LIMIT ?6"))?;
-    let limit = limit.min(i64::MAX as u64) as i64;
+    let mut conditions = Vec::new();
+    let mut values: Vec<(&str, Value)> = Vec::new();
+    for (name, value) in
+        [("program", program), ("authority", authority), ("enterprise", enterprise), ("provider", provider)]
+    {
+        if let Some(value) = value {
+            conditions.push(format!("{name} = :{name}"));
+            values.push((name, Value::Integer(value)));
+        }
+    }
+    if let Some(state) = &filter.state {
+        conditions.push("state = :state".to_owned());
+        values.push(("state", Value::Text(state.clone())));
+    }
+    let names: Vec<String> = values.iter().map(|(name, _)| format!(":{name}")).collect();
+    let mut bound: Vec<(&str, &dyn rusqlite::ToSql)> =
+        names.iter().zip(&values).map(|(name, (_, value))| (name.as_str(), value as &dyn rusqlite::ToSql)).collect();
+    let matching = if conditions.is_empty() {
+        "FROM orders_archive".to_owned()
+    } else {
+        format!("FROM orders_archive WHERE {}", conditions.join(" AND "))
+    };
+    let total: i64 =
+        connection.prepare_cached(&format!("SELECT count(*) {matching}"))?.query_row(&*bound, |r| r.get(0))?;
+    let limit = Value::Integer(limit.min(i64::MAX as u64) as i64);
+    bound.push((":limit", &limit));
+    let mut statement = connection.prepare_cached(&format!("SELECT id {matching} ORDER BY id LIMIT :limit"))?;
     let ids = statement
-        .query_map(params![program, authority, enterprise, provider, state, limit], |r| r.get::<_, i64>(0))?
+        .query_map(&*bound, |r| r.get::<_, i64>(0))?
         .map(|id| id.map(|id| id as u64))
         .collect::<Result<Vec<u64>, _>>()?;
     Ok((ids, total as u64))
@@ -146,7 +166,7 @@ pub(crate) fn ids_postgres(
 ) -> Result<(Vec<u64>, u64), StoreError> {
     let [program, authority, enterprise, provider] = filter.values();
     let state = filter.state.clone();
-    let matching = matching(false);
+    let matching = matching_postgres();
     let total: i64 = client
         .query_one(&format!("SELECT count(*) {matching}"), &[&program, &authority, &enterprise, &provider, &state])?
         .get(0);

@@ -166,6 +166,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX statement_lines_by_enterprise ON statement_lines (enterprise, statement);
     ",
+    // 11: archived orders listed by state.
+    r"
+    CREATE INDEX orders_archive_by_state ON orders_archive (state, id);
+    ",
 ];
 
 pub struct PostgresStore {

@@ -167,6 +167,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX statement_lines_by_enterprise ON statement_lines (enterprise, statement);
     ",
+    // 11: archived orders listed by state.
+    r"
+    CREATE INDEX orders_archive_by_state ON orders_archive (state, id);
+    ",
 ];
 
 /// How hard a commit waits for the disk.
