@@ -256,6 +256,8 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
         let mut reader = s.log_reader()?;
         result.outcome = Some(s.outcome_with_load(p, 28, &mut reader)?);
     }
+    // As a server does when it stops: a later `serve` on the database starts from here.
+    s.checkpoint()?;
     let ledger = suanli_ledger::state_hash(s.durable().ledger());
     result.state_hash = format!("{}{}", hex(&ledger), hex(&s.durable().log_head()));
     Ok(result)
