@@ -4,7 +4,9 @@
 //!
 //! One `orders.archived` entry names the orders; the same commit writes each as it was into
 //! storage's archive, where readers find it by id or page through it (see
-//! [`suanli_store::orders`]).
+//! [`suanli_store::orders`]). Approved statements' lines go the same way (`statements.archived`;
+//! the state keeps their sums for the reports, [`View::usage_parts`]), and tokens that expired a
+//! week ago are purged (`tokens.purged`). [`Service::archive`] runs all three.
 
 use super::*;
 use crate::model::{Statement, StatementLine};
