@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod operate;
 pub mod report;
 mod scope;
+mod statements;
 pub mod transparency;
 pub mod utilization;
 pub mod writer;

@@ -1,5 +1,5 @@
 //! The voucher lifecycle over HTTP: programmes, enterprises, applications, vouchers, providers,
-//! sites, pools, orders, statements and the audit log.
+//! sites, pools, orders and the audit log (statements are in `statements`).
 //!
 //! Every handler authenticates and then runs one closure on the writer thread. The closure
 //! resolves who owns the object (its enterprise, provider or authority), checks the caller's role
@@ -21,15 +21,16 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{
     ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
-    RegionCode, SiteId, StatementId, Uscc, VoucherId,
+    RegionCode, SiteId, Uscc, VoucherId,
 };
-use suanli_service::calendar::YearMonth;
 use suanli_service::model::{OperatorKind, Purpose};
 use suanli_service::{
     Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec, View,
 };
 
 pub(crate) use crate::scope::{may_administer, may_review, order_query, visible_statements};
+pub(crate) use crate::statements::act_on_statement;
+use crate::statements::{approve_statement, issue_statement, show_statement};
 use crate::{ApiError, AppState, authenticate};
 
 /// Who may use an endpoint on a given object.
@@ -968,79 +969,7 @@ struct ExtendJson {
     hours: u32,
 }
 
-// ------------------------------------------------------------------ statements, sweep, audit
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatementJson {
-    provider: String,
-    program: String,
-    month: String,
-}
-
-async fn issue_statement(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    input: Result<Json<StatementJson>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let input = body(input)?;
-    let provider = id("provider", &input.provider, ProviderId::parse)?;
-    let month = YearMonth::parse(&input.month).ok_or_else(|| ApiError::field("month", "must look like 2026-03"))?;
-    run(&state, &headers, move |s, role| {
-        let program = s.find_program(&input.program)?;
-        let authority = s.program(program)?.authority;
-        permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], PUBLIC, &program.to_string())?;
-        let id = s.issue_statement(&actor(role), provider, program, month)?;
-        Ok(s.state().statements[&id].clone())
-    })
-    .await
-}
-
-fn statement_scope(s: &View, id: StatementId) -> Result<(ProviderId, AuthorityId), ServiceError> {
-    let statement = s.state().statements.get(&id).ok_or_else(|| ServiceError::not_found(id))?;
-    Ok((statement.provider, s.program(statement.program)?.authority))
-}
-
-async fn show_statement(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(statement): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = id("statement", &statement, StatementId::parse)?;
-    let role = authenticate(&state, &headers)?;
-    let view = state.writer.view();
-    let (provider, authority) = statement_scope(&view, id)?;
-    permit(
-        role,
-        &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)],
-        &id.to_string(),
-    )?;
-    // An approved statement's lines are read back from storage once archived.
-    let statement = state.writer.read_log(move |reader| Ok(view.statement_with_lines(id, reader))).await???;
-    Ok(Json(statement).into_response())
-}
-
-async fn approve_statement(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(statement): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = id("statement", &statement, StatementId::parse)?;
-    run(&state, &headers, move |s, role| act_on_statement(s, role, id)).await
-}
-
-/// Approves a statement as `role` (the API and the console).
-pub(crate) fn act_on_statement(
-    s: &mut Service,
-    role: Role,
-    id: StatementId,
-) -> Result<suanli_service::model::Statement, ServiceError> {
-    let (provider, authority) = statement_scope(s, id)?;
-    let readers = [Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Provider(provider)];
-    permit_seen(role, &[Grant::Admin, Grant::AuthorityAdmin(authority)], &readers, &id.to_string())?;
-    s.approve_statement(&actor(role), id)?;
-    Ok(s.state().statements[&id].clone())
-}
+// ------------------------------------------------------------------ sweep, audit
 
 async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: Bytes) -> Result<Response, ApiError> {
     run(&state, &headers, move |s, role| {

@@ -524,12 +524,7 @@ impl Service {
             first_sequence: self.durable.log_count()
                 + 1
                 + self.group.as_ref().map_or(0, |g| g.change.events.len() as u64),
-            events: Vec::new(),
-            ledger: Vec::new(),
-            actors: Vec::new(),
-            usage_rows: Vec::new(),
-            archive: suanli_store::orders::Archive::default(),
-            decided: std::collections::HashMap::new(),
+            ..Change::empty()
         }
     }
 
