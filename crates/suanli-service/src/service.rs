@@ -226,6 +226,9 @@ pub struct View {
     /// The placement engine's policy weights: [`PLACEMENT_POLICY`] unless the deployment (or a
     /// simulation's variant) sets others.
     placement_policy: suanli_placement::model::Policy,
+    /// The placement engine's view of the network, reused while pools and sites stay as they
+    /// were (shared by the copies the writer publishes).
+    network: choose::NetworkCache,
 }
 
 /// The default clock-skew tolerance for usage periods: five minutes.
@@ -327,7 +330,13 @@ impl Service {
         Ok(Service {
             durable,
             committed: state.clone(),
-            view: View { state, clock, clock_skew_s: CLOCK_SKEW_DEFAULT_S, placement_policy: PLACEMENT_POLICY },
+            view: View {
+                state,
+                clock,
+                clock_skew_s: CLOCK_SKEW_DEFAULT_S,
+                placement_policy: PLACEMENT_POLICY,
+                network: choose::NetworkCache::default(),
+            },
             policy: CheckpointPolicy::default(),
             checkpointed,
             heads: None,
@@ -457,6 +466,7 @@ impl Service {
             clock: self.view.clock.clone(),
             clock_skew_s: self.view.clock_skew_s,
             placement_policy: self.view.placement_policy,
+            network: self.view.network.clone(),
         }
     }
 

@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // `suanli program list | head -1`: once the reader has gone, the rest of the output has
     // nowhere to go. That is not an error: end quietly with success, as `cat` does.

@@ -10,8 +10,9 @@
 //! every other pool was left out.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use suanli_domain::{EnterpriseId, PoolId, VoucherId};
+use suanli_domain::{EnterpriseId, PoolId, SiteId, VoucherId};
 use suanli_placement::{
     Exclusion, Limits, Operator, Order, Origin, Policy, PoolVerdict, Problem, Site, explain, solve,
 };
@@ -19,6 +20,7 @@ use suanli_placement::{
 use super::View;
 use crate::error::{ErrorCode, Result, ServiceError};
 use crate::model::{OperatorKind, Purpose, Quote};
+use crate::state::State;
 
 /// An order before its pool is chosen.
 #[derive(Clone, Debug)]
@@ -92,70 +94,35 @@ impl View {
             return Err(ServiceError::field("hours", format!("must be between 1 and {}", super::ORDER_HOURS_MAX)));
         }
         let state = &self.state;
-        let site_ids: Vec<_> = state.sites.keys().copied().collect();
-        let site_index: HashMap<_, _> = site_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        // Only pools of registered chips are offered (a pool added before the registry may name
-        // a chip it does not know), and never a retired one.
-        let pool_ids: Vec<_> = state
-            .pools
-            .iter()
-            .filter(|(_, p)| crate::chips::find(&p.chip).is_some() && p.retired_at_s.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        let mut busy: HashMap<_, (u64, u64)> = HashMap::new();
+        let network = self.network.of(state);
+        // Each site's load: GPUs promised over GPUs, over its pools.
+        let mut load = vec![(0u64, 0u64); network.sites.len()];
         for pool in state.pools.values() {
-            let entry = busy.entry(pool.site).or_insert((0, 0));
-            entry.0 += u64::from(pool.gpus_reserved);
-            entry.1 += u64::from(pool.gpu_count);
+            if let Some(&index) = network.site_index.get(&pool.site) {
+                load[index].0 += u64::from(pool.gpus_reserved);
+                load[index].1 += u64::from(pool.gpu_count);
+            }
         }
-        let sites: Vec<Site> = site_ids
-            .iter()
-            .map(|id| {
-                let site = &state.sites[id];
-                let (reserved, total) = busy.get(id).copied().unwrap_or((0, 0));
-                Site {
-                    id: id.to_string(),
-                    hub: site.spec.hub.clone(),
-                    lat: site.spec.latitude,
-                    lon: site.spec.longitude,
-                    operator: match site.spec.operator {
-                        OperatorKind::Government => Operator::Government,
-                        OperatorKind::StateOwned => Operator::State,
-                        OperatorKind::Commercial => Operator::Commercial,
-                    },
-                    utilization: if total == 0 { 1.0 } else { reserved as f64 / total as f64 },
-                }
-            })
-            .collect();
-        let pools: Vec<suanli_placement::Pool> = pool_ids
-            .iter()
-            .map(|id| {
-                let pool = &state.pools[id];
-                suanli_placement::Pool {
-                    id: id.to_string(),
-                    site: site_index[&pool.site],
-                    chip: crate::chips::canonical(&pool.chip),
-                    domestic: crate::chips::find(&pool.chip).is_some_and(|c| c.domestic),
-                    gpus_free: pool.gpu_count - pool.gpus_reserved,
-                    price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour.fen(),
-                }
-            })
-            .collect();
+        let mut sites = network.sites.clone();
+        for (site, (reserved, total)) in sites.iter_mut().zip(load) {
+            site.utilization = if total == 0 { 1.0 } else { reserved as f64 / total as f64 };
+        }
+        let mut pools = network.pools.clone();
+        for (pool, id) in pools.iter_mut().zip(&network.pool_ids) {
+            let now = &state.pools[id];
+            pool.gpus_free = now.gpu_count - now.gpus_reserved;
+        }
+        let pool_ids = network.pool_ids.clone();
         // The programme's provider rule, resolved to the sites it allows.
         let sites_allowed: Vec<usize> = pool_ids
             .iter()
             .filter(|id| self.provider_allowed(program, &state.pools[*id]).is_ok())
-            .map(|id| site_index[&state.pools[id].site])
+            .map(|id| network.site_index[&state.pools[id].site])
             .collect();
         // Service orders are bought in GPU-hours of the chip they run on, so every chip counts one.
         let chips: Vec<String> = match &request.chip {
             Some(chip) => vec![crate::chips::require("chip", chip)?.name.clone()],
-            None => {
-                let mut all: Vec<String> = state.pools.values().map(|p| crate::chips::canonical(&p.chip)).collect();
-                all.sort();
-                all.dedup();
-                all
-            }
+            None => network.chips.clone(),
         };
         let class = request.purpose.as_str().to_owned();
         let speed = HashMap::from([(class.clone(), chips.iter().map(|c| (c.clone(), 1.0)).collect())]);
@@ -289,5 +256,125 @@ fn describe(why: &Exclusion) -> String {
         Exclusion::SiteNotAllowed { .. } => "the programme's provider rule does not allow this site".to_owned(),
         Exclusion::TooBig { gpus, gpus_free } => format!("only {gpus_free} GPUs free, {gpus} needed"),
         other => other.to_string(),
+    }
+}
+
+/// The engine's view of the network apart from what every order changes (free GPUs, load): its
+/// sites and pools with their names, chips and prices. Building it names every pool and looks up
+/// every chip; a programme year places a million orders on the same network, so it is built
+/// once and rebuilt only when a pool or site is added, retired or changed.
+#[derive(Debug)]
+pub(crate) struct Network {
+    /// What it was built from: every pool and site as the state held them, free GPUs aside.
+    built_from: (Vec<Pool>, Vec<crate::model::Site>),
+    sites: Vec<Site>,
+    site_index: HashMap<SiteId, usize>,
+    /// Pools of registered chips that are not retired, as the engine numbers them.
+    pools: Vec<suanli_placement::Pool>,
+    pool_ids: Vec<PoolId>,
+    /// Every chip of the network's pools, by its registered name.
+    chips: Vec<String>,
+}
+
+type Pool = crate::model::Pool;
+
+/// The last network built, shared by a view and the copies published from it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NetworkCache(Arc<Mutex<Option<Arc<Network>>>>);
+
+impl NetworkCache {
+    /// The network of `state`: the one built last if pools and sites are as they were then.
+    fn of(&self, state: &State) -> Arc<Network> {
+        let mut cached = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(network) = cached.as_ref().filter(|n| n.built_for(state)) {
+            return network.clone();
+        }
+        let network = Arc::new(Network::of(state));
+        *cached = Some(network.clone());
+        network
+    }
+}
+
+impl Network {
+    fn of(state: &State) -> Network {
+        let site_ids: Vec<_> = state.sites.keys().copied().collect();
+        let site_index: HashMap<_, _> = site_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        // Only pools of registered chips are offered (a pool added before the registry may name
+        // a chip it does not know), and never a retired one.
+        let pool_ids: Vec<_> = state
+            .pools
+            .iter()
+            .filter(|(_, p)| crate::chips::find(&p.chip).is_some() && p.retired_at_s.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let sites = site_ids
+            .iter()
+            .map(|id| {
+                let site = &state.sites[id];
+                Site {
+                    id: id.to_string(),
+                    hub: site.spec.hub.clone(),
+                    lat: site.spec.latitude,
+                    lon: site.spec.longitude,
+                    operator: match site.spec.operator {
+                        OperatorKind::Government => Operator::Government,
+                        OperatorKind::StateOwned => Operator::State,
+                        OperatorKind::Commercial => Operator::Commercial,
+                    },
+                    utilization: 0.0,
+                }
+            })
+            .collect();
+        let pools = pool_ids
+            .iter()
+            .map(|id| {
+                let pool = &state.pools[id];
+                suanli_placement::Pool {
+                    id: id.to_string(),
+                    site: site_index[&pool.site],
+                    chip: crate::chips::canonical(&pool.chip),
+                    domestic: crate::chips::find(&pool.chip).is_some_and(|c| c.domestic),
+                    gpus_free: 0,
+                    price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour.fen(),
+                }
+            })
+            .collect();
+        let mut chips: Vec<String> = state.pools.values().map(|p| crate::chips::canonical(&p.chip)).collect();
+        chips.sort();
+        chips.dedup();
+        Network {
+            built_from: (
+                state.pools.values().map(|p| Pool { gpus_reserved: 0, ..p.clone() }).collect(),
+                state.sites.values().cloned().collect(),
+            ),
+            sites,
+            site_index,
+            pools,
+            pool_ids,
+            chips,
+        }
+    }
+
+    /// Whether `state`'s pools and sites are those this network was built from (free GPUs aside).
+    fn built_for(&self, state: &State) -> bool {
+        let (pools, sites) = &self.built_from;
+        pools.len() == state.pools.len()
+            && sites.len() == state.sites.len()
+            && pools.iter().zip(state.pools.values()).all(|(was, now)| {
+                // Every field but the reservations, named so that a new field must be placed here too.
+                let Pool {
+                    id,
+                    site,
+                    chip,
+                    gpu_count,
+                    domestic,
+                    price_fen_per_gpu_hour,
+                    gpus_reserved: _,
+                    retired_at_s,
+                } = now;
+                (was.id, was.site, &was.chip, was.gpu_count, was.domestic, was.price_fen_per_gpu_hour, was.retired_at_s)
+                    == (*id, *site, chip, *gpu_count, *domestic, *price_fen_per_gpu_hour, *retired_at_s)
+            })
+            && sites.iter().zip(state.sites.values()).all(|(was, now)| was == now)
     }
 }

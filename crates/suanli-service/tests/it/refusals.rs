@@ -734,8 +734,17 @@ fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules()
     let too_big = PoolRequest { gpu_count: 255, ..request.clone() };
     let message = w.refused(ErrorCode::NoPoolAvailable, |s| s.choose_pool(&too_big));
     assert!(message.contains("GPUs free"), "{message}");
-    let foreign = PoolRequest { enterprise: w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]), ..request };
+    let foreign = PoolRequest { enterprise: w.enterprise(2, 8_000_000, ApplicantKind::Sme, &[]), ..request.clone() };
     w.refused(ErrorCode::NotFound, |s| s.choose_pool(&foreign));
+    // The engine's network is rebuilt when a pool changes: a price, a retirement, a new pool.
+    let small = PoolRequest { gpu_count: 1, ..request.clone() };
+    assert_eq!(w.service.choose_pool(&small).unwrap().chosen.pool, domestic);
+    w.service.change_pool(&op(), imported, None, Some(Fen::new(1_000))).unwrap();
+    assert_eq!(w.service.choose_pool(&small).unwrap().chosen.pool, imported);
+    w.service.retire_pool(&op(), imported).unwrap();
+    assert_eq!(w.service.choose_pool(&small).unwrap().chosen.pool, domestic);
+    let (_, cheaper) = w.provider(4, "310000", OperatorKind::Government, "H100", false, 900);
+    assert_eq!(w.service.choose_pool(&small).unwrap().chosen.pool, cheaper);
 }
 
 /// Running totals that would pass what an `i64` holds are refused with `amount_overflow` (the

@@ -276,6 +276,7 @@ fn clock_now(clock: &ManualClock) -> i64 {
 /// the end of a job), then their ends. Answers the GPU-hours that ran in the west.
 fn close(s: &mut Service, pools: &[SimPool], orders: &[Running], result: &mut VariantResult) -> anyhow::Result<f64> {
     let mut west_hours = 0.0;
+    let west: std::collections::BTreeSet<PoolId> = pools.iter().filter(|p| p.west).map(|p| p.id).collect();
     let mut groups: BTreeMap<ProviderId, Vec<UsageInput>> = BTreeMap::new();
     for r in orders {
         let share = 85 + (r.order.get() * 7 % 16) as i64;
@@ -288,7 +289,7 @@ fn close(s: &mut Service, pools: &[SimPool], orders: &[Running], result: &mut Va
         });
         let hours = f64::from(r.gpus) * f64::from(r.hours) * share as f64 / 100.0;
         result.gpu_hours += hours;
-        if pools.iter().any(|p| p.id == r.pool && p.west) {
+        if west.contains(&r.pool) {
             west_hours += hours;
         }
     }
@@ -555,13 +556,12 @@ fn telemetry(
     month: &mut [[i64; 2]; 2],
 ) -> anyhow::Result<()> {
     let mut by_provider: BTreeMap<ProviderId, Vec<UtilizationInput>> = BTreeMap::new();
+    let mut ordered: BTreeMap<PoolId, u32> = BTreeMap::new();
+    for r in running.iter().filter(|r| noon >= r.started_s && noon < r.started_s + i64::from(r.hours) * 3_600) {
+        *ordered.entry(r.pool).or_default() += r.gpus;
+    }
     for pool in pools {
-        let ordered: u32 = running
-            .iter()
-            .filter(|r| r.pool == pool.id && noon >= r.started_s && noon < r.started_s + i64::from(r.hours) * 3_600)
-            .map(|r| r.gpus)
-            .sum();
-        let busy = (pool.base_busy + ordered).min(pool.gpus);
+        let busy = (pool.base_busy + ordered.get(&pool.id).copied().unwrap_or(0)).min(pool.gpus);
         by_provider.entry(pool.provider).or_default().push(UtilizationInput {
             pool: pool.id,
             at_s: noon,
