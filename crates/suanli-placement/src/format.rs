@@ -1,4 +1,4 @@
-//! The placement batch format v1 (`formats/placement.md`): reading an input, checking it into a
+//! The placement batch format v1 (`docs/placement-format.md`): reading an input, checking it into a
 //! [`Problem`], and writing a [`Solution`] back.
 //!
 //! Unknown fields are refused at every level (the types deny them when deserialized); every other

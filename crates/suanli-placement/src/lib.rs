@@ -2,7 +2,7 @@
 //! network, minimizing cost plus penalties for orders left unplaced, with a valid lower bound on
 //! every answer so its distance from the optimum is always known.
 //!
-//! The crate does no I/O. [`format`] holds the v1 batch shapes of `formats/placement.md` and
+//! The crate does no I/O. [`format`] holds the v1 batch shapes of `docs/placement-format.md` and
 //! checks them into a [`Problem`]; [`solve`] answers it (Lagrangian bound, guided greedy, local
 //! search, branch and bound for small batches, each within a time limit); [`explain`] says why an
 //! order went where it did; [`network`] builds the default 10-cluster network and seeded batches.

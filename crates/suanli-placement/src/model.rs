@@ -1,5 +1,5 @@
 //! A placement problem: sites, pools and orders, checked, with the feasibility rules and the cost
-//! of each order on each pool as `formats/placement.md` defines them.
+//! of each order on each pool as `docs/placement-format.md` defines them.
 
 use std::collections::HashMap;
 

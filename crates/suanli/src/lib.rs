@@ -194,7 +194,7 @@ enum Command {
         #[command(subcommand)]
         command: serve::UserCommand,
     },
-    /// Place a batch of orders onto GPU pools (formats/placement.md v1), or explain one order.
+    /// Place a batch of orders onto GPU pools (docs/placement-format.md, v1), or explain one order.
     Place(place::PlaceOptions),
     /// Copy a whole deployment from the embedded file to PostgreSQL, then audit both.
     Migrate {

@@ -13,7 +13,7 @@ const INPUT_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 #[derive(clap::Args)]
 pub struct PlaceOptions {
-    /// The batch, as `formats/placement.md` v1 JSON; `-` for standard input.
+    /// The batch, as `docs/placement-format.md` v1 JSON; `-` for standard input.
     #[arg(long)]
     input: String,
     /// Print, for this order id, the chosen pool and for every other pool why not.
