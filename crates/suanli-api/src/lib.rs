@@ -24,6 +24,7 @@ pub mod nats;
 pub mod openapi;
 pub mod operate;
 pub mod report;
+pub mod schedule;
 mod scope;
 mod statements;
 pub mod transparency;

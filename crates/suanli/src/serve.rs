@@ -51,6 +51,10 @@ pub struct ServeOptions {
     /// [default: beside the database, <name>-signing.key].
     #[arg(long, env = "SUANLI_SIGNING_KEY")]
     signing_key: Option<std::path::PathBuf>,
+    /// Run the scheduled work (the expiry sweep, then the statements of every ended month with
+    /// usage) at start and then every this many seconds; 0 turns it off [default: 3600].
+    #[arg(long, env = "SUANLI_SCHEDULE_SECONDS")]
+    schedule_seconds: Option<u64>,
     /// Mark the console's cookies `Secure`: set it when browsers reach the server over TLS (a
     /// proxy in front), so a session cookie is never sent over plain HTTP.
     #[arg(long, env = "SUANLI_SECURE_COOKIES")]
@@ -73,6 +77,7 @@ struct ConfigFile {
     checkpoint_entries: Option<u64>,
     checkpoint_seconds: Option<i64>,
     clock_skew_seconds: Option<i64>,
+    schedule_seconds: Option<u64>,
     heads_dir: Option<std::path::PathBuf>,
     signing_key: Option<std::path::PathBuf>,
     secure_cookies: Option<bool>,
@@ -88,10 +93,15 @@ struct Settings {
     nats: Option<suanli_api::nats::NatsOptions>,
     checkpoints: suanli_service::CheckpointPolicy,
     clock_skew_s: i64,
+    /// How often the scheduled work runs; none when turned off.
+    schedule: Option<std::time::Duration>,
     heads_dir: std::path::PathBuf,
     signing_key: std::path::PathBuf,
     secure_cookies: bool,
 }
+
+/// How often `serve` runs its scheduled work by default: hourly.
+const SCHEDULE_DEFAULT_S: u64 = 3_600;
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
     let path =
@@ -145,12 +155,16 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     let clock_skew_s =
         options.clock_skew_seconds.or(file.clock_skew_seconds).unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
     anyhow::ensure!((0..=86_400).contains(&clock_skew_s), "clock_skew_seconds: must be between 0 and 86400");
+    let schedule_s = options.schedule_seconds.or(file.schedule_seconds).unwrap_or(SCHEDULE_DEFAULT_S);
+    anyhow::ensure!(schedule_s <= 31 * 86_400, "schedule_seconds: must be between 0 (off) and 2678400 (31 days)");
+    let schedule = (schedule_s > 0).then(|| std::time::Duration::from_secs(schedule_s));
     let database = common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into());
     let (default_key, default_dir) = crate::database::default_heads(&database);
     Ok(Settings {
         heads_dir: options.heads_dir.clone().or(file.heads_dir).unwrap_or(default_dir),
         signing_key: options.signing_key.clone().or(file.signing_key).unwrap_or(default_key),
         clock_skew_s,
+        schedule,
         checkpoints,
         nats,
         database,
@@ -228,6 +242,14 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
                 result
             })
         });
+        let schedule = settings.schedule.map(|every| {
+            let _ = writeln!(
+                std::io::stdout(),
+                "suanli runs the expiry sweep and the due statements now and every {} s",
+                every.as_secs()
+            );
+            tokio::spawn(suanli_api::schedule::run(writer.clone(), every, stopped()))
+        });
         drop(writer);
         let _ = std::io::stdout().flush();
         suanli_api::log::event(
@@ -242,6 +264,9 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
         suanli_api::serve(listener, state, stopped()).await?;
         if let Some(consumer) = consumer {
             consumer.await??;
+        }
+        if let Some(schedule) = schedule {
+            schedule.await?;
         }
         anyhow::Ok(())
     })?;

@@ -8,6 +8,7 @@ mod console;
 mod edge;
 mod nats;
 mod operate;
+mod schedule;
 mod trust;
 mod utilization;
 

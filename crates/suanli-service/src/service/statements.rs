@@ -66,6 +66,26 @@ impl Service {
         Ok(id)
     }
 
+    /// Issues every statement that is due: each provider's and programme's month that has ended
+    /// with usage recorded in it and no statement yet (a server runs this on its schedule, so no
+    /// provider waits for someone to ask). Usage is kept by the month it was recorded in, so an
+    /// ended month takes no more lines and its statement is final. Answers the statements issued.
+    pub fn issue_due_statements(&mut self, actor: &Actor) -> Result<Vec<StatementId>> {
+        let this_month = YearMonth::of(self.now_s());
+        let due: Vec<_> = self.state.unsettled.keys().filter(|(_, _, month)| *month < this_month).copied().collect();
+        let mut issued = Vec::with_capacity(due.len());
+        for (provider, program, month) in due {
+            match self.issue_statement(actor, provider, program, month) {
+                Ok(id) => issued.push(id),
+                // Lines recorded in a month after its statement (a clock stepped back over the
+                // month's end) wait for a person; they do not stop the other months.
+                Err(refused) if refused.code == ErrorCode::StatementExists => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(issued)
+    }
+
     /// The authority approves a statement: its voucher total moves from the provider's receivable
     /// to the programme's settlement account, and the statement can never change again.
     pub fn approve_statement(&mut self, actor: &Actor, id: StatementId) -> Result<()> {

@@ -577,6 +577,48 @@ fn statements_need_an_ended_month_with_usage_and_are_approved_once() {
     s.w.refused(ErrorCode::NotFound, |svc| svc.issue_statement(&op(), ProviderId::new(9).unwrap(), s.program, march));
 }
 
+fn the_schedule_issues_each_ended_month_with_usage_once() {
+    let mut s = setup();
+    let order = s.orders();
+    // An order that runs an hour, with its usage, now.
+    let run_an_hour = |s: &mut Setup, id: &str| {
+        let placed = s.w.service.place_order(&op(), order(8)).unwrap();
+        s.w.service.start_order(&op(), placed).unwrap();
+        let started = s.w.service.order(placed).unwrap().started_at_s.unwrap();
+        s.w.clock.set(started + 3600);
+        let input = UsageInput {
+            id: id.into(),
+            order: placed,
+            gpu_seconds: 8 * 3600,
+            period_start_s: started,
+            period_end_s: started + 3600,
+        };
+        s.w.service.record_usage(&op(), s.provider, &[input]).unwrap();
+        s.w.service.complete_order(&op(), placed).unwrap();
+    };
+    run_an_hour(&mut s, "march");
+    // Nothing is due while March runs.
+    assert_eq!(s.w.service.issue_due_statements(&op()).unwrap(), vec![]);
+    s.w.clock.set(at(2026, 4, 1) + 60);
+    let march = s.w.service.issue_due_statements(&op()).unwrap();
+    assert_eq!(march.len(), 1);
+    let statement = &s.w.service.state().statements[&march[0]];
+    assert_eq!((statement.provider, statement.program, statement.month.as_str()), (s.provider, s.program, "2026-03"));
+    assert!(statement.voucher_total_fen > Fen::ZERO);
+    // Run again: nothing more. April's usage is due only once April has ended.
+    assert_eq!(s.w.service.issue_due_statements(&op()).unwrap(), vec![]);
+    run_an_hour(&mut s, "april");
+    assert_eq!(s.w.service.issue_due_statements(&op()).unwrap(), vec![]);
+    s.w.clock.set(at(2026, 5, 1));
+    let april = s.w.service.issue_due_statements(&op()).unwrap();
+    assert_eq!(april.len(), 1);
+    assert_eq!(s.w.service.state().statements[&april[0]].month, "2026-04");
+    s.w.refused(ErrorCode::StatementExists, |svc| {
+        svc.issue_statement(&op(), s.provider, s.program, YearMonth { year: 2026, month: 4 })
+    });
+    assert_eq!(s.w.service.check_books(), Vec::<String>::new());
+}
+
 fn registrations_refuse_duplicates_and_bad_fields() {
     let mut w = World::start();
     let input = EnterpriseInput {
@@ -944,6 +986,7 @@ suanli_store::conformance!(
     revocation_releases_any_number_of_open_orders,
     tokens_expire,
     statements_need_an_ended_month_with_usage_and_are_approved_once,
+    the_schedule_issues_each_ended_month_with_usage_once,
     registrations_refuse_duplicates_and_bad_fields,
     related_parties_are_flagged_when_an_order_is_placed,
     the_shipped_programmes_load_and_mark_what_is_assumed,

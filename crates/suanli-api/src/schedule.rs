@@ -1,0 +1,79 @@
+//! Work the server does on its own, on a timer: the expiry sweep (vouchers whose validity has
+//! ended expire and their balances return to the budget) and the monthly statements (every
+//! provider's and programme's ended month with usage gets its statement, for the authority to
+//! approve). Both go through the writer as the actor `server`, so each lands in the audit log like
+//! any other command, and each run is logged.
+
+use std::future::Future;
+use std::time::Duration;
+
+use suanli_service::{Actor, ServiceError, SweepReport};
+
+use crate::writer::{Refused, Writer};
+
+/// What one run of the schedule did.
+#[derive(Debug)]
+pub struct Ran {
+    pub sweep: Result<SweepReport, ServiceError>,
+    pub statements: Result<Vec<suanli_domain::StatementId>, ServiceError>,
+}
+
+/// Runs the scheduled work once, through the writer: the sweep, then the statements (each on its
+/// own, so one failing does not stop the other).
+pub async fn run_once(writer: &Writer) -> Result<Ran, Refused> {
+    let sweep = writer.call(|service| service.sweep(&Actor::server())).await?;
+    let statements = writer.call(|service| service.issue_due_statements(&Actor::server())).await?;
+    Ok(Ran { sweep, statements })
+}
+
+/// Runs the scheduled work at start and then every `every`, until `stopped` resolves or the
+/// writer stops. A run the full queue refuses is logged and tried at the next tick.
+pub async fn run(writer: Writer, every: Duration, stopped: impl Future<Output = ()>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            _ = ticks.tick() => {}
+        }
+        match run_once(&writer).await {
+            Ok(ran) => log(&ran),
+            Err(Refused::Overloaded) => crate::log::event(
+                "warn",
+                "scheduled work deferred: the writer's queue is full",
+                serde_json::json!({ "next_in_s": every.as_secs() }),
+            ),
+            Err(Refused::Stopped) => return,
+        }
+    }
+}
+
+fn log(ran: &Ran) {
+    let failed = |what: &str, error: &ServiceError| {
+        crate::log::event(
+            "warn",
+            &format!("scheduled {what} failed; it runs again at the next tick"),
+            serde_json::json!({ "code": error.code.as_str(), "error": error.message }),
+        );
+    };
+    match &ran.sweep {
+        Ok(report) => crate::log::event(
+            "info",
+            "scheduled expiry sweep",
+            serde_json::json!({ "vouchers_expired": report.expired.len(), "returned_fen": report.returned_fen.fen() }),
+        ),
+        Err(error) => failed("expiry sweep", error),
+    }
+    match &ran.statements {
+        Ok(issued) => crate::log::event(
+            "info",
+            "scheduled statements",
+            serde_json::json!({
+                "statements_issued": issued.len(),
+                "statements": issued.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        ),
+        Err(error) => failed("statements", error),
+    }
+}
