@@ -38,13 +38,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use suanli_domain::{OrderId, ProviderId, VoucherId};
+use suanli_domain::{ProviderId, VoucherId};
 use suanli_service::access::verify_usage;
-use suanli_service::calendar::parse_timestamp;
 use suanli_service::model::{UsageInput, UsageOutcome};
 use suanli_service::service::USAGE_BATCH_RECORDS_MAX;
 use suanli_service::{Actor, Role};
+use suanli_wire::UsageResult;
 
 pub use error::ApiError;
 use metrics::Metrics;
@@ -389,36 +388,12 @@ async fn show_voucher(
     Ok(Json(view.voucher(id)?.clone()).into_response())
 }
 
-/// A usage batch as a provider sends it.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsageBatch {
-    pub records: Vec<UsageRecordJson>,
-}
+/// The batches providers send, defined once in `suanli-wire` for the server and connectors.
+pub use suanli_wire::{UsageBatch, UsageRecord};
 
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsageRecordJson {
-    pub id: String,
-    pub order: String,
-    pub gpu_seconds: i64,
-    /// RFC 3339.
-    pub period_start: String,
-    pub period_end: String,
-}
-
-impl UsageRecordJson {
-    pub fn to_input(&self, index: usize) -> Result<UsageInput, ApiError> {
-        let at = |field: &str| format!("records[{index}].{field}");
-        Ok(UsageInput {
-            id: self.id.clone(),
-            order: OrderId::parse(&self.order).map_err(|e| ApiError::field(&at("order"), e))?,
-            gpu_seconds: self.gpu_seconds,
-            period_start_s: parse_timestamp(&self.period_start)
-                .ok_or_else(|| ApiError::field(&at("period_start"), "must be an RFC 3339 time"))?,
-            period_end_s: parse_timestamp(&self.period_end)
-                .ok_or_else(|| ApiError::field(&at("period_end"), "must be an RFC 3339 time"))?,
-        })
+impl From<suanli_wire::FieldError> for ApiError {
+    fn from(error: suanli_wire::FieldError) -> ApiError {
+        ApiError::field(&error.field, error.message)
     }
 }
 
@@ -463,24 +438,6 @@ pub fn check_usage_batch(
     Ok(records)
 }
 
-/// One record's answer: `ok` (recorded now), `exists` (recorded before with the same body; the
-/// first result again), or `error` with a code.
-#[derive(Serialize)]
-struct RecordResult {
-    id: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cost_fen: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    voucher_part_fen: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    enterprise_part_fen: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-}
-
 async fn post_usage(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -502,30 +459,30 @@ async fn post_usage(
         }
     };
     let outcomes = state.writer.usage(Actor::of(role), provider, records).await??;
-    let results: Vec<RecordResult> = outcomes
+    let results: Vec<UsageResult> = outcomes
         .into_iter()
         .map(|outcome| match outcome {
-            UsageOutcome::Recorded { id, cost_fen, voucher_part_fen, enterprise_part_fen } => RecordResult {
+            UsageOutcome::Recorded { id, cost_fen, voucher_part_fen, enterprise_part_fen } => UsageResult {
                 id,
-                status: "ok",
+                status: "ok".into(),
                 cost_fen: Some(cost_fen.fen()),
                 voucher_part_fen: Some(voucher_part_fen.fen()),
                 enterprise_part_fen: Some(enterprise_part_fen.fen()),
                 code: None,
                 message: None,
             },
-            UsageOutcome::Duplicate { id, cost_fen, voucher_part_fen, enterprise_part_fen } => RecordResult {
+            UsageOutcome::Duplicate { id, cost_fen, voucher_part_fen, enterprise_part_fen } => UsageResult {
                 id,
-                status: "exists",
+                status: "exists".into(),
                 cost_fen: Some(cost_fen.fen()),
                 voucher_part_fen: Some(voucher_part_fen.fen()),
                 enterprise_part_fen: Some(enterprise_part_fen.fen()),
                 code: None,
                 message: None,
             },
-            UsageOutcome::Refused { id, code, message } => RecordResult {
+            UsageOutcome::Refused { id, code, message } => UsageResult {
                 id,
-                status: "error",
+                status: "error".into(),
                 cost_fen: None,
                 voucher_part_fen: None,
                 enterprise_part_fen: None,
@@ -534,7 +491,7 @@ async fn post_usage(
             },
         })
         .collect();
-    Ok((StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response())
+    Ok((StatusCode::OK, Json(suanli_wire::UsageAnswer { results })).into_response())
 }
 
 /// Serves the API on `listener` with the edge's default limits until `shutdown` resolves; then

@@ -1,6 +1,6 @@
 //! Utilization telemetry over HTTP: a provider posts each pool's busy GPUs, signed like usage
 //! (`POST /api/v1/providers/{provider}/utilization`, header `Suanli-Signature` over
-//! `access::utilization_signing_bytes`), and overseers read the series of a pool, a site or a hub
+//! `suanli_wire::utilization_signing_bytes`), and overseers read the series of a pool, a site or a hub
 //! (`GET /api/v1/utilization`) from storage beside the writer. NATS takes the same batches
 //! (`nats`, a message with header `Suanli-Kind: utilization`).
 
@@ -18,6 +18,7 @@ use suanli_service::model::{UtilizationInput, UtilizationOutcome};
 use suanli_service::service::UTILIZATION_BATCH_SAMPLES_MAX;
 use suanli_service::{Actor, ErrorCode, Role, ServiceError, View};
 use suanli_store::utilization::{DAY_S, HOUR_S, merge};
+use suanli_wire::{SampleResult, UtilizationAnswer};
 
 use crate::writer::Writer;
 use crate::{ApiError, AppState, authenticate};
@@ -28,21 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/utilization", get(series))
 }
 
-/// A utilization batch as a provider sends it.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UtilizationBatch {
-    pub samples: Vec<SampleJson>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleJson {
-    pub pool: String,
-    /// RFC 3339.
-    pub at: String,
-    pub busy_gpus: u32,
-}
+/// The batch a provider sends, defined once in `suanli-wire` for the server and connectors.
+pub use suanli_wire::UtilizationBatch;
 
 /// Checks a utilization batch as it arrives, by HTTP or through NATS: 1 to 4,000 well-formed
 /// samples and the provider's Ed25519 signature over them.
@@ -55,19 +43,8 @@ pub fn check_utilization_batch(
     if batch.samples.is_empty() || batch.samples.len() > UTILIZATION_BATCH_SAMPLES_MAX {
         return Err(ApiError::field("samples", format!("must hold 1 to {UTILIZATION_BATCH_SAMPLES_MAX} samples")));
     }
-    let samples = batch
-        .samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Ok(UtilizationInput {
-                pool: PoolId::parse(&s.pool).map_err(|e| ApiError::field(&format!("samples[{i}].pool"), e))?,
-                at_s: parse_timestamp(&s.at)
-                    .ok_or_else(|| ApiError::field(&format!("samples[{i}].at"), "must be an RFC 3339 time"))?,
-                busy_gpus: s.busy_gpus,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let samples: Vec<UtilizationInput> =
+        batch.samples.iter().enumerate().map(|(i, s)| s.to_input(i)).collect::<Result<_, _>>()?;
     let signature = signature.ok_or_else(|| {
         ApiError::from(ServiceError::new(
             ErrorCode::SignatureInvalid,
@@ -80,30 +57,18 @@ pub fn check_utilization_batch(
     Ok(samples)
 }
 
-/// One sample's answer, with its time as sent back in RFC 3339.
-#[derive(Serialize)]
-struct SampleResult {
-    pool: PoolId,
-    at: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-}
-
-pub(crate) fn results(outcomes: Vec<UtilizationOutcome>) -> serde_json::Value {
-    let results: Vec<SampleResult> = outcomes
+pub(crate) fn results(outcomes: Vec<UtilizationOutcome>) -> UtilizationAnswer {
+    let results = outcomes
         .into_iter()
         .map(|o| SampleResult {
-            pool: o.pool,
+            pool: o.pool.to_string(),
             at: format_timestamp(o.at_s),
-            status: o.status,
+            status: o.status.to_owned(),
             code: o.code,
             message: o.message,
         })
         .collect();
-    serde_json::json!({ "results": results })
+    UtilizationAnswer { results }
 }
 
 async fn post_utilization(

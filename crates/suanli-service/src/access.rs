@@ -106,9 +106,7 @@ pub fn sha256_hex(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use suanli_wire::hex;
 
 /// Lowercase or uppercase hex into bytes; `None` if the text is not hex of the expected length.
 pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -123,38 +121,9 @@ pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// The bytes a provider signs for a usage batch: a fixed prefix and the provider, then each
-/// record length-prefixed or fixed-width (little-endian), so no two batches share an encoding.
-pub fn usage_signing_bytes(provider: ProviderId, records: &[UsageInput]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + records.len() * 56);
-    out.extend_from_slice(b"suanli-usage-v1\0");
-    out.extend_from_slice(&provider.get().to_le_bytes());
-    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    for record in records {
-        out.extend_from_slice(&(record.id.len() as u64).to_le_bytes());
-        out.extend_from_slice(record.id.as_bytes());
-        out.extend_from_slice(&record.order.get().to_le_bytes());
-        out.extend_from_slice(&record.gpu_seconds.to_le_bytes());
-        out.extend_from_slice(&record.period_start_s.to_le_bytes());
-        out.extend_from_slice(&record.period_end_s.to_le_bytes());
-    }
-    out
-}
-
-/// The bytes a provider signs for a utilization batch, built like [`usage_signing_bytes`] with
-/// a prefix of its own, so a usage signature never verifies a utilization batch or the reverse.
-pub fn utilization_signing_bytes(provider: ProviderId, samples: &[crate::model::UtilizationInput]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40 + samples.len() * 20);
-    out.extend_from_slice(b"suanli-utilization-v1\0");
-    out.extend_from_slice(&provider.get().to_le_bytes());
-    out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
-    for sample in samples {
-        out.extend_from_slice(&sample.pool.get().to_le_bytes());
-        out.extend_from_slice(&sample.at_s.to_le_bytes());
-        out.extend_from_slice(&sample.busy_gpus.to_le_bytes());
-    }
-    out
-}
+/// The bytes a provider signs for each kind of batch (`docs/signing.md`), defined with the
+/// batches in `suanli-wire`.
+pub use suanli_wire::{usage_signing_bytes, utilization_signing_bytes};
 
 /// Checks a usage batch's signature against the provider's registered key.
 pub fn verify_usage(

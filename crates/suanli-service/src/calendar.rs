@@ -1,14 +1,11 @@
 //! Calendar rules in the programmes' time zone, Asia/Shanghai (UTC+8 all year, no daylight
 //! saving), and the one spelling of timestamps the service reads and writes (RFC 3339).
 
-use time::format_description::well_known::Rfc3339;
-use time::{Date, Month, OffsetDateTime, UtcOffset};
+use time::{Date, Month};
 
-/// UTC+8: China Standard Time has had no daylight saving since 1991.
-pub const SHANGHAI: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => panic!("+08:00 is a valid offset"),
-};
+/// UTC+8, `time_s` in Asia/Shanghai, and RFC 3339 read and written: one definition, shared with
+/// connectors through `suanli-wire`.
+pub use suanli_wire::{SHANGHAI, format_timestamp, parse_timestamp, shanghai};
 
 /// A calendar month in Asia/Shanghai, ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,16 +48,6 @@ impl std::fmt::Display for YearMonth {
     }
 }
 
-/// The last second whose Shanghai date is still in year 9999 (`9999-12-31T23:59:59+08:00`).
-const SHANGHAI_MAX_S: i64 = 253_402_300_799 - 8 * 3_600;
-
-/// `time_s` in Asia/Shanghai. Instants outside years 1970–9999 there (a caller may send any
-/// RFC 3339 time) are clamped, never a panic.
-fn shanghai(time_s: i64) -> OffsetDateTime {
-    let clamped = time_s.clamp(0, SHANGHAI_MAX_S);
-    OffsetDateTime::from_unix_timestamp(clamped).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(SHANGHAI)
-}
-
 /// The calendar year in Asia/Shanghai, for annual caps.
 pub fn shanghai_year(time_s: i64) -> i32 {
     shanghai(time_s).year()
@@ -70,16 +57,6 @@ pub fn shanghai_year(time_s: i64) -> i32 {
 pub fn shanghai_midnight(year: i32, month: u8, day: u8) -> Option<i64> {
     let date = Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()?;
     Some(date.midnight().assume_offset(SHANGHAI).unix_timestamp())
-}
-
-/// Parses an RFC 3339 timestamp (`2026-10-01T08:00:00+08:00`, `2026-10-01T00:00:00Z`).
-pub fn parse_timestamp(text: &str) -> Option<i64> {
-    OffsetDateTime::parse(text, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp)
-}
-
-/// Writes a timestamp in RFC 3339 at +08:00.
-pub fn format_timestamp(time_s: i64) -> String {
-    shanghai(time_s).format(&Rfc3339).unwrap_or_else(|_| time_s.to_string())
 }
 
 /// Writes the Shanghai calendar date of a timestamp, `2026-10-01`.

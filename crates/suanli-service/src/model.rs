@@ -479,30 +479,12 @@ impl Order {
     }
 }
 
-/// A usage record as a provider reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsageInput {
-    /// The provider's id for this record; a retry carries the same id.
-    pub id: String,
-    pub order: OrderId,
-    pub gpu_seconds: i64,
-    pub period_start_s: i64,
-    pub period_end_s: i64,
-}
+/// A usage record and a utilization sample as a provider reports them: defined with their wire
+/// format in `suanli-wire`, which connectors use without the service.
+pub use suanli_wire::{UsageInput, UtilizationInput};
 
-/// One utilization sample as a provider reports it: at `at_s`, `busy_gpus` of the pool's GPUs
-/// were busy with any work (the platform's orders or not).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UtilizationInput {
-    pub pool: PoolId,
-    pub at_s: i64,
-    pub busy_gpus: u32,
-}
-
-/// What became of one utilization sample: `stored`, `exists` (the same sample was stored
-/// before) or `error` with a code.
+/// What became of one utilization sample: `ok` (stored now), `exists` (the same sample was
+/// stored before) or `error` with a code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UtilizationOutcome {
     pub pool: PoolId,

@@ -172,7 +172,7 @@ pub struct SweepReport {
 /// Limits on one command, so no request can hold the writer for long.
 /// At most two ledger transfers per usage record, so a full batch stays within the ledger's
 /// `BATCH_EVENTS_MAX` of 8,190 events and commits as one transaction.
-pub const USAGE_BATCH_RECORDS_MAX: usize = 4_000;
+pub use suanli_wire::USAGE_BATCH_RECORDS_MAX;
 /// Vouchers expired per commit by a sweep (one transfer each).
 pub const SWEEP_VOUCHERS_PER_COMMIT_MAX: usize = 4_000;
 pub const ORDER_HOURS_MAX: u32 = 24 * 366;

@@ -444,7 +444,7 @@ pub fn ingest(options: &IngestOptions) -> anyhow::Result<ExitCode> {
 /// figures and answers records per second.
 fn ingest_once(options: &IngestOptions, database: Option<&str>, via: &str) -> anyhow::Result<f64> {
     use ed25519_dalek::{Signer, SigningKey};
-    use suanli_api::{UsageRecordJson, Writer};
+    use suanli_api::{UsageRecord, Writer};
     use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
     use suanli_service::calendar::format_timestamp;
     use suanli_service::{Actor, Role};
@@ -479,9 +479,9 @@ fn ingest_once(options: &IngestOptions, database: Option<&str>, via: &str) -> an
                 .filter(|(n, (owner, _))| n % options.clients == client && owner == provider)
                 .map(|(n, (_, order))| (n, *order))
                 .collect();
-            let records: Vec<UsageRecordJson> = (0..per_order)
+            let records: Vec<UsageRecord> = (0..per_order)
                 .flat_map(|minute| {
-                    mine.iter().map(move |&(n, order)| UsageRecordJson {
+                    mine.iter().map(move |&(n, order)| UsageRecord {
                         id: format!("{n}-{minute}"),
                         order: order.to_string(),
                         gpu_seconds: 8 * 60 - (minute % 60) as i64,

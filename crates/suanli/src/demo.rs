@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use suanli_api::{AppState, Writer};
 use suanli_domain::{OrderId, ProviderId, Uscc};
@@ -574,20 +574,14 @@ fn signed_usage(
     provider: ProviderId,
     records: &[UsageInput],
 ) -> anyhow::Result<Value> {
-    let signature = hex(&key.sign(&usage_signing_bytes(provider, records)).to_bytes());
-    let json: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({ "id": r.id, "order": r.order.to_string(), "gpu_seconds": r.gpu_seconds,
-                    "period_start": format_timestamp(r.period_start_s), "period_end": format_timestamp(r.period_end_s) })
-        })
-        .collect();
+    let signature = suanli_wire::sign(key, &usage_signing_bytes(provider, records));
+    let batch = suanli_wire::UsageBatch { records: records.iter().map(suanli_wire::UsageRecord::of).collect() };
     api.call(
         "POST",
         &format!("/api/v1/providers/{provider}/usage"),
         token,
-        Some(json!({ "records": json })),
-        &[("suanli-signature", &signature)],
+        Some(serde_json::to_value(&batch)?),
+        &[(suanli_wire::SIGNATURE_HEADER, &signature)],
     )
 }
 

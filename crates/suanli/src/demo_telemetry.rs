@@ -4,11 +4,9 @@
 //! with those orders' GPUs. So the outcome report can compare the load of the sites the
 //! programmes served with the others, before and after.
 
-use ed25519_dalek::{Signer, SigningKey};
-use serde_json::{Value, json};
+use ed25519_dalek::SigningKey;
 use suanli_domain::{OrderId, PoolId, ProviderId};
-use suanli_service::access::{hex, utilization_signing_bytes};
-use suanli_service::calendar::format_timestamp;
+use suanli_service::access::utilization_signing_bytes;
 use suanli_service::model::UtilizationInput;
 
 use crate::demo::Api;
@@ -68,19 +66,16 @@ pub fn send(
             })
             .collect();
         for batch in samples.chunks(4_000) {
-            let signature = hex(&key.sign(&utilization_signing_bytes(*provider, batch)).to_bytes());
-            let body: Vec<Value> = batch
-                .iter()
-                .map(
-                    |s| json!({ "pool": s.pool.to_string(), "at": format_timestamp(s.at_s), "busy_gpus": s.busy_gpus }),
-                )
-                .collect();
+            let signature = suanli_wire::sign(key, &utilization_signing_bytes(*provider, batch));
+            let body = suanli_wire::UtilizationBatch {
+                samples: batch.iter().map(suanli_wire::UtilizationSample::of).collect(),
+            };
             let answer = api.call(
                 "POST",
                 &format!("/api/v1/providers/{provider}/utilization"),
                 token,
-                Some(json!({ "samples": body })),
-                &[("suanli-signature", &signature)],
+                Some(serde_json::to_value(&body)?),
+                &[(suanli_wire::SIGNATURE_HEADER, &signature)],
             )?;
             stored += answer["results"].as_array().into_iter().flatten().filter(|r| r["status"] == "ok").count();
         }

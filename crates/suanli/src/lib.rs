@@ -18,6 +18,7 @@ mod service_cli;
 pub mod simulate;
 mod usage_import;
 mod usage_publish;
+mod usage_send;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -305,6 +305,9 @@ pub enum UsageCommand {
     /// Publish a usage file to NATS JetStream, signed with the provider's key, for a server
     /// running `serve --nats` to consume (this command needs no database).
     Publish(crate::usage_publish::PublishOptions),
+    /// Send a usage file to a running server over HTTP, signed with the provider's key, with
+    /// retries and backoff (this command needs no database; it is what a connector does).
+    Send(crate::usage_send::SendOptions),
 }
 
 #[derive(Subcommand)]
@@ -1060,27 +1063,17 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
 }
 
 pub fn usage(common: &Common, command: UsageCommand) -> anyhow::Result<ExitCode> {
-    if let UsageCommand::Publish(options) = &command {
-        return crate::usage_publish::publish(options, common.json);
+    match &command {
+        UsageCommand::Publish(options) => return crate::usage_publish::publish(options, common.json),
+        UsageCommand::Send(options) => return crate::usage_send::send(options, common.json),
+        UsageCommand::Import { .. } => {}
     }
     run(common, |service, actor| match command {
-        UsageCommand::Publish(_) => unreachable!("answered above"),
+        UsageCommand::Publish(_) | UsageCommand::Send(_) => unreachable!("answered above"),
         UsageCommand::Import { provider, file, batch } => {
             let provider = parse_id("--provider", &provider, ProviderId::parse)?;
             let summary = usage_import::import(service, actor, provider, &file, batch, !common.json)?;
-            let mut text = format!(
-                "{} records: {} recorded, {} duplicates, {} refused\ncost {}  voucher parts {}  enterprise parts {}",
-                summary.records,
-                summary.recorded,
-                summary.duplicates,
-                summary.refused.len(),
-                summary.cost_fen,
-                summary.voucher_fen,
-                summary.enterprise_fen
-            );
-            for (id, code, message) in summary.refused.iter().take(20) {
-                text.push_str(&format!("\nrefused {id}: {code}: {message}"));
-            }
+            let text = summary.text();
             Ok(Reply::new(to_json(&summary), text))
         }
     })

@@ -43,6 +43,27 @@ pub struct ImportSummary {
     pub enterprise_fen: Fen,
 }
 
+impl ImportSummary {
+    /// The summary as the CLI prints it: the counts, the sums of what was recorded now, and the
+    /// first refusals.
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "{} records: {} recorded, {} duplicates, {} refused\ncost {}  voucher parts {}  enterprise parts {}",
+            self.records,
+            self.recorded,
+            self.duplicates,
+            self.refused.len(),
+            self.cost_fen,
+            self.voucher_fen,
+            self.enterprise_fen
+        );
+        for (id, code, message) in self.refused.iter().take(20) {
+            text.push_str(&format!("\nrefused {id}: {code}: {message}"));
+        }
+        text
+    }
+}
+
 fn to_input(line: Line, number: usize) -> anyhow::Result<UsageInput> {
     let at = |field: &str| format!("line {number}: {field}");
     let order = OrderId::parse(&line.order).with_context(|| at("order"))?;

@@ -10,12 +10,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use async_nats::jetstream::message::PublishMessage;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use suanli_api::nats::NatsOptions;
-use suanli_api::{UsageBatch, UsageRecordJson};
+use suanli_api::{UsageBatch, UsageRecord};
 use suanli_domain::ProviderId;
 use suanli_service::access::{hex, sha256_hex, unhex, usage_signing_bytes};
-use suanli_service::calendar::format_timestamp;
 use suanli_service::service::USAGE_BATCH_RECORDS_MAX;
 
 /// Messages published and not yet confirmed at most.
@@ -109,19 +108,8 @@ pub fn publish(options: &PublishOptions, json: bool) -> anyhow::Result<ExitCode>
     let messages: Vec<(usize, Vec<u8>, String)> = records
         .chunks(options.batch)
         .map(|chunk| {
-            let signature = hex(&key.sign(&usage_signing_bytes(provider, chunk)).to_bytes());
-            let batch = UsageBatch {
-                records: chunk
-                    .iter()
-                    .map(|r| UsageRecordJson {
-                        id: r.id.clone(),
-                        order: r.order.to_string(),
-                        gpu_seconds: r.gpu_seconds,
-                        period_start: format_timestamp(r.period_start_s),
-                        period_end: format_timestamp(r.period_end_s),
-                    })
-                    .collect(),
-            };
+            let signature = suanli_wire::sign(&key, &usage_signing_bytes(provider, chunk));
+            let batch = UsageBatch { records: chunk.iter().map(UsageRecord::of).collect() };
             Ok((chunk.len(), serde_json::to_vec(&batch)?, signature))
         })
         .collect::<anyhow::Result<_>>()?;

@@ -391,8 +391,8 @@ fn programme_flow(app: &TestApp, chromedriver: &str, words: &Words, n: u32, mont
     browser.expect("id=\"order-complete\"");
     let start = app.clock.now_s();
     app.clock.set(start + 2 * 3600);
-    let records: Vec<suanli_api::UsageRecordJson> = (0..2)
-        .map(|h| suanli_api::UsageRecordJson {
+    let records: Vec<suanli_api::UsageRecord> = (0..2)
+        .map(|h| suanli_api::UsageRecord {
             id: format!("flow-{lang}-{h}"),
             order: order.id.to_string(),
             gpu_seconds: 4 * 3600,

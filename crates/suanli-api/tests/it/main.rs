@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
-use suanli_api::{AppState, UsageRecordJson, Writer};
+use suanli_api::{AppState, UsageRecord, Writer};
 use suanli_domain::{ApplicantKind, Fen, OrderId, ProviderId, RegionCode, Uscc, VoucherId};
 use suanli_service::access::{hex, sha256_hex, usage_signing_bytes};
 use suanli_service::calendar::{format_timestamp, shanghai_midnight};
@@ -221,7 +221,7 @@ impl TestApp {
     }
 
     /// Sends records as provider 0 and answers the status, the body and the `Retry-After` header.
-    fn send_usage_with_retry_after(&self, records: &[UsageRecordJson]) -> (u16, Value, Option<String>) {
+    fn send_usage_with_retry_after(&self, records: &[UsageRecord]) -> (u16, Value, Option<String>) {
         let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
         let signature = hex(&self.keys[0].sign(&usage_signing_bytes(self.providers[0], &inputs)).to_bytes());
         let mut response = self
@@ -272,8 +272,8 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    pub fn record(&self, id: &str, order: usize, minute: i64, gpu_seconds: i64) -> UsageRecordJson {
-        UsageRecordJson {
+    pub fn record(&self, id: &str, order: usize, minute: i64, gpu_seconds: i64) -> UsageRecord {
+        UsageRecord {
             id: id.into(),
             order: self.orders[order].to_string(),
             gpu_seconds,
@@ -283,7 +283,7 @@ impl TestApp {
     }
 
     /// Sends records as provider `sender` (signed with `signer`'s key) for `provider`'s path.
-    pub fn send_usage(&self, token: &str, provider: usize, signer: usize, records: &[UsageRecordJson]) -> (u16, Value) {
+    pub fn send_usage(&self, token: &str, provider: usize, signer: usize, records: &[UsageRecord]) -> (u16, Value) {
         let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
         let signature =
             hex(&self.keys[signer].sign(&usage_signing_bytes(self.providers[provider], &inputs)).to_bytes());

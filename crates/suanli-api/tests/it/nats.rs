@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use ed25519_dalek::Signer;
-use suanli_api::UsageRecordJson;
+use suanli_api::UsageRecord;
 use suanli_api::nats::{NatsError, NatsOptions, NatsStats};
 use suanli_service::access::{hex, usage_signing_bytes};
 
@@ -96,7 +96,7 @@ fn wait_for(what: &str, done: impl Fn() -> bool) {
 }
 
 impl TestApp {
-    fn signed(&self, signer: usize, provider: usize, records: &[UsageRecordJson]) -> (Vec<u8>, String) {
+    fn signed(&self, signer: usize, provider: usize, records: &[UsageRecord]) -> (Vec<u8>, String) {
         let inputs: Vec<_> = records.iter().enumerate().map(|(i, r)| r.to_input(i).unwrap()).collect();
         let signature =
             hex(&self.keys[signer].sign(&usage_signing_bytes(self.providers[provider], &inputs)).to_bytes());

@@ -8,7 +8,7 @@ use crate::model::{UtilizationInput, UtilizationOutcome};
 use suanli_store::utilization::{RAW_KEEP_S, Sample, SampleAnswer};
 
 /// The most samples one batch holds.
-pub const UTILIZATION_BATCH_SAMPLES_MAX: usize = 4_000;
+pub use suanli_wire::UTILIZATION_BATCH_SAMPLES_MAX;
 
 impl Service {
     /// Records a batch of `provider`'s utilization samples, each answered on its own: stored, the

@@ -6,6 +6,7 @@ mod nats;
 mod restart;
 mod service;
 mod simulate;
+mod usage_send;
 
 use std::path::Path;
 use std::process::{Command, Output};
