@@ -236,6 +236,7 @@ pub struct PlaceBenchOptions {
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
     orders: Vec<usize>,
+    /// The random batches' seed: the same seed, the same batches.
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Wall-clock budget per solve.

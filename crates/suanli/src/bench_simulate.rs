@@ -10,6 +10,7 @@ pub struct SimulateOptions {
     /// Synthetic enterprises (each orders three times a month once it holds a voucher).
     #[arg(long, default_value_t = 10_000)]
     enterprises: u32,
+    /// Months the programme runs (after a month without it).
     #[arg(long, default_value_t = 12)]
     months: u32,
     /// Where the database goes (a temporary directory by default).

@@ -20,10 +20,11 @@ mod usage_import;
 mod usage_publish;
 mod usage_send;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use service_cli::Common;
 
 #[derive(Parser)]
@@ -216,6 +217,19 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    /// (`suanli completions bash > /etc/bash_completion.d/suanli`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory
+    /// (`suanli man | man -l -`).
+    Man {
+        /// Write suanli.1 and a page per command (suanli-order-place.1, …) here instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Tools for the project's own tests.
     #[command(hide = true)]
     Debug {
@@ -278,10 +292,13 @@ enum DebugCommand {
     /// Apply numbered batches to a database, printing `ack N` after each commit, until killed
     /// or done. The crash test kills it with SIGKILL at random points.
     CrashWriter {
+        /// The SQLite database to write.
         #[arg(long)]
         database: PathBuf,
+        /// Batches to commit (a crash test kills the process part-way).
         #[arg(long, default_value_t = 1_000)]
         batches: u64,
+        /// Transfers per batch.
         #[arg(long, default_value_t = 500)]
         batch_size: u64,
     },
@@ -323,8 +340,78 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Heads { common, command } => serve::heads(&common, command),
         Command::Network { common, command } => serve::network(&common, command),
         Command::User { common, command } => serve::user(&common, command),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "suanli", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man { out } => man(out.as_deref()),
         Command::Debug { command: DebugCommand::CrashWriter { database, batches, batch_size } } => {
             crash::writer(&database, batches, batch_size)
         }
+    }
+}
+
+/// The manual page of `suanli` on standard output, or, given a directory, a page for it and for
+/// every command under it (hidden ones left out).
+fn man(out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let command = Cli::command();
+    let Some(dir) = out else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command).render(&mut page)?;
+        return print_bytes(&page);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("--out: cannot create {}", dir.display()))?;
+    fn write(command: clap::Command, name: String, dir: &Path, written: &mut usize) -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone().display_name(name.clone())).title(name.clone()).render(&mut page)?;
+        std::fs::write(&path, page).with_context(|| format!("--out: cannot write {}", path.display()))?;
+        *written += 1;
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), format!("{name}-{}", sub.get_name()), dir, written)?;
+        }
+        Ok(())
+    }
+    let mut written = 0;
+    write(command, "suanli".to_owned(), dir, &mut written)?;
+    println!("{written} manual pages written to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to standard output; a reader that has gone (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes).and_then(|()| std::io::stdout().flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every option says what it is for in `--help`.
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(arg.get_id().as_str())));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                let at = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(at.clone());
+                }
+                walk(sub, &at, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "suanli", &mut missing);
+        assert!(missing.is_empty(), "{} without help:\n{}", missing.len(), missing.join("\n"));
     }
 }

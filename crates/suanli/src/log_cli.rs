@@ -16,6 +16,7 @@ pub enum LogCommand {
         /// Only entries about this object (for example vch-1).
         #[arg(long)]
         object: Option<String>,
+        /// The newest this many entries that match (0 for all).
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },

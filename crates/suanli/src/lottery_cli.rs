@@ -29,13 +29,18 @@ pub enum LotteryCommand {
     },
     /// Reveal the seed after the round closed and draw.
     Draw {
+        /// A programme's id or key.
         program: String,
+        /// The seed whose SHA-256 was committed.
         #[arg(long)]
         seed: String,
     },
     /// Redo every round of a programme from the audit log: the commitment before the reveal, the
     /// seed against it, the draw from the seed.
-    Verify { program: String },
+    Verify {
+        /// A programme's id or key.
+        program: String,
+    },
 }
 
 pub fn lottery(common: &Common, command: LotteryCommand) -> anyhow::Result<ExitCode> {

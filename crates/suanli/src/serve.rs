@@ -303,6 +303,7 @@ pub enum UserCommand {
     /// Add a person who logs in with a password (read from SUANLI_PASSWORD or the first line of
     /// standard input; stored only as an argon2 hash).
     Add {
+        /// The login name.
         #[arg(long)]
         name: String,
         /// admin, auditor, authority-admin:ath-N, authority-reviewer:ath-N, enterprise:ent-N or provider:prv-N.
@@ -342,7 +343,10 @@ pub enum TokenCommand {
         role: String,
     },
     /// Revoke a token by its number.
-    Revoke { token: u64 },
+    Revoke {
+        /// The token's number: 7 for token-7, as `token issue` printed it.
+        token: u64,
+    },
 }
 
 pub fn token(common: &Common, command: TokenCommand) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,7 @@ const UNCONFIRMED_MAX: usize = 256;
 
 #[derive(clap::Args)]
 pub struct PublishOptions {
+    /// The provider the records are for (prv-N).
     #[arg(long)]
     provider: String,
     /// The provider's Ed25519 secret key: a file holding 64 hex characters (`provider keygen`).

@@ -401,3 +401,25 @@ fn a_database_written_by_the_previous_release_opens_with_every_balance_and_every
     let audit = suanli(&["audit", "verify", "--database", "previous.db"], dir.path());
     assert!(audit.status.success(), "{}", stdout(&audit));
 }
+
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = suanli(&["completions", shell], dir.path());
+        assert!(output.status.success(), "{shell}");
+        let script = stdout(&output);
+        assert!(script.contains("suanli") && script.contains("statement") && script.contains("key-file"), "{shell}");
+    }
+    let output = suanli(&["completions", "tcsh"], dir.path());
+    assert!(!output.status.success(), "an unknown shell is refused");
+    let page = stdout(&suanli(&["man"], dir.path()));
+    assert!(page.starts_with(".ie") && page.contains(".SH NAME") && page.contains("serve"), "{page}");
+    let output = suanli(&["man", "--out", "pages"], dir.path());
+    assert!(output.status.success());
+    for name in ["suanli.1", "suanli-serve.1", "suanli-usage-send.1", "suanli-order-place.1"] {
+        let page = std::fs::read_to_string(dir.path().join("pages").join(name)).unwrap();
+        assert!(page.contains(".SH OPTIONS"), "{name}");
+    }
+    assert!(!dir.path().join("pages").join("suanli-debug.1").exists(), "hidden commands have no page");
+}
