@@ -155,28 +155,48 @@ fn load_text(load: &LoadEffect) -> String {
     out
 }
 
-/// One row per group of every report, in fen and seconds, for a spreadsheet.
-fn csv(outcomes: &[Outcome]) -> String {
-    let mut out = String::from("program,dimension,key,gpu_seconds,cost_fen,voucher_fen,voucher_fen_per_gpu_hour\n");
-    for o in outcomes {
-        let total = [("all", std::slice::from_ref(&o.usage))];
-        for (name, groups) in total.into_iter().chain(dimensions(o)) {
-            for g in groups {
-                let key = if name == "all" { "all" } else { g.key.as_str() };
-                let key =
-                    if key.contains([',', '"']) { format!("\"{}\"", key.replace('"', "\"\"")) } else { key.to_owned() };
-                out.push_str(&format!(
-                    "{},{name},{key},{},{},{},{}\n",
-                    o.key,
-                    g.gpu_seconds,
-                    g.cost_fen.fen(),
-                    g.voucher_fen.fen(),
-                    g.voucher_fen_per_gpu_hour.map_or_else(String::new, |v| v.to_string())
-                ));
-            }
+/// Every figure of every report, one per row (`program,measure,value`), for a spreadsheet to
+/// filter or pivot: the JSON document's leaves, named by their path. An element of a list is
+/// named by its key (`by_chip.H100.voucher_fen`, `load.sites.sit-3.after_bp`, `lottery.1.drawn`),
+/// so a measure keeps its name from one report to the next. Money in fen, time in seconds.
+fn csv(outcomes: &[Outcome]) -> anyhow::Result<String> {
+    fn field(text: &str) -> String {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_owned()
         }
     }
-    out
+    fn leaves(value: &serde_json::Value, path: &str, rows: &mut Vec<(String, String)>) {
+        use serde_json::Value;
+        let at = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+        match value {
+            Value::Object(fields) => fields.iter().for_each(|(name, v)| leaves(v, &at(name), rows)),
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    // Named by its key, which is then not repeated as a measure of its own.
+                    let mut item = item.clone();
+                    let name = ["key", "site", "round"]
+                        .iter()
+                        .find_map(|k| item.as_object_mut()?.remove(*k))
+                        .map_or_else(|| index.to_string(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+                    leaves(&item, &at(&name), rows);
+                }
+            }
+            Value::Null => rows.push((path.to_owned(), String::new())),
+            Value::String(text) => rows.push((path.to_owned(), text.clone())),
+            other => rows.push((path.to_owned(), other.to_string())),
+        }
+    }
+    let mut out = String::from("program,measure,value\n");
+    for o in outcomes {
+        let mut rows = Vec::new();
+        leaves(&serde_json::to_value(o)?, "", &mut rows);
+        for (measure, value) in rows {
+            out.push_str(&format!("{},{},{}\n", field(&o.key), field(&measure), field(&value)));
+        }
+    }
+    Ok(out)
 }
 
 /// The reports of one programme (id or key) or of all.
@@ -191,7 +211,7 @@ pub fn report(common: &Common, program: Option<String>, as_csv: bool, window_day
             .into_iter()
             .map(|id| service.outcome_with_load(id, window_days, &mut reader))
             .collect::<Result<Vec<_>, _>>()?;
-        let text = if as_csv { csv(&outcomes) } else { outcomes.iter().map(text).collect::<Vec<_>>().join("\n") };
+        let text = if as_csv { csv(&outcomes)? } else { outcomes.iter().map(text).collect::<Vec<_>>().join("\n") };
         Ok(Reply::new(serde_json::to_value(&outcomes)?, text))
     })
 }

@@ -44,7 +44,22 @@ fn demo_runs_twice_through_the_api_and_its_database_passes_the_audit() {
     assert_eq!(shanghai["usage"]["voucher_fen"], shanghai["spent_fen"], "{shanghai}");
     assert!(shanghai["usage"]["gpu_seconds"].as_i64().unwrap() > 0 && shanghai["vouchers"]["issued"] == 2);
     let csv = stdout(&suanli(&["report", "--csv", "shanghai-compute", "--database", "suanli-demo.db"], dir.path()));
-    assert!(csv.starts_with("program,dimension,key,") && csv.contains("\nshanghai-compute,chip,"), "{csv}");
+    assert!(csv.starts_with("program,measure,value\n"), "{csv}");
+    // Every figure of the JSON document, named by its path; list elements by their key.
+    let json: serde_json::Value = serde_json::from_str(&stdout(&suanli(
+        &["report", "--json", "shanghai-compute", "--database", "suanli-demo.db"],
+        dir.path(),
+    )))
+    .unwrap();
+    let o = &json[0];
+    let row = |measure: &str| {
+        csv.lines().find_map(|l| l.strip_prefix(&format!("shanghai-compute,{measure},"))).map(str::to_owned)
+    };
+    assert_eq!(row("funded_fen"), Some(o["funded_fen"].to_string()), "{csv}");
+    assert_eq!(row("vouchers.unused"), Some(o["vouchers"]["unused"].to_string()), "{csv}");
+    let chip = o["by_chip"][0]["key"].as_str().unwrap();
+    assert_eq!(row(&format!("by_chip.{chip}.voucher_fen")), Some(o["by_chip"][0]["voucher_fen"].to_string()), "{csv}");
+    assert!(row(&format!("by_chip.{chip}.key")).is_none(), "{csv}");
     // One object's history is every entry that touched it: the voucher's issuance is filed
     // under its application, its orders under themselves.
     let history = stdout(&suanli(&["log", "show", "--object", "vch-1", "--database", "suanli-demo.db"], dir.path()));
