@@ -64,8 +64,8 @@ pub struct ServeOptions {
 /// The configuration file's keys; every one optional.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
-    database: Option<String>,
+pub(crate) struct ConfigFile {
+    pub(crate) database: Option<String>,
     listen: Option<String>,
     queue_jobs_max: Option<usize>,
     log_format: Option<String>,
@@ -103,17 +103,24 @@ struct Settings {
 /// How often `serve` runs its scheduled work by default: hourly.
 const SCHEDULE_DEFAULT_S: u64 = 3_600;
 
-fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
+/// The configuration file: `path` (`--config`, `SUANLI_CONFIG`), else `./suanli.toml` if there is
+/// one; without either, every key unset. Every command reads it, so `serve` and `program load`
+/// use the same database.
+pub(crate) fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<ConfigFile> {
     let path =
-        options.config.clone().or_else(|| Some("suanli.toml".into()).filter(|p: &std::path::PathBuf| p.exists()));
-    let file: ConfigFile = match &path {
+        path.map(ToOwned::to_owned).or_else(|| Some("suanli.toml".into()).filter(|p: &std::path::PathBuf| p.exists()));
+    Ok(match &path {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("--config: {}", path.display()))?
         }
         None => ConfigFile::default(),
-    };
+    })
+}
+
+fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
+    let file = config_file(options.config.as_deref())?;
     let env = |name: &str| std::env::var(name).ok();
     let queue_jobs_max = match env("SUANLI_QUEUE_JOBS_MAX") {
         Some(text) => text.parse().context("SUANLI_QUEUE_JOBS_MAX: must be a whole number")?,
@@ -416,7 +423,7 @@ pub struct HeadsOptions {
 
 pub fn heads(common: &Common, command: HeadsCommand) -> anyhow::Result<ExitCode> {
     let (HeadsCommand::Publish(options) | HeadsCommand::Key(options)) = &command;
-    let (key, dir) = crate::database::default_heads(common.database());
+    let (key, dir) = crate::database::default_heads(&common.database()?);
     let signer = suanli_service::heads::HeadSigner::open(
         options.signing_key.as_deref().unwrap_or(&key),
         options.heads_dir.as_deref().unwrap_or(&dir),

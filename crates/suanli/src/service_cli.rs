@@ -29,7 +29,8 @@ use crate::usage_import;
 /// Options every service command takes.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// The database: `PATH` or `sqlite://PATH`; created on first use [default: suanli.db].
+    /// The database: `PATH`, `sqlite://PATH` or `postgres://…`; created on first use [default:
+    /// the configuration file's `database` (./suanli.toml or SUANLI_CONFIG), else suanli.db].
     #[arg(long, global = true, env = "SUANLI_DATABASE")]
     pub database: Option<String>,
     /// Print one JSON document instead of tables.
@@ -428,14 +429,19 @@ impl Reply {
 }
 
 impl Common {
-    /// The database named by flag or environment, else the default `suanli.db`.
-    pub fn database(&self) -> &str {
-        self.database.as_deref().unwrap_or("suanli.db")
+    /// The database: the flag or `SUANLI_DATABASE`, else the configuration file's `database`
+    /// (`SUANLI_CONFIG`, or `./suanli.toml`), else `suanli.db`.
+    pub fn database(&self) -> anyhow::Result<String> {
+        if let Some(database) = &self.database {
+            return Ok(database.clone());
+        }
+        let config = std::env::var_os("SUANLI_CONFIG").map(PathBuf::from);
+        Ok(crate::serve::config_file(config.as_deref())?.database.unwrap_or_else(|| "suanli.db".into()))
     }
 }
 
 pub fn open(common: &Common) -> anyhow::Result<Service> {
-    Ok(Service::open_database(common.database(), clock(common)?)?)
+    Ok(Service::open_database(&common.database()?, clock(common)?)?)
 }
 
 /// The clock a command runs on: `--now`, or the system's.
@@ -464,7 +470,7 @@ pub fn run(
             Err(locked)
                 if locked.downcast_ref::<ServiceError>().is_some_and(|e| e.code == ErrorCode::DatabaseLocked) =>
             {
-                let mut reader = Service::open_reader(common.database(), clock(common)?)?;
+                let mut reader = Service::open_reader(&common.database()?, clock(common)?)?;
                 command(&mut reader, &actor).map_err(|error| match error.downcast_ref::<ServiceError>() {
                     Some(e) if e.code == ErrorCode::DatabaseLocked => locked,
                     _ => error,

@@ -262,3 +262,37 @@ fn a_programme_runs_from_the_command_line() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("audit log: entry 12 does not match its hash"));
 }
+
+/// One configuration file for every command: `program load` and `serve` use the database it
+/// names; a flag still wins, and `SUANLI_CONFIG` names another file.
+#[test]
+fn every_command_reads_the_database_from_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("suanli.toml"), "database = \"from-config.db\"\n").unwrap();
+    let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs/shanghai-compute.toml");
+    let output = crate::suanli(&["program", "load", programs], dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("from-config.db").exists() && !dir.path().join("suanli.db").exists());
+    let list = crate::stdout(&crate::suanli(&["program", "list", "--json"], dir.path()));
+    assert!(list.contains("shanghai-compute"), "{list}");
+    let elsewhere = crate::stdout(&crate::suanli(&["program", "list", "--json", "--database", "other.db"], dir.path()));
+    assert!(!elsewhere.contains("shanghai-compute"), "the flag wins: {elsewhere}");
+    std::fs::write(dir.path().join("other.toml"), "database = \"third.db\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["program", "list"])
+        .env("SUANLI_CONFIG", "other.toml")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(dir.path().join("third.db").exists());
+    std::fs::write(dir.path().join("bad.toml"), "databse = \"typo.db\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["program", "list"])
+        .env("SUANLI_CONFIG", "bad.toml")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "an unknown key is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("databse"), "{}", String::from_utf8_lossy(&output.stderr));
+}
