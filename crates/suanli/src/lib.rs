@@ -14,6 +14,7 @@ mod lottery_cli;
 mod place;
 mod report;
 mod serve;
+mod service_args;
 mod service_cli;
 pub mod simulate;
 mod usage_import;
