@@ -16,6 +16,7 @@ pub mod edge;
 pub mod error;
 pub mod evidence;
 pub mod lifecycle;
+mod lists;
 pub mod log;
 pub mod login;
 pub mod lottery;
@@ -187,6 +188,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/enterprises",
         "Register an enterprise {uscc, name, region?, kind, headcount, revenue_fen, research_projects, related_parties}. Admin.",
     ),
+    (
+        "GET",
+        "/api/v1/enterprises",
+        "List enterprises (paged): every one for the admin and the auditor, itself for an enterprise. Not authorities or providers.",
+    ),
     ("GET", "/api/v1/enterprises/{enterprise}", "One enterprise. Admin, auditor, the enterprise."),
     (
         "GET",
@@ -218,7 +224,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/vouchers/{voucher}/{action}",
         "suspend {reason} | reinstate | revoke {reason}. Admin or the authority's admin.",
     ),
+    ("GET", "/api/v1/providers", "List providers (paged). Any role."),
     ("POST", "/api/v1/providers", "Register a provider {uscc, name, operator}. Admin."),
+    ("GET", "/api/v1/sites", "List sites with their hub, region, place and verification (paged). Any role."),
     (
         "POST",
         "/api/v1/providers/{provider}/sites",
@@ -300,6 +308,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "POST",
         "/api/v1/orders/{order}/{action}",
         "start (the provider) | complete (the provider or the enterprise) | cancel (the enterprise) | extend {hours} (the enterprise: more hours at the locked price, with the voucher's share held; usage never runs past the hours ordered).",
+    ),
+    (
+        "GET",
+        "/api/v1/statements",
+        "List statements within the caller's scope, with their totals and without their lines (paged; filter by program, state). Not enterprises.",
     ),
     (
         "POST",

@@ -6,6 +6,7 @@ mod authz;
 mod browser;
 mod console;
 mod edge;
+mod lists;
 mod nats;
 mod operate;
 mod schedule;
