@@ -5,47 +5,22 @@
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Serialize;
-use suanli_domain::{Fen, ProgramId, ProviderId, StatementId};
-use suanli_service::model::{Statement, StatementState};
+use suanli_service::model::Statement;
 use suanli_service::{ErrorCode, Role, ServiceError};
 
 use crate::lifecycle::{Grant, Page, granted, read, state_name};
 use crate::scope::visible_statements;
 use crate::{ApiError, AppState};
 
-/// A statement in a list: its totals without its lines (`GET /api/v1/statements/{id}` has them).
-#[derive(Serialize)]
-struct StatementSummary {
-    id: StatementId,
-    provider: ProviderId,
-    program: ProgramId,
-    month: String,
-    cost_fen: Fen,
-    voucher_total_fen: Fen,
-    enterprise_total_fen: Fen,
-    voucher_total_uppercase: String,
-    state: StatementState,
-    issued_at_s: i64,
-    approved_at_s: Option<i64>,
-}
-
-impl StatementSummary {
-    fn of(s: &Statement) -> StatementSummary {
-        StatementSummary {
-            id: s.id,
-            provider: s.provider,
-            program: s.program,
-            month: s.month.clone(),
-            cost_fen: s.cost_fen,
-            voucher_total_fen: s.voucher_total_fen,
-            enterprise_total_fen: s.enterprise_total_fen,
-            voucher_total_uppercase: s.voucher_total_uppercase.clone(),
-            state: s.state,
-            issued_at_s: s.issued_at_s,
-            approved_at_s: s.approved_at_s,
-        }
+/// A statement in a list: the statement without its lines (`GET /api/v1/statements/{id}` has
+/// them).
+fn without_lines(statement: &Statement) -> Result<serde_json::Value, ServiceError> {
+    let mut value = serde_json::to_value(statement)
+        .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("a statement as JSON: {e}")))?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("lines");
     }
+    Ok(value)
 }
 
 fn refused(role: Role, what: &str) -> ServiceError {
@@ -64,12 +39,12 @@ pub(crate) async fn list_statements(
             return Err(refused(role, "statements"));
         }
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        let items: Vec<StatementSummary> = visible_statements(s, role)
+        let items = visible_statements(s, role)
             .into_iter()
             .filter(|st| program.is_none_or(|p| st.program == p))
             .filter(|st| page.state.as_deref().is_none_or(|wanted| state_name(&st.state) == wanted))
-            .map(StatementSummary::of)
-            .collect();
+            .map(without_lines)
+            .collect::<Result<Vec<_>, _>>()?;
         page.window(items)
     })
     .await
