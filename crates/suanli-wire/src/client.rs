@@ -5,7 +5,7 @@
 
 use ed25519_dalek::SigningKey;
 use serde::de::DeserializeOwned;
-use suanli_domain::ProviderId;
+use suanli_domain::{OrderId, ProviderId};
 
 use crate::batch::{
     SampleResult, UsageAnswer, UsageBatch, UsageInput, UsageRecord, UtilizationAnswer, UtilizationBatch,
@@ -35,6 +35,31 @@ impl ClientError {
     /// Whether the same request may succeed later.
     pub fn is_retryable(&self) -> bool {
         matches!(self, ClientError::Unavailable { .. } | ClientError::Transport(_))
+    }
+}
+
+/// Calls `call` until it succeeds, fails for good, or has been tried `attempts` times, waiting
+/// between tries what the server's Retry-After says or 1 s, 2 s, 4 s … (at most 60 s). `waiting`
+/// hears each error that is tried again, with the seconds to wait and the attempt to come.
+pub fn retry<T>(
+    attempts: u32,
+    mut call: impl FnMut() -> Result<T, ClientError>,
+    mut waiting: impl FnMut(&ClientError, u64, u32),
+) -> Result<T, ClientError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(error) if error.is_retryable() && attempt < attempts => {
+                let wait = match &error {
+                    ClientError::Unavailable { retry_after_s: Some(s), .. } => (*s).min(60),
+                    _ => (1u64 << (attempt - 1).min(6)).min(60),
+                };
+                waiting(&error, wait, attempt + 1);
+                std::thread::sleep(std::time::Duration::from_secs(wait));
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -88,7 +113,27 @@ impl Client {
     /// answers `GET /api/v1/orders` (`items`, `total`, `limit`, `offset`). `query` is added to
     /// the path as it is (`state=running&limit=100`).
     pub fn orders(&self, query: &str) -> Result<serde_json::Value, ClientError> {
-        let path = if query.is_empty() { "/api/v1/orders".to_owned() } else { format!("/api/v1/orders?{query}") };
+        self.get(&if query.is_empty() { "/api/v1/orders".to_owned() } else { format!("/api/v1/orders?{query}") })
+    }
+
+    /// One order as `GET /api/v1/orders/{order}` answers it.
+    pub fn order(&self, order: OrderId) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/api/v1/orders/{order}"))
+    }
+
+    /// `POST /api/v1/orders/{order}/{action}` without a body: `start` (the provider, from when
+    /// its usage is taken), `complete` or `cancel`. Answers the order.
+    pub fn order_action(&self, order: OrderId, action: &str) -> Result<serde_json::Value, ClientError> {
+        let response = self
+            .agent
+            .post(&format!("{}/api/v1/orders/{order}/{action}", self.base))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .send_empty()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        answer(response)
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self
             .agent
             .get(&format!("{}{path}", self.base))

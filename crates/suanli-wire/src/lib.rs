@@ -21,7 +21,7 @@ pub use batch::{
     FieldError, SampleResult, UsageAnswer, UsageBatch, UsageInput, UsageRecord, UsageResult, UtilizationAnswer,
     UtilizationBatch, UtilizationInput, UtilizationSample,
 };
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, retry};
 pub use signing::{SIGNATURE_HEADER, hex, sign, usage_signing_bytes, utilization_signing_bytes};
 pub use times::{SHANGHAI, format_timestamp, parse_timestamp, shanghai};
 

@@ -1,5 +1,6 @@
 //! The `suanli` command line: argument parsing and one module per command.
 
+mod agent;
 mod audit;
 mod bench;
 mod bench_console;
@@ -218,6 +219,11 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Connectors a provider runs beside its own systems.
+    Agent {
+        #[command(subcommand)]
+        command: agent::AgentCommand,
+    },
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     /// (`suanli completions bash > /etc/bash_completion.d/suanli`).
     Completions {
@@ -341,6 +347,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Heads { common, command } => serve::heads(&common, command),
         Command::Network { common, command } => serve::network(&common, command),
         Command::User { common, command } => serve::user(&common, command),
+        Command::Agent { command } => agent::run(command),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "suanli", &mut script);

@@ -6,11 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use suanli_domain::{Fen, ProviderId};
-use suanli_wire::{Client, ClientError, USAGE_BATCH_RECORDS_MAX, UsageResult};
+use suanli_wire::{Client, USAGE_BATCH_RECORDS_MAX, UsageResult};
 
 use crate::usage_import::ImportSummary;
 
@@ -73,24 +72,16 @@ pub fn send(options: &SendOptions, json: bool) -> anyhow::Result<ExitCode> {
     let client = Client::new(&options.server, &options.token);
     let mut summary = ImportSummary::default();
     for chunk in records.chunks(options.batch) {
-        let mut attempt = 1;
-        let results = loop {
-            match client.send_usage(provider, &key, chunk) {
-                Ok(results) => break results,
-                Err(error) if error.is_retryable() && attempt < options.attempts => {
-                    let wait = match &error {
-                        ClientError::Unavailable { retry_after_s: Some(s), .. } => (*s).min(60),
-                        _ => (1u64 << (attempt - 1).min(6)).min(60),
-                    };
-                    eprintln!("{error}; trying again in {wait} s (attempt {} of {})", attempt + 1, options.attempts);
-                    std::thread::sleep(Duration::from_secs(wait));
-                    attempt += 1;
-                }
-                Err(error) => {
-                    bail!("{error} (after {} records of {} were answered)", summary.records, records.len())
-                }
-            }
-        };
+        let results = suanli_wire::retry(
+            options.attempts,
+            || client.send_usage(provider, &key, chunk),
+            |error, wait, attempt| {
+                eprintln!("{error}; trying again in {wait} s (attempt {attempt} of {})", options.attempts)
+            },
+        )
+        .map_err(|error| {
+            anyhow::anyhow!("{error} (after {} records of {} were answered)", summary.records, records.len())
+        })?;
         for result in results {
             add(&mut summary, result)?;
         }

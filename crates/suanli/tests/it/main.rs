@@ -1,5 +1,6 @@
 //! Tests of the `suanli` binary, run as a newcomer would run it.
 
+mod agent_slurm;
 mod crash;
 mod heads;
 mod nats;

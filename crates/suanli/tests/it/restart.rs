@@ -50,6 +50,11 @@ pub fn world(dir: &Path, key: &SigningKey) -> (ProviderId, OrderId, i64) {
 
 /// Like [`world`] in the database `database` names.
 pub fn world_in(database: &str, key: &SigningKey) -> (ProviderId, OrderId, i64) {
+    world_with(database, key, true)
+}
+
+/// Like [`world_in`], the order left placed (not started) when `started` is false.
+pub fn world_with(database: &str, key: &SigningKey, started: bool) -> (ProviderId, OrderId, i64) {
     let start = shanghai_midnight(2026, 3, 2).unwrap();
     {
         let clock = ManualClock::new(start);
@@ -127,7 +132,9 @@ pub fn world_in(database: &str, key: &SigningKey) -> (ProviderId, OrderId, i64) 
                 },
             )
             .unwrap();
-        s.start_order(&op, order).unwrap();
+        if started {
+            s.start_order(&op, order).unwrap();
+        }
         (provider, order, start)
     }
 }
