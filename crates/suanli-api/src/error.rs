@@ -87,11 +87,7 @@ impl From<ServiceError> for ApiError {
             ErrorCode::DatabaseLocked => StatusCode::SERVICE_UNAVAILABLE,
             // Nothing was stored: the client retries the same request later.
             ErrorCode::StorageUnavailable | ErrorCode::StorageFull => {
-                crate::log::event(
-                    "warn",
-                    "write refused: storage cannot be written",
-                    serde_json::json!({ "code": error.code.as_str(), "error": error.message }),
-                );
+                tracing::warn!(code = error.code.as_str(), error = %error.message, "write refused: storage cannot be written");
                 return ApiError {
                     retry_after_s: Some(STORAGE_RETRY_AFTER_S),
                     ..ApiError::new(
@@ -107,11 +103,7 @@ impl From<ServiceError> for ApiError {
                 StatusCode::CONFLICT
             }
             ErrorCode::Storage | ErrorCode::Internal => {
-                crate::log::event(
-                    "error",
-                    "internal error",
-                    serde_json::json!({ "code": error.code.as_str(), "error": error.message }),
-                );
+                tracing::error!(code = error.code.as_str(), error = %error.message, "internal error");
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",

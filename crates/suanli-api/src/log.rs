@@ -1,11 +1,13 @@
-//! Structured logs: one line per event on standard error, as a JSON object (`ts`, `level`,
-//! `msg`, and the event's fields) or as plain text. A few lines of code rather than a logging
-//! framework: the API logs its start, its stop, internal errors and, when asked, each request.
+//! Logs through `tracing`, one line per event on standard error: JSON (`timestamp` in RFC 3339,
+//! `level`, `message`, the event's fields, and `span` with the request's `request_id`, method and
+//! route when the event happened while answering a request) or plain text. `SUANLI_LOG` sets the
+//! levels (`info` by default; `debug` adds each commit with its duration).
+//!
+//! The binary installs the subscriber once ([`init`], or [`configure`] for `serve`); the API's
+//! middleware opens a `request` span per request, and the writer runs each job in the span of
+//! the request that sent it, inside a `commit` span.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -13,31 +15,26 @@ pub enum Format {
     Text,
 }
 
-static FORMAT: OnceLock<Format> = OnceLock::new();
 static REQUESTS: AtomicBool = AtomicBool::new(false);
 
-/// Sets the format (once; later calls are ignored) and whether requests are logged.
+/// Installs the subscriber in `format` (the first call wins) and sets whether each request is
+/// logged.
 pub fn configure(format: Format, requests: bool) {
-    let _ = FORMAT.set(format);
     REQUESTS.store(requests, Ordering::Relaxed);
+    init(format);
+}
+
+/// Installs the process's subscriber, writing to standard error; later calls change nothing.
+pub fn init(format: Format) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANLI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        Format::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        Format::Text => builder.with_ansi(false).try_init(),
+    };
 }
 
 pub fn requests_logged() -> bool {
     REQUESTS.load(Ordering::Relaxed)
-}
-
-/// Writes one event. `fields` is a JSON object.
-pub fn event(level: &str, message: &str, fields: Value) {
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let line = match FORMAT.get().copied().unwrap_or(Format::Json) {
-        Format::Json => {
-            let mut object = json!({ "ts": ts, "level": level, "msg": message });
-            if let (Some(target), Value::Object(extra)) = (object.as_object_mut(), fields) {
-                target.extend(extra);
-            }
-            object.to_string()
-        }
-        Format::Text => format!("{ts:.3} {level} {message} {fields}"),
-    };
-    eprintln!("{line}");
 }

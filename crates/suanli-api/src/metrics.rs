@@ -8,6 +8,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::writer::{BATCH_BUCKETS, WriterStats};
@@ -138,18 +139,35 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every request under its route pattern.
+/// The header that carries a request's id, in the request (kept when it is 1 to 64 visible
+/// ASCII characters) and in every answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The caller's request id if it is a sane one, else a new random one.
+fn request_id(request: &Request) -> String {
+    let given = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+    match given {
+        Some(id) if (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => id.to_owned(),
+        _ => format!("{:016x}", getrandom::u64().unwrap_or_default()),
+    }
+}
+
+/// Middleware: gives every request an id (answered in `x-request-id`, and on every log line
+/// written while answering it), and counts and times it under its route pattern.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
-    let method = request.method().to_string();
+    let id = request_id(&request);
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.observe(&route, response.status().as_u16(), seconds);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     if crate::log::requests_logged() {
-        let fields = serde_json::json!({ "method": method, "route": route, "status": response.status().as_u16(), "ms": seconds * 1e3 });
-        crate::log::event("info", "request", fields);
+        span.in_scope(|| tracing::info!(status = response.status().as_u16(), ms = seconds * 1e3, "request"));
     }
     response
 }

@@ -203,16 +203,18 @@ pub async fn consume(
     }
     let kept = consumer.cached_info().config.ack_wait;
     if kept != options.ack_wait {
-        crate::log::event(
-            "warn",
-            "nats: the durable consumer exists and keeps its acknowledgement wait",
-            serde_json::json!({ "consumer": options.consumer, "ack_wait_s": kept.as_secs(), "asked_s": options.ack_wait.as_secs() }),
+        tracing::warn!(
+            consumer = %options.consumer,
+            ack_wait_s = kept.as_secs(),
+            asked_s = options.ack_wait.as_secs(),
+            "nats: the durable consumer exists and keeps its acknowledgement wait"
         );
     }
-    crate::log::event(
-        "info",
-        "consuming usage",
-        serde_json::json!({ "stream": options.stream, "subjects": format!("{}.*", options.subject_prefix), "consumer": options.consumer }),
+    tracing::info!(
+        stream = %options.stream,
+        subjects = %format!("{}.*", options.subject_prefix),
+        consumer = %options.consumer,
+        "consuming usage"
     );
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let prefix = Arc::new(format!("{}.", options.subject_prefix));
@@ -223,7 +225,7 @@ pub async fn consume(
             messages = consumer.stream().max_messages_per_batch(IN_FLIGHT_MAX).messages() => match messages {
                 Ok(messages) => messages,
                 Err(error) => {
-                    crate::log::event("warn", "nats: cannot pull; retrying", serde_json::json!({ "error": error.to_string() }));
+                    tracing::warn!(%error, "nats: cannot pull; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -241,11 +243,7 @@ pub async fn consume(
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    crate::log::event(
-                        "warn",
-                        "nats: pull interrupted; resuming",
-                        serde_json::json!({ "error": error.to_string() }),
-                    );
+                    tracing::warn!(%error, "nats: pull interrupted; resuming");
                     continue;
                 }
                 None => break,
@@ -298,11 +296,7 @@ async fn apply(writer: &Writer, prefix: &str, message: &jetstream::Message) -> V
             for outcome in outcomes {
                 if let UsageOutcome::Refused { id, code, message } = outcome {
                     refused += 1;
-                    crate::log::event(
-                        "warn",
-                        "usage record refused",
-                        serde_json::json!({ "provider": provider.to_string(), "id": id, "code": code, "error": message }),
-                    );
+                    tracing::warn!(%provider, id = %id, code = %code, error = %message, "usage record refused");
                 }
             }
             Verdict::Applied { records: count, refused }
@@ -353,47 +347,35 @@ fn retry_later(error: &suanli_service::ServiceError) -> bool {
 
 async fn settle(message: &jetstream::Message, verdict: Verdict, stats: &NatsStats) {
     let sequence = message.info().map(|info| info.stream_sequence).unwrap_or_default();
-    let fields = |extra: serde_json::Value| {
-        let mut fields = serde_json::json!({ "subject": message.subject.as_str(), "stream_sequence": sequence });
-        if let (Some(target), serde_json::Value::Object(extra)) = (fields.as_object_mut(), extra) {
-            target.extend(extra);
-        }
-        fields
-    };
+    let subject = message.subject.as_str();
     let acknowledged = match verdict {
         Verdict::Applied { records, refused } => {
             stats.applied.fetch_add(1, Ordering::Relaxed);
             if refused > 0 {
-                crate::log::event(
-                    "warn",
-                    "usage message applied with refusals",
-                    fields(serde_json::json!({ "records": records, "refused": refused })),
+                tracing::warn!(
+                    subject,
+                    stream_sequence = sequence,
+                    records,
+                    refused,
+                    "usage message applied with refusals"
                 );
             }
             message.ack().await
         }
         Verdict::Rejected(error) => {
             stats.rejected.fetch_add(1, Ordering::Relaxed);
-            crate::log::event(
-                "error",
-                "usage message rejected",
-                fields(serde_json::json!({ "code": error.code, "error": error.message })),
-            );
+            tracing::error!(subject, stream_sequence = sequence, code = %error.code, error = %error.message, "usage message rejected");
             message.ack_with(AckKind::Term).await
         }
         Verdict::Retry(reason) => {
             stats.retried.fetch_add(1, Ordering::Relaxed);
-            crate::log::event("warn", "usage message retried", fields(serde_json::json!({ "reason": reason })));
+            tracing::warn!(subject, stream_sequence = sequence, %reason, "usage message retried");
             message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
         }
         Verdict::Stopped => return,
     };
     if let Err(error) = acknowledged {
         // The records are committed; the message will come back and answer `exists`.
-        crate::log::event(
-            "warn",
-            "nats: acknowledgement lost",
-            fields(serde_json::json!({ "error": error.to_string() })),
-        );
+        tracing::warn!(subject, stream_sequence = sequence, %error, "nats: acknowledgement lost");
     }
 }

@@ -39,11 +39,9 @@ pub async fn run(writer: Writer, every: Duration, stopped: impl Future<Output = 
         }
         match run_once(&writer).await {
             Ok(ran) => log(&ran),
-            Err(Refused::Overloaded) => crate::log::event(
-                "warn",
-                "scheduled work deferred: the writer's queue is full",
-                serde_json::json!({ "next_in_s": every.as_secs() }),
-            ),
+            Err(Refused::Overloaded) => {
+                tracing::warn!(next_in_s = every.as_secs(), "scheduled work deferred: the writer's queue is full")
+            }
             Err(Refused::Stopped) => return,
         }
     }
@@ -51,28 +49,25 @@ pub async fn run(writer: Writer, every: Duration, stopped: impl Future<Output = 
 
 fn log(ran: &Ran) {
     let failed = |what: &str, error: &ServiceError| {
-        crate::log::event(
-            "warn",
-            &format!("scheduled {what} failed; it runs again at the next tick"),
-            serde_json::json!({ "code": error.code.as_str(), "error": error.message }),
+        tracing::warn!(
+            code = error.code.as_str(),
+            error = %error.message,
+            "scheduled {what} failed; it runs again at the next tick"
         );
     };
     match &ran.sweep {
-        Ok(report) => crate::log::event(
-            "info",
-            "scheduled expiry sweep",
-            serde_json::json!({ "vouchers_expired": report.expired.len(), "returned_fen": report.returned_fen.fen() }),
+        Ok(report) => tracing::info!(
+            vouchers_expired = report.expired.len(),
+            returned_fen = report.returned_fen.fen(),
+            "scheduled expiry sweep"
         ),
         Err(error) => failed("expiry sweep", error),
     }
     match &ran.statements {
-        Ok(issued) => crate::log::event(
-            "info",
-            "scheduled statements",
-            serde_json::json!({
-                "statements_issued": issued.len(),
-                "statements": issued.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            }),
+        Ok(issued) => tracing::info!(
+            statements_issued = issued.len(),
+            statements = %issued.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+            "scheduled statements"
         ),
         Err(error) => failed("statements", error),
     }

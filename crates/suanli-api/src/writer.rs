@@ -30,10 +30,12 @@ enum Job {
         provider: ProviderId,
         records: Vec<UsageInput>,
         reply: Reply<Vec<UsageOutcome>>,
+        /// The span of the request that sent it, so the writer's logs name the request.
+        span: tracing::Span,
     },
     /// Work on the service; it returns the delivery of its answer, which the writer runs only
     /// after refreshing the snapshot, so a caller that gets a new token can use it at once.
-    Call(Box<dyn FnOnce(&mut Service) -> Delivery + Send>),
+    Call(Box<dyn FnOnce(&mut Service) -> Delivery + Send>, tracing::Span),
 }
 
 /// Sends a job's answer back to its caller.
@@ -108,11 +110,7 @@ impl Writer {
         let log = match service.log_reader() {
             Ok(reader) => Some(Arc::new(std::sync::Mutex::new(reader))),
             Err(error) => {
-                crate::log::event(
-                    "warn",
-                    "no log reader beside the writer; log pages go through the writer",
-                    serde_json::json!({ "error": error.message }),
-                );
+                tracing::warn!(error = %error.message, "no log reader beside the writer; log pages go through the writer");
                 None
             }
         };
@@ -130,11 +128,7 @@ impl Writer {
                         run(service, receiver, outlet, stats)
                     }));
                     if outcome.is_err() {
-                        crate::log::event(
-                            "error",
-                            "the writer panicked; stopping the process so it restarts from storage",
-                            serde_json::json!({}),
-                        );
+                        tracing::error!("the writer panicked; stopping the process so it restarts from storage");
                         std::process::exit(101);
                     }
                 })
@@ -256,7 +250,7 @@ impl Writer {
         records: Vec<UsageInput>,
     ) -> Result<Result<Vec<UsageOutcome>, ServiceError>, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Usage { actor, provider, records, reply })?;
+        self.send(Job::Usage { actor, provider, records, reply, span: tracing::Span::current() })?;
         answer.await.map_err(|_| Refused::Stopped)
     }
 
@@ -266,12 +260,15 @@ impl Writer {
         work: impl FnOnce(&mut Service) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<Result<T, ServiceError>, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Call(Box::new(move |service| {
-            let answer = work(service);
-            Box::new(move || {
-                let _ = reply.send(answer);
-            })
-        })))?;
+        self.send(Job::Call(
+            Box::new(move |service| {
+                let answer = work(service);
+                Box::new(move || {
+                    let _ = reply.send(answer);
+                })
+            }),
+            tracing::Span::current(),
+        ))?;
         answer.await.map_err(|_| Refused::Stopped)
     }
 }
@@ -299,11 +296,11 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
         match service.maybe_checkpoint() {
             Ok(Some(sequence)) => {
                 stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                crate::log::event("info", "checkpoint", serde_json::json!({ "log_sequence": sequence }));
+                tracing::info!(log_sequence = sequence, "checkpoint");
             }
             Ok(None) => {}
             Err(error) => {
-                crate::log::event("warn", "checkpoint failed", serde_json::json!({ "error": error.message }));
+                tracing::warn!(error = %error.message, "checkpoint failed");
             }
         }
         let job = match pending.take() {
@@ -318,11 +315,7 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                     // without waiting for a write.
                     if !service.is_ready() {
                         if let Err(error) = service.recover() {
-                            crate::log::event(
-                                "warn",
-                                "storage still cannot be written",
-                                serde_json::json!({ "error": error.message }),
-                            );
+                            tracing::warn!(error = %error.message, "storage still cannot be written");
                         }
                         outlet.publish(&service);
                     }
@@ -332,23 +325,25 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                     // Every sender is gone and the queue is empty: a last checkpoint makes the
                     // next start replay nothing.
                     if let Err(error) = service.checkpoint() {
-                        crate::log::event(
-                            "warn",
-                            "no checkpoint at stop",
-                            serde_json::json!({ "error": error.message }),
-                        );
+                        tracing::warn!(error = %error.message, "no checkpoint at stop");
                     }
                     return;
                 }
             },
         };
         match job {
-            Job::Call(work) => {
+            Job::Call(work, span) => {
+                let _request = span.entered();
+                let _commit = tracing::debug_span!("commit").entered();
+                let started = std::time::Instant::now();
                 let deliver = work(&mut service);
                 outlet.publish(&service);
+                tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "committed");
                 deliver();
             }
-            Job::Usage { actor, provider, records, reply } => {
+            Job::Usage { actor, provider, records, reply, span } => {
+                let _request = span.entered();
+                let started = std::time::Instant::now();
                 let mut groups = vec![UsageGroup { actor, provider, records }];
                 let mut replies = vec![reply];
                 let mut total = groups[0].records.len();
@@ -358,7 +353,7 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                         Ok(next) => {
                             stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                             match next {
-                                Job::Usage { actor, provider, records, reply }
+                                Job::Usage { actor, provider, records, reply, .. }
                                     if total + records.len() <= USAGE_BATCH_RECORDS_MAX =>
                                 {
                                     total += records.len();
@@ -375,9 +370,11 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                     }
                 }
                 let first_actor = groups[0].actor.clone();
+                let _commit = tracing::debug_span!("commit", requests = groups.len(), records = total).entered();
                 let result = service.record_usage_groups(&first_actor, &groups);
                 // Published before anyone is answered: a client that got `ok` reads its record.
                 outlet.publish(&service);
+                tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "group commit");
                 match result {
                     Ok(answers) => {
                         stats.commits.fetch_add(1, Ordering::Relaxed);

@@ -127,17 +127,6 @@ fn config(options: &SlurmOptions) -> anyhow::Result<Config> {
     })
 }
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANLI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .try_init();
-}
-
 fn text(report: &PassReport) -> String {
     let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(" ") };
     let mut out = format!(
@@ -179,7 +168,7 @@ fn now_s() -> i64 {
 
 pub fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
     let AgentCommand::Slurm(options) = command;
-    init_logs();
+    suanli_api::log::init(suanli_api::log::Format::Json);
     let agent = Agent::new(config(&options)?, Client::new(&options.server, &options.token));
     loop {
         let report = agent.pass(now_s());

@@ -243,7 +243,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
                 // A consumer that cannot be set up stops the whole server, with its reason.
                 let result = consumed.await;
                 if let Err(error) = &result {
-                    suanli_api::log::event("error", "nats consumer failed", serde_json::json!({ "error": error.to_string() }));
+                    tracing::error!(%error, "nats consumer failed");
                     let _ = stop.send(true);
                 }
                 result
@@ -259,10 +259,11 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
         });
         drop(writer);
         let _ = std::io::stdout().flush();
-        suanli_api::log::event(
-            "info",
-            "serving",
-            serde_json::json!({ "database": settings.database, "address": address.to_string(), "queue_jobs_max": settings.queue_jobs_max }),
+        tracing::info!(
+            database = %settings.database,
+            address = %address,
+            queue_jobs_max = settings.queue_jobs_max,
+            "serving"
         );
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -279,7 +280,7 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     })?;
     drop(runtime);
     thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    suanli_api::log::event("info", "stopped", serde_json::json!({ "committed": "every accepted batch" }));
+    tracing::info!(committed = "every accepted batch", "stopped");
     // The terminal may be gone by now (a closed pipe must not turn a clean stop into a panic).
     let _ = writeln!(std::io::stdout(), "suanli stopped; every accepted batch is committed");
     Ok(ExitCode::SUCCESS)

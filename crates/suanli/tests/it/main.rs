@@ -359,7 +359,11 @@ fn serve_reads_its_configuration_file_and_the_environment_wins() {
         let mut first = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
         let url = first.split_whitespace().last().unwrap().to_owned();
-        ureq::get(&format!("{url}/healthz")).call().unwrap();
+        let answer = ureq::get(&format!("{url}/healthz")).header("x-request-id", "probe-42").call().unwrap();
+        assert_eq!(answer.headers().get("x-request-id").unwrap(), "probe-42", "the caller's request id comes back");
+        let answer = ureq::get(&format!("{url}/readyz")).call().unwrap();
+        let made = answer.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+        assert_eq!(made.len(), 16, "a request without an id is given one: {made}");
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
         let output = child.wait_with_output().unwrap();
         (first, String::from_utf8_lossy(&output.stderr).into_owned())
@@ -367,9 +371,24 @@ fn serve_reads_its_configuration_file_and_the_environment_wins() {
     let (first, logs) = start(&[]);
     assert!(first.starts_with("suanli serving from-file.db on http://127.0.0.1:"), "{first}");
     let lines: Vec<serde_json::Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines.iter().any(|l| l["msg"] == "serving" && l["database"] == "from-file.db"), "{logs}");
-    assert!(lines.iter().any(|l| l["msg"] == "request" && l["route"] == "/healthz" && l["status"] == 200), "{logs}");
-    assert!(lines.iter().any(|l| l["msg"] == "stopped"), "{logs}");
+    // JSON lines through tracing: an RFC 3339 timestamp, a level, the message and its fields, and
+    // the request's span (its id, method and route) on what was logged while answering it.
+    assert!(
+        lines.iter().all(|l| l["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')) && l["level"].is_string()),
+        "{logs}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "serving" && l["database"] == "from-file.db" && l["level"] == "INFO"),
+        "{logs}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "request"
+            && l["span"]["route"] == "/healthz"
+            && l["span"]["request_id"] == "probe-42"
+            && l["status"] == 200),
+        "{logs}"
+    );
+    assert!(lines.iter().any(|l| l["message"] == "stopped"), "{logs}");
     let (first, _) = start(&[("SUANLI_DATABASE", "from-env.db")]);
     assert!(first.starts_with("suanli serving from-env.db"), "{first}");
     std::fs::write(dir.path().join("suanli.toml"), "colour = \"red\"\n").unwrap();
