@@ -373,7 +373,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(&state.writer.stats)).into_response()
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(&state)).into_response()
 }
 
 /// The role behind the request's bearer token.

@@ -1,141 +1,108 @@
-//! `/metrics` in the Prometheus text format: requests by route and status class, request latency
-//! as a histogram, the writer's queue depth, commits, batch sizes and records applied. A dozen
-//! atomic counters, written by hand rather than through a metrics framework.
+//! `/metrics` in the Prometheus text format, through the `metrics` crate and its Prometheus
+//! exporter, with one recorder per server (`WriterStats::record`):
+//!
+//! - requests by route and status class, and their latency (`suanli_http_*`);
+//! - the writer: queue depth, group commits, records applied, checkpoints, each job's time on the
+//!   writer by kind (`suanli_writer_job_seconds`, the commit latency) and records per group commit;
+//! - usage refused, by code; NATS messages by outcome;
+//! - the business: each programme's budget left and vouchers by state, read from the last commit
+//!   when the page is asked for;
+//! - the process (Linux): resident memory, CPU seconds, open files, start time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use tracing::Instrument;
 
 use crate::AppState;
-use crate::writer::{BATCH_BUCKETS, WriterStats};
 
 /// Latency bucket bounds in seconds.
-const LATENCY_BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, f64::INFINITY];
-const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
+const SECONDS_BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Records per group commit.
+const BATCH_BUCKETS: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 4_000.0];
 
-/// The route labels: every API path (methods share a label), the two service routes, "other".
-fn route_labels() -> Vec<&'static str> {
-    let mut labels: Vec<&'static str> = Vec::new();
-    for (_, path, _) in crate::PUBLIC_ROUTES.iter().chain(crate::ROUTES) {
-        if !labels.contains(path) {
-            labels.push(path);
-        }
-    }
-    labels.push("other");
-    labels
+/// A recorder whose histograms have buckets (Prometheus histograms, not summaries).
+pub(crate) fn recorder() -> PrometheusRecorder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("suanli_writer_batch_records".into()), &BATCH_BUCKETS))
+        .expect("the buckets are not empty")
+        .build_recorder()
 }
 
+/// Usage messages consumed from NATS JetStream, and the metrics page.
+#[derive(Default)]
 pub struct Metrics {
-    routes: Vec<&'static str>,
-    requests: Vec<[AtomicU64; 4]>,
-    latency: Vec<[AtomicU64; 10]>,
-    latency_sum_us: Vec<AtomicU64>,
-    /// Usage messages consumed from NATS JetStream.
     pub nats: std::sync::Arc<crate::nats::NatsStats>,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        let routes = route_labels();
-        let n = routes.len();
-        Metrics {
-            routes,
-            requests: (0..n).map(|_| Default::default()).collect(),
-            latency: (0..n).map(|_| Default::default()).collect(),
-            latency_sum_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            nats: Default::default(),
-        }
+impl Metrics {
+    /// The page: what was counted as it happened, and the gauges read now.
+    pub fn render(&self, state: &AppState) -> String {
+        let stats = &state.writer.stats;
+        let view = state.writer.view();
+        stats.record(|| {
+            gauge!("suanli_writer_queue_depth").set(stats.queue_depth.load(Ordering::Relaxed) as f64);
+            counter!("suanli_writer_commits_total").absolute(stats.commits.load(Ordering::Relaxed));
+            counter!("suanli_usage_records_applied_total").absolute(stats.records_applied.load(Ordering::Relaxed));
+            counter!("suanli_writer_checkpoints_total").absolute(stats.checkpoints.load(Ordering::Relaxed));
+            for (outcome, counted) in
+                [("applied", &self.nats.applied), ("rejected", &self.nats.rejected), ("retried", &self.nats.retried)]
+            {
+                counter!("suanli_nats_messages_total", "outcome" => outcome).absolute(counted.load(Ordering::Relaxed));
+            }
+            gauge!("suanli_ready").set(if state.writer.is_ready() { 1.0 } else { 0.0 });
+            let s = view.state();
+            for program in s.programs.values() {
+                gauge!("suanli_program_budget_left_fen", "program" => program.id.to_string(), "key" => program.terms.key.clone())
+                    .set(program.budget_remaining_fen.fen() as f64);
+            }
+            let mut vouchers: std::collections::BTreeMap<&str, u64> =
+                ["active", "exhausted", "suspended", "revoked", "expired"].into_iter().map(|k| (k, 0)).collect();
+            for voucher in s.vouchers.values() {
+                *vouchers.entry(voucher.state_name()).or_default() += 1;
+            }
+            for (voucher_state, count) in vouchers {
+                gauge!("suanli_vouchers", "state" => voucher_state).set(count as f64);
+            }
+            process();
+        });
+        stats.render()
     }
 }
 
-impl Metrics {
-    fn observe(&self, route: &str, status: u16, seconds: f64) {
-        let r = self.routes.iter().position(|&x| x == route).unwrap_or(self.routes.len() - 1);
-        let class = match status {
-            200..=299 => 0,
-            400..=499 => 1,
-            500..=599 => 2,
-            _ => 3,
-        };
-        self.requests[r][class].fetch_add(1, Ordering::Relaxed);
-        let bucket = LATENCY_BUCKETS_S.iter().position(|&b| seconds <= b).unwrap_or(LATENCY_BUCKETS_S.len() - 1);
-        self.latency[r][bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us[r].fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+/// The process's own figures, as Prometheus' client libraries name them (Linux `/proc`).
+fn process() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    // utime (14) and stime (15) in clock ticks (100 a second on Linux), starttime (22) in ticks
+    // after boot, rss (24) in pages (4 KiB).
+    const TICKS_PER_S: f64 = 100.0;
+    if let (Some(user), Some(system)) = (field(14), field(15)) {
+        counter!("process_cpu_seconds_total").absolute(((user + system) / TICKS_PER_S) as u64);
     }
-
-    pub fn render(&self, writer: &WriterStats) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP suanli_http_requests_total Requests answered, by route and status class.\n");
-        out.push_str("# TYPE suanli_http_requests_total counter\n");
-        for (r, route) in self.routes.iter().enumerate() {
-            for (c, class) in CLASSES.iter().enumerate() {
-                let n = self.requests[r][c].load(Ordering::Relaxed);
-                if n > 0 {
-                    out.push_str(&format!("suanli_http_requests_total{{route=\"{route}\",status=\"{class}\"}} {n}\n"));
-                }
-            }
-        }
-        out.push_str(
-            "# HELP suanli_http_request_seconds Request latency.\n# TYPE suanli_http_request_seconds histogram\n",
-        );
-        for (r, route) in self.routes.iter().enumerate() {
-            let mut cumulative = 0;
-            for (b, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
-                cumulative += self.latency[r][b].load(Ordering::Relaxed);
-                let le = if bound.is_infinite() { "+Inf".to_owned() } else { bound.to_string() };
-                out.push_str(&format!(
-                    "suanli_http_request_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}\n"
-                ));
-            }
-            let sum = self.latency_sum_us[r].load(Ordering::Relaxed) as f64 / 1e6;
-            out.push_str(&format!("suanli_http_request_seconds_sum{{route=\"{route}\"}} {sum}\n"));
-            out.push_str(&format!("suanli_http_request_seconds_count{{route=\"{route}\"}} {cumulative}\n"));
-        }
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-        };
-        gauge(
-            &mut out,
-            "suanli_writer_queue_depth",
-            "Jobs waiting for the writer.",
-            "gauge",
-            writer.queue_depth.load(Ordering::Relaxed) as u64,
-        );
-        gauge(
-            &mut out,
-            "suanli_writer_commits_total",
-            "Usage group commits.",
-            "counter",
-            writer.commits.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "suanli_usage_records_applied_total",
-            "Usage records answered through group commits.",
-            "counter",
-            writer.records_applied.load(Ordering::Relaxed),
-        );
-        out.push_str("# HELP suanli_nats_messages_total Usage messages from NATS JetStream, by outcome.\n");
-        out.push_str("# TYPE suanli_nats_messages_total counter\n");
-        for (outcome, counter) in
-            [("applied", &self.nats.applied), ("rejected", &self.nats.rejected), ("retried", &self.nats.retried)]
-        {
-            let n = counter.load(Ordering::Relaxed);
-            out.push_str(&format!("suanli_nats_messages_total{{outcome=\"{outcome}\"}} {n}\n"));
-        }
-        out.push_str("# HELP suanli_writer_batch_records Records per group commit.\n# TYPE suanli_writer_batch_records histogram\n");
-        let mut cumulative = 0;
-        for (b, bound) in BATCH_BUCKETS.iter().enumerate() {
-            cumulative += writer.batch_buckets[b].load(Ordering::Relaxed);
-            let le = if *bound == u64::MAX { "+Inf".to_owned() } else { bound.to_string() };
-            out.push_str(&format!("suanli_writer_batch_records_bucket{{le=\"{le}\"}} {cumulative}\n"));
-        }
-        out.push_str(&format!("suanli_writer_batch_records_count {cumulative}\n"));
-        out
+    if let Some(pages) = field(24) {
+        gauge!("process_resident_memory_bytes").set(pages * 4096.0);
+    }
+    if let Some(vsize) = field(23) {
+        gauge!("process_virtual_memory_bytes").set(vsize);
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|text| {
+        text.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    if let (Some(boot), Some(start)) = (boot, field(22)) {
+        gauge!("process_start_time_seconds").set(boot + start / TICKS_PER_S);
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("process_open_fds").set(entries.count() as f64);
     }
 }
 
@@ -153,7 +120,8 @@ fn request_id(request: &Request) -> String {
 }
 
 /// Middleware: gives every request an id (answered in `x-request-id`, and on every log line
-/// written while answering it), and counts and times it under its route pattern.
+/// written while answering it), and counts and times it under its route pattern ("other" for a
+/// path no route matched, so the labels stay few).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
@@ -162,12 +130,22 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
-    state.metrics.observe(&route, response.status().as_u16(), seconds);
+    let status = response.status().as_u16();
+    let class = match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    };
+    state.writer.stats.record(|| {
+        counter!("suanli_http_requests_total", "route" => route.clone(), "status" => class).increment(1);
+        histogram!("suanli_http_request_seconds", "route" => route).record(seconds);
+    });
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     if crate::log::requests_logged() {
-        span.in_scope(|| tracing::info!(status = response.status().as_u16(), ms = seconds * 1e3, "request"));
+        span.in_scope(|| tracing::info!(status, ms = seconds * 1e3, "request"));
     }
     response
 }

@@ -44,18 +44,40 @@ type Delivery = Box<dyn FnOnce() + Send>;
 /// How long the idle writer waits for a job before it checks on storage that failed.
 const IDLE_CHECK_MS: u64 = 1_000;
 
-/// Counters the writer keeps for `/metrics`.
-#[derive(Default)]
+/// Counters the writer keeps for the console's health page and `/metrics`, and the metrics
+/// recorder of this server (`metrics` with the Prometheus exporter): one per writer rather than
+/// one for the process, so servers in one process (the tests) count apart.
 pub struct WriterStats {
     pub queue_depth: AtomicUsize,
     pub commits: AtomicU64,
     pub records_applied: AtomicU64,
     pub checkpoints: AtomicU64,
-    /// Batch sizes (records per commit): counts per bucket of `BATCH_BUCKETS`.
-    pub batch_buckets: [AtomicU64; 6],
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
 }
 
-pub const BATCH_BUCKETS: [u64; 6] = [1, 10, 100, 1_000, 4_000, u64::MAX];
+impl Default for WriterStats {
+    fn default() -> WriterStats {
+        WriterStats {
+            queue_depth: AtomicUsize::new(0),
+            commits: AtomicU64::new(0),
+            records_applied: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            recorder: crate::metrics::recorder(),
+        }
+    }
+}
+
+impl WriterStats {
+    /// Runs `record` with this server's recorder, so the `metrics` macros in it count here.
+    pub fn record<T>(&self, record: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, record)
+    }
+
+    /// Every metric recorded so far, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+}
 
 /// Why a job was not queued.
 #[derive(Debug, thiserror::Error)]
@@ -338,7 +360,9 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                 let started = std::time::Instant::now();
                 let deliver = work(&mut service);
                 outlet.publish(&service);
-                tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "committed");
+                let seconds = started.elapsed().as_secs_f64();
+                stats.record(|| metrics::histogram!("suanli_writer_job_seconds", "job" => "call").record(seconds));
+                tracing::debug!(ms = seconds * 1e3, "committed");
                 deliver();
             }
             Job::Usage { actor, provider, records, reply, span } => {
@@ -374,13 +398,22 @@ fn run(mut service: Service, receiver: Receiver<Job>, outlet: Outlet, stats: Arc
                 let result = service.record_usage_groups(&first_actor, &groups);
                 // Published before anyone is answered: a client that got `ok` reads its record.
                 outlet.publish(&service);
-                tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "group commit");
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::debug!(ms = seconds * 1e3, ok = result.is_ok(), "group commit");
                 match result {
                     Ok(answers) => {
                         stats.commits.fetch_add(1, Ordering::Relaxed);
                         stats.records_applied.fetch_add(total as u64, Ordering::Relaxed);
-                        let bucket = BATCH_BUCKETS.iter().position(|&b| (total as u64) <= b).unwrap_or(5);
-                        stats.batch_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+                        stats.record(|| {
+                            metrics::histogram!("suanli_writer_job_seconds", "job" => "usage").record(seconds);
+                            metrics::histogram!("suanli_writer_batch_records").record(total as f64);
+                            for outcome in answers.iter().flatten() {
+                                if let UsageOutcome::Refused { code, .. } = outcome {
+                                    metrics::counter!("suanli_usage_refused_total", "code" => code.clone())
+                                        .increment(1);
+                                }
+                            }
+                        });
                         for (reply, answer) in replies.into_iter().zip(answers) {
                             let _ = reply.send(Ok(answer));
                         }

@@ -424,16 +424,26 @@ fn health_and_metrics_answer() {
     let app = TestApp::start();
     let (status, body) = app.request("GET", "/healthz", None, &[], None);
     assert_eq!((status, body), (200, Value::String("ok".into())));
-    let batch: Vec<_> = (1..6).map(|i| app.record(&format!("m{i}"), 0, i, 60)).collect();
+    let mut batch: Vec<_> = (1..6).map(|i| app.record(&format!("m{i}"), 0, i, 60)).collect();
+    // One record more GPU-seconds than its order's GPUs can run in a minute: refused by code.
+    batch.push(app.record("m-too-much", 0, 7, 1_000_000));
     app.send_usage("provider", 0, 0, &batch);
     let (_, metrics) = app.request("GET", "/metrics", None, &[], None);
     let text = metrics.as_str().unwrap();
-    assert!(text.contains("suanli_usage_records_applied_total 5"), "{text}");
+    assert!(text.contains("suanli_usage_records_applied_total 6"), "{text}");
     assert!(
         text.contains("suanli_http_requests_total{route=\"/api/v1/providers/{provider}/usage\",status=\"2xx\"} 1"),
         "{text}"
     );
     assert!(text.contains("suanli_writer_queue_depth 0"), "{text}");
+    assert!(text.contains("suanli_usage_refused_total{code=\"usage_exceeds_physics\"} 1"), "{text}");
+    // The commit latency and the batch sizes are histograms with buckets.
+    assert!(text.contains("suanli_writer_job_seconds_bucket{job=\"usage\",le=\"0.005\"}"), "{text}");
+    assert!(text.contains("suanli_writer_batch_records_bucket{le=\"10\"} 1"), "{text}");
+    // The business, read from the last commit: budgets left and vouchers by state.
+    assert!(text.contains("suanli_program_budget_left_fen{program=\"prg-1\""), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("suanli_vouchers{state=\"active\"} ") && !l.ends_with(" 0")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("process_resident_memory_bytes ")), "{text}");
 }
 
 fn more_bad_inputs_each_with_its_code_and_no_change() {
