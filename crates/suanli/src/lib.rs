@@ -6,6 +6,7 @@ mod bench;
 mod bench_console;
 mod bench_history;
 mod bench_simulate;
+mod config;
 mod crash;
 mod database;
 mod demo;

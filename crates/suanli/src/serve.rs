@@ -61,28 +61,6 @@ pub struct ServeOptions {
     secure_cookies: bool,
 }
 
-/// The configuration file's keys; every one optional.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ConfigFile {
-    pub(crate) database: Option<String>,
-    listen: Option<String>,
-    queue_jobs_max: Option<usize>,
-    log_format: Option<String>,
-    log_requests: Option<bool>,
-    nats: Option<String>,
-    nats_stream: Option<String>,
-    nats_subject_prefix: Option<String>,
-    nats_ack_wait_s: Option<u64>,
-    checkpoint_entries: Option<u64>,
-    checkpoint_seconds: Option<i64>,
-    clock_skew_seconds: Option<i64>,
-    schedule_seconds: Option<u64>,
-    heads_dir: Option<std::path::PathBuf>,
-    signing_key: Option<std::path::PathBuf>,
-    secure_cookies: Option<bool>,
-}
-
 /// The settings `serve` runs with, layered: flags, then environment, then the file, then defaults.
 struct Settings {
     database: String,
@@ -103,48 +81,40 @@ struct Settings {
 /// How often `serve` runs its scheduled work by default: hourly.
 const SCHEDULE_DEFAULT_S: u64 = 3_600;
 
-/// The configuration file: `path` (`--config`, `SUANLI_CONFIG`), else `./suanli.toml` if there is
-/// one; without either, every key unset. Every command reads it, so `serve` and `program load`
-/// use the same database.
-pub(crate) fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<ConfigFile> {
-    let path =
-        path.map(ToOwned::to_owned).or_else(|| Some("suanli.toml".into()).filter(|p: &std::path::PathBuf| p.exists()));
-    Ok(match &path {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("--config: {}", path.display()))?
-        }
-        None => ConfigFile::default(),
-    })
-}
-
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
-    let file = config_file(options.config.as_deref())?;
-    let env = |name: &str| std::env::var(name).ok();
-    let queue_jobs_max = match env("SUANLI_QUEUE_JOBS_MAX") {
-        Some(text) => text.parse().context("SUANLI_QUEUE_JOBS_MAX: must be a whole number")?,
-        None => file.queue_jobs_max.unwrap_or(suanli_api::writer::QUEUE_JOBS_MAX),
+    let flags = crate::config::Config {
+        database: common.database.clone(),
+        listen: options.listen.clone(),
+        nats: options.nats.clone(),
+        nats_stream: options.nats_stream.clone(),
+        nats_subject_prefix: options.nats_subject_prefix.clone(),
+        nats_ack_wait_s: options.nats_ack_wait_s,
+        checkpoint_entries: options.checkpoint_entries,
+        checkpoint_seconds: options.checkpoint_seconds,
+        clock_skew_seconds: options.clock_skew_seconds,
+        schedule_seconds: options.schedule_seconds,
+        heads_dir: options.heads_dir.clone(),
+        signing_key: options.signing_key.clone(),
+        secure_cookies: options.secure_cookies.then_some(true),
+        ..Default::default()
     };
+    let config = crate::config::load(options.config.as_deref(), &flags)?;
+    let queue_jobs_max = config.queue_jobs_max.unwrap_or(suanli_api::writer::QUEUE_JOBS_MAX);
     anyhow::ensure!((1..=100_000).contains(&queue_jobs_max), "queue_jobs_max: must be between 1 and 100000");
-    let log_format = match env("SUANLI_LOG_FORMAT").or(file.log_format).as_deref().unwrap_or("json") {
+    let log_format = match config.log_format.as_deref().unwrap_or("json") {
         "json" => suanli_api::log::Format::Json,
         "text" => suanli_api::log::Format::Text,
         other => anyhow::bail!("log_format: must be json or text, got {other:?}"),
     };
-    let log_requests = match env("SUANLI_LOG_REQUESTS") {
-        Some(text) => text.parse().context("SUANLI_LOG_REQUESTS: must be true or false")?,
-        None => file.log_requests.unwrap_or(false),
-    };
-    let nats = options.nats.clone().or(file.nats).map(|url| {
+    let nats = config.nats.map(|url| {
         let mut nats = suanli_api::nats::NatsOptions::new(&url);
-        if let Some(stream) = options.nats_stream.clone().or(file.nats_stream) {
+        if let Some(stream) = config.nats_stream {
             nats.stream = stream;
         }
-        if let Some(prefix) = options.nats_subject_prefix.clone().or(file.nats_subject_prefix) {
+        if let Some(prefix) = config.nats_subject_prefix {
             nats.subject_prefix = prefix;
         }
-        if let Some(seconds) = options.nats_ack_wait_s.or(file.nats_ack_wait_s) {
+        if let Some(seconds) = config.nats_ack_wait_s {
             nats.ack_wait = std::time::Duration::from_secs(seconds);
         }
         nats
@@ -154,32 +124,31 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     }
     let defaults = suanli_service::CheckpointPolicy::default();
     let checkpoints = suanli_service::CheckpointPolicy {
-        every_log_entries: options.checkpoint_entries.or(file.checkpoint_entries).unwrap_or(defaults.every_log_entries),
-        every_s: options.checkpoint_seconds.or(file.checkpoint_seconds).unwrap_or(defaults.every_s),
+        every_log_entries: config.checkpoint_entries.unwrap_or(defaults.every_log_entries),
+        every_s: config.checkpoint_seconds.unwrap_or(defaults.every_s),
     };
     anyhow::ensure!(checkpoints.every_log_entries >= 1, "checkpoint_entries: must be at least 1");
     anyhow::ensure!(checkpoints.every_s >= 1, "checkpoint_seconds: must be at least 1");
-    let clock_skew_s =
-        options.clock_skew_seconds.or(file.clock_skew_seconds).unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
+    let clock_skew_s = config.clock_skew_seconds.unwrap_or(suanli_service::CLOCK_SKEW_DEFAULT_S);
     anyhow::ensure!((0..=86_400).contains(&clock_skew_s), "clock_skew_seconds: must be between 0 and 86400");
-    let schedule_s = options.schedule_seconds.or(file.schedule_seconds).unwrap_or(SCHEDULE_DEFAULT_S);
+    let schedule_s = config.schedule_seconds.unwrap_or(SCHEDULE_DEFAULT_S);
     anyhow::ensure!(schedule_s <= 31 * 86_400, "schedule_seconds: must be between 0 (off) and 2678400 (31 days)");
     let schedule = (schedule_s > 0).then(|| std::time::Duration::from_secs(schedule_s));
-    let database = common.database.clone().or(file.database).unwrap_or_else(|| "suanli.db".into());
+    let database = config.database.unwrap_or_else(|| "suanli.db".into());
     let (default_key, default_dir) = crate::database::default_heads(&database);
     Ok(Settings {
-        heads_dir: options.heads_dir.clone().or(file.heads_dir).unwrap_or(default_dir),
-        signing_key: options.signing_key.clone().or(file.signing_key).unwrap_or(default_key),
+        heads_dir: config.heads_dir.unwrap_or(default_dir),
+        signing_key: config.signing_key.unwrap_or(default_key),
         clock_skew_s,
         schedule,
         checkpoints,
         nats,
         database,
-        listen: options.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8640".into()),
+        listen: config.listen.unwrap_or_else(|| "127.0.0.1:8640".into()),
         queue_jobs_max,
         log_format,
-        log_requests,
-        secure_cookies: options.secure_cookies || file.secure_cookies.unwrap_or(false),
+        log_requests: config.log_requests.unwrap_or(false),
+        secure_cookies: config.secure_cookies.unwrap_or(false),
     })
 }
 

@@ -6,7 +6,7 @@
 //! another time (drills and tests; `SUANLI_NOW`). Tables go to stdout; with `--json`, one JSON
 //! document does, errors included (`{"error": {"code", "message"}}`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -67,8 +67,8 @@ impl Common {
         if let Some(database) = &self.database {
             return Ok(database.clone());
         }
-        let config = std::env::var_os("SUANLI_CONFIG").map(PathBuf::from);
-        Ok(crate::serve::config_file(config.as_deref())?.database.unwrap_or_else(|| "suanli.db".into()))
+        let config = crate::config::load(None, &crate::config::Config::default())?;
+        Ok(config.database.unwrap_or_else(|| "suanli.db".into()))
     }
 }
 

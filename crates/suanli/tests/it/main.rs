@@ -394,7 +394,18 @@ fn serve_reads_its_configuration_file_and_the_environment_wins() {
     std::fs::write(dir.path().join("suanli.toml"), "colour = \"red\"\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_suanli")).arg("serve").current_dir(dir.path()).output().unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `colour`"));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("unknown field: found `colour`") && error.contains("suanli.toml"), "{error}");
+    // A variable of the wrong type names its key and where it came from.
+    std::fs::write(dir.path().join("suanli.toml"), "queue_jobs_max = 5\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .arg("serve")
+        .env("SUANLI_QUEUE_JOBS_MAX", "many")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && error.contains("QUEUE_JOBS_MAX") && error.contains("SUANLI_"), "{error}");
 }
 
 /// A database written by the previous release (schema 2, before usage ids and checkpoints were
