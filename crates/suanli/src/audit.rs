@@ -17,14 +17,95 @@ pub struct Heads<'a> {
     pub public_key: Option<&'a str>,
 }
 
+/// What an audit found, printed as text or JSON.
+#[derive(serde::Serialize)]
+pub struct Verified {
+    pub database: String,
+    /// What the published heads were (with --heads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads: Option<String>,
+    pub journal_batches: u64,
+    pub journal_head: String,
+    pub accounts: u64,
+    pub transfers: u64,
+    pub holds_open: u64,
+    pub holds_expired: u64,
+    pub failed_ids: u64,
+    pub log_entries: u64,
+    pub log_head: String,
+    /// Usage records and checkpoints of the service's state replayed from the log, when the
+    /// ledger checks passed and the state could be rebuilt.
+    pub usage_records: Option<u64>,
+    pub checkpoints: Option<u64>,
+    /// Posted and pending debits (equal to credits), in fen as text: the sums may pass i64.
+    pub posted_fen: String,
+    pub pending_fen: String,
+    pub state_hash: Option<String>,
+    pub passed: bool,
+    pub violations: Vec<String>,
+}
+
+impl Verified {
+    pub fn code(&self) -> ExitCode {
+        if self.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    }
+
+    pub fn text(&self) -> String {
+        let money = |fen: &str| fen.parse::<i64>().map_or_else(|_| format!("{fen} fen"), |f| Fen::new(f).to_string());
+        let mut out = String::new();
+        if let Some(heads) = &self.heads {
+            out.push_str(&format!("{heads}\n"));
+        }
+        out.push_str(&format!("database       {}\n", self.database));
+        out.push_str(&format!("journal        {} batches, head {}\n", self.journal_batches, self.journal_head));
+        out.push_str(&format!("accounts       {}\n", self.accounts));
+        out.push_str(&format!("transfers      {}\n", self.transfers));
+        out.push_str(&format!("holds          {} open, {} expired\n", self.holds_open, self.holds_expired));
+        out.push_str(&format!("failed ids     {}\n", self.failed_ids));
+        out.push_str(&format!("audit log      {} entries, head {}\n", self.log_entries, self.log_head));
+        if let (Some(usage), Some(checkpoints)) = (self.usage_records, self.checkpoints) {
+            out.push_str(&format!("usage records  {usage}\n"));
+            out.push_str(&format!("checkpoints    {checkpoints}, each equal to the log replayed up to it\n"));
+        }
+        out.push_str(&format!("posted         {} debits = credits\n", money(&self.posted_fen)));
+        out.push_str(&format!("pending        {} debits = credits\n", money(&self.pending_fen)));
+        match &self.state_hash {
+            Some(hash) => out.push_str(&format!("state hash     {hash}\n")),
+            None => out.push_str("state hash     (not computed: the ledger could not be rebuilt)\n"),
+        }
+        if self.passed {
+            out.push_str(
+                "audit passed: every balance re-derived from its transfers, every invariant holds, both hash chains \
+                 are intact, and the service's state replayed from the log agrees with the ledger\n",
+            );
+        } else {
+            for violation in &self.violations {
+                out.push_str(&format!("VIOLATION      {violation}\n"));
+            }
+            out.push_str(&format!("audit FAILED: {} violation(s)\n", self.violations.len()));
+        }
+        out
+    }
+
+    /// Prints it as asked and answers the exit code.
+    pub fn print(&self, json: bool) -> anyhow::Result<ExitCode> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+        } else {
+            print!("{}", self.text());
+        }
+        Ok(self.code())
+    }
+}
+
 /// Audits the database a URL names (a path, `sqlite://PATH` or `postgres://…`). On PostgreSQL
 /// the audit reads one snapshot without the writer's lock, so it runs beside a server.
-pub fn verify_database(database: &str) -> anyhow::Result<ExitCode> {
+pub fn verify_database(database: &str) -> anyhow::Result<Verified> {
     verify_against(database, None)
 }
 
 /// [`verify_database`], and the log proven a consistent extension of every head in `heads`.
-pub fn verify_against(database: &str, heads: Option<Heads<'_>>) -> anyhow::Result<ExitCode> {
+pub fn verify_against(database: &str, heads: Option<Heads<'_>>) -> anyhow::Result<Verified> {
     let (claims, mut refused, summary) = match heads {
         Some(heads) => load_claims(&heads)?,
         None => (Vec::new(), Vec::new(), None),
@@ -38,14 +119,7 @@ pub fn verify_against(database: &str, heads: Option<Heads<'_>>) -> anyhow::Resul
         (path.display().to_string(), audit_against(&mut store, &claims)?)
     };
     report.violations.append(&mut refused);
-    if let Some(summary) = summary {
-        println!("{summary}");
-    }
-    finish(&shown, database, report)
-}
-
-pub fn verify(path: &Path) -> anyhow::Result<ExitCode> {
-    verify_against(&path.display().to_string(), None)
+    Ok(finish(shown, summary, database, report))
 }
 
 /// Reads every head in the directory and checks its signature: the good ones become claims the
@@ -88,18 +162,17 @@ fn load_claims(heads: &Heads<'_>) -> anyhow::Result<(Vec<TreeClaim>, Vec<String>
     Ok((claims, refused, Some(summary)))
 }
 
-fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) -> anyhow::Result<ExitCode> {
-    let path = shown;
-    let mut checkpoints = 0;
+fn finish(shown: String, heads: Option<String>, database: &str, mut report: suanli_store::AuditReport) -> Verified {
+    let mut checkpoints = None;
     // The service's own state, replayed from the log, must agree with the ledger everywhere.
-    let books = if report.passed() {
+    let usage_records = if report.passed() {
         match Service::open_reader(database, std::sync::Arc::new(SystemClock)) {
             Ok(mut service) => {
                 let problems = service.check_books();
                 report.violations.extend(problems.iter().map(|p| format!("books: {p}")));
                 match service.verify_checkpoints() {
                     Ok((count, problems)) => {
-                        checkpoints = count;
+                        checkpoints = Some(count as u64);
                         report.violations.extend(problems);
                     }
                     Err(error) => report.violations.push(format!("checkpoints: {error}")),
@@ -114,35 +187,24 @@ fn finish(shown: &str, database: &str, mut report: suanli_store::AuditReport) ->
     } else {
         None
     };
-    let money = |total: i128| i64::try_from(total).map_or_else(|_| format!("{total} fen"), |f| Fen::new(f).to_string());
-    println!("database       {path}");
-    println!("journal        {} batches, head {}", report.batches, to_hex(&report.journal_head));
-    println!("accounts       {}", report.accounts);
-    println!("transfers      {}", report.transfers);
-    println!("holds          {} open, {} expired", report.holds_open, report.holds_expired);
-    println!("failed ids     {}", report.failed_ids);
-    println!("audit log      {} entries, head {}", report.log_entries, to_hex(&report.log_head));
-    if let Some(usage) = books {
-        println!("usage records  {usage}");
-        println!("checkpoints    {checkpoints}, each equal to the log replayed up to it");
-    }
-    println!("posted         {} debits = credits", money(report.posted_total));
-    println!("pending        {} debits = credits", money(report.pending_total));
-    match report.state_hash {
-        Some(hash) => println!("state hash     {}", to_hex(&hash)),
-        None => println!("state hash     (not computed: the ledger could not be rebuilt)"),
-    }
-    if report.passed() {
-        println!(
-            "audit passed: every balance re-derived from its transfers, every invariant holds, both hash chains are \
-             intact, and the service's state replayed from the log agrees with the ledger"
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for violation in &report.violations {
-            println!("VIOLATION      {violation}");
-        }
-        println!("audit FAILED: {} violation(s)", report.violations.len());
-        Ok(ExitCode::FAILURE)
+    Verified {
+        database: shown,
+        heads,
+        journal_batches: report.batches,
+        journal_head: to_hex(&report.journal_head),
+        accounts: report.accounts,
+        transfers: report.transfers,
+        holds_open: report.holds_open,
+        holds_expired: report.holds_expired,
+        failed_ids: report.failed_ids,
+        log_entries: report.log_entries,
+        log_head: to_hex(&report.log_head),
+        usage_records,
+        checkpoints: checkpoints.filter(|_| usage_records.is_some()),
+        posted_fen: report.posted_total.to_string(),
+        pending_fen: report.pending_total.to_string(),
+        state_hash: report.state_hash.map(|h| to_hex(&h)),
+        passed: report.violations.is_empty(),
+        violations: report.violations,
     }
 }

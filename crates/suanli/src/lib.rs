@@ -209,6 +209,9 @@ enum Command {
         /// The target: an empty postgres:// database.
         #[arg(long)]
         to: String,
+        /// Print what was copied and both audits as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a database.
     Audit {
@@ -256,9 +259,13 @@ enum AuditCommand {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// `PATH`, `sqlite://PATH` or `postgres://…`.
-    #[arg(long, env = "SUANLI_DATABASE", default_value = "suanli.db")]
-    database: String,
+    /// `PATH`, `sqlite://PATH` or `postgres://…` [default: the configuration file's `database`
+    /// (./suanli.toml or SUANLI_CONFIG), else suanli.db].
+    #[arg(long, env = "SUANLI_DATABASE")]
+    database: Option<String>,
+    /// Print the figures, the state hash and any violation as one JSON document.
+    #[arg(long)]
+    json: bool,
     /// A directory of signed heads (as `serve` publishes them, or a witness's copy): the log must
     /// hold every entry each head signed, with the same Merkle root.
     #[arg(long)]
@@ -330,11 +337,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Statement { common, command } => service_cli::statement(&common, command),
         Command::Log { common, command } => log_cli::log(&common, command),
         Command::Anomalies { common } => log_cli::anomalies(&common),
-        Command::Migrate { from, to } => serve::migrate(&from, &to),
-        Command::Audit { command: AuditCommand::Verify(arg) } => audit::verify_against(
-            &arg.database,
-            arg.heads.as_deref().map(|dir| audit::Heads { dir, public_key: arg.public_key.as_deref() }),
-        ),
+        Command::Migrate { from, to, json } => serve::migrate(&from, &to, json),
+        Command::Audit { command: AuditCommand::Verify(arg) } => {
+            let database = match arg.database {
+                Some(database) => database,
+                None => config::load(None, &config::Config::default())?.database.unwrap_or_else(|| "suanli.db".into()),
+            };
+            let heads = arg.heads.as_deref().map(|dir| audit::Heads { dir, public_key: arg.public_key.as_deref() });
+            audit::verify_against(&database, heads)?.print(arg.json)
+        }
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
@@ -422,5 +433,29 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "suanli", &mut missing);
         assert!(missing.is_empty(), "{} without help:\n{}", missing.len(), missing.join("\n"));
+    }
+
+    /// Every command that answers with data takes `--json`. Left out: `place` (its answer is
+    /// the JSON of the placement format already), the demo (a narrated run, then a server),
+    /// the benchmarks (Markdown tables for BENCHMARKS.md), and the completion script and man page.
+    #[test]
+    fn every_command_takes_json() {
+        const WITHOUT: [&str; 5] = ["suanli place", "suanli demo", "suanli completions", "suanli man", "suanli bench"];
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<_> =
+                command.get_subcommands().filter(|s| s.get_name() != "help" && !s.is_hide_set()).collect();
+            if subs.is_empty() && !command.get_arguments().any(|a| a.get_id() == "json") {
+                missing.push(path.to_owned());
+            }
+            for sub in subs {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "suanli", &mut missing);
+        missing.retain(|path| !WITHOUT.iter().any(|w| path == w || path.starts_with(&format!("{w} "))));
+        assert!(missing.is_empty(), "without --json:\n{}", missing.join("\n"));
     }
 }

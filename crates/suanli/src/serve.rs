@@ -418,7 +418,7 @@ pub fn heads(common: &Common, command: HeadsCommand) -> anyhow::Result<ExitCode>
 
 /// `suanli migrate --from sqlite://A --to postgres://B`: copies a whole deployment, keeping every
 /// batch, record, hash and log entry; then audits both, which print the same state hash.
-pub fn migrate(from: &str, to: &str) -> anyhow::Result<ExitCode> {
+pub fn migrate(from: &str, to: &str, json: bool) -> anyhow::Result<ExitCode> {
     use suanli_store::{PostgresStore, SqliteStore, Storage};
     let source = crate::database::sqlite_path(from).context("--from")?;
     anyhow::ensure!(crate::database::is_postgres(to), "--to: must be a postgres:// URL");
@@ -430,20 +430,31 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<ExitCode> {
     drop(target);
     // Opening the target as a writer once keeps its usage ids apart, from its log.
     drop(suanli_service::Service::open_database(to, std::sync::Arc::new(suanli_service::SystemClock)).context("--to")?);
-    println!(
-        "copied {} batches, {} accounts, {} transfers, {} audit-log entries from {} to {}",
-        snapshot.batches.len(),
-        snapshot.accounts.len(),
-        snapshot.transfers.len(),
-        snapshot.log.len(),
-        source.display(),
-        suanli_store::redact(to)
-    );
-    let from_code = crate::audit::verify(&source)?;
-    let to_code = crate::audit::verify_database(to)?;
-    Ok(if from_code == ExitCode::SUCCESS && to_code == ExitCode::SUCCESS {
-        ExitCode::SUCCESS
+    let copied = serde_json::json!({
+        "batches": snapshot.batches.len(),
+        "accounts": snapshot.accounts.len(),
+        "transfers": snapshot.transfers.len(),
+        "log_entries": snapshot.log.len(),
+        "from": source.display().to_string(),
+        "to": suanli_store::redact(to),
+    });
+    let audits = [crate::audit::verify_database(&source.display().to_string())?, crate::audit::verify_database(to)?];
+    let passed = audits.iter().all(|a| a.passed);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "copied": copied, "audits": audits }))?);
     } else {
-        ExitCode::FAILURE
-    })
+        println!(
+            "copied {} batches, {} accounts, {} transfers, {} audit-log entries from {} to {}",
+            snapshot.batches.len(),
+            snapshot.accounts.len(),
+            snapshot.transfers.len(),
+            snapshot.log.len(),
+            source.display(),
+            suanli_store::redact(to)
+        );
+        for audit in &audits {
+            print!("{}", audit.text());
+        }
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

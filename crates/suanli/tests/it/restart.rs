@@ -35,6 +35,10 @@ pub fn start_server_on(dir: &Path, database: &str, now: &str, extra: &[&str]) ->
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
+    if first.trim().is_empty() {
+        // Its error went to the test's stderr, above this panic.
+        panic!("the server exited before it served: {}", child.wait().unwrap());
+    }
     let url = first.split_whitespace().last().unwrap().to_owned();
     // Keep draining the server's output so it never writes into a closed pipe.
     std::thread::spawn(move || for _ in reader.lines() {});

@@ -87,4 +87,10 @@ fn usage_send_signs_posts_retries_and_a_second_send_changes_nothing() {
     let audit = suanli(&["audit", "verify", "--database", "sqlite://restart.db"], dir.path());
     assert!(audit.status.success(), "{}", stdout(&audit));
     assert!(stdout(&audit).contains("usage records  10"), "{}", stdout(&audit));
+    // The same audit as JSON, with the database taken from the configuration file.
+    std::fs::write(dir.path().join("suanli.toml"), "database = \"sqlite://restart.db\"\n").unwrap();
+    let audit = suanli(&["audit", "verify", "--json"], dir.path());
+    let report: serde_json::Value = serde_json::from_str(&stdout(&audit)).unwrap();
+    assert_eq!((report["passed"].as_bool(), report["usage_records"].as_u64()), (Some(true), Some(10)), "{report}");
+    assert_eq!(report["state_hash"].as_str().map(str::len), Some(64), "{report}");
 }
