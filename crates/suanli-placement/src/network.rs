@@ -194,3 +194,80 @@ pub fn seeded_batch(seed: u64, count: usize) -> Problem {
     }
     problem
 }
+
+/// A seeded hard batch, the kind the engine's budget is for: `orders` orders on `pools` pools at
+/// random sites across China, with tight latency bounds (half the orders), deadlines that rule
+/// out slow chips, egress worth choosing for, and `supply_pct` GPUs free for every 100 asked for
+/// (spread unevenly over the pools).
+pub fn tight_batch(seed: u64, orders: usize, pools: usize, supply_pct: u64) -> Problem {
+    let mut rng = Rng::new(seed);
+    let speed = speed_table();
+    let chips = ["h100", "a800", "h20", "ascend-910b"];
+    let site_count = (pools / 2).max(2);
+    let operators = [Operator::Government, Operator::State, Operator::Commercial];
+    let sites: Vec<Site> = (0..site_count)
+        .map(|i| Site {
+            id: format!("s{i}"),
+            hub: format!("hub{}", rng.below(4)),
+            lat: 22.0 + rng.unit() * 20.0,
+            lon: 100.0 + rng.unit() * 22.0,
+            operator: operators[rng.below(3) as usize],
+            utilization: rng.unit() * 0.6,
+        })
+        .collect();
+    let mut classes: Vec<String> = speed.keys().cloned().collect();
+    classes.sort();
+    let batch: Vec<Order> = (0..orders)
+        .map(|n| {
+            let gpus = [1u32, 2, 2, 4, 4, 8, 8, 16][rng.below(8) as usize];
+            let hours_per_gpu = 4.0 + rng.unit() * 40.0;
+            let work = (f64::from(gpus) * hours_per_gpu * 100.0).round() / 100.0;
+            let mut accepted: Vec<String> = chips.iter().filter(|_| rng.below(3) != 0).map(|c| c.to_string()).collect();
+            if accepted.is_empty() {
+                accepted.push(chips[rng.below(4) as usize].to_string());
+            }
+            Order {
+                id: format!("o{n}"),
+                class: classes[rng.below(classes.len() as u64) as usize].clone(),
+                gpus,
+                work_ref_gpu_hours: work,
+                chips: accepted,
+                origin: Origin {
+                    hub: format!("hub{}", rng.below(4)),
+                    lat: 22.0 + rng.unit() * 20.0,
+                    lon: 100.0 + rng.unit() * 22.0,
+                },
+                data_gb: rng.below(3_000) as f64,
+                // Between barely enough on a reference GPU and three times that.
+                deadline_hours: hours_per_gpu * (0.8 + rng.unit() * 2.2),
+                rtt_ms_max: (rng.below(2) == 0).then(|| 8.0 + rng.unit() * 22.0),
+                sites_allowed: None,
+                domestic_extra_bp: 0,
+            }
+        })
+        .collect();
+    let demand: u64 = batch.iter().map(|o| u64::from(o.gpus)).sum();
+    let per_pool = (demand * supply_pct / 100 / pools as u64).max(1);
+    let pools: Vec<Pool> = (0..pools)
+        .map(|i| {
+            let chip = chips[rng.below(4) as usize];
+            Pool {
+                id: format!("p{i}"),
+                site: rng.below(site_count as u64) as usize,
+                chip: chip.to_owned(),
+                domestic: chip == "ascend-910b",
+                gpus_free: (per_pool as f64 * (0.5 + rng.unit())).round() as u32,
+                price_fen_per_gpu_hour: 600 + rng.below(2_400) as i64,
+            }
+        })
+        .collect();
+    Problem {
+        egress_fen_per_gb: 20 + rng.below(40) as i64,
+        unplaced_penalty_fen_per_ref_gpu_hour: 5_000,
+        speed,
+        sites,
+        pools,
+        orders: batch,
+        policy: crate::model::Policy::default(),
+    }
+}

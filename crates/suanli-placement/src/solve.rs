@@ -28,12 +28,22 @@ pub struct Limits {
     pub exact_orders_max: usize,
     /// Subgradient iterations for the lower bound.
     pub bound_iterations_max: usize,
+    /// Ruin-and-recreate rounds after the first answer, while its gap to the bound is above
+    /// [`GAP_TARGET`]: with a cap the rounds run reach, the answer is the same on every run.
+    pub search_iterations_max: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { solve_ms_max: 2_000, exact_orders_max: 16, bound_iterations_max: 300 }
+        Limits { solve_ms_max: 2_000, exact_orders_max: 16, bound_iterations_max: 300, search_iterations_max: 20_000 }
     }
+}
+
+/// The gap to the bound at which the engine stops searching: 1%.
+pub const GAP_TARGET: f64 = 0.01;
+
+fn gap_of(objective: i64, bound: i64) -> f64 {
+    (objective - bound) as f64 / bound.max(1) as f64
 }
 
 /// How the answer was found.
@@ -183,6 +193,36 @@ pub fn solve(problem: &Problem, limits: &Limits) -> Solution {
         if guided_objective < best_objective {
             best = guided;
             best_objective = guided_objective;
+        }
+    }
+
+    // While the gap is above the target and time and rounds remain: ruin part of the best answer
+    // and recreate it, then improve; keep what is cheaper. Seeded, so a run that ends on its
+    // round cap gives the same answer every time.
+    // The search walks from a current answer that may be a little worse than the best (a
+    // threshold that shrinks to nothing over the rounds), so it leaves a local optimum.
+    let mut rng = crate::network::Rng::new(0x5eed_0000 ^ n as u64);
+    let (mut current, mut current_objective) = (best.clone(), best_objective);
+    let threshold_start = (best_objective - lower_bound).max(0) as f64 * 0.02;
+    let mut rounds = 0;
+    while rounds < limits.search_iterations_max
+        && n > 1
+        && gap_of(best_objective, lower_bound) > GAP_TARGET
+        && Instant::now() < deadline
+    {
+        rounds += 1;
+        let mut trial = current.clone();
+        ruin_and_recreate(&candidates, &mut trial, &mut rng);
+        improve(&candidates, &mut trial, deadline);
+        let trial_objective = objective(&candidates, &trial);
+        let cooling = 1.0 - rounds as f64 / limits.search_iterations_max as f64;
+        if (trial_objective as f64) < current_objective as f64 + threshold_start * cooling {
+            current = trial;
+            current_objective = trial_objective;
+            if current_objective < best_objective {
+                best = current.clone();
+                best_objective = current_objective;
+            }
         }
     }
 
@@ -624,6 +664,63 @@ fn greedy_by(c: &Candidates, prices: &[f64], priority: Priority) -> Vec<Option<u
         .collect();
     regret.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     fill(c, prices, regret.into_iter().map(|(_, o)| o))
+}
+
+/// Frees a few orders (random ones, or every order of one pool) and puts them and every unplaced
+/// order back, in a random sequence, each on its cheapest pool with room.
+fn ruin_and_recreate(c: &Candidates, assignment: &mut [Option<usize>], rng: &mut crate::network::Rng) {
+    let n = c.orders();
+    let mut freed = Vec::new();
+    if rng.below(2) == 0 {
+        let count = 2 + rng.below((n as u64 / 10).max(1)) as usize;
+        for _ in 0..count {
+            let o = rng.below(n as u64) as usize;
+            if assignment[o].is_some() {
+                assignment[o] = None;
+                freed.push(o);
+            }
+        }
+    } else if let Some(pool) = assignment[rng.below(n as u64) as usize] {
+        for (o, placed) in assignment.iter_mut().enumerate() {
+            if *placed == Some(pool) {
+                *placed = None;
+                freed.push(o);
+            }
+        }
+    }
+    let mut remaining = c.capacity.clone();
+    for (o, pool) in assignment.iter().enumerate() {
+        if let Some(p) = *pool {
+            remaining[p] -= c.gpus[o];
+        } else if !freed.contains(&o) {
+            freed.push(o);
+        }
+    }
+    // Regret insertion: the order that would lose most by not getting its best pool now goes
+    // first, to its cheapest pool with room; a little noise varies the sequence between rounds.
+    while !freed.is_empty() {
+        let mut pick = (f64::NEG_INFINITY, 0, None);
+        for (index, &o) in freed.iter().enumerate() {
+            let g = c.gpus[o];
+            let mut fitting = c.of(o).filter(|&(p, _)| remaining[p] >= g);
+            let first = fitting.next();
+            let second = fitting.next().map_or(c.penalty[o], |(_, cost)| cost);
+            let regret = match first {
+                Some((_, cost)) => (second - cost) as f64 / g as f64,
+                None => f64::NEG_INFINITY,
+            };
+            let noisy = regret * (0.8 + 0.4 * rng.unit());
+            if pick.2.is_none() || noisy > pick.0 {
+                pick = (noisy, index, Some(first.map(|(p, _)| p)));
+            }
+        }
+        let (_, index, target) = pick;
+        let o = freed.swap_remove(index);
+        if let Some(Some(p)) = target {
+            remaining[p] -= c.gpus[o];
+            assignment[o] = Some(p);
+        }
+    }
 }
 
 /// Each order in turn to its cheapest pool at `prices` that still has room.

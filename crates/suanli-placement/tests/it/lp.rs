@@ -55,3 +55,19 @@ fn the_bound_reaches_the_lp_relaxation_and_never_passes_it() {
         assert!(bound >= lp * (1.0 - 1e-4), "seed {seed}: bound {bound} is more than 0.01% below the LP value {lp}");
     }
 }
+
+/// On the hard batches the engine's search is measured on (`network::tight_batch`, 70% supply),
+/// the bound is the LP relaxation itself: what gap remains is the answer's and the relaxation's,
+/// not a weak bound's.
+#[test]
+fn on_tight_batches_the_bound_is_the_lp_relaxation() {
+    use suanli_placement::network::tight_batch;
+    for seed in 0..5u64 {
+        let problem = tight_batch(seed, 60 + 30 * seed as usize, 10 + 2 * seed as usize, 70);
+        let lp = lp_value(&problem);
+        let solution = solve(&problem, &Limits { solve_ms_max: 5_000, exact_orders_max: 0, ..Limits::default() });
+        let bound = solution.lower_bound_fen as f64;
+        assert!(bound <= lp.ceil() + 1.0, "seed {seed}: bound {bound} above the LP value {lp}");
+        assert!(bound >= lp * (1.0 - 1e-4), "seed {seed}: bound {bound} is more than 0.01% below the LP value {lp}");
+    }
+}
