@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use suanli_agent::slurm::{Agent, Config, PassReport};
 use suanli_domain::{EnterpriseId, PoolId, ProviderId};
-use suanli_wire::Client;
 
 #[derive(clap::Subcommand)]
 pub enum AgentCommand {
@@ -23,19 +22,8 @@ pub enum AgentCommand {
 
 #[derive(clap::Args)]
 pub struct SlurmOptions {
-    /// The provider whose orders are served (prv-N).
-    #[arg(long)]
-    provider: String,
-    /// The server's address.
-    #[arg(long, env = "SUANLI_SERVER", default_value = "http://127.0.0.1:8640")]
-    server: String,
-    /// The provider's machine token (`suanli token issue --role provider:prv-N`); better through
-    /// the environment than on a command line others can read.
-    #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true)]
-    token: String,
-    /// The provider's Ed25519 secret key: a file holding 64 hex characters (`provider keygen`).
-    #[arg(long, env = "SUANLI_PROVIDER_KEY_FILE")]
-    key_file: PathBuf,
+    #[command(flatten)]
+    connection: crate::usage_send::Connection,
     /// A pool served by a Slurm partition, as POOL=PARTITION (pol-3=gpu); repeat for each pool.
     /// Orders at pools not named here are left alone.
     #[arg(long = "pool", value_name = "POOL=PARTITION", required = true)]
@@ -103,8 +91,7 @@ fn slurm_name(name: &str) -> Option<String> {
     fine.then(|| name.to_owned())
 }
 
-fn config(options: &SlurmOptions) -> anyhow::Result<Config> {
-    let provider = ProviderId::parse(&options.provider).context("--provider")?;
+fn config(options: &SlurmOptions, provider: ProviderId, key: ed25519_dalek::SigningKey) -> anyhow::Result<Config> {
     let pools = pairs("--pool", &options.pools, |p| Ok(PoolId::parse(p)?), slurm_name)?;
     let users = pairs(
         "--users",
@@ -115,7 +102,7 @@ fn config(options: &SlurmOptions) -> anyhow::Result<Config> {
     let parent = slurm_name(&options.parent_account).context("--parent-account: not a Slurm account name")?;
     Ok(Config {
         provider,
-        key: crate::usage_publish::read_key(&options.key_file)?,
+        key,
         pools,
         users,
         parent,
@@ -169,7 +156,8 @@ fn now_s() -> i64 {
 pub fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
     let AgentCommand::Slurm(options) = command;
     suanli_api::log::init(suanli_api::log::Format::Json);
-    let agent = Agent::new(config(&options)?, Client::new(&options.server, &options.token));
+    let (provider, key, client) = options.connection.open()?;
+    let agent = Agent::new(config(&options, provider, key)?, client);
     loop {
         let report = agent.pass(now_s());
         match report {

@@ -13,21 +13,37 @@ use suanli_wire::{Client, USAGE_BATCH_RECORDS_MAX, UsageResult};
 
 use crate::usage_import::ImportSummary;
 
+/// How a provider's connector reaches the server: shared by `usage send` and `agent slurm`.
 #[derive(clap::Args)]
-pub struct SendOptions {
-    /// The provider the records are for (prv-N).
+pub struct Connection {
+    /// The provider (prv-N): the records are its, signed with its key.
     #[arg(long)]
-    provider: String,
+    pub provider: String,
     /// The server's address.
     #[arg(long, env = "SUANLI_SERVER", default_value = "http://127.0.0.1:8640")]
-    server: String,
+    pub server: String,
     /// The provider's machine token (`suanli token issue --role provider:prv-N`); better through
     /// the environment than on a command line others can read.
     #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true)]
-    token: String,
+    pub token: String,
     /// The provider's Ed25519 secret key: a file holding 64 hex characters (`provider keygen`).
     #[arg(long, env = "SUANLI_PROVIDER_KEY_FILE")]
-    key_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Connection {
+    /// The provider, its key, and a client of the server as its token.
+    pub fn open(&self) -> anyhow::Result<(ProviderId, ed25519_dalek::SigningKey, Client)> {
+        let provider = ProviderId::parse(&self.provider).context("--provider")?;
+        let key = crate::usage_publish::read_key(&self.key_file)?;
+        Ok((provider, key, Client::new(&self.server, &self.token)))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SendOptions {
+    #[command(flatten)]
+    connection: Connection,
     /// Records per request (1 to 4000).
     #[arg(long, default_value_t = 1_000)]
     batch: usize,
@@ -57,19 +73,17 @@ fn add(summary: &mut ImportSummary, result: UsageResult) -> anyhow::Result<()> {
 }
 
 pub fn send(options: &SendOptions, json: bool) -> anyhow::Result<ExitCode> {
-    let provider = ProviderId::parse(&options.provider).context("--provider")?;
+    let (provider, key, client) = options.connection.open()?;
     if !(1..=USAGE_BATCH_RECORDS_MAX).contains(&options.batch) {
         bail!("--batch: must be between 1 and {USAGE_BATCH_RECORDS_MAX}");
     }
     if !(1..=100).contains(&options.attempts) {
         bail!("--attempts: must be between 1 and 100");
     }
-    let key = crate::usage_publish::read_key(&options.key_file)?;
     let records = crate::usage_import::read(&options.file)?;
     if records.is_empty() {
         bail!("{}: holds no usage records", options.file.display());
     }
-    let client = Client::new(&options.server, &options.token);
     let mut summary = ImportSummary::default();
     for chunk in records.chunks(options.batch) {
         let results = suanli_wire::retry(

@@ -130,19 +130,15 @@ impl Slurm {
         )
     }
 
+    /// `sacctmgr modify account ACCOUNT set SETTINGS…`.
+    fn modify(&mut self, account: &str, settings: &[String]) -> Result<(), AgentError> {
+        let mut args: Vec<String> = strings(&["-i", "modify", "account", account, "set"]);
+        args.extend_from_slice(settings);
+        self.change("sacctmgr", args)
+    }
+
     pub fn set_limits(&mut self, account: &str, gpus: u64, gpu_minutes: u64) -> Result<(), AgentError> {
-        self.change(
-            "sacctmgr",
-            vec![
-                "-i".into(),
-                "modify".into(),
-                "account".into(),
-                account.into(),
-                "set".into(),
-                format!("GrpTRES=gres/gpu={gpus}"),
-                format!("GrpTRESMins=gres/gpu={gpu_minutes}"),
-            ],
-        )
+        self.modify(account, &[format!("GrpTRES=gres/gpu={gpus}"), format!("GrpTRESMins=gres/gpu={gpu_minutes}")])
     }
 
     /// Lets `user` run jobs under `account`, in `partition` only.
@@ -163,17 +159,7 @@ impl Slurm {
     /// Ends an order in Slurm: no GPU for the account from now on, and its jobs cancelled (their
     /// run is recorded by accounting and reported up to the order's end).
     pub fn close(&mut self, account: &str) -> Result<(), AgentError> {
-        self.change(
-            "sacctmgr",
-            vec![
-                "-i".into(),
-                "modify".into(),
-                "account".into(),
-                account.into(),
-                "set".into(),
-                "GrpTRES=gres/gpu=0".into(),
-            ],
-        )?;
+        self.modify(account, &["GrpTRES=gres/gpu=0".to_owned()])?;
         self.change("scancel", vec![format!("--account={account}")])
     }
 }
