@@ -91,11 +91,26 @@ fn agent(dir: &Path, cluster: &Cluster, url: &str, token: &str, extra: &[&str]) 
     serde_json::from_str(&stdout(&output)).unwrap()
 }
 
-#[test]
-fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
+/// The tests share the cluster's one partition, whose busy GPUs they check: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A server over a world with a placed order of 8 GPUs for 100 hours at pool pol-1 (the
+/// partition `debug`), a provider token of now, and a parent account of this test's own.
+struct Setup {
+    cluster: Cluster,
+    account: String,
+    dir: tempfile::TempDir,
+    order: suanli_domain::OrderId,
+    token: String,
+    url: String,
+    client: suanli_wire::Client,
+    _server: Killed,
+}
+
+fn setup() -> Option<Setup> {
     let Ok(conf) = std::env::var("SUANLI_TEST_SLURM") else {
         eprintln!("SUANLI_TEST_SLURM is unset (bash .ci/slurm.sh up): skipping the Slurm agent test");
-        return;
+        return None;
     };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let cluster = Cluster { conf, parent: format!("t{}x{nanos}", std::process::id()) };
@@ -113,11 +128,19 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     let token = token["secret"].as_str().unwrap().to_owned();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let (server, url) = start_server(dir.path(), &format_timestamp(now), &[]);
-    let _server = Killed(server);
     let client = suanli_wire::Client::new(&url, &token);
+    Some(Setup { cluster, account, dir, order, token, url, client, _server: Killed(server) })
+}
+
+#[test]
+fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup() else { return };
+    let Setup { cluster, account, dir, order, token, url, client, .. } = &setup;
+    let (order, token, url) = (*order, token.as_str(), url.as_str());
 
     // A dry run says what it would do and does none of it.
-    let dry = agent(dir.path(), &cluster, &url, &token, &["--dry-run"]);
+    let dry = agent(dir.path(), cluster, url, token, &["--dry-run"]);
     assert_eq!(dry["accounts_added"], serde_json::json!([account]), "{dry}");
     let planned = dry["slurm_planned"].to_string();
     assert!(planned.contains(&format!("add account {account}")) && planned.contains("GrpTRES=gres/gpu=8"), "{dry}");
@@ -126,13 +149,13 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     assert_eq!(cluster.limits(&account), "");
 
     // The order becomes an account with its limits, is started, and root may submit to it.
-    let first = agent(dir.path(), &cluster, &url, &token, &[]);
+    let first = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(first["orders_started"], serde_json::json!([account]), "{first}");
     assert_eq!(first["users_added"], serde_json::json!([format!("root@{account}")]), "{first}");
     assert_eq!(first["utilization"], serde_json::json!([["pol-1", 0]]), "{first}");
     assert_eq!(cluster.limits(&account), "gres/gpu=8|gres/gpu=48000", "8 GPUs for 100 hours");
     assert_eq!(client.order(order).unwrap()["state"], "running");
-    let again = agent(dir.path(), &cluster, &url, &token, &[]);
+    let again = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(
         (again["accounts_added"].as_array().map(Vec::len), again["users_added"].as_array().map(Vec::len)),
         (Some(0), Some(0)),
@@ -159,7 +182,7 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     );
     let job = job.trim().to_owned();
     cluster.wait_for("the job to run", || cluster.text("squeue", &["-h", "-j", &job, "-o", "%T"]).trim() == "RUNNING");
-    let running = agent(dir.path(), &cluster, &url, &token, &[]);
+    let running = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(running["utilization"], serde_json::json!([["pol-1", 2]]), "{running}");
     let finished = || {
         cluster.text("sacct", &["-n", "-X", "-P", "-j", &job, "-o", "State,ElapsedRaw"]).trim().starts_with("COMPLETED")
@@ -167,7 +190,7 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     cluster.wait_for("accounting to hold the finished job", finished);
     let elapsed: i64 =
         cluster.text("sacct", &["-n", "-X", "-P", "-j", &job, "-o", "ElapsedRaw"]).trim().parse().unwrap();
-    let reported = agent(dir.path(), &cluster, &url, &token, &[]);
+    let reported = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(
         (reported["usage_sent"].as_u64(), reported["usage_recorded"].as_u64()),
         (Some(1), Some(1)),
@@ -178,10 +201,10 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     assert_eq!(seen["usage_records"].as_u64(), Some(1), "{seen}");
 
     // Again, and again after losing the state file: nothing is recorded twice.
-    let repeated = agent(dir.path(), &cluster, &url, &token, &[]);
+    let repeated = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(repeated["usage_sent"].as_u64(), Some(0), "{repeated}");
     std::fs::remove_file(dir.path().join("agent.json")).unwrap();
-    let forgotten = agent(dir.path(), &cluster, &url, &token, &[]);
+    let forgotten = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(
         (forgotten["usage_sent"].as_u64(), forgotten["usage_duplicates"].as_u64()),
         (Some(1), Some(1)),
@@ -191,7 +214,7 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
 
     // The order ends: its account is closed, and a job submitted to it cannot run.
     client.order_action(order, "complete").unwrap();
-    let closed = agent(dir.path(), &cluster, &url, &token, &[]);
+    let closed = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(closed["accounts_closed"], serde_json::json!([account]), "{closed}");
     assert!(cluster.limits(&account).starts_with("gres/gpu=0|"), "{}", cluster.limits(&account));
     let late = cluster.command(
@@ -207,4 +230,55 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
 
     let audit = suanli(&["audit", "verify", "--database", "sqlite://restart.db"], dir.path());
     assert!(audit.status.success(), "{}", stdout(&audit));
+}
+
+/// The agent in loop mode, killed with SIGKILL at varied moments (inside a pass or between
+/// passes) and started again while jobs finish: every job is recorded once, with its GPU-seconds.
+#[test]
+fn the_slurm_agent_killed_at_any_moment_loses_and_doubles_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup() else { return };
+    let Setup { cluster, account, dir, order, token, url, client, .. } = &setup;
+    agent(dir.path(), cluster, url, token, &[]);
+    let jobs: Vec<String> = (0..6)
+        .map(|i| {
+            let wrap = format!("sleep {}", 1 + i % 3);
+            let args = ["--parsable", "-o", "/dev/null", "-A", account, "--gres=gpu:1", "-t", "2", "--wrap", &wrap];
+            cluster.text("sbatch", &args).trim().to_owned()
+        })
+        .collect();
+    let finished =
+        |job: &str| cluster.text("sacct", &["-n", "-X", "-P", "-j", job, "-o", "State"]).starts_with("COMPLETED");
+    let pauses_ms = [150u64, 700, 320, 1_300, 90, 520, 2_100, 260];
+    for round in 0.. {
+        let all_done = jobs.iter().all(|job| finished(job));
+        let mut looping = Command::new(env!("CARGO_BIN_EXE_suanli"))
+            .args(["agent", "slurm", "--provider", "prv-1", "--server", url, "--key-file", "provider.key"])
+            .args(["--pool", "pol-1=debug", "--users", "ent-1=root", "--parent-account", &cluster.parent])
+            .args(["--state", "agent.json", "--interval-seconds", "1"])
+            .env("SUANLI_TOKEN", token)
+            .env("SLURM_CONF", &cluster.conf)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(pauses_ms[round % pauses_ms.len()]));
+        looping.kill().unwrap();
+        looping.wait().unwrap();
+        if all_done || round > 60 {
+            break;
+        }
+    }
+    // One last whole pass, then the order holds each job once.
+    agent(dir.path(), cluster, url, token, &[]);
+    let elapsed: i64 = jobs
+        .iter()
+        .map(|job| {
+            let text = cluster.text("sacct", &["-n", "-X", "-P", "-j", job, "-o", "ElapsedRaw"]);
+            text.trim().parse::<i64>().unwrap()
+        })
+        .sum();
+    let seen = client.order(*order).unwrap();
+    assert_eq!((seen["usage_records"].as_u64(), seen["gpu_seconds"].as_i64()), (Some(6), Some(elapsed)), "{seen}");
 }
