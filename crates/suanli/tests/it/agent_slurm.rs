@@ -146,14 +146,14 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     assert!(planned.contains(&format!("add account {account}")) && planned.contains("GrpTRES=gres/gpu=8"), "{dry}");
     assert_eq!(client.order(order).unwrap()["state"], "placed");
     assert!(!dir.path().join("agent.json").exists());
-    assert_eq!(cluster.limits(&account), "");
+    assert_eq!(cluster.limits(account), "");
 
     // The order becomes an account with its limits, is started, and root may submit to it.
     let first = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(first["orders_started"], serde_json::json!([account]), "{first}");
     assert_eq!(first["users_added"], serde_json::json!([format!("root@{account}")]), "{first}");
     assert_eq!(first["utilization"], serde_json::json!([["pol-1", 0]]), "{first}");
-    assert_eq!(cluster.limits(&account), "gres/gpu=8|gres/gpu=48000", "8 GPUs for 100 hours");
+    assert_eq!(cluster.limits(account), "gres/gpu=8|gres/gpu=48000", "8 GPUs for 100 hours");
     assert_eq!(client.order(order).unwrap()["state"], "running");
     let again = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(
@@ -170,7 +170,7 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
             "-o",
             "/dev/null",
             "-A",
-            &account,
+            account,
             "-p",
             "debug",
             "--gres=gpu:2",
@@ -216,10 +216,10 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     client.order_action(order, "complete").unwrap();
     let closed = agent(dir.path(), cluster, url, token, &[]);
     assert_eq!(closed["accounts_closed"], serde_json::json!([account]), "{closed}");
-    assert!(cluster.limits(&account).starts_with("gres/gpu=0|"), "{}", cluster.limits(&account));
+    assert!(cluster.limits(account).starts_with("gres/gpu=0|"), "{}", cluster.limits(account));
     let late = cluster.command(
         "sbatch",
-        &["--parsable", "-o", "/dev/null", "-A", &account, "--gres=gpu:1", "-t", "1", "--wrap", "true"],
+        &["--parsable", "-o", "/dev/null", "-A", account, "--gres=gpu:1", "-t", "1", "--wrap", "true"],
     );
     if late.status.success() {
         let late = String::from_utf8_lossy(&late.stdout).trim().to_owned();
