@@ -253,12 +253,25 @@ impl Agent {
                 }
             }
         }
+        // An open account whose order is not among the open ones is closed once the server says
+        // the order ended (or does not know it): not merely because its pool is no longer mapped.
         let open_accounts: BTreeSet<String> = open.keys().map(|id| self.account(*id)).collect();
         for (account, found) in &accounts {
-            if found.gpus != Some(0) && !open_accounts.contains(account) {
+            if found.gpus == Some(0) || open_accounts.contains(account) {
+                continue;
+            }
+            let Some(order) = self.order_of(account) else { continue };
+            let ended = match self.call("reading an order", || self.client.order(order)) {
+                Ok(value) => matches!(value["state"].as_str(), Some("completed" | "cancelled")),
+                Err(AgentError::Server(ClientError::Refused { status: 404, .. })) => true,
+                Err(error) => return Err(error),
+            };
+            if ended {
                 slurm.close(account)?;
                 tracing::info!(account, "order ended: account closed");
                 report.accounts_closed.push(account.clone());
+            } else {
+                tracing::warn!(account, "the order is still open but its pool is not mapped (--pool); left open");
             }
         }
         Ok(())

@@ -212,6 +212,20 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     );
     assert_eq!(client.order(order).unwrap()["gpu_seconds"].as_i64(), Some(2 * elapsed));
 
+    // With its pool no longer mapped, the running order's account is left open, not closed.
+    let unmapped = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args(["agent", "slurm", "--once", "--json", "--provider", "prv-1", "--server", url])
+        .args(["--key-file", "provider.key", "--pool", "pol-9=debug", "--parent-account", &cluster.parent])
+        .args(["--state", "agent.json"])
+        .env("SUANLI_TOKEN", token)
+        .env("SLURM_CONF", &cluster.conf)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let unmapped: serde_json::Value = serde_json::from_str(&stdout(&unmapped)).unwrap();
+    assert_eq!(unmapped["accounts_closed"], serde_json::json!([]), "{unmapped}");
+    assert!(cluster.limits(account).starts_with("gres/gpu=8|"), "{}", cluster.limits(account));
+
     // The order ends: its account is closed, and a job submitted to it cannot run.
     client.order_action(order, "complete").unwrap();
     let closed = agent(dir.path(), cluster, url, token, &[]);
