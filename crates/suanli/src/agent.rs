@@ -83,11 +83,14 @@ fn pairs<K: Ord, V>(
     Ok(map)
 }
 
-/// A Slurm account, user or partition name as the agent will pass it to Slurm's commands.
+/// A Slurm account, user or partition name as the agent will pass it to Slurm's commands: lower
+/// case (sacctmgr lowers account names, so another case would never be found again), and not
+/// starting with `-` (it would read as an option).
 fn slurm_name(name: &str) -> Option<String> {
     let fine = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
     fine.then(|| name.to_owned())
 }
 

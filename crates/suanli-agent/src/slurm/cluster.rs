@@ -12,7 +12,8 @@ use super::AgentError;
 use super::parse::{self, Account, Job, Node};
 
 /// Job states that end a job: accounting holds its final start, end and allocation.
-pub const FINISHED_STATES: &str = "BF,CA,CD,DL,F,NF,OOM,PR,TO";
+/// (`RQ`: a run ended by a requeue, which still held its GPUs.)
+pub const FINISHED_STATES: &str = "BF,CA,CD,DL,F,NF,OOM,PR,RQ,TO";
 
 pub struct Slurm {
     dry_run: bool,
@@ -159,8 +160,9 @@ impl Slurm {
     /// Ends an order in Slurm: no GPU for the account from now on, and its jobs cancelled (their
     /// run is recorded by accounting and reported up to the order's end).
     pub fn close(&mut self, account: &str) -> Result<(), AgentError> {
-        self.modify(account, &["GrpTRES=gres/gpu=0".to_owned()])?;
-        self.change("scancel", vec![format!("--account={account}")])
+        // Jobs first: a kill between the two leaves the account open, to be closed again.
+        self.change("scancel", vec![format!("--account={account}")])?;
+        self.modify(account, &["GrpTRES=gres/gpu=0".to_owned()])
     }
 }
 

@@ -236,7 +236,15 @@ impl Agent {
             };
             if order.state == "placed" {
                 if !self.config.dry_run {
-                    self.call("starting an order", || self.client.order_action(order.id, "start"))?;
+                    match self.call("starting an order", || self.client.order_action(order.id, "start")) {
+                        Ok(_) => {}
+                        // Cancelled meanwhile, say: no user is let in; the next pass closes it.
+                        Err(AgentError::Server(error @ ClientError::Refused { .. })) => {
+                            tracing::warn!(order = %order.id, %error, "the order could not be started; no user let in");
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 tracing::info!(order = %order.id, "order started");
                 report.orders_started.push(account.clone());
@@ -292,6 +300,8 @@ impl Agent {
             open.iter().map(|(id, order)| (*id, Some(order.clone()))).collect();
         let mut records = Vec::new();
         let mut ends = BTreeMap::new();
+        // The earliest end of a record the server could not take yet: the cursor stays before it.
+        let mut deferred_end: Option<i64> = None;
         for job in &jobs {
             let Some(order_id) = self.order_of(&job.account) else { continue };
             if job.gpus == 0 || job.start_s <= 0 || job.end_s <= job.start_s {
@@ -356,6 +366,8 @@ impl Agent {
                         // A period the server's clock has not reached yet is sent again later.
                         if code == "usage_in_future" {
                             tracing::warn!(record = %result.id, code, message, "usage refused for now");
+                            let end = ends.get(&result.id).copied().unwrap_or(now_s);
+                            deferred_end = Some(deferred_end.map_or(end, |d: i64| d.min(end)));
                             continue;
                         }
                         tracing::warn!(record = %result.id, code, message, "usage refused");
@@ -367,8 +379,16 @@ impl Agent {
             }
             state.save(&self.config.state_file)?;
         }
-        state.cursor_s = Some(now_s);
-        state.forget_before(now_s - self.config.lag_s);
+        // The cursor moves to where the previous read ended, not to now: a job that ends now but
+        // reaches accounting late is read again by the next pass (its id keeps it from counting
+        // twice), and never past a record the server could not take yet.
+        let mut next = state.last_read_s.unwrap_or(cursor).max(cursor).min(now_s);
+        if let Some(end) = deferred_end {
+            next = next.min(end);
+        }
+        state.cursor_s = Some(next);
+        state.last_read_s = Some(now_s);
+        state.forget_before(next - self.config.lag_s);
         state.save(&self.config.state_file)
     }
 

@@ -22,15 +22,15 @@ pub struct Job {
 
 #[derive(Deserialize)]
 struct SacctAnswer {
-    #[serde(default)]
-    jobs: Vec<SacctJob>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
+    jobs: Vec<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_default")]
     errors: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct SacctJob {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     cluster: String,
     job_id: u64,
     #[serde(default)]
@@ -60,13 +60,13 @@ struct SacctTime {
 
 #[derive(Default, Deserialize)]
 struct SacctTres {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     allocated: Vec<Tres>,
 }
 
 #[derive(Deserialize)]
 struct Tres {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_default")]
     kind: String,
     #[serde(default)]
     name: Option<String>,
@@ -87,8 +87,21 @@ pub fn sacct_jobs(text: &str) -> Result<Vec<Job>, String> {
     if let Some(error) = answer.errors.iter().find(|e| !empty(e)) {
         return Err(format!("sacct --json answered an error: {error}"));
     }
-    Ok(answer
+    // A job this parser cannot read (another Slurm's layout) is logged and left out, so one odd
+    // record does not stop every other job's usage.
+    let readable: Vec<SacctJob> = answer
         .jobs
+        .into_iter()
+        .filter_map(|job| match serde_json::from_value::<SacctJob>(job.clone()) {
+            Ok(job) => Some(job),
+            Err(error) => {
+                let id = job.get("job_id").cloned().unwrap_or_default();
+                tracing::warn!(job = %id, %error, "a job in sacct --json that cannot be read; left out");
+                None
+            }
+        })
+        .collect();
+    Ok(readable
         .into_iter()
         .map(|job| {
             let gpus = job
@@ -186,6 +199,7 @@ mod tests {
       {"account":"ord-7","cluster":"suanlitest","job_id":1,"state":{"current":"PENDING","reason":"AssocGrpGRESMinutes"},
        "time":{"elapsed":0,"end":0,"start":0},"tres":{"allocated":[],"requested":[{"type":"gres","name":"gpu","id":1001,"count":2}]}},
       {"account":"ord-7","cluster":"suanlitest","job_id":3,"state":{"current":"CANCELLED"},"time":{"start":null,"end":null},"tres":null},
+      {"account":"ord-7","cluster":null,"job_id":"not a number"},
       {"account":"ord-7","cluster":"suanlitest","job_id":2,"state":{"current":"COMPLETED"},
        "time":{"elapsed":2,"end":1796464001,"start":1796463999},
        "tres":{"allocated":[{"type":"cpu","name":null,"id":1,"count":1},{"type":"energy","name":null,"id":3,"count":null},

@@ -19,6 +19,10 @@ use super::AgentError;
 pub struct State {
     /// Every job that finished before this time (epoch seconds) less the lag has been answered.
     pub cursor_s: Option<i64>,
+    /// When the last answered read of accounting ended: the next pass's cursor, so a job that
+    /// reached accounting late (slurmdbd behind or down) is still read by the pass after.
+    #[serde(default)]
+    pub last_read_s: Option<i64>,
     /// Record ids answered (recorded, already there, or refused) with their job's end.
     #[serde(default)]
     pub answered: BTreeMap<String, i64>,
@@ -39,9 +43,11 @@ impl State {
     pub fn save(&self, path: &Path) -> Result<(), AgentError> {
         let error = |e: std::io::Error| AgentError::State(format!("{}: {e}", path.display()));
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // A name of this process's own, so two runs at once never write one temporary file.
         let temporary = dir.join(format!(
-            ".{}.new",
-            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into())
+            ".{}.{}.new",
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into()),
+            std::process::id()
         ));
         let mut file = std::fs::File::create(&temporary).map_err(error)?;
         file.write_all(&serde_json::to_vec_pretty(self).expect("serializes")).map_err(error)?;
@@ -65,7 +71,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.json");
         assert_eq!(State::load(&path).unwrap(), State::default());
-        let mut state = State { cursor_s: Some(100), answered: BTreeMap::new() };
+        let mut state = State { cursor_s: Some(100), last_read_s: Some(150), answered: BTreeMap::new() };
         state.answered.insert("slurm:c:1:10".into(), 40);
         state.answered.insert("slurm:c:2:50".into(), 90);
         state.save(&path).unwrap();

@@ -199,6 +199,26 @@ fn the_slurm_agent_maps_orders_reports_usage_once_and_closes_ended_orders() {
     let seen = client.order(order).unwrap();
     assert_eq!(seen["gpu_seconds"].as_i64(), Some(2 * elapsed), "{seen}");
     assert_eq!(seen["usage_records"].as_u64(), Some(1), "{seen}");
+    // Priced at the order's locked price and split between the voucher and the enterprise.
+    let fen = |field: &str| seen[field].as_i64().unwrap();
+    assert!(fen("cost_fen") > 0, "{seen}");
+    assert_eq!(fen("voucher_paid_fen") + fen("enterprise_paid_fen"), fen("cost_fen"), "{seen}");
+
+    // A job asking more GPU-minutes than the order has left is held by Slurm (or refused).
+    let over = cluster.command(
+        "sbatch",
+        &["--parsable", "-o", "/dev/null", "-A", account, "--gres=gpu:1", "-t", "48001", "--wrap", "true"],
+    );
+    if over.status.success() {
+        let over = String::from_utf8_lossy(&over.stdout).trim().to_owned();
+        // Pending with no reason until the scheduler looks at it; then held by the account's limit.
+        cluster.wait_for("the scheduler to hold the job", || {
+            let state = cluster.text("squeue", &["-h", "-j", &over, "-o", "%T %r"]);
+            assert!(!state.starts_with("RUNNING"), "a job over the order's GPU-minutes runs: {state}");
+            state.starts_with("PENDING AssocGrp")
+        });
+        cluster.text("scancel", &[&over]);
+    }
 
     // Again, and again after losing the state file: nothing is recorded twice.
     let repeated = agent(dir.path(), cluster, url, token, &[]);
@@ -269,7 +289,8 @@ fn the_slurm_agent_killed_at_any_moment_loses_and_doubles_nothing() {
         let mut looping = Command::new(env!("CARGO_BIN_EXE_suanli"))
             .args(["agent", "slurm", "--provider", "prv-1", "--server", url, "--key-file", "provider.key"])
             .args(["--pool", "pol-1=debug", "--users", "ent-1=root", "--parent-account", &cluster.parent])
-            .args(["--state", "agent.json", "--interval-seconds", "1"])
+            // No lag: the cursor alone decides what each pass reads again.
+            .args(["--state", "agent.json", "--interval-seconds", "1", "--lag-seconds", "0"])
             .env("SUANLI_TOKEN", token)
             .env("SLURM_CONF", &cluster.conf)
             .current_dir(dir.path())
@@ -285,7 +306,7 @@ fn the_slurm_agent_killed_at_any_moment_loses_and_doubles_nothing() {
         }
     }
     // One last whole pass, then the order holds each job once.
-    agent(dir.path(), cluster, url, token, &[]);
+    agent(dir.path(), cluster, url, token, &["--lag-seconds", "0"]);
     let elapsed: i64 = jobs
         .iter()
         .map(|job| {
