@@ -1,12 +1,11 @@
 //! Evidence: the anomalies kept (paged from storage) and the control enterprises and providers
 //! declare, matched to find related parties.
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use suanli_domain::{ApplicationId, OrderId, Uscc, VoucherId};
 use suanli_service::{ErrorCode, Role, ServiceError};
@@ -14,23 +13,22 @@ use suanli_service::{ErrorCode, Role, ServiceError};
 use crate::lifecycle::{Grant, PAGE_LIMIT_MAX, Page, actor, body, permit, run};
 use crate::{ApiError, AppState, authenticate};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/anomalies", get(list_anomalies)).route("/api/v1/ownership", post(declare_ownership))
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct OwnershipJson {
+pub struct OwnershipJson {
     /// `ent-N` or `prv-N`.
+    #[schemars(regex(pattern = "^(ent|prv)-[1-9][0-9]{0,17}$"))]
     party: String,
+    #[schemars(length(min = 1, max = 64))]
     legal_representative_id: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<Uscc>")]
     shareholders: Vec<String>,
 }
 
 /// `POST /api/v1/ownership`: an enterprise or a provider declares who controls it, so related
 /// parties are found by matching both sides' declarations. Admin or the party itself.
-async fn declare_ownership(
+pub(crate) async fn declare_ownership(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<OwnershipJson>, JsonRejection>,
@@ -52,7 +50,7 @@ async fn declare_ownership(
             permit(role, &[Grant::Admin], &input.party)?;
         }
         s.declare_ownership(&actor(role), &input.party, input.legal_representative_id.as_deref(), shareholders)?;
-        Ok(s.state().ownership.get(&input.party).cloned())
+        s.state().ownership.get(&input.party).cloned().ok_or_else(|| ServiceError::not_found(&input.party))
     })
     .await
 }
@@ -61,7 +59,7 @@ async fn declare_ownership(
 /// replays, clock skew, stacking attempts, throttled logins, related parties), oldest first,
 /// paged from storage and filtered by kind and object. The platform admin and auditors see all;
 /// an authority the anomalies about its programmes' orders, vouchers and applications.
-async fn list_anomalies(
+pub(crate) async fn list_anomalies(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -79,15 +77,27 @@ async fn list_anomalies(
     let filter = suanli_store::AnomalyFilter { kind: page.kind.clone(), object: page.object.clone() };
     let offset = page.offset as u64;
     let (items, total) = visible_anomalies(&state, authority, filter, offset, limit).await?;
-    let items: Vec<serde_json::Value> = items
+    let items: Vec<AnomalyJson> = items
         .into_iter()
-        .map(|(sequence, a)| {
-            serde_json::json!({
-                "sequence": sequence, "time_s": a.time_s, "kind": a.kind, "object": a.object, "detail": a.detail
-            })
+        .map(|(sequence, a)| AnomalyJson {
+            sequence,
+            time_s: a.time_s,
+            kind: a.kind,
+            object: a.object,
+            detail: a.detail,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "total": total, "offset": offset, "limit": limit, "items": items })).into_response())
+    Ok(Json(crate::lifecycle::Paged { total, offset, limit, items }).into_response())
+}
+
+/// An anomaly kept as evidence, with its place in the audit log.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct AnomalyJson {
+    pub sequence: u64,
+    pub time_s: i64,
+    pub kind: String,
+    pub object: String,
+    pub detail: String,
 }
 
 /// One page of the anomalies kept in the log (sequence and anomaly, oldest first) and how many

@@ -12,12 +12,12 @@
 
 // Endpoints that take no body still read it (`_unused_body: Bytes`, bounded by the body limit),
 // so a client that sent one can reuse the connection.
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{
     ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
@@ -30,7 +30,6 @@ use suanli_service::{
 
 pub(crate) use crate::scope::{may_administer, may_review, order_query, visible_statements};
 pub(crate) use crate::statements::act_on_statement;
-use crate::statements::{approve_statement, issue_statement, show_statement};
 use crate::{ApiError, AppState, authenticate};
 
 /// Who may use an endpoint on a given object.
@@ -170,11 +169,14 @@ pub(crate) fn actor(role: Role) -> Actor {
 }
 
 /// Paging on lists: `limit` (at most 500, default 100) and `offset`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     #[serde(default)]
-    pub offset: usize,
+    #[schemars(range(max = 4_294_967_295u32))]
+    pub offset: u32,
+    /// The page's size [default: 100].
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<usize>,
     /// Filters some lists by programme.
     pub program: Option<String>,
@@ -200,11 +202,28 @@ impl Page {
 
     /// One page of `items` (references into the published state: only the page is serialized,
     /// nothing is copied).
-    pub(crate) fn window<T: Serialize>(&self, items: Vec<T>) -> Result<serde_json::Value, ServiceError> {
+    pub(crate) fn window<T: Serialize>(&self, items: Vec<T>) -> Result<Paged<T>, ServiceError> {
         let limit = self.limit()?;
-        let total = items.len();
-        let page: Vec<T> = items.into_iter().skip(self.offset).take(limit).collect();
-        Ok(serde_json::json!({ "total": total, "offset": self.offset, "limit": limit, "items": page }))
+        let total = items.len() as u64;
+        let items: Vec<T> = items.into_iter().skip(self.offset as usize).take(limit).collect();
+        Ok(Paged { total, offset: u64::from(self.offset), limit, items })
+    }
+}
+
+/// One page of a list: how many there are in all, where the page starts, its size, its items.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Paged<T> {
+    pub total: u64,
+    pub offset: u64,
+    pub limit: usize,
+    pub items: Vec<T>,
+}
+
+impl<T: Clone> Paged<&T> {
+    /// The page's items copied out of the published state (only the page, at most 500).
+    pub(crate) fn owned(self) -> Paged<T> {
+        let Paged { total, offset, limit, items } = self;
+        Paged { total, offset, limit, items: items.into_iter().cloned().collect() }
     }
 }
 
@@ -212,43 +231,9 @@ pub(crate) fn state_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-pub fn routes() -> Router<AppState> {
-    use axum::routing::{get, post};
-    Router::new()
-        .route("/api/v1/programs", get(list_programs).post(load_program))
-        .route("/api/v1/programs/preview", post(crate::operate::preview_program))
-        .route("/api/v1/programs/{program}", get(show_program))
-        .route("/api/v1/programs/{program}/{action}", post(program_action))
-        .route("/api/v1/enterprises", get(crate::lists::list_enterprises).post(register_enterprise))
-        .route("/api/v1/enterprises/{enterprise}", get(show_enterprise))
-        .route("/api/v1/applications", get(list_applications).post(create_application))
-        .route("/api/v1/applications/{application}", get(show_application))
-        .route("/api/v1/applications/{application}/{action}", post(application_action))
-        .route("/api/v1/vouchers/{voucher}/{action}", post(voucher_action))
-        .route("/api/v1/providers", get(crate::lists::list_providers).post(register_provider))
-        .route("/api/v1/sites", get(crate::lists::list_sites))
-        .route("/api/v1/providers/{provider}/sites", post(add_site))
-        .route("/api/v1/providers/{provider}/key", post(set_key))
-        .route("/api/v1/sites/{site}/pools", post(add_pool))
-        .route("/api/v1/sites/{site}/verify", post(verify_site))
-        .route("/api/v1/pools", get(list_pools))
-        .route("/api/v1/orders/quote", post(quote_order))
-        .route("/api/v1/orders/{order}", get(show_order))
-        .route("/api/v1/orders/{order}/{action}", post(order_action))
-        .route("/api/v1/statements", get(crate::lists::list_statements).post(issue_statement))
-        .route("/api/v1/statements/{statement}", get(show_statement))
-        .route("/api/v1/statements/{statement}/approve", post(approve_statement))
-        .route("/api/v1/sweep", post(sweep))
-        .route("/api/v1/audit/log", get(audit_log))
-        .route("/api/v1/tokens", get(crate::operate::list_tokens).post(issue_token))
-        .route("/api/v1/tokens/{token}/revoke", post(revoke_token))
-        .route("/api/v1/vouchers", get(list_vouchers))
-        .route("/api/v1/orders", get(list_orders).post(place_order))
-}
-
 // ------------------------------------------------------------------ programmes
 
-async fn list_programs(
+pub(crate) async fn list_programs(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -260,12 +245,12 @@ async fn list_programs(
             .values()
             .filter(|p| page.state.as_ref().is_none_or(|wanted| &state_name(&p.state) == wanted))
             .collect();
-        page.window(items)
+        page.window(items).map(Paged::owned)
     })
     .await
 }
 
-async fn show_program(
+pub(crate) async fn show_program(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(program): Path<String>,
@@ -273,14 +258,14 @@ async fn show_program(
     read(&state, &headers, move |s, _| s.find_program(&program).and_then(|id| s.program(id).cloned())).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProgramFileJson {
+pub struct ProgramFileJson {
     /// The programme file's TOML text.
     pub(crate) toml: String,
 }
 
-async fn load_program(
+pub(crate) async fn load_program(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<ProgramFileJson>, JsonRejection>,
@@ -294,7 +279,7 @@ async fn load_program(
     .await
 }
 
-async fn program_action(
+pub(crate) async fn program_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((program, action)): Path<(String, String)>,
@@ -340,14 +325,21 @@ pub(crate) fn act_on_program(
 
 // ------------------------------------------------------------------ enterprises
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EnterpriseJson {
+pub struct EnterpriseJson {
+    #[schemars(with = "suanli_domain::Uscc")]
     uscc: String,
+    /// At most 256 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 85))]
     name: String,
+    /// Defaults to the region in the credit code.
+    #[schemars(with = "Option<RegionCode>")]
     region: Option<String>,
+    #[schemars(with = "ApplicantKind")]
     kind: String,
     headcount: u32,
+    #[schemars(range(min = 0))]
     revenue_fen: i64,
     #[serde(default)]
     research_projects: Vec<String>,
@@ -355,7 +347,7 @@ struct EnterpriseJson {
     related_parties: Vec<String>,
 }
 
-async fn register_enterprise(
+pub(crate) async fn register_enterprise(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<EnterpriseJson>, JsonRejection>,
@@ -392,7 +384,7 @@ async fn register_enterprise(
     .await
 }
 
-async fn show_enterprise(
+pub(crate) async fn show_enterprise(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(enterprise): Path<String>,
@@ -407,17 +399,21 @@ async fn show_enterprise(
 
 // ------------------------------------------------------------------ applications
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ApplicationJson {
+pub struct ApplicationJson {
+    #[schemars(with = "EnterpriseId")]
     enterprise: String,
+    /// The programme's id or key.
+    #[schemars(length(min = 1))]
     program: String,
+    #[schemars(range(min = 1))]
     amount_fen: i64,
     #[serde(default)]
     note: String,
 }
 
-async fn create_application(
+pub(crate) async fn create_application(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<ApplicationJson>, JsonRejection>,
@@ -440,14 +436,14 @@ fn application_scope(s: &View, id: ApplicationId) -> Result<(EnterpriseId, Autho
     Ok((application.enterprise, s.program(application.program)?.authority))
 }
 
-async fn list_applications(
+pub(crate) async fn list_applications(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
     read(&state, &headers, move |s, role| {
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        page.window(visible_applications(s, role, program, page.state.as_deref()))
+        page.window(visible_applications(s, role, program, page.state.as_deref())).map(Paged::owned)
     })
     .await
 }
@@ -474,7 +470,7 @@ pub(crate) fn visible_applications<'a>(
     items
 }
 
-async fn show_application(
+pub(crate) async fn show_application(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(application): Path<String>,
@@ -488,31 +484,58 @@ async fn show_application(
             &id.to_string(),
         )?;
         let application = s.application(id)?.clone();
-        let verdicts: Vec<_> = s
+        let eligibility: Vec<_> = s
             .eligibility(application.enterprise, application.program)?
             .into_iter()
-            .map(|(rule, v)| serde_json::json!({ "rule": rule, "passed": v.passed, "reason": v.reason }))
+            .map(|(rule, v)| crate::operate::VerdictJson { rule, passed: v.passed, reason: v.reason })
             .collect();
         // A submitted application that cannot be approved as things stand says why; it holds
         // back no later application.
         let blocked = (application.state == suanli_service::model::ApplicationState::Submitted)
             .then(|| s.program(application.program).ok().and_then(|p| s.blocked_reason(&application, p)))
             .flatten();
-        Ok(serde_json::json!({ "application": application, "eligibility": verdicts, "blocked": blocked }))
+        Ok(ApplicationDetail { application, eligibility, blocked })
     })
     .await
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DecisionJson {
-    amount_fen: Option<i64>,
-    /// Approve at this rate (at most the programme's).
-    rate_bp: Option<i64>,
-    reason: Option<String>,
+/// An application with every eligibility verdict and, for a submitted one that cannot be
+/// approved as things stand, why.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ApplicationDetail {
+    pub application: suanli_service::model::Application,
+    pub eligibility: Vec<crate::operate::VerdictJson>,
+    pub blocked: Option<String>,
 }
 
-async fn application_action(
+/// Approving an application: the amount, and a rate at most the programme's.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveJson {
+    #[schemars(range(min = 1))]
+    amount_fen: i64,
+    /// Approve at this rate [default: the programme's].
+    #[schemars(range(min = 0, max = 10000))]
+    rate_bp: Option<i64>,
+}
+
+/// Why an application is rejected or a voucher suspended or revoked.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonJson {
+    #[schemars(length(min = 1, max = 500))]
+    reason: String,
+}
+
+/// The body an action requires: JSON of type `T`, sent as `application/json`.
+fn action_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, raw: &Bytes) -> Result<T, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::field("body", "this action needs a JSON body"));
+    }
+    optional_body::<Option<T>>(headers, raw)?.ok_or_else(|| ApiError::field("body", "must be a JSON object"))
+}
+
+pub(crate) async fn application_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((application, action)): Path<(String, String)>,
@@ -521,10 +544,15 @@ async fn application_action(
     known_action(&action, &["submit", "withdraw", "approve", "reject"])?;
     let id = id("application", &application, ApplicationId::parse)?;
     // Submitting and withdrawing need no body.
-    let input: DecisionJson = optional_body(&headers, &raw)?;
-    let amount = input.amount_fen.map(|a| fen("amount_fen", a)).transpose()?;
-    let rate = input.rate_bp.map(|r| RateBp::new(r).map_err(|e| ApiError::field("rate_bp", e))).transpose()?;
-    let decision = Decision { amount, rate, reason: input.reason };
+    let decision = match action.as_str() {
+        "approve" => {
+            let input: ApproveJson = action_body(&headers, &raw)?;
+            let rate = input.rate_bp.map(|r| RateBp::new(r).map_err(|e| ApiError::field("rate_bp", e))).transpose()?;
+            Decision { amount: Some(fen("amount_fen", input.amount_fen)?), rate, reason: None }
+        }
+        "reject" => Decision { reason: Some(action_body::<ReasonJson>(&headers, &raw)?.reason), ..Decision::default() },
+        _ => Decision::default(),
+    };
     run(&state, &headers, move |s, role| act_on_application(s, role, id, &action, &decision)).await
 }
 
@@ -592,7 +620,7 @@ pub fn voucher_scope(s: &View, id: VoucherId) -> Result<(EnterpriseId, Authority
     Ok((voucher.enterprise, s.program(voucher.program)?.authority))
 }
 
-async fn voucher_action(
+pub(crate) async fn voucher_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((voucher, action)): Path<(String, String)>,
@@ -600,8 +628,12 @@ async fn voucher_action(
 ) -> Result<Response, ApiError> {
     let id = id("voucher", &voucher, VoucherId::parse)?;
     known_action(&action, &["suspend", "reinstate", "revoke"])?;
-    let input: DecisionJson = optional_body(&headers, &raw)?;
-    run(&state, &headers, move |s, role| act_on_voucher(s, role, id, &action, input.reason.as_deref())).await
+    // Reinstating needs no body.
+    let reason = match action.as_str() {
+        "reinstate" => None,
+        _ => Some(action_body::<ReasonJson>(&headers, &raw)?.reason),
+    };
+    run(&state, &headers, move |s, role| act_on_voucher(s, role, id, &action, reason.as_deref())).await
 }
 
 /// Suspends, reinstates or revokes a voucher as `role` (the API and the console).
@@ -629,11 +661,15 @@ pub(crate) fn act_on_voucher(
 
 // ------------------------------------------------------------------ providers
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ProviderJson {
+pub struct ProviderJson {
+    #[schemars(with = "suanli_domain::Uscc")]
     uscc: String,
+    /// At most 256 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 85))]
     name: String,
+    #[schemars(with = "OperatorKind")]
     operator: String,
 }
 
@@ -642,7 +678,7 @@ fn operator(text: &str) -> Result<OperatorKind, ApiError> {
         .ok_or_else(|| ApiError::field("operator", "must be government, state_owned or commercial"))
 }
 
-async fn register_provider(
+pub(crate) async fn register_provider(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<ProviderJson>, JsonRejection>,
@@ -658,20 +694,30 @@ async fn register_provider(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SiteJson {
+pub struct SiteJson {
+    /// At most 256 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 85))]
     name: String,
+    #[schemars(length(min = 1, max = 85))]
     hub: String,
+    #[schemars(with = "RegionCode")]
     region: String,
+    #[schemars(range(min = -90.0, max = 90.0))]
     latitude: f64,
+    #[schemars(range(min = -180.0, max = 180.0))]
     longitude: f64,
+    /// Defaults to the provider's.
+    #[schemars(with = "Option<OperatorKind>")]
     operator: Option<String>,
+    #[schemars(range(min = 1))]
     power_price_fen_per_kwh: Option<i64>,
+    #[schemars(range(min = 1.0, max = 3.0))]
     pue: Option<f64>,
 }
 
-async fn add_site(
+pub(crate) async fn add_site(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(provider): Path<String>,
@@ -705,13 +751,15 @@ async fn add_site(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct KeyJson {
+pub struct KeyJson {
+    /// The Ed25519 public key, 64 lower-case hex characters.
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     public_key_hex: String,
 }
 
-async fn set_key(
+pub(crate) async fn set_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(provider): Path<String>,
@@ -727,19 +775,23 @@ async fn set_key(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PoolJson {
+pub struct PoolJson {
+    /// A registered chip, in any case, or an alias.
+    #[schemars(length(min = 1, max = 64), regex(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
     chip: String,
+    #[schemars(range(min = 1, max = 1_000_000))]
     gpus: u32,
     /// Optional: the chip registry decides; a declaration that disagrees is refused.
     domestic: Option<bool>,
+    #[schemars(range(min = 1))]
     price_fen_per_gpu_hour: i64,
 }
 
 /// `POST /api/v1/sites/{site}/verify`: the platform admin confirms the site's operator kind and
 /// region; only a verified site counts as government-run or within a region.
-async fn verify_site(
+pub(crate) async fn verify_site(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(site): Path<String>,
@@ -755,7 +807,7 @@ async fn verify_site(
     .await
 }
 
-async fn add_pool(
+pub(crate) async fn add_pool(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(site): Path<String>,
@@ -782,26 +834,33 @@ async fn add_pool(
     .await
 }
 
-async fn list_pools(
+pub(crate) async fn list_pools(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    read(&state, &headers, move |s, _| page.window(s.state().pools.values().collect())).await
+    read(&state, &headers, move |s, _| page.window(s.state().pools.values().collect()).map(Paged::owned)).await
 }
 
 // ------------------------------------------------------------------ orders
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct OrderJson {
+pub struct OrderJson {
+    #[schemars(with = "EnterpriseId")]
     enterprise: String,
+    #[schemars(with = "VoucherId")]
     voucher: String,
     /// Pins a pool; without it the placement engine chooses.
+    #[schemars(with = "Option<PoolId>")]
     pool: Option<String>,
+    #[schemars(length(min = 1, max = 64), regex(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
     chip: Option<String>,
+    #[schemars(range(min = 1, max = 1_000_000))]
     gpus: u32,
+    #[schemars(range(min = 1, max = 8784))]
     hours: u32,
+    #[schemars(with = "Purpose")]
     purpose: String,
 }
 
@@ -821,7 +880,7 @@ impl OrderJson {
     }
 }
 
-async fn quote_order(
+pub(crate) async fn quote_order(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<OrderJson>, JsonRejection>,
@@ -830,16 +889,21 @@ async fn quote_order(
     read(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         match pool {
-            Some(pool) => {
-                Ok(serde_json::json!({ "chosen": s.quote(&request.pinned(pool))?, "alternatives": [], "excluded": [] }))
-            }
-            None => Ok(serde_json::to_value(s.choose_pool(&request)?).expect("serializes")),
+            Some(pool) => Ok(suanli_service::PoolChoice {
+                chosen: s.quote(&request.pinned(pool))?,
+                underused_credit_fen: 0,
+                domestic_credit_fen: 0,
+                alternatives: Vec::new(),
+                excluded: Vec::new(),
+                excluded_why: Vec::new(),
+            }),
+            None => s.choose_pool(&request),
         }
     })
     .await
 }
 
-async fn place_order(
+pub(crate) async fn place_order(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<OrderJson>, JsonRejection>,
@@ -857,7 +921,7 @@ async fn place_order(
 }
 
 /// An order's enterprise, provider and programme authority.
-async fn show_order(
+pub(crate) async fn show_order(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(order): Path<String>,
@@ -895,7 +959,7 @@ pub(crate) async fn seen_order(
     Ok(order)
 }
 
-async fn order_action(
+pub(crate) async fn order_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((order, action)): Path<(String, String)>,
@@ -964,15 +1028,20 @@ pub(crate) fn act_on_order(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ExtendJson {
+pub struct ExtendJson {
+    #[schemars(range(min = 1, max = 8784))]
     hours: u32,
 }
 
 // ------------------------------------------------------------------ sweep, audit
 
-async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn sweep(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    _unused_body: Bytes,
+) -> Result<Response, ApiError> {
     run(&state, &headers, move |s, role| {
         permit_endpoint(role, &[Grant::Admin], "the expiry sweep")?;
         s.sweep(&actor(role))
@@ -980,8 +1049,8 @@ async fn sweep(State(state): State<AppState>, headers: HeaderMap, _unused_body: 
     .await
 }
 
-#[derive(Serialize, Clone)]
-pub(crate) struct LogEntryJson {
+#[derive(Serialize, Clone, schemars::JsonSchema)]
+pub struct LogEntryJson {
     sequence: u64,
     time_s: i64,
     actor: String,
@@ -1011,7 +1080,7 @@ impl From<suanli_store::LogEntry> for LogEntryJson {
     }
 }
 
-async fn audit_log(
+pub(crate) async fn audit_log(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -1025,21 +1094,24 @@ async fn audit_log(
     // Sequences have no gaps, so the entries after `offset` are the page from `offset` on.
     let (entries, total) = state.writer.log_page(page.offset as u64, limit).await??;
     let items: Vec<LogEntryJson> = entries.into_iter().map(LogEntryJson::from).collect();
-    Ok(Json(serde_json::json!({ "total": total, "offset": page.offset, "limit": limit, "items": items }))
-        .into_response())
+    Ok(Json(Paged { total, offset: page.offset as u64, limit, items }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenJson {
+pub struct TokenJson {
+    #[schemars(regex(
+        pattern = "^(admin|auditor|(authority-admin|authority-reviewer):ath-[1-9][0-9]{0,17}|enterprise:ent-[1-9][0-9]{0,17}|provider:prv-[1-9][0-9]{0,17})$"
+    ))]
     role: String,
-    /// Seconds the token lasts [default: 90 days; at most a year].
+    /// Seconds the token lasts [default: 90 days; at most 366 days].
+    #[schemars(range(min = 60, max = 31_622_400))]
     expires_in_s: Option<i64>,
 }
 
 /// `POST /api/v1/tokens`: the platform admin issues a machine token for a role; the secret is
 /// answered once and kept only hashed.
-async fn issue_token(
+pub(crate) async fn issue_token(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<TokenJson>, JsonRejection>,
@@ -1053,12 +1125,29 @@ async fn issue_token(
         let ttl = input.expires_in_s.unwrap_or(suanli_service::access::TOKEN_TTL_DEFAULT_S);
         let id = s.issue_token_for(&actor(role), role_for, &hash, ttl)?;
         let expires_at = s.state().tokens[&id].expires_at_s.map(suanli_service::calendar::format_timestamp);
-        Ok(serde_json::json!({ "token": secret, "token_id": id, "role": role_for.to_string(), "expires_at": expires_at }))
+        Ok(IssuedToken { token: secret, token_id: id, role: role_for.to_string(), expires_at })
     })
     .await
 }
 
-async fn revoke_token(
+/// A token just issued: its secret, shown this once.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct IssuedToken {
+    pub token: String,
+    pub token_id: u64,
+    pub role: String,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+}
+
+/// A token revoked.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RevokedToken {
+    pub token_id: u64,
+    pub revoked: bool,
+}
+
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
@@ -1072,13 +1161,13 @@ async fn revoke_token(
     run(&state, &headers, move |s, role| {
         permit_endpoint(role, &[Grant::Admin], "tokens")?;
         s.revoke_token(&actor(role), id)?;
-        Ok(serde_json::json!({ "token_id": id, "revoked": true }))
+        Ok(RevokedToken { token_id: id, revoked: true })
     })
     .await
 }
 
 /// Vouchers within the caller's scope (paged; filter by program and state).
-async fn list_vouchers(
+pub(crate) async fn list_vouchers(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -1088,7 +1177,7 @@ async fn list_vouchers(
             return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not list vouchers")));
         }
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        page.window(visible_vouchers(s, role, program, page.state.as_deref()))
+        page.window(visible_vouchers(s, role, program, page.state.as_deref())).map(Paged::owned)
     })
     .await
 }
@@ -1113,7 +1202,7 @@ pub(crate) fn visible_vouchers<'a>(
 }
 
 /// Orders within the caller's scope (paged; filter by program and state).
-async fn list_orders(
+pub(crate) async fn list_orders(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -1126,6 +1215,5 @@ async fn list_orders(
     let offset = page.offset;
     let found =
         state.writer.read_log(move |reader| Ok(view.orders_page(&query, offset as u64, limit, reader))).await???;
-    Ok(Json(serde_json::json!({ "total": found.total, "offset": offset, "limit": limit, "items": found.orders }))
-        .into_response())
+    Ok(Json(Paged { total: found.total as u64, offset: offset as u64, limit, items: found.orders }).into_response())
 }

@@ -38,10 +38,13 @@ pub fn new_secret() -> Result<String, String> {
     Ok(format!("sl_{}", hex(&bytes)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginJson {
+    /// At most 256 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 85))]
     name: String,
+    #[schemars(length(min = 1, max = 256))]
     password: String,
 }
 
@@ -195,13 +198,22 @@ pub async fn login(
     let Json(input) = input.map_err(ApiError::from_json)?;
     let address = address.map(|Extension(ClientAddress(ip))| ip);
     let done = log_in(&state, address, &input.name, &input.password).await?;
-    Ok(Json(serde_json::json!({
-        "token": done.secret,
-        "token_id": done.token_id,
-        "role": done.role.to_string(),
-        "expires_in_s": done.ttl_s
-    }))
+    Ok(Json(LoginAnswer {
+        token: done.secret,
+        token_id: done.token_id,
+        role: done.role.to_string(),
+        expires_in_s: done.ttl_s,
+    })
     .into_response())
+}
+
+/// A login's answer: the bearer token (shown this once), its id, the role and its lifetime.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct LoginAnswer {
+    pub token: String,
+    pub token_id: u64,
+    pub role: String,
+    pub expires_in_s: i64,
 }
 
 /// A successful login: a new token for the user's role.

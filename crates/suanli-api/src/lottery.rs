@@ -2,12 +2,11 @@
 //! a seed's SHA-256 before the round closes, reveals the seed to draw after it, and anyone who may
 //! read the outcome sees each round redone from its seed (`suanli_service::lottery`).
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_service::calendar::parse_timestamp;
 use suanli_service::model::LotteryRound;
@@ -16,30 +15,35 @@ use suanli_service::{Actor, Role, Service, ServiceError, View};
 use crate::lifecycle::{Grant, PUBLIC, body, permit_seen, read, run};
 use crate::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/programs/{program}/lottery", get(rounds))
-        .route("/api/v1/programs/{program}/lottery/commit", post(commit))
-        .route("/api/v1/programs/{program}/lottery/draw", post(draw))
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CommitJson {
+pub struct CommitJson {
+    /// The hex SHA-256 of the seed's UTF-8 bytes.
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     seed_sha256: String,
     /// RFC 3339: applications submitted before it take part; the draw comes after it.
+    #[schemars(extend("format" = "date-time"))]
     closes_at: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct DrawJson {
+pub struct DrawJson {
+    /// 1 to 200 characters, none a control character.
+    #[schemars(length(min = 1, max = 200), regex(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
     seed: String,
 }
 
+/// A programme's lottery rounds.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Rounds {
+    program: suanli_domain::ProgramId,
+    rounds: Vec<RoundJson>,
+}
+
 /// A round with the result of redoing it from its seed.
-#[derive(Serialize)]
-struct RoundJson {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RoundJson {
     #[serde(flatten)]
     round: LotteryRound,
     /// For a drawn round: the seed matches the commitment and the draw redone from it is the one
@@ -57,7 +61,7 @@ pub(crate) fn permit_admin(s: &View, role: Role, program: &str) -> Result<suanli
     Ok(id)
 }
 
-async fn commit(
+pub(crate) async fn commit(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(program): Path<String>,
@@ -74,7 +78,7 @@ async fn commit(
     .await
 }
 
-async fn draw(
+pub(crate) async fn draw(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(program): Path<String>,
@@ -88,7 +92,7 @@ async fn draw(
     .await
 }
 
-async fn rounds(
+pub(crate) async fn rounds(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(program): Path<String>,
@@ -110,7 +114,7 @@ async fn rounds(
                 }
             })
             .collect();
-        Ok(serde_json::json!({ "program": id, "rounds": rounds }))
+        Ok(Rounds { program: id, rounds })
     })
     .await
 }

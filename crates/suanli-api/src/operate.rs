@@ -1,14 +1,12 @@
 //! The platform's running: a provider changes or retires its pools; the platform admin keeps the
 //! people who log in (add, disable, enable, set a password) and sees the tokens issued.
 
-use axum::Router;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::post;
-use axum::{Json, routing::get};
 use serde::{Deserialize, Serialize};
 use suanli_domain::PoolId;
 use suanli_service::{Role, Service, ServiceError};
@@ -16,18 +14,13 @@ use suanli_service::{Role, Service, ServiceError};
 use crate::lifecycle::{Grant, PUBLIC, Page, body, fen, id, known_action, permit_endpoint, permit_seen, read, run};
 use crate::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/pools/{pool}", post(change_pool))
-        .route("/api/v1/pools/{pool}/retire", post(retire_pool))
-        .route("/api/v1/users", get(list_users).post(add_user))
-        .route("/api/v1/users/{name}/{action}", post(user_action))
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
 pub struct PoolChangeJson {
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub gpus: Option<u32>,
+    #[schemars(range(min = 1))]
     pub price_fen_per_gpu_hour: Option<i64>,
 }
 
@@ -54,7 +47,7 @@ pub(crate) fn act_on_pool(
     }
 }
 
-async fn change_pool(
+pub(crate) async fn change_pool(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(pool): Path<String>,
@@ -70,7 +63,7 @@ async fn change_pool(
     .await
 }
 
-async fn retire_pool(
+pub(crate) async fn retire_pool(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(pool): Path<String>,
@@ -85,7 +78,7 @@ async fn retire_pool(
 }
 
 /// A person who logs in, as the admin sees it: never the password's hash.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct UserJson {
     pub name: String,
     pub role: String,
@@ -106,7 +99,7 @@ pub(crate) fn users(s: &suanli_service::View) -> Vec<UserJson> {
         .collect()
 }
 
-async fn list_users(
+pub(crate) async fn list_users(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -118,11 +111,16 @@ async fn list_users(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInputJson {
+    #[schemars(regex(pattern = "^[a-z0-9._-]{1,64}$"))]
     name: String,
+    #[schemars(regex(
+        pattern = "^(admin|auditor|(authority-admin|authority-reviewer):ath-[1-9][0-9]{0,17}|enterprise:ent-[1-9][0-9]{0,17}|provider:prv-[1-9][0-9]{0,17})$"
+    ))]
     role: String,
+    #[schemars(length(min = 10, max = 256))]
     password: String,
 }
 
@@ -141,7 +139,7 @@ pub(crate) async fn new_password_hash(password: String) -> Result<String, ApiErr
         .map_err(|e| ApiError::from(ServiceError::new(suanli_service::ErrorCode::Internal, e)))
 }
 
-async fn add_user(
+pub(crate) async fn add_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     input: Result<Json<UserInputJson>, JsonRejection>,
@@ -153,19 +151,20 @@ async fn add_user(
     run(&state, &headers, move |s, role| {
         permit_endpoint(role, &[Grant::Admin], "users")?;
         s.add_user(&suanli_service::Actor::of(role), &input.name, role_for, &phc)?;
-        Ok(users(s).into_iter().find(|u| u.name == input.name))
+        users(s).into_iter().find(|u| u.name == input.name).ok_or_else(|| ServiceError::not_found(&input.name))
     })
     .await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordJson {
+pub struct PasswordJson {
+    #[schemars(length(min = 10, max = 256))]
     password: String,
 }
 
 /// `disable | enable | password {password}` on a person. Admin.
-async fn user_action(
+pub(crate) async fn user_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
@@ -184,7 +183,7 @@ async fn user_action(
     };
     run(&state, &headers, move |s, role| {
         act_on_user(s, role, &name, &action, phc.as_deref())?;
-        Ok(users(s).into_iter().find(|u| u.name == name))
+        users(s).into_iter().find(|u| u.name == name).ok_or_else(|| ServiceError::not_found(&name))
     })
     .await
 }
@@ -208,7 +207,8 @@ pub(crate) fn act_on_user(
 }
 
 /// A token as the admin sees it: never its secret or the secret's hash.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "TokenListed")]
 pub struct TokenJson {
     pub token_id: String,
     pub role: String,
@@ -249,7 +249,7 @@ pub(crate) async fn list_tokens(
 
 /// A programme file's preview: its checked terms, how many registered enterprises each rule
 /// admits, and every enterprise's verdicts.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct PreviewJson {
     pub terms: suanli_service::model::ProgramTerms,
     pub enterprises_registered: usize,
@@ -258,13 +258,13 @@ pub struct PreviewJson {
     pub enterprises: Vec<EnterpriseVerdicts>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RuleCount {
     pub rule: String,
     pub admitted: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct EnterpriseVerdicts {
     pub enterprise: String,
     pub name: String,
@@ -272,7 +272,7 @@ pub struct EnterpriseVerdicts {
     pub verdicts: Vec<VerdictJson>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct VerdictJson {
     pub rule: String,
     pub passed: bool,

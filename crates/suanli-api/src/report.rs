@@ -2,12 +2,10 @@
 //! (`View::outcome`), for its authority and the platform's overseers.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use suanli_service::evaluation::WINDOW_DAYS_DEFAULT;
 use suanli_service::outcome::Outcome;
@@ -15,10 +13,6 @@ use suanli_service::{Role, ServiceError, View};
 
 use crate::lifecycle::{Grant, PUBLIC, permit_seen};
 use crate::{ApiError, AppState, authenticate};
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/programs/{program}/outcome", get(outcome))
-}
 
 /// A programme's outcome, to its authority (admin or reviewer), the admin and the auditor;
 /// everyone may know the programme exists, so the others are told they may not read this.
@@ -30,9 +24,11 @@ pub(crate) fn seen_outcome(s: &View, role: Role, program: &str) -> Result<Outcom
 }
 
 /// `?window_days=` (1–366, default 28): the weeks the load comparison covers on each side.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct OutcomeQuery {
+pub struct OutcomeQuery {
+    /// Days the load comparison covers on each side [default: 28].
+    #[schemars(range(min = 1, max = 366))]
     window_days: Option<i64>,
 }
 
@@ -52,7 +48,7 @@ pub(crate) async fn outcome_with_load(
     Ok(outcome?)
 }
 
-async fn outcome(
+pub(crate) async fn outcome(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(program): Path<String>,

@@ -15,11 +15,16 @@ use suanli_service::{Role, Service, ServiceError, View};
 use crate::lifecycle::{Grant, PUBLIC, actor, body, id, permit, permit_seen, run};
 use crate::{ApiError, AppState, authenticate};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct StatementJson {
+pub struct StatementJson {
+    #[schemars(with = "ProviderId")]
     provider: String,
+    /// The programme's id or key.
+    #[schemars(length(min = 1))]
     program: String,
+    /// `2026-03`.
+    #[schemars(regex(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
     month: String,
 }
 

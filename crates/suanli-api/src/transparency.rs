@@ -22,7 +22,28 @@ use crate::{ApiError, AppState, authenticate};
 pub async fn latest(State(state): State<AppState>) -> Result<Response, ApiError> {
     let signer =
         state.writer.heads().ok_or_else(|| ApiError::not_found("heads: this server publishes no signed heads"))?;
-    Ok(Json(serde_json::json!({ "head": signer.latest(), "public_key": signer.public_key_hex() })).into_response())
+    Ok(Json(LatestHead { head: signer.latest(), public_key: signer.public_key_hex() }).into_response())
+}
+
+/// The newest signed head (none before the first) and the hex Ed25519 key heads are signed with.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct LatestHead {
+    pub head: Option<suanli_service::heads::Head>,
+    pub public_key: String,
+}
+
+/// Entry `sequence` of the log, its leaf hash and the RFC 9162 audit path to the root of the
+/// first `size` entries, with the signed head of that size when there is one.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Proof {
+    pub sequence: u64,
+    pub size: u64,
+    pub leaf_index: u64,
+    pub leaf_hash: String,
+    pub path: Vec<String>,
+    pub root: String,
+    pub head: Option<suanli_service::heads::Head>,
+    pub entry: LogEntryJson,
 }
 
 /// `POST /api/v1/heads`: signs and publishes a head of the log as it is now. Admin.
@@ -37,10 +58,11 @@ pub async fn publish(
     Ok(Json(head).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProofQuery {
     /// The entry's sequence.
+    #[schemars(range(min = 1))]
     sequence: u64,
     /// The tree size to prove against [default: the latest signed head's].
     size: Option<u64>,
@@ -91,16 +113,16 @@ pub async fn proof(
         })
         .await??;
     let head = latest.filter(|h| h.log_size == size);
-    Ok(Json(serde_json::json!({
-        "sequence": sequence,
-        "size": size,
-        "leaf_index": sequence - 1,
-        "leaf_hash": hex(&merkle::leaf_hash(&entry.hash)),
-        "path": path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-        "root": hex(&root),
-        "head": head,
-        "entry": LogEntryJson::from(entry),
-    }))
+    Ok(Json(Proof {
+        sequence,
+        size,
+        leaf_index: sequence - 1,
+        leaf_hash: hex(&merkle::leaf_hash(&entry.hash)),
+        path: path.iter().map(|h| hex(h)).collect(),
+        root: hex(&root),
+        head,
+        entry: LogEntryJson::from(entry),
+    })
     .into_response())
 }
 

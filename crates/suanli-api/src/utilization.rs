@@ -4,12 +4,11 @@
 //! (`GET /api/v1/utilization`) from storage beside the writer. NATS takes the same batches
 //! (`nats`, a message with header `Suanli-Kind: utilization`).
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{PoolId, ProviderId, SiteId};
 use suanli_service::access::verify_utilization;
@@ -22,12 +21,6 @@ use suanli_wire::{SampleResult, UtilizationAnswer};
 
 use crate::writer::Writer;
 use crate::{ApiError, AppState, authenticate};
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/providers/{provider}/utilization", post(post_utilization))
-        .route("/api/v1/utilization", get(series))
-}
 
 /// The batch a provider sends, defined once in `suanli-wire` for the server and connectors.
 pub use suanli_wire::UtilizationBatch;
@@ -71,7 +64,7 @@ pub(crate) fn results(outcomes: Vec<UtilizationOutcome>) -> UtilizationAnswer {
     UtilizationAnswer { results }
 }
 
-async fn post_utilization(
+pub(crate) async fn post_utilization(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(provider): Path<String>,
@@ -97,21 +90,39 @@ async fn post_utilization(
 }
 
 /// `GET /api/v1/utilization?pool=|site=|hub=&from=&to=&step=hour|day`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SeriesQuery {
+pub struct SeriesQuery {
+    /// Name exactly one of pool, site or hub.
+    #[schemars(with = "Option<suanli_domain::PoolId>")]
     pool: Option<String>,
+    #[schemars(with = "Option<SiteId>")]
     site: Option<String>,
+    #[schemars(length(min = 1, max = 85))]
     hub: Option<String>,
+    /// RFC 3339 [default: a week before `to`].
+    #[schemars(extend("format" = "date-time"))]
     from: Option<String>,
+    /// RFC 3339 [default: now].
+    #[schemars(extend("format" = "date-time"))]
     to: Option<String>,
+    #[schemars(with = "Option<Step>")]
     step: Option<String>,
+}
+
+/// A series' bucket: an hour or a day.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Step {
+    Hour,
+    Day,
 }
 
 /// One bucket of a series: the sums over its samples (of every pool named) and the load,
 /// `busy_sum / gpus_sum` in basis points.
-#[derive(Serialize)]
-struct SeriesPoint {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct SeriesPoint {
     at: String,
     load_bp: Option<u32>,
     busy_sum: i64,
@@ -155,7 +166,7 @@ fn pools_of(view: &View, role: Role, query: &SeriesQuery) -> Result<(String, Vec
     Ok((hub, s.pools.values().filter(|p| sites.contains(&p.site)).map(|p| p.id.get()).collect()))
 }
 
-async fn series(
+pub(crate) async fn series(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<SeriesQuery>, QueryRejection>,
@@ -195,12 +206,16 @@ async fn series(
         })
         .collect();
     let step = if step == HOUR_S { "hour" } else { "day" };
-    Ok(Json(serde_json::json!({
-        "of": name,
-        "step": step,
-        "from": format_timestamp(from),
-        "to": format_timestamp(to),
-        "points": points,
-    }))
-    .into_response())
+    Ok(Json(Series { of: name, step, from: format_timestamp(from), to: format_timestamp(to), points }).into_response())
+}
+
+/// The load series of a pool, site or hub: what it is of, the step, the range (RFC 3339) and one
+/// point per bucket.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Series {
+    of: String,
+    step: &'static str,
+    from: String,
+    to: String,
+    points: Vec<SeriesPoint>,
 }

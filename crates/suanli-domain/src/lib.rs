@@ -12,6 +12,8 @@ pub mod region;
 pub mod uscc;
 
 #[cfg(feature = "serde")]
+mod schema_impls;
+#[cfg(feature = "serde")]
 mod serde_impls;
 
 pub use eligibility::{ApplicantKind, KindError, Profile, Rule, RuleError, Verdict, Wording};

@@ -23,7 +23,7 @@ use crate::service::View;
 pub const WINDOW_DAYS_DEFAULT: i64 = 28;
 
 /// One site's load (basis points of its GPUs busy, mean of the samples) around the pivot.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SiteLoad {
     pub site: SiteId,
     pub name: String,
@@ -46,7 +46,7 @@ pub struct SiteLoad {
 /// A difference of two groups' means with its 95% interval (Welch's): for the load effect, of
 /// the sites' changes in load in percentage points; for a lottery, of the compute bought per
 /// enterprise in fen.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Estimate {
     /// Treated mean less control mean.
     pub estimate: f64,
@@ -61,7 +61,7 @@ pub struct Estimate {
     pub control_mean: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LoadEffect {
     /// When the programme's first order was placed: the line between before and after.
     pub pivot_s: Option<i64>,

@@ -24,7 +24,7 @@ use crate::calendar::format_timestamp;
 pub const HEAD_DOMAIN: &str = "suanli-signed-head-v1";
 
 /// A signed head, as published.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Head {
     pub version: u32,

@@ -13,7 +13,7 @@ use suanli_domain::{
 };
 
 /// What the subsidised compute is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     Training,
@@ -40,7 +40,7 @@ impl Purpose {
 }
 
 /// Who runs a data centre.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperatorKind {
     Government,
@@ -65,7 +65,7 @@ impl OperatorKind {
 }
 
 /// Which providers a programme's vouchers may be spent at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProviderRule {
     Any,
@@ -105,21 +105,21 @@ impl std::fmt::Display for Stacking {
 
 /// May an enterprise hold this programme's voucher alongside vouchers of other programmes, and
 /// up to what total face value across all of them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stacking {
     pub allowed: bool,
     pub cap_fen: Option<Fen>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedRule {
     pub name: String,
     pub rule: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProgramState {
     Draft,
@@ -128,7 +128,7 @@ pub enum ProgramState {
     Finished,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Authority {
     pub id: AuthorityId,
     pub region: RegionCode,
@@ -136,7 +136,7 @@ pub struct Authority {
 }
 
 /// The terms of a programme, as its file states them (checked).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProgramTerms {
     pub key: String,
     pub name: String,
@@ -168,7 +168,7 @@ pub struct ProgramTerms {
     pub eligibility: Vec<NamedRule>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Allocation {
     #[default]
@@ -191,7 +191,7 @@ impl Allocation {
 
 /// One lottery round of a programme: the seed's SHA-256 committed before the round closes, then
 /// the seed revealed and the draw made from it (`lottery::draw`), which anyone can redo.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LotteryRound {
     pub round: u32,
     /// Hex SHA-256 of the seed's UTF-8 bytes.
@@ -247,7 +247,7 @@ impl LotteryRound {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Program {
     pub id: ProgramId,
     pub authority: AuthorityId,
@@ -264,7 +264,7 @@ pub struct Program {
     pub lotteries: Vec<LotteryRound>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Enterprise {
     pub id: EnterpriseId,
     pub uscc: Uscc,
@@ -280,7 +280,7 @@ pub struct Enterprise {
     pub paid_fen: Fen,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplicationState {
     Draft,
@@ -290,7 +290,7 @@ pub enum ApplicationState {
     Withdrawn,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Application {
     pub id: ApplicationId,
     pub enterprise: EnterpriseId,
@@ -306,7 +306,7 @@ pub struct Application {
     pub voucher: Option<VoucherId>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VoucherState {
     Active,
@@ -315,7 +315,7 @@ pub enum VoucherState {
     Expired,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Voucher {
     pub id: VoucherId,
     pub enterprise: EnterpriseId,
@@ -355,7 +355,7 @@ impl Voucher {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Provider {
     pub id: ProviderId,
     pub uscc: Uscc,
@@ -367,7 +367,7 @@ pub struct Provider {
 }
 
 /// A data-centre site as its provider describes it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SiteSpec {
     pub provider: ProviderId,
     pub name: String,
@@ -380,7 +380,7 @@ pub struct SiteSpec {
     pub pue: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Site {
     pub id: SiteId,
     #[serde(flatten)]
@@ -391,7 +391,7 @@ pub struct Site {
     pub verified_at_s: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pool {
     pub id: PoolId,
     pub site: SiteId,
@@ -406,7 +406,7 @@ pub struct Pool {
     pub retired_at_s: Option<i64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     Placed,
@@ -428,7 +428,7 @@ impl OrderState {
 }
 
 /// A price for an order before it is placed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Quote {
     pub pool: PoolId,
     pub gpu_count: u32,
@@ -442,7 +442,7 @@ pub struct Quote {
     pub limited_by: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Order {
     pub id: OrderId,
     pub enterprise: EnterpriseId,
@@ -485,7 +485,7 @@ pub use suanli_wire::{UsageInput, UtilizationInput};
 
 /// What became of one utilization sample: `ok` (stored now), `exists` (the same sample was
 /// stored before) or `error` with a code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct UtilizationOutcome {
     pub pool: PoolId,
     pub at_s: i64,
@@ -497,7 +497,7 @@ pub struct UtilizationOutcome {
 }
 
 /// A usage record as priced and posted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageRecord {
     pub provider: ProviderId,
     pub input: UsageInput,
@@ -509,7 +509,7 @@ pub struct UsageRecord {
 }
 
 /// The answer to one usage record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum UsageOutcome {
     /// Priced and posted now.
@@ -533,14 +533,14 @@ pub enum UsageOutcome {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatementState {
     Issued,
     Approved,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatementLine {
     pub order: OrderId,
     pub enterprise: EnterpriseId,
@@ -554,7 +554,7 @@ pub struct StatementLine {
 
 /// Statement lines summed: what the reports keep of an approved statement's lines once they
 /// leave memory for storage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineSums {
     pub usage_records: u64,
     pub gpu_seconds: i64,
@@ -589,7 +589,7 @@ impl LineSums {
 /// What the lines of archived statements are summed by: the programme, the month recorded, the
 /// pool, and the enterprise's kind, province and size band (the outcome report's groups), so the
 /// sums stay bounded by programmes, months and pools, not by orders or enterprises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SettledKey {
     pub program: ProgramId,
     /// `(year, month)` in Asia/Shanghai.
@@ -614,7 +614,7 @@ pub fn size_band(headcount: u32) -> u8 {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Statement {
     pub id: StatementId,
     pub provider: ProviderId,
@@ -633,7 +633,7 @@ pub struct Statement {
 }
 
 /// Something a reviewer or auditor should look at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Anomaly {
     pub time_s: i64,
     pub kind: String,
@@ -645,7 +645,7 @@ pub struct Anomaly {
 /// only as the SHA-256 of the normalised identity number) and the USCCs of its organisational
 /// shareholders. Matched between the two sides of an order, it finds related parties that
 /// neither named.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ownership {
     pub legal_representative_sha256: Option<String>,
@@ -654,7 +654,7 @@ pub struct Ownership {
 
 /// A data-centre cluster of the national network, with its hub: the registry a site's hub is
 /// checked against once a deployment has imported the network (`suanli network import`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkCluster {
     pub id: String,

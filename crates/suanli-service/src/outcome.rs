@@ -19,7 +19,7 @@ use crate::service::View;
 
 /// What became of the programme's vouchers (each counted once in `used`, `partly_used` or
 /// `unused`; `expired` and `revoked` count states across those).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VoucherOutcomes {
     pub issued: u64,
     /// Every fen went to compute (or is held for a running order); none went back.
@@ -32,7 +32,7 @@ pub struct VoucherOutcomes {
 }
 
 /// Usage and money of one group (a chip, a hub, an operator kind, an enterprise kind...).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Group {
     pub key: String,
     pub gpu_seconds: i64,
@@ -43,7 +43,7 @@ pub struct Group {
 }
 
 /// Who was served: the enterprises holding a voucher of the programme.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Served {
     pub enterprises: u64,
     pub by_kind: Vec<Group>,
@@ -59,7 +59,7 @@ pub struct Served {
 /// A lottery round's evaluation: the compute bought on the platform (list cost of the orders
 /// placed after the draw, under any programme) per participating enterprise, drawn against not
 /// drawn. The difference is what the vouchers added (additionality), with Welch's interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RoundOutcome {
     pub round: u32,
     pub drawn_at_s: i64,
@@ -73,7 +73,7 @@ pub struct RoundOutcome {
     pub bought: Option<crate::evaluation::Estimate>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub program: ProgramId,
     pub key: String,

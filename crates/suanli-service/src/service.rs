@@ -163,7 +163,7 @@ pub struct UsageGroup {
 }
 
 /// What an expiry sweep did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct SweepReport {
     pub expired: Vec<VoucherId>,
     pub returned_fen: Fen,

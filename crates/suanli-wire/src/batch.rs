@@ -6,7 +6,7 @@ use suanli_domain::{OrderId, PoolId};
 use crate::times::{format_timestamp, parse_timestamp};
 
 /// A usage record as the service takes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageInput {
     /// The provider's id for this record; a retry carries the same id.
@@ -19,7 +19,7 @@ pub struct UsageInput {
 
 /// One utilization sample as the service takes it: at `at_s`, `busy_gpus` of the pool's GPUs
 /// were busy with any work (the platform's orders or not).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UtilizationInput {
     pub pool: PoolId,
@@ -42,20 +42,25 @@ impl FieldError {
 }
 
 /// A usage batch as a provider sends it (`POST /api/v1/providers/{provider}/usage`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageBatch {
+    #[schemars(length(min = 1, max = 4000))]
     pub records: Vec<UsageRecord>,
 }
 
 /// One usage record in JSON: ids as text (`ord-3`), times in RFC 3339.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRecord {
+    /// The provider's id for the record, the same each time it is sent.
     pub id: String,
+    #[schemars(with = "suanli_domain::OrderId")]
     pub order: String,
     pub gpu_seconds: i64,
+    #[schemars(extend("format" = "date-time"))]
     pub period_start: String,
+    #[schemars(extend("format" = "date-time"))]
     pub period_end: String,
 }
 
@@ -88,14 +93,14 @@ impl UsageRecord {
 }
 
 /// A utilization batch as a provider sends it (`POST /api/v1/providers/{provider}/utilization`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UtilizationBatch {
     pub samples: Vec<UtilizationSample>,
 }
 
 /// One utilization sample in JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UtilizationSample {
     pub pool: String,
@@ -122,14 +127,14 @@ impl UtilizationSample {
 }
 
 /// The answer to a usage batch: one result per record, in the batch's order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageAnswer {
     pub results: Vec<UsageResult>,
 }
 
 /// What became of one usage record: `ok` (priced and posted now), `exists` (posted before; these
 /// are its first figures) or `error` with a stable code and a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageResult {
     pub id: String,
     pub status: String,
@@ -146,14 +151,14 @@ pub struct UsageResult {
 }
 
 /// The answer to a utilization batch: one result per sample, in the batch's order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UtilizationAnswer {
     pub results: Vec<SampleResult>,
 }
 
 /// What became of one sample: `ok` (stored now), `exists` (the same sample was stored before)
 /// or `error` with a code and a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SampleResult {
     pub pool: String,
     /// RFC 3339.

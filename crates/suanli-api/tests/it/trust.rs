@@ -58,7 +58,8 @@ fn every_error_comes_in_the_json_shape() {
 #[test]
 fn no_token_means_401_before_anything_is_checked() {
     let app = TestApp::start();
-    for (method, route, _) in suanli_api::ROUTES {
+    for operation in suanli_api::operations::operations().iter().filter(|o| !o.is_public()) {
+        let (method, route) = (operation.method.as_str(), operation.path);
         let path = route
             .replace("{program}", "not-an-id!")
             .replace("{action}", "frobnicate")
@@ -69,7 +70,8 @@ fn no_token_means_401_before_anything_is_checked() {
             .replace("{site}", "x")
             .replace("{order}", "x")
             .replace("{statement}", "x")
-            .replace("{token}", "x");
+            .replace("{token}", "x")
+            .replace("{name}", "x");
         let (status, answer) = app.request(method, &path, None, &[], Some("{not json".into()));
         assert_eq!(status, 401, "{method} {path}: {answer}");
         assert_shape(&path, status, &answer, "unauthenticated");

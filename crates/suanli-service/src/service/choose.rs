@@ -50,7 +50,7 @@ impl PoolRequest {
 }
 
 /// The engine's answer for one order.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct PoolChoice {
     pub chosen: Quote,
     /// The policy credits behind the choice, in fen (zero or negative).

@@ -1,0 +1,70 @@
+//! The JSON Schema of each value type (feature `serde`), as `serde_impls` writes it: money as an
+//! integer count of fen, rates as basis points, ids as `prefix-N`, codes as their text. The
+//! schemas are inlined where they are used, with the same words the parsers' errors use.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use crate::{
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
+    RegionCode, SiteId, StatementId, Uscc, VoucherId,
+};
+
+macro_rules! schema {
+    ($($name:ty => $schema:tt),* $(,)?) => {$(
+        impl JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    )*};
+}
+
+schema! {
+    Fen => { "type": "integer", "format": "int64", "description": "An amount in fen (0.01 yuan)." },
+    RateBp => { "type": "integer", "minimum": 0, "maximum": 10000, "description": "A rate in basis points (10000 is 100%)." },
+    RegionCode => { "type": "string", "pattern": "^[0-9]{6}$", "description": "A GB/T 2260 administrative division code." },
+    Uscc => { "type": "string", "pattern": "^[0-9A-HJ-NPQRTUWXY]{18}$", "description": "A unified social credit code (GB 32100-2015), check character included." },
+    ApplicantKind => { "type": "string", "enum": ["sme", "startup", "research_institute"] },
+}
+
+macro_rules! id_schema {
+    ($($name:ty),* $(,)?) => {$(
+        impl JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                let pattern = format!("^{}-[1-9][0-9]{{0,18}}$", <$name>::PREFIX);
+                json_schema!({ "type": "string", "pattern": pattern, "example": format!("{}-1", <$name>::PREFIX) })
+            }
+        }
+    )*};
+}
+
+id_schema!(
+    AuthorityId,
+    ProgramId,
+    EnterpriseId,
+    ApplicationId,
+    VoucherId,
+    ProviderId,
+    SiteId,
+    PoolId,
+    OrderId,
+    StatementId
+);
