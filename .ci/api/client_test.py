@@ -1,5 +1,6 @@
 """A client generated from the server's OpenAPI document (openapi-python-client), used as a
-newcomer would: log in, list vouchers, place an order, and post signed usage as the provider.
+newcomer would: log in, list vouchers, place an order, post signed usage as the provider, and
+read it back.
 
 Run by .ci/api-contract.sh with the generated package `suanli_client` on PYTHONPATH:
     python client_test.py BASE_URL NAME PASSWORD
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from suanli_client import AuthenticatedClient, Client
 from suanli_client.api.login import log_in
-from suanli_client.api.orders import place_order, start_order, show_order
+from suanli_client.api.orders import list_order_usage, place_order, show_order, start_order
 from suanli_client.api.providers import post_usage, set_provider_key
 from suanli_client.api.tokens import issue_token
 from suanli_client.api.vouchers import list_vouchers
@@ -70,16 +71,16 @@ def main(base_url: str, name: str, password: str) -> None:
             continue
         placed = place_order.sync(
             client=admin,
-            body=OrderJson(enterprise=voucher.enterprise, voucher=voucher.id, gpus=1, hours=1, purpose=Purpose.TRAINING),
+            body=OrderJson(enterprise=voucher.enterprise, voucher=voucher.id, gpus=4, hours=1, purpose=Purpose.TRAINING),
         )
         if isinstance(placed, Order):
             order = placed
             break
-    assert order is not None, "no active voucher could place a one-GPU, one-hour order"
+    assert order is not None, "no active voucher could place a four-GPU, one-hour order"
     print(f"placed {order.id} on {order.pool} of {order.provider}: {order.hold_fen} fen held on the voucher")
 
     started = start_order.sync(order.id, client=admin)
-    assert isinstance(started, Order) and started.started_at_s, f"start: {started}"
+    assert isinstance(started, Order) and started.started_at, f"start: {started}"
 
     # The provider: a machine token and a signing key of its own, registered by the admin.
     issued = issue_token.sync(client=admin, body=TokenJson(role=f"provider:{order.provider}"))
@@ -90,9 +91,9 @@ def main(base_url: str, name: str, password: str) -> None:
     assert not isinstance(keyed, Error), f"set key: {keyed}"
     provider = AuthenticatedClient(base_url=base_url, token=issued.token, raise_on_unexpected_status=True)
 
-    time.sleep(3)  # the period must have ended by the server's clock
-    start_s = started.started_at_s
-    record = {"id": f"contract-{order.id}", "order": order.id, "gpu_seconds": 2, "start_s": start_s, "end_s": start_s + 2}
+    time.sleep(11)  # the period must have ended by the server's clock
+    start_s = int(started.started_at.timestamp())
+    record = {"id": f"contract-{order.id}", "order": order.id, "gpu_seconds": 40, "start_s": start_s, "end_s": start_s + 10}
     signature = key.sign(usage_signing_bytes(order.provider, [record])).hex()
     batch = UsageBatch(
         records=[
@@ -110,11 +111,15 @@ def main(base_url: str, name: str, password: str) -> None:
         assert isinstance(answer, UsageAnswer), f"post usage: {answer}"
         result = answer.results[0]
         assert result.status == expected, f"usage answered {result.status}: {result.code} {result.message}"
-        assert result.cost_fen == result.voucher_part_fen + result.enterprise_part_fen, result
+        assert result.cost_fen > 0 and result.cost_fen == result.voucher_part_fen + result.enterprise_part_fen, result
         print(f"usage {result.status}: cost {result.cost_fen} fen = voucher {result.voucher_part_fen} + enterprise {result.enterprise_part_fen}")
 
+    listed = list_order_usage.sync(order.id, client=provider)
+    assert listed.total == 1 and listed.items[0].id == record["id"], f"the order's usage: {listed}"
+    assert int(listed.items[0].period_start.timestamp()) == start_s, listed.items[0]
+
     seen = show_order.sync(order.id, client=admin)
-    assert isinstance(seen, Order) and seen.gpu_seconds == 2, f"the order's usage: {seen}"
+    assert isinstance(seen, Order) and seen.gpu_seconds == 40, f"the order's usage: {seen}"
     print("the generated client works: logged in, listed, placed, signed and sent usage")
 
 

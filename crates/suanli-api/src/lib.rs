@@ -29,6 +29,7 @@ pub mod report;
 pub mod schedule;
 mod scope;
 mod statements;
+pub mod times;
 pub mod transparency;
 pub mod utilization;
 pub mod writer;
@@ -82,6 +83,8 @@ pub fn router(state: AppState) -> Router {
     operations::routes()
         .merge(console::routes())
         .fallback(no_route)
+        // Instants in every JSON answer as RFC 3339.
+        .layer(axum::middleware::from_fn(times::layer))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::admit))
         // Before any part of the request is read or checked: the token.

@@ -1137,6 +1137,7 @@ pub struct IssuedToken {
     pub token_id: u64,
     pub role: String,
     /// RFC 3339.
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: Option<String>,
 }
 

@@ -1,11 +1,15 @@
-//! Lists of the collections that had none: settlement statements, enterprises, providers and
-//! sites. Each is paged (`limit`, `offset`) and holds what the caller may see, as the other lists
+//! Lists of the collections that had none: settlement statements, enterprises, providers,
+//! sites and an order's usage records. Each is paged (`limit`, `offset`) and holds what the caller may see, as the other lists
 //! do; a role that may see none of a collection is refused the list (403).
 
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use suanli_domain::{Fen, OrderId};
+use suanli_service::calendar::format_timestamp;
 use suanli_service::model::Statement;
+use suanli_service::state::{UsageEntry, UsageFacts};
 use suanli_service::{ErrorCode, Role, ServiceError};
 
 use crate::lifecycle::{Grant, Page, Paged, granted, read, state_name};
@@ -108,4 +112,72 @@ pub(crate) async fn list_sites(
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
     read(&state, &headers, move |s, _| page.window(s.state().sites.values().collect()).map(Paged::owned)).await
+}
+
+/// A usage record an order received, as its batch was first answered: recorded (`ok`, with the
+/// cost and its split) or refused (`error`, with the code and reason).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct UsageLine {
+    pub id: String,
+    pub order: OrderId,
+    pub gpu_seconds: i64,
+    /// RFC 3339.
+    #[schemars(extend("format" = "date-time"))]
+    pub period_start: String,
+    /// RFC 3339.
+    #[schemars(extend("format" = "date-time"))]
+    pub period_end: String,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    pub cost_fen: Option<Fen>,
+    pub voucher_part_fen: Option<Fen>,
+    pub enterprise_part_fen: Option<Fen>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+fn usage_line(id: String, entry: &str) -> Result<UsageLine, ServiceError> {
+    let entry: UsageEntry = serde_json::from_str(entry)
+        .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("usage record {id:?} as stored: {e}")))?;
+    let UsageFacts(order, gpu_seconds, start_s, end_s) = entry.facts();
+    let mut line = UsageLine {
+        id,
+        order,
+        gpu_seconds,
+        period_start: format_timestamp(start_s),
+        period_end: format_timestamp(end_s),
+        status: "ok",
+        cost_fen: None,
+        voucher_part_fen: None,
+        enterprise_part_fen: None,
+        code: None,
+        message: None,
+    };
+    match entry {
+        UsageEntry::Recorded(_, cost, voucher, own) => {
+            (line.cost_fen, line.voucher_part_fen, line.enterprise_part_fen) = (Some(cost), Some(voucher), Some(own));
+        }
+        UsageEntry::Refused(_, code, message) => {
+            (line.status, line.code, line.message) = ("error", Some(code), Some(message));
+        }
+    }
+    Ok(line)
+}
+
+/// The usage records an order received, in the order of their periods (paged), read from
+/// storage beside the writer. Whoever may see the order.
+pub(crate) async fn list_order_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(order): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let order = crate::lifecycle::id("order", &order, OrderId::parse)?;
+    let role = crate::authenticate(&state, &headers)?;
+    crate::lifecycle::seen_order(&state, role, order).await?;
+    let limit = page.limit()?;
+    let offset = u64::from(page.offset);
+    let (rows, total) = state.writer.read_log(move |reader| reader.order_usage(order.get(), offset, limit)).await??;
+    let items = rows.into_iter().map(|(id, entry)| usage_line(id, &entry)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(Paged { total, offset, limit, items }).into_response())
 }

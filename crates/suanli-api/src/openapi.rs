@@ -172,6 +172,7 @@ pub fn document() -> Value {
         }
     });
     tuples_as_arrays(&mut document);
+    crate::times::rewrite_schema(&mut document);
     document
 }
 

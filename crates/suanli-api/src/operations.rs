@@ -505,6 +505,16 @@ fn table() -> Vec<Operation> {
         op(Get, "/api/v1/orders/{order}", "showOrder", &[Admin, Auditor, Authority, Enterprise, Provider], "One order with its usage totals.", json::<Order>(), || {
             get(lifecycle::show_order)
         }),
+        op(
+            Get,
+            "/api/v1/orders/{order}/usage",
+            "listOrderUsage",
+            &[Admin, Auditor, Authority, Enterprise, Provider],
+            "The usage records the order received, in the order of their periods (paged), each as its batch was first answered: ok with the cost and its split, or error with the code.",
+            json::<Paged<lists::UsageLine>>(),
+            || get(lists::list_order_usage),
+        )
+        .query(page, PAGED),
         op(Post, "/api/v1/orders/{order}/start", "startOrder", &[Admin, Provider], "Start a placed order (the provider).", json::<Order>(), action!(lifecycle::order_action, "start")),
         op(Post, "/api/v1/orders/{order}/complete", "completeOrder", &[Admin, Provider, Enterprise], "Complete an order: what its voucher still holds for it returns.", json::<Order>(), action!(lifecycle::order_action, "complete")),
         op(Post, "/api/v1/orders/{order}/cancel", "cancelOrder", &[Admin, Enterprise], "Cancel an order not yet started.", json::<Order>(), action!(lifecycle::order_action, "cancel")),

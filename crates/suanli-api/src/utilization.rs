@@ -123,6 +123,7 @@ enum Step {
 /// `busy_sum / gpus_sum` in basis points.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct SeriesPoint {
+    #[schemars(extend("format" = "date-time"))]
     at: String,
     load_bp: Option<u32>,
     busy_sum: i64,
@@ -215,7 +216,9 @@ pub(crate) async fn series(
 pub struct Series {
     of: String,
     step: &'static str,
+    #[schemars(extend("format" = "date-time"))]
     from: String,
+    #[schemars(extend("format" = "date-time"))]
     to: String,
     points: Vec<SeriesPoint>,
 }

@@ -12,7 +12,7 @@ use crate::{
 };
 
 macro_rules! schema {
-    ($($name:ty => $schema:tt),* $(,)?) => {$(
+    ($($name:ty => $schema:expr),* $(,)?) => {$(
         impl JsonSchema for $name {
             fn inline_schema() -> bool {
                 true
@@ -23,48 +23,32 @@ macro_rules! schema {
             }
 
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!($schema)
+                $schema
             }
         }
     )*};
+}
+
+/// An id: `prefix-N`, N a positive number without leading zeros.
+fn id(prefix: &str) -> Schema {
+    let pattern = format!("^{prefix}-[1-9][0-9]{{0,18}}$");
+    json_schema!({ "type": "string", "pattern": pattern, "example": format!("{prefix}-1") })
 }
 
 schema! {
-    Fen => { "type": "integer", "format": "int64", "description": "An amount in fen (0.01 yuan)." },
-    RateBp => { "type": "integer", "minimum": 0, "maximum": 10000, "description": "A rate in basis points (10000 is 100%)." },
-    RegionCode => { "type": "string", "pattern": "^[0-9]{6}$", "description": "A GB/T 2260 administrative division code." },
-    Uscc => { "type": "string", "pattern": "^[0-9A-HJ-NPQRTUWXY]{18}$", "description": "A unified social credit code (GB 32100-2015), check character included." },
-    ApplicantKind => { "type": "string", "enum": ["sme", "startup", "research_institute"] },
+    Fen => json_schema!({ "type": "integer", "format": "int64", "description": "An amount in fen (0.01 yuan)." }),
+    RateBp => json_schema!({ "type": "integer", "minimum": 0, "maximum": 10000, "description": "A rate in basis points (10000 is 100%)." }),
+    RegionCode => json_schema!({ "type": "string", "pattern": "^[0-9]{6}$", "description": "A GB/T 2260 administrative division code." }),
+    Uscc => json_schema!({ "type": "string", "pattern": "^[0-9A-HJ-NPQRTUWXY]{18}$", "description": "A unified social credit code (GB 32100-2015), check character included." }),
+    ApplicantKind => json_schema!({ "type": "string", "enum": ["sme", "startup", "research_institute"] }),
+    AuthorityId => id(AuthorityId::PREFIX),
+    ProgramId => id(ProgramId::PREFIX),
+    EnterpriseId => id(EnterpriseId::PREFIX),
+    ApplicationId => id(ApplicationId::PREFIX),
+    VoucherId => id(VoucherId::PREFIX),
+    ProviderId => id(ProviderId::PREFIX),
+    SiteId => id(SiteId::PREFIX),
+    PoolId => id(PoolId::PREFIX),
+    OrderId => id(OrderId::PREFIX),
+    StatementId => id(StatementId::PREFIX),
 }
-
-macro_rules! id_schema {
-    ($($name:ty),* $(,)?) => {$(
-        impl JsonSchema for $name {
-            fn inline_schema() -> bool {
-                true
-            }
-
-            fn schema_name() -> Cow<'static, str> {
-                stringify!($name).into()
-            }
-
-            fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                let pattern = format!("^{}-[1-9][0-9]{{0,18}}$", <$name>::PREFIX);
-                json_schema!({ "type": "string", "pattern": pattern, "example": format!("{}-1", <$name>::PREFIX) })
-            }
-        }
-    )*};
-}
-
-id_schema!(
-    AuthorityId,
-    ProgramId,
-    EnterpriseId,
-    ApplicationId,
-    VoucherId,
-    ProviderId,
-    SiteId,
-    PoolId,
-    OrderId,
-    StatementId
-);

@@ -114,7 +114,9 @@ pub fn run(
     match outcome {
         Ok(reply) => {
             if common.json {
-                println!("{}", serde_json::to_string_pretty(&reply.json)?);
+                let mut json = reply.json;
+                suanli_api::times::rewrite(&mut json);
+                println!("{}", serde_json::to_string_pretty(&json)?);
             } else if !reply.text.is_empty() {
                 println!("{}", reply.text.trim_end());
             }

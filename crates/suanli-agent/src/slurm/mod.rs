@@ -105,8 +105,21 @@ struct OrderSeen {
     quote: QuoteSeen,
     #[serde(default)]
     extended_hours: u32,
+    /// RFC 3339, as the API writes instants.
+    #[serde(default, rename = "started_at", deserialize_with = "instant")]
     started_at_s: Option<i64>,
+    #[serde(default, rename = "ended_at", deserialize_with = "instant")]
     ended_at_s: Option<i64>,
+}
+
+/// An RFC 3339 instant of the API's JSON (or null) as Unix seconds.
+fn instant<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) => suanli_wire::parse_timestamp(&text)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))),
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -234,6 +234,13 @@ fn cases(app: &TestApp) -> Vec<Case> {
             &["other_authority", "other_enterprise", "other_provider"],
         ),
         case(
+            "GET",
+            "/api/v1/orders/{order}/usage",
+            format!("/api/v1/orders/{order}/usage"),
+            None,
+            &["other_authority", "other_enterprise", "other_provider"],
+        ),
+        case(
             "POST",
             "/api/v1/orders/{order}/start",
             format!("/api/v1/orders/{order}/start"),

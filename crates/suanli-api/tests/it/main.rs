@@ -357,6 +357,30 @@ fn signed_usage_is_recorded_once_and_refusals_change_nothing() {
         app.request("POST", &format!("/api/v1/providers/{}/usage", app.providers[0]), None, &[], Some("{}".into()));
     assert_eq!(status, 401);
     assert_eq!(app.usage_records(0), 21, "no refusal recorded anything");
+
+    // The order's usage, listed from storage in the order of the periods, paged.
+    let path = format!("/api/v1/orders/{}/usage", app.orders[0]);
+    let (status, page) = app.request("GET", &format!("{path}?limit=5"), Some("enterprise"), &[], None);
+    assert_eq!(status, 200, "{page}");
+    let total = page["total"].as_u64().unwrap();
+    assert!(total >= 21, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    let (_, rest) = app.request("GET", &format!("{path}?offset=20&limit=500"), Some("auditor"), &[], None);
+    assert_eq!(rest["items"].as_array().unwrap().len() as u64, total - 20, "{rest}");
+    let (_, all) = app.request("GET", &format!("{path}?limit=500"), Some("provider"), &[], None);
+    let items = all["items"].as_array().unwrap();
+    let ok: Vec<_> = items.iter().filter(|r| r["status"] == "ok").collect();
+    assert_eq!(ok.len(), 21, "{all}");
+    for record in &ok {
+        let parts = record["voucher_part_fen"].as_i64().unwrap() + record["enterprise_part_fen"].as_i64().unwrap();
+        assert_eq!(record["cost_fen"].as_i64().unwrap(), parts, "{record}");
+    }
+    let r1 = items.iter().find(|r| r["id"] == "r1").expect("r1 is listed");
+    assert_eq!(r1["gpu_seconds"], 8 * 60);
+    let starts: Vec<&str> = items.iter().map(|r| r["period_start"].as_str().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "in the order of their periods: {starts:?}");
+    let (status, _) = app.request("GET", &path, Some("other_enterprise"), &[], None);
+    assert_eq!(status, 404, "another enterprise is told the order does not exist");
 }
 
 fn bad_bodies_get_a_code_that_names_the_problem() {

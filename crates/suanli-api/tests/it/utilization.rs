@@ -164,7 +164,7 @@ fn the_outcome_report_compares_served_and_unserved_sites_by_hand() {
     let (status, answer) = app.request("GET", "/api/v1/programs/prg-1/outcome?window_days=6", Some("admin"), &[], None);
     assert_eq!(status, 200, "{answer}");
     let load = &answer["load"];
-    assert_eq!(load["pivot_s"], pivot, "{load}");
+    assert_eq!(load["pivot"], format_timestamp(pivot), "{load}");
     let sites = load["sites"].as_array().unwrap();
     let site = |id: &str| sites.iter().find(|s| s["site"] == id).unwrap().clone();
     let loads = |id: &str| (site(id)["before_bp"].as_u64(), site(id)["after_bp"].as_u64());

@@ -417,9 +417,11 @@ fn a_database_written_by_the_previous_release_opens_with_every_balance_and_every
     let dir = tempfile::tempdir().unwrap();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     std::fs::copy(fixtures.join("previous-release.db"), dir.path().join("previous.db")).unwrap();
-    let expected: serde_json::Value =
+    let mut expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("previous-release.voucher.json")).unwrap())
             .unwrap();
+    // That release wrote instants as Unix seconds; this one writes them in RFC 3339.
+    suanli_api::times::rewrite(&mut expected);
     let now = ["--database", "previous.db", "--now", "2026-03-02T11:00:00+08:00", "--json"];
     let shown = suanli(&[&["voucher", "show", "vch-1"][..], &now].concat(), dir.path());
     assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
