@@ -1,6 +1,7 @@
 //! Lists of the collections that had none: settlement statements, enterprises, providers,
-//! sites and an order's usage records. Each is paged (`limit`, `offset`) and holds what the caller may see, as the other lists
-//! do; a role that may see none of a collection is refused the list (403).
+//! sites, authorities, the network's clusters and an order's usage records. Each is paged
+//! (`limit`, `offset`) and holds what the caller may see, as the other lists do; a role that may
+//! see none of a collection is refused the list (403).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -180,4 +181,23 @@ pub(crate) async fn list_order_usage(
     let (rows, total) = state.writer.read_log(move |reader| reader.order_usage(order.get(), offset, limit)).await??;
     let items = rows.into_iter().map(|(id, entry)| usage_line(id, &entry)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(Paged { total, offset, limit, items }).into_response())
+}
+
+/// Every authority (who runs programmes, and the region it answers for), for any role.
+pub(crate) async fn list_authorities(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    read(&state, &headers, move |s, _| page.window(s.state().authorities.values().collect()).map(Paged::owned)).await
+}
+
+/// The national network's clusters as this deployment registered them (`suanli network
+/// import`), for any role: a site is verified only near a cluster of its hub.
+pub(crate) async fn list_network(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    read(&state, &headers, move |s, _| page.window(s.state().network.iter().collect()).map(Paged::owned)).await
 }

@@ -309,6 +309,26 @@ fn table() -> Vec<Operation> {
             action!(lifecycle::program_action, "amend"),
         )
         .body(schema::<lifecycle::ProgramFileJson>),
+        op(
+            Get,
+            "/api/v1/authorities",
+            "listAuthorities",
+            &[Anyone],
+            "List the authorities that run programmes, with the region each answers for (paged).",
+            json::<Paged<suanli_service::model::Authority>>(),
+            || get(lists::list_authorities),
+        )
+        .query(page, PAGED),
+        op(
+            Get,
+            "/api/v1/network",
+            "listNetworkClusters",
+            &[Anyone],
+            "List the national network's clusters this deployment registered, each with its hub and place (paged): a site is verified only near a cluster of its hub.",
+            json::<Paged<suanli_service::model::NetworkCluster>>(),
+            || get(lists::list_network),
+        )
+        .query(page, PAGED),
         // ------------------------------------------------------------ enterprises
         op(
             Get,

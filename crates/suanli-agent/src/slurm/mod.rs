@@ -169,6 +169,8 @@ impl Agent {
     /// telemetry.
     pub fn pass(&self, now_s: i64) -> Result<PassReport, AgentError> {
         let mut report = PassReport { dry_run: self.config.dry_run, ..PassReport::default() };
+        // One agent per state file at a time: two would read the same accounting twice.
+        let _lock = State::lock(&self.config.state_file)?;
         let mut slurm = Slurm::new(self.config.dry_run);
         let open = self.open_orders()?;
         report.orders_open = open.len();

@@ -56,6 +56,28 @@ impl State {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)
     }
 
+    /// Locks the state at `path` for this process (an advisory lock on `path.lock`, released
+    /// when the returned file is dropped or the process dies), or says another agent holds it.
+    pub fn lock(path: &Path) -> Result<std::fs::File, AgentError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AgentError::State(format!("{}: {e}", lock_path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::State(format!(
+                "{}: another agent is running with this state file; run one agent per state file",
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(AgentError::State(format!("{}: {e}", lock_path.display()))),
+        }
+    }
+
     /// Forgets answered records of jobs that ended before `before_s`: no later query reaches them.
     pub fn forget_before(&mut self, before_s: i64) {
         self.answered.retain(|_, end| *end >= before_s);
@@ -65,6 +87,17 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_agent_on_one_state_file_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.json");
+        let first = State::lock(&path).unwrap();
+        let refused = State::lock(&path).unwrap_err().to_string();
+        assert!(refused.contains("another agent is running"), "{refused}");
+        drop(first);
+        State::lock(&path).unwrap();
+    }
 
     #[test]
     fn the_state_round_trips_and_a_missing_file_is_a_new_state() {

@@ -46,6 +46,8 @@ fn cases(app: &TestApp) -> Vec<Case> {
     let _ = other_prv;
     vec![
         case("GET", "/api/v1/programs", "/api/v1/programs".into(), None, &[]),
+        case("GET", "/api/v1/authorities", "/api/v1/authorities".into(), None, &[]),
+        case("GET", "/api/v1/network", "/api/v1/network".into(), None, &[]),
         case(
             "POST",
             "/api/v1/programs",
