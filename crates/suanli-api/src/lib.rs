@@ -30,6 +30,7 @@ pub mod schedule;
 mod scope;
 mod statements;
 pub mod times;
+pub mod tokens;
 pub mod transparency;
 pub mod utilization;
 pub mod writer;

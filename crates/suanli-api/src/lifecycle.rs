@@ -862,6 +862,49 @@ pub struct OrderJson {
     hours: u32,
     #[schemars(with = "Purpose")]
     purpose: String,
+    /// Buy work instead of hours: `hours` is then the most the work may take.
+    work: Option<WorkJson>,
+    /// Where the order's data is.
+    origin: Option<OriginJson>,
+}
+
+/// Work as reference GPU-hours (one A800 for an hour) of a work class: each chip takes the
+/// hours its speed for the class gives (`data/speed.csv`), and a chip without one cannot run it.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkJson {
+    #[schemars(with = "WorkClass")]
+    class: String,
+    #[schemars(range(min = 1, max = 100_000_000))]
+    reference_gpu_hours: u32,
+}
+
+/// A work class of the speed table.
+pub struct WorkClass;
+
+impl schemars::JsonSchema for WorkClass {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WorkClass".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "enum": suanli_service::work_classes() })
+    }
+}
+
+/// The hub the order's data is in and its size: data moved to a site of another hub costs
+/// egress, and a latency bound is measured from the hub.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OriginJson {
+    #[schemars(length(min = 1, max = 85))]
+    hub: String,
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1e9))]
+    data_gb: f64,
+    /// The round trip to the hub, at most, in milliseconds.
+    #[schemars(range(min = 0.0, max = 1e6))]
+    rtt_ms_max: Option<f64>,
 }
 
 impl OrderJson {
@@ -874,6 +917,15 @@ impl OrderJson {
             hours: self.hours,
             purpose: Purpose::parse(&self.purpose)
                 .ok_or_else(|| ApiError::field("purpose", "must be training, inference, fine_tuning or data"))?,
+            needs: suanli_service::Needs {
+                work: self.work.as_ref().map(|w| suanli_service::Work {
+                    class: w.class.clone(),
+                    reference_gpu_hours: w.reference_gpu_hours,
+                }),
+                origin_hub: self.origin.as_ref().map(|o| o.hub.clone()),
+                data_gb: self.origin.as_ref().map_or(0.0, |o| o.data_gb),
+                rtt_ms_max: self.origin.as_ref().and_then(|o| o.rtt_ms_max),
+            },
         };
         let pool = self.pool.as_deref().map(|p| id("pool", p, PoolId::parse)).transpose()?;
         Ok((request, pool))
@@ -890,11 +942,12 @@ pub(crate) async fn quote_order(
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         match pool {
             Some(pool) => Ok(suanli_service::PoolChoice {
-                chosen: s.quote(&request.pinned(pool))?,
+                chosen: s.quote(&s.pinned(&request, pool)?)?,
                 underused_credit_fen: 0,
                 domestic_credit_fen: 0,
                 alternatives: Vec::new(),
                 excluded: Vec::new(),
+                egress_fen: 0,
                 excluded_why: Vec::new(),
             }),
             None => s.choose_pool(&request),
@@ -912,7 +965,10 @@ pub(crate) async fn place_order(
     run(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         let id = match pool {
-            Some(pool) => s.place_order(&actor(role), request.pinned(pool))?,
+            Some(pool) => {
+                let input = s.pinned(&request, pool)?;
+                s.place_order(&actor(role), input)?
+            }
             None => s.place_order_anywhere(&actor(role), &request)?,
         };
         s.order(id).cloned()
@@ -1095,76 +1151,6 @@ pub(crate) async fn audit_log(
     let (entries, total) = state.writer.log_page(page.offset as u64, limit).await??;
     let items: Vec<LogEntryJson> = entries.into_iter().map(LogEntryJson::from).collect();
     Ok(Json(Paged { total, offset: page.offset as u64, limit, items }).into_response())
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenJson {
-    #[schemars(regex(
-        pattern = "^(admin|auditor|(authority-admin|authority-reviewer):ath-[1-9][0-9]{0,17}|enterprise:ent-[1-9][0-9]{0,17}|provider:prv-[1-9][0-9]{0,17})$"
-    ))]
-    role: String,
-    /// Seconds the token lasts [default: 90 days; at most 366 days].
-    #[schemars(range(min = 60, max = 31_622_400))]
-    expires_in_s: Option<i64>,
-}
-
-/// `POST /api/v1/tokens`: the platform admin issues a machine token for a role; the secret is
-/// answered once and kept only hashed.
-pub(crate) async fn issue_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    input: Result<Json<TokenJson>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let input = body(input)?;
-    let role_for = Role::parse(&input.role)?;
-    let secret = crate::login::new_secret().map_err(|e| ApiError::from(ServiceError::new(ErrorCode::Internal, e)))?;
-    let hash = suanli_service::access::sha256_hex(&secret);
-    run(&state, &headers, move |s, role| {
-        permit_endpoint(role, &[Grant::Admin], "tokens")?;
-        let ttl = input.expires_in_s.unwrap_or(suanli_service::access::TOKEN_TTL_DEFAULT_S);
-        let id = s.issue_token_for(&actor(role), role_for, &hash, ttl)?;
-        let expires_at = s.state().tokens[&id].expires_at_s.map(suanli_service::calendar::format_timestamp);
-        Ok(IssuedToken { token: secret, token_id: id, role: role_for.to_string(), expires_at })
-    })
-    .await
-}
-
-/// A token just issued: its secret, shown this once.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct IssuedToken {
-    pub token: String,
-    pub token_id: u64,
-    pub role: String,
-    /// RFC 3339.
-    #[schemars(extend("format" = "date-time"))]
-    pub expires_at: Option<String>,
-}
-
-/// A token revoked.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct RevokedToken {
-    pub token_id: u64,
-    pub revoked: bool,
-}
-
-pub(crate) async fn revoke_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    _unused_body: Bytes,
-) -> Result<Response, ApiError> {
-    let id: u64 = token
-        .strip_prefix("token-")
-        .unwrap_or(&token)
-        .parse()
-        .map_err(|_| ApiError::field("token", "must be token-N"))?;
-    run(&state, &headers, move |s, role| {
-        permit_endpoint(role, &[Grant::Admin], "tokens")?;
-        s.revoke_token(&actor(role), id)?;
-        Ok(RevokedToken { token_id: id, revoked: true })
-    })
-    .await
 }
 
 /// Vouchers within the caller's scope (paged; filter by program and state).

@@ -116,9 +116,7 @@ pub(crate) async fn list_users(
 pub struct UserInputJson {
     #[schemars(regex(pattern = "^[a-z0-9._-]{1,64}$"))]
     name: String,
-    #[schemars(regex(
-        pattern = "^(admin|auditor|(authority-admin|authority-reviewer):ath-[1-9][0-9]{0,17}|enterprise:ent-[1-9][0-9]{0,17}|provider:prv-[1-9][0-9]{0,17})$"
-    ))]
+    #[schemars(regex(pattern = crate::tokens::ROLE_PATTERN))]
     role: String,
     #[schemars(length(min = 10, max = 256))]
     password: String,

@@ -16,7 +16,7 @@ use axum::routing::{MethodRouter, get, post};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::{AppState, evidence, lifecycle, lists, login, lottery, openapi, operate, report, statements};
-use crate::{transparency, utilization};
+use crate::{tokens, transparency, utilization};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -169,10 +169,11 @@ fn json<T: JsonSchema>() -> Answer {
     Answer::Json(schema::<T>)
 }
 
-use lifecycle::{ApplicationDetail, IssuedToken, Page, Paged, RevokedToken};
+use lifecycle::{ApplicationDetail, Page, Paged};
 use suanli_service::model::{
     Application, Enterprise, Order, Ownership, Pool, Program, Provider, Site, Statement, Voucher,
 };
+use tokens::{IssuedToken, RevokedToken};
 
 /// Every operation, public ones first.
 pub fn operations() -> &'static [Operation] {
@@ -617,9 +618,9 @@ fn table() -> Vec<Operation> {
             get(operate::list_tokens)
         })
         .query(page, PAGED),
-        op(Post, "/api/v1/tokens", "issueToken", &[Admin], "Issue a machine token for a role; the secret is answered once.", json::<IssuedToken>(), || post(lifecycle::issue_token))
-            .body(schema::<lifecycle::TokenJson>),
-        op(Post, "/api/v1/tokens/{token}/revoke", "revokeToken", &[Admin], "Revoke a token (token-N).", json::<RevokedToken>(), || post(lifecycle::revoke_token)),
+        op(Post, "/api/v1/tokens", "issueToken", &[Admin], "Issue a machine token for a role; the secret is answered once.", json::<IssuedToken>(), || post(tokens::issue_token))
+            .body(schema::<tokens::TokenJson>),
+        op(Post, "/api/v1/tokens/{token}/revoke", "revokeToken", &[Admin], "Revoke a token (token-N).", json::<RevokedToken>(), || post(tokens::revoke_token)),
     ]
 }
 

@@ -33,7 +33,8 @@ pub use clock::{Clock, ManualClock, RunningClock, SystemClock};
 pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
-    ARCHIVE_AFTER_S, Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EnterpriseInput, OrderInput, OrderPage, OrderQuery,
-    PoolChoice, PoolInput, PoolRequest, Service, SweepReport, TOKEN_PURGE_AFTER_S, UsageGroup, View, cost_of,
+    ARCHIVE_AFTER_S, Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EGRESS_FEN_PER_GB, EnterpriseInput, Needs,
+    OrderInput, OrderPage, OrderQuery, PoolChoice, PoolInput, PoolRequest, Service, SweepReport, TOKEN_PURGE_AFTER_S,
+    UsageGroup, View, Work, cost_of, work_classes,
 };
 pub use state::State;

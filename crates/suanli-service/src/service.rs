@@ -54,7 +54,7 @@ mod utilization;
 pub use utilization::UTILIZATION_BATCH_SAMPLES_MAX;
 mod vouchers;
 pub use applications::ProgramPreview;
-pub use choose::{PLACEMENT_POLICY, PoolChoice, PoolRequest};
+pub use choose::{EGRESS_FEN_PER_GB, Needs, PLACEMENT_POLICY, PoolChoice, PoolRequest, Work, work_classes};
 
 /// Who asks for a change; recorded on every audit-log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -278,12 +278,26 @@ pub struct OrderArgs {
     /// GPUs at once.
     #[arg(long)]
     pub(crate) gpus: u32,
-    /// Hours bought (GPU-hours = GPUs × hours).
+    /// Hours bought (GPU-hours = GPUs × hours); with --work, the most the work may take.
     #[arg(long)]
     pub(crate) hours: u32,
     /// training, inference, fine_tuning or data.
     #[arg(long)]
     pub(crate) purpose: String,
+    /// Buy work instead of hours: reference GPU-hours (one A800 for an hour) of a work class of
+    /// data/speed.csv, as CLASS=HOURS (`llm-train=400`); each chip takes the hours its speed gives.
+    #[arg(long)]
+    pub(crate) work: Option<String>,
+    /// The hub the order's data is in: data moved to another hub costs egress, and --rtt-ms-max
+    /// is measured from it.
+    #[arg(long)]
+    pub(crate) origin_hub: Option<String>,
+    /// The data's size in GB.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) data_gb: f64,
+    /// The round trip to the data's hub, at most, in milliseconds.
+    #[arg(long)]
+    pub(crate) rtt_ms_max: Option<f64>,
 }
 
 #[derive(Subcommand)]

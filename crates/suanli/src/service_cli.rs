@@ -632,9 +632,23 @@ fn order_request(args: &OrderArgs) -> anyhow::Result<(PoolRequest, Option<PoolId
         gpu_count: args.gpus,
         hours: args.hours,
         purpose: purpose(&args.purpose)?,
+        needs: suanli_service::Needs {
+            work: args.work.as_deref().map(work).transpose()?,
+            origin_hub: args.origin_hub.clone(),
+            data_gb: args.data_gb,
+            rtt_ms_max: args.rtt_ms_max,
+        },
     };
     let pool = args.pool.as_deref().map(|text| parse_id("--pool", text, PoolId::parse)).transpose()?;
     Ok((request, pool))
+}
+
+/// `--work CLASS=HOURS`.
+fn work(text: &str) -> anyhow::Result<suanli_service::Work> {
+    let (class, hours) = text.split_once('=').ok_or_else(|| anyhow::anyhow!("--work: must be CLASS=HOURS"))?;
+    let reference_gpu_hours =
+        hours.trim().parse().map_err(|_| anyhow::anyhow!("--work: {hours:?} is not a whole number of hours"))?;
+    Ok(suanli_service::Work { class: class.trim().to_owned(), reference_gpu_hours })
 }
 
 fn quote_text(q: &suanli_service::model::Quote) -> String {
@@ -656,7 +670,7 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
     run(common, |service, actor| match command {
         OrderCommand::Quote(args) => match order_request(&args)? {
             (request, Some(pool)) => {
-                let quote = service.quote(&request.pinned(pool))?;
+                let quote = service.quote(&service.pinned(&request, pool)?)?;
                 Ok(Reply::new(to_json(&quote), quote_text(&quote)))
             }
             (request, None) => {
@@ -685,7 +699,10 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
         },
         OrderCommand::Place(args) => {
             let id = match order_request(&args)? {
-                (request, Some(pool)) => service.place_order(actor, request.pinned(pool))?,
+                (request, Some(pool)) => {
+                    let input = service.pinned(&request, pool)?;
+                    service.place_order(actor, input)?
+                }
                 (request, None) => service.place_order_anywhere(actor, &request)?,
             };
             let o = service.order(id)?;

@@ -322,6 +322,7 @@ fn request(enterprise: EnterpriseId, query: &QuoteQuery) -> Result<PoolRequest, 
         gpu_count: query.gpus.trim().parse().ok().filter(|n| *n > 0).ok_or("quote.bad_gpus")?,
         hours: query.hours.trim().parse().ok().filter(|n| *n > 0).ok_or("quote.bad_hours")?,
         purpose: Purpose::parse(query.purpose.trim()).ok_or("quote.bad_purpose")?,
+        needs: Default::default(),
     })
 }
 
@@ -477,7 +478,8 @@ pub async fn place(
     };
     let placed = post_change(&state, &headers, &uri, &form.form_token, "quote.title", move |s, role| {
         crate::lifecycle::permit(role, &[crate::lifecycle::Grant::Enterprise(enterprise)], &enterprise.to_string())?;
-        s.place_order(&Actor::of(role), request.pinned(pool))
+        let input = s.pinned(&request, pool)?;
+        s.place_order(&Actor::of(role), input)
     })
     .await;
     match placed {

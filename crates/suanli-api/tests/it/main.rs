@@ -521,6 +521,23 @@ fn more_bad_inputs_each_with_its_code_and_no_change() {
         missing["error"]["message"].as_str().map(|m| m.replace("vch-999", "vch-N")),
         foreign["error"]["message"].as_str().map(|m| m.replace(&app.voucher.to_string(), "vch-N")),
     );
+    // Work instead of hours, and the data's hub: a hub no site is in is not found, a latency
+    // bound outside `origin` is an unknown field, and an unknown class names the field.
+    let order = |extra: Value| {
+        let mut body = json!({ "enterprise": "ent-1", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 100, "purpose": "training" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        post("/api/v1/orders/quote", "enterprise", body)
+    };
+    let (status, answer) = order(json!({ "work": { "class": "llm-train", "reference_gpu_hours": 3 } }));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["chosen"]["hours"].as_u64().unwrap() >= 1, "{answer}");
+    let (status, answer) = order(json!({ "origin": { "hub": "nowhere", "data_gb": 5 } }));
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "{answer}");
+    let (status, answer) = order(json!({ "rtt_ms_max": 5 }));
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_json")), "{answer}");
+    let (status, answer) = order(json!({ "work": { "class": "weather", "reference_gpu_hours": 3 } }));
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("work.class"), "{answer}");
     let after =
         app.runtime.block_on(app.writer.call(|s| Ok::<_, ServiceError>(s.durable().log_count()))).unwrap().unwrap();
     assert_eq!(after, before, "no refusal wrote anything");

@@ -30,22 +30,84 @@ pub struct PoolRequest {
     /// Only pools of this chip, when given.
     pub chip: Option<String>,
     pub gpu_count: u32,
+    /// The hours bought; for an order of [`Needs::work`], the most the work may take (its
+    /// deadline).
     pub hours: u32,
     pub purpose: Purpose,
+    /// What the order needs beyond GPUs and hours: work to be done, where its data is, a latency
+    /// bound.
+    pub needs: Needs,
+}
+
+/// Work stated as reference GPU-hours (one A800 for an hour) of a work class of the speed table
+/// (`data/speed.csv`): on each chip it takes the hours that chip's speed gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Work {
+    pub class: String,
+    pub reference_gpu_hours: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Needs {
+    pub work: Option<Work>,
+    /// The hub the order's data is in: data moved to a site of another hub costs egress
+    /// ([`EGRESS_FEN_PER_GB`] per GB of `data_gb`), and a latency bound is measured from it.
+    pub origin_hub: Option<String>,
+    pub data_gb: f64,
+    /// The round trip to the data's hub, at most, in milliseconds.
+    pub rtt_ms_max: Option<f64>,
+}
+
+/// What moving a GB of data between hubs is taken to cost, as the default network prices it.
+pub const EGRESS_FEN_PER_GB: i64 = 30;
+
+/// One chip's speed for a work class: how many reference GPUs one of its GPUs is worth.
+fn speed(class: &str, chip: &str) -> Option<f64> {
+    static TABLE: std::sync::LazyLock<HashMap<String, HashMap<String, f64>>> =
+        std::sync::LazyLock::new(suanli_placement::network::speed_table);
+    TABLE.get(class).and_then(|chips| chips.get(&chip.to_lowercase())).copied()
+}
+
+/// The work classes of the speed table.
+pub fn work_classes() -> Vec<String> {
+    let mut classes: Vec<String> = suanli_placement::network::speed_table().into_keys().collect();
+    classes.sort();
+    classes
 }
 
 impl PoolRequest {
-    /// The order on a given pool: a pinned pool, or the one the engine chose.
-    pub fn pinned(&self, pool: suanli_domain::PoolId) -> super::OrderInput {
-        super::OrderInput {
-            enterprise: self.enterprise,
-            voucher: self.voucher,
-            pool,
-            chip: self.chip.clone(),
-            gpu_count: self.gpu_count,
-            hours: self.hours,
-            purpose: self.purpose,
+    /// The hours the order runs on `chip`: those bought, or for work its reference GPU-hours
+    /// over the GPUs and the chip's speed, rounded up to whole hours and within the deadline.
+    pub fn hours_on(&self, chip: &str) -> Result<u32> {
+        let Some(work) = &self.needs.work else { return Ok(self.hours) };
+        let refused = |why: String| ServiceError::new(ErrorCode::NoPoolAvailable, format!("pool: {why}"));
+        let speed = speed(&work.class, chip)
+            .ok_or_else(|| refused(format!("the speed table has no speed for {} on {chip}", work.class)))?;
+        let hours = (f64::from(work.reference_gpu_hours) / (f64::from(self.gpu_count) * speed)).ceil().max(1.0);
+        if hours > f64::from(self.hours) {
+            return Err(refused(format!(
+                "the work takes {hours} hours on {chip}, past the deadline of {} hours",
+                self.hours
+            )));
         }
+        Ok(hours as u32)
+    }
+}
+
+impl View {
+    /// The order on a given pool (a pinned pool, or the one the engine chose), for the hours it
+    /// runs on that pool's chip.
+    pub fn pinned(&self, request: &PoolRequest, pool: PoolId) -> Result<super::OrderInput> {
+        let chip = &self.state.pools.get(&pool).ok_or_else(|| ServiceError::not_found(pool))?.chip;
+        Ok(super::OrderInput {
+            enterprise: request.enterprise,
+            voucher: request.voucher,
+            pool,
+            chip: request.chip.clone(),
+            gpu_count: request.gpu_count,
+            hours: request.hours_on(chip)?,
+            purpose: request.purpose,
+        })
     }
 }
 
@@ -60,6 +122,9 @@ pub struct PoolChoice {
     pub alternatives: Vec<Quote>,
     /// Every other pool and the first rule that excluded it.
     pub excluded: Vec<(String, String)>,
+    /// Moving the order's data to the chosen site's hub, as the engine weighed it (paid to the
+    /// network, not through the voucher; zero in the data's own hub).
+    pub egress_fen: i64,
     /// The same, as the engine decided it, for words in other languages (a full pool is
     /// `TooBig`).
     #[serde(skip)]
@@ -119,32 +184,70 @@ impl View {
             .filter(|id| self.provider_allowed(program, &state.pools[*id]).is_ok())
             .map(|id| network.site_index[&state.pools[id].site])
             .collect();
-        // Service orders are bought in GPU-hours of the chip they run on, so every chip counts one.
         let chips: Vec<String> = match &request.chip {
             Some(chip) => vec![crate::chips::require("chip", chip)?.name.clone()],
             None => network.chips.clone(),
         };
-        let class = request.purpose.as_str().to_owned();
-        let speed = HashMap::from([(class.clone(), chips.iter().map(|c| (c.clone(), 1.0)).collect())]);
+        // Hours bought are hours of whatever chip runs them, so every chip counts one; work is
+        // compared by each chip's speed for its class, and a chip without one cannot run it.
+        let (class, work, speeds) = match &request.needs.work {
+            None => (
+                request.purpose.as_str().to_owned(),
+                f64::from(request.gpu_count) * f64::from(request.hours),
+                chips.iter().map(|c| (c.clone(), 1.0)).collect::<HashMap<_, _>>(),
+            ),
+            Some(work) => {
+                if speed(&work.class, "a800").is_none() {
+                    let known = work_classes().join(", ");
+                    return Err(ServiceError::field("work.class", format!("{:?} is not one of {known}", work.class)));
+                }
+                if work.reference_gpu_hours == 0 {
+                    return Err(ServiceError::field("work.reference_gpu_hours", "must be at least 1"));
+                }
+                let speeds = chips.iter().filter_map(|c| speed(&work.class, c).map(|s| (c.clone(), s))).collect();
+                (work.class.clone(), f64::from(work.reference_gpu_hours), speeds)
+            }
+        };
+        let speed = HashMap::from([(class.clone(), speeds)]);
+        let origin = match &request.needs.origin_hub {
+            None => Origin { hub: String::new(), lat: 0.0, lon: 0.0 },
+            Some(hub) => {
+                let site = network.sites.iter().find(|s| &s.hub == hub).ok_or_else(|| {
+                    ServiceError::new(
+                        ErrorCode::NotFound,
+                        format!("origin.hub: {hub:?} is not the hub of any site on the network"),
+                    )
+                })?;
+                Origin { hub: hub.clone(), lat: site.lat, lon: site.lon }
+            }
+        };
+        if !(0.0..=1e9).contains(&request.needs.data_gb) {
+            return Err(ServiceError::field("origin.data_gb", "must be between 0 and 1,000,000,000"));
+        }
+        if request.needs.rtt_ms_max.is_some() && request.needs.origin_hub.is_none() {
+            return Err(ServiceError::field("origin.rtt_ms_max", "a latency bound needs the data's hub"));
+        }
+        if request.needs.rtt_ms_max.is_some_and(|rtt| !(0.0..=1e6).contains(&rtt)) {
+            return Err(ServiceError::field("origin.rtt_ms_max", "must be between 0 and 1,000,000"));
+        }
         let domestic_extra_bp = program.terms.domestic_chip_rate_bp.map_or(0, |rate| {
             u32::from(rate.basis_points().saturating_sub(program.terms.subsidy_rate_bp.basis_points()))
         });
-        let work = f64::from(request.gpu_count) * f64::from(request.hours);
         let order = Order {
             id: "order".to_owned(),
             class,
             gpus: request.gpu_count,
             work_ref_gpu_hours: work,
             chips,
-            origin: Origin { hub: String::new(), lat: 0.0, lon: 0.0 },
-            data_gb: 0.0,
+            origin,
+            data_gb: request.needs.data_gb,
             deadline_hours: f64::from(request.hours),
-            rtt_ms_max: None,
+            rtt_ms_max: request.needs.rtt_ms_max,
             sites_allowed: Some(sites_allowed),
             domestic_extra_bp,
         };
         let problem = Problem {
-            egress_fen_per_gb: 0,
+            egress_fen_per_gb: EGRESS_FEN_PER_GB,
             // Placing is always better than not: the penalty dwarfs any price.
             unplaced_penalty_fen_per_ref_gpu_hour: 1_000_000_000,
             speed,
@@ -172,7 +275,7 @@ impl View {
         let explanation = explain(problem, solution, 0);
         let quote_of = |index: usize| {
             let pool = &state.pools[&pool_ids[index]];
-            self.price(voucher, program, pool, request.gpu_count, request.hours, now)
+            self.price(voucher, program, pool, request.gpu_count, request.hours_on(&pool.chip)?, now)
         };
         let Some(chosen_index) = solution.pool_of[0] else {
             let reasons: Vec<String> = explanation
@@ -190,8 +293,15 @@ impl View {
             ));
         };
         let chosen_pool = &problem.pools[chosen_index];
-        let chosen_cost = problem.cost(&problem.orders[0], chosen_pool, 1.0);
-        let terms = problem.terms(&problem.orders[0], chosen_pool, 1.0, chosen_cost);
+        let order = &problem.orders[0];
+        let chosen_speed = problem.speed_of(&order.class, &chosen_pool.chip).unwrap_or(1.0);
+        let chosen_cost = problem.cost(order, chosen_pool, chosen_speed);
+        let terms = problem.terms(order, chosen_pool, chosen_speed, chosen_cost);
+        let egress_fen = if problem.sites[chosen_pool.site].hub == order.origin.hub {
+            0
+        } else {
+            (order.data_gb * problem.egress_fen_per_gb as f64).round() as i64
+        };
         let mut ranked: Vec<(i64, usize)> = explanation
             .pools
             .iter()
@@ -223,6 +333,7 @@ impl View {
             domestic_credit_fen: terms.domestic_fen,
             alternatives,
             excluded,
+            egress_fen,
             excluded_why,
         })
     }
@@ -244,12 +355,12 @@ impl super::Service {
                 ServiceError::new(ErrorCode::NoPoolAvailable, "pool: no pool can take this order")
             }));
         };
-        self.place_order(actor, request.pinned(pool_ids[chosen]))
+        let input = self.pinned(request, pool_ids[chosen])?;
+        self.place_order(actor, input)
     }
 }
 
-/// An exclusion in the service's words (the engine's speed and deadline rules cannot exclude a
-/// service order, whose hours are the same on every chip).
+/// An exclusion in the service's words.
 fn describe(why: &Exclusion) -> String {
     match why {
         Exclusion::ChipNotAccepted { chip } => format!("its chip is {chip}"),

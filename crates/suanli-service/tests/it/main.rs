@@ -10,6 +10,7 @@ mod refusals;
 mod shanghai;
 mod signing;
 mod usage_bounds;
+mod work;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +99,21 @@ impl World {
         domestic: bool,
         price_fen: i64,
     ) -> (ProviderId, PoolId) {
+        self.provider_at(n, region, operator, chip, domestic, price_fen, ("test hub", 31.2, 121.5))
+    }
+
+    /// A provider with one verified site at `(hub, latitude, longitude)` and one pool of 256 GPUs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn provider_at(
+        &mut self,
+        n: u32,
+        region: &str,
+        operator: OperatorKind,
+        chip: &str,
+        domestic: bool,
+        price_fen: i64,
+        (hub, latitude, longitude): (&str, f64, f64),
+    ) -> (ProviderId, PoolId) {
         let provider =
             self.service.register_provider(&op(), uscc(region, 900 + n), &format!("Provider {n}"), operator).unwrap();
         let site = self
@@ -107,10 +123,10 @@ impl World {
                 SiteSpec {
                     provider,
                     name: format!("Site {n}"),
-                    hub: "test hub".to_owned(),
+                    hub: hub.to_owned(),
                     region: RegionCode::parse(region).unwrap(),
-                    latitude: 31.2,
-                    longitude: 121.5,
+                    latitude,
+                    longitude,
                     operator,
                     power_price_fen_per_kwh: Some(Fen::new(60)),
                     pue: Some(1.25),

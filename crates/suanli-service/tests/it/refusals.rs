@@ -740,7 +740,15 @@ fn the_placement_engine_chooses_pools_lists_alternatives_and_follows_the_rules()
     let (_, cheap_commercial) = w.provider(1, "310000", OperatorKind::Commercial, "H100", false, 1_000);
     let (_, imported) = w.provider(2, "310000", OperatorKind::Government, "H100", false, 1_800);
     let (_, domestic) = w.provider(3, "640500", OperatorKind::Government, "Ascend-910B", true, 1_850);
-    let request = PoolRequest { enterprise, voucher, chip: None, gpu_count: 8, hours: 10, purpose: Purpose::Training };
+    let request = PoolRequest {
+        enterprise,
+        voucher,
+        chip: None,
+        gpu_count: 8,
+        hours: 10,
+        purpose: Purpose::Training,
+        needs: Default::default(),
+    };
     let choice = w.service.choose_pool(&request).unwrap();
     // The commercial pool is cheapest but the provider rule excludes it. The domestic pool costs
     // ¥0.50 more per GPU-hour, and half of the 10-point extra subsidy (5% of ¥1,480) outweighs that.

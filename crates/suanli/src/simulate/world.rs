@@ -521,8 +521,15 @@ fn place_some(
         // Each order of the month asks its share, and ends before the next goes out.
         let per = f64::from(d.orders_per_month);
         let hours = ((hours_wanted / per / f64::from(d.gpus)).ceil() as u32).clamp(1, (18 / d.orders_per_month) * 24);
-        let request =
-            PoolRequest { enterprise, voucher, chip: None, gpu_count: d.gpus, hours, purpose: Purpose::Training };
+        let request = PoolRequest {
+            enterprise,
+            voucher,
+            chip: None,
+            gpu_count: d.gpus,
+            hours,
+            purpose: Purpose::Training,
+            needs: Default::default(),
+        };
         match s.place_order_anywhere(&op(), &request) {
             Ok(order) => {
                 s.start_order(&op(), order)?;
