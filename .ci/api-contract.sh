@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The API contract, checked from outside against a served copy of a demo database:
+#   0. the document is valid OpenAPI 3.0 (openapi-spec-validator);
 #   1. a Python client generated from /api/openapi.json (openapi-python-client) logs in, lists
 #      vouchers, places an order and posts signed usage (.ci/api/client_test.py);
 #   2. schemathesis runs a bounded, seeded pass over every operation (.ci/api/schemathesis.toml)
@@ -20,9 +21,9 @@ stop() {
 trap stop EXIT
 
 venv=target/api-venv
-if [ ! -x "$venv/bin/st" ] || [ ! -x "$venv/bin/openapi-python-client" ]; then
+if [ ! -x "$venv/bin/st" ] || [ ! -x "$venv/bin/openapi-python-client" ] || [ ! -x "$venv/bin/openapi-spec-validator" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q schemathesis==4.32.5 openapi-python-client==0.29.1 cryptography
+    "$venv/bin/pip" install -q schemathesis==4.32.5 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0 cryptography
 fi
 
 for file in "$source_db" "$source_db-wal" "$source_db-shm"; do
@@ -42,8 +43,11 @@ for _ in $(seq 1 60); do
 done
 curl -fs "$base/readyz" > /dev/null || { cat "$work/serve.log" >&2; exit 1; }
 
-echo "-- a client generated from the document"
+echo "-- the document"
 curl -fs "$base/api/openapi.json" > "$work/openapi.json"
+"$venv/bin/openapi-spec-validator" --schema 3.0 "$work/openapi.json"
+
+echo "-- a client generated from the document"
 PATH="$PWD/$venv/bin:$PATH" openapi-python-client generate --path "$work/openapi.json" \
     --output-path "$work/suanli_client" --meta none --fail-on-warning > "$work/generate.log" 2>&1 \
     || { cat "$work/generate.log" >&2; exit 1; }

@@ -19,7 +19,8 @@ pub struct OwnershipJson {
     /// `ent-N` or `prv-N`.
     #[schemars(regex(pattern = "^(ent|prv)-[1-9][0-9]{0,17}$"))]
     party: String,
-    #[schemars(length(min = 1, max = 64))]
+    /// An identity or passport number: 6 to 64 letters and digits (only its hash is kept).
+    #[schemars(regex(pattern = "^\\s*[0-9A-Za-z]{6,64}\\s*$"))]
     legal_representative_id: Option<String>,
     #[serde(default)]
     #[schemars(with = "Vec<Uscc>")]

@@ -136,10 +136,13 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
 
 /// The role behind the request's bearer token.
 pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Role, ApiError> {
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .ok_or_else(ApiError::unauthenticated)?;
     state.writer.view().authenticate(token).ok_or_else(ApiError::unauthenticated)
 }

@@ -330,8 +330,8 @@ pub(crate) fn act_on_program(
 pub struct EnterpriseJson {
     #[schemars(with = "suanli_domain::Uscc")]
     uscc: String,
-    /// At most 256 bytes of UTF-8.
-    #[schemars(length(min = 1, max = 85))]
+    /// At most 500 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 500))]
     name: String,
     /// Defaults to the region in the credit code.
     #[schemars(with = "Option<RegionCode>")]
@@ -666,8 +666,8 @@ pub(crate) fn act_on_voucher(
 pub struct ProviderJson {
     #[schemars(with = "suanli_domain::Uscc")]
     uscc: String,
-    /// At most 256 bytes of UTF-8.
-    #[schemars(length(min = 1, max = 85))]
+    /// At most 500 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 500))]
     name: String,
     #[schemars(with = "OperatorKind")]
     operator: String,
@@ -697,10 +697,10 @@ pub(crate) async fn register_provider(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteJson {
-    /// At most 256 bytes of UTF-8.
-    #[schemars(length(min = 1, max = 85))]
+    /// At most 500 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 500))]
     name: String,
-    #[schemars(length(min = 1, max = 85))]
+    #[schemars(length(min = 1, max = 500))]
     hub: String,
     #[schemars(with = "RegionCode")]
     region: String,
@@ -755,7 +755,7 @@ pub(crate) async fn add_site(
 #[serde(deny_unknown_fields)]
 pub struct KeyJson {
     /// The Ed25519 public key, 64 lower-case hex characters.
-    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
+    #[schemars(regex(pattern = "^[0-9a-fA-F]{64}$"))]
     public_key_hex: String,
 }
 
@@ -897,7 +897,7 @@ impl schemars::JsonSchema for WorkClass {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OriginJson {
-    #[schemars(length(min = 1, max = 85))]
+    #[schemars(length(min = 1, max = 500))]
     hub: String,
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 1e9))]
@@ -1120,6 +1120,32 @@ pub struct LogEntryJson {
     hash: String,
 }
 
+/// What an entry's body never shows over HTTP: a password's hash (argon2, open to guessing
+/// offline) and a token's. The entry's `hash` still proves its place in the log (the inclusion
+/// proof is over it); recomputing the hash itself takes the stored body (`suanli log`, `audit
+/// verify`, with the database).
+const SECRETS: &[&str] = &["password_phc", "secret_sha256_hex"];
+
+fn redacted(mut body: serde_json::Value) -> serde_json::Value {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(object) => {
+                for (key, inner) in object.iter_mut() {
+                    if SECRETS.contains(&key.as_str()) {
+                        *inner = serde_json::Value::String("[redacted]".into());
+                    } else {
+                        walk(inner);
+                    }
+                }
+            }
+            serde_json::Value::Array(values) => values.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut body);
+    body
+}
+
 impl From<suanli_store::LogEntry> for LogEntryJson {
     fn from(e: suanli_store::LogEntry) -> LogEntryJson {
         LogEntryJson {
@@ -1129,7 +1155,7 @@ impl From<suanli_store::LogEntry> for LogEntryJson {
             action: e.action,
             object: e.object,
             ledger_batch: e.ledger_batch_id,
-            body: serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body)),
+            body: redacted(serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body))),
             previous_hash: suanli_service::access::hex(&e.previous_hash),
             hash: suanli_service::access::hex(&e.hash),
         }

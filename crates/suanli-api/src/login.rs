@@ -42,7 +42,7 @@ pub fn new_secret() -> Result<String, String> {
 #[serde(deny_unknown_fields)]
 pub struct LoginJson {
     /// At most 256 bytes of UTF-8.
-    #[schemars(length(min = 1, max = 85))]
+    #[schemars(length(min = 1, max = 256))]
     name: String,
     #[schemars(length(min = 1, max = 256))]
     password: String,

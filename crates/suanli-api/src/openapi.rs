@@ -57,16 +57,24 @@ fn query_parameters(generator: &mut SchemaGenerator, query: SchemaOf, only: &[&s
         }
         let mut field_schema = field_schema.clone();
         let description = field_schema.as_object_mut().and_then(|s| s.remove("description"));
-        let field_schema = finished(generator, Schema::try_from(field_schema).unwrap_or_default());
-        let mut field_schema = field_schema;
+        let mut field_schema = finished(generator, Schema::try_from(field_schema).unwrap_or_default());
+        nullable_as_openapi3(&mut field_schema);
+        // A query parameter is absent or a value; it is never null.
         if let Some(s) = field_schema.as_object_mut() {
-            // A query parameter is absent or a value; it is never null.
             s.remove("nullable");
+            if let Some(Value::Array(mut all)) = s.remove("allOf")
+                && all.len() == 1
+            {
+                field_schema = all.remove(0);
+            }
         }
-        parameters.push(json!({
-            "name": field, "in": "query", "required": required.contains(&field.as_str()),
-            "schema": field_schema, "description": description.unwrap_or(Value::Null),
-        }));
+        let mut parameter = json!({
+            "name": field, "in": "query", "required": required.contains(&field.as_str()), "schema": field_schema,
+        });
+        if let Some(description) = description {
+            parameter["description"] = description;
+        }
+        parameters.push(parameter);
     }
     parameters
 }
@@ -92,7 +100,7 @@ fn operation_object(operation: &Operation, requests: &mut SchemaGenerator, answe
         parameters.push(json!({
             "name": "Suanli-Signature", "in": "header", "required": true,
             "description": "The provider's Ed25519 signature over the batch's signing bytes (docs/signing.md), 128 lower-case hex characters.",
-            "schema": { "type": "string", "pattern": "^[0-9a-f]{128}$" },
+            "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{128}$" },
         }));
     }
     let success = match operation.answer {
@@ -172,8 +180,39 @@ pub fn document() -> Value {
         }
     });
     tuples_as_arrays(&mut document);
+    nullable_as_openapi3(&mut document);
     crate::times::rewrite_schema(&mut document);
     document
+}
+
+/// An optional reference or enumeration is written `anyOf: [X, {enum: [null], nullable}]`; OpenAPI
+/// 3.0 says it `allOf: [X], nullable: true` (a `$ref` takes no siblings), or X with `nullable`.
+fn nullable_as_openapi3(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let null = |v: &Value| v["type"] == "null" || (v["enum"] == json!([null]));
+            let pair = match object.get("anyOf") {
+                Some(Value::Array(kinds)) if kinds.len() == 2 && kinds.iter().filter(|k| null(k)).count() == 1 => {
+                    kinds.iter().find(|k| !null(k)).cloned()
+                }
+                _ => None,
+            };
+            if let Some(kind) = pair {
+                object.remove("anyOf");
+                if kind.get("$ref").is_some() {
+                    object.insert("allOf".into(), json!([kind]));
+                } else if let Value::Object(fields) = kind {
+                    for (key, field) in fields {
+                        object.entry(key).or_insert(field);
+                    }
+                }
+                object.insert("nullable".into(), Value::Bool(true));
+            }
+            object.values_mut().for_each(nullable_as_openapi3);
+        }
+        Value::Array(values) => values.iter_mut().for_each(nullable_as_openapi3),
+        _ => {}
+    }
 }
 
 /// OpenAPI 3.0 has no tuples: a pair (`[application, amount]`) is described as an array of

@@ -50,6 +50,9 @@ pub enum Who {
     AuthorityAdmin,
     /// Every authority's staff (each its own programmes).
     Authorities,
+    /// Every authority's staff, on everything (the load of every site: an evaluation compares
+    /// the sites a programme served with those it did not).
+    EveryAuthority,
     /// The owning enterprise.
     Enterprise,
     /// Every enterprise (each itself).
@@ -70,6 +73,7 @@ impl Who {
             Who::Authority => "the authority's admin and reviewers",
             Who::AuthorityAdmin => "the authority's admin",
             Who::Authorities => "authorities (their own programmes)",
+            Who::EveryAuthority => "authorities (every site)",
             Who::Enterprise => "the enterprise",
             Who::Enterprises => "enterprises (their own)",
             Who::Provider => "the provider",
@@ -457,7 +461,7 @@ fn table() -> Vec<Operation> {
             Get,
             "/api/v1/utilization",
             "utilizationSeries",
-            &[Admin, Auditor, Authorities, Provider],
+            &[Admin, Auditor, EveryAuthority, Provider],
             "The load series of one pool, site or hub (name exactly one): per bucket the load in basis points and the sums it comes from. Samples are kept as sent for 7 days, hourly for 400, daily after. A provider reads its own pools.",
             json::<utilization::Series>(),
             || get(utilization::series),

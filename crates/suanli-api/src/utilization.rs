@@ -98,7 +98,7 @@ pub struct SeriesQuery {
     pool: Option<String>,
     #[schemars(with = "Option<SiteId>")]
     site: Option<String>,
-    #[schemars(length(min = 1, max = 85))]
+    #[schemars(length(min = 1, max = 500))]
     hub: Option<String>,
     /// RFC 3339 [default: a week before `to`].
     #[schemars(extend("format" = "date-time"))]

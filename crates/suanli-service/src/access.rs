@@ -171,8 +171,12 @@ fn verify_signed(
 
 /// Checks that text is an Ed25519 public key in hex.
 pub fn check_public_key(public_key_hex: &str) -> Result<()> {
-    unhex::<32>(public_key_hex)
+    let key = unhex::<32>(public_key_hex)
         .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .map(|_| ())
-        .ok_or_else(|| ServiceError::field("public_key", "must be 64 hex characters of an Ed25519 public key"))
+        .ok_or_else(|| ServiceError::field("public_key", "must be 64 hex characters of an Ed25519 public key"))?;
+    // A key of small order verifies signatures anyone can make.
+    if key.is_weak() {
+        return Err(ServiceError::field("public_key", "is a weak Ed25519 key (of small order); make a new key pair"));
+    }
+    Ok(())
 }

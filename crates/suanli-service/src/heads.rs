@@ -40,6 +40,7 @@ pub struct Head {
     /// The ledger's state hash (hex).
     pub state_hash: String,
     /// When it was signed (RFC 3339, Asia/Shanghai).
+    #[schemars(extend("format" = "date-time"))]
     pub time: String,
     /// The first 16 hex digits of SHA-256 of the public key that signed it.
     pub key_id: String,

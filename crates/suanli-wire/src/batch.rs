@@ -53,10 +53,13 @@ pub struct UsageBatch {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRecord {
-    /// The provider's id for the record, the same each time it is sent.
+    /// The provider's id for the record, the same each time it is sent: 1 to 128 bytes, no
+    /// control characters.
+    #[schemars(length(min = 1, max = 128), regex(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
     pub id: String,
     #[schemars(with = "suanli_domain::OrderId")]
     pub order: String,
+    #[schemars(range(min = 1))]
     pub gpu_seconds: i64,
     #[schemars(extend("format" = "date-time"))]
     pub period_start: String,
@@ -96,6 +99,7 @@ impl UsageRecord {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UtilizationBatch {
+    #[schemars(length(min = 1, max = 4000))]
     pub samples: Vec<UtilizationSample>,
 }
 
@@ -103,8 +107,10 @@ pub struct UtilizationBatch {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UtilizationSample {
+    #[schemars(with = "suanli_domain::PoolId")]
     pub pool: String,
     /// RFC 3339.
+    #[schemars(extend("format" = "date-time"))]
     pub at: String,
     pub busy_gpus: u32,
 }

@@ -375,7 +375,7 @@ fn allowed(method: &str, route: &str) -> Vec<&'static str> {
                 Who::Auditor => &["auditor"],
                 Who::Authority => &["authority", "reviewer"],
                 Who::AuthorityAdmin => &["authority"],
-                Who::Authorities => &["authority", "reviewer", "other_authority"],
+                Who::Authorities | Who::EveryAuthority => &["authority", "reviewer", "other_authority"],
                 Who::Enterprise => &["enterprise"],
                 Who::Enterprises => &["enterprise", "other_enterprise"],
                 Who::Provider => &["provider"],

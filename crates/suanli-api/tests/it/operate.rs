@@ -81,6 +81,14 @@ fn disabling_a_person_ends_its_sessions_and_a_new_password_replaces_the_old() {
     assert_eq!(tokens["items"][0]["user"], "lab", "newest first, with the person: {tokens}");
     assert!(!tokens.to_string().contains("sha256") && !tokens.to_string().contains(&session));
     assert_eq!(app.request("GET", "/api/v1/users", Some("enterprise"), &[], None).0, 403);
+    // Nor in the audit log an auditor reads: the entries that keep them show `[redacted]`.
+    let (status, log) = app.request("GET", "/api/v1/audit/log?limit=500", Some("auditor"), &[], None);
+    assert_eq!(status, 200);
+    let text = log.to_string();
+    let secrets = text.matches("\"secret_sha256_hex\":\"").count();
+    assert!(!text.contains("argon2"), "{text}");
+    assert_eq!(secrets, text.matches("\"secret_sha256_hex\":\"[redacted]\"").count(), "{text}");
+    assert!(text.contains("[redacted]"), "the user's creation is in the log: {text}");
 
     let (status, answer) = app.request("POST", "/api/v1/users/lab/disable", Some("admin"), &[], None);
     assert_eq!(status, 200, "{answer}");

@@ -78,6 +78,13 @@ fn no_token_means_401_before_anything_is_checked() {
     }
     let (status, answer) = app.request("GET", "/api/v1/programs?limit=many", None, &[], None);
     assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("unauthenticated")), "{answer}");
+    // The scheme's name is case-insensitive; another scheme is no token.
+    let token = &app.tokens["admin"];
+    let (status, answer) =
+        app.request("POST", "/api/v1/heads", None, &[("authorization", format!("bearer {token}"))], None);
+    assert_ne!(status, 401, "{answer}");
+    let (status, _) = app.request("POST", "/api/v1/heads", None, &[("authorization", format!("Basic {token}"))], None);
+    assert_eq!(status, 401);
 }
 
 #[test]

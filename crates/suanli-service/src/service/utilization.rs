@@ -101,7 +101,13 @@ impl Service {
         if input.at_s > now.saturating_add(self.clock_skew_s) {
             return Err(ServiceError::new(
                 ErrorCode::UtilizationInFuture,
-                format!("{}: {} is more than {} s after the server's clock", at("at"), input.at_s, self.clock_skew_s),
+                format!(
+                    "{}: {} is more than {} s after the server's clock ({})",
+                    at("at"),
+                    crate::calendar::format_timestamp(input.at_s),
+                    self.clock_skew_s,
+                    crate::calendar::format_timestamp(now)
+                ),
             ));
         }
         if input.at_s < now.saturating_sub(RAW_KEEP_S).max(0) {
