@@ -180,3 +180,20 @@ pub fn check_public_key(public_key_hex: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_of_small_order_is_refused_and_a_real_one_taken() {
+        // The identity point and the all-zero encoding are of small order: anyone can make
+        // signatures they verify.
+        for weak in [format!("01{}", "00".repeat(31)), "00".repeat(32)] {
+            let refused = check_public_key(&weak).unwrap_err();
+            assert!(refused.message.contains("weak"), "{weak}: {refused}");
+        }
+        let real = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        check_public_key(&hex(real.as_bytes())).unwrap();
+    }
+}
