@@ -24,6 +24,7 @@ from suanli_client.models import (
     Error,
     IssuedToken,
     KeyJson,
+    ListVouchersState,
     LoginAnswer,
     LoginJson,
     Order,
@@ -58,9 +59,9 @@ def main(base_url: str, name: str, password: str) -> None:
     answer = log_in.sync(client=Client(base_url=base_url), body=LoginJson(name=name, password=password))
     assert isinstance(answer, LoginAnswer), f"log in: {answer}"
     admin = AuthenticatedClient(base_url=base_url, token=answer.token, raise_on_unexpected_status=True)
-    print(f"logged in as {answer.role} (token-{answer.token_id})")
+    print(f"logged in as {answer.role} ({answer.token_id})")
 
-    page = list_vouchers.sync(client=admin, limit=500, state="active")
+    page = list_vouchers.sync(client=admin, limit=500, state=ListVouchersState.ACTIVE)
     assert not isinstance(page, Error) and page is not None, f"list vouchers: {page}"
     assert page.total > 0 and page.items, "the demo database has active vouchers"
     print(f"{page.total} active vouchers; the first {len(page.items)} read")

@@ -190,7 +190,26 @@ pub struct Page {
 
 pub const PAGE_LIMIT_MAX: usize = 500;
 
+/// The states each list filters by (`?state=`), as its items spell them.
+pub const PROGRAM_STATES: &[&str] = &["draft", "open", "closed", "finished"];
+pub const APPLICATION_STATES: &[&str] = &["draft", "submitted", "approved", "rejected", "withdrawn"];
+/// `exhausted`: active, with nothing left to spend.
+pub const VOUCHER_STATES: &[&str] = &["active", "exhausted", "suspended", "revoked", "expired"];
+pub const ORDER_STATES: &[&str] = &["placed", "running", "completed", "cancelled"];
+pub const STATEMENT_STATES: &[&str] = &["issued", "approved"];
+
 impl Page {
+    /// The state filtered by, one of `known`: a state no item can have is refused, not
+    /// answered with an empty page.
+    pub(crate) fn state_in(&self, known: &[&str]) -> Result<Option<&str>, ServiceError> {
+        match self.state.as_deref() {
+            Some(state) if !known.contains(&state) => {
+                Err(ServiceError::field("state", format!("{state:?} is not one of {}", known.join(", "))))
+            }
+            state => Ok(state),
+        }
+    }
+
     /// The page's size, checked.
     pub(crate) fn limit(&self) -> Result<usize, ServiceError> {
         let limit = self.limit.unwrap_or(100);
@@ -239,11 +258,12 @@ pub(crate) async fn list_programs(
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
     read(&state, &headers, move |s, _| {
+        let wanted = page.state_in(PROGRAM_STATES)?;
         let items: Vec<_> = s
             .state()
             .programs
             .values()
-            .filter(|p| page.state.as_ref().is_none_or(|wanted| &state_name(&p.state) == wanted))
+            .filter(|p| wanted.is_none_or(|wanted| state_name(&p.state) == wanted))
             .collect();
         page.window(items).map(Paged::owned)
     })
@@ -442,8 +462,9 @@ pub(crate) async fn list_applications(
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
     read(&state, &headers, move |s, role| {
+        let wanted = page.state_in(APPLICATION_STATES)?;
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        page.window(visible_applications(s, role, program, page.state.as_deref())).map(Paged::owned)
+        page.window(visible_applications(s, role, program, wanted)).map(Paged::owned)
     })
     .await
 }
@@ -1189,8 +1210,9 @@ pub(crate) async fn list_vouchers(
         if matches!(role, Role::Provider(_)) {
             return Err(ServiceError::new(ErrorCode::Forbidden, format!("{role} may not list vouchers")));
         }
+        let wanted = page.state_in(VOUCHER_STATES)?;
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
-        page.window(visible_vouchers(s, role, program, page.state.as_deref())).map(Paged::owned)
+        page.window(visible_vouchers(s, role, program, wanted)).map(Paged::owned)
     })
     .await
 }
@@ -1222,9 +1244,10 @@ pub(crate) async fn list_orders(
 ) -> Result<Response, ApiError> {
     let role = authenticate(&state, &headers)?;
     let view = state.writer.view();
+    let wanted = page.state_in(ORDER_STATES)?;
     let program = page.program.as_ref().map(|p| view.find_program(p)).transpose()?;
     let limit = page.limit()?;
-    let query = order_query(role, program, page.state.as_deref());
+    let query = order_query(role, program, wanted);
     let offset = page.offset;
     let found =
         state.writer.read_log(move |reader| Ok(view.orders_page(&query, offset as u64, limit, reader))).await???;

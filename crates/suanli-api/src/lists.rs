@@ -65,11 +65,12 @@ pub(crate) async fn list_statements(
         if matches!(role, Role::Enterprise(_)) {
             return Err(refused(role, "statements"));
         }
+        let wanted = page.state_in(crate::lifecycle::STATEMENT_STATES)?;
         let program = page.program.as_ref().map(|p| s.find_program(p)).transpose()?;
         let items = visible_statements(s, role)
             .into_iter()
             .filter(|st| program.is_none_or(|p| st.program == p))
-            .filter(|st| page.state.as_deref().is_none_or(|wanted| state_name(&st.state) == wanted))
+            .filter(|st| wanted.is_none_or(|wanted| state_name(&st.state) == wanted))
             .map(without_lines)
             .collect::<Vec<_>>();
         page.window(items)

@@ -200,7 +200,7 @@ pub async fn login(
     let done = log_in(&state, address, &input.name, &input.password).await?;
     Ok(Json(LoginAnswer {
         token: done.secret,
-        token_id: done.token_id,
+        token_id: format!("token-{}", done.token_id),
         role: done.role.to_string(),
         expires_in_s: done.ttl_s,
     })
@@ -211,7 +211,8 @@ pub async fn login(
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct LoginAnswer {
     pub token: String,
-    pub token_id: u64,
+    /// `token-N`, as tokens are listed and revoked.
+    pub token_id: String,
     pub role: String,
     pub expires_in_s: i64,
 }

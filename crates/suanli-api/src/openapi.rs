@@ -26,7 +26,10 @@ fn path_parameter(name: &str, generator: &mut SchemaGenerator) -> (Schema, &'sta
         "pool" => (schema::<PoolId>(generator), "A pool's id."),
         "order" => (schema::<OrderId>(generator), "An order's id."),
         "statement" => (schema::<StatementId>(generator), "A statement's id."),
-        "token" => (schemars::json_schema!({ "type": "string", "pattern": "^token-[0-9]{1,19}$" }), "A token's id."),
+        "token" => (
+            schemars::json_schema!({ "type": "string", "pattern": "^(token-)?[0-9]{1,19}$" }),
+            "A token's id (token-N, or N).",
+        ),
         _ => (schemars::json_schema!({ "type": "string", "minLength": 1 }), "A person's login name."),
     }
 }
@@ -95,6 +98,11 @@ fn operation_object(operation: &Operation, requests: &mut SchemaGenerator, answe
         .collect();
     if let Some((query, only)) = operation.query {
         parameters.extend(query_parameters(requests, query, only));
+    }
+    if !operation.states.is_empty() {
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "state" && p["in"] == "query") {
+            parameter["schema"] = json!({ "type": "string", "enum": operation.states });
+        }
     }
     if operation.signed {
         parameters.push(json!({

@@ -114,7 +114,7 @@ pub(crate) async fn list_users(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInputJson {
-    #[schemars(regex(pattern = "^[a-z0-9._-]{1,64}$"))]
+    #[schemars(regex(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"))]
     name: String,
     #[schemars(regex(pattern = crate::tokens::ROLE_PATTERN))]
     role: String,

@@ -112,6 +112,8 @@ pub struct Operation {
     pub answer: Answer,
     /// Whether the body is signed (`Suanli-Signature`).
     pub signed: bool,
+    /// The states a list filters by (`?state=`), when it does.
+    pub states: &'static [&'static str],
     pub route: fn() -> MethodRouter<AppState>,
 }
 
@@ -134,7 +136,7 @@ fn op(
     answer: Answer,
     route: fn() -> MethodRouter<AppState>,
 ) -> Operation {
-    Operation { method, path, id, who, summary, query: None, body: None, answer, signed: false, route }
+    Operation { method, path, id, who, summary, query: None, body: None, answer, signed: false, states: &[], route }
 }
 
 impl Operation {
@@ -145,6 +147,11 @@ impl Operation {
 
     fn body(mut self, body: SchemaOf) -> Operation {
         self.body = Some((body, true));
+        self
+    }
+
+    fn states(mut self, states: &'static [&'static str]) -> Operation {
+        self.states = states;
         self
     }
 
@@ -236,7 +243,8 @@ fn table() -> Vec<Operation> {
         op(Get, "/api/v1/programs", "listPrograms", &[Anyone], "List programmes (paged; filter by state: draft, open, closed, finished).", json::<Paged<Program>>(), || {
             get(lifecycle::list_programs)
         })
-        .query(page, &["offset", "limit", "state"]),
+        .query(page, &["offset", "limit", "state"])
+        .states(lifecycle::PROGRAM_STATES),
         op(Post, "/api/v1/programs", "loadProgram", &[Admin], "Load a programme file as a draft.", json::<Program>(), || {
             post(lifecycle::load_program)
         })
@@ -372,7 +380,8 @@ fn table() -> Vec<Operation> {
             json::<Paged<Application>>(),
             || get(lifecycle::list_applications),
         )
-        .query(page, BY_PROGRAM_AND_STATE),
+        .query(page, BY_PROGRAM_AND_STATE)
+        .states(lifecycle::APPLICATION_STATES),
         op(Post, "/api/v1/applications", "createApplication", &[Admin, Enterprise], "Draft an application for a programme.", json::<Application>(), || {
             post(lifecycle::create_application)
         })
@@ -410,7 +419,8 @@ fn table() -> Vec<Operation> {
             json::<Paged<Voucher>>(),
             || get(lifecycle::list_vouchers),
         )
-        .query(page, BY_PROGRAM_AND_STATE),
+        .query(page, BY_PROGRAM_AND_STATE)
+        .states(lifecycle::VOUCHER_STATES),
         op(Get, "/api/v1/vouchers/{voucher}", "showVoucher", &[Admin, Auditor, Authority, Enterprise], "One voucher with its balances.", json::<Voucher>(), || get(crate::show_voucher)),
         op(Post, "/api/v1/vouchers/{voucher}/suspend", "suspendVoucher", &[Admin, AuthorityAdmin], "Suspend a voucher with a reason: no order may use it until reinstated.", json::<Voucher>(), action!(lifecycle::voucher_action, "suspend"))
             .body(schema::<lifecycle::ReasonJson>),
@@ -506,7 +516,8 @@ fn table() -> Vec<Operation> {
         op(Get, "/api/v1/orders", "listOrders", &[Anyone], "List orders within the caller's scope (paged; filter by program and state).", json::<Paged<Order>>(), || {
             get(lifecycle::list_orders)
         })
-        .query(page, BY_PROGRAM_AND_STATE),
+        .query(page, BY_PROGRAM_AND_STATE)
+        .states(lifecycle::ORDER_STATES),
         op(
             Post,
             "/api/v1/orders",
@@ -563,7 +574,8 @@ fn table() -> Vec<Operation> {
             json::<Paged<lists::StatementSummary>>(),
             || get(lists::list_statements),
         )
-        .query(page, BY_PROGRAM_AND_STATE),
+        .query(page, BY_PROGRAM_AND_STATE)
+        .states(lifecycle::STATEMENT_STATES),
         op(Post, "/api/v1/statements", "issueStatement", &[Admin, AuthorityAdmin], "Issue a provider's monthly statement for a programme.", json::<Statement>(), || {
             post(statements::issue_statement)
         })

@@ -42,7 +42,7 @@ pub(crate) async fn issue_token(
         let ttl = input.expires_in_s.unwrap_or(suanli_service::access::TOKEN_TTL_DEFAULT_S);
         let id = s.issue_token_for(&actor(role), role_for, &hash, ttl)?;
         let expires_at = s.state().tokens[&id].expires_at_s.map(suanli_service::calendar::format_timestamp);
-        Ok(IssuedToken { token: secret, token_id: id, role: role_for.to_string(), expires_at })
+        Ok(IssuedToken { token: secret, token_id: format!("token-{id}"), role: role_for.to_string(), expires_at })
     })
     .await
 }
@@ -51,7 +51,8 @@ pub(crate) async fn issue_token(
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct IssuedToken {
     pub token: String,
-    pub token_id: u64,
+    /// `token-N`, as tokens are listed and revoked.
+    pub token_id: String,
     pub role: String,
     /// RFC 3339.
     #[schemars(extend("format" = "date-time"))]
@@ -61,7 +62,8 @@ pub struct IssuedToken {
 /// A token revoked.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct RevokedToken {
-    pub token_id: u64,
+    /// `token-N`, as tokens are listed and revoked.
+    pub token_id: String,
     pub revoked: bool,
 }
 
@@ -79,7 +81,7 @@ pub(crate) async fn revoke_token(
     run(&state, &headers, move |s, role| {
         permit_endpoint(role, &[Grant::Admin], "tokens")?;
         s.revoke_token(&actor(role), id)?;
-        Ok(RevokedToken { token_id: id, revoked: true })
+        Ok(RevokedToken { token_id: format!("token-{id}"), revoked: true })
     })
     .await
 }

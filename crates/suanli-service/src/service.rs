@@ -1021,7 +1021,8 @@ impl Service {
     }
 
     /// Adds a person who logs in with a password; `password_phc` is the argon2 hash (PHC string)
-    /// the caller computed. Names are 1-64 characters of a-z, 0-9, '.', '_' and '-'.
+    /// the caller computed. Names are 1-64 characters of a-z, 0-9, '.', '_' and '-', the first a
+    /// letter or digit.
     pub fn add_user(&mut self, actor: &Actor, name: &str, role: Role, password_phc: &str) -> Result<()> {
         let now = self.now_s();
         let mut change = self.begin();
@@ -1038,11 +1039,15 @@ impl Service {
         password_phc: &str,
         now: i64,
     ) -> Result<()> {
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
+        // It starts with a letter or digit, so no name is `.` or `..` in a path.
+        let name_ok = name.len() <= 64
+            && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
         if !name_ok {
-            return Err(ServiceError::field("name", "must be 1-64 characters of a-z, 0-9, '.', '_' and '-'"));
+            return Err(ServiceError::field(
+                "name",
+                "must be 1-64 characters of a-z, 0-9, '.', '_' and '-', the first a letter or digit",
+            ));
         }
         if !password_phc.starts_with("$argon2") {
             return Err(ServiceError::field("password", "must be stored as an argon2 hash"));

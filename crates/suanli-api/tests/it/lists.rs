@@ -23,6 +23,14 @@ fn statements_enterprises_providers_and_sites_are_listed_within_scope() {
     }
     let (_, approved) = app.request("GET", "/api/v1/statements?state=approved", Some("admin"), &[], None);
     assert_eq!(approved["total"].as_u64(), Some(0), "{approved}");
+    // A state no item of the list can have is refused with the ones it can.
+    for list in ["statements", "orders", "vouchers", "applications", "programs"] {
+        let (status, answer) = app.request("GET", &format!("/api/v1/{list}?state=flying"), Some("admin"), &[], None);
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{list}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().starts_with("state: \"flying\" is not one of"));
+    }
+    let (status, _) = app.request("GET", "/api/v1/vouchers?state=exhausted", Some("admin"), &[], None);
+    assert_eq!(status, 200);
     let (status, refused) = app.request("GET", "/api/v1/statements", Some("enterprise"), &[], None);
     assert_eq!((status, refused["error"]["code"].as_str()), (403, Some("forbidden")), "{refused}");
 

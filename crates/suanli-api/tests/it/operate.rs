@@ -70,6 +70,9 @@ fn disabling_a_person_ends_its_sessions_and_a_new_password_replaces_the_old() {
     let (status, answer) = login(&app, "lab", "correct horse");
     assert_eq!(status, 200, "{answer}");
     let session = answer["token"].as_str().unwrap().to_owned();
+    // A token is named token-N wherever it appears: the login, the list, the revocation.
+    let named = answer["token_id"].as_str().unwrap().to_owned();
+    assert!(named.starts_with("token-"), "{answer}");
     assert_eq!(get_with(&app, "/api/v1/enterprises/ent-1", &session), 200);
 
     // The admin sees the people and the tokens, never a password hash or a secret.
@@ -79,8 +82,15 @@ fn disabling_a_person_ends_its_sessions_and_a_new_password_replaces_the_old() {
     assert!(!people.to_string().contains("argon2"));
     let (_, tokens) = app.request("GET", "/api/v1/tokens", Some("admin"), &[], None);
     assert_eq!(tokens["items"][0]["user"], "lab", "newest first, with the person: {tokens}");
+    assert_eq!(tokens["items"][0]["token_id"], named.as_str(), "{tokens}");
     assert!(!tokens.to_string().contains("sha256") && !tokens.to_string().contains(&session));
     assert_eq!(app.request("GET", "/api/v1/users", Some("enterprise"), &[], None).0, 403);
+    // A name is never `.` or `..`, which a path could not name.
+    for name in [".", "..", "-x"] {
+        let body = json!({ "name": name, "role": "auditor", "password": "long enough 1" }).to_string();
+        let (status, answer) = app.request("POST", "/api/v1/users", Some("admin"), &[], Some(body));
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")), "{name}: {answer}");
+    }
     // Nor in the audit log an auditor reads: the entries that keep them show `[redacted]`.
     let (status, log) = app.request("GET", "/api/v1/audit/log?limit=500", Some("auditor"), &[], None);
     assert_eq!(status, 200);
