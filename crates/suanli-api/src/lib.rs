@@ -25,6 +25,7 @@ pub mod nats;
 pub mod openapi;
 pub mod operate;
 pub mod operations;
+pub mod orders;
 pub mod report;
 pub mod schedule;
 mod scope;

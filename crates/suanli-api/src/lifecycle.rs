@@ -1,5 +1,6 @@
 //! The voucher lifecycle over HTTP: programmes, enterprises, applications, vouchers, providers,
-//! sites, pools, orders and the audit log (statements are in `statements`).
+//! sites, pools and the audit log (orders are in `orders`, statements in `statements`, tokens in
+//! `tokens`).
 //!
 //! Every handler authenticates and then runs one closure on the writer thread. The closure
 //! resolves who owns the object (its enterprise, provider or authority), checks the caller's role
@@ -20,13 +21,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use suanli_domain::{
-    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
-    RegionCode, SiteId, Uscc, VoucherId,
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, ProgramId, ProviderId, RateBp, RegionCode, SiteId,
+    Uscc, VoucherId,
 };
-use suanli_service::model::{OperatorKind, Purpose};
-use suanli_service::{
-    Actor, EnterpriseInput, ErrorCode, PoolInput, PoolRequest, Role, Service, ServiceError, SiteSpec, View,
-};
+use suanli_service::model::OperatorKind;
+use suanli_service::{Actor, EnterpriseInput, ErrorCode, PoolInput, Role, Service, ServiceError, SiteSpec, View};
 
 pub(crate) use crate::scope::{may_administer, may_review, order_query, visible_statements};
 pub(crate) use crate::statements::act_on_statement;
@@ -863,255 +862,6 @@ pub(crate) async fn list_pools(
     read(&state, &headers, move |s, _| page.window(s.state().pools.values().collect()).map(Paged::owned)).await
 }
 
-// ------------------------------------------------------------------ orders
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OrderJson {
-    #[schemars(with = "EnterpriseId")]
-    enterprise: String,
-    #[schemars(with = "VoucherId")]
-    voucher: String,
-    /// Pins a pool; without it the placement engine chooses.
-    #[schemars(with = "Option<PoolId>")]
-    pool: Option<String>,
-    #[schemars(length(min = 1, max = 64), regex(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
-    chip: Option<String>,
-    #[schemars(range(min = 1, max = 1_000_000))]
-    gpus: u32,
-    #[schemars(range(min = 1, max = 8784))]
-    hours: u32,
-    #[schemars(with = "Purpose")]
-    purpose: String,
-    /// Buy work instead of hours: `hours` is then the most the work may take.
-    work: Option<WorkJson>,
-    /// Where the order's data is.
-    origin: Option<OriginJson>,
-}
-
-/// Work as reference GPU-hours (one A800 for an hour) of a work class: each chip takes the
-/// hours its speed for the class gives (`data/speed.csv`), and a chip without one cannot run it.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WorkJson {
-    #[schemars(with = "WorkClass")]
-    class: String,
-    #[schemars(range(min = 1, max = 100_000_000))]
-    reference_gpu_hours: u32,
-}
-
-/// A work class of the speed table.
-pub struct WorkClass;
-
-impl schemars::JsonSchema for WorkClass {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "WorkClass".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string", "enum": suanli_service::work_classes() })
-    }
-}
-
-/// The hub the order's data is in and its size: data moved to a site of another hub costs
-/// egress, and a latency bound is measured from the hub.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OriginJson {
-    #[schemars(length(min = 1, max = 500))]
-    hub: String,
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 1e9))]
-    data_gb: f64,
-    /// The round trip to the hub, at most, in milliseconds.
-    #[schemars(range(min = 0.0, max = 1e6))]
-    rtt_ms_max: Option<f64>,
-}
-
-impl OrderJson {
-    fn request(&self) -> Result<(PoolRequest, Option<PoolId>), ApiError> {
-        let request = PoolRequest {
-            enterprise: id("enterprise", &self.enterprise, EnterpriseId::parse)?,
-            voucher: id("voucher", &self.voucher, VoucherId::parse)?,
-            chip: self.chip.clone(),
-            gpu_count: self.gpus,
-            hours: self.hours,
-            purpose: Purpose::parse(&self.purpose)
-                .ok_or_else(|| ApiError::field("purpose", "must be training, inference, fine_tuning or data"))?,
-            needs: suanli_service::Needs {
-                work: self.work.as_ref().map(|w| suanli_service::Work {
-                    class: w.class.clone(),
-                    reference_gpu_hours: w.reference_gpu_hours,
-                }),
-                origin_hub: self.origin.as_ref().map(|o| o.hub.clone()),
-                data_gb: self.origin.as_ref().map_or(0.0, |o| o.data_gb),
-                rtt_ms_max: self.origin.as_ref().and_then(|o| o.rtt_ms_max),
-            },
-        };
-        let pool = self.pool.as_deref().map(|p| id("pool", p, PoolId::parse)).transpose()?;
-        Ok((request, pool))
-    }
-}
-
-pub(crate) async fn quote_order(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    input: Result<Json<OrderJson>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let (request, pool) = body(input)?.request()?;
-    read(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
-        match pool {
-            Some(pool) => Ok(suanli_service::PoolChoice {
-                chosen: s.quote(&s.pinned(&request, pool)?)?,
-                underused_credit_fen: 0,
-                domestic_credit_fen: 0,
-                alternatives: Vec::new(),
-                excluded: Vec::new(),
-                egress_fen: 0,
-                excluded_why: Vec::new(),
-            }),
-            None => s.choose_pool(&request),
-        }
-    })
-    .await
-}
-
-pub(crate) async fn place_order(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    input: Result<Json<OrderJson>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let (request, pool) = body(input)?.request()?;
-    run(&state, &headers, move |s, role| {
-        permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
-        let id = match pool {
-            Some(pool) => {
-                let input = s.pinned(&request, pool)?;
-                s.place_order(&actor(role), input)?
-            }
-            None => s.place_order_anywhere(&actor(role), &request)?,
-        };
-        s.order(id).cloned()
-    })
-    .await
-}
-
-/// An order's enterprise, provider and programme authority.
-pub(crate) async fn show_order(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(order): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = id("order", &order, OrderId::parse)?;
-    let role = authenticate(&state, &headers)?;
-    Ok(Json(seen_order(&state, role, id).await?).into_response())
-}
-
-/// An order, to those who may see it: its enterprise, its provider, its programme's authority
-/// and the platform's overseers. From memory, or from storage's archive once it was archived.
-pub(crate) async fn seen_order(
-    state: &AppState,
-    role: Role,
-    id: OrderId,
-) -> Result<suanli_service::model::Order, ApiError> {
-    let view = state.writer.view();
-    let live = view.state().orders.get(&id).cloned();
-    let order = match live {
-        Some(order) => order,
-        None => {
-            let view = view.clone();
-            state.writer.read_log(move |reader| Ok(view.find_order(id, reader))).await???
-        }
-    };
-    let authority = view.program(order.program)?.authority;
-    let grants = [
-        Grant::Admin,
-        Grant::Auditor,
-        Grant::Authority(authority),
-        Grant::Enterprise(order.enterprise),
-        Grant::Provider(order.provider),
-    ];
-    permit(role, &grants, &id.to_string())?;
-    Ok(order)
-}
-
-pub(crate) async fn order_action(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((order, action)): Path<(String, String)>,
-    raw: Bytes,
-) -> Result<Response, ApiError> {
-    known_action(&action, &["start", "complete", "cancel", "extend"])?;
-    let id = id("order", &order, OrderId::parse)?;
-    authenticate(&state, &headers)?;
-    // Only `extend` has a body: {"hours": N}.
-    let extension = match action.as_str() {
-        "extend" => Some(
-            serde_json::from_slice::<ExtendJson>(&raw)
-                .map_err(|e| ApiError::field("body", format!("expected {{\"hours\": N}}: {e}")))?
-                .hours,
-        ),
-        _ => None,
-    };
-    run(&state, &headers, move |s, role| {
-        act_on_order(s, role, id, &action, extension)?;
-        s.order(id).cloned()
-    })
-    .await
-}
-
-/// Who may act on an order: the provider starts it, the enterprise cancels or extends it, either
-/// completes it, and the platform admin may do all; the order's other readers are told they may
-/// not, everyone else that it does not exist. The API and the console both go through here.
-pub(crate) fn act_on_order(
-    s: &mut Service,
-    role: Role,
-    id: OrderId,
-    action: &str,
-    extension: Option<u32>,
-) -> Result<(), ServiceError> {
-    let (enterprise, provider, program) = s.order_parties(id)?;
-    let authority = s.program(program)?.authority;
-    let readers = [
-        Grant::Admin,
-        Grant::Auditor,
-        Grant::Authority(authority),
-        Grant::Enterprise(enterprise),
-        Grant::Provider(provider),
-    ];
-    let who = actor(role);
-    let what = id.to_string();
-    match action {
-        "start" => {
-            permit_seen(role, &[Grant::Admin, Grant::Provider(provider)], &readers, &what)?;
-            s.start_order(&who, id)?;
-        }
-        "complete" => {
-            let grants = [Grant::Admin, Grant::Provider(provider), Grant::Enterprise(enterprise)];
-            permit_seen(role, &grants, &readers, &what)?;
-            s.complete_order(&who, id)?;
-        }
-        "cancel" => {
-            permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &what)?;
-            s.cancel_order(&who, id)?;
-        }
-        "extend" => {
-            permit_seen(role, &[Grant::Admin, Grant::Enterprise(enterprise)], &readers, &what)?;
-            s.extend_order(&who, id, extension.unwrap_or(0))?;
-        }
-        other => return Err(ServiceError::not_found(format!("action {other:?}"))),
-    }
-    Ok(())
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExtendJson {
-    #[schemars(range(min = 1, max = 8784))]
-    hours: u32,
-}
-
 // ------------------------------------------------------------------ sweep, audit
 
 pub(crate) async fn sweep(
@@ -1234,22 +984,4 @@ pub(crate) fn visible_vouchers<'a>(
             granted(role, &[Grant::Admin, Grant::Auditor, Grant::Authority(authority), Grant::Enterprise(v.enterprise)])
         })
         .collect()
-}
-
-/// Orders within the caller's scope (paged; filter by program and state).
-pub(crate) async fn list_orders(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(page): Query<Page>,
-) -> Result<Response, ApiError> {
-    let role = authenticate(&state, &headers)?;
-    let view = state.writer.view();
-    let wanted = page.state_in(ORDER_STATES)?;
-    let program = page.program.as_ref().map(|p| view.find_program(p)).transpose()?;
-    let limit = page.limit()?;
-    let query = order_query(role, program, wanted);
-    let offset = page.offset;
-    let found =
-        state.writer.read_log(move |reader| Ok(view.orders_page(&query, offset as u64, limit, reader))).await???;
-    Ok(Json(Paged { total: found.total as u64, offset: offset as u64, limit, items: found.orders }).into_response())
 }

@@ -176,7 +176,7 @@ pub(crate) async fn list_order_usage(
 ) -> Result<Response, ApiError> {
     let order = crate::lifecycle::id("order", &order, OrderId::parse)?;
     let role = crate::authenticate(&state, &headers)?;
-    crate::lifecycle::seen_order(&state, role, order).await?;
+    crate::orders::seen_order(&state, role, order).await?;
     let limit = page.limit()?;
     let offset = u64::from(page.offset);
     let (rows, total) = state.writer.read_log(move |reader| reader.order_usage(order.get(), offset, limit)).await??;

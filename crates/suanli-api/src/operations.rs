@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::routing::{MethodRouter, get, post};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use crate::{AppState, evidence, lifecycle, lists, login, lottery, openapi, operate, report, statements};
+use crate::{AppState, evidence, lifecycle, lists, login, lottery, openapi, operate, orders, report, statements};
 use crate::{tokens, transparency, utilization};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -514,7 +514,7 @@ fn table() -> Vec<Operation> {
         }),
         // ------------------------------------------------------------ orders
         op(Get, "/api/v1/orders", "listOrders", &[Anyone], "List orders within the caller's scope (paged; filter by program and state).", json::<Paged<Order>>(), || {
-            get(lifecycle::list_orders)
+            get(orders::list_orders)
         })
         .query(page, BY_PROGRAM_AND_STATE)
         .states(lifecycle::ORDER_STATES),
@@ -525,9 +525,9 @@ fn table() -> Vec<Operation> {
             &[Admin, Enterprise],
             "Place an order; without a pool the placement engine chooses.",
             json::<Order>(),
-            || post(lifecycle::place_order),
+            || post(orders::place_order),
         )
-        .body(schema::<lifecycle::OrderJson>),
+        .body(schema::<orders::OrderJson>),
         op(
             Post,
             "/api/v1/orders/quote",
@@ -535,11 +535,11 @@ fn table() -> Vec<Operation> {
             &[Admin, Enterprise],
             "Quote an order: the engine's choice, alternatives and exclusions (or the pinned pool).",
             json::<suanli_service::PoolChoice>(),
-            || post(lifecycle::quote_order),
+            || post(orders::quote_order),
         )
-        .body(schema::<lifecycle::OrderJson>),
+        .body(schema::<orders::OrderJson>),
         op(Get, "/api/v1/orders/{order}", "showOrder", &[Admin, Auditor, Authority, Enterprise, Provider], "One order with its usage totals.", json::<Order>(), || {
-            get(lifecycle::show_order)
+            get(orders::show_order)
         }),
         op(
             Get,
@@ -551,9 +551,9 @@ fn table() -> Vec<Operation> {
             || get(lists::list_order_usage),
         )
         .query(page, PAGED),
-        op(Post, "/api/v1/orders/{order}/start", "startOrder", &[Admin, Provider], "Start a placed order (the provider).", json::<Order>(), action!(lifecycle::order_action, "start")),
-        op(Post, "/api/v1/orders/{order}/complete", "completeOrder", &[Admin, Provider, Enterprise], "Complete an order: what its voucher still holds for it returns.", json::<Order>(), action!(lifecycle::order_action, "complete")),
-        op(Post, "/api/v1/orders/{order}/cancel", "cancelOrder", &[Admin, Enterprise], "Cancel an order not yet started.", json::<Order>(), action!(lifecycle::order_action, "cancel")),
+        op(Post, "/api/v1/orders/{order}/start", "startOrder", &[Admin, Provider], "Start a placed order (the provider).", json::<Order>(), action!(orders::order_action, "start")),
+        op(Post, "/api/v1/orders/{order}/complete", "completeOrder", &[Admin, Provider, Enterprise], "Complete an order: what its voucher still holds for it returns.", json::<Order>(), action!(orders::order_action, "complete")),
+        op(Post, "/api/v1/orders/{order}/cancel", "cancelOrder", &[Admin, Enterprise], "Cancel an order not yet started.", json::<Order>(), action!(orders::order_action, "cancel")),
         op(
             Post,
             "/api/v1/orders/{order}/extend",
@@ -561,9 +561,9 @@ fn table() -> Vec<Operation> {
             &[Admin, Enterprise],
             "More hours at the locked price, with the voucher's share held; usage never runs past the hours ordered.",
             json::<Order>(),
-            action!(lifecycle::order_action, "extend"),
+            action!(orders::order_action, "extend"),
         )
-        .body(schema::<lifecycle::ExtendJson>),
+        .body(schema::<orders::ExtendJson>),
         // ------------------------------------------------------------ settlement
         op(
             Get,

@@ -517,7 +517,7 @@ pub async fn order(
     let Ok(id) = OrderId::parse(&id) else {
         return refuse(ctx, StatusCode::NOT_FOUND, "error.not_found");
     };
-    let order = match crate::lifecycle::seen_order(&state, session.role, id).await {
+    let order = match crate::orders::seen_order(&state, session.role, id).await {
         Ok(order) => order,
         Err(error) => return refused(ctx, &error),
     };
@@ -602,7 +602,7 @@ pub async fn order_action(
     };
     let done = format!("/orders/{id}?done=order_{action}");
     match post_change(&state, &headers, &uri, &form.form_token, "order.detail_title", move |s, role| {
-        crate::lifecycle::act_on_order(s, role, id, &action, None)
+        crate::orders::act_on_order(s, role, id, &action, None)
     })
     .await
     {
