@@ -65,6 +65,8 @@ typed_id!(/// A pool of identical GPUs at a site.
     PoolId, "pool", "pol");
 typed_id!(/// A compute order.
     OrderId, "order", "ord");
+typed_id!(/// An order waiting for the scheduling loop to place it.
+    RequestId, "request", "req");
 typed_id!(/// A monthly settlement statement.
     StatementId, "statement", "stm");
 

@@ -8,7 +8,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use crate::{
     ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
-    RegionCode, SiteId, StatementId, Uscc, VoucherId,
+    RegionCode, RequestId, SiteId, StatementId, Uscc, VoucherId,
 };
 
 macro_rules! schema {
@@ -50,5 +50,6 @@ schema! {
     SiteId => id(SiteId::PREFIX),
     PoolId => id(PoolId::PREFIX),
     OrderId => id(OrderId::PREFIX),
+    RequestId => id(RequestId::PREFIX),
     StatementId => id(StatementId::PREFIX),
 }

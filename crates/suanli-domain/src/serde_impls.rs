@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
     ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
-    RegionCode, SiteId, StatementId, Uscc, VoucherId,
+    RegionCode, RequestId, SiteId, StatementId, Uscc, VoucherId,
 };
 
 impl Serialize for Fen {
@@ -66,5 +66,6 @@ via_text! {
     SiteId => SiteId::parse,
     PoolId => PoolId::parse,
     OrderId => OrderId::parse,
+    RequestId => RequestId::parse,
     StatementId => StatementId::parse,
 }

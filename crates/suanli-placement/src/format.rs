@@ -235,6 +235,7 @@ pub fn check(input: InputV1) -> Result<Problem, FormatError> {
             rtt_ms_max: order.rtt_ms_max.map(|r| finite_in(&at("rtt_ms_max"), r, 0.0, 1e6)).transpose()?,
             sites_allowed,
             domestic_extra_bp: 0,
+            policy: None,
         });
     }
     Ok(Problem {

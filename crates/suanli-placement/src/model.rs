@@ -75,6 +75,8 @@ pub struct Order {
     /// How much more the order's programme subsidizes domestic chips, in basis points of cost
     /// (domestic rate less the ordinary rate); read by the domestic-chip policy term.
     pub domestic_extra_bp: u32,
+    /// The order's programme's own policy weights, where it overrides the problem's.
+    pub policy: Option<Policy>,
 }
 
 /// A checked problem. Build it with [`crate::format::parse_input`] or directly in code; the solver
@@ -226,7 +228,7 @@ impl Problem {
 
     /// The policy credits of `order` on `pool` (zero when the policy is off).
     pub fn terms(&self, order: &Order, pool: &Pool, speed: f64, cost: i64) -> Terms {
-        let policy = &self.policy;
+        let policy = order.policy.as_ref().unwrap_or(&self.policy);
         let site = &self.sites[pool.site];
         let hours = order.work_ref_gpu_hours / (f64::from(order.gpus) * speed);
         let underused_fen =

@@ -190,6 +190,7 @@ pub fn seeded_batch(seed: u64, count: usize) -> Problem {
             rtt_ms_max,
             sites_allowed,
             domestic_extra_bp: 0,
+            policy: None,
         });
     }
     problem
@@ -243,6 +244,7 @@ pub fn tight_batch(seed: u64, orders: usize, pools: usize, supply_pct: u64) -> P
                 rtt_ms_max: (rng.below(2) == 0).then(|| 8.0 + rng.unit() * 22.0),
                 sites_allowed: None,
                 domestic_extra_bp: 0,
+                policy: None,
             }
         })
         .collect();

@@ -1022,15 +1022,19 @@ pub struct PolicyCost {
 
 pub fn policy_cost(problem: &Problem, limits: &Limits) -> PolicyCost {
     let real = |b: Breakdown| b.cost_fen + b.penalties_fen;
-    let answer = |policy: crate::model::Policy| {
-        let variant = Problem { policy, ..problem.clone() };
+    // A term switched off is off for every order, those whose programme sets its own weights too.
+    let answer = |off: fn(crate::model::Policy) -> crate::model::Policy| {
+        let mut variant = Problem { policy: off(problem.policy), ..problem.clone() };
+        for order in &mut variant.orders {
+            order.policy = order.policy.map(off);
+        }
         let solution = solve(&variant, limits);
         breakdown(&variant, &solution)
     };
-    let with_policy = answer(problem.policy);
-    let without_policy = answer(crate::model::Policy::default());
-    let without_underused = answer(crate::model::Policy { underused_credit_fen_per_gpu_hour: 0, ..problem.policy });
-    let without_domestic = answer(crate::model::Policy { domestic_weight_bp: 0, ..problem.policy });
+    let with_policy = answer(|policy| policy);
+    let without_policy = answer(|_| crate::model::Policy::default());
+    let without_underused = answer(|policy| crate::model::Policy { underused_credit_fen_per_gpu_hour: 0, ..policy });
+    let without_domestic = answer(|policy| crate::model::Policy { domestic_weight_bp: 0, ..policy });
     PolicyCost {
         with_policy,
         without_policy,

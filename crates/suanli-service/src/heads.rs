@@ -223,16 +223,48 @@ fn load_or_create_key(path: &Path) -> Result<SigningKey, String> {
     }
 }
 
-/// Creates `path` with `bytes`, durably; never replaces. A private file is readable by its owner
-/// only (where the system has modes).
+/// Creates `path` with `bytes`, durably and whole; never replaces. The bytes go to a temporary
+/// file first, synced, then linked under the final name and the directory synced: a crash at any
+/// point leaves either no file or the whole one, never an empty or torn file that would stop the
+/// next start. A private file is readable by its owner only (where the system has modes).
 fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
+    let error = |e: std::io::Error| format!("{}: {e}", path.display());
+    let name =
+        path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let temporary = path.with_file_name(format!(".{name}.partial"));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(if private { 0o600 } else { 0o644 });
     }
-    let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
+    let mut file = options.open(&temporary).map_err(error)?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(error)?;
+    drop(file);
+    // A hard link fails when `path` exists, so a published file is never replaced.
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    linked.map_err(error)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_file_is_whole_never_replaced_and_leaves_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("suanli-heads-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("head-000000000001.json");
+        let _ = std::fs::remove_file(&path);
+        write_new(&path, b"first\n", false).unwrap();
+        assert!(write_new(&path, b"second\n", false).is_err(), "an existing file is never replaced");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("head-000000000001.json")], "no partial file is left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

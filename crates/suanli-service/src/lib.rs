@@ -25,6 +25,7 @@ pub mod model;
 pub mod occupancy;
 pub mod outcome;
 pub mod program_file;
+pub mod requests;
 pub mod service;
 pub mod state;
 
@@ -34,7 +35,7 @@ pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
     ARCHIVE_AFTER_S, Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EGRESS_FEN_PER_GB, EnterpriseInput, Needs,
-    OrderInput, OrderPage, OrderQuery, PoolChoice, PoolInput, PoolRequest, Service, SweepReport, TOKEN_PURGE_AFTER_S,
-    UsageGroup, View, Work, cost_of, work_classes,
+    OrderInput, OrderPage, OrderQuery, PoolChoice, PoolInput, PoolRequest, REQUEST_WAIT_DEFAULT_S, REQUEST_WAIT_MAX_S,
+    RoundSettings, Service, SweepReport, TOKEN_PURGE_AFTER_S, UsageGroup, View, Work, cost_of, work_classes,
 };
 pub use state::State;

@@ -156,6 +156,9 @@ pub struct ProgramTerms {
     /// control group (`lottery`).
     #[serde(default, skip_serializing_if = "Allocation::is_first_come")]
     pub allocation: Allocation,
+    /// The programme's own placement policy weights, over the deployment's.
+    #[serde(default, skip_serializing_if = "crate::requests::PlacementWeights::is_empty")]
+    pub placement: crate::requests::PlacementWeights,
     pub voucher_validity_days: u32,
     /// First second applications are accepted (Asia/Shanghai midnight of the opening date).
     pub applications_open_s: i64,

@@ -25,6 +25,8 @@ struct ProgramFile {
     annual_cap_fen: Option<i64>,
     program_annual_cap_fen: Option<i64>,
     allocation: Option<String>,
+    #[serde(default)]
+    placement: crate::requests::PlacementWeights,
     voucher_validity_days: i64,
     applications_open: toml::value::Datetime,
     applications_close: toml::value::Datetime,
@@ -192,6 +194,16 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         Some("lottery") => crate::model::Allocation::Lottery,
         Some(other) => return Err(invalid("allocation", format!("{other:?} must be first_come or lottery"))),
     };
+    let placement = file.placement;
+    if placement.utilization_target_bp.is_some_and(|bp| bp > 10_000) {
+        return Err(invalid("placement.utilization_target_bp", "must be between 0 and 10000"));
+    }
+    if placement.underused_credit_fen_per_gpu_hour.is_some_and(|fen| !(0..=1_000_000).contains(&fen)) {
+        return Err(invalid("placement.underused_credit_fen_per_gpu_hour", "must be between 0 and 1000000"));
+    }
+    if placement.domestic_weight_bp.is_some_and(|bp| !(0..=10_000).contains(&bp)) {
+        return Err(invalid("placement.domestic_weight_bp", "must be between 0 and 10000"));
+    }
     Ok(ProgramTerms {
         key: file.key,
         name: file.name,
@@ -204,6 +216,7 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         annual_cap_fen,
         program_annual_cap_fen,
         allocation,
+        placement,
         voucher_validity_days,
         applications_open_s,
         applications_close_s,
@@ -284,6 +297,20 @@ pub fn to_toml(terms: &ProgramTerms) -> String {
         None => format!("{{ allowed = {} }}", terms.stacking.allowed),
     };
     line("stacking", stacking);
+    let weights = &terms.placement;
+    if !weights.is_empty() {
+        let mut fields = Vec::new();
+        if let Some(bp) = weights.utilization_target_bp {
+            fields.push(format!("utilization_target_bp = {bp}"));
+        }
+        if let Some(fen) = weights.underused_credit_fen_per_gpu_hour {
+            fields.push(format!("underused_credit_fen_per_gpu_hour = {fen}"));
+        }
+        if let Some(bp) = weights.domestic_weight_bp {
+            fields.push(format!("domestic_weight_bp = {bp}"));
+        }
+        line("placement", format!("{{ {} }}", fields.join(", ")));
+    }
     for rule in &terms.eligibility {
         out.push_str(&format!("\n[[eligibility]]\nname = {}\nrule = {}\n", quoted(&rule.name), quoted(&rule.rule)));
     }

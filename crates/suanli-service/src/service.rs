@@ -48,6 +48,8 @@ mod lottery;
 mod orders;
 mod programs;
 mod providers;
+mod schedule;
+pub use schedule::{REQUEST_WAIT_DEFAULT_S, REQUEST_WAIT_MAX_S, RoundSettings};
 mod statements;
 mod usage;
 mod utilization;
@@ -262,6 +264,8 @@ pub struct Service {
     heads: Option<crate::heads::HeadSigner>,
     /// Commands gathered into one commit (`in_one_commit`), when they are.
     group: Option<group::Group>,
+    /// How the scheduling loop runs.
+    rounds: RoundSettings,
 }
 
 impl std::ops::Deref for Service {
@@ -341,6 +345,7 @@ impl Service {
             checkpointed,
             heads: None,
             group: None,
+            rounds: RoundSettings::default(),
         })
     }
 

@@ -17,9 +17,11 @@ use imbl::{OrdMap as BTreeMap, Vector};
 use crate::occupancy::{self, Occupancy};
 
 use suanli_domain::{
-    ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode, SiteId,
-    StatementId, Uscc, VoucherId,
+    ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RegionCode, RequestId,
+    SiteId, StatementId, Uscc, VoucherId,
 };
+
+use crate::requests::{OrderRequest, RequestState};
 
 use crate::access::{Token, User};
 use crate::calendar::{YearMonth, shanghai_year};
@@ -124,6 +126,10 @@ pub struct State {
     pub ownership: BTreeMap<String, Ownership>,
     /// The imported registry of hubs and clusters (empty until imported).
     pub network: Vector<NetworkCluster>,
+    /// Orders submitted to the scheduling loop: waiting, and decided.
+    pub requests: BTreeMap<RequestId, OrderRequest>,
+    /// The scheduling loop's rounds that decided anything.
+    pub rounds: u64,
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -151,6 +157,9 @@ impl State {
     }
     pub fn next_site(&self) -> SiteId {
         SiteId::new(next(&self.sites)).expect("positive")
+    }
+    pub fn next_request(&self) -> RequestId {
+        RequestId::new(next(&self.requests)).expect("positive")
     }
     pub fn next_pool(&self) -> PoolId {
         PoolId::new(next(&self.pools)).expect("positive")
@@ -252,6 +261,25 @@ impl State {
             }
             Event::SiteAdded { site } => insert_new(&mut self.sites, site.id, site.to_model()),
             Event::PoolAdded { pool } => insert_new(&mut self.pools, pool.id, pool.to_model()),
+            Event::RequestSubmitted { request } => {
+                assert_eq!(request.state, RequestState::Waiting);
+                insert_new(&mut self.requests, request.id, (**request).clone());
+            }
+            Event::RequestWithdrawn { request } => {
+                let request = self.requests.get_mut(request).expect("request exists");
+                assert_eq!(request.state, RequestState::Waiting);
+                request.state = RequestState::Withdrawn;
+            }
+            Event::RoundDecided { round, decisions, .. } => {
+                self.rounds = self.rounds.max(*round);
+                for (id, decision) in decisions {
+                    let request = self.requests.get_mut(id).expect("request exists");
+                    assert_eq!(request.state, RequestState::Waiting);
+                    assert!(matches!(decision.state, RequestState::Placed | RequestState::Refused));
+                    request.state = decision.state;
+                    request.decision = Some(decision.clone());
+                }
+            }
             Event::OrderPlaced { order } => {
                 let pool = self.pools.get_mut(&order.pool).expect("pool exists");
                 pool.gpus_reserved += order.quote.gpu_count;
@@ -629,6 +657,10 @@ struct Saved {
     /// Absent from a checkpoint written before orders were archived (it holds every order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     orders_began: Option<Vec<(ProgramId, SiteId, i64)>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    requests: Vec<OrderRequest>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rounds: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -702,6 +734,8 @@ impl State {
             tokens_purged: self.tokens_purged,
             settled: self.settled.iter().map(|(k, v)| (*k, *v)).collect(),
             orders_began: (version >= 3).then(|| self.orders_began.iter().map(|(&(p, s), &t)| (p, s, t)).collect()),
+            requests: self.requests.values().cloned().collect(),
+            rounds: self.rounds,
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -776,6 +810,8 @@ impl State {
         state.users = saved.users.into_iter().map(|u| (u.name.clone(), u)).collect();
         state.ownership = saved.ownership.into_iter().collect();
         state.network = saved.network.into_iter().collect();
+        state.requests = saved.requests.into_iter().map(|r| (r.id, r)).collect();
+        state.rounds = saved.rounds;
         state.occupancy = match saved.occupancy {
             Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),
             None => state

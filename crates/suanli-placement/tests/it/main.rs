@@ -125,6 +125,7 @@ fn small_instance(rng: &mut Rng) -> Problem {
                 rtt_ms_max: (rng.below(3) == 0).then(|| rng.unit() * 30.0),
                 sites_allowed: (rng.below(3) == 0).then(|| vec![rng.below(sites.len() as u64) as usize]),
                 domestic_extra_bp: [0, 1000][rng.below(2) as usize],
+                policy: None,
             }
         })
         .collect();
@@ -395,6 +396,7 @@ fn policy_terms_steer_placement_and_report_what_they_cost() {
             rtt_ms_max: None,
             sites_allowed: None,
             domestic_extra_bp: 1_000,
+            policy: None,
         }],
         policy: Policy::default(),
     };

@@ -3,7 +3,7 @@
 //! rebuilds the service's state exactly.
 
 use serde::{Deserialize, Serialize};
-use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, SiteId, StatementId, VoucherId};
+use suanli_domain::{ApplicationId, Fen, OrderId, ProgramId, ProviderId, RequestId, SiteId, StatementId, VoucherId};
 
 mod schema;
 
@@ -106,6 +106,20 @@ pub enum Event {
     /// No new order on the pool; the orders on it run to their end.
     PoolRetired {
         pool: suanli_domain::PoolId,
+    },
+    /// An order submitted to the scheduling loop: it waits for the next round.
+    RequestSubmitted {
+        request: Box<crate::requests::OrderRequest>,
+    },
+    RequestWithdrawn {
+        request: RequestId,
+    },
+    /// A round of the scheduling loop decided these requests (the orders it placed are recorded
+    /// before, in the same commit); a large round is recorded in parts, each with its number.
+    RoundDecided {
+        round: u64,
+        gap_bp: u32,
+        decisions: Vec<(RequestId, crate::requests::Decision)>,
     },
     OrderPlaced {
         order: Box<NewOrder>,
@@ -272,6 +286,9 @@ impl Event {
             Event::PoolAdded { .. } => "pool.added",
             Event::PoolChanged { .. } => "pool.changed",
             Event::PoolRetired { .. } => "pool.retired",
+            Event::RequestSubmitted { .. } => "request.submitted",
+            Event::RequestWithdrawn { .. } => "request.withdrawn",
+            Event::RoundDecided { .. } => "round.decided",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
             Event::OrderExtended { .. } => "order.extended",
@@ -323,6 +340,9 @@ impl Event {
             Event::NetworkImported { .. } => "network".to_owned(),
             Event::PoolAdded { pool } => pool.id.to_string(),
             Event::PoolChanged { pool, .. } | Event::PoolRetired { pool } => pool.to_string(),
+            Event::RequestSubmitted { request } => request.id.to_string(),
+            Event::RequestWithdrawn { request } => request.to_string(),
+            Event::RoundDecided { round, .. } => format!("round-{round}"),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }
             | Event::OrderExtended { order, .. }
@@ -382,6 +402,18 @@ impl Event {
                 also(order.program.to_string());
             }
             Event::OrderHoldReleased { voucher, .. } => also(voucher.to_string()),
+            Event::RequestSubmitted { request } => {
+                also(request.enterprise.to_string());
+                also(request.voucher.to_string());
+            }
+            Event::RoundDecided { decisions, .. } => {
+                for (request, decision) in decisions {
+                    also(request.to_string());
+                    if let Some(order) = decision.order {
+                        also(order.to_string());
+                    }
+                }
+            }
             Event::UsageRecorded { record } => {
                 also(record.input.order.to_string());
                 also(record.provider.to_string());
@@ -477,12 +509,15 @@ mod tests {
             Event::OrdersArchived { .. } => 43,
             Event::TokensPurged { .. } => 44,
             Event::StatementsArchived { .. } => 45,
+            Event::RequestSubmitted { .. } => 46,
+            Event::RequestWithdrawn { .. } => 47,
+            Event::RoundDecided { .. } => 48,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 46];
+        let mut seen = [false; 49];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

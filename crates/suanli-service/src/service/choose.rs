@@ -41,7 +41,7 @@ pub struct PoolRequest {
 
 /// Work stated as reference GPU-hours (one A800 for an hour) of a work class of the speed table
 /// (`data/speed.csv`): on each chip it takes the hours that chip's speed gives it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Work {
     pub class: String,
     pub reference_gpu_hours: u32,
@@ -60,6 +60,13 @@ pub struct Needs {
 
 /// What moving a GB of data between hubs is taken to cost, as the default network prices it.
 pub const EGRESS_FEN_PER_GB: i64 = 30;
+
+/// The engine's work class of orders that buy hours: every chip runs an hour in an hour.
+const HOURS_CLASS: &str = "gpu_hours";
+
+/// What leaving an order unplaced weighs: placing is always better than not, so the penalty
+/// dwarfs any price.
+const UNPLACED_PENALTY_FEN_PER_REF_GPU_HOUR: i64 = 1_000_000_000;
 
 /// One chip's speed for a work class: how many reference GPUs one of its GPUs is worth.
 fn speed(class: &str, chip: &str) -> Option<f64> {
@@ -150,17 +157,18 @@ impl View {
     /// The engine's answer for one order: the problem it was given, its solution, and the pool
     /// each of the problem's pools stands for.
     fn engine(&self, request: &PoolRequest) -> Result<(Problem, suanli_placement::solve::Solution, Vec<PoolId>)> {
-        let now = self.now_s();
-        let (_, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
-        if request.gpu_count == 0 {
-            return Err(ServiceError::field("gpus", "must be at least 1"));
-        }
-        if request.hours == 0 || request.hours > super::ORDER_HOURS_MAX {
-            return Err(ServiceError::field("hours", format!("must be between 1 and {}", super::ORDER_HOURS_MAX)));
-        }
+        let market = self.market();
+        let order = self.engine_order(request, &market.network, "order".to_owned())?;
+        let problem = market.problem(vec![order], self.placement_policy);
+        let solution = solve(&problem, &Limits { solve_ms_max: 200, ..Limits::default() });
+        Ok((problem, solution, market.network.pool_ids.clone()))
+    }
+
+    /// The network as orders placed now see it: each site's load (GPUs promised over GPUs) and
+    /// each pool's free GPUs.
+    pub(super) fn market(&self) -> Market {
         let state = &self.state;
         let network = self.network.of(state);
-        // Each site's load: GPUs promised over GPUs, over its pools.
         let mut load = vec![(0u64, 0u64); network.sites.len()];
         for pool in state.pools.values() {
             if let Some(&index) = network.site_index.get(&pool.site) {
@@ -177,9 +185,24 @@ impl View {
             let now = &state.pools[id];
             pool.gpus_free = now.gpu_count - now.gpus_reserved;
         }
-        let pool_ids = network.pool_ids.clone();
+        Market { network, sites, pools }
+    }
+
+    /// One order as the engine sees it, after the checks an order makes before any pool is
+    /// considered (the voucher, the purpose, GPUs, hours, work, origin).
+    pub(super) fn engine_order(&self, request: &PoolRequest, network: &Network, id: String) -> Result<Order> {
+        let now = self.now_s();
+        let (_, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
+        if request.gpu_count == 0 {
+            return Err(ServiceError::field("gpus", "must be at least 1"));
+        }
+        if request.hours == 0 || request.hours > super::ORDER_HOURS_MAX {
+            return Err(ServiceError::field("hours", format!("must be between 1 and {}", super::ORDER_HOURS_MAX)));
+        }
+        let state = &self.state;
         // The programme's provider rule, resolved to the sites it allows.
-        let sites_allowed: Vec<usize> = pool_ids
+        let sites_allowed: Vec<usize> = network
+            .pool_ids
             .iter()
             .filter(|id| self.provider_allowed(program, &state.pools[*id]).is_ok())
             .map(|id| network.site_index[&state.pools[id].site])
@@ -188,14 +211,11 @@ impl View {
             Some(chip) => vec![crate::chips::require("chip", chip)?.name.clone()],
             None => network.chips.clone(),
         };
-        // Hours bought are hours of whatever chip runs them, so every chip counts one; work is
-        // compared by each chip's speed for its class, and a chip without one cannot run it.
-        let (class, work, speeds) = match &request.needs.work {
-            None => (
-                request.purpose.as_str().to_owned(),
-                f64::from(request.gpu_count) * f64::from(request.hours),
-                chips.iter().map(|c| (c.clone(), 1.0)).collect::<HashMap<_, _>>(),
-            ),
+        // Hours bought are hours of whatever chip runs them, so every chip counts one (the class
+        // `HOURS_CLASS`); work is compared by each chip's speed for its class, and a chip without
+        // one cannot run it.
+        let (class, work) = match &request.needs.work {
+            None => (HOURS_CLASS.to_owned(), f64::from(request.gpu_count) * f64::from(request.hours)),
             Some(work) => {
                 if speed(&work.class, "a800").is_none() {
                     let known = work_classes().join(", ");
@@ -204,11 +224,9 @@ impl View {
                 if work.reference_gpu_hours == 0 {
                     return Err(ServiceError::field("work.reference_gpu_hours", "must be at least 1"));
                 }
-                let speeds = chips.iter().filter_map(|c| speed(&work.class, c).map(|s| (c.clone(), s))).collect();
-                (work.class.clone(), f64::from(work.reference_gpu_hours), speeds)
+                (work.class.clone(), f64::from(work.reference_gpu_hours))
             }
         };
-        let speed = HashMap::from([(class.clone(), speeds)]);
         let origin = match &request.needs.origin_hub {
             None => Origin { hub: String::new(), lat: 0.0, lon: 0.0 },
             Some(hub) => {
@@ -233,8 +251,9 @@ impl View {
         let domestic_extra_bp = program.terms.domestic_chip_rate_bp.map_or(0, |rate| {
             u32::from(rate.basis_points().saturating_sub(program.terms.subsidy_rate_bp.basis_points()))
         });
-        let order = Order {
-            id: "order".to_owned(),
+        let weights = program.terms.placement;
+        Ok(Order {
+            id,
             class,
             gpus: request.gpu_count,
             work_ref_gpu_hours: work,
@@ -245,19 +264,8 @@ impl View {
             rtt_ms_max: request.needs.rtt_ms_max,
             sites_allowed: Some(sites_allowed),
             domestic_extra_bp,
-        };
-        let problem = Problem {
-            egress_fen_per_gb: EGRESS_FEN_PER_GB,
-            // Placing is always better than not: the penalty dwarfs any price.
-            unplaced_penalty_fen_per_ref_gpu_hour: 1_000_000_000,
-            speed,
-            sites,
-            pools,
-            orders: vec![order],
-            policy: self.placement_policy,
-        };
-        let solution = solve(&problem, &Limits { solve_ms_max: 200, ..Limits::default() });
-        Ok((problem, solution, pool_ids))
+            policy: (!weights.is_empty()).then(|| weights.over(self.placement_policy)),
+        })
     }
 
     /// The quote of the engine's choice, with the best alternatives and why each other pool was
@@ -278,30 +286,14 @@ impl View {
             self.price(voucher, program, pool, request.gpu_count, request.hours_on(&pool.chip)?, now)
         };
         let Some(chosen_index) = solution.pool_of[0] else {
-            let reasons: Vec<String> = explanation
-                .pools
-                .iter()
-                .map(|(pool, verdict)| match verdict {
-                    PoolVerdict::Excluded(why) => format!("{pool}: {}", describe(why)),
-                    PoolVerdict::Full { gpus_left, .. } => format!("{pool}: only {gpus_left} GPUs free"),
-                    other => format!("{pool}: {other:?}"),
-                })
-                .collect();
             return Err(ServiceError::new(
                 ErrorCode::NoPoolAvailable,
-                format!("pool: no pool can take {} GPUs for this order: {}", request.gpu_count, reasons.join("; ")),
+                unplaced_reason(&explanation, request.gpu_count),
             ));
         };
         let chosen_pool = &problem.pools[chosen_index];
         let order = &problem.orders[0];
-        let chosen_speed = problem.speed_of(&order.class, &chosen_pool.chip).unwrap_or(1.0);
-        let chosen_cost = problem.cost(order, chosen_pool, chosen_speed);
-        let terms = problem.terms(order, chosen_pool, chosen_speed, chosen_cost);
-        let egress_fen = if problem.sites[chosen_pool.site].hub == order.origin.hub {
-            0
-        } else {
-            (order.data_gb * problem.egress_fen_per_gb as f64).round() as i64
-        };
+        let (terms, egress_fen) = weighed(problem, order, chosen_pool);
         let mut ranked: Vec<(i64, usize)> = explanation
             .pools
             .iter()
@@ -360,6 +352,59 @@ impl super::Service {
     }
 }
 
+/// What the policy terms weighed for `order` on `pool`, and the egress of moving its data there.
+pub(super) fn weighed(
+    problem: &Problem,
+    order: &Order,
+    pool: &suanli_placement::Pool,
+) -> (suanli_placement::model::Terms, i64) {
+    let speed = problem.speed_of(&order.class, &pool.chip).unwrap_or(1.0);
+    let cost = problem.cost(order, pool, speed);
+    let terms = problem.terms(order, pool, speed, cost);
+    let egress_fen = if problem.sites[pool.site].hub == order.origin.hub {
+        0
+    } else {
+        (order.data_gb * problem.egress_fen_per_gb as f64).round() as i64
+    };
+    (terms, egress_fen)
+}
+
+/// Why the engine left an order unplaced: each pool's verdict in the service's words.
+pub(super) fn unplaced_reason(explanation: &suanli_placement::explain::Explanation, gpus: u32) -> String {
+    let reasons: Vec<String> = explanation
+        .pools
+        .iter()
+        .map(|(pool, verdict)| match verdict {
+            PoolVerdict::Excluded(why) => format!("{pool}: {}", describe(why)),
+            PoolVerdict::Full { gpus_left, .. } => format!("{pool}: only {gpus_left} GPUs free"),
+            other => format!("{pool}: {other:?}"),
+        })
+        .collect();
+    format!("pool: no pool can take {gpus} GPUs for this order: {}", reasons.join("; "))
+}
+
+/// The network as every order placed now sees it.
+pub(super) struct Market {
+    pub(super) network: Arc<Network>,
+    sites: Vec<Site>,
+    pools: Vec<suanli_placement::Pool>,
+}
+
+impl Market {
+    /// The engine's problem of placing `orders` on this market.
+    pub(super) fn problem(&self, orders: Vec<Order>, policy: Policy) -> Problem {
+        Problem {
+            egress_fen_per_gb: EGRESS_FEN_PER_GB,
+            unplaced_penalty_fen_per_ref_gpu_hour: UNPLACED_PENALTY_FEN_PER_REF_GPU_HOUR,
+            speed: self.network.speed.clone(),
+            sites: self.sites.clone(),
+            pools: self.pools.clone(),
+            orders,
+            policy,
+        }
+    }
+}
+
 /// An exclusion in the service's words.
 fn describe(why: &Exclusion) -> String {
     match why {
@@ -382,9 +427,12 @@ pub(crate) struct Network {
     site_index: HashMap<SiteId, usize>,
     /// Pools of registered chips that are not retired, as the engine numbers them.
     pools: Vec<suanli_placement::Pool>,
-    pool_ids: Vec<PoolId>,
+    pub(super) pool_ids: Vec<PoolId>,
     /// Every chip of the network's pools, by its registered name.
     chips: Vec<String>,
+    /// Each work class's speed on each chip of the network that has one, and every chip's
+    /// speed of 1 for orders of hours.
+    speed: HashMap<String, HashMap<String, f64>>,
 }
 
 type Pool = crate::model::Pool;
@@ -453,6 +501,14 @@ impl Network {
         let mut chips: Vec<String> = state.pools.values().map(|p| crate::chips::canonical(&p.chip)).collect();
         chips.sort();
         chips.dedup();
+        let mut speeds: HashMap<String, HashMap<String, f64>> = work_classes()
+            .into_iter()
+            .map(|class| {
+                let of_class = chips.iter().filter_map(|c| speed(&class, c).map(|s| (c.clone(), s))).collect();
+                (class, of_class)
+            })
+            .collect();
+        speeds.insert(HOURS_CLASS.to_owned(), chips.iter().map(|c| (c.clone(), 1.0)).collect());
         Network {
             built_from: (
                 state.pools.values().map(|p| Pool { gpus_reserved: 0, ..p.clone() }).collect(),
@@ -463,6 +519,7 @@ impl Network {
             pools,
             pool_ids,
             chips,
+            speed: speeds,
         }
     }
 

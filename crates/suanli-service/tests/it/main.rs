@@ -7,6 +7,7 @@ mod lottery;
 mod outcome;
 mod properties;
 mod refusals;
+mod schedule;
 mod shanghai;
 mod signing;
 mod usage_bounds;

@@ -1,0 +1,237 @@
+//! The scheduling loop: orders submitted as requests are placed together, a round at a time.
+//!
+//! A round takes every waiting request, checks each again (a voucher may have expired since),
+//! and gives the batch engine one problem: every request on the network as it is now, each with
+//! its programme's provider rule and policy weights. What the engine places becomes orders,
+//! recorded as any placed order is (price locked, voucher share held); what it cannot place waits
+//! for the next round, or is refused with each pool's reason once it has waited as long as it may.
+//! The round's decisions are one audit-log entry (`round.decided`) after the orders, in the same
+//! commit; a large round commits in parts.
+
+use suanli_placement::{Limits, explain, solve};
+
+use super::choose::{unplaced_reason, weighed};
+use super::*;
+use crate::requests::{Decision, OrderRequest, RequestState, RoundReport};
+use suanli_domain::RequestId;
+
+/// How long a request may wait for a round to place it, unless the deployment says otherwise.
+pub const REQUEST_WAIT_DEFAULT_S: i64 = 3_600;
+
+/// The longest wait a deployment may set: a week.
+pub const REQUEST_WAIT_MAX_S: i64 = 7 * 86_400;
+
+/// Requests decided per commit of a round: each placed order is up to three ledger events, and a
+/// commit holds one ledger batch.
+const ROUND_PART_REQUESTS: usize = 2_000;
+
+/// How the loop runs: how long a request may wait, unless it says, and the engine's budget and
+/// iteration cap per round (a round's answer reproduces for a given input and cap).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoundSettings {
+    pub wait_s: i64,
+    pub solve_ms_max: u64,
+    pub search_iterations_max: usize,
+}
+
+impl Default for RoundSettings {
+    fn default() -> RoundSettings {
+        RoundSettings {
+            wait_s: REQUEST_WAIT_DEFAULT_S,
+            solve_ms_max: 1_000,
+            search_iterations_max: Limits::default().search_iterations_max,
+        }
+    }
+}
+
+impl Service {
+    /// How the loop runs from now on.
+    pub fn set_round_settings(&mut self, settings: RoundSettings) {
+        self.rounds = settings;
+    }
+
+    pub fn round_settings(&self) -> RoundSettings {
+        self.rounds
+    }
+
+    /// Submits an order to the scheduling loop: checked as an order is (voucher, purpose, GPUs,
+    /// hours, work, origin), then waiting for the next round, for at most `wait_s` seconds (the
+    /// deployment's wait when not given).
+    pub fn submit_request(&mut self, actor: &Actor, request: &PoolRequest, wait_s: Option<i64>) -> Result<RequestId> {
+        let wait_s = wait_s.unwrap_or(self.rounds.wait_s);
+        if !(0..=REQUEST_WAIT_MAX_S).contains(&wait_s) {
+            return Err(ServiceError::field("wait_s", format!("must be between 0 and {REQUEST_WAIT_MAX_S}")));
+        }
+        let market = self.market();
+        self.engine_order(request, &market.network, String::new())?;
+        let program = self.voucher(request.voucher)?.program;
+        let now = self.now_s();
+        let id = self.state.next_request();
+        let needs = &request.needs;
+        let submitted = OrderRequest {
+            id,
+            enterprise: request.enterprise,
+            voucher: request.voucher,
+            program,
+            chip: request.chip.clone(),
+            gpu_count: request.gpu_count,
+            hours: request.hours,
+            purpose: request.purpose,
+            work: needs.work.clone(),
+            origin_hub: needs.origin_hub.clone(),
+            data_gb: needs.data_gb,
+            rtt_ms_max: needs.rtt_ms_max,
+            submitted_at_s: now,
+            wait_until_s: now.saturating_add(wait_s),
+            state: RequestState::Waiting,
+            decision: None,
+        };
+        let mut change = self.begin();
+        self.record(&mut change, Event::RequestSubmitted { request: Box::new(submitted) }, now);
+        self.commit(actor, now, change)?;
+        Ok(id)
+    }
+
+    /// Withdraws a waiting request.
+    pub fn withdraw_request(&mut self, actor: &Actor, id: RequestId) -> Result<()> {
+        let request = self.request(id)?;
+        if request.state != RequestState::Waiting {
+            return Err(ServiceError::new(
+                ErrorCode::OrderState,
+                format!("request: {id} is {}; only a waiting request can be withdrawn", request.state.as_str()),
+            ));
+        }
+        let now = self.now_s();
+        let mut change = self.begin();
+        self.record(&mut change, Event::RequestWithdrawn { request: id }, now);
+        self.commit(actor, now, change)
+    }
+
+    /// Runs one round of the scheduling loop over every waiting request.
+    pub fn run_round(&mut self, actor: &Actor) -> Result<RoundReport> {
+        self.recover()?;
+        let settings = self.rounds;
+        let now = self.now_s();
+        let waiting: Vec<OrderRequest> =
+            self.state.requests.values().filter(|r| r.state == RequestState::Waiting).cloned().collect();
+        let mut report = RoundReport { waiting_before: waiting.len() as u32, ..RoundReport::default() };
+        if waiting.is_empty() {
+            return Ok(report);
+        }
+        let round = self.state.rounds + 1;
+        let refuse = |reason: String| Decision {
+            round,
+            decided_at_s: now,
+            state: RequestState::Refused,
+            order: None,
+            pool: None,
+            hours: None,
+            reason: Some(reason),
+            list_cost_fen: Fen::ZERO,
+            underused_credit_fen: 0,
+            domestic_credit_fen: 0,
+            egress_fen: 0,
+        };
+        // Each request checked again; one that no longer passes is refused with the reason.
+        let market = self.market();
+        let mut decisions: Vec<(RequestId, Decision)> = Vec::new();
+        let mut orders = Vec::new();
+        let mut asked = Vec::new();
+        for request in &waiting {
+            match self.engine_order(&request.pool_request(), &market.network, request.id.to_string()) {
+                Ok(order) => {
+                    orders.push(order);
+                    asked.push(request);
+                }
+                Err(error) => decisions.push((request.id, refuse(error.message))),
+            }
+        }
+        let problem = market.problem(orders, self.placement_policy);
+        let gap_bp = |gap: f64| if gap.is_finite() { (gap * 1e4).round().clamp(0.0, 1e4) as u32 } else { 10_000 };
+        let limits = Limits {
+            solve_ms_max: settings.solve_ms_max,
+            search_iterations_max: settings.search_iterations_max,
+            ..Limits::default()
+        };
+        let solution = solve(&problem, &limits);
+        report.solve_ms = solution.solve_ms;
+        report.gap_bp = gap_bp(solution.gap());
+        let round_gap_bp = report.gap_bp;
+        // What the engine placed becomes orders, in the requests' order; the rest wait or, past
+        // their wait, are refused.
+        let mut placements = Vec::new();
+        for (index, request) in asked.iter().enumerate() {
+            match solution.pool_of[index] {
+                Some(pool_index) => placements.push((index, *request, pool_index)),
+                None if now >= request.wait_until_s => {
+                    let reason = unplaced_reason(&explain(&problem, &solution, index), request.gpu_count);
+                    decisions.push((request.id, refuse(reason)));
+                }
+                None => {}
+            }
+        }
+        let pool_ids = market.network.pool_ids.clone();
+        let mut placements = placements.into_iter().peekable();
+        let mut decisions = decisions.into_iter().peekable();
+        while placements.peek().is_some() || decisions.peek().is_some() {
+            let part: Vec<_> = placements.by_ref().take(ROUND_PART_REQUESTS).collect();
+            let refused: Vec<_> = decisions.by_ref().take(ROUND_PART_REQUESTS.saturating_sub(part.len())).collect();
+            let decided = self.in_one_commit(actor, |service| {
+                let mut decided = refused;
+                for (index, request, pool_index) in part {
+                    let decision = match service
+                        .pinned(&request.pool_request(), pool_ids[pool_index])
+                        .and_then(|input| service.place_order(actor, input))
+                    {
+                        Ok(order) => {
+                            let placed = &service.state.orders[&order];
+                            let (terms, egress_fen) =
+                                weighed(&problem, &problem.orders[index], &problem.pools[pool_index]);
+                            Decision {
+                                round,
+                                decided_at_s: now,
+                                state: RequestState::Placed,
+                                order: Some(order),
+                                pool: Some(placed.pool),
+                                hours: Some(placed.quote.hours),
+                                reason: None,
+                                list_cost_fen: placed.quote.list_cost_fen,
+                                underused_credit_fen: terms.underused_fen,
+                                domestic_credit_fen: terms.domestic_fen,
+                                egress_fen,
+                            }
+                        }
+                        Err(error) => refuse(error.message),
+                    };
+                    decided.push((request.id, decision));
+                }
+                let mut change = service.begin();
+                let event = Event::RoundDecided { round, gap_bp: round_gap_bp, decisions: decided.clone() };
+                service.record(&mut change, event, now);
+                service.commit(actor, now, change)?;
+                Ok(decided)
+            })?;
+            for (request, decision) in decided {
+                match decision.order {
+                    Some(order) => {
+                        report.placed.push((request, order));
+                        report.list_cost_fen = report.list_cost_fen.checked_add(decision.list_cost_fen)?;
+                        report.underused_credit_fen += decision.underused_credit_fen;
+                        report.domestic_credit_fen += decision.domestic_credit_fen;
+                        report.egress_fen += decision.egress_fen;
+                    }
+                    None => report.refused.push((request, decision.reason.unwrap_or_default())),
+                }
+            }
+        }
+        report.round = if report.placed.is_empty() && report.refused.is_empty() { 0 } else { round };
+        report.still_waiting = report.waiting_before - (report.placed.len() + report.refused.len()) as u32;
+        Ok(report)
+    }
+}
+
+impl View {
+    pub fn request(&self, id: RequestId) -> Result<&OrderRequest> {
+        self.state.requests.get(&id).ok_or_else(|| ServiceError::not_found(id))
+    }
+}
