@@ -27,6 +27,7 @@ pub mod operate;
 pub mod operations;
 pub mod orders;
 pub mod report;
+pub mod requests;
 pub mod schedule;
 mod scope;
 mod statements;

@@ -16,7 +16,7 @@ use axum::routing::{MethodRouter, get, post};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::{AppState, evidence, lifecycle, lists, login, lottery, openapi, operate, orders, report, statements};
-use crate::{tokens, transparency, utilization};
+use crate::{requests, tokens, transparency, utilization};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -184,6 +184,7 @@ use lifecycle::{ApplicationDetail, Page, Paged};
 use suanli_service::model::{
     Application, Enterprise, Order, Ownership, Pool, Program, Provider, Site, Statement, Voucher,
 };
+use suanli_service::requests::{OrderRequest, RoundReport};
 use tokens::{IssuedToken, RevokedToken};
 
 /// Every operation, public ones first.
@@ -564,6 +565,49 @@ fn table() -> Vec<Operation> {
             action!(orders::order_action, "extend"),
         )
         .body(schema::<orders::ExtendJson>),
+        // ------------------------------------------------------------ the scheduling loop
+        op(
+            Get,
+            "/api/v1/requests",
+            "listRequests",
+            &[Anyone],
+            "List order requests within the caller's scope, in submission order (paged; filter by program and state).",
+            json::<Paged<OrderRequest>>(),
+            || get(requests::list_requests),
+        )
+        .query(page, BY_PROGRAM_AND_STATE)
+        .states(requests::REQUEST_STATES),
+        op(
+            Post,
+            "/api/v1/requests",
+            "submitRequest",
+            &[Admin, Enterprise],
+            "Submit an order to the scheduling loop: checked as an order is, it waits for the next round, which places every waiting request together (or refuses it with the reason once its wait is over).",
+            json::<OrderRequest>(),
+            || post(requests::submit_request),
+        )
+        .body(schema::<requests::RequestJson>),
+        op(
+            Get,
+            "/api/v1/requests/{request}",
+            "showRequest",
+            &[Admin, Auditor, Authority, Enterprise],
+            "One order request: waiting, or as its round decided it (the order placed and what each policy term weighed in fen, or the reason it was refused).",
+            json::<OrderRequest>(),
+            || get(requests::show_request),
+        ),
+        op(Post, "/api/v1/requests/{request}/withdraw", "withdrawRequest", &[Admin, Enterprise], "Withdraw a waiting request.", json::<OrderRequest>(), || {
+            post(requests::withdraw_request)
+        }),
+        op(
+            Post,
+            "/api/v1/rounds",
+            "runRound",
+            &[Admin],
+            "Run a round of the scheduling loop now: every waiting request placed together by the batch engine; answers what it placed and refused, the engine's gap and what the policy terms weighed.",
+            json::<RoundReport>(),
+            || post(requests::run_round),
+        ),
         // ------------------------------------------------------------ settlement
         op(
             Get,

@@ -23,24 +23,24 @@ use crate::{ApiError, AppState, authenticate};
 #[serde(deny_unknown_fields)]
 pub struct OrderJson {
     #[schemars(with = "EnterpriseId")]
-    enterprise: String,
+    pub(crate) enterprise: String,
     #[schemars(with = "VoucherId")]
-    voucher: String,
+    pub(crate) voucher: String,
     /// Pins a pool; without it the placement engine chooses.
     #[schemars(with = "Option<PoolId>")]
-    pool: Option<String>,
+    pub(crate) pool: Option<String>,
     #[schemars(length(min = 1, max = 64), regex(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
-    chip: Option<String>,
+    pub(crate) chip: Option<String>,
     #[schemars(range(min = 1, max = 1_000_000))]
-    gpus: u32,
+    pub(crate) gpus: u32,
     #[schemars(range(min = 1, max = 8784))]
-    hours: u32,
+    pub(crate) hours: u32,
     #[schemars(with = "Purpose")]
-    purpose: String,
+    pub(crate) purpose: String,
     /// Buy work instead of hours: `hours` is then the most the work may take.
-    work: Option<WorkJson>,
+    pub(crate) work: Option<WorkJson>,
     /// Where the order's data is.
-    origin: Option<OriginJson>,
+    pub(crate) origin: Option<OriginJson>,
 }
 
 /// Work as reference GPU-hours (one A800 for an hour) of a work class: each chip takes the
@@ -83,7 +83,7 @@ pub struct OriginJson {
 }
 
 impl OrderJson {
-    fn request(&self) -> Result<(PoolRequest, Option<PoolId>), ApiError> {
+    pub(crate) fn request(&self) -> Result<(PoolRequest, Option<PoolId>), ApiError> {
         let request = PoolRequest {
             enterprise: id("enterprise", &self.enterprise, EnterpriseId::parse)?,
             voucher: id("voucher", &self.voucher, VoucherId::parse)?,

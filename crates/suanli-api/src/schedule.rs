@@ -72,3 +72,43 @@ fn log(ran: &Ran) {
         Err(error) => failed("statements", error),
     }
 }
+
+/// The scheduling loop: a round over every waiting order request every `window`, through the
+/// writer as the actor `server`, until `stopped` resolves or the writer stops. A round that
+/// decided something is logged with its figures.
+pub async fn run_rounds(writer: Writer, window: Duration, stopped: impl Future<Output = ()>) {
+    let mut ticks = tokio::time::interval(window);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            _ = ticks.tick() => {}
+        }
+        match writer.call(|service| service.run_round(&Actor::server())).await {
+            Ok(Ok(report)) if report.round > 0 => tracing::info!(
+                round = report.round,
+                placed = report.placed.len(),
+                refused = report.refused.len(),
+                still_waiting = report.still_waiting,
+                gap_bp = report.gap_bp,
+                solve_ms = report.solve_ms,
+                list_cost_fen = report.list_cost_fen.fen(),
+                underused_credit_fen = report.underused_credit_fen,
+                domestic_credit_fen = report.domestic_credit_fen,
+                egress_fen = report.egress_fen,
+                "scheduling round"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(
+                code = error.code.as_str(),
+                error = %error.message,
+                "scheduling round failed; it runs again at the next window"
+            ),
+            Err(Refused::Overloaded) => {
+                tracing::warn!("scheduling round deferred: the writer's queue is full")
+            }
+            Err(Refused::Stopped) => return,
+        }
+    }
+}

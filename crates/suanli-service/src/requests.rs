@@ -58,7 +58,7 @@ pub struct OrderRequest {
     pub rtt_ms_max: Option<f64>,
     pub submitted_at_s: i64,
     /// Not placed by this instant, the request is refused at the next round.
-    pub wait_until_s: i64,
+    pub expires_at_s: i64,
     pub state: RequestState,
     /// What the round that decided it found, once one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
         hidden,
     };
     let order_body = json!({ "enterprise": "ent-1", "voucher": voucher, "gpus": 1, "hours": 1, "purpose": "training" });
+    let request_body = json!({ "enterprise": "ent-1", "voucher": voucher, "gpus": 1, "hours": 1, "purpose": "training", "wait_s": 60 });
     let _ = other_prv;
     vec![
         case("GET", "/api/v1/programs", "/api/v1/programs".into(), None, &[]),
@@ -298,6 +299,29 @@ fn cases(app: &TestApp) -> Vec<Case> {
         case("POST", "/api/v1/tokens/{token}/revoke", "/api/v1/tokens/token-10/revoke".into(), None, &[]),
         case("GET", "/api/v1/vouchers", "/api/v1/vouchers".into(), None, &[]),
         case("GET", "/api/v1/orders", "/api/v1/orders".into(), None, &[]),
+        case("GET", "/api/v1/requests", "/api/v1/requests".into(), None, &[]),
+        case(
+            "POST",
+            "/api/v1/requests",
+            "/api/v1/requests".into(),
+            Some(request_body),
+            &["authority", "reviewer", "other_authority", "other_enterprise", "provider", "other_provider"],
+        ),
+        case(
+            "GET",
+            "/api/v1/requests/{request}",
+            "/api/v1/requests/req-1".into(),
+            None,
+            &["other_authority", "other_enterprise", "provider", "other_provider"],
+        ),
+        case(
+            "POST",
+            "/api/v1/requests/{request}/withdraw",
+            "/api/v1/requests/req-1/withdraw".into(),
+            None,
+            &["other_authority", "other_enterprise", "provider", "other_provider"],
+        ),
+        case("POST", "/api/v1/rounds", "/api/v1/rounds".into(), None, &[]),
         case("GET", "/api/v1/statements", "/api/v1/statements".into(), None, &[]),
         case("GET", "/api/v1/enterprises", "/api/v1/enterprises".into(), None, &[]),
         case("GET", "/api/v1/providers", "/api/v1/providers".into(), None, &[]),
@@ -391,6 +415,10 @@ fn allowed(method: &str, route: &str) -> Vec<&'static str> {
 
 fn every_route_checks_every_role_and_scope() {
     let app = TestApp::start();
+    // A request waiting, to read and withdraw.
+    let body = json!({ "enterprise": "ent-1", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 1, "purpose": "training" });
+    let (status, answer) = app.request("POST", "/api/v1/requests", Some("enterprise"), &[], Some(body.to_string()));
+    assert_eq!((status, answer["id"].as_str()), (200, Some("req-1")), "{answer}");
     let cases = cases(&app);
     let operations: Vec<_> = suanli_api::operations::operations()
         .iter()

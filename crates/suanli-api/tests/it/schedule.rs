@@ -62,3 +62,67 @@ fn the_server_issues_due_statements_and_sweeps_on_its_schedule() {
     stop.send(true).unwrap();
     app.runtime.block_on(task).unwrap();
 }
+
+#[test]
+fn an_order_request_waits_then_a_round_places_it_and_the_server_runs_rounds_on_its_own() {
+    let app = TestApp::start();
+    let body = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({ "enterprise": "ent-1", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 2, "purpose": "training" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Some(body.to_string())
+    };
+    let post = |path: &str, role: &str, body: Option<String>| app.request("POST", path, Some(role), &[], body);
+    let get = |path: &str, role: &str| app.request("GET", path, Some(role), &[], None);
+    // Refused with the field named, nothing written: a pool (the loop chooses), a wait over a
+    // week, no GPUs.
+    let before = app.writer.view().state().requests.len();
+    for (extra, field) in [
+        (serde_json::json!({ "pool": "pol-1" }), "pool"),
+        (serde_json::json!({ "wait_s": 604_801 }), "wait_s"),
+        (serde_json::json!({ "gpus": 0 }), "gpus"),
+    ] {
+        let (status, answer) = post("/api/v1/requests", "enterprise", body(extra));
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(field), "{field}: {answer}");
+    }
+    assert_eq!(app.writer.view().state().requests.len(), before);
+    // Submitted, it waits; its enterprise and the authority see it, another enterprise does not.
+    let (status, answer) = post("/api/v1/requests", "enterprise", body(serde_json::json!({ "wait_s": 600 })));
+    assert_eq!((status, answer["state"].as_str()), (200, Some("waiting")), "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    assert!(answer["expires_at"].as_str().is_some(), "instants in RFC 3339: {answer}");
+    assert_eq!(get(&format!("/api/v1/requests/{id}"), "authority").0, 200);
+    assert_eq!(get(&format!("/api/v1/requests/{id}"), "other_enterprise").0, 404);
+    let (_, waiting) = get("/api/v1/requests?state=waiting", "enterprise");
+    assert_eq!(waiting["total"], 1, "{waiting}");
+    assert_eq!(get("/api/v1/requests?state=lost", "enterprise").0, 400);
+    // The admin runs a round: the request becomes an order, with what the policy weighed.
+    let (status, round) = post("/api/v1/rounds", "admin", None);
+    assert_eq!((status, round["placed"].as_array().map(Vec::len)), (200, Some(1)), "{round}");
+    let (_, placed) = get(&format!("/api/v1/requests/{id}"), "enterprise");
+    assert_eq!(placed["state"], "placed", "{placed}");
+    let order = placed["decision"]["order"].as_str().unwrap();
+    assert_eq!(get(&format!("/api/v1/orders/{order}"), "enterprise").0, 200);
+    assert!(placed["decision"]["list_cost_fen"].as_i64().unwrap() > 0, "{placed}");
+    // Decided, it cannot be withdrawn.
+    let (status, answer) = post(&format!("/api/v1/requests/{id}/withdraw"), "enterprise", None);
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("order_state")), "{answer}");
+
+    // The server's loop places the next request without anyone asking, as the actor `server`.
+    let (_, next) = post("/api/v1/requests", "enterprise", body(serde_json::json!({})));
+    let next = suanli_domain::RequestId::parse(next["id"].as_str().unwrap()).unwrap();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|&stop| stop).await;
+    };
+    let task = app.runtime.spawn(schedule::run_rounds(app.writer.clone(), Duration::from_millis(50), stopped));
+    eventually("the loop's round", || {
+        app.writer.view().request(next).unwrap().state == suanli_service::requests::RequestState::Placed
+    });
+    stop.send(true).unwrap();
+    app.runtime.block_on(task).unwrap();
+    let (entries, _) = app.runtime.block_on(app.writer.log_page(0, 100_000)).unwrap().unwrap();
+    let rounds: Vec<_> = entries.iter().filter(|e| e.action == "round.decided").map(|e| e.actor.as_str()).collect();
+    assert_eq!(rounds, ["admin", "server"], "{rounds:?}");
+}

@@ -82,7 +82,7 @@ impl Service {
             data_gb: needs.data_gb,
             rtt_ms_max: needs.rtt_ms_max,
             submitted_at_s: now,
-            wait_until_s: now.saturating_add(wait_s),
+            expires_at_s: now.saturating_add(wait_s),
             state: RequestState::Waiting,
             decision: None,
         };
@@ -163,7 +163,7 @@ impl Service {
         for (index, request) in asked.iter().enumerate() {
             match solution.pool_of[index] {
                 Some(pool_index) => placements.push((index, *request, pool_index)),
-                None if now >= request.wait_until_s => {
+                None if now >= request.expires_at_s => {
                     let reason = unplaced_reason(&explain(&problem, &solution, index), request.gpu_count);
                     decisions.push((request.id, refuse(reason)));
                 }
