@@ -195,15 +195,7 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         Some(other) => return Err(invalid("allocation", format!("{other:?} must be first_come or lottery"))),
     };
     let placement = file.placement;
-    if placement.utilization_target_bp.is_some_and(|bp| bp > 10_000) {
-        return Err(invalid("placement.utilization_target_bp", "must be between 0 and 10000"));
-    }
-    if placement.underused_credit_fen_per_gpu_hour.is_some_and(|fen| !(0..=1_000_000).contains(&fen)) {
-        return Err(invalid("placement.underused_credit_fen_per_gpu_hour", "must be between 0 and 1000000"));
-    }
-    if placement.domestic_weight_bp.is_some_and(|bp| !(0..=10_000).contains(&bp)) {
-        return Err(invalid("placement.domestic_weight_bp", "must be between 0 and 10000"));
-    }
+    placement.check().map_err(|(field, message)| invalid(&format!("placement.{field}"), message))?;
     Ok(ProgramTerms {
         key: file.key,
         name: file.name,

@@ -162,4 +162,18 @@ impl PlacementWeights {
     pub fn is_empty(&self) -> bool {
         *self == PlacementWeights::default()
     }
+
+    /// Each weight within its range, or the field and why not.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.utilization_target_bp.is_some_and(|bp| bp > 10_000) {
+            return Err(("utilization_target_bp", "must be between 0 and 10000"));
+        }
+        if self.underused_credit_fen_per_gpu_hour.is_some_and(|fen| !(0..=1_000_000).contains(&fen)) {
+            return Err(("underused_credit_fen_per_gpu_hour", "must be between 0 and 1000000"));
+        }
+        if self.domestic_weight_bp.is_some_and(|bp| !(0..=10_000).contains(&bp)) {
+            return Err(("domestic_weight_bp", "must be between 0 and 10000"));
+        }
+        Ok(())
+    }
 }

@@ -46,11 +46,23 @@ pub(crate) struct Config {
     pub signing_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secure_cookies: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_window_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_wait_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_solve_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_utilization_target_bp: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_underused_credit_fen_per_gpu_hour: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_domestic_weight_bp: Option<i64>,
 }
 
 /// The keys a `SUANLI_*` variable may set (other `SUANLI_*` variables, such as `SUANLI_TOKEN`,
 /// belong to single commands and are not configuration).
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 22] = [
     "database",
     "listen",
     "queue_jobs_max",
@@ -67,6 +79,12 @@ const KEYS: [&str; 16] = [
     "heads_dir",
     "signing_key",
     "secure_cookies",
+    "schedule_window_seconds",
+    "request_wait_seconds",
+    "round_solve_ms",
+    "placement_utilization_target_bp",
+    "placement_underused_credit_fen_per_gpu_hour",
+    "placement_domestic_weight_bp",
 ];
 
 /// The configuration: the file at `path` (else `SUANLI_CONFIG`, else `./suanli.toml` if it

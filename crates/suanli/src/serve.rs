@@ -55,6 +55,10 @@ pub struct ServeOptions {
     /// usage) at start and then every this many seconds; 0 turns it off [default: 3600].
     #[arg(long, env = "SUANLI_SCHEDULE_SECONDS")]
     schedule_seconds: Option<u64>,
+    /// Run a round of the scheduling loop (every waiting order request placed together) every
+    /// this many seconds; 0 turns it off [default: 60].
+    #[arg(long, env = "SUANLI_SCHEDULE_WINDOW_SECONDS")]
+    schedule_window_seconds: Option<u64>,
     /// Mark the console's cookies `Secure`: set it when browsers reach the server over TLS (a
     /// proxy in front), so a session cookie is never sent over plain HTTP.
     #[arg(long, env = "SUANLI_SECURE_COOKIES")]
@@ -73,6 +77,10 @@ struct Settings {
     clock_skew_s: i64,
     /// How often the scheduled work runs; none when turned off.
     schedule: Option<std::time::Duration>,
+    /// How often the scheduling loop runs a round; none when turned off.
+    round_window: Option<std::time::Duration>,
+    rounds: suanli_service::RoundSettings,
+    placement: suanli_placement::Policy,
     heads_dir: std::path::PathBuf,
     signing_key: std::path::PathBuf,
     secure_cookies: bool,
@@ -80,6 +88,9 @@ struct Settings {
 
 /// How often `serve` runs its scheduled work by default: hourly.
 const SCHEDULE_DEFAULT_S: u64 = 3_600;
+
+/// How often `serve` runs a round of the scheduling loop by default: every minute.
+const ROUND_WINDOW_DEFAULT_S: u64 = 60;
 
 fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings> {
     let flags = crate::config::Config {
@@ -93,6 +104,7 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         checkpoint_seconds: options.checkpoint_seconds,
         clock_skew_seconds: options.clock_skew_seconds,
         schedule_seconds: options.schedule_seconds,
+        schedule_window_seconds: options.schedule_window_seconds,
         heads_dir: options.heads_dir.clone(),
         signing_key: options.signing_key.clone(),
         secure_cookies: options.secure_cookies.then_some(true),
@@ -134,6 +146,28 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     let schedule_s = config.schedule_seconds.unwrap_or(SCHEDULE_DEFAULT_S);
     anyhow::ensure!(schedule_s <= 31 * 86_400, "schedule_seconds: must be between 0 (off) and 2678400 (31 days)");
     let schedule = (schedule_s > 0).then(|| std::time::Duration::from_secs(schedule_s));
+    let window_s = config.schedule_window_seconds.unwrap_or(ROUND_WINDOW_DEFAULT_S);
+    anyhow::ensure!(window_s <= 86_400, "schedule_window_seconds: must be between 0 (off) and 86400");
+    let round_window = (window_s > 0).then(|| std::time::Duration::from_secs(window_s));
+    let defaults = suanli_service::RoundSettings::default();
+    let rounds = suanli_service::RoundSettings {
+        wait_s: config.request_wait_seconds.unwrap_or(defaults.wait_s),
+        solve_ms_max: config.round_solve_ms.unwrap_or(defaults.solve_ms_max),
+        ..defaults
+    };
+    anyhow::ensure!(
+        (0..=suanli_service::REQUEST_WAIT_MAX_S).contains(&rounds.wait_s),
+        "request_wait_seconds: must be between 0 and {}",
+        suanli_service::REQUEST_WAIT_MAX_S
+    );
+    anyhow::ensure!((1..=60_000).contains(&rounds.solve_ms_max), "round_solve_ms: must be between 1 and 60000");
+    let weights = suanli_service::requests::PlacementWeights {
+        utilization_target_bp: config.placement_utilization_target_bp,
+        underused_credit_fen_per_gpu_hour: config.placement_underused_credit_fen_per_gpu_hour,
+        domestic_weight_bp: config.placement_domestic_weight_bp,
+    };
+    weights.check().map_err(|(field, message)| anyhow::anyhow!("placement_{field}: {message}"))?;
+    let placement = weights.over(suanli_service::PLACEMENT_POLICY);
     let database = config.database.unwrap_or_else(|| "suanli.db".into());
     let (default_key, default_dir) = crate::database::default_heads(&database);
     Ok(Settings {
@@ -141,6 +175,9 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         signing_key: config.signing_key.unwrap_or(default_key),
         clock_skew_s,
         schedule,
+        round_window,
+        rounds,
+        placement,
         checkpoints,
         nats,
         database,
@@ -161,6 +198,8 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
     let mut service = open(&resolved)?;
     service.set_checkpoint_policy(settings.checkpoints);
     service.set_clock_skew_tolerance(settings.clock_skew_s);
+    service.set_round_settings(settings.rounds);
+    service.set_placement_policy(settings.placement);
     let signer = suanli_service::heads::HeadSigner::open(&settings.signing_key, &settings.heads_dir)
         .map_err(anyhow::Error::msg)
         .context("signed heads")?;
@@ -226,6 +265,14 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
             );
             tokio::spawn(suanli_api::schedule::run(writer.clone(), every, stopped()))
         });
+        let rounds = settings.round_window.map(|window| {
+            let _ = writeln!(
+                std::io::stdout(),
+                "suanli runs a round of the scheduling loop every {} s (waiting order requests placed together)",
+                window.as_secs()
+            );
+            tokio::spawn(suanli_api::schedule::run_rounds(writer.clone(), window, stopped()))
+        });
         drop(writer);
         let _ = std::io::stdout().flush();
         tracing::info!(
@@ -244,6 +291,9 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
         }
         if let Some(schedule) = schedule {
             schedule.await?;
+        }
+        if let Some(rounds) = rounds {
+            rounds.await?;
         }
         anyhow::Ok(())
     })?;

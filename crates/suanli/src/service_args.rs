@@ -306,6 +306,30 @@ pub enum OrderCommand {
     Quote(OrderArgs),
     /// Place an order: the price is locked and the voucher's share held.
     Place(OrderArgs),
+    /// Submit an order to the scheduling loop instead of placing it now: it waits for the next
+    /// round, which places every waiting request together (no --pool: the loop chooses).
+    Submit {
+        #[command(flatten)]
+        order: OrderArgs,
+        /// Seconds it may wait for a round to place it before it is refused [default: the
+        /// deployment's, 3600].
+        #[arg(long)]
+        wait_s: Option<i64>,
+    },
+    /// Run a round of the scheduling loop now (a server runs one every schedule_window_seconds).
+    Round,
+    /// List the order requests: waiting, placed (with the order) or refused (with the reason).
+    Requests,
+    /// Show one order request, with what its round decided and weighed.
+    Request {
+        /// The request (req-N).
+        request: String,
+    },
+    /// Withdraw a waiting order request.
+    Withdraw {
+        /// The request (req-N).
+        request: String,
+    },
     /// Placed → running (the provider starts the job).
     Start {
         /// The order (ord-N).

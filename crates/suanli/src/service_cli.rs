@@ -713,6 +713,100 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             }
             Ok(Reply::new(to_json(o), text))
         }
+        OrderCommand::Submit { order, wait_s } => {
+            let (request, pool) = order_request(&order)?;
+            anyhow::ensure!(
+                pool.is_none(),
+                "--pool: the scheduling loop chooses the pool; place a pinned order instead"
+            );
+            let id = service.submit_request(actor, &request, wait_s)?;
+            let r = service.request(id)?;
+            Ok(Reply::new(
+                to_json(r),
+                format!("{id} waiting for the next round (until {})", format_timestamp(r.expires_at_s)),
+            ))
+        }
+        OrderCommand::Round => {
+            let report = service.run_round(actor)?;
+            let mut text = if report.round == 0 {
+                format!("no request decided; {} waiting", report.still_waiting)
+            } else {
+                format!(
+                    "round {}: {} placed, {} refused, {} still waiting; gap {:.2}% in {} ms
+list cost {}, under-used credit {} fen, domestic credit {} fen, egress {} fen",
+                    report.round,
+                    report.placed.len(),
+                    report.refused.len(),
+                    report.still_waiting,
+                    f64::from(report.gap_bp) / 100.0,
+                    report.solve_ms,
+                    report.list_cost_fen,
+                    report.underused_credit_fen,
+                    report.domestic_credit_fen,
+                    report.egress_fen
+                )
+            };
+            for (request, order) in &report.placed {
+                text.push_str(&format!("\n{request} → {order}"));
+            }
+            for (request, reason) in &report.refused {
+                text.push_str(&format!("\n{request} refused: {reason}"));
+            }
+            Ok(Reply::new(to_json(&report), text))
+        }
+        OrderCommand::Requests => {
+            let requests: Vec<_> = service.state().requests.values().cloned().collect();
+            let mut t =
+                table(&["id", "enterprise", "voucher", "GPUs × h", "state", "order", "pool", "list cost", "reason"]);
+            for r in &requests {
+                let decision = r.decision.as_ref();
+                t.add_row(vec![
+                    r.id.to_string(),
+                    r.enterprise.to_string(),
+                    r.voucher.to_string(),
+                    format!("{} × {}", r.gpu_count, r.hours),
+                    r.state.as_str().to_owned(),
+                    decision.and_then(|d| d.order).map(|o| o.to_string()).unwrap_or_default(),
+                    decision.and_then(|d| d.pool).map(|p| p.to_string()).unwrap_or_default(),
+                    decision.filter(|d| d.order.is_some()).map(|d| d.list_cost_fen.to_string()).unwrap_or_default(),
+                    decision.and_then(|d| d.reason.clone()).unwrap_or_default(),
+                ]);
+            }
+            Ok(Reply::new(to_json(&requests), t.to_string()))
+        }
+        OrderCommand::Request { request } => {
+            let id = parse_id("request", &request, suanli_domain::RequestId::parse)?;
+            let r = service.request(id)?;
+            let mut text = format!(
+                "{} ({}) by {} with {}: {} × GPU for {} h, submitted {}, waits until {}",
+                r.id,
+                r.state.as_str(),
+                r.enterprise,
+                r.voucher,
+                r.gpu_count,
+                r.hours,
+                format_timestamp(r.submitted_at_s),
+                format_timestamp(r.expires_at_s)
+            );
+            if let Some(d) = &r.decision {
+                text.push_str(&format!("\nround {} at {}", d.round, format_timestamp(d.decided_at_s)));
+                if let (Some(order), Some(pool), Some(hours)) = (d.order, d.pool, d.hours) {
+                    text.push_str(&format!(
+                        ": {order} on {pool} for {hours} h, list cost {}; under-used credit {} fen, domestic credit {} fen, egress {} fen",
+                        d.list_cost_fen, d.underused_credit_fen, d.domestic_credit_fen, d.egress_fen
+                    ));
+                }
+                if let Some(reason) = &d.reason {
+                    text.push_str(&format!(": refused, {reason}"));
+                }
+            }
+            Ok(Reply::new(to_json(r), text))
+        }
+        OrderCommand::Withdraw { request } => {
+            let id = parse_id("request", &request, suanli_domain::RequestId::parse)?;
+            service.withdraw_request(actor, id)?;
+            Ok(Reply::new(to_json(service.request(id)?), format!("{id} withdrawn")))
+        }
         OrderCommand::Start { order } => {
             let id = parse_id("order", &order, OrderId::parse)?;
             service.start_order(actor, id)?;

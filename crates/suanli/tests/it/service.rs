@@ -184,6 +184,22 @@ fn a_programme_runs_from_the_command_line() {
     let order = text(&order["id"]).to_owned();
     json(d, MARCH, &["order", "start", &order]);
 
+    // The scheduling loop: a request waits, a round places it (then it is cancelled unused).
+    let submitted = json(d, MARCH, &[&["order", "submit"][..], unpinned, &["--wait-s", "600"]].concat());
+    assert_eq!(submitted["state"], "waiting");
+    let request = text(&submitted["id"]).to_owned();
+    let round = json(d, MARCH, &["order", "round"]);
+    assert_eq!(round["placed"][0][0], request.as_str(), "{round}");
+    let decided = json(d, MARCH, &["order", "request", &request]);
+    assert_eq!(
+        (decided["state"].as_str(), decided["decision"]["pool"].as_str()),
+        (Some("placed"), Some(pool.as_str()))
+    );
+    assert_eq!(decided["decision"]["list_cost_fen"], 8 * 10 * 1800);
+    json(d, MARCH, &["order", "cancel", text(&decided["decision"]["order"])]);
+    assert_eq!(json(d, MARCH, &["order", "requests"]).as_array().unwrap().len(), 1);
+    refused(d, MARCH, &["order", "withdraw", &request], "order_state");
+
     // Usage from a CSV and a JSON-lines file; one record breaks physics and is refused.
     let mut csv = String::from("id,order,gpu_seconds,period_start,period_end\n");
     for minute in 0..50 {
@@ -240,8 +256,12 @@ fn a_programme_runs_from_the_command_line() {
     assert_eq!(swept["expired"].as_array().unwrap().len(), 1);
     let log = json(d, april, &["log", "show", "--object", &voucher]);
     let actions: Vec<&str> = log.as_array().unwrap().iter().map(|e| text(&e["action"])).collect();
-    // Every entry that touched the voucher: its issuance, its order, its expiry.
-    assert_eq!(actions, ["application.approved", "order.placed", "voucher.expired"]);
+    // Every entry that touched the voucher: its issuance, its order, the request and the order a
+    // round placed for it, its expiry.
+    assert_eq!(
+        actions,
+        ["application.approved", "order.placed", "request.submitted", "order.placed", "voucher.expired"]
+    );
     // The newest entries, read a page at a time.
     let all = json(d, april, &["log", "show", "--limit", "1000000"]);
     let newest = json(d, april, &["log", "show", "--limit", "3"]);
