@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod bench_console;
 mod bench_history;
+mod bench_schedule;
 mod bench_simulate;
 mod config;
 mod crash;
@@ -291,6 +292,9 @@ enum BenchCommand {
     Usage(bench::UsageOptions),
     /// Placement of seeded batches on the default 10-cluster network.
     Place(bench::PlaceBenchOptions),
+    /// Order requests through the scheduling loop on the national network: submitted, then one
+    /// round placing them together.
+    Schedule(bench_schedule::ScheduleBenchOptions),
     /// Signed usage batches over HTTP from concurrent clients into a server on loopback.
     Ingest(bench::IngestOptions),
     /// A real server carried to millions of usage records: restart, memory, reads beside
@@ -349,6 +353,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Ledger(options) } => bench::ledger(&options),
         Command::Bench { command: BenchCommand::Usage(options) } => bench::usage(&options),
         Command::Bench { command: BenchCommand::Place(options) } => bench::place(&options),
+        Command::Bench { command: BenchCommand::Schedule(options) } => bench_schedule::schedule(&options),
         Command::Bench { command: BenchCommand::Ingest(options) } => bench::ingest(&options),
         Command::Bench { command: BenchCommand::History(options) } => bench_history::history(&options),
         Command::Bench { command: BenchCommand::Console(options) } => bench_console::console(&options),

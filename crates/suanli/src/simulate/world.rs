@@ -23,7 +23,7 @@ use suanli_store::FsyncMode;
 use super::scenario::{Scenario, Variant};
 
 /// A pool as the simulation sees it.
-struct SimPool {
+pub(crate) struct SimPool {
     id: PoolId,
     provider: ProviderId,
     gpus: u32,
@@ -331,7 +331,7 @@ fn load_bp([busy, gpus]: [i64; 2]) -> u32 {
 }
 
 /// The national network: a provider, a verified site and the pools of each cluster.
-fn network(s: &mut Service) -> anyhow::Result<Vec<SimPool>> {
+pub(crate) fn network(s: &mut Service) -> anyhow::Result<Vec<SimPool>> {
     s.import_network(&op(), NetworkCluster::national())?;
     let problem = default_problem();
     let mut pools = Vec::new();
