@@ -23,6 +23,7 @@ pub struct ScheduleBenchOptions {
     /// The engine's budget for the round.
     #[arg(long, default_value_t = 1_000)]
     solve_ms_max: u64,
+    /// The seed of the requests (the same seed, the same requests).
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Place by list cost and egress alone, without the policy terms (the under-used-site and

@@ -331,11 +331,26 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
     }
     println!();
 
-    println!("4. Orders through the placement engine; providers start them");
+    println!("4. Orders through the placement engine, and through the scheduling loop; providers start them");
     let mut orders: Vec<(OrderId, String, usize, u32, u32)> = Vec::new(); // (order, enterprise token, provider index, gpus, hours)
     let started = clock_now(&clock);
+    // Each enterprise's fine-tuning waits for a round of the scheduling loop, its data in the
+    // enterprise's nearest hub.
+    let mut requests: Vec<(String, String, u32, u32)> = Vec::new(); // (request, enterprise token, gpus, hours)
+    for (enterprise, token, voucher) in &holders {
+        let (gpus, hours) = (8u32, 120u32);
+        let request = api.post(
+            "/api/v1/requests",
+            token,
+            json!({ "enterprise": enterprise, "voucher": voucher, "gpus": gpus, "hours": hours, "purpose": "fine_tuning",
+                    "origin": { "hub": "Yangtze River Delta", "data_gb": 200 } }),
+        );
+        if let Ok(request) = request {
+            requests.push((text(&request["id"])?, token.clone(), gpus, hours));
+        }
+    }
     for (n, (enterprise, token, voucher)) in holders.iter().enumerate() {
-        for (gpus, hours, purpose) in [(32u32, 200u32, "training"), (8, 120, "fine_tuning")] {
+        for (gpus, hours, purpose) in [(32u32, 200u32, "training")] {
             let quote = api.post(
                 "/api/v1/orders/quote",
                 token,
@@ -357,6 +372,25 @@ pub fn run(database: &str, listen: &str, serve: bool) -> anyhow::Result<ExitCode
             }
             orders.push((id, token.clone(), p, gpus, hours));
         }
+    }
+    let round = api.post("/api/v1/rounds", &admin, json!({}))?;
+    println!(
+        "   a round of the scheduling loop: {} requests placed together, {} refused, gap {:.2}%; the under-used-site credit weighed {} and egress {}",
+        round["placed"].as_array().map_or(0, Vec::len),
+        round["refused"].as_array().map_or(0, Vec::len),
+        round["gap_bp"].as_f64().unwrap_or(0.0) / 100.0,
+        money(&round["underused_credit_fen"]),
+        money(&round["egress_fen"])
+    );
+    for (request, token, gpus, hours) in &requests {
+        let decided = api.get(&format!("/api/v1/requests/{request}"), token)?;
+        let Some(order) = decided["decision"]["order"].as_str() else { continue };
+        let id = OrderId::parse(order)?;
+        let shown = api.get(&format!("/api/v1/orders/{id}"), token)?;
+        let provider = ProviderId::parse(&text(&shown["provider"])?)?;
+        let p = providers.iter().position(|(pid, _, _)| *pid == provider).context("the order's provider")?;
+        api.post(&format!("/api/v1/orders/{id}/start"), &providers[p].1, json!({}))?;
+        orders.push((id, token.clone(), p, *gpus, *hours));
     }
     println!("   {} orders running\n", orders.len());
 
