@@ -10,7 +10,9 @@ use axum::response::Html;
 use schemars::generate::SchemaSettings;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
-use suanli_domain::{ApplicationId, EnterpriseId, OrderId, PoolId, ProviderId, SiteId, StatementId, VoucherId};
+use suanli_domain::{
+    ApplicationId, EnterpriseId, OrderId, PoolId, ProviderId, RequestId, SiteId, StatementId, VoucherId,
+};
 
 use crate::operations::{Answer, Method, Operation, SchemaOf, Who, operations, schema};
 
@@ -25,6 +27,7 @@ fn path_parameter(name: &str, generator: &mut SchemaGenerator) -> (Schema, &'sta
         "site" => (schema::<SiteId>(generator), "A site's id."),
         "pool" => (schema::<PoolId>(generator), "A pool's id."),
         "order" => (schema::<OrderId>(generator), "An order's id."),
+        "request" => (schema::<RequestId>(generator), "An order request's id."),
         "statement" => (schema::<StatementId>(generator), "A statement's id."),
         "token" => (
             schemars::json_schema!({ "type": "string", "pattern": "^(token-)?[0-9]{1,19}$" }),
