@@ -18,6 +18,8 @@ from suanli_client import AuthenticatedClient, Client
 from suanli_client.api.login import log_in
 from suanli_client.api.orders import list_order_usage, place_order, show_order, start_order
 from suanli_client.api.providers import post_usage, set_provider_key
+from suanli_client.api.requests import show_request, submit_request
+from suanli_client.api.rounds import run_round
 from suanli_client.api.tokens import issue_token
 from suanli_client.api.vouchers import list_vouchers
 from suanli_client.models import (
@@ -29,7 +31,10 @@ from suanli_client.models import (
     LoginJson,
     Order,
     OrderJson,
+    OrderRequest,
     Purpose,
+    RequestJson,
+    RoundReport,
     TokenJson,
     UsageAnswer,
     UsageBatch,
@@ -79,6 +84,18 @@ def main(base_url: str, name: str, password: str) -> None:
             break
     assert order is not None, "no active voucher could place a four-GPU, one-hour order"
     print(f"placed {order.id} on {order.pool} of {order.provider}: {order.hold_fen} fen held on the voucher")
+
+    # The same order through the scheduling loop: it waits, then a round places it.
+    waiting = submit_request.sync(
+        client=admin,
+        body=RequestJson(enterprise=order.enterprise, voucher=order.voucher, gpus=1, hours=1, purpose=Purpose.TRAINING, wait_s=60),
+    )
+    assert isinstance(waiting, OrderRequest) and waiting.state.value == "waiting", f"submit request: {waiting}"
+    report = run_round.sync(client=admin)
+    assert isinstance(report, RoundReport) and report.round_ >= 1, f"run round: {report}"
+    decided = show_request.sync(waiting.id, client=admin)
+    assert isinstance(decided, OrderRequest) and decided.state.value == "placed", f"the request: {decided}"
+    print(f"request {decided.id} placed by round {report.round_} as {decided.decision.order} (gap {report.gap_bp} bp)")
 
     started = start_order.sync(order.id, client=admin)
     assert isinstance(started, Order) and started.started_at, f"start: {started}"
