@@ -116,15 +116,7 @@ pub(crate) async fn quote_order(
     read(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
         match pool {
-            Some(pool) => Ok(suanli_service::PoolChoice {
-                chosen: s.quote(&s.pinned(&request, pool)?)?,
-                underused_credit_fen: 0,
-                domestic_credit_fen: 0,
-                alternatives: Vec::new(),
-                excluded: Vec::new(),
-                egress_fen: 0,
-                excluded_why: Vec::new(),
-            }),
+            Some(pool) => s.pinned_choice(&request, pool),
             None => s.choose_pool(&request),
         }
     })

@@ -28,6 +28,7 @@ pub mod program_file;
 pub mod requests;
 pub mod service;
 pub mod state;
+pub mod tiers;
 
 pub use access::Role;
 pub use clock::{Clock, ManualClock, RunningClock, SystemClock};

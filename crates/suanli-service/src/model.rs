@@ -159,6 +159,9 @@ pub struct ProgramTerms {
     /// The programme's own placement policy weights, over the deployment's.
     #[serde(default, skip_serializing_if = "crate::requests::PlacementWeights::is_empty")]
     pub placement: crate::requests::PlacementWeights,
+    /// Where in the scheduling hierarchy its orders are placed first, and how far up they may go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiers: Option<crate::tiers::TierTerms>,
     pub voucher_validity_days: u32,
     /// First second applications are accepted (Asia/Shanghai midnight of the opening date).
     pub applications_open_s: i64,

@@ -27,6 +27,7 @@ struct ProgramFile {
     allocation: Option<String>,
     #[serde(default)]
     placement: crate::requests::PlacementWeights,
+    tiers: Option<crate::tiers::TierTerms>,
     voucher_validity_days: i64,
     applications_open: toml::value::Datetime,
     applications_close: toml::value::Datetime,
@@ -196,6 +197,14 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
     };
     let placement = file.placement;
     placement.check().map_err(|(field, message)| invalid(&format!("placement.{field}"), message))?;
+    if let Some(tiers) = file.tiers
+        && tiers.highest < tiers.home
+    {
+        return Err(invalid(
+            "tiers.highest",
+            format!("{} is below the home tier {}", tiers.highest.as_str(), tiers.home.as_str()),
+        ));
+    }
     Ok(ProgramTerms {
         key: file.key,
         name: file.name,
@@ -209,6 +218,7 @@ pub fn parse_program(source: &str) -> Result<ProgramTerms> {
         program_annual_cap_fen,
         allocation,
         placement,
+        tiers: file.tiers,
         voucher_validity_days,
         applications_open_s,
         applications_close_s,
@@ -302,6 +312,12 @@ pub fn to_toml(terms: &ProgramTerms) -> String {
             fields.push(format!("domestic_weight_bp = {bp}"));
         }
         line("placement", format!("{{ {} }}", fields.join(", ")));
+    }
+    if let Some(tiers) = terms.tiers {
+        line(
+            "tiers",
+            format!("{{ home = {}, highest = {} }}", quoted(tiers.home.as_str()), quoted(tiers.highest.as_str())),
+        );
     }
     for rule in &terms.eligibility {
         out.push_str(&format!("\n[[eligibility]]\nname = {}\nrule = {}\n", quoted(&rule.name), quoted(&rule.rule)));

@@ -112,6 +112,12 @@ pub struct Decision {
     pub domestic_credit_fen: i64,
     #[serde(default)]
     pub egress_fen: i64,
+    /// For a programme with tiers: the tier that served it (`city (Chengdu)`), and why each tier
+    /// below could not (for a refused request, every tier it was tried in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalated: Vec<String>,
 }
 
 /// What one round did.

@@ -49,6 +49,7 @@ mod orders;
 mod programs;
 mod providers;
 mod schedule;
+mod tiered;
 pub use schedule::{REQUEST_WAIT_DEFAULT_S, REQUEST_WAIT_MAX_S, RoundSettings};
 mod statements;
 mod usage;

@@ -676,6 +676,12 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             (request, None) => {
                 let choice = service.choose_pool(&request)?;
                 let mut text = format!("best: {}\n", quote_text(&choice.chosen));
+                if let Some(tier) = &choice.tier {
+                    text.push_str(&format!("served at tier {tier}\n"));
+                }
+                for why in &choice.escalated {
+                    text.push_str(&format!("not served lower: {why}\n"));
+                }
                 if choice.underused_credit_fen != 0 || choice.domestic_credit_fen != 0 {
                     text.push_str(&format!(
                         "policy credits behind the choice: under-used site {} fen, domestic chip {} fen\n",
@@ -798,6 +804,12 @@ list cost {}, under-used credit {} fen, domestic credit {} fen, egress {} fen",
                 }
                 if let Some(reason) = &d.reason {
                     text.push_str(&format!(": refused, {reason}"));
+                }
+                if let Some(tier) = &d.tier {
+                    text.push_str(&format!("\nserved at tier {tier}"));
+                }
+                for why in &d.escalated {
+                    text.push_str(&format!("\nnot served lower: {why}"));
                 }
             }
             Ok(Reply::new(to_json(r), text))

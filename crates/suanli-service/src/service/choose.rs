@@ -13,9 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use suanli_domain::{EnterpriseId, PoolId, SiteId, VoucherId};
-use suanli_placement::{
-    Exclusion, Limits, Operator, Order, Origin, Policy, PoolVerdict, Problem, Site, explain, solve,
-};
+use suanli_placement::{Exclusion, Operator, Order, Origin, Policy, PoolVerdict, Problem, Site, explain};
 
 use super::View;
 use crate::error::{ErrorCode, Result, ServiceError};
@@ -135,6 +133,12 @@ pub struct PoolChoice {
     /// Moving the order's data to the chosen site's hub, as the engine weighed it (paid to the
     /// network, not through the voucher; zero in the data's own hub).
     pub egress_fen: i64,
+    /// For a programme with tiers: the tier that served the order (`city (Chengdu)`), and why
+    /// each tier below it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub escalated: Vec<String>,
     /// The same, as the engine decided it, for words in other languages (a full pool is
     /// `TooBig`).
     #[serde(skip)]
@@ -153,18 +157,40 @@ impl View {
     /// Chooses the pool for an order through the placement engine and quotes it, with the best
     /// alternatives and the reason each other pool was left out.
     pub fn choose_pool(&self, request: &PoolRequest) -> Result<PoolChoice> {
-        let (problem, solution, pool_ids) = self.engine(request)?;
-        self.quote_choice(request, &problem, &solution, &pool_ids)
+        self.quote_choice(request, &self.engine(request)?)
     }
 
-    /// The engine's answer for one order: the problem it was given, its solution, and the pool
-    /// each of the problem's pools stands for.
-    fn engine(&self, request: &PoolRequest) -> Result<(Problem, suanli_placement::solve::Solution, Vec<PoolId>)> {
+    /// The quote of an order on a pool it pins, with what the policy terms would weigh there and
+    /// the egress of moving its data to it (no alternatives: the pool was chosen by the caller).
+    pub fn pinned_choice(&self, request: &PoolRequest, pool: PoolId) -> Result<PoolChoice> {
+        let chosen = self.quote(&self.pinned(request, pool)?)?;
         let market = self.market();
-        let order = self.engine_order(request, &market.network, "order".to_owned())?;
+        let order = self.engine_order(request, &market.network, "order".to_owned(), None)?;
         let problem = market.problem(vec![order], self.placement_policy);
-        let solution = solve(&problem, &Limits { solve_ms_max: 200, ..Limits::default() });
-        Ok((problem, solution, market.network.pool_ids.clone()))
+        let (terms, egress_fen) = match market.network.pool_ids.iter().position(|id| *id == pool) {
+            Some(index) => weighed(&problem, &problem.orders[0], &problem.pools[index]),
+            None => (suanli_placement::model::Terms::default(), 0),
+        };
+        Ok(PoolChoice {
+            chosen,
+            underused_credit_fen: terms.underused_fen,
+            domestic_credit_fen: terms.domestic_fen,
+            alternatives: Vec::new(),
+            excluded: Vec::new(),
+            egress_fen,
+            tier: None,
+            escalated: Vec::new(),
+            excluded_why: Vec::new(),
+        })
+    }
+
+    /// The engine's answer for one order, through its programme's tiers.
+    fn engine(&self, request: &PoolRequest) -> Result<Engined> {
+        let (_, program) =
+            self.check_voucher_use(request.enterprise, request.voucher, request.purpose, self.now_s())?;
+        let market = self.market();
+        let (tier, problem, solution, escalated) = self.engine_tiered(request, &market, program)?;
+        Ok(Engined { problem, solution, pool_ids: market.network.pool_ids.clone(), tier, escalated })
     }
 
     /// The network as orders placed now see it: each site's load (GPUs promised over GPUs) and
@@ -193,7 +219,13 @@ impl View {
 
     /// One order as the engine sees it, after the checks an order makes before any pool is
     /// considered (the voucher, the purpose, GPUs, hours, work, origin).
-    pub(super) fn engine_order(&self, request: &PoolRequest, network: &Network, id: String) -> Result<Order> {
+    pub(super) fn engine_order(
+        &self,
+        request: &PoolRequest,
+        network: &Network,
+        id: String,
+        area: Option<&crate::tiers::Area>,
+    ) -> Result<Order> {
         let now = self.now_s();
         let (_, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
         if request.gpu_count == 0 {
@@ -202,14 +234,8 @@ impl View {
         if request.hours == 0 || request.hours > super::ORDER_HOURS_MAX {
             return Err(ServiceError::field("hours", format!("must be between 1 and {}", super::ORDER_HOURS_MAX)));
         }
-        let state = &self.state;
-        // The programme's provider rule, resolved to the sites it allows.
-        let sites_allowed: Vec<usize> = network
-            .pool_ids
-            .iter()
-            .filter(|id| self.provider_allowed(program, &state.pools[*id]).is_ok())
-            .map(|id| network.site_index[&state.pools[id].site])
-            .collect();
+        // The programme's provider rule, resolved to the sites it allows (in the tier's area).
+        let sites_allowed = self.sites_in(program, network, area);
         let chips: Vec<String> = match &request.chip {
             Some(chip) => vec![crate::chips::require("chip", chip)?.name.clone()],
             None => network.chips.clone(),
@@ -273,13 +299,8 @@ impl View {
 
     /// The quote of the engine's choice, with the best alternatives and why each other pool was
     /// left out.
-    fn quote_choice(
-        &self,
-        request: &PoolRequest,
-        problem: &Problem,
-        solution: &suanli_placement::solve::Solution,
-        pool_ids: &[PoolId],
-    ) -> Result<PoolChoice> {
+    fn quote_choice(&self, request: &PoolRequest, engined: &Engined) -> Result<PoolChoice> {
+        let Engined { problem, solution, pool_ids, tier, escalated } = engined;
         let now = self.now_s();
         let state = &self.state;
         let (voucher, program) = self.check_voucher_use(request.enterprise, request.voucher, request.purpose, now)?;
@@ -289,10 +310,16 @@ impl View {
             self.price(voucher, program, pool, request.gpu_count, request.hours_on(&pool.chip)?, now)
         };
         let Some(chosen_index) = solution.pool_of[0] else {
-            return Err(ServiceError::new(
-                ErrorCode::NoPoolAvailable,
-                unplaced_reason(&explanation, request.gpu_count),
-            ));
+            let reason = match tier {
+                // Through tiers: the reason of each tier tried.
+                Some(_) => format!(
+                    "pool: no tier the programme allows can take {} GPUs for this order: {}",
+                    request.gpu_count,
+                    escalated.join(" | ")
+                ),
+                None => unplaced_reason(&explanation, request.gpu_count),
+            };
+            return Err(ServiceError::new(ErrorCode::NoPoolAvailable, reason));
         };
         let chosen_pool = &problem.pools[chosen_index];
         let order = &problem.orders[0];
@@ -330,8 +357,21 @@ impl View {
             excluded,
             egress_fen,
             excluded_why,
+            tier: tier.clone(),
+            escalated: escalated.clone(),
         })
     }
+}
+
+/// The engine's answer for one order: the problem it was given, its solution, the pool each of
+/// the problem's pools stands for, the tier that served it (for a programme with tiers) and why
+/// each tier below could not.
+struct Engined {
+    problem: Problem,
+    solution: suanli_placement::solve::Solution,
+    pool_ids: Vec<PoolId>,
+    tier: Option<String>,
+    escalated: Vec<String>,
 }
 
 impl super::Service {
@@ -343,14 +383,14 @@ impl super::Service {
     ) -> Result<suanli_domain::OrderId> {
         // The engine's choice is all placing needs; the quote's alternatives and reasons are made
         // only when no pool can take the order (for the refusal's words).
-        let (problem, solution, pool_ids) = self.engine(request)?;
-        let Some(chosen) = solution.pool_of[0] else {
-            let refusal = self.quote_choice(request, &problem, &solution, &pool_ids).err();
+        let engined = self.engine(request)?;
+        let Some(chosen) = engined.solution.pool_of[0] else {
+            let refusal = self.quote_choice(request, &engined).err();
             return Err(refusal.unwrap_or_else(|| {
                 ServiceError::new(ErrorCode::NoPoolAvailable, "pool: no pool can take this order")
             }));
         };
-        let input = self.pinned(request, pool_ids[chosen])?;
+        let input = self.pinned(request, engined.pool_ids[chosen])?;
         self.place_order(actor, input)
     }
 }
@@ -394,6 +434,11 @@ pub(super) struct Market {
 }
 
 impl Market {
+    /// `gpus` of pool `index` taken by an order placed earlier in the same round.
+    pub(super) fn take(&mut self, index: usize, gpus: u32) {
+        self.pools[index].gpus_free = self.pools[index].gpus_free.saturating_sub(gpus);
+    }
+
     /// The engine's problem of placing `orders` on this market.
     pub(super) fn problem(&self, orders: Vec<Order>, policy: Policy) -> Problem {
         let mut problem = Problem {
@@ -421,7 +466,7 @@ impl Market {
 }
 
 /// An exclusion in the service's words.
-fn describe(why: &Exclusion) -> String {
+pub(super) fn describe(why: &Exclusion) -> String {
     match why {
         Exclusion::ChipNotAccepted { chip } => format!("its chip is {chip}"),
         Exclusion::SiteNotAllowed { .. } => "the programme's provider rule does not allow this site".to_owned(),
@@ -439,7 +484,7 @@ pub(crate) struct Network {
     /// What it was built from: every pool and site as the state held them, free GPUs aside.
     built_from: (Vec<Pool>, Vec<crate::model::Site>),
     sites: Vec<Site>,
-    site_index: HashMap<SiteId, usize>,
+    pub(super) site_index: HashMap<SiteId, usize>,
     /// Pools of registered chips that are not retired, as the engine numbers them.
     pools: Vec<suanli_placement::Pool>,
     pub(super) pool_ids: Vec<PoolId>,

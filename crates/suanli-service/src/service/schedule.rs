@@ -11,8 +11,10 @@
 use suanli_placement::{Limits, explain, solve};
 
 use super::choose::{unplaced_reason, weighed};
+use super::tiered::step_reason;
 use super::*;
 use crate::requests::{Decision, OrderRequest, RequestState, RoundReport};
+use crate::tiers::Tier;
 use suanli_domain::RequestId;
 
 /// How long a request may wait for a round to place it, unless the deployment says otherwise.
@@ -63,7 +65,7 @@ impl Service {
             return Err(ServiceError::field("wait_s", format!("must be between 0 and {REQUEST_WAIT_MAX_S}")));
         }
         let market = self.market();
-        self.engine_order(request, &market.network, String::new())?;
+        self.engine_order(request, &market.network, String::new(), None)?;
         let program = self.voucher(request.voucher)?.program;
         let now = self.now_s();
         let id = self.state.next_request();
@@ -107,7 +109,10 @@ impl Service {
         self.commit(actor, now, change)
     }
 
-    /// Runs one round of the scheduling loop over every waiting request.
+    /// Runs one round of the scheduling loop over every waiting request: the tiers of the
+    /// programmes that name them first, city to national (each tier's requests placed together on
+    /// what the tiers below left), then the requests of programmes without tiers on the whole
+    /// network.
     pub fn run_round(&mut self, actor: &Actor) -> Result<RoundReport> {
         self.recover()?;
         let settings = self.rounds;
@@ -119,89 +124,151 @@ impl Service {
             return Ok(report);
         }
         let round = self.state.rounds + 1;
-        let refuse = |reason: String| Decision {
+        let decision = |state, reason: Option<String>| Decision {
             round,
             decided_at_s: now,
-            state: RequestState::Refused,
+            state,
             order: None,
             pool: None,
             hours: None,
-            reason: Some(reason),
+            reason,
             list_cost_fen: Fen::ZERO,
             underused_credit_fen: 0,
             domestic_credit_fen: 0,
             egress_fen: 0,
+            tier: None,
+            escalated: Vec::new(),
         };
-        // Each request checked again; one that no longer passes is refused with the reason.
-        let market = self.market();
+        let mut market = self.market();
         let mut decisions: Vec<(RequestId, Decision)> = Vec::new();
-        let mut orders = Vec::new();
-        let mut asked = Vec::new();
+        // Each request checked again (one that no longer passes is refused with the reason), with
+        // the steps of its programme's hierarchy.
+        let mut pending: Vec<Pending> = Vec::new();
         for request in &waiting {
-            match self.engine_order(&request.pool_request(), &market.network, request.id.to_string()) {
-                Ok(order) => {
-                    orders.push(order);
-                    asked.push(request);
-                }
-                Err(error) => decisions.push((request.id, refuse(error.message))),
+            let checked = self
+                .engine_order(&request.pool_request(), &market.network, request.id.to_string(), None)
+                .and_then(|_| self.program(request.program));
+            match checked {
+                Ok(program) => pending.push(Pending {
+                    request,
+                    steps: super::tiered::steps(self, program, &market.network),
+                    escalated: Vec::new(),
+                    placed: None,
+                    unplaced: None,
+                }),
+                Err(error) => decisions.push((request.id, decision(RequestState::Refused, Some(error.message)))),
             }
         }
-        let problem = market.problem(orders, self.placement_policy);
-        let gap_bp = |gap: f64| if gap.is_finite() { (gap * 1e4).round().clamp(0.0, 1e4) as u32 } else { 10_000 };
         let limits = Limits {
             solve_ms_max: settings.solve_ms_max,
             search_iterations_max: settings.search_iterations_max,
             ..Limits::default()
         };
-        let solution = solve(&problem, &limits);
-        report.solve_ms = solution.solve_ms;
-        report.gap_bp = gap_bp(solution.gap());
-        let round_gap_bp = report.gap_bp;
+        for tier in Tier::ALL {
+            // The requests with a step at this tier (no tiers: the national step), not placed yet.
+            let mut batch = Vec::new();
+            let mut orders = Vec::new();
+            for (index, p) in pending.iter_mut().enumerate() {
+                if p.placed.is_some() {
+                    continue;
+                }
+                let Some(step) = p.steps.iter().find(|s| s.area.as_ref().map_or(Tier::National, |a| a.tier) == tier)
+                else {
+                    continue;
+                };
+                if let Some(why) = &step.empty {
+                    p.escalated.push(why.clone());
+                    continue;
+                }
+                let order = self.engine_order(
+                    &p.request.pool_request(),
+                    &market.network,
+                    p.request.id.to_string(),
+                    step.area.as_ref(),
+                )?;
+                orders.push(order);
+                batch.push((index, step.label()));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let problem = market.problem(orders, self.placement_policy);
+            let solution = solve(&problem, &limits);
+            report.solve_ms += solution.solve_ms;
+            report.gap_bp = report.gap_bp.max(gap_bp(solution.gap()));
+            for (k, (index, label)) in batch.into_iter().enumerate() {
+                let p = &mut pending[index];
+                match solution.pool_of[k] {
+                    Some(pool) => {
+                        let (terms, egress) = weighed(&problem, &problem.orders[k], &problem.pools[pool]);
+                        market.take(pool, p.request.gpu_count);
+                        p.placed = Some((market.network.pool_ids[pool], terms, egress, label));
+                    }
+                    None => match label {
+                        Some(label) => p.escalated.push(step_reason(&label, &problem, &solution, k)),
+                        // Only a request past its wait needs the words.
+                        None if now >= p.request.expires_at_s => {
+                            p.unplaced = Some(unplaced_reason(&explain(&problem, &solution, k), p.request.gpu_count));
+                        }
+                        None => {}
+                    },
+                }
+            }
+        }
         // What the engine placed becomes orders, in the requests' order; the rest wait or, past
-        // their wait, are refused.
+        // their wait, are refused with each tier's or pool's reason.
         let mut placements = Vec::new();
-        for (index, request) in asked.iter().enumerate() {
-            match solution.pool_of[index] {
-                Some(pool_index) => placements.push((index, *request, pool_index)),
-                None if now >= request.expires_at_s => {
-                    let reason = unplaced_reason(&explain(&problem, &solution, index), request.gpu_count);
-                    decisions.push((request.id, refuse(reason)));
+        for p in pending {
+            match p.placed {
+                Some((pool, terms, egress, tier)) => {
+                    placements.push((p.request, pool, terms, egress, tier, p.escalated))
+                }
+                None if now >= p.request.expires_at_s => {
+                    let reason = match p.unplaced {
+                        Some(reason) => reason,
+                        None => format!(
+                            "pool: no tier the programme allows can take {} GPUs for this order: {}",
+                            p.request.gpu_count,
+                            p.escalated.join(" | ")
+                        ),
+                    };
+                    let mut refused = decision(RequestState::Refused, Some(reason));
+                    refused.escalated = p.escalated;
+                    decisions.push((p.request.id, refused));
                 }
                 None => {}
             }
         }
-        let pool_ids = market.network.pool_ids.clone();
         let mut placements = placements.into_iter().peekable();
         let mut decisions = decisions.into_iter().peekable();
+        let round_gap_bp = report.gap_bp;
         while placements.peek().is_some() || decisions.peek().is_some() {
             let part: Vec<_> = placements.by_ref().take(ROUND_PART_REQUESTS).collect();
             let refused: Vec<_> = decisions.by_ref().take(ROUND_PART_REQUESTS.saturating_sub(part.len())).collect();
             let decided = self.in_one_commit(actor, |service| {
                 let mut decided = refused;
-                for (index, request, pool_index) in part {
-                    let decision = match service
-                        .pinned(&request.pool_request(), pool_ids[pool_index])
-                        .and_then(|input| service.place_order(actor, input))
-                    {
+                for (request, pool, terms, egress_fen, tier, escalated) in part {
+                    let placed = service
+                        .pinned(&request.pool_request(), pool)
+                        .and_then(|input| service.place_order(actor, input));
+                    let decision = match placed {
                         Ok(order) => {
                             let placed = &service.state.orders[&order];
-                            let (terms, egress_fen) =
-                                weighed(&problem, &problem.orders[index], &problem.pools[pool_index]);
                             Decision {
-                                round,
-                                decided_at_s: now,
                                 state: RequestState::Placed,
                                 order: Some(order),
                                 pool: Some(placed.pool),
                                 hours: Some(placed.quote.hours),
-                                reason: None,
                                 list_cost_fen: placed.quote.list_cost_fen,
                                 underused_credit_fen: terms.underused_fen,
                                 domestic_credit_fen: terms.domestic_fen,
                                 egress_fen,
+                                tier,
+                                escalated,
+                                ..decision(RequestState::Placed, None)
                             }
                         }
-                        Err(error) => refuse(error.message),
+                        Err(error) => decision(RequestState::Refused, Some(error.message)),
                     };
                     decided.push((request.id, decision));
                 }
@@ -228,6 +295,21 @@ impl Service {
         report.still_waiting = report.waiting_before - (report.placed.len() + report.refused.len()) as u32;
         Ok(report)
     }
+}
+
+/// A request through a round: its steps, why each tier tried could not serve it, and where it was
+/// placed (the pool, what the policy weighed, the egress, the tier).
+struct Pending<'a> {
+    request: &'a OrderRequest,
+    steps: Vec<super::tiered::Step>,
+    escalated: Vec<String>,
+    placed: Option<(PoolId, suanli_placement::model::Terms, i64, Option<String>)>,
+    /// Why the engine left it unplaced on the whole network (a programme without tiers).
+    unplaced: Option<String>,
+}
+
+fn gap_bp(gap: f64) -> u32 {
+    if gap.is_finite() { (gap * 1e4).round().clamp(0.0, 1e4) as u32 } else { 10_000 }
 }
 
 impl View {

@@ -10,6 +10,7 @@ mod refusals;
 mod schedule;
 mod shanghai;
 mod signing;
+mod tiers;
 mod usage_bounds;
 mod work;
 

@@ -93,6 +93,9 @@ fn data_far_from_its_hub_costs_egress_and_a_latency_bound_leaves_far_sites_out()
     let choice = w.service.choose_pool(&light).unwrap();
     assert_eq!(choice.chosen.pool, west);
     assert_eq!(choice.egress_fen, 100 * 30, "100 GB at 30 fen");
+    // Pinned, the quote says the same of the pool it pins.
+    assert_eq!(w.service.pinned_choice(&light, west).unwrap().egress_fen, 100 * 30);
+    assert_eq!(w.service.pinned_choice(&light, east).unwrap().egress_fen, 0);
     // 5,000 GB to move costs 150,000 fen, more than the west saves: the data's own hub wins.
     let heavy = PoolRequest { needs: needs(5_000.0, None), ..request.clone() };
     let choice = w.service.choose_pool(&heavy).unwrap();
