@@ -119,7 +119,7 @@ pub(crate) async fn list_requests(
     .await
 }
 
-fn visible_requests<'a>(
+pub(crate) fn visible_requests<'a>(
     s: &'a View,
     role: Role,
     program: Option<suanli_domain::ProgramId>,

@@ -146,6 +146,10 @@ fn may_see(view: &View, role: Role, entry: &suanli_store::LogEntry) -> bool {
                     .ok()
                     .and_then(|id| view.application(id).ok())
                     .is_some_and(|a| a.enterprise == me)
+                || suanli_domain::RequestId::parse(object)
+                    .ok()
+                    .and_then(|id| view.request(id).ok())
+                    .is_some_and(|r| r.enterprise == me)
         }
         Role::Provider(me) => object == &me.to_string() || order(object).is_some_and(|o| o.provider == me),
         Role::AuthorityAdmin(me) | Role::AuthorityReviewer(me) => {

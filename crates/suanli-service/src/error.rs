@@ -63,6 +63,8 @@ error_codes! {
     PoolRetired => "pool_retired",
     NoPoolAvailable => "no_pool_available",
     OrderState => "order_state",
+    RequestState => "request_state",
+    RequestsWaitingMax => "requests_waiting_max",
     OrderOfAnotherProvider => "order_of_another_provider",
     UsageRecordConflict => "usage_record_conflict",
     UsageIdAlreadyFailed => "usage_id_already_failed",

@@ -169,6 +169,9 @@ impl HeadSigner {
         head.signature = hex(&self.key.sign(&head.signed_bytes()).to_bytes());
         let path = self.dir.join(format!("head-{:012}.json", head.log_size));
         let text = serde_json::to_string_pretty(&head).expect("heads serialize") + "\n";
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         if !path.exists() {
             write_new(&path, text.as_bytes(), false)?;
         }
@@ -188,6 +191,11 @@ pub fn read_heads(dir: &Path) -> Result<Vec<(PathBuf, Head)>, String> {
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.is_empty() {
+            // A write torn by a crash in a release before heads were written whole: it holds
+            // nothing signed (`publish` writes that head again).
+            continue;
+        }
         let head: Head =
             serde_json::from_str(&text).map_err(|e| format!("{}: not a signed head: {e}", path.display()))?;
         heads.push((path, head));
@@ -231,9 +239,12 @@ fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
     let error = |e: std::io::Error| format!("{}: {e}", path.display());
     let name =
         path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a file name", path.display()))?;
-    let temporary = path.with_file_name(format!(".{name}.partial"));
+    // A name of its own, created new: nothing already there (a leftover, a link) is written
+    // through.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let temporary = path.with_file_name(format!(".{name}.{}.{nanos}.partial", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -265,6 +276,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("head-000000000001.json")], "no partial file is left");
+        // An empty head, torn by a crash in an older release, is passed over.
+        std::fs::write(dir.join("head-000000000002.json"), "").unwrap();
+        std::fs::write(dir.join("head-000000000001.json.x"), "").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_heads(&dir).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -50,7 +50,7 @@ mod programs;
 mod providers;
 mod schedule;
 mod tiered;
-pub use schedule::{REQUEST_WAIT_DEFAULT_S, REQUEST_WAIT_MAX_S, RoundSettings};
+pub use schedule::{REQUEST_WAIT_DEFAULT_S, REQUEST_WAIT_MAX_S, REQUESTS_WAITING_MAX, RoundSettings};
 mod statements;
 mod usage;
 mod utilization;

@@ -130,6 +130,18 @@ pub struct State {
     pub requests: BTreeMap<RequestId, OrderRequest>,
     /// The scheduling loop's rounds that decided anything.
     pub rounds: u64,
+    /// How many requests each enterprise has waiting (an index, rebuilt from `requests`).
+    pub requests_waiting: ImHashMap<EnterpriseId, u32>,
+}
+
+/// One request of `enterprise` no longer waiting.
+fn unwait(waiting: &mut ImHashMap<EnterpriseId, u32>, enterprise: EnterpriseId) {
+    if let Some(count) = waiting.get_mut(&enterprise) {
+        *count -= 1;
+        if *count == 0 {
+            waiting.remove(&enterprise);
+        }
+    }
 }
 
 fn next<K: Ord, V>(map: &BTreeMap<K, V>) -> u64 {
@@ -263,22 +275,23 @@ impl State {
             Event::PoolAdded { pool } => insert_new(&mut self.pools, pool.id, pool.to_model()),
             Event::RequestSubmitted { request } => {
                 assert_eq!(request.state, RequestState::Waiting);
+                *self.requests_waiting.entry(request.enterprise).or_default() += 1;
                 insert_new(&mut self.requests, request.id, (**request).clone());
             }
             Event::RequestWithdrawn { request } => {
                 let request = self.requests.get_mut(request).expect("request exists");
                 assert_eq!(request.state, RequestState::Waiting);
                 request.state = RequestState::Withdrawn;
+                unwait(&mut self.requests_waiting, request.enterprise);
             }
-            Event::RoundDecided { round, decisions, .. } => {
+            Event::RequestDecided { request, round, decision, .. } => {
                 self.rounds = self.rounds.max(*round);
-                for (id, decision) in decisions {
-                    let request = self.requests.get_mut(id).expect("request exists");
-                    assert_eq!(request.state, RequestState::Waiting);
-                    assert!(matches!(decision.state, RequestState::Placed | RequestState::Refused));
-                    request.state = decision.state;
-                    request.decision = Some(decision.clone());
-                }
+                let request = self.requests.get_mut(request).expect("request exists");
+                assert_eq!(request.state, RequestState::Waiting);
+                assert!(matches!(decision.state, RequestState::Placed | RequestState::Refused));
+                request.state = decision.state;
+                request.decision = Some((**decision).clone());
+                unwait(&mut self.requests_waiting, request.enterprise);
             }
             Event::OrderPlaced { order } => {
                 let pool = self.pools.get_mut(&order.pool).expect("pool exists");
@@ -811,6 +824,9 @@ impl State {
         state.ownership = saved.ownership.into_iter().collect();
         state.network = saved.network.into_iter().collect();
         state.requests = saved.requests.into_iter().map(|r| (r.id, r)).collect();
+        for r in state.requests.values().filter(|r| r.state == RequestState::Waiting) {
+            *state.requests_waiting.entry(r.enterprise).or_default() += 1;
+        }
         state.rounds = saved.rounds;
         state.occupancy = match saved.occupancy {
             Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),

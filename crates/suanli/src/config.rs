@@ -105,3 +105,30 @@ pub(crate) fn load(path: Option<&Path>, flags: &Config) -> anyhow::Result<Config
         .extract()
         .map_err(|error| anyhow::anyhow!("configuration: {error}"))
 }
+
+impl Config {
+    /// The scheduling loop's settings and the placement policy's weights this configuration sets
+    /// (the defaults where it sets none), checked. `serve` and every command that places orders
+    /// run with them.
+    pub(crate) fn scheduling(&self) -> anyhow::Result<(suanli_service::RoundSettings, suanli_placement::Policy)> {
+        let defaults = suanli_service::RoundSettings::default();
+        let rounds = suanli_service::RoundSettings {
+            wait_s: self.request_wait_seconds.unwrap_or(defaults.wait_s),
+            solve_ms_max: self.round_solve_ms.unwrap_or(defaults.solve_ms_max),
+            ..defaults
+        };
+        anyhow::ensure!(
+            (0..=suanli_service::REQUEST_WAIT_MAX_S).contains(&rounds.wait_s),
+            "request_wait_seconds: must be between 0 and {}",
+            suanli_service::REQUEST_WAIT_MAX_S
+        );
+        anyhow::ensure!((1..=10_000).contains(&rounds.solve_ms_max), "round_solve_ms: must be between 1 and 10000");
+        let weights = suanli_service::requests::PlacementWeights {
+            utilization_target_bp: self.placement_utilization_target_bp,
+            underused_credit_fen_per_gpu_hour: self.placement_underused_credit_fen_per_gpu_hour,
+            domestic_weight_bp: self.placement_domestic_weight_bp,
+        };
+        weights.check().map_err(|(field, message)| anyhow::anyhow!("placement_{field}: {message}"))?;
+        Ok((rounds, weights.over(suanli_service::PLACEMENT_POLICY)))
+    }
+}

@@ -111,6 +111,7 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         ..Default::default()
     };
     let config = crate::config::load(options.config.as_deref(), &flags)?;
+    let (rounds, placement) = config.scheduling()?;
     let queue_jobs_max = config.queue_jobs_max.unwrap_or(suanli_api::writer::QUEUE_JOBS_MAX);
     anyhow::ensure!((1..=100_000).contains(&queue_jobs_max), "queue_jobs_max: must be between 1 and 100000");
     let log_format = match config.log_format.as_deref().unwrap_or("json") {
@@ -149,25 +150,7 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     let window_s = config.schedule_window_seconds.unwrap_or(ROUND_WINDOW_DEFAULT_S);
     anyhow::ensure!(window_s <= 86_400, "schedule_window_seconds: must be between 0 (off) and 86400");
     let round_window = (window_s > 0).then(|| std::time::Duration::from_secs(window_s));
-    let defaults = suanli_service::RoundSettings::default();
-    let rounds = suanli_service::RoundSettings {
-        wait_s: config.request_wait_seconds.unwrap_or(defaults.wait_s),
-        solve_ms_max: config.round_solve_ms.unwrap_or(defaults.solve_ms_max),
-        ..defaults
-    };
-    anyhow::ensure!(
-        (0..=suanli_service::REQUEST_WAIT_MAX_S).contains(&rounds.wait_s),
-        "request_wait_seconds: must be between 0 and {}",
-        suanli_service::REQUEST_WAIT_MAX_S
-    );
-    anyhow::ensure!((1..=60_000).contains(&rounds.solve_ms_max), "round_solve_ms: must be between 1 and 60000");
-    let weights = suanli_service::requests::PlacementWeights {
-        utilization_target_bp: config.placement_utilization_target_bp,
-        underused_credit_fen_per_gpu_hour: config.placement_underused_credit_fen_per_gpu_hour,
-        domestic_weight_bp: config.placement_domestic_weight_bp,
-    };
-    weights.check().map_err(|(field, message)| anyhow::anyhow!("placement_{field}: {message}"))?;
-    let placement = weights.over(suanli_service::PLACEMENT_POLICY);
+
     let database = config.database.unwrap_or_else(|| "suanli.db".into());
     let (default_key, default_dir) = crate::database::default_heads(&database);
     Ok(Settings {

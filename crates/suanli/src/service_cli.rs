@@ -72,8 +72,14 @@ impl Common {
     }
 }
 
+/// The service on the command's database, with the scheduling settings and placement weights of
+/// the configuration (as `serve` has them).
 pub fn open(common: &Common) -> anyhow::Result<Service> {
-    Ok(Service::open_database(&common.database()?, clock(common)?)?)
+    let (rounds, placement) = crate::config::load(None, &crate::config::Config::default())?.scheduling()?;
+    let mut service = Service::open_database(&common.database()?, clock(common)?)?;
+    service.set_round_settings(rounds);
+    service.set_placement_policy(placement);
+    Ok(service)
 }
 
 /// The clock a command runs on: `--now`, or the system's.

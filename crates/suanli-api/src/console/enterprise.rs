@@ -251,6 +251,9 @@ pub struct QuotedPool {
 }
 
 pub struct Answer {
+    /// The tier that served the quote and why each tier below could not (a programme with tiers).
+    pub tier: String,
+    pub escalated: Vec<String>,
     pub chosen: QuotedPool,
     pub alternatives: Vec<QuotedPool>,
     pub excluded: Vec<(String, String)>,
@@ -314,7 +317,7 @@ fn quoted(tr: Tr, view: &View, quote: &Quote, purpose: Purpose) -> (QuotedPool, 
     (answer, site.map(|site| (site.spec.longitude, site.spec.latitude)))
 }
 
-fn request(enterprise: EnterpriseId, query: &QuoteQuery) -> Result<PoolRequest, &'static str> {
+pub(super) fn request(enterprise: EnterpriseId, query: &QuoteQuery) -> Result<PoolRequest, &'static str> {
     Ok(PoolRequest {
         enterprise,
         voucher: VoucherId::parse(query.voucher.trim()).map_err(|_| "quote.bad_voucher")?,
@@ -392,6 +395,8 @@ pub async fn quote(
                         }
                     };
                     answer = Some(Answer {
+                        tier: choice.tier.clone().unwrap_or_default(),
+                        escalated: choice.escalated.clone(),
                         map: super::map::svg(tr.t("quote.map_title"), &marks),
                         rate: percent(choice.chosen.rate_bp.basis_points()),
                         chosen,

@@ -17,6 +17,7 @@ mod map;
 mod operate;
 mod oversight;
 mod pages;
+mod requests;
 mod usage;
 
 use askama::Template;
@@ -61,6 +62,9 @@ pub fn routes() -> Router<AppState> {
         .route("/register/uscc", get(enterprise::check_uscc))
         .route("/quote", get(enterprise::quote))
         .route("/quote/place", post(enterprise::place))
+        .route("/quote/submit", post(requests::submit))
+        .route("/requests", get(requests::requests))
+        .route("/requests/{request}/withdraw", post(requests::withdraw))
         .route("/orders", get(pages::orders))
         .route("/orders/{order}", get(enterprise::order))
         .route("/orders/{order}/{action}", post(enterprise::order_action))
@@ -193,6 +197,8 @@ const NOTICES: &[(&str, &str)] = &[
     ("statement_approved", "notice.statement_approved"),
     ("registered", "notice.registered"),
     ("placed", "notice.placed"),
+    ("request_submitted", "notice.request_submitted"),
+    ("request_withdrawn", "notice.request_withdrawn"),
     ("statement_issued", "notice.statement_issued"),
     ("order_start", "notice.order_start"),
     ("order_complete", "notice.order_complete"),
@@ -267,6 +273,7 @@ const NAVIGATION: &[(&str, &str, For)] = &[
     ("/quote", "nav.quote", For::Enterprises),
     ("/sites", "nav.sites", For::Providers),
     ("/orders", "nav.orders", For::Everyone),
+    ("/requests", "nav.requests", For::NotProviders),
     ("/bill", "nav.bill", For::Enterprises),
     ("/statements", "nav.statements", For::NotEnterprises),
     ("/network", "nav.network", For::Overseers),

@@ -479,6 +479,62 @@ fn a_quote_shows_where_the_work_runs_and_places_the_order_it_quoted() {
 }
 
 #[test]
+fn a_quoted_order_submitted_to_the_scheduling_loop_is_seen_waiting_then_placed_or_withdrawn() {
+    let app = TestApp::start();
+    let cookie = session(&app, "enterprise");
+    let voucher = app.voucher.to_string();
+    let page = call(
+        &app,
+        "GET",
+        &format!("/quote?voucher={voucher}&chip=&gpus=2&hours=3&purpose=training"),
+        Some(&cookie),
+        &[],
+        None,
+    );
+    assert!(page.body.contains("id=\"submit-request\""), "{}", page.body);
+    let token = form_token(&page.body);
+    let form = format!("form_token={token}&voucher={voucher}&chip=&gpus=2&hours=3&purpose=training");
+    // Another role submits nothing.
+    let authority = call(&app, "POST", "/quote/submit", Some(&session(&app, "authority")), &[], Some(&form));
+    assert_eq!(authority.status, 403);
+    assert!(app.writer.view().state().requests.is_empty());
+    for _ in 0..2 {
+        let submitted = call(&app, "POST", "/quote/submit", Some(&cookie), &[], Some(&form));
+        assert_eq!(submitted.status, 303, "{}", submitted.body);
+        assert!(submitted.location.unwrap().starts_with("/requests?done=request_submitted"));
+    }
+    let list = call(&app, "GET", "/requests", Some(&cookie), &[], None);
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body.contains("req-1") && list.body.contains("req-2") && list.body.contains("排队中"),
+        "{}",
+        list.body
+    );
+    // The other enterprise sees neither; a provider has no such page in its bar.
+    let other = call(&app, "GET", "/requests", Some(&session(&app, "other_enterprise")), &[], None);
+    assert!(!other.body.contains("req-1"), "{}", other.body);
+    // The enterprise withdraws one; a round places the other.
+    let withdrawn =
+        call(&app, "POST", "/requests/req-2/withdraw", Some(&cookie), &[], Some(&format!("form_token={token}")));
+    assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);
+    let foreign = call(
+        &app,
+        "POST",
+        "/requests/req-1/withdraw",
+        Some(&session(&app, "other_enterprise")),
+        &[],
+        Some(&format!("form_token={}", form_token(&other.body))),
+    );
+    assert_eq!(foreign.status, 404, "{}", foreign.body);
+    let round =
+        app.runtime.block_on(app.writer.call(|s| s.run_round(&suanli_service::Actor::server()))).unwrap().unwrap();
+    assert_eq!(round.placed.len(), 1, "{round:?}");
+    let list = call(&app, "GET", "/requests?lang=en", Some(&cookie), &[], None);
+    let order = round.placed[0].1.to_string();
+    assert!(list.body.contains(&format!("href=\"/orders/{order}\"")) && list.body.contains("已撤回"), "{}", list.body);
+}
+
+#[test]
 fn an_order_page_shows_its_usage_to_its_scope_and_its_actions_to_their_roles() {
     let app = TestApp::start();
     let order = app.orders[0].to_string();

@@ -106,7 +106,7 @@ fn an_order_request_waits_then_a_round_places_it_and_the_server_runs_rounds_on_i
     assert!(placed["decision"]["list_cost_fen"].as_i64().unwrap() > 0, "{placed}");
     // Decided, it cannot be withdrawn.
     let (status, answer) = post(&format!("/api/v1/requests/{id}/withdraw"), "enterprise", None);
-    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("order_state")), "{answer}");
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("request_state")), "{answer}");
 
     // The server's loop places the next request without anyone asking, as the actor `server`.
     let (_, next) = post("/api/v1/requests", "enterprise", body(serde_json::json!({})));
@@ -123,6 +123,6 @@ fn an_order_request_waits_then_a_round_places_it_and_the_server_runs_rounds_on_i
     stop.send(true).unwrap();
     app.runtime.block_on(task).unwrap();
     let (entries, _) = app.runtime.block_on(app.writer.log_page(0, 100_000)).unwrap().unwrap();
-    let rounds: Vec<_> = entries.iter().filter(|e| e.action == "round.decided").map(|e| e.actor.as_str()).collect();
+    let rounds: Vec<_> = entries.iter().filter(|e| e.action == "request.decided").map(|e| e.actor.as_str()).collect();
     assert_eq!(rounds, ["admin", "server"], "{rounds:?}");
 }

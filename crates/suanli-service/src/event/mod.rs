@@ -114,12 +114,14 @@ pub enum Event {
     RequestWithdrawn {
         request: RequestId,
     },
-    /// A round of the scheduling loop decided these requests (the orders it placed are recorded
-    /// before, in the same commit); a large round is recorded in parts, each with its number.
-    RoundDecided {
+    /// A round of the scheduling loop decided this request (the order it placed, if it placed
+    /// one, is recorded before, in the same commit): one entry per request, so each party's
+    /// proofs show its own decisions only.
+    RequestDecided {
+        request: RequestId,
         round: u64,
         gap_bp: u32,
-        decisions: Vec<(RequestId, crate::requests::Decision)>,
+        decision: Box<crate::requests::Decision>,
     },
     OrderPlaced {
         order: Box<NewOrder>,
@@ -288,7 +290,7 @@ impl Event {
             Event::PoolRetired { .. } => "pool.retired",
             Event::RequestSubmitted { .. } => "request.submitted",
             Event::RequestWithdrawn { .. } => "request.withdrawn",
-            Event::RoundDecided { .. } => "round.decided",
+            Event::RequestDecided { .. } => "request.decided",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
             Event::OrderExtended { .. } => "order.extended",
@@ -342,7 +344,7 @@ impl Event {
             Event::PoolChanged { pool, .. } | Event::PoolRetired { pool } => pool.to_string(),
             Event::RequestSubmitted { request } => request.id.to_string(),
             Event::RequestWithdrawn { request } => request.to_string(),
-            Event::RoundDecided { round, .. } => format!("round-{round}"),
+            Event::RequestDecided { request, .. } => request.to_string(),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }
             | Event::OrderExtended { order, .. }
@@ -406,12 +408,9 @@ impl Event {
                 also(request.enterprise.to_string());
                 also(request.voucher.to_string());
             }
-            Event::RoundDecided { decisions, .. } => {
-                for (request, decision) in decisions {
-                    also(request.to_string());
-                    if let Some(order) = decision.order {
-                        also(order.to_string());
-                    }
+            Event::RequestDecided { decision, .. } => {
+                if let Some(order) = decision.order {
+                    also(order.to_string());
                 }
             }
             Event::UsageRecorded { record } => {
@@ -511,7 +510,7 @@ mod tests {
             Event::StatementsArchived { .. } => 45,
             Event::RequestSubmitted { .. } => 46,
             Event::RequestWithdrawn { .. } => 47,
-            Event::RoundDecided { .. } => 48,
+            Event::RequestDecided { .. } => 48,
         }
     }
 

@@ -69,6 +69,9 @@ const HOURS_CLASS: &str = "gpu_hours";
 /// ¥10M per GPU-hour left the bound 4–7% under a 10,000-order answer).
 const UNPLACED_PENALTY_TIMES_DEAREST: f64 = 2.0;
 
+/// The most every order's penalty may add up to, in fen (i64 holds about 9.2 × 10¹⁸).
+const PENALTIES_FEN_MAX: f64 = 1e17;
+
 /// One chip's speed for a work class: how many reference GPUs one of its GPUs is worth.
 fn speed(class: &str, chip: &str) -> Option<f64> {
     static TABLE: std::sync::LazyLock<HashMap<String, HashMap<String, f64>>> =
@@ -451,7 +454,9 @@ impl Market {
             policy,
         };
         let mut dearest = 1.0f64;
+        let mut work = 0.0f64;
         for order in &problem.orders {
+            work += order.work_ref_gpu_hours;
             for pool in &problem.pools {
                 if let Some(speed) = problem.speed_of(&order.class, &pool.chip) {
                     let per_unit = problem.cost(order, pool, speed) as f64 / order.work_ref_gpu_hours.max(1e-6);
@@ -459,8 +464,11 @@ impl Market {
                 }
             }
         }
+        // Every penalty together stays far inside i64, whatever the orders ask (an order whose
+        // cost would pass that is left unplaced rather than overflow the engine's sums).
+        let ceiling = (PENALTIES_FEN_MAX / work.max(1.0)).max(1.0);
         problem.unplaced_penalty_fen_per_ref_gpu_hour =
-            (dearest * UNPLACED_PENALTY_TIMES_DEAREST).ceil().min(1e12) as i64;
+            (dearest * UNPLACED_PENALTY_TIMES_DEAREST).ceil().min(ceiling) as i64;
         problem
     }
 }

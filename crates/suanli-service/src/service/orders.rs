@@ -91,6 +91,7 @@ impl View {
             ));
         }
         self.provider_allowed(program, pool)?;
+        self.within_highest_tier(program, pool)?;
         Ok((voucher, program, pool))
     }
 }

@@ -20,6 +20,9 @@ use suanli_domain::RequestId;
 /// How long a request may wait for a round to place it, unless the deployment says otherwise.
 pub const REQUEST_WAIT_DEFAULT_S: i64 = 3_600;
 
+/// The most requests one enterprise may have waiting at once.
+pub const REQUESTS_WAITING_MAX: u32 = 10_000;
+
 /// The longest wait a deployment may set: a week.
 pub const REQUEST_WAIT_MAX_S: i64 = 7 * 86_400;
 
@@ -66,6 +69,16 @@ impl Service {
         }
         let market = self.market();
         self.engine_order(request, &market.network, String::new(), None)?;
+        let waiting = self.state.requests_waiting.get(&request.enterprise).copied().unwrap_or(0);
+        if waiting >= REQUESTS_WAITING_MAX {
+            return Err(ServiceError::new(
+                ErrorCode::RequestsWaitingMax,
+                format!(
+                    "enterprise: {} has {waiting} requests waiting, the most one enterprise may; withdraw some or wait for a round",
+                    request.enterprise
+                ),
+            ));
+        }
         let program = self.voucher(request.voucher)?.program;
         let now = self.now_s();
         let id = self.state.next_request();
@@ -99,7 +112,7 @@ impl Service {
         let request = self.request(id)?;
         if request.state != RequestState::Waiting {
             return Err(ServiceError::new(
-                ErrorCode::OrderState,
+                ErrorCode::RequestState,
                 format!("request: {id} is {}; only a waiting request can be withdrawn", request.state.as_str()),
             ));
         }
@@ -114,6 +127,16 @@ impl Service {
     /// what the tiers below left), then the requests of programmes without tiers on the whole
     /// network.
     pub fn run_round(&mut self, actor: &Actor) -> Result<RoundReport> {
+        // Every entry of a round carries one time, and its parts are groups of commands, which
+        // need a clock that does not move: the round runs on the time it began.
+        let clock = self.view.clock.clone();
+        self.view.clock = Arc::new(crate::clock::ManualClock::new(clock.now_s()));
+        let report = self.run_round_at(actor);
+        self.view.clock = clock;
+        report
+    }
+
+    fn run_round_at(&mut self, actor: &Actor) -> Result<RoundReport> {
         self.recover()?;
         let settings = self.rounds;
         let now = self.now_s();
@@ -172,8 +195,7 @@ impl Service {
                 if p.placed.is_some() {
                     continue;
                 }
-                let Some(step) = p.steps.iter().find(|s| s.area.as_ref().map_or(Tier::National, |a| a.tier) == tier)
-                else {
+                let Some(step) = p.steps.iter().find(|s| s.tier == tier) else {
                     continue;
                 };
                 if let Some(why) = &step.empty {
@@ -248,6 +270,7 @@ impl Service {
             let decided = self.in_one_commit(actor, |service| {
                 let mut decided = refused;
                 for (request, pool, terms, egress_fen, tier, escalated) in part {
+                    let expires_at_s = request.expires_at_s;
                     let placed = service
                         .pinned(&request.pool_request(), pool)
                         .and_then(|input| service.place_order(actor, input));
@@ -268,13 +291,23 @@ impl Service {
                                 ..decision(RequestState::Placed, None)
                             }
                         }
+                        // Refused at placing (another request drew the same voucher down first): it
+                        // waits for the next round while its wait lasts.
+                        Err(_) if now < expires_at_s => continue,
                         Err(error) => decision(RequestState::Refused, Some(error.message)),
                     };
                     decided.push((request.id, decision));
                 }
                 let mut change = service.begin();
-                let event = Event::RoundDecided { round, gap_bp: round_gap_bp, decisions: decided.clone() };
-                service.record(&mut change, event, now);
+                for (request, decision) in &decided {
+                    let event = Event::RequestDecided {
+                        request: *request,
+                        round,
+                        gap_bp: round_gap_bp,
+                        decision: Box::new(decision.clone()),
+                    };
+                    service.record(&mut change, event, now);
+                }
                 service.commit(actor, now, change)?;
                 Ok(decided)
             })?;

@@ -9,12 +9,14 @@ use super::choose::{Market, Network, describe};
 use super::{PoolRequest, View};
 use crate::error::Result;
 use crate::model::Program;
-use crate::tiers::{Area, area};
+use crate::tiers::{Area, Tier, area};
 
 /// One step of the hierarchy an order is tried at: the tier's area, or the whole network for a
 /// programme without tiers.
 #[derive(Clone, Debug)]
 pub(super) struct Step {
+    /// The tier (national for a programme without tiers).
+    pub(super) tier: Tier,
     pub(super) area: Option<Area>,
     /// Why the step is skipped without solving (no such area, or no site beyond the step below).
     pub(super) empty: Option<String>,
@@ -28,14 +30,14 @@ impl Step {
 
 /// The steps of `program`'s orders, lowest first.
 pub(super) fn steps(view: &View, program: &Program, network: &Network) -> Vec<Step> {
-    let Some(terms) = program.terms.tiers else { return vec![Step { area: None, empty: None }] };
+    let Some(terms) = program.terms.tiers else { return vec![Step { tier: Tier::National, area: None, empty: None }] };
     let home = program.terms.authority_region;
     let mut steps: Vec<Step> = Vec::new();
     let mut below: Option<(String, Vec<usize>)> = None;
     for tier in terms.tiers() {
         let Some(area) = area(tier, home) else {
             let why = format!("{}: the data names no such area around {home}", tier.as_str());
-            steps.push(Step { area: None, empty: Some(why) });
+            steps.push(Step { tier, area: None, empty: Some(why) });
             continue;
         };
         let sites = view.sites_in(program, network, Some(&area));
@@ -47,12 +49,36 @@ pub(super) fn steps(view: &View, program: &Program, network: &Network) -> Vec<St
             _ => None,
         };
         below = Some((area.label(), sites));
-        steps.push(Step { area: Some(area), empty });
+        steps.push(Step { tier, area: Some(area), empty });
     }
     steps
 }
 
 impl View {
+    /// A programme with tiers places no order above its highest tier, pinned or not: the pool's
+    /// site must lie, by its verified region, in the largest area of its tiers.
+    pub(super) fn within_highest_tier(&self, program: &Program, pool: &crate::model::Pool) -> Result<()> {
+        let Some(terms) = program.terms.tiers else { return Ok(()) };
+        let Some(widest) = terms.tiers().filter_map(|tier| area(tier, program.terms.authority_region)).last() else {
+            return Ok(());
+        };
+        let site = &self.state.sites[&pool.site];
+        if widest.tier == Tier::National || (site.verified_at_s.is_some() && widest.contains(site.spec.region)) {
+            return Ok(());
+        }
+        Err(crate::error::ServiceError::new(
+            crate::error::ErrorCode::ProviderNotAllowed,
+            format!(
+                "pool: {} is at {}, {}, outside {}, the highest tier {} allows",
+                pool.id,
+                site.id,
+                site.spec.region,
+                widest.label(),
+                program.id
+            ),
+        ))
+    }
+
     /// The sites (as the engine numbers them) of `network` that `program`'s provider rule allows,
     /// within `area` when given.
     pub(super) fn sites_in(&self, program: &Program, network: &Network, area: Option<&Area>) -> Vec<usize> {

@@ -113,7 +113,7 @@ fn a_request_waits_for_capacity_then_is_placed_or_refused_with_the_reason_after_
     let reason = decided.decision.as_ref().unwrap().reason.clone().unwrap();
     assert!(reason.contains(&pool.to_string()) && reason.contains("GPUs free"), "{reason}");
     // A decided request cannot be withdrawn; nothing changes.
-    let message = w.refused(ErrorCode::OrderState, |s| s.withdraw_request(&op(), stranded));
+    let message = w.refused(ErrorCode::RequestState, |s| s.withdraw_request(&op(), stranded));
     assert!(message.contains("refused"), "{message}");
 }
 
@@ -175,4 +175,55 @@ fn a_programme_may_set_its_own_policy_weights_and_each_answer_says_what_they_wei
     let (decision, busy, _) = scene(&own);
     assert_eq!(decision.pool, Some(busy));
     assert_eq!((decision.underused_credit_fen, decision.list_cost_fen.fen()), (0, 80_000));
+}
+
+/// A clock that moves a second every time it is read, as a busy server's does.
+struct Ticking(suanli_service::ManualClock);
+
+impl suanli_service::Clock for Ticking {
+    fn now_s(&self) -> i64 {
+        let now = self.0.now_s();
+        self.0.advance(1);
+        now
+    }
+}
+
+#[test]
+fn a_round_runs_on_the_time_it_began_while_the_clock_moves() {
+    let (mut w, request) = world(SHANGHAI_LIKE);
+    w.provider_at(1, "310000", OperatorKind::Government, "H100", false, 1_000, ("east", 31.2, 121.5));
+    assert!(w.postgres.is_none(), "this test reopens the SQLite file");
+    let clock = std::sync::Arc::new(Ticking(w.clock.clone()));
+    let placeholder = suanli_service::Service::open(&w.path.with_extension("placeholder.db"), clock.clone()).unwrap();
+    drop(std::mem::replace(&mut w.service, placeholder));
+    w.service = suanli_service::Service::open(&w.path, clock).unwrap();
+    let ids: Vec<_> = (0..3).map(|_| w.service.submit_request(&op(), &request, None).unwrap()).collect();
+    let report = w.service.run_round(&op()).unwrap();
+    assert_eq!(report.placed.len(), 3, "{report:?}");
+    let decided: Vec<i64> =
+        ids.iter().map(|id| w.service.request(*id).unwrap().decision.as_ref().unwrap().decided_at_s).collect();
+    assert!(decided.windows(2).all(|pair| pair[0] == pair[1]), "one time for the whole round: {decided:?}");
+    // The clock moves again once the round is over.
+    let after = w.service.now_s();
+    assert!(after > decided[0] && w.service.now_s() > after);
+}
+
+#[test]
+fn absurd_requests_leave_a_round_whole_and_the_engine_without_overflow() {
+    let (mut w, request) = world(SHANGHAI_LIKE);
+    w.provider_at(1, "310000", OperatorKind::Government, "H100", false, 1_000, ("east", 31.2, 121.5));
+    // A billion GB to move for one GPU-hour, beside a million GPUs for a year.
+    let heavy = PoolRequest {
+        gpu_count: 1,
+        hours: 1,
+        needs: Needs { origin_hub: Some("east".into()), data_gb: 1e9, ..Needs::default() },
+        ..request.clone()
+    };
+    let huge = PoolRequest { gpu_count: 1_000_000, hours: 8_784, ..request.clone() };
+    for r in [&heavy, &huge, &request] {
+        w.service.submit_request(&op(), r, None).unwrap();
+    }
+    let report = w.service.run_round(&op()).unwrap();
+    // The two that fit are placed (the data stays in its hub); no pool holds a million GPUs.
+    assert_eq!((report.placed.len(), report.still_waiting), (2, 1), "{report:?}");
 }

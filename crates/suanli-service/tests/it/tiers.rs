@@ -130,6 +130,52 @@ fn a_round_serves_each_tier_from_what_the_tiers_below_left_and_says_where() {
 }
 
 #[test]
+fn a_pinned_pool_above_the_highest_tier_is_refused() {
+    let Scene { mut w, request, chongqing, shanghai, .. } = scene("region");
+    let pinned = w.service.pinned(&request, shanghai).unwrap();
+    let message = w.refused(ErrorCode::ProviderNotAllowed, |s| s.place_order(&op(), pinned));
+    assert!(message.contains("region (Chengdu–Chongqing)"), "{message}");
+    let inside = w.service.pinned(&request, chongqing).unwrap();
+    w.service.place_order(&op(), inside).unwrap();
+}
+
+#[test]
+fn a_city_without_a_metropolitan_area_or_region_in_the_data_escalates_to_the_nation() {
+    // Hangzhou: no metropolitan area in the data; its region (the Yangtze River Delta) has no
+    // site here, only Ningxia has one.
+    let mut w = World::start();
+    let source = chengdu("national")
+        .replace(r#"region = "510100""#, r#"region = "330100""#)
+        .replace("chengdu-tiers", "hangzhou-tiers");
+    let program = w.program(&source);
+    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
+    let amount = Fen::from_yuan(1_000_000).unwrap();
+    let app = w.service.create_application(&op(), enterprise, program, amount, "").unwrap();
+    w.service.submit_application(&op(), app).unwrap();
+    let voucher = w.service.approve_application(&op(), app, amount).unwrap();
+    let (_, ningxia) =
+        w.provider_at(1, "640500", OperatorKind::Government, "H100", false, 1_000, ("Ningxia", 37.5, 105.2));
+    let request = PoolRequest {
+        enterprise,
+        voucher,
+        chip: None,
+        gpu_count: 8,
+        hours: 10,
+        purpose: Purpose::Training,
+        needs: Needs::default(),
+    };
+    let id = w.service.submit_request(&op(), &request, None).unwrap();
+    let report = w.service.run_round(&op()).unwrap();
+    assert_eq!(report.placed.len(), 1, "{report:?}");
+    let decision = w.service.request(id).unwrap().decision.clone().unwrap();
+    assert_eq!((decision.pool, decision.tier.as_deref()), (Some(ningxia), Some("national (the national network)")));
+    assert_eq!(decision.escalated.len(), 3, "{decision:?}");
+    assert!(decision.escalated[1].starts_with("metro: the data names no such area"), "{decision:?}");
+    let choice = w.service.choose_pool(&request).unwrap();
+    assert_eq!(choice.escalated, decision.escalated);
+}
+
+#[test]
 fn a_highest_tier_below_home_is_refused_by_field() {
     let mut w = World::start();
     let source = chengdu("region").replace(r#"home = "city""#, r#"home = "national""#);

@@ -198,7 +198,7 @@ fn a_programme_runs_from_the_command_line() {
     assert_eq!(decided["decision"]["list_cost_fen"], 8 * 10 * 1800);
     json(d, MARCH, &["order", "cancel", text(&decided["decision"]["order"])]);
     assert_eq!(json(d, MARCH, &["order", "requests"]).as_array().unwrap().len(), 1);
-    refused(d, MARCH, &["order", "withdraw", &request], "order_state");
+    refused(d, MARCH, &["order", "withdraw", &request], "request_state");
 
     // Usage from a CSV and a JSON-lines file; one record breaks physics and is refused.
     let mut csv = String::from("id,order,gpu_seconds,period_start,period_end\n");
