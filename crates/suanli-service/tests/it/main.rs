@@ -3,6 +3,7 @@
 
 mod archive;
 mod group;
+mod issue16_outside;
 mod lottery;
 mod outcome;
 mod properties;
