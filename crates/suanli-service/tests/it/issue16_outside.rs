@@ -525,11 +525,11 @@ fn scripted(restart_at: Option<usize>) -> World {
         orders.extend(report.placed.iter().map(|(_, o)| *o));
         w.clock.advance(100);
         // Every other step an order ends, freeing its GPUs for the next round.
-        if step % 2 == 1 {
-            if let Some(order) = orders.first().copied() {
-                w.service.cancel_order(&op(), order).unwrap();
-                orders.remove(0);
-            }
+        if step % 2 == 1
+            && let Some(order) = orders.first().copied()
+        {
+            w.service.cancel_order(&op(), order).unwrap();
+            orders.remove(0);
         }
         invariants(&w);
     }
