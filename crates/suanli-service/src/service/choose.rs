@@ -209,15 +209,15 @@ impl View {
             }
         }
         let mut sites = network.sites.clone();
-        for (site, (reserved, total)) in sites.iter_mut().zip(load) {
-            site.utilization = if total == 0 { 1.0 } else { reserved as f64 / total as f64 };
+        for (site, (reserved, total)) in sites.iter_mut().zip(&load) {
+            site.utilization = utilization(*reserved, *total);
         }
         let mut pools = network.pools.clone();
         for (pool, id) in pools.iter_mut().zip(&network.pool_ids) {
             let now = &state.pools[id];
             pool.gpus_free = now.gpu_count - now.gpus_reserved;
         }
-        Market { network, sites, pools }
+        Market { network, sites, pools, load }
     }
 
     /// One order as the engine sees it, after the checks an order makes before any pool is
@@ -434,12 +434,25 @@ pub(super) struct Market {
     pub(super) network: Arc<Network>,
     sites: Vec<Site>,
     pools: Vec<suanli_placement::Pool>,
+    /// Each site's GPUs promised and GPUs in all, as the engine numbers sites.
+    load: Vec<(u64, u64)>,
+}
+
+/// A site's load: GPUs promised over GPUs (full when it has none).
+fn utilization(reserved: u64, total: u64) -> f64 {
+    if total == 0 { 1.0 } else { reserved as f64 / total as f64 }
 }
 
 impl Market {
-    /// `gpus` of pool `index` taken by an order placed earlier in the same round.
+    /// `gpus` of pool `index` taken by an order placed earlier in the same round: fewer free,
+    /// and its site the busier for the under-used credit.
     pub(super) fn take(&mut self, index: usize, gpus: u32) {
-        self.pools[index].gpus_free = self.pools[index].gpus_free.saturating_sub(gpus);
+        let pool = &mut self.pools[index];
+        pool.gpus_free = pool.gpus_free.saturating_sub(gpus);
+        let site = pool.site;
+        let (reserved, total) = &mut self.load[site];
+        *reserved += u64::from(gpus);
+        self.sites[site].utilization = utilization(*reserved, *total);
     }
 
     /// The engine's problem of placing `orders` on this market.
