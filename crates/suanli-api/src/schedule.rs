@@ -29,6 +29,26 @@ pub async fn run_once(writer: &Writer) -> Result<Ran, Refused> {
 /// Runs the scheduled work at start and then every `every`, until `stopped` resolves or the
 /// writer stops. A run the full queue refuses is logged and tried at the next tick.
 pub async fn run(writer: Writer, every: Duration, stopped: impl Future<Output = ()>) {
+    on_ticks(every, stopped, || async {
+        match run_once(&writer).await {
+            Ok(ran) => log(&ran),
+            Err(Refused::Overloaded) => {
+                tracing::warn!(next_in_s = every.as_secs(), "scheduled work deferred: the writer's queue is full")
+            }
+            Err(Refused::Stopped) => return false,
+        }
+        true
+    })
+    .await
+}
+
+/// Runs `work` at once and then every `every`, until `stopped` resolves or `work` answers false
+/// (the writer stopped). A tick missed while `work` ran is not made up.
+async fn on_ticks<F: Future<Output = bool>>(
+    every: Duration,
+    stopped: impl Future<Output = ()>,
+    mut work: impl FnMut() -> F,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stopped);
@@ -37,12 +57,8 @@ pub async fn run(writer: Writer, every: Duration, stopped: impl Future<Output = 
             () = &mut stopped => return,
             _ = ticks.tick() => {}
         }
-        match run_once(&writer).await {
-            Ok(ran) => log(&ran),
-            Err(Refused::Overloaded) => {
-                tracing::warn!(next_in_s = every.as_secs(), "scheduled work deferred: the writer's queue is full")
-            }
-            Err(Refused::Stopped) => return,
+        if !work().await {
+            return;
         }
     }
 }
@@ -77,14 +93,7 @@ fn log(ran: &Ran) {
 /// writer as the actor `server`, until `stopped` resolves or the writer stops. A round that
 /// decided something is logged with its figures.
 pub async fn run_rounds(writer: Writer, window: Duration, stopped: impl Future<Output = ()>) {
-    let mut ticks = tokio::time::interval(window);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            () = &mut stopped => return,
-            _ = ticks.tick() => {}
-        }
+    on_ticks(window, stopped, || async {
         match writer.call(|service| service.run_round(&Actor::server())).await {
             Ok(Ok(report)) if report.round > 0 => tracing::info!(
                 round = report.round,
@@ -108,7 +117,9 @@ pub async fn run_rounds(writer: Writer, window: Duration, stopped: impl Future<O
             Err(Refused::Overloaded) => {
                 tracing::warn!("scheduling round deferred: the writer's queue is full")
             }
-            Err(Refused::Stopped) => return,
+            Err(Refused::Stopped) => return false,
         }
-    }
+        true
+    })
+    .await
 }
