@@ -134,7 +134,7 @@ pub(crate) async fn place_order(
         let id = match pool {
             Some(pool) => {
                 let input = s.pinned(&request, pool)?;
-                s.place_order(&actor(role), input)?
+                s.place_order_for(&actor(role), input, None, request.needs.work.clone())?
             }
             None => s.place_order_anywhere(&actor(role), &request)?,
         };

@@ -476,6 +476,12 @@ pub struct Order {
     /// Hours added to the order after it was placed (each extension with its own hold).
     #[serde(default)]
     pub extended_hours: u32,
+    /// The order request a round of the scheduling loop placed it for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<suanli_domain::RequestId>,
+    /// The work it was bought for (reference GPU-hours of a class), when it bought work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<crate::service::Work>,
 }
 
 impl Order {

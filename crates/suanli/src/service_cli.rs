@@ -713,7 +713,7 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             let id = match order_request(&args)? {
                 (request, Some(pool)) => {
                     let input = service.pinned(&request, pool)?;
-                    service.place_order(actor, input)?
+                    service.place_order_for(actor, input, None, request.needs.work.clone())?
                 }
                 (request, None) => service.place_order_anywhere(actor, &request)?,
             };

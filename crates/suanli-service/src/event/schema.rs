@@ -222,6 +222,11 @@ pub struct NewOrder {
     pub hold_fen: Fen,
     /// Anomalies noticed when it was placed.
     pub flags: Vec<String>,
+    /// The request a round of the scheduling loop placed it for, and the work it was bought for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<suanli_domain::RequestId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<crate::service::Work>,
 }
 
 impl NewOrder {
@@ -248,6 +253,8 @@ impl NewOrder {
             enterprise_paid_fen: Fen::ZERO,
             usage_records: 0,
             flags: self.flags.clone(),
+            request: self.request,
+            work: self.work.clone(),
             extended_hours: 0,
         }
     }

@@ -39,7 +39,7 @@ pub struct PoolRequest {
 
 /// Work stated as reference GPU-hours (one A800 for an hour) of a work class of the speed table
 /// (`data/speed.csv`): on each chip it takes the hours that chip's speed gives it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Work {
     pub class: String,
     pub reference_gpu_hours: u32,
@@ -394,7 +394,7 @@ impl super::Service {
             }));
         };
         let input = self.pinned(request, engined.pool_ids[chosen])?;
-        self.place_order(actor, input)
+        self.place_order_for(actor, input, None, request.needs.work.clone())
     }
 }
 

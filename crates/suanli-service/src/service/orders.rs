@@ -206,6 +206,17 @@ impl Service {
 impl Service {
     /// Places an order: the price is locked and the voucher's share is held for it.
     pub fn place_order(&mut self, actor: &Actor, input: OrderInput) -> Result<OrderId> {
+        self.place_order_for(actor, input, None, None)
+    }
+
+    /// Places an order that a round placed for `request`, or that bought `work`, and says so.
+    pub fn place_order_for(
+        &mut self,
+        actor: &Actor,
+        input: OrderInput,
+        request: Option<suanli_domain::RequestId>,
+        work: Option<crate::service::Work>,
+    ) -> Result<OrderId> {
         let now = self.now_s();
         let (voucher, program, pool) = self.check_order(&input, now)?;
         let quote = self.price(voucher, program, pool, input.gpu_count, input.hours, now)?;
@@ -244,6 +255,8 @@ impl Service {
             placed_at_s: now,
             hold_fen: hold,
             flags: flags.clone(),
+            request,
+            work,
         };
         self.record(&mut change, Event::OrderPlaced { order: Box::new(order) }, now);
         for flag in flags {

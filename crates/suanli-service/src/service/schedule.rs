@@ -271,9 +271,9 @@ impl Service {
                 let mut decided = refused;
                 for (request, pool, terms, egress_fen, tier, escalated) in part {
                     let expires_at_s = request.expires_at_s;
-                    let placed = service
-                        .pinned(&request.pool_request(), pool)
-                        .and_then(|input| service.place_order(actor, input));
+                    let placed = service.pinned(&request.pool_request(), pool).and_then(|input| {
+                        service.place_order_for(actor, input, Some(request.id), request.work.clone())
+                    });
                     let decision = match placed {
                         Ok(order) => {
                             let placed = &service.state.orders[&order];

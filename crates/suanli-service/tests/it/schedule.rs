@@ -72,6 +72,7 @@ fn a_round_places_requests_together_where_one_at_a_time_would_strand_one() {
     // The orders exist, placed, with the voucher's 80% held.
     let order = w.service.order(first.order.unwrap()).unwrap();
     assert_eq!((order.pool, order.hold_fen.fen()), (west, 70_400));
+    assert_eq!(order.request, Some(anywhere), "the order names the request it was placed for");
     // An empty round does nothing.
     let idle = w.service.run_round(&op()).unwrap();
     assert_eq!((idle.round, idle.waiting_before), (0, 0));

@@ -56,6 +56,7 @@ fn a_training_order_picks_the_chip_cheapest_per_unit_of_work_and_is_quoted_its_h
     // Placed, the order runs the hours of the chosen chip.
     let order = w.service.place_order_anywhere(&op(), &work).unwrap();
     assert_eq!(w.service.order(order).unwrap().quote.hours, 10);
+    assert_eq!(w.service.order(order).unwrap().work, llm_train(240), "the order records the work it bought");
     // A deadline of 20 hours leaves H20 (50 hours) out: its reason names the deadline.
     let tight = PoolRequest { hours: 20, ..work.clone() };
     let choice = w.service.choose_pool(&tight).unwrap();
