@@ -49,26 +49,10 @@ fn shanghai_two(extra: &str) -> String {
         .replace("voucher_validity_days = 180", &format!("{extra}\nvoucher_validity_days = 180"))
 }
 
-/// Chengdu's programme with tiers from the city up to `highest`, any provider allowed.
+/// Chengdu's programme with tiers from the city up to `highest` (the tier tests' own), under a
+/// key of its own.
 fn chengdu(highest: &str) -> String {
-    format!(
-        r#"
-key = "chengdu-outside"
-name = "Chengdu vouchers"
-authority = {{ region = "510100", name = "Chengdu Municipal Bureau of Economy and Information Technology" }}
-budget_fen = 100_000_000_00
-subsidy_rate_bp = 5000
-enterprise_cap_fen = 5_000_000_00
-tiers = {{ home = "city", highest = "{highest}" }}
-voucher_validity_days = 365
-applications_open = 2026-01-01
-applications_close = 2026-12-31
-applicant_kinds = ["sme", "startup"]
-purposes = ["training", "inference", "fine_tuning"]
-providers = {{ rule = "any" }}
-stacking = {{ allowed = true }}
-"#
-    )
+    crate::tiers::chengdu(highest).replace("chengdu-tiers", "chengdu-outside")
 }
 
 /// Everything: the harness's fingerprint and the whole state as a checkpoint keeps it.

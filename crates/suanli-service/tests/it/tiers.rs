@@ -10,7 +10,7 @@ use suanli_service::{ErrorCode, Needs, PoolRequest};
 use crate::{World, op};
 
 /// Chengdu's programme with tiers from the city up to `highest`, any provider allowed.
-fn chengdu(highest: &str) -> String {
+pub(crate) fn chengdu(highest: &str) -> String {
     format!(
         r#"
 key = "chengdu-tiers"
