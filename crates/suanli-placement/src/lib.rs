@@ -5,10 +5,11 @@
 //! The crate does no I/O. [`format`] holds the v1 batch shapes of `docs/placement-format.md` and
 //! checks them into a [`Problem`]; [`solve`] answers it (Lagrangian bound, guided greedy, local
 //! search, branch and bound for small batches, each within a time limit); [`explain`] says why an
-//! order went where it did; [`network`] builds the default 10-cluster network and seeded batches.
+//! order went where it did; [`market`] clears capacity traded between hub nodes; [`network`] builds the default 10-cluster network and seeded batches.
 
 pub mod explain;
 pub mod format;
+pub mod market;
 pub mod model;
 pub mod network;
 pub mod solve;

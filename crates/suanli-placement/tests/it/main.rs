@@ -2,6 +2,7 @@
 //! instances, and the feasibility rules on larger seeded batches.
 
 mod lp;
+mod market;
 
 use std::collections::HashMap;
 

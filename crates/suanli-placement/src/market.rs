@@ -1,0 +1,284 @@
+//! Trading capacity between hub nodes: a clearing of sellers' capacity offers against buyers' bids.
+//!
+//! The goods are not alike: an offer is a number of GPUs of one chip at one site, free until the
+//! end of a window, and a bid is work that runs a number of hours on that chip (fewer on a faster
+//! one), with egress when its data leaves its hub. One price for all, as a uniform-price double
+//! auction of a single good sets, would clear an H20 in Inner Mongolia and an H100 in Shanghai as
+//! if they were the same thing. The clearing is therefore a **welfare-maximizing matching** (the
+//! assignment market of Shapley and Shubik, with GPUs as capacity), priced per offer:
+//!
+//! - each bid goes whole to one offer or to none (a job is not split across sites); the matching
+//!   maximizes welfare, the buyers' values less the sellers' reserves and the egress;
+//! - the LP relaxation of that matching is solved, and so is its dual: the relaxation's value is
+//!   the most any matching could reach, and both are reported so the gap is known. Strong duality
+//!   (primal = dual) is checked on every clearing;
+//! - the dual's price of each offer's GPUs is the **lowest** that supports the relaxation's
+//!   optimum (a second LP picks it among the optimal duals). In the assignment market these lowest
+//!   competitive prices are the Vickrey prices (Leonard, 1983): a buyer gains nothing by bidding
+//!   below its value. With a single offer and bids for one GPU each it is the double auction's
+//!   price: the highest bid left out, or the reserve when supply exceeds demand;
+//! - an offer's price per GPU-hour is its reserve plus that price of a GPU spread over the hours
+//!   left in its window, the same for every trade on it. A trade the relaxation supports pays at
+//!   most its bid; the integral matching may keep one it does not, whose price is then lowered to
+//!   the bid's limit and the trade marked `capped`.
+//!
+//! The integral matching is rounded from the relaxation: pairs taken in order of their share in
+//! it, then of surplus, while capacity lasts. Deterministic for a given input.
+
+use good_lp::{Expression, ProblemVariables, Solution, SolverModel, Variable, constraint, default_solver, variable};
+
+/// A seller's capacity: GPUs of one pool, free for `hours` more in its window, at no less than
+/// its reserve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offer {
+    pub id: String,
+    pub gpus: u32,
+    /// Hours left in the offer's window: no trade on it may run longer.
+    pub hours: u32,
+    pub reserve_fen_per_gpu_hour: i64,
+}
+
+/// A buyer's bid: `gpus` for as long as its work takes on the offer it lands on, worth at most
+/// `value_fen` in all, egress included.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bid {
+    pub id: String,
+    pub gpus: u32,
+    pub value_fen: i64,
+    /// The offers it may go to, with what it needs on each.
+    pub fits: Vec<Fit>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fit {
+    /// Index into the offers.
+    pub offer: usize,
+    /// Hours the bid's work runs on the offer's chip.
+    pub hours: u32,
+    /// Egress for moving the bid's data to the offer's site (paid to the network).
+    pub egress_fen: i64,
+}
+
+/// One bid matched to one offer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trade {
+    pub bid: usize,
+    pub offer: usize,
+    pub gpus: u32,
+    pub hours: u32,
+    /// What the buyer pays the seller per GPU-hour: the offer's price, or less where `capped`.
+    pub price_fen_per_gpu_hour: i64,
+    /// `price × gpus × hours`.
+    pub paid_fen: i64,
+    pub egress_fen: i64,
+    /// The bid's value less the offer's reserve for the hours and the egress.
+    pub surplus_fen: i64,
+    pub capped: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clearing {
+    pub trades: Vec<Trade>,
+    /// Per offer: its price per GPU-hour (its reserve where nothing made its GPUs scarce).
+    pub prices_fen_per_gpu_hour: Vec<i64>,
+    /// Per offer: the relaxation's lowest supporting price of one of its GPUs for the window.
+    pub shadow_fen_per_gpu: Vec<f64>,
+    /// The matching's welfare: the sum of its trades' surplus.
+    pub welfare_fen: i64,
+    /// The LP relaxation's optimum, the most any matching could reach, from its primal and dual.
+    pub lp_welfare_fen: f64,
+    pub lp_dual_fen: f64,
+    /// `(lp − welfare) / lp` in basis points, 0 when the LP is 0.
+    pub gap_bp: u32,
+}
+
+/// The cost of `bid` on `fit` to the seller at its reserve, plus egress; `None` on overflow.
+fn reserve_cost(offer: &Offer, bid: &Bid, fit: &Fit) -> Option<i64> {
+    offer
+        .reserve_fen_per_gpu_hour
+        .checked_mul(i64::from(bid.gpus))?
+        .checked_mul(i64::from(fit.hours))?
+        .checked_add(fit.egress_fen)
+}
+
+/// The pairs worth trading: the bid fits in the offer's GPUs and window, and its value exceeds the
+/// reserve cost. Each is (bid, fit, surplus).
+fn candidates(offers: &[Offer], bids: &[Bid]) -> Vec<(usize, Fit, i64)> {
+    let mut pairs = Vec::new();
+    for (b, bid) in bids.iter().enumerate() {
+        for fit in &bid.fits {
+            let Some(offer) = offers.get(fit.offer) else { continue };
+            if bid.gpus == 0 || bid.gpus > offer.gpus || fit.hours == 0 || fit.hours > offer.hours {
+                continue;
+            }
+            let Some(surplus) = reserve_cost(offer, bid, fit).and_then(|cost| bid.value_fen.checked_sub(cost)) else {
+                continue;
+            };
+            if surplus > 0 {
+                pairs.push((b, *fit, surplus));
+            }
+        }
+    }
+    pairs
+}
+
+/// Clears `bids` against `offers`.
+pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
+    let pairs = candidates(offers, bids);
+    let (lp_welfare, shares) = primal(offers, bids, &pairs);
+    let (lp_dual, shadow) = lowest_prices(offers, bids, &pairs);
+    debug_assert!(
+        (lp_welfare - lp_dual).abs() <= 1e-6 * lp_welfare.abs().max(1.0) + 1.0,
+        "strong duality: primal {lp_welfare} and dual {lp_dual} differ"
+    );
+    let prices: Vec<i64> = offers
+        .iter()
+        .zip(&shadow)
+        .map(|(offer, &per_gpu)| {
+            let spread = if offer.hours == 0 { 0.0 } else { per_gpu / f64::from(offer.hours) };
+            // Rounded down from a hair above, so a whole price is not lost to the solver's error
+            // (a thousandth of a fen); a trade it would take past its bid is capped below.
+            offer.reserve_fen_per_gpu_hour.saturating_add((spread + 1e-3 + spread * 1e-9).floor().max(0.0) as i64)
+        })
+        .collect();
+
+    // Round: pairs by their share in the relaxation, then surplus, then order given.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&x, &y| {
+        shares[y]
+            .partial_cmp(&shares[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(pairs[y].2.cmp(&pairs[x].2))
+            .then(x.cmp(&y))
+    });
+    let mut left: Vec<u32> = offers.iter().map(|offer| offer.gpus).collect();
+    let mut taken = vec![false; bids.len()];
+    let mut trades = Vec::new();
+    for index in order {
+        let (b, fit, surplus) = pairs[index];
+        let bid = &bids[b];
+        if taken[b] || left[fit.offer] < bid.gpus {
+            continue;
+        }
+        taken[b] = true;
+        left[fit.offer] -= bid.gpus;
+        let gpu_hours = i64::from(bid.gpus) * i64::from(fit.hours);
+        let mut price = prices[fit.offer];
+        let mut capped = false;
+        let most = (bid.value_fen - fit.egress_fen) / gpu_hours;
+        if price > most {
+            price = most;
+            capped = true;
+        }
+        trades.push(Trade {
+            bid: b,
+            offer: fit.offer,
+            gpus: bid.gpus,
+            hours: fit.hours,
+            price_fen_per_gpu_hour: price,
+            paid_fen: price * gpu_hours,
+            egress_fen: fit.egress_fen,
+            surplus_fen: surplus,
+            capped,
+        });
+    }
+    trades.sort_by_key(|trade| (trade.offer, trade.bid));
+    let welfare: i64 = trades.iter().map(|trade| trade.surplus_fen).fold(0i64, i64::saturating_add);
+    let gap_bp = if lp_welfare <= 0.5 {
+        0
+    } else {
+        (((lp_welfare - welfare as f64) / lp_welfare * 1e4).round().clamp(0.0, 1e4)) as u32
+    };
+    Clearing {
+        trades,
+        prices_fen_per_gpu_hour: prices,
+        shadow_fen_per_gpu: shadow,
+        welfare_fen: welfare,
+        lp_welfare_fen: lp_welfare,
+        lp_dual_fen: lp_dual,
+        gap_bp,
+    }
+}
+
+/// The LP relaxation: each pair fractionally, a bid at most once, an offer's GPUs as capacity.
+/// Its optimum and each pair's share in it.
+fn primal(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)]) -> (f64, Vec<f64>) {
+    if pairs.is_empty() {
+        return (0.0, Vec::new());
+    }
+    let mut variables = ProblemVariables::new();
+    let x: Vec<Variable> = pairs.iter().map(|_| variables.add(variable().min(0.0).max(1.0))).collect();
+    let mut objective = Expression::from(0.0);
+    let mut per_bid: Vec<Expression> = vec![Expression::from(0.0); bids.len()];
+    let mut per_offer: Vec<Expression> = vec![Expression::from(0.0); offers.len()];
+    for (&(b, fit, surplus), &var) in pairs.iter().zip(&x) {
+        objective += surplus as f64 * var;
+        per_bid[b] += var;
+        per_offer[fit.offer] += f64::from(bids[b].gpus) * var;
+    }
+    let mut model = variables.maximise(objective.clone()).using(default_solver);
+    for row in per_bid {
+        model = model.with(constraint!(row <= 1.0));
+    }
+    for (row, offer) in per_offer.into_iter().zip(offers) {
+        model = model.with(constraint!(row <= f64::from(offer.gpus)));
+    }
+    // The relaxation is bounded and feasible (all zero), so the solver answers.
+    match model.solve() {
+        Ok(solution) => (solution.eval(&objective), x.iter().map(|&var| solution.value(var)).collect()),
+        Err(_) => (0.0, vec![0.0; pairs.len()]),
+    }
+}
+
+/// The relaxation's dual, `min Σ gpus_o·λ_o + Σ u_b` with `u_b + gpus_b·λ_o ≥ surplus` per pair,
+/// then among its optima the lowest prices (`min Σ λ_o`). Its value and each offer's `λ_o`.
+fn lowest_prices(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)]) -> (f64, Vec<f64>) {
+    if pairs.is_empty() {
+        return (0.0, vec![0.0; offers.len()]);
+    }
+    let build = |variables: &mut ProblemVariables| {
+        let lambda: Vec<Variable> = offers.iter().map(|_| variables.add(variable().min(0.0))).collect();
+        let u: Vec<Variable> = bids.iter().map(|_| variables.add(variable().min(0.0))).collect();
+        let mut value = Expression::from(0.0);
+        for (offer, &var) in offers.iter().zip(&lambda) {
+            value += f64::from(offer.gpus) * var;
+        }
+        for &var in &u {
+            value += var;
+        }
+        (lambda, u, value)
+    };
+    let covers = |lambda: &[Variable], u: &[Variable]| {
+        pairs
+            .iter()
+            .map(|&(b, fit, surplus)| constraint!(u[b] + f64::from(bids[b].gpus) * lambda[fit.offer] >= surplus as f64))
+            .collect::<Vec<_>>()
+    };
+
+    let mut variables = ProblemVariables::new();
+    let (lambda, u, value) = build(&mut variables);
+    let mut model = variables.minimise(value.clone()).using(default_solver);
+    for row in covers(&lambda, &u) {
+        model = model.with(row);
+    }
+    let Ok(solution) = model.solve() else { return (0.0, vec![0.0; offers.len()]) };
+    let dual = solution.eval(&value);
+    let first: Vec<f64> = lambda.iter().map(|&var| solution.value(var)).collect();
+
+    // Among the dual's optima, the lowest prices.
+    let mut variables = ProblemVariables::new();
+    let (lambda, u, value) = build(&mut variables);
+    let mut sum = Expression::from(0.0);
+    for &var in &lambda {
+        sum += var;
+    }
+    let mut model = variables.minimise(sum).using(default_solver);
+    for row in covers(&lambda, &u) {
+        model = model.with(row);
+    }
+    model = model.with(constraint!(value <= dual + 1e-9 * dual.abs() + 1e-6));
+    match model.solve() {
+        Ok(solution) => (dual, lambda.iter().map(|&var| solution.value(var).max(0.0)).collect()),
+        Err(_) => (dual, first),
+    }
+}
