@@ -67,6 +67,8 @@ typed_id!(/// A compute order.
     OrderId, "order", "ord");
 typed_id!(/// An order waiting for the scheduling loop to place it.
     RequestId, "request", "req");
+typed_id!(/// A provider's offer of capacity to the market between hub nodes.
+    OfferId, "offer", "off");
 typed_id!(/// A monthly settlement statement.
     StatementId, "statement", "stm");
 

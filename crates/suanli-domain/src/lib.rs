@@ -18,8 +18,8 @@ mod serde_impls;
 
 pub use eligibility::{ApplicantKind, KindError, Profile, Rule, RuleError, Verdict, Wording};
 pub use ids::{
-    ApplicationId, AuthorityId, EnterpriseId, IdError, OrderId, PoolId, ProgramId, ProviderId, RequestId, SiteId,
-    StatementId, VoucherId,
+    ApplicationId, AuthorityId, EnterpriseId, IdError, OfferId, OrderId, PoolId, ProgramId, ProviderId, RequestId,
+    SiteId, StatementId, VoucherId,
 };
 pub use money::{Fen, MoneyError, RateBp, RateError};
 pub use region::{RegionCode, RegionError, RegionLevel, RegionName};

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use crate::{
-    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
-    RegionCode, RequestId, SiteId, StatementId, Uscc, VoucherId,
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OfferId, OrderId, PoolId, ProgramId, ProviderId,
+    RateBp, RegionCode, RequestId, SiteId, StatementId, Uscc, VoucherId,
 };
 
 macro_rules! schema {
@@ -51,5 +51,6 @@ schema! {
     PoolId => id(PoolId::PREFIX),
     OrderId => id(OrderId::PREFIX),
     RequestId => id(RequestId::PREFIX),
+    OfferId => id(OfferId::PREFIX),
     StatementId => id(StatementId::PREFIX),
 }

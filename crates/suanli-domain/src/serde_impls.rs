@@ -8,8 +8,8 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
-    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OrderId, PoolId, ProgramId, ProviderId, RateBp,
-    RegionCode, RequestId, SiteId, StatementId, Uscc, VoucherId,
+    ApplicantKind, ApplicationId, AuthorityId, EnterpriseId, Fen, OfferId, OrderId, PoolId, ProgramId, ProviderId,
+    RateBp, RegionCode, RequestId, SiteId, StatementId, Uscc, VoucherId,
 };
 
 impl Serialize for Fen {
@@ -67,5 +67,6 @@ via_text! {
     PoolId => PoolId::parse,
     OrderId => OrderId::parse,
     RequestId => RequestId::parse,
+    OfferId => OfferId::parse,
     StatementId => StatementId::parse,
 }

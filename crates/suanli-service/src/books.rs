@@ -31,6 +31,9 @@ pub enum AccountKind {
     ProviderReceivable = 60,
     ProviderDirect = 61,
     Settlement = 70,
+    /// A region's trade with the rest of the network (`crate::market`): credited with what its
+    /// sites sold through clearings, debited with what its programmes bought. By GB/T 2260 code.
+    RegionTrade = 80,
 }
 
 impl AccountKind {
@@ -57,6 +60,8 @@ pub enum TransferKind {
     ReturnToBudget = 7,
     Settle = 8,
     ReturnToAppropriation = 9,
+    /// A trade cleared between hub nodes: the buying region owes the selling region its value.
+    InterRegion = 10,
 }
 
 pub fn account_id(kind: AccountKind, a: u64, b: u64) -> u128 {

@@ -114,6 +114,20 @@ pub fn check_books(state: &State, ledger: &Ledger) -> Vec<String> {
             -fen(enterprise.paid_fen),
         );
     }
+    // The trade between regions: each region's account mirrors its balance, and every fen one
+    // region bought another sold.
+    let mut regions_total: i128 = 0;
+    for (region, balance) in &state.region_trade_fen {
+        expect(
+            format!("region {region} trade"),
+            account_id(AccountKind::RegionTrade, u64::from(region.code()), 0),
+            *balance,
+        );
+        regions_total += balance;
+    }
+    if regions_total != 0 {
+        problems.push(format!("the regions' trade balances add up to {regions_total} fen, not 0"));
+    }
     problems.extend(problems_vouchers);
     // An archived order's hold stays in the ledger, empty.
     let placed = state.orders.len() as u64 + state.orders_archived;

@@ -65,6 +65,8 @@ error_codes! {
     OrderState => "order_state",
     RequestState => "request_state",
     RequestsWaitingMax => "requests_waiting_max",
+    OfferState => "offer_state",
+    SiteNotVerified => "site_not_verified",
     OrderOfAnotherProvider => "order_of_another_provider",
     UsageRecordConflict => "usage_record_conflict",
     UsageIdAlreadyFailed => "usage_id_already_failed",

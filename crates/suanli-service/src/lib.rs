@@ -21,6 +21,7 @@ pub mod evaluation;
 pub mod event;
 pub mod heads;
 pub mod lottery;
+pub mod market;
 pub mod model;
 pub mod occupancy;
 pub mod outcome;
@@ -36,8 +37,8 @@ pub use error::{ErrorCode, ServiceError};
 pub use model::SiteSpec;
 pub use service::{
     ARCHIVE_AFTER_S, Actor, CLOCK_SKEW_DEFAULT_S, CheckpointPolicy, EGRESS_FEN_PER_GB, EnterpriseInput, Needs,
-    OrderInput, OrderPage, OrderQuery, PLACEMENT_POLICY, PoolChoice, PoolInput, PoolRequest, REQUEST_WAIT_DEFAULT_S,
-    REQUEST_WAIT_MAX_S, RoundSettings, Service, SweepReport, TOKEN_PURGE_AFTER_S, UsageGroup, View, Work, cost_of,
-    work_classes,
+    OfferInput, OrderInput, OrderPage, OrderQuery, PLACEMENT_POLICY, PoolChoice, PoolInput, PoolRequest,
+    REQUEST_WAIT_DEFAULT_S, REQUEST_WAIT_MAX_S, RoundSettings, Service, SweepReport, TOKEN_PURGE_AFTER_S, UsageGroup,
+    View, Work, cost_of, work_classes,
 };
 pub use state::State;

@@ -316,7 +316,12 @@ pub fn to_toml(terms: &ProgramTerms) -> String {
     if let Some(tiers) = terms.tiers {
         line(
             "tiers",
-            format!("{{ home = {}, highest = {} }}", quoted(tiers.home.as_str()), quoted(tiers.highest.as_str())),
+            format!(
+                "{{ home = {}, highest = {}{} }}",
+                quoted(tiers.home.as_str()),
+                quoted(tiers.highest.as_str()),
+                if tiers.trade { ", trade = true" } else { "" }
+            ),
         );
     }
     for rule in &terms.eligibility {

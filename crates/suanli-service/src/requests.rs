@@ -56,6 +56,11 @@ pub struct OrderRequest {
     pub data_gb: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms_max: Option<f64>,
+    /// The most the enterprise pays per GPU-hour (of the hours it asked for) for capacity bought
+    /// between hub nodes, when its programme trades: a request with a limit that its highest tier
+    /// cannot serve is a bid in the next clearing of the market (`crate::market`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_fen_per_gpu_hour: Option<Fen>,
     pub submitted_at_s: i64,
     /// Not placed by this instant, the request is refused at the next round.
     pub expires_at_s: i64,

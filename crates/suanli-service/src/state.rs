@@ -21,6 +21,7 @@ use suanli_domain::{
     SiteId, StatementId, Uscc, VoucherId,
 };
 
+use crate::market::{CapacityOffer, Clearing};
 use crate::requests::{OrderRequest, RequestState};
 
 use crate::access::{Token, User};
@@ -132,7 +133,19 @@ pub struct State {
     pub rounds: u64,
     /// How many requests each enterprise has waiting (an index, rebuilt from `requests`).
     pub requests_waiting: ImHashMap<EnterpriseId, u32>,
+    /// Capacity offered to the market between hub nodes.
+    pub offers: BTreeMap<suanli_domain::OfferId, CapacityOffer>,
+    /// The latest clearings of the market, oldest first (at most [`CLEARINGS_KEPT`]; every one
+    /// stays in the audit log), and how many there have been.
+    pub clearings: Vector<Clearing>,
+    pub clearings_done: u64,
+    /// Each region's trade balance: what its sites sold through clearings less what its
+    /// programmes bought, in fen (mirrors the `RegionTrade` ledger accounts).
+    pub region_trade_fen: BTreeMap<RegionCode, i128>,
 }
+
+/// How many clearings the state keeps for reading.
+pub const CLEARINGS_KEPT: usize = 1_000;
 
 /// One request of `enterprise` no longer waiting.
 fn unwait(waiting: &mut ImHashMap<EnterpriseId, u32>, enterprise: EnterpriseId) {
@@ -169,6 +182,9 @@ impl State {
     }
     pub fn next_site(&self) -> SiteId {
         SiteId::new(next(&self.sites)).expect("positive")
+    }
+    pub fn next_offer(&self) -> suanli_domain::OfferId {
+        suanli_domain::OfferId::new(next(&self.offers)).expect("positive")
     }
     pub fn next_request(&self) -> RequestId {
         RequestId::new(next(&self.requests)).expect("positive")
@@ -292,6 +308,28 @@ impl State {
                 request.state = decision.state;
                 request.decision = Some((**decision).clone());
                 unwait(&mut self.requests_waiting, request.enterprise);
+            }
+            Event::OfferPosted { offer } => insert_new(&mut self.offers, offer.id, (**offer).clone()),
+            Event::OfferWithdrawn { offer } => {
+                let offer = self.offers.get_mut(offer).expect("offer exists");
+                assert!(offer.withdrawn_at_s.is_none());
+                offer.withdrawn_at_s = Some(time_s);
+            }
+            Event::MarketCleared { clearing } => {
+                assert_eq!(clearing.clearing, self.clearings_done + 1, "clearings are numbered in turn");
+                self.clearings_done = clearing.clearing;
+                for trade in &clearing.trades {
+                    let offer = self.offers.get_mut(&trade.offer).expect("offer exists");
+                    offer.gpus_sold += trade.gpus;
+                    assert!(offer.gpus_sold <= offer.gpus, "a clearing sells no more than offered");
+                    let paid = i128::from(trade.paid_fen.fen());
+                    *self.region_trade_fen.entry(trade.buyer_region).or_default() -= paid;
+                    *self.region_trade_fen.entry(trade.seller_region).or_default() += paid;
+                }
+                self.clearings.push_back((**clearing).clone());
+                if self.clearings.len() > CLEARINGS_KEPT {
+                    self.clearings.pop_front();
+                }
             }
             Event::OrderPlaced { order } => {
                 let pool = self.pools.get_mut(&order.pool).expect("pool exists");
@@ -674,6 +712,14 @@ struct Saved {
     requests: Vec<OrderRequest>,
     #[serde(default, skip_serializing_if = "is_zero")]
     rounds: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offers: Vec<CapacityOffer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    clearings: Vec<Clearing>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    clearings_done: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    region_trade_fen: Vec<(RegionCode, i128)>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -749,6 +795,10 @@ impl State {
             orders_began: (version >= 3).then(|| self.orders_began.iter().map(|(&(p, s), &t)| (p, s, t)).collect()),
             requests: self.requests.values().cloned().collect(),
             rounds: self.rounds,
+            offers: self.offers.values().cloned().collect(),
+            clearings: self.clearings.iter().cloned().collect(),
+            clearings_done: self.clearings_done,
+            region_trade_fen: self.region_trade_fen.iter().map(|(&r, &f)| (r, f)).collect(),
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -828,6 +878,10 @@ impl State {
             *state.requests_waiting.entry(r.enterprise).or_default() += 1;
         }
         state.rounds = saved.rounds;
+        state.offers = saved.offers.into_iter().map(|o| (o.id, o)).collect();
+        state.clearings = saved.clearings.into_iter().collect();
+        state.clearings_done = saved.clearings_done;
+        state.region_trade_fen = saved.region_trade_fen.into_iter().collect();
         state.occupancy = match saved.occupancy {
             Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),
             None => state

@@ -45,6 +45,11 @@ impl Tier {
 pub struct TierTerms {
     pub home: Tier,
     pub highest: Tier,
+    /// Whether work the highest tier cannot serve goes to the market between hub nodes: a
+    /// request with a limit price is then matched to capacity offered outside the highest tier
+    /// at the next clearing (`crate::market`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trade: bool,
 }
 
 impl TierTerms {
@@ -147,7 +152,7 @@ mod tests {
             [RegionCode::parse("310000").unwrap()]
         );
         assert_eq!(area(Tier::Metro, RegionCode::parse("640500").unwrap()), None);
-        let terms = TierTerms { home: Tier::City, highest: Tier::Region };
+        let terms = TierTerms { home: Tier::City, highest: Tier::Region, trade: false };
         assert_eq!(terms.tiers().collect::<Vec<_>>(), [Tier::City, Tier::Metro, Tier::Region]);
     }
 }

@@ -123,6 +123,19 @@ pub enum Event {
         gap_bp: u32,
         decision: Box<crate::requests::Decision>,
     },
+    /// A provider offers GPUs of a pool to the market between hub nodes.
+    OfferPosted {
+        offer: Box<crate::market::CapacityOffer>,
+    },
+    /// The offer's unsold GPUs leave the market.
+    OfferWithdrawn {
+        offer: suanli_domain::OfferId,
+    },
+    /// A clearing of the market: its prices, trades and welfare (the orders it placed and the
+    /// requests it decided are recorded before, in the same commit).
+    MarketCleared {
+        clearing: Box<crate::market::Clearing>,
+    },
     OrderPlaced {
         order: Box<NewOrder>,
     },
@@ -291,6 +304,9 @@ impl Event {
             Event::RequestSubmitted { .. } => "request.submitted",
             Event::RequestWithdrawn { .. } => "request.withdrawn",
             Event::RequestDecided { .. } => "request.decided",
+            Event::OfferPosted { .. } => "offer.posted",
+            Event::OfferWithdrawn { .. } => "offer.withdrawn",
+            Event::MarketCleared { .. } => "market.cleared",
             Event::OrderPlaced { .. } => "order.placed",
             Event::OrderStarted { .. } => "order.started",
             Event::OrderExtended { .. } => "order.extended",
@@ -345,6 +361,9 @@ impl Event {
             Event::RequestSubmitted { request } => request.id.to_string(),
             Event::RequestWithdrawn { request } => request.to_string(),
             Event::RequestDecided { request, .. } => request.to_string(),
+            Event::OfferPosted { offer } => offer.id.to_string(),
+            Event::OfferWithdrawn { offer } => offer.to_string(),
+            Event::MarketCleared { clearing } => format!("clearing-{}", clearing.clearing),
             Event::OrderPlaced { order } => order.id.to_string(),
             Event::OrderStarted { order }
             | Event::OrderExtended { order, .. }
@@ -411,6 +430,17 @@ impl Event {
             Event::RequestDecided { decision, .. } => {
                 if let Some(order) = decision.order {
                     also(order.to_string());
+                }
+            }
+            Event::OfferPosted { offer } => {
+                also(offer.provider.to_string());
+                also(offer.pool.to_string());
+            }
+            Event::MarketCleared { clearing } => {
+                for trade in &clearing.trades {
+                    also(trade.offer.to_string());
+                    also(trade.request.to_string());
+                    also(trade.order.to_string());
                 }
             }
             Event::UsageRecorded { record } => {
@@ -511,12 +541,15 @@ mod tests {
             Event::RequestSubmitted { .. } => 46,
             Event::RequestWithdrawn { .. } => 47,
             Event::RequestDecided { .. } => 48,
+            Event::OfferPosted { .. } => 49,
+            Event::OfferWithdrawn { .. } => 50,
+            Event::MarketCleared { .. } => 51,
         }
     }
 
     #[test]
     fn schema_is_frozen() {
-        let mut seen = [false; 49];
+        let mut seen = [false; 52];
         for line in SCHEMA_V2.lines() {
             let event = Event::from_body(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(event.to_body(), line, "the serialized form of {} changed", event.action());

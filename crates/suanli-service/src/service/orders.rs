@@ -59,6 +59,17 @@ impl View {
 
 impl View {
     pub(super) fn check_order(&self, input: &OrderInput, now: i64) -> Result<(&Voucher, &Program, &Pool)> {
+        self.check_order_in(input, now, false)
+    }
+
+    /// The order's checks; for capacity bought between hub nodes (`traded`), a pool above the
+    /// programme's highest tier is what was bought, not a refusal.
+    pub(super) fn check_order_in(
+        &self,
+        input: &OrderInput,
+        now: i64,
+        traded: bool,
+    ) -> Result<(&Voucher, &Program, &Pool)> {
         let (voucher, program) = self.check_voucher_use(input.enterprise, input.voucher, input.purpose, now)?;
         let pool = self.state.pools.get(&input.pool).ok_or_else(|| ServiceError::not_found(input.pool))?;
         if pool.retired_at_s.is_some() {
@@ -91,7 +102,9 @@ impl View {
             ));
         }
         self.provider_allowed(program, pool)?;
-        self.within_highest_tier(program, pool)?;
+        if !traded {
+            self.within_highest_tier(program, pool)?;
+        }
         Ok((voucher, program, pool))
     }
 }
@@ -106,14 +119,29 @@ impl View {
         hours: u32,
         now: i64,
     ) -> Result<Quote> {
-        let list_cost = pool.price_fen_per_gpu_hour.checked_mul(i64::from(gpus))?.checked_mul(i64::from(hours))?;
+        self.price_at(voucher, program, pool, pool.price_fen_per_gpu_hour, gpus, hours, now)
+    }
+
+    /// The quote at `price_fen_per_gpu_hour` (a pool's list price, or a clearing's price).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn price_at(
+        &self,
+        voucher: &Voucher,
+        program: &Program,
+        pool: &Pool,
+        price_fen_per_gpu_hour: Fen,
+        gpus: u32,
+        hours: u32,
+        now: i64,
+    ) -> Result<Quote> {
+        let list_cost = price_fen_per_gpu_hour.checked_mul(i64::from(gpus))?.checked_mul(i64::from(hours))?;
         let rate = rate_for(program, voucher, pool);
         let (share, limited_by) = self.limit_share(voucher, program, rate.share_floor(list_cost), now)?;
         Ok(Quote {
             pool: pool.id,
             gpu_count: gpus,
             hours,
-            price_fen_per_gpu_hour: pool.price_fen_per_gpu_hour,
+            price_fen_per_gpu_hour,
             rate_bp: rate,
             list_cost_fen: list_cost,
             voucher_share_fen: share,
@@ -217,9 +245,23 @@ impl Service {
         request: Option<suanli_domain::RequestId>,
         work: Option<crate::service::Work>,
     ) -> Result<OrderId> {
+        self.place_order_at(actor, input, request, work, None)
+    }
+
+    /// Places an order, at `traded` (a clearing's price for capacity bought between hub nodes)
+    /// instead of the pool's list price when given.
+    pub(super) fn place_order_at(
+        &mut self,
+        actor: &Actor,
+        input: OrderInput,
+        request: Option<suanli_domain::RequestId>,
+        work: Option<crate::service::Work>,
+        traded: Option<Fen>,
+    ) -> Result<OrderId> {
         let now = self.now_s();
-        let (voucher, program, pool) = self.check_order(&input, now)?;
-        let quote = self.price(voucher, program, pool, input.gpu_count, input.hours, now)?;
+        let (voucher, program, pool) = self.check_order_in(&input, now, traded.is_some())?;
+        let price = traded.unwrap_or(pool.price_fen_per_gpu_hour);
+        let quote = self.price_at(voucher, program, pool, price, input.gpu_count, input.hours, now)?;
         let (_, provider) = self.provider_of_pool(pool);
         let enterprise = &self.state.enterprises[&input.enterprise];
         // Related parties, named by the enterprise or found by matching what both sides declared

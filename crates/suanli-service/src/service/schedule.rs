@@ -63,6 +63,25 @@ impl Service {
     /// hours, work, origin), then waiting for the next round, for at most `wait_s` seconds (the
     /// deployment's wait when not given).
     pub fn submit_request(&mut self, actor: &Actor, request: &PoolRequest, wait_s: Option<i64>) -> Result<RequestId> {
+        self.submit_bid(actor, request, wait_s, None)
+    }
+
+    /// Submits an order to the scheduling loop with a limit price per GPU-hour: if its
+    /// programme's highest tier cannot serve it and the programme trades, it is a bid in the next
+    /// clearing of the market between hub nodes (`crate::market`).
+    pub fn submit_bid(
+        &mut self,
+        actor: &Actor,
+        request: &PoolRequest,
+        wait_s: Option<i64>,
+        limit: Option<Fen>,
+    ) -> Result<RequestId> {
+        if limit.is_some_and(|fen| !(1..=crate::market::LIMIT_FEN_PER_GPU_HOUR_MAX).contains(&fen.fen())) {
+            return Err(ServiceError::field(
+                "limit_fen_per_gpu_hour",
+                format!("must be between 1 and {}", crate::market::LIMIT_FEN_PER_GPU_HOUR_MAX),
+            ));
+        }
         let wait_s = wait_s.unwrap_or(self.rounds.wait_s);
         if !(0..=REQUEST_WAIT_MAX_S).contains(&wait_s) {
             return Err(ServiceError::field("wait_s", format!("must be between 0 and {REQUEST_WAIT_MAX_S}")));
@@ -96,6 +115,7 @@ impl Service {
             origin_hub: needs.origin_hub.clone(),
             data_gb: needs.data_gb,
             rtt_ms_max: needs.rtt_ms_max,
+            limit_fen_per_gpu_hour: limit,
             submitted_at_s: now,
             expires_at_s: now.saturating_add(wait_s),
             state: RequestState::Waiting,

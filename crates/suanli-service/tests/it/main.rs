@@ -12,6 +12,7 @@ mod schedule;
 mod shanghai;
 mod signing;
 mod tiers;
+mod trading;
 mod usage_bounds;
 mod work;
 
