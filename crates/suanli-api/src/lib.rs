@@ -20,6 +20,7 @@ pub mod lists;
 pub mod log;
 pub mod login;
 pub mod lottery;
+pub mod market;
 pub mod metrics;
 pub mod nats;
 pub mod openapi;

@@ -28,6 +28,7 @@ fn path_parameter(name: &str, generator: &mut SchemaGenerator) -> (Schema, &'sta
         "pool" => (schema::<PoolId>(generator), "A pool's id."),
         "order" => (schema::<OrderId>(generator), "An order's id."),
         "request" => (schema::<RequestId>(generator), "An order request's id."),
+        "offer" => (schema::<suanli_domain::OfferId>(generator), "A capacity offer's id."),
         "statement" => (schema::<StatementId>(generator), "A statement's id."),
         "token" => (
             schemars::json_schema!({ "type": "string", "pattern": "^(token-)?[0-9]{1,19}$" }),

@@ -16,7 +16,7 @@ use axum::routing::{MethodRouter, get, post};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::{AppState, evidence, lifecycle, lists, login, lottery, openapi, operate, orders, report, statements};
-use crate::{requests, tokens, transparency, utilization};
+use crate::{market, requests, tokens, transparency, utilization};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -126,6 +126,7 @@ impl Operation {
 /// The page parameters every list takes, and the filters some add.
 const PAGED: &[&str] = &["offset", "limit"];
 const BY_PROGRAM_AND_STATE: &[&str] = &["offset", "limit", "program", "state"];
+const BY_STATE: &[&str] = &["offset", "limit", "state"];
 
 fn op(
     method: Method,
@@ -607,6 +608,59 @@ fn table() -> Vec<Operation> {
             "Run a round of the scheduling loop now: every waiting request placed together by the batch engine; answers what it placed and refused, the engine's gap and what the policy terms weighed.",
             json::<RoundReport>(),
             || post(requests::run_round),
+        ),
+        // ------------------------------------------------------------ the market between hub nodes
+        op(
+            Get,
+            "/api/v1/offers",
+            "listOffers",
+            &[Anyone],
+            "List capacity offers in posting order, each with its state now (paged; filter by state).",
+            json::<Paged<market::OfferView>>(),
+            || get(market::list_offers),
+        )
+        .query(page, BY_STATE)
+        .states(market::OFFER_STATES),
+        op(
+            Post,
+            "/api/v1/offers",
+            "postOffer",
+            &[Admin, Provider],
+            "Offer GPUs of one of the provider's pools (at a verified site) to the market between hub nodes over a window, at no less than a reserve price per GPU-hour.",
+            json::<market::OfferView>(),
+            || post(market::post_offer),
+        )
+        .body(schema::<market::OfferJson>),
+        op(Get, "/api/v1/offers/{offer}", "showOffer", &[Anyone], "One capacity offer, with the GPUs sold so far and its state now.", json::<market::OfferView>(), || {
+            get(market::show_offer)
+        }),
+        op(
+            Post,
+            "/api/v1/offers/{offer}/withdraw",
+            "withdrawOffer",
+            &[Admin, Provider],
+            "Withdraw an open or upcoming offer: its unsold GPUs leave the market.",
+            json::<market::OfferView>(),
+            || post(market::withdraw_offer),
+        ),
+        op(
+            Get,
+            "/api/v1/clearings",
+            "listClearings",
+            &[Anyone],
+            "The latest clearings of the market, newest first: each offer's price, the trades (request, order, price, regions) and the welfare against the LP relaxation of the same round (paged).",
+            json::<Paged<suanli_service::market::Clearing>>(),
+            || get(market::list_clearings),
+        )
+        .query(page, PAGED),
+        op(
+            Post,
+            "/api/v1/clearings",
+            "runClearing",
+            &[Admin],
+            "Clear the market now: a round of the scheduling loop, then every waiting request with a limit price, of a programme that trades, matched to the offers open outside its highest tier; each trade an order at its offer's price, booked between the two regions.",
+            json::<market::ClearingRun>(),
+            || post(market::run_clearing),
         ),
         // ------------------------------------------------------------ settlement
         op(

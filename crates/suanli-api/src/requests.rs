@@ -42,12 +42,17 @@ pub struct RequestJson {
     /// Seconds the request may wait for a round to place it [default: the deployment's].
     #[schemars(range(min = 0, max = 604_800))]
     wait_s: Option<i64>,
+    /// The most the enterprise pays per GPU-hour, in fen, for capacity bought between hub nodes
+    /// when its programme trades and its highest tier cannot serve it (without it, the request is
+    /// not a bid in the market's clearings).
+    #[schemars(range(min = 1, max = 10_000_000))]
+    limit_fen_per_gpu_hour: Option<i64>,
 }
 
 impl RequestJson {
     /// The order it asks for, as an order's body without a pool.
     fn order(self) -> OrderJson {
-        let RequestJson { enterprise, voucher, chip, gpus, hours, purpose, work, origin, wait_s: _ } = self;
+        let RequestJson { enterprise, voucher, chip, gpus, hours, purpose, work, origin, .. } = self;
         OrderJson { enterprise, voucher, pool: None, chip, gpus, hours, purpose, work, origin }
     }
 }
@@ -58,11 +63,11 @@ pub(crate) async fn submit_request(
     input: Result<Json<RequestJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let input = body(input)?;
-    let wait_s = input.wait_s;
+    let (wait_s, limit) = (input.wait_s, input.limit_fen_per_gpu_hour.map(suanli_domain::Fen::new));
     let (request, _) = input.order().request()?;
     run(&state, &headers, move |s, role| {
         permit(role, &[Grant::Admin, Grant::Enterprise(request.enterprise)], &request.enterprise.to_string())?;
-        let id = s.submit_request(&actor(role), &request, wait_s)?;
+        let id = s.submit_bid(&actor(role), &request, wait_s, limit)?;
         s.request(id).cloned()
     })
     .await

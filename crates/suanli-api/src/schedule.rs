@@ -123,3 +123,34 @@ pub async fn run_rounds(writer: Writer, window: Duration, stopped: impl Future<O
     })
     .await
 }
+
+/// The market between hub nodes: a clearing every `interval` (a round of the scheduling loop,
+/// then the bids it left waiting matched to the open offers), through the writer as the actor
+/// `server`, until `stopped` resolves or the writer stops. A clearing that ran is logged with its
+/// figures.
+pub async fn run_clearings(writer: Writer, interval: Duration, stopped: impl Future<Output = ()>) {
+    on_ticks(interval, stopped, || async {
+        match writer.call(|service| service.run_clearing(&Actor::server())).await {
+            Ok(Ok((_, clearing))) if clearing.clearing > 0 => tracing::info!(
+                clearing = clearing.clearing,
+                bids = clearing.bids,
+                offers = clearing.prices.len(),
+                trades = clearing.trades.len(),
+                welfare_fen = clearing.welfare_fen,
+                lp_welfare_fen = clearing.lp_welfare_fen,
+                gap_bp = clearing.gap_bp,
+                "market cleared"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(
+                code = error.code.as_str(),
+                error = %error.message,
+                "clearing failed; it runs again at the next interval"
+            ),
+            Err(Refused::Overloaded) => tracing::warn!("clearing deferred: the writer's queue is full"),
+            Err(Refused::Stopped) => return false,
+        }
+        true
+    })
+    .await
+}

@@ -64,8 +64,8 @@ pub struct CapacityOffer {
     /// settlement between regions.
     pub region: RegionCode,
     pub gpus: u32,
-    pub from_s: i64,
-    pub to_s: i64,
+    pub opens_at_s: i64,
+    pub closes_at_s: i64,
     pub reserve_fen_per_gpu_hour: Fen,
     pub posted_at_s: i64,
     /// GPUs sold by clearings so far.
@@ -79,9 +79,9 @@ impl CapacityOffer {
     pub fn state_at(&self, now: i64) -> OfferState {
         if self.withdrawn_at_s.is_some() {
             OfferState::Withdrawn
-        } else if now < self.from_s {
+        } else if now < self.opens_at_s {
             OfferState::Upcoming
-        } else if now >= self.to_s || self.gpus_sold >= self.gpus {
+        } else if now >= self.closes_at_s || self.gpus_sold >= self.gpus {
             OfferState::Closed
         } else {
             OfferState::Open
@@ -90,7 +90,7 @@ impl CapacityOffer {
 
     /// Whole hours left in the window at `now`.
     pub fn hours_left(&self, now: i64) -> u32 {
-        u32::try_from((self.to_s - now.max(self.from_s)).max(0) / 3_600).unwrap_or(u32::MAX)
+        u32::try_from((self.closes_at_s - now.max(self.opens_at_s)).max(0) / 3_600).unwrap_or(u32::MAX)
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_window_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub clearing_interval_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_wait_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub round_solve_ms: Option<u64>,
@@ -62,7 +64,7 @@ pub(crate) struct Config {
 
 /// The keys a `SUANLI_*` variable may set (other `SUANLI_*` variables, such as `SUANLI_TOKEN`,
 /// belong to single commands and are not configuration).
-const KEYS: [&str; 22] = [
+const KEYS: [&str; 23] = [
     "database",
     "listen",
     "queue_jobs_max",
@@ -80,6 +82,7 @@ const KEYS: [&str; 22] = [
     "signing_key",
     "secure_cookies",
     "schedule_window_seconds",
+    "clearing_interval_seconds",
     "request_wait_seconds",
     "round_solve_ms",
     "placement_utilization_target_bp",

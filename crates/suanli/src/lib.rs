@@ -14,6 +14,7 @@ mod demo;
 mod demo_telemetry;
 mod log_cli;
 mod lottery_cli;
+mod market_cli;
 mod place;
 mod report;
 mod serve;
@@ -134,6 +135,13 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         command: service_cli::OrderCommand,
+    },
+    /// The market between hub nodes: capacity offers and their clearings.
+    Market {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: market_cli::MarketCommand,
     },
     /// Metered usage from providers.
     Usage {
@@ -337,6 +345,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Voucher { common, command } => service_cli::voucher(&common, command),
         Command::Provider { common, command } => service_cli::provider(&common, command),
         Command::Order { common, command } => service_cli::order(&common, command),
+        Command::Market { common, command } => market_cli::market(&common, command),
         Command::Usage { common, command } => service_cli::usage(&common, command),
         Command::Statement { common, command } => service_cli::statement(&common, command),
         Command::Log { common, command } => log_cli::log(&common, command),

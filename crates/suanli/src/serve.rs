@@ -59,6 +59,10 @@ pub struct ServeOptions {
     /// this many seconds; 0 turns it off [default: 60].
     #[arg(long, env = "SUANLI_SCHEDULE_WINDOW_SECONDS")]
     schedule_window_seconds: Option<u64>,
+    /// Clear the market between hub nodes (a round, then the bids it left waiting matched to the
+    /// open capacity offers) every this many seconds; 0 turns it off [default: 3600].
+    #[arg(long, env = "SUANLI_CLEARING_INTERVAL_SECONDS")]
+    clearing_interval_seconds: Option<u64>,
     /// Mark the console's cookies `Secure`: set it when browsers reach the server over TLS (a
     /// proxy in front), so a session cookie is never sent over plain HTTP.
     #[arg(long, env = "SUANLI_SECURE_COOKIES")]
@@ -79,6 +83,7 @@ struct Settings {
     schedule: Option<std::time::Duration>,
     /// How often the scheduling loop runs a round; none when turned off.
     round_window: Option<std::time::Duration>,
+    clearing_interval: Option<std::time::Duration>,
     rounds: suanli_service::RoundSettings,
     placement: suanli_placement::Policy,
     heads_dir: std::path::PathBuf,
@@ -105,6 +110,7 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         clock_skew_seconds: options.clock_skew_seconds,
         schedule_seconds: options.schedule_seconds,
         schedule_window_seconds: options.schedule_window_seconds,
+        clearing_interval_seconds: options.clearing_interval_seconds,
         heads_dir: options.heads_dir.clone(),
         signing_key: options.signing_key.clone(),
         secure_cookies: options.secure_cookies.then_some(true),
@@ -150,6 +156,9 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
     let window_s = config.schedule_window_seconds.unwrap_or(ROUND_WINDOW_DEFAULT_S);
     anyhow::ensure!(window_s <= 86_400, "schedule_window_seconds: must be between 0 (off) and 86400");
     let round_window = (window_s > 0).then(|| std::time::Duration::from_secs(window_s));
+    let clearing_s = config.clearing_interval_seconds.unwrap_or(suanli_service::market::CLEARING_INTERVAL_DEFAULT_S);
+    anyhow::ensure!(clearing_s <= 7 * 86_400, "clearing_interval_seconds: must be between 0 (off) and 604800");
+    let clearing_interval = (clearing_s > 0).then(|| std::time::Duration::from_secs(clearing_s));
 
     let database = config.database.unwrap_or_else(|| "suanli.db".into());
     let (default_key, default_dir) = crate::database::default_heads(&database);
@@ -159,6 +168,7 @@ fn settings(common: &Common, options: &ServeOptions) -> anyhow::Result<Settings>
         clock_skew_s,
         schedule,
         round_window,
+        clearing_interval,
         rounds,
         placement,
         checkpoints,
@@ -256,6 +266,14 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
             );
             tokio::spawn(suanli_api::schedule::run_rounds(writer.clone(), window, stopped()))
         });
+        let clearings = settings.clearing_interval.map(|interval| {
+            let _ = writeln!(
+                std::io::stdout(),
+                "suanli clears the market between hub nodes every {} s (waiting bids matched to capacity offers)",
+                interval.as_secs()
+            );
+            tokio::spawn(suanli_api::schedule::run_clearings(writer.clone(), interval, stopped()))
+        });
         drop(writer);
         let _ = std::io::stdout().flush();
         tracing::info!(
@@ -277,6 +295,9 @@ pub fn serve(common: &Common, options: &ServeOptions) -> anyhow::Result<ExitCode
         }
         if let Some(rounds) = rounds {
             rounds.await?;
+        }
+        if let Some(clearings) = clearings {
+            clearings.await?;
         }
         anyhow::Ok(())
     })?;

@@ -315,6 +315,11 @@ pub enum OrderCommand {
         /// deployment's, 3600].
         #[arg(long)]
         wait_s: Option<i64>,
+        /// The most paid per GPU-hour, in fen, for capacity bought between hub nodes when the
+        /// programme trades and its highest tier cannot serve the order (a bid in the market's
+        /// clearings).
+        #[arg(long)]
+        limit_fen_per_gpu_hour: Option<i64>,
     },
     /// Run a round of the scheduling loop now (a server runs one every schedule_window_seconds).
     Round,

@@ -725,13 +725,13 @@ pub fn order(common: &Common, command: OrderCommand) -> anyhow::Result<ExitCode>
             }
             Ok(Reply::new(to_json(o), text))
         }
-        OrderCommand::Submit { order, wait_s } => {
+        OrderCommand::Submit { order, wait_s, limit_fen_per_gpu_hour } => {
             let (request, pool) = order_request(&order)?;
             anyhow::ensure!(
                 pool.is_none(),
                 "--pool: the scheduling loop chooses the pool; place a pinned order instead"
             );
-            let id = service.submit_request(actor, &request, wait_s)?;
+            let id = service.submit_bid(actor, &request, wait_s, limit_fen_per_gpu_hour.map(Fen::new))?;
             let r = service.request(id)?;
             Ok(Reply::new(
                 to_json(r),

@@ -322,6 +322,20 @@ fn cases(app: &TestApp) -> Vec<Case> {
             &["other_authority", "other_enterprise", "provider", "other_provider"],
         ),
         case("POST", "/api/v1/rounds", "/api/v1/rounds".into(), None, &[]),
+        case("GET", "/api/v1/offers", "/api/v1/offers".into(), None, &[]),
+        case(
+            "POST",
+            "/api/v1/offers",
+            "/api/v1/offers".into(),
+            Some(
+                json!({ "provider": prv, "pool": "pol-1", "gpus": 1, "closes_at": "2026-04-03T00:00:00+08:00", "reserve_fen_per_gpu_hour": 500 }),
+            ),
+            &["authority", "reviewer", "other_authority", "enterprise", "other_enterprise", "other_provider"],
+        ),
+        case("GET", "/api/v1/offers/{offer}", "/api/v1/offers/off-1".into(), None, &[]),
+        case("POST", "/api/v1/offers/{offer}/withdraw", "/api/v1/offers/off-1/withdraw".into(), None, &[]),
+        case("GET", "/api/v1/clearings", "/api/v1/clearings".into(), None, &[]),
+        case("POST", "/api/v1/clearings", "/api/v1/clearings".into(), None, &[]),
         case("GET", "/api/v1/statements", "/api/v1/statements".into(), None, &[]),
         case("GET", "/api/v1/enterprises", "/api/v1/enterprises".into(), None, &[]),
         case("GET", "/api/v1/providers", "/api/v1/providers".into(), None, &[]),
@@ -419,6 +433,16 @@ fn every_route_checks_every_role_and_scope() {
     let body = json!({ "enterprise": "ent-1", "voucher": app.voucher.to_string(), "gpus": 1, "hours": 1, "purpose": "training" });
     let (status, answer) = app.request("POST", "/api/v1/requests", Some("enterprise"), &[], Some(body.to_string()));
     assert_eq!((status, answer["id"].as_str()), (200, Some("req-1")), "{answer}");
+    // An offer, to read and withdraw: its site verified first (trades are settled by region).
+    let (status, answer) = app.request("POST", "/api/v1/sites/sit-1/verify", Some("admin"), &[], Some("{}".into()));
+    assert_eq!(status, 200, "{answer}");
+    let offer = json!({ "provider": app.providers[0].to_string(), "pool": "pol-1", "gpus": 8, "closes_at": "2026-04-03T00:00:00+08:00", "reserve_fen_per_gpu_hour": 500 });
+    let (status, answer) = app.request("POST", "/api/v1/offers", Some("provider"), &[], Some(offer.to_string()));
+    assert_eq!(
+        (status, answer["id"].as_str(), answer["state"].as_str()),
+        (200, Some("off-1"), Some("open")),
+        "{answer}"
+    );
     let cases = cases(&app);
     let operations: Vec<_> = suanli_api::operations::operations()
         .iter()

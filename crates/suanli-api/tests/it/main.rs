@@ -7,6 +7,7 @@ mod browser;
 mod console;
 mod edge;
 mod lists;
+mod market;
 mod nats;
 mod operate;
 mod schedule;

@@ -21,8 +21,8 @@ use crate::requests::{Decision, OrderRequest, RequestState, RoundReport};
 pub struct OfferInput {
     pub pool: PoolId,
     pub gpus: u32,
-    pub from_s: i64,
-    pub to_s: i64,
+    pub opens_at_s: i64,
+    pub closes_at_s: i64,
     pub reserve_fen_per_gpu_hour: Fen,
 }
 
@@ -62,14 +62,14 @@ impl Service {
                 format!("must be between 1 and {LIMIT_FEN_PER_GPU_HOUR_MAX}"),
             ));
         }
-        if input.to_s <= input.from_s || input.to_s - input.from_s > OFFER_WINDOW_MAX_S {
+        if input.closes_at_s <= input.opens_at_s || input.closes_at_s - input.opens_at_s > OFFER_WINDOW_MAX_S {
             return Err(ServiceError::field(
-                "to",
-                format!("must be after from, by at most {} days", OFFER_WINDOW_MAX_S / 86_400),
+                "closes_at",
+                format!("must be after opens_at, by at most {} days", OFFER_WINDOW_MAX_S / 86_400),
             ));
         }
-        if input.to_s - input.from_s.max(now) < 3_600 {
-            return Err(ServiceError::field("to", "the window must leave at least an hour from now"));
+        if input.closes_at_s - input.opens_at_s.max(now) < 3_600 {
+            return Err(ServiceError::field("closes_at", "the window must leave at least an hour from now"));
         }
         let offer = CapacityOffer {
             id: self.state.next_offer(),
@@ -77,8 +77,8 @@ impl Service {
             pool: pool.id,
             region: site.spec.region.province(),
             gpus: input.gpus,
-            from_s: input.from_s,
-            to_s: input.to_s,
+            opens_at_s: input.opens_at_s,
+            closes_at_s: input.closes_at_s,
             reserve_fen_per_gpu_hour: input.reserve_fen_per_gpu_hour,
             posted_at_s: now,
             gpus_sold: 0,

@@ -56,8 +56,14 @@ fn market(trade: bool) -> Market {
     Market { w, request, seller, mongolia, chongqing }
 }
 
-fn offer(pool: PoolId, from_s: i64, gpus: u32, reserve: i64) -> OfferInput {
-    OfferInput { pool, gpus, from_s, to_s: from_s + 10 * HOUR, reserve_fen_per_gpu_hour: Fen::new(reserve) }
+fn offer(pool: PoolId, opens_at_s: i64, gpus: u32, reserve: i64) -> OfferInput {
+    OfferInput {
+        pool,
+        gpus,
+        opens_at_s,
+        closes_at_s: opens_at_s + 10 * HOUR,
+        reserve_fen_per_gpu_hour: Fen::new(reserve),
+    }
 }
 
 /// The hand-computed market of `suanli_placement::market`'s first test, through the service:
@@ -155,7 +161,7 @@ fn windows_upcoming_and_withdrawn_offers() {
     let Market { mut w, request, seller, mongolia, .. } = market(true);
     let now = w.service.now_s();
     let later = w.service.post_offer(&op(), seller, &offer(mongolia, now + 2 * HOUR, 8, 1_000)).unwrap();
-    let short = OfferInput { to_s: now + 5 * HOUR, ..offer(mongolia, now, 8, 1_000) };
+    let short = OfferInput { closes_at_s: now + 5 * HOUR, ..offer(mongolia, now, 8, 1_000) };
     let short = w.service.post_offer(&op(), seller, &short).unwrap();
     let bid = w.service.submit_bid(&op(), &request, Some(4 * HOUR), Some(Fen::new(3_000))).unwrap();
     let (_, clearing) = w.service.run_clearing(&op()).unwrap();
@@ -183,9 +189,9 @@ fn bad_offers_are_refused_and_change_nothing() {
         (OfferInput { gpus: 257, ..good.clone() }, "gpus"),
         (OfferInput { reserve_fen_per_gpu_hour: Fen::ZERO, ..good.clone() }, "reserve_fen_per_gpu_hour"),
         (OfferInput { reserve_fen_per_gpu_hour: Fen::new(10_000_001), ..good.clone() }, "reserve_fen_per_gpu_hour"),
-        (OfferInput { to_s: now, ..good.clone() }, "to"),
-        (OfferInput { to_s: now + 32 * 86_400, ..good.clone() }, "to"),
-        (OfferInput { from_s: now - 10 * HOUR, to_s: now + 1_800, ..good.clone() }, "to"),
+        (OfferInput { closes_at_s: now, ..good.clone() }, "closes_at"),
+        (OfferInput { closes_at_s: now + 32 * 86_400, ..good.clone() }, "closes_at"),
+        (OfferInput { opens_at_s: now - 10 * HOUR, closes_at_s: now + 1_800, ..good.clone() }, "closes_at"),
     ] {
         let message = w.refused(ErrorCode::InvalidField, |s| s.post_offer(&op(), seller, &input));
         assert!(message.starts_with(field), "{field}: {message}");
