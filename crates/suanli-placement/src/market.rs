@@ -22,8 +22,10 @@
 //!   most its bid; the integral matching may keep one it does not, whose price is then lowered to
 //!   the bid's limit and the trade marked `capped`.
 //!
-//! The integral matching is rounded from the relaxation: pairs taken in order of their share in
-//! it, then of surplus, while capacity lasts. Deterministic for a given input.
+//! The integral matching is rounded from the relaxation (pairs taken in order of their share in
+//! it, then of surplus, while capacity lasts), then improved by a local search (a bid left out
+//! takes a trade's place where its surplus is higher, the trade moving elsewhere if it can).
+//! Deterministic for a given input.
 
 use good_lp::{Expression, ProblemVariables, Solution, SolverModel, Variable, constraint, default_solver, variable};
 
@@ -126,7 +128,7 @@ fn candidates(offers: &[Offer], bids: &[Bid]) -> Vec<(usize, Fit, i64)> {
 pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
     let pairs = candidates(offers, bids);
     let (lp_welfare, shares) = primal(offers, bids, &pairs);
-    let (lp_dual, shadow) = lowest_prices(offers, bids, &pairs);
+    let (lp_dual, shadow) = lowest_prices(offers, bids, &pairs, &shares);
     debug_assert!(
         (lp_welfare - lp_dual).abs() <= 1e-6 * lp_welfare.abs().max(1.0) + 1.0,
         "strong duality: primal {lp_welfare} and dual {lp_dual} differ"
@@ -142,26 +144,12 @@ pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
         })
         .collect();
 
-    // Round: pairs by their share in the relaxation, then surplus, then order given.
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by(|&x, &y| {
-        shares[y]
-            .partial_cmp(&shares[x])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(pairs[y].2.cmp(&pairs[x].2))
-            .then(x.cmp(&y))
-    });
-    let mut left: Vec<u32> = offers.iter().map(|offer| offer.gpus).collect();
-    let mut taken = vec![false; bids.len()];
+    let chosen = improve(offers, bids, &pairs, round(offers, bids, &pairs, &shares));
     let mut trades = Vec::new();
-    for index in order {
-        let (b, fit, surplus) = pairs[index];
+    for (b, pair) in chosen.iter().enumerate() {
+        let Some(k) = *pair else { continue };
+        let (_, fit, surplus) = pairs[k];
         let bid = &bids[b];
-        if taken[b] || left[fit.offer] < bid.gpus {
-            continue;
-        }
-        taken[b] = true;
-        left[fit.offer] -= bid.gpus;
         let gpu_hours = i64::from(bid.gpus) * i64::from(fit.hours);
         let mut price = prices[fit.offer];
         let mut capped = false;
@@ -200,14 +188,167 @@ pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
     }
 }
 
+/// Each bid's pair (an index into `pairs`), rounded from the relaxation: pairs by their share in
+/// it, then surplus, then the order given, while the offer has room.
+fn round(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)], shares: &[f64]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&x, &y| {
+        shares[y]
+            .partial_cmp(&shares[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(pairs[y].2.cmp(&pairs[x].2))
+            .then(x.cmp(&y))
+    });
+    let mut left: Vec<u32> = offers.iter().map(|offer| offer.gpus).collect();
+    let mut chosen = vec![None; bids.len()];
+    for k in order {
+        let (b, fit, _) = pairs[k];
+        if chosen[b].is_none() && left[fit.offer] >= bids[b].gpus {
+            left[fit.offer] -= bids[b].gpus;
+            chosen[b] = Some(k);
+        }
+    }
+    chosen
+}
+
+/// Local search on a matching: a bid left out takes the place of one trade on an offer it fits
+/// when its surplus beats that trade's, the trade moving to another offer with room if it can.
+/// Each change raises welfare, so it ends; at most a few passes over the bids left out.
+fn improve(
+    offers: &[Offer],
+    bids: &[Bid],
+    pairs: &[(usize, Fit, i64)],
+    mut chosen: Vec<Option<usize>>,
+) -> Vec<Option<usize>> {
+    let mut left: Vec<u32> = offers.iter().map(|offer| offer.gpus).collect();
+    let mut on: Vec<Vec<usize>> = vec![Vec::new(); offers.len()];
+    for (b, pair) in chosen.iter().enumerate() {
+        if let Some(k) = *pair {
+            left[pairs[k].1.offer] -= bids[b].gpus;
+            on[pairs[k].1.offer].push(b);
+        }
+    }
+    let mut of_bid: Vec<Vec<usize>> = vec![Vec::new(); bids.len()];
+    for (k, &(b, _, _)) in pairs.iter().enumerate() {
+        of_bid[b].push(k);
+    }
+    // The best pair of bid `b` on an offer with room for it, other than `except`.
+    let best_room = |b: usize, except: usize, left: &[u32]| {
+        of_bid[b]
+            .iter()
+            .copied()
+            .filter(|&k| pairs[k].1.offer != except && left[pairs[k].1.offer] >= bids[b].gpus)
+            .max_by_key(|&k| (pairs[k].2, std::cmp::Reverse(k)))
+    };
+    for _pass in 0..3 {
+        let mut changed = false;
+        for b in 0..bids.len() {
+            if chosen[b].is_some() {
+                continue;
+            }
+            // The best change for `b`: (gain, its pair, the trade it displaces and where that goes).
+            let mut best: Option<(i64, usize, Option<(usize, Option<usize>)>)> = None;
+            for &k in &of_bid[b] {
+                let (_, fit, surplus) = pairs[k];
+                let o = fit.offer;
+                if left[o] >= bids[b].gpus {
+                    if best.is_none_or(|(gain, ..)| surplus > gain) {
+                        best = Some((surplus, k, None));
+                    }
+                    continue;
+                }
+                for &t in &on[o] {
+                    let tk = chosen[t].expect("a bid on an offer has a pair");
+                    if left[o] + bids[t].gpus < bids[b].gpus {
+                        continue;
+                    }
+                    let moved = best_room(t, o, &left);
+                    let gain = surplus - pairs[tk].2 + moved.map_or(0, |m| pairs[m].2);
+                    if gain > 0 && best.is_none_or(|(g, ..)| gain > g) {
+                        best = Some((gain, k, Some((t, moved))));
+                    }
+                }
+            }
+            // Or several trades displaced, the least surplus per GPU first, until `b` fits.
+            let mut several: Option<(i64, usize, Vec<usize>)> = None;
+            for &k in &of_bid[b] {
+                let (_, fit, surplus) = pairs[k];
+                let o = fit.offer;
+                if left[o] >= bids[b].gpus {
+                    continue;
+                }
+                let mut ts = on[o].clone();
+                ts.sort_by(|&x, &y| {
+                    let per = |t: usize| pairs[chosen[t].expect("on an offer")].2 as f64 / f64::from(bids[t].gpus);
+                    per(x).partial_cmp(&per(y)).unwrap_or(std::cmp::Ordering::Equal).then(x.cmp(&y))
+                });
+                let (mut room, mut lost, mut out) = (left[o], 0i64, Vec::new());
+                for t in ts {
+                    if room >= bids[b].gpus {
+                        break;
+                    }
+                    room += bids[t].gpus;
+                    lost += pairs[chosen[t].expect("on an offer")].2;
+                    out.push(t);
+                }
+                let gain = surplus - lost;
+                if room >= bids[b].gpus && out.len() > 1 && gain > 0 && several.as_ref().is_none_or(|(g, ..)| gain > *g)
+                {
+                    several = Some((gain, k, out));
+                }
+            }
+            let several_wins = match (&several, &best) {
+                (Some((g, ..)), Some((h, ..))) => g > h,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if several_wins {
+                let (_, k, out) = several.expect("it won");
+                let o = pairs[k].1.offer;
+                for t in out {
+                    on[o].retain(|&x| x != t);
+                    left[o] += bids[t].gpus;
+                    chosen[t] = None;
+                }
+                left[o] -= bids[b].gpus;
+                on[o].push(b);
+                chosen[b] = Some(k);
+                changed = true;
+                continue;
+            }
+            let Some((_, k, displaced)) = best else { continue };
+            let o = pairs[k].1.offer;
+            if let Some((t, moved)) = displaced {
+                on[o].retain(|&x| x != t);
+                left[o] += bids[t].gpus;
+                chosen[t] = moved;
+                if let Some(m) = moved {
+                    let to = pairs[m].1.offer;
+                    left[to] -= bids[t].gpus;
+                    on[to].push(t);
+                }
+            }
+            left[o] -= bids[b].gpus;
+            on[o].push(b);
+            chosen[b] = Some(k);
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+    chosen
+}
+
 /// The LP relaxation: each pair fractionally, a bid at most once, an offer's GPUs as capacity.
-/// Its optimum and each pair's share in it.
+/// Its optimum and each pair's share in it. (A share's bound of 1 follows from its bid's row;
+/// stated on every variable as well, it made the solver 60 times slower.)
 fn primal(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)]) -> (f64, Vec<f64>) {
     if pairs.is_empty() {
         return (0.0, Vec::new());
     }
     let mut variables = ProblemVariables::new();
-    let x: Vec<Variable> = pairs.iter().map(|_| variables.add(variable().min(0.0).max(1.0))).collect();
+    let x: Vec<Variable> = pairs.iter().map(|_| variables.add(variable().min(0.0))).collect();
     let mut objective = Expression::from(0.0);
     let mut per_bid: Vec<Expression> = vec![Expression::from(0.0); bids.len()];
     let mut per_offer: Vec<Expression> = vec![Expression::from(0.0); offers.len()];
@@ -232,53 +373,78 @@ fn primal(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)]) -> (f64, 
 
 /// The relaxation's dual, `min Σ gpus_o·λ_o + Σ u_b` with `u_b + gpus_b·λ_o ≥ surplus` per pair,
 /// then among its optima the lowest prices (`min Σ λ_o`). Its value and each offer's `λ_o`.
-fn lowest_prices(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)]) -> (f64, Vec<f64>) {
+///
+/// A pair is a row of the dual, and there are bids × offers of them, of which few bind: each LP
+/// is solved on the rows of the pairs the primal used (`shares`) and each bid's best pair, and
+/// the rows its answer violates are added until it violates none (row generation; a solution of
+/// fewer rows that satisfies every row is optimal for all of them).
+fn lowest_prices(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)], shares: &[f64]) -> (f64, Vec<f64>) {
     if pairs.is_empty() {
         return (0.0, vec![0.0; offers.len()]);
     }
-    let build = |variables: &mut ProblemVariables| {
-        let lambda: Vec<Variable> = offers.iter().map(|_| variables.add(variable().min(0.0))).collect();
-        let u: Vec<Variable> = bids.iter().map(|_| variables.add(variable().min(0.0))).collect();
-        let mut value = Expression::from(0.0);
-        for (offer, &var) in offers.iter().zip(&lambda) {
-            value += f64::from(offer.gpus) * var;
+    let mut rows: Vec<bool> = shares.iter().map(|&share| share > 1e-9).collect();
+    let mut best: Vec<Option<usize>> = vec![None; bids.len()];
+    for (k, &(b, _, surplus)) in pairs.iter().enumerate() {
+        if best[b].is_none_or(|j| pairs[j].2 < surplus) {
+            best[b] = Some(k);
         }
-        for &var in &u {
-            value += var;
+    }
+    for k in best.into_iter().flatten() {
+        rows[k] = true;
+    }
+    // The dual, or with `cap` its lowest prices among the solutions worth at most `cap`, on the
+    // rows chosen so far; then again with the rows it violates, until none.
+    let solve = |cap: Option<f64>, rows: &mut Vec<bool>| -> Option<(f64, Vec<f64>)> {
+        loop {
+            let mut variables = ProblemVariables::new();
+            let lambda: Vec<Variable> = offers.iter().map(|_| variables.add(variable().min(0.0))).collect();
+            let u: Vec<Variable> = bids.iter().map(|_| variables.add(variable().min(0.0))).collect();
+            let mut value = Expression::from(0.0);
+            for (offer, &var) in offers.iter().zip(&lambda) {
+                value += f64::from(offer.gpus) * var;
+            }
+            for &var in &u {
+                value += var;
+            }
+            let mut prices = Expression::from(0.0);
+            for &var in &lambda {
+                prices += var;
+            }
+            let objective = if cap.is_some() { prices } else { value.clone() };
+            let mut model = variables.minimise(objective).using(default_solver);
+            for (k, &(b, fit, surplus)) in pairs.iter().enumerate() {
+                if rows[k] {
+                    model =
+                        model.with(constraint!(u[b] + f64::from(bids[b].gpus) * lambda[fit.offer] >= surplus as f64));
+                }
+            }
+            if let Some(cap) = cap {
+                model = model.with(constraint!(value.clone() <= cap + 1e-9 * cap.abs() + 1e-6));
+            }
+            let solution = model.solve().ok()?;
+            let (l, v): (Vec<f64>, Vec<f64>) =
+                (lambda.iter().map(|&x| solution.value(x)).collect(), u.iter().map(|&x| solution.value(x)).collect());
+            // Each bid's most violated row, if any.
+            let mut worst: Vec<Option<(f64, usize)>> = vec![None; bids.len()];
+            for (k, &(b, fit, surplus)) in pairs.iter().enumerate() {
+                let slack = v[b] + f64::from(bids[b].gpus) * l[fit.offer] - surplus as f64;
+                if !rows[k] && slack < -1e-6 * (surplus as f64).max(1.0) && worst[b].is_none_or(|(w, _)| slack < w) {
+                    worst[b] = Some((slack, k));
+                }
+            }
+            let mut added = false;
+            for (_, k) in worst.into_iter().flatten() {
+                rows[k] = true;
+                added = true;
+            }
+            if !added {
+                return Some((solution.eval(&value), l));
+            }
         }
-        (lambda, u, value)
     };
-    let covers = |lambda: &[Variable], u: &[Variable]| {
-        pairs
-            .iter()
-            .map(|&(b, fit, surplus)| constraint!(u[b] + f64::from(bids[b].gpus) * lambda[fit.offer] >= surplus as f64))
-            .collect::<Vec<_>>()
-    };
-
-    let mut variables = ProblemVariables::new();
-    let (lambda, u, value) = build(&mut variables);
-    let mut model = variables.minimise(value.clone()).using(default_solver);
-    for row in covers(&lambda, &u) {
-        model = model.with(row);
-    }
-    let Ok(solution) = model.solve() else { return (0.0, vec![0.0; offers.len()]) };
-    let dual = solution.eval(&value);
-    let first: Vec<f64> = lambda.iter().map(|&var| solution.value(var)).collect();
-
-    // Among the dual's optima, the lowest prices.
-    let mut variables = ProblemVariables::new();
-    let (lambda, u, value) = build(&mut variables);
-    let mut sum = Expression::from(0.0);
-    for &var in &lambda {
-        sum += var;
-    }
-    let mut model = variables.minimise(sum).using(default_solver);
-    for row in covers(&lambda, &u) {
-        model = model.with(row);
-    }
-    model = model.with(constraint!(value <= dual + 1e-9 * dual.abs() + 1e-6));
-    match model.solve() {
-        Ok(solution) => (dual, lambda.iter().map(|&var| solution.value(var).max(0.0)).collect()),
-        Err(_) => (dual, first),
+    let Some((dual, first)) = solve(None, &mut rows) else { return (0.0, vec![0.0; offers.len()]) };
+    match solve(Some(dual), &mut rows) {
+        Some((_, lowest)) => (dual, lowest.into_iter().map(|x| x.max(0.0)).collect()),
+        None => (dual, first),
     }
 }

@@ -25,8 +25,9 @@ pub const OFFER_WINDOW_MAX_S: i64 = 31 * 86_400;
 /// The highest limit or reserve price per GPU-hour: ¥100,000 (so every trade's value fits in fen).
 pub const LIMIT_FEN_PER_GPU_HOUR_MAX: i64 = 10_000_000;
 
-/// The most bids one clearing takes (the oldest first); the rest wait for the next.
-pub const CLEARING_BIDS_MAX: usize = 2_000;
+/// The most bids one clearing takes (the oldest first); the rest wait for the next. The LPs of a
+/// clearing grow faster than its bids: 500 on 28 offers clear in about 0.2 s, 1,000 in 1.1 s.
+pub const CLEARING_BIDS_MAX: usize = 500;
 
 /// How often the server clears the market, unless the deployment says otherwise.
 pub const CLEARING_INTERVAL_DEFAULT_S: u64 = 3_600;

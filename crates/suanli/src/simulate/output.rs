@@ -13,6 +13,42 @@ fn rows(run: &Run) -> Vec<(&'static str, Vec<String>)> {
     let pct = |bp: u32| format!("{}.{:02}%", bp / 100, bp % 100);
     let opt_pct = |bp: Option<u32>| bp.map_or_else(|| "—".to_owned(), pct);
     let each = |f: &dyn Fn(&VariantResult) -> String| run.variants.iter().map(f).collect::<Vec<_>>();
+    let mut rows = common_rows(&each, &pct, &opt_pct);
+    if run.variants.iter().any(|v| v.market.is_some()) {
+        let market = |f: &dyn Fn(&super::world::MarketResult) -> String| {
+            each(&|v: &VariantResult| v.market.as_ref().map_or_else(|| "—".to_owned(), f))
+        };
+        rows.push(("trades between hub nodes", market(&|m| format!("{} in {} clearings", m.trades, m.clearings))));
+        rows.push(("GPU-hours bought between hubs", market(&|m| format!("{:.0}", m.gpu_hours))));
+        rows.push((
+            "mean clearing price",
+            market(&|m| m.mean_price_fen_per_gpu_hour().map_or_else(|| "—".to_owned(), |f| Fen::new(f).to_string())),
+        ));
+        rows.push((
+            "welfare of the LP optimum",
+            market(&|m| {
+                if m.lp_welfare_fen > 0 {
+                    format!(
+                        "{:.2}% (worst day's gap {})",
+                        m.welfare_fen as f64 * 100.0 / m.lp_welfare_fen as f64,
+                        pct(m.gap_bp_max)
+                    )
+                } else {
+                    "—".to_owned()
+                }
+            }),
+        ));
+    }
+    rows
+}
+
+type Each<'a> = dyn Fn(&dyn Fn(&VariantResult) -> String) -> Vec<String> + 'a;
+
+fn common_rows(
+    each: &Each,
+    pct: &dyn Fn(u32) -> String,
+    opt_pct: &dyn Fn(Option<u32>) -> String,
+) -> Vec<(&'static str, Vec<String>)> {
     vec![
         ("enterprises approved", each(&|v| format!("{} of {}", v.approved, v.enterprises))),
         ("orders placed", each(&|v| v.orders.to_string())),

@@ -26,6 +26,10 @@ pub struct Scenario {
     pub enterprises: u32,
     #[serde(default)]
     pub demand: Demand,
+    /// The market between hub nodes, when the scenario has one: every provider offers part of
+    /// each pool's idle GPUs each month, and a clearing runs every day.
+    #[serde(default)]
+    pub market: Option<MarketTerms>,
     #[serde(rename = "variant")]
     pub variants: Vec<Variant>,
 }
@@ -65,6 +69,20 @@ impl Default for Demand {
     }
 }
 
+/// How the market between hub nodes is simulated.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketTerms {
+    /// The share of each pool's idle GPUs (what its base load leaves) its provider offers at the
+    /// start of each month, for 31 days.
+    pub offer_share: f64,
+    /// Each offer's reserve, in basis points of its pool's list price.
+    pub reserve_bp: u32,
+    /// The most each enterprise pays per GPU-hour for capacity bought between hub nodes: the limit
+    /// of every order it submits (its orders are submitted to the scheduling loop, not placed).
+    pub limit_fen_per_gpu_hour: i64,
+}
+
 /// One policy to try. Unset fields keep the programme file's terms and the service's placement
 /// policy.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -86,6 +104,9 @@ pub struct Variant {
     pub underused_credit_fen_per_gpu_hour: Option<i64>,
     pub domestic_weight_bp: Option<i64>,
     pub utilization_target: Option<f64>,
+    /// Whether the programme's work its highest tier cannot serve goes to the market between hub
+    /// nodes (`tiers.trade`; the programme must name tiers).
+    pub trade: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -112,6 +133,15 @@ impl Scenario {
         anyhow::ensure!(d.reference_fen_per_gpu_hour > 0, "demand.reference_fen_per_gpu_hour: must be positive");
         anyhow::ensure!((1..=64).contains(&d.gpus), "demand.gpus: must be 1 to 64");
         anyhow::ensure!((1..=6).contains(&d.orders_per_month), "demand.orders_per_month: must be 1 to 6");
+        if let Some(m) = &scenario.market {
+            anyhow::ensure!((0.0..=1.0).contains(&m.offer_share), "market.offer_share: must be 0 to 1");
+            anyhow::ensure!((1..=100_000).contains(&m.reserve_bp), "market.reserve_bp: must be 1 to 100000");
+            anyhow::ensure!(
+                (1..=suanli_service::market::LIMIT_FEN_PER_GPU_HOUR_MAX).contains(&m.limit_fen_per_gpu_hour),
+                "market.limit_fen_per_gpu_hour: must be 1 to {}",
+                suanli_service::market::LIMIT_FEN_PER_GPU_HOUR_MAX
+            );
+        }
         let mut names: Vec<&str> = scenario.variants.iter().map(|v| v.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();

@@ -20,7 +20,9 @@ use suanli_service::outcome::Outcome;
 use suanli_service::{Actor, EnterpriseInput, ManualClock, PoolInput, PoolRequest, Service, SiteSpec, UsageGroup};
 use suanli_store::FsyncMode;
 
-use super::scenario::{Scenario, Variant};
+use super::scenario::{MarketTerms, Scenario, Variant};
+use suanli_service::OfferInput;
+use suanli_service::requests::RequestState;
 
 /// A pool as the simulation sees it.
 pub(crate) struct SimPool {
@@ -86,8 +88,36 @@ pub struct VariantResult {
     pub months: Vec<Month>,
     /// The programme's outcome report (none without a programme).
     pub outcome: Option<Outcome>,
+    /// The market between hub nodes, when the scenario has one.
+    pub market: Option<MarketResult>,
     /// The ledger's state hash and the audit log's head: equal for equal runs.
     pub state_hash: String,
+}
+
+/// What a year of daily clearings did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MarketResult {
+    /// Clearings that had bids and offers (each is an audit-log entry).
+    pub clearings: u64,
+    pub trades: u64,
+    /// GPU-hours bought between hub nodes, and what they cost at the clearings' prices.
+    pub gpu_hours: f64,
+    pub paid_fen: i64,
+    /// The sums over the clearings of their welfare and of the LP relaxation's optimum.
+    pub welfare_fen: i64,
+    pub lp_welfare_fen: i64,
+    /// The largest gap of one clearing to its LP optimum, in basis points.
+    pub gap_bp_max: u32,
+    /// Wall time of the daily clearings (each with its round), in milliseconds.
+    pub clearing_ms: u64,
+    /// Each region's trade balance at the end (sold less bought), in fen.
+    pub regions: Vec<(String, i64)>,
+}
+
+impl MarketResult {
+    pub fn mean_price_fen_per_gpu_hour(&self) -> Option<i64> {
+        (self.gpu_hours > 0.0).then(|| (self.paid_fen as f64 / self.gpu_hours).round() as i64)
+    }
 }
 
 /// The first second of the `k`-th month after January 2026, Asia/Shanghai.
@@ -103,6 +133,12 @@ fn op() -> Actor {
 /// The programme file's text with the variant's terms in place.
 pub fn program_source(base: &str, variant: &Variant) -> anyhow::Result<String> {
     let mut table: toml::Table = toml::from_str(base)?;
+    if let Some(trade) = variant.trade {
+        let Some(toml::Value::Table(tiers)) = table.get_mut("tiers") else {
+            anyhow::bail!("variant {}: trade needs a programme that names tiers", variant.name);
+        };
+        tiers.insert("trade".into(), toml::Value::Boolean(trade));
+    }
     let mut set = |key: &str, value: toml::Value| {
         table.insert(key.to_owned(), value);
     };
@@ -175,6 +211,7 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
         east_load_after_bp: 0,
         months: Vec::new(),
         outcome: None,
+        market: scenario.market.as_ref().map(|_| MarketResult::default()),
         state_hash: String::new(),
     };
     let (mut west_hours, mut load_sums) = (0.0f64, [[0i64; 2]; 4]); // [west before, west after, east before, east after] × [busy, gpus]
@@ -207,6 +244,9 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
                 // The programme no longer takes applications (closed): no round.
             }
         }
+        if let (Some(terms), true) = (&scenario.market, m >= 1) {
+            offer(&mut s, terms, &pools, start + 60)?;
+        }
         let mut running: Vec<Running> = Vec::new();
         let mut closed = 0;
         let mut month_orders = 0u64;
@@ -230,6 +270,9 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
                     closed = running.len();
                     month_orders += place(&mut s, scenario, &enterprises, &mut running, &mut result, &clock)?;
                 }
+                if scenario.market.is_some() {
+                    month_orders += clear(&mut s, &mut running, &mut result, &clock)?;
+                }
             }
             telemetry(&mut s, &pools, &running, noon, m, &mut load_sums, &mut month_sums)?;
         }
@@ -252,6 +295,12 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
     result.east_load_before_bp = load_bp(load_sums[2]);
     result.east_load_after_bp = load_bp(load_sums[3]);
     result.west_share_bp = if result.gpu_hours > 0.0 { (west_hours * 10_000.0 / result.gpu_hours) as u32 } else { 0 };
+    if let Some(market) = &mut result.market {
+        // Submitted orders the loop could not place (they waited a minute) count as refused.
+        let refused = s.state().requests.values().filter(|r| r.state == RequestState::Refused).count();
+        result.orders_refused += refused as u64;
+        market.regions = s.state().region_trade_fen.iter().map(|(r, &f)| (r.to_string(), f as i64)).collect();
+    }
     if let Some(p) = program {
         let mut reader = s.log_reader()?;
         result.outcome = Some(s.outcome_with_load(p, 28, &mut reader)?);
@@ -321,6 +370,9 @@ fn close(s: &mut Service, pools: &[SimPool], orders: &[Running], result: &mut Va
     }
     Ok(west_hours)
 }
+
+/// How long a simulated order waits for a clearing to place it.
+const BID_WAIT_S: i64 = 5 * 86_400;
 
 /// Orders placed (or ended) in one commit.
 const GROUP_ORDERS: usize = 500;
@@ -530,6 +582,13 @@ fn place_some(
             purpose: Purpose::Training,
             needs: Default::default(),
         };
+        if let Some(terms) = &scenario.market {
+            // Submitted to the scheduling loop with a limit: a day's clearing places it in its
+            // tiers or buys it between hub nodes (each clearing takes the oldest 500 bids), or
+            // it is refused once it has waited five days.
+            s.submit_bid(&op(), &request, Some(BID_WAIT_S), Some(Fen::new(terms.limit_fen_per_gpu_hour)))?;
+            continue;
+        }
         match s.place_order_anywhere(&op(), &request) {
             Ok(order) => {
                 s.start_order(&op(), order)?;
@@ -549,6 +608,78 @@ fn place_some(
         }
     }
     Ok(placed)
+}
+
+/// At the start of a month every provider offers part of each pool's idle GPUs for 31 days, at
+/// its reserve.
+fn offer(s: &mut Service, terms: &MarketTerms, pools: &[SimPool], now: i64) -> anyhow::Result<()> {
+    s.in_one_commit(&op(), |s| {
+        for pool in pools {
+            let gpus = (f64::from(pool.gpus - pool.base_busy) * terms.offer_share).floor() as u32;
+            let list = s.state().pools[&pool.id].price_fen_per_gpu_hour.fen();
+            let reserve = (list * i64::from(terms.reserve_bp) / 10_000).max(1);
+            if gpus == 0 {
+                continue;
+            }
+            let input = OfferInput {
+                pool: pool.id,
+                gpus,
+                opens_at_s: now,
+                closes_at_s: now + suanli_service::market::OFFER_WINDOW_MAX_S - 60,
+                reserve_fen_per_gpu_hour: Fen::new(reserve),
+            };
+            s.post_offer(&op(), pool.provider, &input)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The day's clearing: a round of the scheduling loop, then the market. The orders either placed
+/// start at once. Answers how many.
+fn clear(
+    s: &mut Service,
+    running: &mut Vec<Running>,
+    result: &mut VariantResult,
+    clock: &ManualClock,
+) -> anyhow::Result<u64> {
+    let started = std::time::Instant::now();
+    let (round, clearing) = s.run_clearing(&op())?;
+    if let Some(market) = &mut result.market {
+        market.clearing_ms += started.elapsed().as_millis() as u64;
+    }
+    let mut orders: Vec<OrderId> = round.placed.iter().map(|(_, order)| *order).collect();
+    orders.extend(clearing.trades.iter().map(|t| t.order));
+    if let Some(market) = &mut result.market
+        && clearing.clearing > 0
+    {
+        market.clearings += 1;
+        market.trades += clearing.trades.len() as u64;
+        market.gpu_hours += clearing.trades.iter().map(|t| f64::from(t.gpus) * f64::from(t.hours)).sum::<f64>();
+        market.paid_fen += clearing.trades.iter().map(|t| t.paid_fen.fen()).sum::<i64>();
+        market.welfare_fen += clearing.welfare_fen;
+        market.lp_welfare_fen += clearing.lp_welfare_fen;
+        market.gap_bp_max = market.gap_bp_max.max(clearing.gap_bp);
+    }
+    for chunk in orders.chunks(GROUP_ORDERS) {
+        s.in_one_commit(&op(), |s| {
+            for &order in chunk {
+                s.start_order(&op(), order)?;
+                let o = s.order(order)?;
+                running.push(Running {
+                    order,
+                    provider: o.provider,
+                    pool: o.pool,
+                    gpus: o.quote.gpu_count,
+                    hours: o.quote.hours,
+                    started_s: clock_now(clock),
+                });
+            }
+            Ok(())
+        })?;
+    }
+    result.orders += orders.len() as u64;
+    Ok(orders.len() as u64)
 }
 
 /// Each pool's busy GPUs at noon: its base load plus the orders running on it, sent signed-free

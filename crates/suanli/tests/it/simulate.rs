@@ -79,18 +79,65 @@ fn the_same_seed_gives_the_same_state_and_every_database_passes_the_audit() {
     assert!(lottery.lottery.iter().all(|r| r.verified), "{:?}", lottery.lottery);
 }
 
+/// A year of daily clearings between hub nodes, small: what the Chengdu–Chongqing region cannot
+/// serve is refused without the market and bought in other regions with it, every trade within
+/// its bid, the regions' balances adding up to zero, the database passing the audit, and the
+/// same seed giving the same year.
+#[test]
+fn the_market_serves_what_the_region_cannot_and_its_regions_balance() {
+    let text = include_str!("../../../../scenarios/market.toml")
+        .replace("months = 12", "months = 3")
+        .replace("enterprises = 1200", "enterprises = 800");
+    let scenario = Scenario::parse(&text).unwrap();
+    let program = include_str!("../../../../scenarios/chengdu-market-program.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let run = simulate(&scenario, program, dir.path()).unwrap();
+    let (region, market) = (&run.variants[0], &run.variants[1]);
+    assert!(region.orders_refused > 0, "the region alone cannot serve it all: {region:?}");
+    let traded = market.market.as_ref().unwrap();
+    assert_eq!(region.market.as_ref().unwrap().trades, 0, "a programme that does not trade buys nothing");
+    assert!(traded.trades > 0 && traded.clearings > 0, "{traded:?}");
+    assert!(
+        market.orders_refused < region.orders_refused,
+        "{} against {}",
+        market.orders_refused,
+        region.orders_refused
+    );
+    assert!(traded.welfare_fen <= traded.lp_welfare_fen && traded.gap_bp_max <= 100, "{traded:?}");
+    assert_eq!(traded.regions.iter().map(|(_, fen)| i128::from(*fen)).sum::<i128>(), 0, "{:?}", traded.regions);
+    let (sichuan, bought) = traded.regions.iter().find(|(r, _)| r == "510000").unwrap();
+    assert_eq!((sichuan.as_str(), -*bought), ("510000", traded.paid_fen));
+    for variant in &run.variants {
+        let path = dir.path().join(format!("{}.db", variant.name));
+        let mut store = suanli_store::SqliteStore::open_reader(&path).map(suanli_store::AnyStore::sqlite).unwrap();
+        let report = suanli_store::audit(&mut store).unwrap();
+        assert!(report.passed(), "{}: {:?}", variant.name, report.violations);
+    }
+    let again = simulate(&scenario, program, tempfile::tempdir().unwrap().path()).unwrap();
+    assert_eq!(again.variants[1].state_hash, market.state_hash);
+}
+
 #[test]
 fn the_shipped_scenarios_parse_and_a_bad_one_is_refused_by_field() {
     for text in [include_str!("../../../../scenarios/west.toml"), include_str!("../../../../scenarios/domestic.toml")] {
         let scenario = Scenario::parse(text).unwrap();
         assert!(scenario.variants.len() >= 3);
     }
+    assert_eq!(Scenario::parse(include_str!("../../../../scenarios/market.toml")).unwrap().variants.len(), 2);
     for (bad, field) in [
         (SMALL.replace("months = 3", "months = 99"), "months"),
         (SMALL.replace("enterprises = 40", "enterprises = 0"), "enterprises"),
         (SMALL.replace("name = \"filed\"", "name = \"none\""), "variant.name"),
         (SMALL.replace("allocation = \"lottery\"", "allocation = \"raffle\""), "allocation"),
         (SMALL.replace("seed = 7", "seed = 7\ncolour = 1"), "colour"),
+        (
+            format!("{SMALL}\n[market]\noffer_share = 2.0\nreserve_bp = 7000\nlimit_fen_per_gpu_hour = 2500\n"),
+            "market.offer_share",
+        ),
+        (
+            format!("{SMALL}\n[market]\noffer_share = 0.5\nreserve_bp = 7000\nlimit_fen_per_gpu_hour = 0\n"),
+            "market.limit_fen_per_gpu_hour",
+        ),
     ] {
         let error = Scenario::parse(&bad).unwrap_err().to_string();
         assert!(error.contains(field), "{field}: {error}");
