@@ -211,6 +211,9 @@ fn round(offers: &[Offer], bids: &[Bid], pairs: &[(usize, Fit, i64)], shares: &[
     chosen
 }
 
+/// A trade displaced by a local-search move, and the pair it moves to (none: it is dropped).
+type Displaced = (usize, Option<usize>);
+
 /// Local search on a matching: a bid left out takes the place of one trade on an offer it fits
 /// when its surplus beats that trade's, the trade moving to another offer with room if it can.
 /// Each change raises welfare, so it ends; at most a few passes over the bids left out.
@@ -246,8 +249,8 @@ fn improve(
             if chosen[b].is_some() {
                 continue;
             }
-            // The best change for `b`: (gain, its pair, the trade it displaces and where that goes).
-            let mut best: Option<(i64, usize, Option<(usize, Option<usize>)>)> = None;
+            // The best change for `b`: its gain, its pair, the trade it displaces and where that goes.
+            let mut best: Option<(i64, usize, Option<Displaced>)> = None;
             for &k in &of_bid[b] {
                 let (_, fit, surplus) = pairs[k];
                 let o = fit.offer;
