@@ -33,8 +33,10 @@ pub struct OfferJson {
     #[schemars(range(min = 1, max = 1_000_000))]
     gpus: u32,
     /// When the window opens (RFC 3339) [default: now].
+    #[schemars(extend("format" = "date-time"))]
     opens_at: Option<String>,
     /// When the window closes (RFC 3339): at most 31 days after it opens.
+    #[schemars(extend("format" = "date-time"))]
     closes_at: String,
     /// The least the provider takes per GPU-hour, in fen.
     #[schemars(range(min = 1, max = 10_000_000))]

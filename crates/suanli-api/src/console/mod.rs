@@ -14,6 +14,7 @@ mod filter;
 pub mod i18n;
 mod insight;
 mod map;
+mod market;
 mod operate;
 mod oversight;
 mod pages;
@@ -64,6 +65,10 @@ pub fn routes() -> Router<AppState> {
         .route("/quote/place", post(enterprise::place))
         .route("/quote/submit", post(requests::submit))
         .route("/requests", get(requests::requests))
+        .route("/market", get(market::market))
+        .route("/market/offers", post(market::post_offer))
+        .route("/market/offers/{offer}/withdraw", post(market::withdraw_offer))
+        .route("/market/clear", post(market::clear))
         .route("/requests/{request}/withdraw", post(requests::withdraw))
         .route("/orders", get(pages::orders))
         .route("/orders/{order}", get(enterprise::order))
@@ -199,6 +204,9 @@ const NOTICES: &[(&str, &str)] = &[
     ("placed", "notice.placed"),
     ("request_submitted", "notice.request_submitted"),
     ("request_withdrawn", "notice.request_withdrawn"),
+    ("offer_posted", "notice.offer_posted"),
+    ("offer_withdrawn", "notice.offer_withdrawn"),
+    ("market_cleared", "notice.market_cleared"),
     ("statement_issued", "notice.statement_issued"),
     ("order_start", "notice.order_start"),
     ("order_complete", "notice.order_complete"),
@@ -274,6 +282,7 @@ const NAVIGATION: &[(&str, &str, For)] = &[
     ("/sites", "nav.sites", For::Providers),
     ("/orders", "nav.orders", For::Everyone),
     ("/requests", "nav.requests", For::NotProviders),
+    ("/market", "nav.market", For::Everyone),
     ("/bill", "nav.bill", For::Enterprises),
     ("/statements", "nav.statements", For::NotEnterprises),
     ("/network", "nav.network", For::Overseers),

@@ -75,3 +75,80 @@ fn a_provider_offers_capacity_everyone_reads_it_the_admin_clears_and_the_provide
     assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("offer_state")), "{answer}");
     assert_eq!(get("/api/v1/offers/off-9", "provider").0, 404);
 }
+
+/// The console's market page: a provider offers GPUs of its pool (a bad form changes nothing),
+/// everyone sees the offer, another provider cannot withdraw it, its provider can, and the admin
+/// clears the market from the page.
+#[test]
+fn the_console_market_page_offers_withdraws_and_clears() {
+    use crate::console::{call, form_token, session};
+    let app = TestApp::start();
+    assert_eq!(app.request("POST", "/api/v1/sites/sit-1/verify", Some("admin"), &[], Some("{}".into())).0, 200);
+    let cookie = session(&app, "provider");
+    let page = call(&app, "GET", "/market?lang=en", Some(&cookie), &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("action=\"/market/offers\"") && page.body.contains("pol-1"), "{}", page.body);
+    let token = form_token(&page.body);
+    let bad = call(
+        &app,
+        "POST",
+        "/market/offers",
+        Some(&cookie),
+        &[],
+        Some(&format!("form_token={token}&pool=pol-1&gpus=8&days=40&reserve_yuan=9")),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(app.writer.view().state().offers.is_empty());
+    let posted = call(
+        &app,
+        "POST",
+        "/market/offers",
+        Some(&cookie),
+        &[],
+        Some(&format!("form_token={token}&pool=pol-1+%28H100%2C+64%29&gpus=8&days=7&reserve_yuan=9.50")),
+    );
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    assert!(posted.location.unwrap().starts_with("/market?done=offer_posted"));
+    let offer = app.writer.view().offer(suanli_domain::OfferId::new(1).unwrap()).unwrap().clone();
+    assert_eq!(
+        (offer.gpus, offer.reserve_fen_per_gpu_hour.fen(), offer.closes_at_s - offer.opens_at_s),
+        (8, 950, 7 * 86_400)
+    );
+    // An enterprise sees the offer (in Chinese by default), and no form to post one.
+    let seen = call(&app, "GET", "/market", Some(&session(&app, "enterprise")), &[], None);
+    assert!(
+        seen.body.contains("off-1") && seen.body.contains("在售") && !seen.body.contains("action=\"/market/offers\""),
+        "{}",
+        seen.body
+    );
+    // Another provider may not withdraw it; its provider does.
+    let other = call(&app, "GET", "/market", Some(&session(&app, "other_provider")), &[], None);
+    let foreign = call(
+        &app,
+        "POST",
+        "/market/offers/off-1/withdraw",
+        Some(&session(&app, "other_provider")),
+        &[],
+        Some(&format!("form_token={}", form_token(&other.body))),
+    );
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    let withdrawn =
+        call(&app, "POST", "/market/offers/off-1/withdraw", Some(&cookie), &[], Some(&format!("form_token={token}")));
+    assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);
+    assert!(app.writer.view().offer(offer.id).unwrap().withdrawn_at_s.is_some());
+    // Only the admin clears, from the page.
+    let admin = session(&app, "admin");
+    let admin_page = call(&app, "GET", "/market?lang=en", Some(&admin), &[], None);
+    assert!(admin_page.body.contains("action=\"/market/clear\""), "{}", admin_page.body);
+    let refused = call(&app, "POST", "/market/clear", Some(&cookie), &[], Some(&format!("form_token={token}")));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let cleared = call(
+        &app,
+        "POST",
+        "/market/clear",
+        Some(&admin),
+        &[],
+        Some(&format!("form_token={}", form_token(&admin_page.body))),
+    );
+    assert_eq!(cleared.status, 303, "{}", cleared.body);
+}
