@@ -10,17 +10,19 @@
 //! - each bid goes whole to one offer or to none (a job is not split across sites); the matching
 //!   maximizes welfare, the buyers' values less the sellers' reserves and the egress;
 //! - the LP relaxation of that matching is solved, and so is its dual: the relaxation's value is
-//!   the most any matching could reach, and both are reported so the gap is known. Strong duality
-//!   (primal = dual) is checked on every clearing;
+//!   the most any matching could reach, and both values are reported (strong duality says they
+//!   agree; a debug build asserts it, and anyone can compare the two a clearing records);
 //! - the dual's price of each offer's GPUs is the **lowest** that supports the relaxation's
 //!   optimum (a second LP picks it among the optimal duals). In the assignment market these lowest
 //!   competitive prices are the Vickrey prices (Leonard, 1983): a buyer gains nothing by bidding
 //!   below its value. With a single offer and bids for one GPU each it is the double auction's
 //!   price: the highest bid left out, or the reserve when supply exceeds demand;
-//! - an offer's price per GPU-hour is its reserve plus that price of a GPU spread over the hours
-//!   left in its window, the same for every trade on it. A trade the relaxation supports pays at
-//!   most its bid; the integral matching may keep one it does not, whose price is then lowered to
-//!   the bid's limit and the trade marked `capped`.
+//! - every trade on an offer pays the same two parts: the reserve for each GPU-hour it runs, and
+//!   that price for each GPU it holds (a GPU taken is taken for the window, whatever the job's
+//!   hours). As a price per GPU-hour that is `reserve + gpu_price / hours`. A trade the relaxation
+//!   supports pays at most its bid (its surplus covers the GPU price, or the relaxation would not
+//!   have given it the GPUs); the integral matching may keep one it does not, whose price is then
+//!   lowered to the bid's limit and the trade marked `capped`.
 //!
 //! The integral matching is rounded from the relaxation (pairs taken in order of their share in
 //! it, then of surplus, while capacity lasts), then improved by a local search (a bid left out
@@ -81,8 +83,9 @@ pub struct Trade {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Clearing {
     pub trades: Vec<Trade>,
-    /// Per offer: its price per GPU-hour (its reserve where nothing made its GPUs scarce).
-    pub prices_fen_per_gpu_hour: Vec<i64>,
+    /// Per offer: the price of one of its GPUs for the window, in whole fen (0 where nothing made
+    /// its GPUs scarce: every trade then pays the reserve alone).
+    pub gpu_price_fen: Vec<i64>,
     /// Per offer: the relaxation's lowest supporting price of one of its GPUs for the window.
     pub shadow_fen_per_gpu: Vec<f64>,
     /// The matching's welfare: the sum of its trades' surplus.
@@ -129,20 +132,10 @@ pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
     let pairs = candidates(offers, bids);
     let (lp_welfare, shares) = primal(offers, bids, &pairs);
     let (lp_dual, shadow) = lowest_prices(offers, bids, &pairs, &shares);
-    debug_assert!(
-        (lp_welfare - lp_dual).abs() <= 1e-6 * lp_welfare.abs().max(1.0) + 1.0,
-        "strong duality: primal {lp_welfare} and dual {lp_dual} differ"
-    );
-    let prices: Vec<i64> = offers
-        .iter()
-        .zip(&shadow)
-        .map(|(offer, &per_gpu)| {
-            let spread = if offer.hours == 0 { 0.0 } else { per_gpu / f64::from(offer.hours) };
-            // Rounded down from a hair above, so a whole price is not lost to the solver's error
-            // (a thousandth of a fen); a trade it would take past its bid is capped below.
-            offer.reserve_fen_per_gpu_hour.saturating_add((spread + 1e-3 + spread * 1e-9).floor().max(0.0) as i64)
-        })
-        .collect();
+    // Rounded down from a hair above, so a whole price is not lost to the solver's error (a
+    // thousandth of a fen); a trade it would take past its bid is capped below.
+    let whole = |x: f64| (x + 1e-3 + x.abs() * 1e-9).floor().max(0.0);
+    let gpu_price: Vec<f64> = shadow.iter().map(|&per_gpu| whole(per_gpu)).collect();
 
     let chosen = improve(offers, bids, &pairs, round(offers, bids, &pairs, &shares));
     let mut trades = Vec::new();
@@ -151,7 +144,8 @@ pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
         let (_, fit, surplus) = pairs[k];
         let bid = &bids[b];
         let gpu_hours = i64::from(bid.gpus) * i64::from(fit.hours);
-        let mut price = prices[fit.offer];
+        let per_hour = whole(gpu_price[fit.offer] / f64::from(fit.hours)) as i64;
+        let mut price = offers[fit.offer].reserve_fen_per_gpu_hour.saturating_add(per_hour);
         let mut capped = false;
         let most = (bid.value_fen - fit.egress_fen) / gpu_hours;
         if price > most {
@@ -179,7 +173,7 @@ pub fn clear(offers: &[Offer], bids: &[Bid]) -> Clearing {
     };
     Clearing {
         trades,
-        prices_fen_per_gpu_hour: prices,
+        gpu_price_fen: gpu_price.iter().map(|&p| p as i64).collect(),
         shadow_fen_per_gpu: shadow,
         welfare_fen: welfare,
         lp_welfare_fen: lp_welfare,

@@ -31,8 +31,9 @@ pub enum AccountKind {
     ProviderReceivable = 60,
     ProviderDirect = 61,
     Settlement = 70,
-    /// A region's trade with the rest of the network (`crate::market`): credited with what its
-    /// sites sold through clearings, debited with what its programmes bought. By GB/T 2260 code.
+    /// A region's trade with the rest of the network (`crate::market`): credited with the usage
+    /// its sites delivered on orders bought through clearings, debited with the usage its
+    /// programmes' traded orders took. By GB/T 2260 province code.
     RegionTrade = 80,
 }
 
@@ -60,7 +61,8 @@ pub enum TransferKind {
     ReturnToBudget = 7,
     Settle = 8,
     ReturnToAppropriation = 9,
-    /// A trade cleared between hub nodes: the buying region owes the selling region its value.
+    /// Usage of an order bought between hub nodes: the buying region owes the selling region its
+    /// cost.
     InterRegion = 10,
 }
 

@@ -67,6 +67,7 @@ error_codes! {
     RequestsWaitingMax => "requests_waiting_max",
     OfferState => "offer_state",
     SiteNotVerified => "site_not_verified",
+    OffersMax => "offers_max",
     OrderOfAnotherProvider => "order_of_another_provider",
     UsageRecordConflict => "usage_record_conflict",
     UsageIdAlreadyFailed => "usage_id_already_failed",

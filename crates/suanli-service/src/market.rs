@@ -10,11 +10,11 @@
 //! [`suanli_placement::market::clear`]: a welfare-maximizing matching priced per offer at the
 //! lowest competitive prices, with its welfare against the LP relaxation of the same round.
 //!
-//! Each trade becomes an order on the offer's pool at the offer's clearing price (the voucher's
-//! share held as for any order), and is booked between the two regions in the ledger: the trade's
-//! value moves from the buying programme's region account to the selling site's region account
-//! (`AccountKind::RegionTrade`), so each region's balance is what it sold less what it bought
-//! across the network, and all regions' balances add up to zero.
+//! Each trade becomes an order on the offer's pool at its clearing price (the voucher's
+//! share held as for any order), and its usage is booked between the two regions in the ledger:
+//! each record's cost moves from the buying programme's province account to the selling site's
+//! (`AccountKind::RegionTrade`), so each region's balance is what its sites delivered less what
+//! its programmes used across the network, and all regions' balances add up to zero.
 
 use serde::{Deserialize, Serialize};
 use suanli_domain::{Fen, OfferId, OrderId, PoolId, ProgramId, ProviderId, RegionCode, RequestId};
@@ -24,6 +24,9 @@ pub const OFFER_WINDOW_MAX_S: i64 = 31 * 86_400;
 
 /// The highest limit or reserve price per GPU-hour: ¥100,000 (so every trade's value fits in fen).
 pub const LIMIT_FEN_PER_GPU_HOUR_MAX: i64 = 10_000_000;
+
+/// The most offers one pool may have open or upcoming at once (each adds to every clearing's LP).
+pub const OFFERS_PER_POOL_MAX: usize = 16;
 
 /// The most bids one clearing takes (the oldest first); the rest wait for the next. The LPs of a
 /// clearing grow faster than its bids: 500 on 28 offers clear in about 0.2 s, 1,000 in 1.1 s.
@@ -104,9 +107,11 @@ pub struct Trade {
     pub program: ProgramId,
     pub gpus: u32,
     pub hours: u32,
+    /// Its offer's reserve plus the offer's GPU price over the trade's hours (or less, where
+    /// `capped`).
     pub price_fen_per_gpu_hour: Fen,
-    /// `price × gpus × hours`: the order's list cost, and what the buying region owes the selling
-    /// one.
+    /// `price × gpus × hours`: the order's list cost, the most the buying region can come to owe
+    /// the selling one for it (it owes what the order's usage costs).
     pub paid_fen: Fen,
     pub egress_fen: i64,
     /// The bid's value less the offer's reserve for the hours and the egress.
@@ -126,7 +131,11 @@ pub struct OfferPrice {
     pub offer: OfferId,
     pub gpus_offered: u32,
     pub gpus_sold: u32,
-    pub price_fen_per_gpu_hour: Fen,
+    /// The price of one of its GPUs for the window (0 where nothing made them scarce): each trade
+    /// on the offer pays its reserve per GPU-hour plus this per GPU, so `reserve + gpu_price /
+    /// hours` per GPU-hour.
+    pub gpu_price_fen: Fen,
+    pub reserve_fen_per_gpu_hour: Fen,
 }
 
 /// What one clearing did.
@@ -141,8 +150,11 @@ pub struct Clearing {
     pub trades: Vec<Trade>,
     /// The sum of the trades' surplus, in fen.
     pub welfare_fen: i64,
-    /// The LP relaxation's optimum of the same round: no matching could reach more.
+    /// The LP relaxation's optimum of the same round: no matching could reach more. Solved as a
+    /// primal and as a dual, which agree (strong duality): both are kept, so anyone can check.
     pub lp_welfare_fen: i64,
+    #[serde(default)]
+    pub lp_dual_fen: i64,
     /// `(lp − welfare) / lp` in basis points.
     pub gap_bp: u32,
 }

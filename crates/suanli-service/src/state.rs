@@ -139,9 +139,13 @@ pub struct State {
     /// stays in the audit log), and how many there have been.
     pub clearings: Vector<Clearing>,
     pub clearings_done: u64,
-    /// Each region's trade balance: what its sites sold through clearings less what its
-    /// programmes bought, in fen (mirrors the `RegionTrade` ledger accounts).
+    /// Each region's trade balance: the usage its sites delivered on orders bought through
+    /// clearings less the usage its programmes' traded orders took, in fen (mirrors the
+    /// `RegionTrade` ledger accounts).
     pub region_trade_fen: BTreeMap<RegionCode, i128>,
+    /// The orders bought through clearings, with their buying and selling regions: each usage
+    /// record of one is booked between the two (dropped when the order is archived).
+    pub traded_orders: BTreeMap<OrderId, (RegionCode, RegionCode)>,
 }
 
 /// How many clearings the state keeps for reading.
@@ -322,9 +326,9 @@ impl State {
                     let offer = self.offers.get_mut(&trade.offer).expect("offer exists");
                     offer.gpus_sold += trade.gpus;
                     assert!(offer.gpus_sold <= offer.gpus, "a clearing sells no more than offered");
-                    let paid = i128::from(trade.paid_fen.fen());
-                    *self.region_trade_fen.entry(trade.buyer_region).or_default() -= paid;
-                    *self.region_trade_fen.entry(trade.seller_region).or_default() += paid;
+                    self.region_trade_fen.entry(trade.buyer_region).or_default();
+                    self.region_trade_fen.entry(trade.seller_region).or_default();
+                    self.traded_orders.insert(trade.order, (trade.buyer_region, trade.seller_region));
                 }
                 self.clearings.push_back((**clearing).clone());
                 if self.clearings.len() > CLEARINGS_KEPT {
@@ -347,6 +351,7 @@ impl State {
                     let order = self.orders.remove(id).expect("order exists");
                     assert!(order.ended_at_s.is_some() && order.hold_remaining_fen == Fen::ZERO);
                     self.occupancy.remove(id);
+                    self.traded_orders.remove(id);
                     self.orders_archived += 1;
                 }
             }
@@ -576,6 +581,11 @@ impl State {
         order.usage_until_s =
             Some(order.usage_until_s.map_or(record.input.period_end_s, |u| u.max(record.input.period_end_s)));
         order.cost_fen = add(order.cost_fen, record.cost_fen);
+        if let Some(&(buyer, seller)) = self.traded_orders.get(&order.id) {
+            let cost = i128::from(record.cost_fen.fen());
+            *self.region_trade_fen.entry(buyer).or_default() -= cost;
+            *self.region_trade_fen.entry(seller).or_default() += cost;
+        }
         order.voucher_paid_fen = add(order.voucher_paid_fen, record.voucher_part_fen);
         order.enterprise_paid_fen = add(order.enterprise_paid_fen, record.enterprise_part_fen);
         order.hold_remaining_fen = sub(order.hold_remaining_fen, record.voucher_part_fen);
@@ -720,6 +730,8 @@ struct Saved {
     clearings_done: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     region_trade_fen: Vec<(RegionCode, i128)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    traded_orders: Vec<(OrderId, RegionCode, RegionCode)>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -799,6 +811,7 @@ impl State {
             clearings: self.clearings.iter().cloned().collect(),
             clearings_done: self.clearings_done,
             region_trade_fen: self.region_trade_fen.iter().map(|(&r, &f)| (r, f)).collect(),
+            traded_orders: self.traded_orders.iter().map(|(&o, &(b, s))| (o, b, s)).collect(),
         };
         serde_json::to_string(&saved).expect("the state serializes")
     }
@@ -882,6 +895,7 @@ impl State {
         state.clearings = saved.clearings.into_iter().collect();
         state.clearings_done = saved.clearings_done;
         state.region_trade_fen = saved.region_trade_fen.into_iter().collect();
+        state.traded_orders = saved.traded_orders.into_iter().map(|(o, b, s)| (o, (b, s))).collect();
         state.occupancy = match saved.occupancy {
             Some(kept) => kept.into_iter().map(|(order, steps)| (order, Occupancy::from_steps(steps))).collect(),
             None => state

@@ -71,8 +71,8 @@ fn clearing_text(c: &Clearing) -> String {
     );
     for p in &c.prices {
         text.push_str(&format!(
-            "{}: {} of {} GPUs sold at {}/GPU-hour\n",
-            p.offer, p.gpus_sold, p.gpus_offered, p.price_fen_per_gpu_hour
+            "{}: {} of {} GPUs sold; each trade pays {}/GPU-hour plus {} per GPU\n",
+            p.offer, p.gpus_sold, p.gpus_offered, p.reserve_fen_per_gpu_hour, p.gpu_price_fen
         ));
     }
     for t in &c.trades {

@@ -108,7 +108,16 @@ pub async fn market(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
             prices: c
                 .prices
                 .iter()
-                .map(|p| format!("{} {}/{} @ {}", p.offer, p.gpus_sold, p.gpus_offered, yuan(p.price_fen_per_gpu_hour)))
+                .map(|p| {
+                    format!(
+                        "{} {}/{} @ {} + {}",
+                        p.offer,
+                        p.gpus_sold,
+                        p.gpus_offered,
+                        yuan(p.reserve_fen_per_gpu_hour),
+                        yuan(p.gpu_price_fen)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         })

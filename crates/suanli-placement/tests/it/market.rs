@@ -32,7 +32,7 @@ fn one_offer_two_bids_the_higher_wins_at_the_lower_bids_price() {
     // what b2 would gain from it: (160,000 − 80,000) / 8 = 10,000, spread over 10 h = 1,000 fen.
     assert_eq!(trade.surplus_fen, 160_000);
     assert!((clearing.shadow_fen_per_gpu[0] - 10_000.0).abs() < 1e-3, "{:?}", clearing.shadow_fen_per_gpu);
-    assert_eq!(clearing.prices_fen_per_gpu_hour, vec![2_000]);
+    assert_eq!(clearing.gpu_price_fen, vec![10_000]);
     assert_eq!(trade.price_fen_per_gpu_hour, 2_000);
     assert_eq!(trade.paid_fen, 160_000);
     assert!(!trade.capped);
@@ -42,6 +42,19 @@ fn one_offer_two_bids_the_higher_wins_at_the_lower_bids_price() {
     assert_eq!(clearing.gap_bp, 0);
 }
 
+/// A GPU taken is taken for the window: a 10-hour job on a 7-day offer pays the GPU's price over
+/// its own 10 hours, not spread over the week. The same market as above with a longer window
+/// clears at the same ¥20.00.
+#[test]
+fn a_short_job_on_a_long_window_pays_the_gpus_price_over_its_own_hours() {
+    let offers = [offer("im/h20", 8, 7 * 24, 1_000)];
+    let bids = [bid("b1", 8, 3_000 * 80, &[(0, 10, 0)]), bid("b2", 8, 2_000 * 80, &[(0, 10, 0)])];
+    let clearing = clear(&offers, &bids);
+    assert_eq!(clearing.gpu_price_fen, vec![10_000]);
+    assert_eq!(clearing.trades.len(), 1);
+    assert_eq!((clearing.trades[0].bid, clearing.trades[0].price_fen_per_gpu_hour), (0, 2_000));
+}
+
 /// Supply exceeds demand: each trade pays the reserve.
 #[test]
 fn with_room_for_every_bid_the_price_is_the_reserve() {
@@ -49,7 +62,7 @@ fn with_room_for_every_bid_the_price_is_the_reserve() {
     let bids = [bid("b1", 8, 400_000, &[(0, 10, 0)]), bid("b2", 4, 100_000, &[(0, 20, 0)])];
     let clearing = clear(&offers, &bids);
     assert_eq!(clearing.trades.len(), 2);
-    assert_eq!(clearing.prices_fen_per_gpu_hour, vec![1_000]);
+    assert_eq!(clearing.gpu_price_fen, vec![0]);
     // b1: 400,000 − 80,000; b2: 100,000 − 80,000.
     assert_eq!(clearing.welfare_fen, 320_000 + 20_000);
     assert_eq!(clearing.trades.iter().map(|t| t.paid_fen).collect::<Vec<_>>(), vec![80_000, 80_000]);
@@ -77,7 +90,10 @@ fn two_hubs_egress_and_the_lowest_supporting_prices() {
     assert_eq!(clearing.welfare_fen, 236_000);
     assert!((clearing.lp_welfare_fen - 236_000.0).abs() < 1e-3);
     assert_eq!(clearing.gap_bp, 0);
-    assert_eq!(clearing.prices_fen_per_gpu_hour, vec![1_250, 1_500]);
+    assert_eq!(clearing.gpu_price_fen, vec![4_500, 0]);
+    for trade in &clearing.trades {
+        assert_eq!(trade.price_fen_per_gpu_hour, [1_250, 1_500][trade.offer], "{trade:?}");
+    }
     assert_eq!(clearing.trades.len(), 2);
     for trade in &clearing.trades {
         let value = bids[trade.bid].value_fen;
@@ -99,7 +115,7 @@ fn bids_that_cannot_trade_are_left_out() {
     let clearing = clear(&offers, &bids);
     assert!(clearing.trades.is_empty());
     assert_eq!(clearing.welfare_fen, 0);
-    assert_eq!(clearing.prices_fen_per_gpu_hour, vec![1_000]);
+    assert_eq!(clearing.gpu_price_fen, vec![0]);
     assert!(clear(&[], &[]).trades.is_empty());
 }
 
@@ -176,7 +192,9 @@ fn on_random_markets_the_clearing_is_feasible_priced_within_limits_and_near_the_
             assert!(trade.price_fen_per_gpu_hour >= offer.reserve_fen_per_gpu_hour, "round {round}: {trade:?}");
             assert!(trade.paid_fen + trade.egress_fen <= bids[trade.bid].value_fen, "round {round}: {trade:?}");
             if !trade.capped {
-                assert_eq!(trade.price_fen_per_gpu_hour, clearing.prices_fen_per_gpu_hour[trade.offer]);
+                let two_part =
+                    offer.reserve_fen_per_gpu_hour + clearing.gpu_price_fen[trade.offer] / i64::from(trade.hours);
+                assert!((trade.price_fen_per_gpu_hour - two_part).abs() <= 1, "round {round}: {trade:?}");
             }
         }
         for (o, offer) in offers.iter().enumerate() {

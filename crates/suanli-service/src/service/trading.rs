@@ -11,8 +11,8 @@ use suanli_placement::{Exclusion, Problem};
 use super::choose::weighed;
 use super::*;
 use crate::market::{
-    CLEARING_BIDS_MAX, CapacityOffer, Clearing, LIMIT_FEN_PER_GPU_HOUR_MAX, OFFER_WINDOW_MAX_S, OfferPrice, OfferState,
-    Trade,
+    CLEARING_BIDS_MAX, CapacityOffer, Clearing, LIMIT_FEN_PER_GPU_HOUR_MAX, OFFER_WINDOW_MAX_S, OFFERS_PER_POOL_MAX,
+    OfferPrice, OfferState, Trade,
 };
 use crate::requests::{Decision, OrderRequest, RequestState, RoundReport};
 
@@ -47,6 +47,21 @@ impl Service {
                 format!(
                     "pool: {} is at {}, whose region the platform has not verified; trades are settled by region",
                     pool.id, site.id
+                ),
+            ));
+        }
+        let standing = self
+            .state
+            .offers
+            .values()
+            .filter(|o| o.pool == pool.id && matches!(o.state_at(now), OfferState::Open | OfferState::Upcoming))
+            .count();
+        if standing >= OFFERS_PER_POOL_MAX {
+            return Err(ServiceError::new(
+                ErrorCode::OffersMax,
+                format!(
+                    "pool: {} has {standing} open or upcoming offers, the most one pool may; withdraw one or let it close",
+                    pool.id
                 ),
             ));
         }
@@ -132,6 +147,7 @@ impl Service {
             trades: Vec::new(),
             welfare_fen: 0,
             lp_welfare_fen: 0,
+            lp_dual_fen: 0,
             gap_bp: 0,
         };
         if offers.is_empty() || bids.is_empty() {
@@ -140,6 +156,7 @@ impl Service {
         let cleared = clear(&offers, &bids);
         clearing.clearing = number;
         clearing.lp_welfare_fen = cleared.lp_welfare_fen.round() as i64;
+        clearing.lp_dual_fen = cleared.lp_dual_fen.round() as i64;
         clearing.gap_bp = cleared.gap_bp;
         let tier = |offer: OfferId, price: Fen| {
             format!("market between hub nodes (clearing {number}): {offer} at {price} per GPU-hour")
@@ -175,20 +192,11 @@ impl Service {
                     tier: Some(tier(offer_id, price)),
                     escalated: Vec::new(),
                 };
+                // The two regions' accounts: each usage record of the order moves its cost from the
+                // buyer's to the seller's.
                 let mut change = service.begin();
-                if paid > Fen::ZERO {
-                    service.ensure_account(&mut change, AccountKind::RegionTrade, u64::from(buyer.code()), 0);
-                    service.ensure_account(&mut change, AccountKind::RegionTrade, u64::from(seller.code()), 0);
-                    let sequence = change.next_sequence();
-                    change.ledger.push(transfer(
-                        sequence,
-                        0,
-                        TransferKind::InterRegion,
-                        account_id(AccountKind::RegionTrade, u64::from(buyer.code()), 0),
-                        account_id(AccountKind::RegionTrade, u64::from(seller.code()), 0),
-                        paid.fen(),
-                    ));
-                }
+                service.ensure_account(&mut change, AccountKind::RegionTrade, u64::from(buyer.code()), 0);
+                service.ensure_account(&mut change, AccountKind::RegionTrade, u64::from(seller.code()), 0);
                 let event = Event::RequestDecided {
                     request: request.id,
                     round: service.state.rounds,
@@ -197,7 +205,7 @@ impl Service {
                 };
                 service.record(&mut change, event, now);
                 service.commit(actor, now, change)?;
-                clearing.welfare_fen += trade.surplus_fen;
+                clearing.welfare_fen = clearing.welfare_fen.saturating_add(trade.surplus_fen);
                 clearing.trades.push(Trade {
                     offer: offer_id,
                     request: request.id,
@@ -217,12 +225,13 @@ impl Service {
             clearing.prices = offers
                 .iter()
                 .zip(&offer_ids)
-                .zip(&cleared.prices_fen_per_gpu_hour)
+                .zip(&cleared.gpu_price_fen)
                 .map(|((offer, &id), &price)| OfferPrice {
                     offer: id,
                     gpus_offered: offer.gpus,
                     gpus_sold: clearing.trades.iter().filter(|t| t.offer == id).map(|t| t.gpus).sum(),
-                    price_fen_per_gpu_hour: Fen::new(price),
+                    gpu_price_fen: Fen::new(price),
+                    reserve_fen_per_gpu_hour: Fen::new(offer.reserve_fen_per_gpu_hour),
                 })
                 .collect();
             let mut change = service.begin();
@@ -251,12 +260,17 @@ impl View {
         let state = &self.state;
         let mut offers = Vec::new();
         let mut offer_ids = Vec::new();
+        // A pool's free GPUs, shared by its offers in the order they were posted: two offers on
+        // one pool never sell more than it has.
+        let mut pool_free: HashMap<PoolId, u32> = HashMap::new();
         for offer in state.offers.values().filter(|o| o.state_at(now) == OfferState::Open) {
             let pool = &state.pools[&offer.pool];
-            let free = (offer.gpus - offer.gpus_sold).min(pool.gpu_count - pool.gpus_reserved);
+            let left = pool_free.entry(pool.id).or_insert(pool.gpu_count - pool.gpus_reserved);
+            let free = (offer.gpus - offer.gpus_sold).min(*left);
             if free == 0 || pool.retired_at_s.is_some() || offer.hours_left(now) == 0 {
                 continue;
             }
+            *left -= free;
             offers.push(Offer {
                 id: offer.id.to_string(),
                 gpus: free,
@@ -313,11 +327,26 @@ impl View {
                 let (_, egress_fen) = weighed(&problem, order, &problem.pools[p]);
                 fits.push(Fit { offer: k, hours, egress_fen });
             }
-            let value = limit
+            // A bid too large to value fits no offer anyway; one that fits none, or none above its
+            // reserve, takes no place among the bids a clearing takes.
+            let Some(value) = limit
                 .fen()
                 .checked_mul(i64::from(request.gpu_count))
                 .and_then(|v| v.checked_mul(i64::from(request.hours)))
-                .ok_or_else(|| ServiceError::field("limit_fen_per_gpu_hour", "the bid's value overflows"))?;
+            else {
+                continue;
+            };
+            let viable = fits.iter().any(|fit| {
+                let offer = &offers[fit.offer];
+                offer
+                    .reserve_fen_per_gpu_hour
+                    .checked_mul(i64::from(request.gpu_count) * i64::from(fit.hours))
+                    .and_then(|cost| cost.checked_add(fit.egress_fen))
+                    .is_some_and(|cost| cost < value && request.gpu_count <= offer.gpus && fit.hours <= offer.hours)
+            });
+            if !viable {
+                continue;
+            }
             bids.push(Bid { id: request.id.to_string(), gpus: request.gpu_count, value_fen: value, fits });
             requests.push(request.clone());
         }

@@ -147,7 +147,7 @@ impl Service {
                 };
                 let sequence = change.next_sequence();
                 let order = &self.state.orders[&input.order];
-                let mut legs = Vec::with_capacity(2);
+                let mut legs = Vec::with_capacity(3);
                 if record.voucher_part_fen > Fen::ZERO {
                     legs.push(transfer(
                         sequence,
@@ -166,6 +166,19 @@ impl Service {
                         account_id(AccountKind::Enterprise, order.enterprise.get(), 0),
                         account_id(AccountKind::ProviderDirect, provider.get(), 0),
                         record.enterprise_part_fen.fen(),
+                    ));
+                }
+                // Compute bought between hub nodes: its cost moves between the two regions.
+                if let Some(&(buyer, seller)) = self.state.traded_orders.get(&order.id)
+                    && record.cost_fen > Fen::ZERO
+                {
+                    legs.push(transfer(
+                        sequence,
+                        2,
+                        TransferKind::InterRegion,
+                        account_id(AccountKind::RegionTrade, u64::from(buyer.code()), 0),
+                        account_id(AccountKind::RegionTrade, u64::from(seller.code()), 0),
+                        record.cost_fen.fen(),
                     ));
                 }
                 link(&mut legs);

@@ -69,7 +69,8 @@ fn offer(pool: PoolId, opens_at_s: i64, gpus: u32, reserve: i64) -> OfferInput {
 /// The hand-computed market of `suanli_placement::market`'s first test, through the service:
 /// 8 GPUs for 10 h at a reserve of ¥10.00, bids of ¥30.00 and ¥20.00 per GPU-hour for 8 GPUs ×
 /// 10 h. The higher bid wins at ¥20.00: an order of 80 GPU-hours at 2,000 fen is 160,000 fen, half
-/// of it held on the voucher (the programme's 50%), and Sichuan owes Inner Mongolia 160,000 fen.
+/// of it held on the voucher (the programme's 50%). Its usage, 6 of the 10 hours, costs 96,000
+/// fen, which Sichuan then owes Inner Mongolia.
 #[test]
 fn a_clearing_matches_what_the_region_cannot_serve_and_books_the_trade_between_regions() {
     let Market { mut w, request, seller, mongolia, .. } = market(true);
@@ -94,7 +95,8 @@ fn a_clearing_matches_what_the_region_cannot_serve_and_books_the_trade_between_r
         (trade.buyer_region, trade.seller_region),
         (RegionCode::parse("510000").unwrap(), RegionCode::parse("150000").unwrap())
     );
-    assert_eq!(clearing.prices[0].price_fen_per_gpu_hour, Fen::new(2_000));
+    // The GPU's price for the window: what the lower bid would gain from it, 80,000 fen over 8.
+    assert_eq!(clearing.prices[0].gpu_price_fen, Fen::new(10_000));
 
     // The order: on the Inner Mongolia pool at the clearing's price, the voucher's half held.
     let order = w.service.order(trade.order).unwrap().clone();
@@ -108,13 +110,30 @@ fn a_clearing_matches_what_the_region_cannot_serve_and_books_the_trade_between_r
     let state = w.service.state();
     assert_eq!(state.offers[&posted].gpus_sold, 8);
 
-    // The settlement between regions balances in the ledger, and the books agree.
+    // The settlement between regions follows the usage delivered: nothing yet, then what the
+    // provider reports, booked between the two regions in the ledger, and the books agree.
     let sichuan = RegionCode::parse("510000").unwrap();
     let mongolia_region = RegionCode::parse("150000").unwrap();
-    assert_eq!(state.region_trade_fen[&sichuan], -160_000);
-    assert_eq!(state.region_trade_fen[&mongolia_region], 160_000);
+    assert_eq!((state.region_trade_fen[&sichuan], state.region_trade_fen[&mongolia_region]), (0, 0));
+    w.service.start_order(&op(), trade.order).unwrap();
+    let start = w.service.now_s();
+    w.clock.advance(6 * HOUR);
+    let usage = suanli_service::model::UsageInput {
+        id: "six-hours".into(),
+        order: trade.order,
+        gpu_seconds: 8 * 6 * HOUR,
+        period_start_s: start,
+        period_end_s: start + 6 * HOUR,
+    };
+    w.service.record_usage(&op(), seller, &[usage]).unwrap();
+    let state = w.service.state();
+    assert_eq!(state.region_trade_fen[&sichuan], -96_000);
+    assert_eq!(state.region_trade_fen[&mongolia_region], 96_000);
     assert_eq!(state.region_trade_fen.values().sum::<i128>(), 0);
     assert!(w.service.check_books().is_empty(), "{:?}", w.service.check_books());
+    // Cancelled hours are not owed: completing it leaves the balance at what was used.
+    w.service.complete_order(&op(), trade.order).unwrap();
+    assert_eq!(w.service.state().region_trade_fen[&sichuan], -96_000);
 
     // Sold out: the next clearing has no offer, so it clears nothing and records nothing.
     let (_, next) = w.service.run_clearing(&op()).unwrap();
@@ -140,17 +159,18 @@ fn what_is_not_a_bid_and_what_is_not_for_sale() {
 
     let Market { mut w, request, seller, mongolia, .. } = market(true);
     w.service.post_offer(&op(), seller, &offer(mongolia, now, 8, 1_000)).unwrap();
-    // No limit: it waits for its tiers. A limit under the reserve: a bid that cannot trade.
+    // No limit: it waits for its tiers. A limit under the reserve: a request that could never
+    // trade takes no place among a clearing's bids (so such requests cannot crowd others out).
     w.service.submit_request(&op(), &request, None).unwrap();
     w.service.submit_bid(&op(), &request, None, Some(Fen::new(999))).unwrap();
     let (_, clearing) = w.service.run_clearing(&op()).unwrap();
-    assert_eq!((clearing.bids, clearing.trades.len()), (1, 0), "{clearing:?}");
-    assert_eq!(clearing.prices[0].price_fen_per_gpu_hour, Fen::new(1_000), "unsold: the reserve");
-    assert_eq!(
-        w.service.state().clearings_done,
-        1,
-        "a clearing with bids and offers is recorded even when nothing trades"
-    );
+    assert_eq!((clearing.clearing, clearing.bids, clearing.trades.len()), (0, 0, 0), "{clearing:?}");
+    assert_eq!(w.service.state().clearings_done, 0, "nothing to clear is not recorded");
+    // A limit that just clears the reserve is a bid, and buys at the reserve.
+    w.service.submit_bid(&op(), &request, None, Some(Fen::new(1_001))).unwrap();
+    let (_, clearing) = w.service.run_clearing(&op()).unwrap();
+    assert_eq!((clearing.clearing, clearing.bids, clearing.trades.len()), (1, 1, 1), "{clearing:?}");
+    assert_eq!(clearing.trades[0].price_fen_per_gpu_hour, Fen::new(1_000));
     assert!(w.service.check_books().is_empty());
 }
 
@@ -234,4 +254,29 @@ fn bad_offers_are_refused_and_change_nothing() {
         )
         .unwrap();
     w.refused(ErrorCode::SiteNotVerified, |s| s.post_offer(&op(), provider, &offer(pool, now, 8, 1_000)));
+}
+
+/// Two offers on one pool share its free GPUs: with 12 free, offers of 8 and 8 sell one bid of
+/// 8 GPUs, not two. A pool takes at most 16 standing offers.
+#[test]
+fn offers_on_one_pool_never_sell_more_than_it_has() {
+    let Market { mut w, request, seller, mongolia, .. } = market(true);
+    w.service.change_pool(&op(), mongolia, Some(12), None).unwrap();
+    let now = w.service.now_s();
+    for _ in 0..2 {
+        w.service.post_offer(&op(), seller, &offer(mongolia, now, 8, 1_000)).unwrap();
+    }
+    for _ in 0..3 {
+        w.service.submit_bid(&op(), &request, None, Some(Fen::new(3_000))).unwrap();
+    }
+    let (_, clearing) = w.service.run_clearing(&op()).unwrap();
+    assert_eq!(clearing.trades.len(), 1, "{clearing:?}");
+    assert_eq!(clearing.prices.iter().map(|p| p.gpus_offered).collect::<Vec<_>>(), [8, 4]);
+    assert!(w.service.check_books().is_empty());
+
+    // The first offer sold out (closed); the second stands, and fourteen more make sixteen.
+    for _ in 2..suanli_service::market::OFFERS_PER_POOL_MAX + 1 {
+        w.service.post_offer(&op(), seller, &offer(mongolia, now + HOUR, 1, 1_000)).unwrap();
+    }
+    w.refused(ErrorCode::OffersMax, |s| s.post_offer(&op(), seller, &offer(mongolia, now + HOUR, 1, 1_000)));
 }

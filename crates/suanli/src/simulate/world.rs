@@ -110,7 +110,8 @@ pub struct MarketResult {
     pub gap_bp_max: u32,
     /// Wall time of the daily clearings (each with its round), in milliseconds.
     pub clearing_ms: u64,
-    /// Each region's trade balance at the end (sold less bought), in fen.
+    /// Each region's trade balance at the end (usage delivered less usage taken on traded
+    /// orders), in fen.
     pub regions: Vec<(String, i64)>,
 }
 
@@ -296,7 +297,7 @@ pub fn run(scenario: &Scenario, base_program: &str, variant: &Variant, dir: &Pat
     result.east_load_after_bp = load_bp(load_sums[3]);
     result.west_share_bp = if result.gpu_hours > 0.0 { (west_hours * 10_000.0 / result.gpu_hours) as u32 } else { 0 };
     if let Some(market) = &mut result.market {
-        // Submitted orders the loop could not place (they waited a minute) count as refused.
+        // Submitted orders the loop could not place before their wait ended count as refused.
         let refused = s.state().requests.values().filter(|r| r.state == RequestState::Refused).count();
         result.orders_refused += refused as u64;
         market.regions = s.state().region_trade_fen.iter().map(|(r, &f)| (r.to_string(), f as i64)).collect();

@@ -105,8 +105,9 @@ fn the_market_serves_what_the_region_cannot_and_its_regions_balance() {
     );
     assert!(traded.welfare_fen <= traded.lp_welfare_fen && traded.gap_bp_max <= 100, "{traded:?}");
     assert_eq!(traded.regions.iter().map(|(_, fen)| i128::from(*fen)).sum::<i128>(), 0, "{:?}", traded.regions);
-    let (sichuan, bought) = traded.regions.iter().find(|(r, _)| r == "510000").unwrap();
-    assert_eq!((sichuan.as_str(), -*bought), ("510000", traded.paid_fen));
+    // Sichuan owes what its traded orders used: at most what they were bought for.
+    let (_, owed) = traded.regions.iter().find(|(r, _)| r == "510000").unwrap();
+    assert!(*owed < 0 && -*owed <= traded.paid_fen, "{owed} against {}", traded.paid_fen);
     for variant in &run.variants {
         let path = dir.path().join(format!("{}.db", variant.name));
         let mut store = suanli_store::SqliteStore::open_reader(&path).map(suanli_store::AnyStore::sqlite).unwrap();
