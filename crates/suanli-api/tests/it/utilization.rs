@@ -298,7 +298,52 @@ fn a_lottery_round_over_http_is_committed_refused_with_another_seed_drawn_and_ve
     );
 }
 
+/// Telemetry is checked against the platform's own orders: pol-1 carries an order of 8 GPUs
+/// running for 48 hours from three hours ago, so a sample of 5 busy is kept as reported and the
+/// batch is flagged; a sample of 8 or more is not, nor one from before the order started (the
+/// fixture's own order there ended its 10 hours a month ago).
+fn a_pool_reported_less_busy_than_its_running_orders_is_flagged() {
+    let app = TestApp::start();
+    let voucher = app.voucher;
+    app.clock.advance(-3 * HOUR);
+    app.runtime
+        .block_on(app.writer.call(move |s| {
+            let enterprise = s.voucher(voucher)?.enterprise;
+            let input = suanli_service::OrderInput {
+                enterprise,
+                voucher,
+                pool: suanli_domain::PoolId::new(1).unwrap(),
+                chip: None,
+                gpu_count: 8,
+                hours: 48,
+                purpose: suanli_service::model::Purpose::Training,
+            };
+            let order = s.place_order(&suanli_service::Actor::operator(), input)?;
+            s.start_order(&suanli_service::Actor::operator(), order)
+        }))
+        .unwrap()
+        .unwrap();
+    app.clock.advance(3 * HOUR);
+    let now = app.clock.now_s();
+    let (status, answer) = app.send_samples(0, 0, &[("pol-1", now - 4 * HOUR, 0)]);
+    assert_eq!((status, statuses(&answer)), (200, vec!["ok".into()]), "before the order started: {answer}");
+    let flagged = |app: &TestApp| {
+        app.writer.view().state().anomalies.iter().filter(|a| a.kind == "utilization_below_orders").count()
+    };
+    let (status, answer) = app.send_samples(0, 0, &[("pol-1", now - HOUR, 8), ("pol-1", now - 2 * HOUR, 40)]);
+    assert_eq!((status, statuses(&answer)), (200, vec!["ok".into(), "ok".into()]), "{answer}");
+    assert_eq!(flagged(&app), 0);
+    let (status, answer) = app.send_samples(0, 0, &[("pol-1", now - 30 * 60, 5), ("pol-1", now - 20 * 60, 3)]);
+    assert_eq!((status, statuses(&answer)), (200, vec!["ok".into(), "ok".into()]), "{answer}");
+    assert_eq!(flagged(&app), 1, "one anomaly for the batch");
+    let view = app.writer.view();
+    let anomaly = view.state().anomalies.iter().find(|a| a.kind == "utilization_below_orders").unwrap();
+    assert!(anomaly.detail.contains("2 samples") && anomaly.detail.contains("hold 8"), "{}", anomaly.detail);
+    assert_eq!(anomaly.object, app.providers[0].to_string());
+}
+
 suanli_store::conformance!(
+    a_pool_reported_less_busy_than_its_running_orders_is_flagged,
     samples_are_signed_idempotent_and_each_refusal_has_its_code,
     the_outcome_report_compares_served_and_unserved_sites_by_hand,
     a_lottery_round_over_http_is_committed_refused_with_another_seed_drawn_and_verified,

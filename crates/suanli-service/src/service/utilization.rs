@@ -79,7 +79,54 @@ impl Service {
             };
             self.flag_anomaly(actor, "utilization_conflict", &provider.to_string(), &detail)?;
         }
+        // Cross-checked with the platform's own orders: a pool cannot be less busy than the
+        // orders running on it hold. The sample is kept as reported, and the batch flagged.
+        let stored: Vec<&UtilizationInput> =
+            samples.iter().zip(&outcomes).filter(|(_, o)| o.status == "ok").map(|(input, _)| input).collect();
+        let below = self.below_orders(&stored);
+        if let Some(first) = below.first() {
+            let detail = match below.len() {
+                1 => first.clone(),
+                n => format!("{n} samples of one batch, the first: {first}"),
+            };
+            self.flag_anomaly(actor, "utilization_below_orders", &provider.to_string(), &detail)?;
+        }
         Ok(outcomes)
+    }
+
+    /// The samples that report fewer busy GPUs than the platform's orders running on the pool at
+    /// that instant hold, in words: orders started at or before it, neither ended nor past the
+    /// hours they bought (an order cannot be billed beyond them, so its GPUs may be idle then).
+    fn below_orders(&self, samples: &[&UtilizationInput]) -> Vec<String> {
+        if samples.is_empty() {
+            return Vec::new();
+        }
+        let pools: std::collections::HashSet<PoolId> = samples.iter().map(|s| s.pool).collect();
+        let mut running: std::collections::HashMap<PoolId, Vec<(i64, i64, u32)>> = std::collections::HashMap::new();
+        for order in self.state.orders.values().filter(|o| pools.contains(&o.pool)) {
+            if let Some(started) = order.started_at_s {
+                let bought = started.saturating_add(i64::from(order.hours_ordered()) * 3_600);
+                let ended = order.ended_at_s.unwrap_or(i64::MAX).min(bought);
+                running.entry(order.pool).or_default().push((started, ended, order.quote.gpu_count));
+            }
+        }
+        samples
+            .iter()
+            .filter_map(|s| {
+                let held: u32 = running
+                    .get(&s.pool)
+                    .map(|orders| orders.iter().filter(|(a, b, _)| *a <= s.at_s && s.at_s < *b).map(|o| o.2).sum())
+                    .unwrap_or(0);
+                (s.busy_gpus < held).then(|| {
+                    format!(
+                        "busy_gpus: {} at {} reported {} busy, but the platform's orders running on it hold {held}",
+                        s.pool,
+                        crate::calendar::format_timestamp(s.at_s),
+                        s.busy_gpus
+                    )
+                })
+            })
+            .collect()
     }
 
     fn check_sample(&self, provider: ProviderId, input: &UtilizationInput, now: i64, index: usize) -> Result<Sample> {
