@@ -68,6 +68,7 @@ error_codes! {
     OfferState => "offer_state",
     SiteNotVerified => "site_not_verified",
     OffersMax => "offers_max",
+    OfferWindow => "offer_window",
     OrderOfAnotherProvider => "order_of_another_provider",
     UsageRecordConflict => "usage_record_conflict",
     UsageIdAlreadyFailed => "usage_id_already_failed",

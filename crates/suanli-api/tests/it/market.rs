@@ -23,10 +23,10 @@ fn a_provider_offers_capacity_everyone_reads_it_the_admin_clears_and_the_provide
     // Bad offers: refused with the field named, nothing written.
     for (extra, status, field) in [
         (json!({ "gpus": 0 }), 400, "gpus"),
-        (json!({ "gpus": 65 }), 400, "gpus"),
+        (json!({ "gpus": 65 }), 422, "gpus"),
         (json!({ "closes_at": "tomorrow" }), 400, "closes_at"),
         (json!({ "opens_at": "2026-04-02" }), 400, "opens_at"),
-        (json!({ "closes_at": "2026-06-01T00:00:00+08:00" }), 400, "closes_at"),
+        (json!({ "closes_at": "2026-06-01T00:00:00+08:00" }), 422, "closes_at"),
         (json!({ "reserve_fen_per_gpu_hour": 0 }), 400, "reserve_fen_per_gpu_hour"),
         (json!({ "colour": "red" }), 400, "colour"),
     ] {

@@ -65,10 +65,13 @@ impl Service {
                 ),
             ));
         }
-        if !(1..=pool.gpu_count).contains(&input.gpus) {
-            return Err(ServiceError::field(
-                "gpus",
-                format!("must be between 1 and the pool's {} GPUs", pool.gpu_count),
+        if input.gpus == 0 {
+            return Err(ServiceError::field("gpus", "must be at least 1"));
+        }
+        if input.gpus > pool.gpu_count {
+            return Err(ServiceError::new(
+                ErrorCode::PoolCapacityExceeded,
+                format!("gpus: {} asked, but {} has {} GPUs", input.gpus, pool.id, pool.gpu_count),
             ));
         }
         if !(1..=LIMIT_FEN_PER_GPU_HOUR_MAX).contains(&input.reserve_fen_per_gpu_hour.fen()) {
@@ -77,14 +80,19 @@ impl Service {
                 format!("must be between 1 and {LIMIT_FEN_PER_GPU_HOUR_MAX}"),
             ));
         }
+        // Times each well formed, but not a window the market takes: refused with their own code.
+        let window = |why: String| ServiceError::new(ErrorCode::OfferWindow, why);
         if input.closes_at_s <= input.opens_at_s || input.closes_at_s - input.opens_at_s > OFFER_WINDOW_MAX_S {
-            return Err(ServiceError::field(
-                "closes_at",
-                format!("must be after opens_at, by at most {} days", OFFER_WINDOW_MAX_S / 86_400),
-            ));
+            return Err(window(format!(
+                "closes_at: must be after opens_at, by at most {} days",
+                OFFER_WINDOW_MAX_S / 86_400
+            )));
         }
         if input.closes_at_s - input.opens_at_s.max(now) < 3_600 {
-            return Err(ServiceError::field("closes_at", "the window must leave at least an hour from now"));
+            return Err(window("closes_at: the window must leave at least an hour from now".to_owned()));
+        }
+        if input.opens_at_s > now.saturating_add(OFFER_WINDOW_MAX_S) {
+            return Err(window(format!("opens_at: must be within {} days from now", OFFER_WINDOW_MAX_S / 86_400)));
         }
         let offer = CapacityOffer {
             id: self.state.next_offer(),

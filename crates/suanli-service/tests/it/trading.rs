@@ -204,16 +204,26 @@ fn bad_offers_are_refused_and_change_nothing() {
     let good = offer(mongolia, now, 8, 1_000);
     // Another provider's pool answers as a pool that does not exist.
     w.refused(ErrorCode::NotFound, |s| s.post_offer(&op(), seller, &OfferInput { pool: chongqing, ..good.clone() }));
-    for (input, field) in [
-        (OfferInput { gpus: 0, ..good.clone() }, "gpus"),
-        (OfferInput { gpus: 257, ..good.clone() }, "gpus"),
-        (OfferInput { reserve_fen_per_gpu_hour: Fen::ZERO, ..good.clone() }, "reserve_fen_per_gpu_hour"),
-        (OfferInput { reserve_fen_per_gpu_hour: Fen::new(10_000_001), ..good.clone() }, "reserve_fen_per_gpu_hour"),
-        (OfferInput { closes_at_s: now, ..good.clone() }, "closes_at"),
-        (OfferInput { closes_at_s: now + 32 * 86_400, ..good.clone() }, "closes_at"),
-        (OfferInput { opens_at_s: now - 10 * HOUR, closes_at_s: now + 1_800, ..good.clone() }, "closes_at"),
+    let window = ErrorCode::OfferWindow;
+    for (input, code, field) in [
+        (OfferInput { gpus: 0, ..good.clone() }, ErrorCode::InvalidField, "gpus"),
+        (OfferInput { gpus: 257, ..good.clone() }, ErrorCode::PoolCapacityExceeded, "gpus"),
+        (OfferInput { reserve_fen_per_gpu_hour: Fen::ZERO, ..good.clone() }, ErrorCode::InvalidField, "reserve"),
+        (
+            OfferInput { reserve_fen_per_gpu_hour: Fen::new(10_000_001), ..good.clone() },
+            ErrorCode::InvalidField,
+            "reserve",
+        ),
+        (OfferInput { closes_at_s: now, ..good.clone() }, window, "closes_at"),
+        (OfferInput { closes_at_s: now + 32 * 86_400, ..good.clone() }, window, "closes_at"),
+        (OfferInput { opens_at_s: now - 10 * HOUR, closes_at_s: now + 1_800, ..good.clone() }, window, "closes_at"),
+        (
+            OfferInput { opens_at_s: now + 40 * 86_400, closes_at_s: now + 41 * 86_400, ..good.clone() },
+            window,
+            "opens_at",
+        ),
     ] {
-        let message = w.refused(ErrorCode::InvalidField, |s| s.post_offer(&op(), seller, &input));
+        let message = w.refused(code, |s| s.post_offer(&op(), seller, &input));
         assert!(message.starts_with(field), "{field}: {message}");
     }
     let message = w.refused(ErrorCode::InvalidField, |s| s.submit_bid(&op(), &request, None, Some(Fen::new(0))));
