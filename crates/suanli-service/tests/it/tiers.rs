@@ -39,10 +39,11 @@ struct Scene {
     shanghai: PoolId,
 }
 
-/// Tianfu (Chengdu) at ¥12.00, Chongqing at ¥11.00, Shanghai at ¥9.00; 8 GPUs each.
-fn scene(highest: &str) -> Scene {
+/// A world with the Chengdu programme of `source`, an enterprise holding a ¥1M voucher of it, the
+/// Tianfu (Chengdu, ¥12.00) and Chongqing (¥11.00) pools of 8 GPUs, and a request for 8 GPUs × 10 h.
+pub(crate) fn chengdu_world(source: &str) -> (World, PoolRequest, PoolId, PoolId) {
     let mut w = World::start();
-    let program = w.program(&chengdu(highest));
+    let program = w.program(source);
     let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
     let amount = Fen::from_yuan(1_000_000).unwrap();
     let app = w.service.create_application(&op(), enterprise, program, amount, "").unwrap();
@@ -51,9 +52,7 @@ fn scene(highest: &str) -> Scene {
     let hub = "Chengdu-Chongqing";
     let (_, tianfu) = w.provider_at(1, "510100", OperatorKind::Government, "H100", false, 1_200, (hub, 30.6, 104.1));
     let (_, chongqing) = w.provider_at(2, "500000", OperatorKind::Government, "H100", false, 1_100, (hub, 29.6, 106.5));
-    let (_, shanghai) =
-        w.provider_at(3, "310000", OperatorKind::Commercial, "H100", false, 900, ("Yangtze River Delta", 31.2, 121.5));
-    for pool in [tianfu, chongqing, shanghai] {
+    for pool in [tianfu, chongqing] {
         w.service.change_pool(&op(), pool, Some(8), None).unwrap();
     }
     let request = PoolRequest {
@@ -65,6 +64,15 @@ fn scene(highest: &str) -> Scene {
         purpose: Purpose::Training,
         needs: Needs::default(),
     };
+    (w, request, tianfu, chongqing)
+}
+
+/// Tianfu (Chengdu) at ¥12.00, Chongqing at ¥11.00, Shanghai at ¥9.00; 8 GPUs each.
+fn scene(highest: &str) -> Scene {
+    let (mut w, request, tianfu, chongqing) = chengdu_world(&chengdu(highest));
+    let (_, shanghai) =
+        w.provider_at(3, "310000", OperatorKind::Commercial, "H100", false, 900, ("Yangtze River Delta", 31.2, 121.5));
+    w.service.change_pool(&op(), shanghai, Some(8), None).unwrap();
     Scene { w, request, tianfu, chongqing, shanghai }
 }
 

@@ -2,11 +2,11 @@
 //! capacity offered in Inner Mongolia at the clearing's price, the order is priced and held at
 //! that price, and the trade is booked between the two regions so that the ledger balances.
 
-use suanli_domain::{ApplicantKind, Fen, PoolId, ProviderId, RegionCode};
+use suanli_domain::{Fen, PoolId, ProviderId, RegionCode};
 use suanli_service::OfferInput;
-use suanli_service::model::{OperatorKind, Purpose};
+use suanli_service::model::OperatorKind;
 use suanli_service::requests::RequestState;
-use suanli_service::{ErrorCode, Needs, PoolRequest};
+use suanli_service::{ErrorCode, PoolRequest};
 
 use crate::{World, op};
 
@@ -23,32 +23,11 @@ struct Market {
 /// Chengdu's programme (city up to the Chengdu–Chongqing region, trading), its region's two
 /// pools of 8 GPUs already full, and a seller in Inner Mongolia with 256 GPUs at ¥9.00.
 fn market(trade: bool) -> Market {
-    let mut w = World::start();
     let source = crate::tiers::chengdu("region")
         .replace(r#"highest = "region" }"#, &format!(r#"highest = "region", trade = {trade} }}"#));
-    let program = w.program(&source);
-    let enterprise = w.enterprise(1, 8_000_000, ApplicantKind::Sme, &[]);
-    let amount = Fen::from_yuan(1_000_000).unwrap();
-    let app = w.service.create_application(&op(), enterprise, program, amount, "").unwrap();
-    w.service.submit_application(&op(), app).unwrap();
-    let voucher = w.service.approve_application(&op(), app, amount).unwrap();
-    let hub = "Chengdu-Chongqing";
-    let (_, tianfu) = w.provider_at(1, "510100", OperatorKind::Government, "H100", false, 1_200, (hub, 30.6, 104.1));
-    let (_, chongqing) = w.provider_at(2, "500000", OperatorKind::Government, "H100", false, 1_100, (hub, 29.6, 106.5));
+    let (mut w, request, _, chongqing) = crate::tiers::chengdu_world(&source);
     let (seller, mongolia) =
         w.provider_at(3, "150100", OperatorKind::StateOwned, "H100", false, 900, ("Inner Mongolia", 40.8, 111.7));
-    for pool in [tianfu, chongqing] {
-        w.service.change_pool(&op(), pool, Some(8), None).unwrap();
-    }
-    let request = PoolRequest {
-        enterprise,
-        voucher,
-        chip: None,
-        gpu_count: 8,
-        hours: 10,
-        purpose: Purpose::Training,
-        needs: Needs::default(),
-    };
     // The region's two pools taken by two orders.
     for _ in 0..2 {
         w.service.place_order_anywhere(&op(), &request).unwrap();

@@ -592,16 +592,7 @@ fn place_some(
         }
         match s.place_order_anywhere(&op(), &request) {
             Ok(order) => {
-                s.start_order(&op(), order)?;
-                let o = s.order(order)?;
-                running.push(Running {
-                    order,
-                    provider: o.provider,
-                    pool: o.pool,
-                    gpus: d.gpus,
-                    hours,
-                    started_s: clock_now(clock),
-                });
+                running.push(start(s, order, clock)?);
                 result.orders += 1;
                 placed += 1;
             }
@@ -609,6 +600,20 @@ fn place_some(
         }
     }
     Ok(placed)
+}
+
+/// Starts a placed order and tracks it as running from now.
+fn start(s: &mut Service, order: OrderId, clock: &ManualClock) -> Result<Running, suanli_service::ServiceError> {
+    s.start_order(&op(), order)?;
+    let o = s.order(order)?;
+    Ok(Running {
+        order,
+        provider: o.provider,
+        pool: o.pool,
+        gpus: o.quote.gpu_count,
+        hours: o.quote.hours,
+        started_s: clock_now(clock),
+    })
 }
 
 /// At the start of a month every provider offers part of each pool's idle GPUs for 31 days, at
@@ -665,16 +670,7 @@ fn clear(
     for chunk in orders.chunks(GROUP_ORDERS) {
         s.in_one_commit(&op(), |s| {
             for &order in chunk {
-                s.start_order(&op(), order)?;
-                let o = s.order(order)?;
-                running.push(Running {
-                    order,
-                    provider: o.provider,
-                    pool: o.pool,
-                    gpus: o.quote.gpu_count,
-                    hours: o.quote.hours,
-                    started_s: clock_now(clock),
-                });
+                running.push(start(s, order, clock)?);
             }
             Ok(())
         })?;
