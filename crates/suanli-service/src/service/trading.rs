@@ -175,8 +175,9 @@ impl Service {
                 let offer = &service.state.offers[&offer_ids[trade.offer]];
                 let (offer_id, pool, seller) = (offer.id, offer.pool, offer.region);
                 let price = Fen::new(trade.price_fen_per_gpu_hour);
-                let input = OrderInput { hours: trade.hours, ..service.pinned(&request.pool_request(), pool)? };
                 // Refused at placing (a voucher drawn down by an earlier trade): the request waits on.
+                let Ok(input) = service.pinned(&request.pool_request(), pool) else { continue };
+                let input = OrderInput { hours: trade.hours, ..input };
                 let Ok(order) =
                     service.place_order_at(actor, input, Some(request.id), request.work.clone(), Some(price))
                 else {
