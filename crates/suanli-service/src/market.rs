@@ -32,6 +32,10 @@ pub const OFFERS_PER_POOL_MAX: usize = 16;
 /// clearing grow faster than its bids: 500 on 28 offers clear in about 0.2 s, 1,000 in 1.1 s.
 pub const CLEARING_BIDS_MAX: usize = 500;
 
+/// The most of those bids one enterprise may have (a tenth): one enterprise's many waiting
+/// requests cannot crowd the others out of a clearing.
+pub const CLEARING_BIDS_PER_ENTERPRISE_MAX: usize = 50;
+
 /// How often the server clears the market, unless the deployment says otherwise.
 pub const CLEARING_INTERVAL_DEFAULT_S: u64 = 3_600;
 

@@ -97,6 +97,9 @@ fn state_key(state: RequestState) -> &'static str {
 #[derive(Deserialize)]
 pub struct SubmitForm {
     form_token: String,
+    /// The most paid per GPU-hour for capacity bought between hub nodes, in yuan (empty: none).
+    #[serde(default)]
+    limit_yuan: String,
     #[serde(flatten)]
     order: QuoteQuery,
 }
@@ -116,9 +119,16 @@ pub async fn submit(
         Ok(request) => request,
         Err(key) => return refuse(ctx(), StatusCode::BAD_REQUEST, key),
     };
+    let limit = match form.limit_yuan.trim() {
+        "" => None,
+        text => match suanli_domain::Fen::parse(text) {
+            Ok(fen) if fen > suanli_domain::Fen::ZERO => Some(fen),
+            _ => return refuse(ctx(), StatusCode::BAD_REQUEST, "quote.bad_limit"),
+        },
+    };
     let submitted = post_change(&state, &headers, &uri, &form.form_token, "quote.title", move |s, role| {
         crate::lifecycle::permit(role, &[crate::lifecycle::Grant::Enterprise(enterprise)], &enterprise.to_string())?;
-        s.submit_request(&Actor::of(role), &request, None)
+        s.submit_bid(&Actor::of(role), &request, None, limit)
     })
     .await;
     match submitted {

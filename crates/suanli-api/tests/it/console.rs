@@ -498,11 +498,18 @@ fn a_quoted_order_submitted_to_the_scheduling_loop_is_seen_waiting_then_placed_o
     let authority = call(&app, "POST", "/quote/submit", Some(&session(&app, "authority")), &[], Some(&form));
     assert_eq!(authority.status, 403);
     assert!(app.writer.view().state().requests.is_empty());
-    for _ in 0..2 {
-        let submitted = call(&app, "POST", "/quote/submit", Some(&cookie), &[], Some(&form));
+    // A limit that is not an amount is refused, nothing submitted.
+    let bad = call(&app, "POST", "/quote/submit", Some(&cookie), &[], Some(&format!("{form}&limit_yuan=lots")));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(app.writer.view().state().requests.is_empty());
+    for limit in ["", "&limit_yuan=20.50"] {
+        let submitted = call(&app, "POST", "/quote/submit", Some(&cookie), &[], Some(&format!("{form}{limit}")));
         assert_eq!(submitted.status, 303, "{}", submitted.body);
         assert!(submitted.location.unwrap().starts_with("/requests?done=request_submitted"));
     }
+    let limits: Vec<_> =
+        app.writer.view().state().requests.values().map(|r| r.limit_fen_per_gpu_hour.map(|f| f.fen())).collect();
+    assert_eq!(limits, [None, Some(2_050)], "the second is a bid for the market");
     let list = call(&app, "GET", "/requests", Some(&cookie), &[], None);
     assert_eq!(list.status, 200);
     assert!(

@@ -11,8 +11,8 @@ use suanli_placement::{Exclusion, Problem};
 use super::choose::weighed;
 use super::*;
 use crate::market::{
-    CLEARING_BIDS_MAX, CapacityOffer, Clearing, LIMIT_FEN_PER_GPU_HOUR_MAX, OFFER_WINDOW_MAX_S, OFFERS_PER_POOL_MAX,
-    OfferPrice, OfferState, Trade,
+    CLEARING_BIDS_MAX, CLEARING_BIDS_PER_ENTERPRISE_MAX, CapacityOffer, Clearing, LIMIT_FEN_PER_GPU_HOUR_MAX,
+    OFFER_WINDOW_MAX_S, OFFERS_PER_POOL_MAX, OfferPrice, OfferState, Trade,
 };
 use crate::requests::{Decision, OrderRequest, RequestState, RoundReport};
 
@@ -296,9 +296,14 @@ impl View {
             market.network.pool_ids.iter().enumerate().map(|(index, id)| (*id, index)).collect();
         let mut bids = Vec::new();
         let mut requests = Vec::new();
+        let mut per_enterprise: HashMap<suanli_domain::EnterpriseId, usize> = HashMap::new();
         for request in state.requests.values().filter(|r| r.state == RequestState::Waiting) {
             if bids.len() == CLEARING_BIDS_MAX {
                 break;
+            }
+            // No enterprise takes more than its share of a clearing's bids: its others wait.
+            if per_enterprise.get(&request.enterprise).is_some_and(|&n| n >= CLEARING_BIDS_PER_ENTERPRISE_MAX) {
+                continue;
             }
             let Some(limit) = request.limit_fen_per_gpu_hour else { continue };
             let Ok(program) = self.program(request.program) else { continue };
@@ -358,6 +363,7 @@ impl View {
             }
             bids.push(Bid { id: request.id.to_string(), gpus: request.gpu_count, value_fen: value, fits });
             requests.push(request.clone());
+            *per_enterprise.entry(request.enterprise).or_default() += 1;
         }
         Ok((offers, offer_ids, bids, requests))
     }

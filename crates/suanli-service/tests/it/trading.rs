@@ -269,3 +269,29 @@ fn offers_on_one_pool_never_sell_more_than_it_has() {
     }
     w.refused(ErrorCode::OffersMax, |s| s.post_offer(&op(), seller, &offer(mongolia, now + HOUR, 1, 1_000)));
 }
+
+/// One enterprise's many waiting bids take at most 50 places in a clearing: another enterprise's
+/// bid, submitted after all of them, still gets in.
+#[test]
+fn one_enterprise_cannot_crowd_the_others_out_of_a_clearing() {
+    let Market { mut w, request, seller, mongolia, .. } = market(true);
+    let now = w.service.now_s();
+    w.service.post_offer(&op(), seller, &offer(mongolia, now, 8, 1_000)).unwrap();
+    let crowd = suanli_service::market::CLEARING_BIDS_PER_ENTERPRISE_MAX + 10;
+    for _ in 0..crowd {
+        w.service
+            .submit_bid(&op(), &PoolRequest { gpu_count: 1, ..request.clone() }, None, Some(Fen::new(1_500)))
+            .unwrap();
+    }
+    let program = w.service.voucher(request.voucher).unwrap().program;
+    let other = w.enterprise(2, 8_000_000, suanli_domain::ApplicantKind::Sme, &[]);
+    let amount = Fen::from_yuan(1_000_000).unwrap();
+    let app = w.service.create_application(&op(), other, program, amount, "").unwrap();
+    w.service.submit_application(&op(), app).unwrap();
+    let voucher = w.service.approve_application(&op(), app, amount).unwrap();
+    let late = PoolRequest { enterprise: other, voucher, ..request };
+    let theirs = w.service.submit_bid(&op(), &late, None, Some(Fen::new(5_000))).unwrap();
+    let (_, clearing) = w.service.run_clearing(&op()).unwrap();
+    assert_eq!(clearing.bids as usize, suanli_service::market::CLEARING_BIDS_PER_ENTERPRISE_MAX + 1);
+    assert!(clearing.trades.iter().any(|t| t.request == theirs), "{clearing:?}");
+}
