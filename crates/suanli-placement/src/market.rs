@@ -106,20 +106,22 @@ fn reserve_cost(offer: &Offer, bid: &Bid, fit: &Fit) -> Option<i64> {
         .checked_add(fit.egress_fen)
 }
 
-/// The pairs worth trading: the bid fits in the offer's GPUs and window, and its value exceeds the
-/// reserve cost. Each is (bid, fit, surplus).
+/// What `bid` on `fit` would gain over the offer's reserve cost, when the pair is worth trading:
+/// the bid fits in the offer's GPUs and window, and its value exceeds the reserve cost.
+pub fn surplus(offers: &[Offer], bid: &Bid, fit: &Fit) -> Option<i64> {
+    let offer = offers.get(fit.offer)?;
+    if bid.gpus == 0 || bid.gpus > offer.gpus || fit.hours == 0 || fit.hours > offer.hours {
+        return None;
+    }
+    reserve_cost(offer, bid, fit).and_then(|cost| bid.value_fen.checked_sub(cost)).filter(|&s| s > 0)
+}
+
+/// The pairs worth trading, each (bid, fit, surplus).
 fn candidates(offers: &[Offer], bids: &[Bid]) -> Vec<(usize, Fit, i64)> {
     let mut pairs = Vec::new();
     for (b, bid) in bids.iter().enumerate() {
         for fit in &bid.fits {
-            let Some(offer) = offers.get(fit.offer) else { continue };
-            if bid.gpus == 0 || bid.gpus > offer.gpus || fit.hours == 0 || fit.hours > offer.hours {
-                continue;
-            }
-            let Some(surplus) = reserve_cost(offer, bid, fit).and_then(|cost| bid.value_fen.checked_sub(cost)) else {
-                continue;
-            };
-            if surplus > 0 {
+            if let Some(surplus) = surplus(offers, bid, fit) {
                 pairs.push((b, *fit, surplus));
             }
         }

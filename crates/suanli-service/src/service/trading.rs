@@ -350,18 +350,11 @@ impl View {
             else {
                 continue;
             };
-            let viable = fits.iter().any(|fit| {
-                let offer = &offers[fit.offer];
-                offer
-                    .reserve_fen_per_gpu_hour
-                    .checked_mul(i64::from(request.gpu_count) * i64::from(fit.hours))
-                    .and_then(|cost| cost.checked_add(fit.egress_fen))
-                    .is_some_and(|cost| cost < value && request.gpu_count <= offer.gpus && fit.hours <= offer.hours)
-            });
-            if !viable {
+            let bid = Bid { id: request.id.to_string(), gpus: request.gpu_count, value_fen: value, fits };
+            if !bid.fits.iter().any(|fit| suanli_placement::market::surplus(&offers, &bid, fit).is_some()) {
                 continue;
             }
-            bids.push(Bid { id: request.id.to_string(), gpus: request.gpu_count, value_fen: value, fits });
+            bids.push(bid);
             requests.push(request.clone());
             *per_enterprise.entry(request.enterprise).or_default() += 1;
         }
